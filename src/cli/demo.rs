@@ -1,0 +1,377 @@
+//! `ferry demo`, `ferry simulate` and `ferry bench`: the built-in simulator put to work.
+
+use crate::engine::{self, RunOptions, Summary};
+use crate::error::exit;
+use crate::http::HttpClient;
+use crate::scheme;
+use crate::sim::shop::{ShopConfig, ShopSim};
+use crate::sim::Faults;
+use crate::store::Store;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The demo scheme, shipped inside the binary so `ferry demo` needs no files.
+pub const DEMO_SCHEME: &str = include_str!("../../schemes/shop-orders-to-erp.yaml");
+const DEMO_TOKEN: &str = "demo-token";
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum System {
+    /// A shop order source plus an ERP-like batch target.
+    Shop,
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    #[arg(value_enum)]
+    system: System,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    #[arg(long, default_value_t = 2500)]
+    records: u64,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Requests per second before throttling (429).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Bearer token the source requires.
+    #[arg(long, default_value = DEMO_TOKEN)]
+    token: String,
+    /// Keep only counts, not request bodies (for benchmarks).
+    #[arg(long)]
+    lean: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    page_size: u64,
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Address of a running simulator (`ferry simulate shop --lean`); by default one is
+    /// started in a child process so its memory is not counted as Ferry's.
+    #[arg(long)]
+    sim_url: Option<String>,
+}
+
+fn demo_config(records: u64) -> ShopConfig {
+    ShopConfig {
+        records,
+        token: Some(DEMO_TOKEN.to_string()),
+        reject_every: Some(500),
+        ..ShopConfig::default()
+    }
+}
+
+fn demo_env(url: String) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| match name {
+        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
+        "SHOP_TOKEN" => Some(DEMO_TOKEN.to_string()),
+        _ => None,
+    }
+}
+
+pub async fn demo(dir: Option<PathBuf>) -> i32 {
+    // The directory is kept, so the commands printed at the end can inspect it.
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match tempfile::Builder::new().prefix("ferry-demo-").tempdir() {
+            Ok(t) => t.keep(),
+            Err(e) => {
+                eprintln!("error: cannot create a temporary directory: {e}");
+                return exit::ABORTED;
+            }
+        },
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return exit::CONFIG;
+    }
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot bind the simulator: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let (sim, handle) = match ShopSim::start(demo_config(2500), listener).await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let scheme_path = dir.join("shop-orders-to-erp.yaml");
+    let _ = std::fs::write(&scheme_path, DEMO_SCHEME);
+    let loaded = scheme::load_str(
+        DEMO_SCHEME,
+        &scheme_path.display().to_string(),
+        &demo_env(handle.base_url()),
+    );
+    let Some(plan) = loaded.plan else {
+        for d in &loaded.diagnostics {
+            eprint!("{}", d.render(&loaded.text));
+        }
+        return exit::CONFIG;
+    };
+    let store_path = dir.join("ferry.db");
+    let store = match Store::open(&store_path.display().to_string()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let http = match HttpClient::new() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    println!("Ferry demo: shop orders → ERP sales orders");
+    println!("  simulator  {}", handle.base_url());
+    println!("  workdir    {}", dir.display());
+    println!("  scheme     {}\n", scheme_path.display());
+
+    let options = RunOptions::default();
+    let mut summaries: Vec<(&str, Summary)> = Vec::new();
+    let first = match engine::run(&plan, &store, &http, &options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    summaries.push(("1: first run", first));
+    let second = match engine::run(&plan, &store, &http, &options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    summaries.push(("2: nothing new", second));
+    // Change three orders in the shop; the third run must update exactly those.
+    let changed_at = (chrono::Utc::now() - chrono::Duration::seconds(90))
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .naive_local();
+    for index in [7, 42, 1234] {
+        sim.touch(index, changed_at);
+    }
+    let third = match engine::run(&plan, &store, &http, &options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    summaries.push(("3: 3 orders changed", third));
+
+    println!(
+        "{:<22}{:>7}{:>9}{:>9}{:>11}{:>8}{:>7}{:>10}{:>10}",
+        "run", "read", "created", "updated", "unchanged", "failed", "pages", "requests", "seconds"
+    );
+    for (label, s) in &summaries {
+        println!(
+            "{:<22}{:>7}{:>9}{:>9}{:>11}{:>8}{:>7}{:>10}{:>10.2}",
+            label,
+            s.read,
+            s.created,
+            s.updated,
+            s.unchanged,
+            s.failed,
+            s.pages,
+            s.requests,
+            s.duration_ms as f64 / 1000.0
+        );
+    }
+    println!();
+    println!(
+        "ERP now holds {} orders; it received {} create and {} update calls.",
+        sim.target_count(),
+        sim.create_calls(),
+        sim.update_calls()
+    );
+    println!("The simulated ERP rejects every 500th order (FBillNo divisible by 500), so those rows");
+    println!("wait in the failure ledger. Look around with:");
+    let store_arg = store_path.display();
+    println!("  ferry mappings list --scheme shop-orders-to-erp --store {store_arg}");
+    println!("  ferry failures list --scheme shop-orders-to-erp --store {store_arg}");
+    handle.shutdown().await;
+    let failed_once = summaries[0].1.failed;
+    let ok = summaries.iter().all(|(_, s)| s.aborted.is_none())
+        && summaries[1].1.created == 0
+        && summaries[2].1.updated == 3
+        && failed_once > 0;
+    if ok {
+        exit::OK
+    } else {
+        eprintln!("error: the demo did not behave as expected; see the table above");
+        exit::ABORTED
+    }
+}
+
+pub async fn simulate(args: SimulateArgs) -> i32 {
+    let System::Shop = args.system;
+    let config = ShopConfig {
+        records: args.records,
+        token: Some(args.token.clone()),
+        record_bodies: !args.lean,
+        faults: Faults {
+            latency_ms: args.latency_ms,
+            fail_rate: args.fail_rate,
+            rate_limit_per_sec: args.rate_limit,
+            ..Faults::default()
+        },
+        ..ShopConfig::default()
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            return exit::CONFIG;
+        }
+    };
+    let (_sim, handle) = match ShopSim::start(config, listener).await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e}");
+            return exit::ABORTED;
+        }
+    };
+    println!("listening on {}", handle.base_url());
+    println!(
+        "shop source: GET /orders   ERP target: POST /orders/batch, PUT /orders/{{id}}   token: {}",
+        args.token
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    handle.shutdown().await;
+    exit::OK
+}
+
+/// Peak resident set size of this process, in KiB (Linux), from /proc/self/status.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+pub async fn bench(args: BenchArgs) -> i32 {
+    let mut child = None;
+    let url = match args.sim_url.clone() {
+        Some(url) => url,
+        None => match spawn_simulator(args.records).await {
+            Ok((c, url)) => {
+                child = Some(c);
+                url
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ABORTED;
+            }
+        },
+    };
+    let text = DEMO_SCHEME
+        .replace(
+            "size: 100, stop: total",
+            &format!("size: {}, stop: total", args.page_size),
+        )
+        .replace("batch: 100", &format!("batch: {}", args.batch));
+    let loaded = scheme::load_str(&text, "bench.yaml", &demo_env(url));
+    let Some(plan) = loaded.plan else {
+        for d in &loaded.diagnostics {
+            eprint!("{}", d.render(&loaded.text));
+        }
+        return exit::CONFIG;
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let store = match Store::open(&dir.path().join("bench.db").display().to_string()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let http = match HttpClient::new() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let started = Instant::now();
+    let result = engine::run(&plan, &store, &http, &RunOptions::default()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(mut c) = child {
+        let _ = c.kill().await;
+    }
+    match result {
+        Ok(summary) => {
+            let rate = summary.read as f64 / seconds.max(1e-9);
+            println!("records      {}", summary.read);
+            println!(
+                "written      {} created, {} failed (the simulator rejects every 500th)",
+                summary.created, summary.failed
+            );
+            println!("pages        {}   requests {}", summary.pages, summary.requests);
+            println!("seconds      {seconds:.2}");
+            println!("throughput   {rate:.0} records/s");
+            println!(
+                "peak RSS     {:.1} MiB (ferry process, simulator excluded)",
+                peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+            );
+            if summary.aborted.is_some() {
+                exit::ABORTED
+            } else {
+                exit::OK
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ABORTED
+        }
+    }
+}
+
+async fn spawn_simulator(records: u64) -> Result<(tokio::process::Child, String), String> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the ferry binary: {e}"))?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "simulate",
+            "shop",
+            "--port",
+            "0",
+            "--lean",
+            "--records",
+            &records.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the simulator has no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return Ok((child, url.trim().to_string()));
+        }
+    }
+    Err("the simulator exited before it was listening".into())
+}

@@ -1,0 +1,578 @@
+//! The command line: parses arguments, sets up logging, and maps outcomes to exit codes
+//! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted).
+
+mod demo;
+mod output;
+
+use crate::engine::{self, RunOptions};
+use crate::error::exit;
+use crate::http::HttpClient;
+use crate::scheme;
+use crate::store::{FailureLedger, FailureStatus, Mapping, MappingQuery, MappingStatus, MappingStore, Store};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Declarative integration runner for ERP/CRM APIs", long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct StoreArg {
+    /// Store location: a SQLite file path (default ./ferry.db) or `memory`.
+    #[arg(long, env = "FERRY_STORE", default_value = "ferry.db")]
+    store: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check scheme files offline and report every problem.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Run a scheme: read the source, transform, write the target.
+    Run(RunArgs),
+    /// Print the JSON Schema of the scheme language.
+    Schema,
+    /// Inspect and edit source-id → target-id mappings.
+    Mappings {
+        #[command(subcommand)]
+        action: MappingsAction,
+    },
+    /// Inspect the failure ledger.
+    Failures {
+        #[command(subcommand)]
+        action: FailuresAction,
+    },
+    /// Run the example scheme against the built-in simulator, twice, in a fresh directory.
+    Demo {
+        /// Keep the demo's files in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Serve a built-in simulator until interrupted.
+    Simulate(demo::SimulateArgs),
+    /// Measure end-to-end throughput and peak memory against the simulator.
+    Bench(demo::BenchArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    scheme: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Read, transform and plan, print the requests, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop after N records.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Start of a backfill window (overrides the checkpoint), e.g. "2024-03-01 00:00:00".
+    #[arg(long)]
+    since: Option<String>,
+    /// End of a backfill window (overrides now - lag).
+    #[arg(long)]
+    until: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum MappingsAction {
+    /// List the mappings of a scheme.
+    List {
+        #[arg(long)]
+        scheme: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Query mappings by source ids or by target ids.
+    Get {
+        #[arg(long)]
+        scheme: String,
+        #[arg(long = "source-id")]
+        source_ids: Vec<String>,
+        #[arg(long = "target-id")]
+        target_ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Create a mapping, or change the target id of a source id.
+    Set {
+        #[arg(long)]
+        scheme: String,
+        #[arg(long = "source-id")]
+        source_id: String,
+        #[arg(long = "target-id")]
+        target_id: String,
+        /// Source object (default: the scheme name).
+        #[arg(long)]
+        source_object: Option<String>,
+        /// Target object (default: the scheme name).
+        #[arg(long)]
+        target_object: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Delete a mapping (the next run creates the record again).
+    Delete {
+        #[arg(long)]
+        scheme: String,
+        #[arg(long = "source-id")]
+        source_id: String,
+        #[arg(long)]
+        source_object: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum FailuresAction {
+    /// List failed records.
+    List {
+        #[arg(long)]
+        scheme: Option<String>,
+        /// open, skipped or resolved (default: open).
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Show one failure with its payload.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+/// Entry point: returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::CONFIG } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::ABORTED;
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { files, format } => validate(&files, format),
+        Command::Run(args) => run(args, cli.log_format).await,
+        Command::Schema => {
+            match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::ABORTED;
+                }
+            }
+            exit::OK
+        }
+        Command::Mappings { action } => mappings(action).await,
+        Command::Failures { action } => failures(action).await,
+        Command::Demo { dir } => demo::demo(dir).await,
+        Command::Simulate(args) => demo::simulate(args).await,
+        Command::Bench(args) => demo::bench(args).await,
+    }
+}
+
+fn validate(files: &[PathBuf], format: OutputFormat) -> i32 {
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for file in files {
+        let loaded = scheme::load_file(file);
+        if loaded.has_errors() {
+            errors += 1;
+        }
+        if format == OutputFormat::Text {
+            for d in &loaded.diagnostics {
+                eprint!("{}", d.render(&loaded.text));
+                eprintln!();
+            }
+            let problems = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+            let warnings = loaded.diagnostics.len() - problems;
+            if problems == 0 {
+                println!(
+                    "{}: ok{}",
+                    file.display(),
+                    if warnings > 0 {
+                        format!(" ({warnings} warning(s))")
+                    } else {
+                        String::new()
+                    }
+                );
+            } else {
+                println!("{}: {problems} error(s), {warnings} warning(s)", file.display());
+            }
+        }
+        all.extend(loaded.diagnostics);
+    }
+    if format == OutputFormat::Json {
+        let report = serde_json::json!({"valid": errors == 0, "diagnostics": all});
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    if errors == 0 {
+        exit::OK
+    } else {
+        exit::CONFIG
+    }
+}
+
+async fn open_store(location: &str) -> Result<Store, i32> {
+    Store::open(location).await.map_err(|e| {
+        eprintln!("error: {e}");
+        exit::CONFIG
+    })
+}
+
+async fn run(args: RunArgs, log_format: LogFormat) -> i32 {
+    let loaded = scheme::load_file(&args.scheme);
+    for d in &loaded.diagnostics {
+        eprint!("{}", d.render(&loaded.text));
+    }
+    let Some(plan) = loaded.plan else {
+        eprintln!("error: {} is not valid; nothing was run", args.scheme.display());
+        return exit::CONFIG;
+    };
+    let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
+        match text {
+            None => Ok(None),
+            Some(t) => crate::window::parse_time(t, plan.timezone).map(Some).map_err(|e| {
+                eprintln!("error: --{flag}: {e}");
+                exit::CONFIG
+            }),
+        }
+    };
+    let (since, until) = match (parse_opt(&args.since, "since"), parse_opt(&args.until, "until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    // A dry run must not create or migrate a store file.
+    let store = if args.dry_run && !std::path::Path::new(&args.store.store).exists() {
+        Store::memory()
+    } else {
+        match open_store(&args.store.store).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        }
+    };
+    let http = match HttpClient::new() {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ABORTED;
+        }
+    };
+    let show_progress = !args.quiet && !args.json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
+    let progress = show_progress.then(|| Arc::new(output::ProgressBar::new()));
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        limit: args.limit,
+        since,
+        until,
+        now: None,
+        progress: progress.clone().map(|p| p as Arc<dyn engine::Progress>),
+        dry_run_sink: args
+            .dry_run
+            .then(|| Arc::new(output::print_planned) as engine::DryRunSink),
+    };
+    let result = engine::run(&plan, &store, &http, &options).await;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    match result {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+            } else {
+                print!("{}", output::summary_table(&summary));
+            }
+            if let Some(reason) = &summary.aborted {
+                tracing::error!(scheme = %summary.scheme, reason = %reason, "run aborted");
+                eprintln!("error: the run aborted: {reason}");
+            }
+            summary.exit_code()
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.redactor.redact(&e.message));
+            if e.kind == crate::error::ErrorKind::Store {
+                exit::CONFIG
+            } else {
+                exit::ABORTED
+            }
+        }
+    }
+}
+
+async fn mappings(action: MappingsAction) -> i32 {
+    match action {
+        MappingsAction::List {
+            scheme,
+            status,
+            limit,
+            json,
+            store,
+        } => {
+            let status = match status.as_deref().map(str::parse::<MappingStatus>) {
+                None => None,
+                Some(Ok(s)) => Some(s),
+                Some(Err(_)) => {
+                    eprintln!("error: --status must be one of created, updated, failed, pending");
+                    return exit::CONFIG;
+                }
+            };
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let query = MappingQuery {
+                scheme: Some(scheme),
+                status,
+                limit: Some(limit),
+                ..MappingQuery::default()
+            };
+            print_mappings(store.query_mappings(&query).await, json)
+        }
+        MappingsAction::Get {
+            scheme,
+            source_ids,
+            target_ids,
+            json,
+            store,
+        } => {
+            if source_ids.is_empty() && target_ids.is_empty() {
+                eprintln!("error: give --source-id or --target-id (repeatable)");
+                return exit::CONFIG;
+            }
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let query = MappingQuery {
+                scheme: Some(scheme),
+                source_ids,
+                target_ids,
+                ..MappingQuery::default()
+            };
+            print_mappings(store.query_mappings(&query).await, json)
+        }
+        MappingsAction::Set {
+            scheme,
+            source_id,
+            target_id,
+            source_object,
+            target_object,
+            name,
+            store,
+        } => {
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let now = chrono::Utc::now();
+            let mapping = Mapping {
+                source_object: source_object.unwrap_or_else(|| scheme.clone()),
+                target_object: target_object.unwrap_or_else(|| scheme.clone()),
+                scheme,
+                source_id,
+                source_name: name.clone(),
+                target_id: Some(target_id),
+                target_name: name,
+                status: MappingStatus::Created,
+                payload_hash: None,
+                attempts: 0,
+                last_error: None,
+                first_synced_at: Some(now),
+                last_synced_at: Some(now),
+            };
+            match store.upsert_mapping(&mapping).await {
+                Ok(()) => {
+                    println!(
+                        "mapped {} → {}",
+                        mapping.source_id,
+                        mapping.target_id.unwrap_or_default()
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::ABORTED
+                }
+            }
+        }
+        MappingsAction::Delete {
+            scheme,
+            source_id,
+            source_object,
+            store,
+        } => {
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let object = source_object.unwrap_or_else(|| scheme.clone());
+            match store.delete_mapping(&scheme, &object, &source_id).await {
+                Ok(true) => {
+                    println!("deleted the mapping of {source_id}");
+                    exit::OK
+                }
+                Ok(false) => {
+                    eprintln!("error: scheme {scheme} has no mapping for source id {source_id} (object {object})");
+                    exit::ROWS_FAILED
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::ABORTED
+                }
+            }
+        }
+    }
+}
+
+fn print_mappings(found: Result<Vec<Mapping>, crate::store::StoreError>, json: bool) -> i32 {
+    match found {
+        Ok(rows) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            } else {
+                print!("{}", output::mappings_table(&rows));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ABORTED
+        }
+    }
+}
+
+async fn failures(action: FailuresAction) -> i32 {
+    match action {
+        FailuresAction::List {
+            scheme,
+            status,
+            limit,
+            json,
+            store,
+        } => {
+            let status = match status.parse::<FailureStatus>() {
+                Ok(s) => s,
+                Err(_) => {
+                    eprintln!("error: --status must be one of open, skipped, resolved");
+                    return exit::CONFIG;
+                }
+            };
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match store.list_failures(scheme.as_deref(), Some(status), limit).await {
+                Ok(rows) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                    } else {
+                        print!("{}", output::failures_table(&rows));
+                    }
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::ABORTED
+                }
+            }
+        }
+        FailuresAction::Show { id, json, store } => {
+            let store = match open_store(&store.store).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match store.failure(id).await {
+                Ok(Some(f)) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+                    } else {
+                        print!("{}", output::failure_detail(&f));
+                    }
+                    exit::OK
+                }
+                Ok(None) => {
+                    eprintln!("error: no failure with id {id}; list them with `ferry failures list`");
+                    exit::ROWS_FAILED
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::ABORTED
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Human-readable output: summary tables, mapping and failure listings, progress bar.
+
+use crate::engine::{PlannedRequest, Progress, Summary};
+use crate::store::{Failure, Mapping};
+use std::fmt::Write as _;
+
+pub fn summary_table(s: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scheme {}{}",
+        s.scheme,
+        if s.dry_run { "  (dry run: nothing written)" } else { "" }
+    );
+    let rows: [(&str, u64); 9] = [
+        ("read", s.read),
+        ("created", s.created),
+        ("updated", s.updated),
+        ("unchanged", s.unchanged),
+        ("skipped", s.skipped),
+        ("failed", s.failed),
+        ("pages", s.pages),
+        ("requests", s.requests),
+        ("windows", s.windows),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:<11}{value:>9}");
+    }
+    let _ = writeln!(out, "  {:<11}{:>8.2}s", "duration", s.duration_ms as f64 / 1000.0);
+    if let Some(checkpoint) = &s.checkpoint {
+        let _ = writeln!(out, "  {:<11}{checkpoint}", "checkpoint");
+    }
+    if s.failed > 0 && !s.dry_run {
+        let _ = writeln!(
+            out,
+            "  failed rows are in the ledger: ferry failures list --scheme {}",
+            s.scheme
+        );
+    }
+    if let Some(reason) = &s.aborted {
+        let _ = writeln!(out, "  ABORTED: {reason}");
+    }
+    out
+}
+
+pub fn print_planned(request: &PlannedRequest) {
+    println!("--- {} ({} row(s))", request.operation, request.rows);
+    println!("{} {}", request.method, request.url);
+    for (name, value) in &request.headers {
+        println!("{name}: {value}");
+    }
+    if let Some(body) = &request.body {
+        println!("\n{body}");
+    }
+}
+
+pub fn mappings_table(rows: &[Mapping]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<24} {:<9} {:<26} NAME",
+        "SOURCE ID", "TARGET ID", "STATUS", "LAST SYNC"
+    );
+    for m in rows {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<24} {:<9} {:<26} {}",
+            m.source_id,
+            m.target_id.as_deref().unwrap_or("-"),
+            m.status.to_string(),
+            m.last_synced_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            m.target_name.as_deref().or(m.source_name.as_deref()).unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "{} mapping(s)", rows.len());
+    out
+}
+
+pub fn failures_table(rows: &[Failure]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:<24} {:<10} {:<14} {:<8} MESSAGE",
+        "ID", "SOURCE ID", "STAGE", "CLASS", "ATTEMPTS"
+    );
+    for f in rows {
+        let message: String = f.message.chars().take(80).collect();
+        let _ = writeln!(
+            out,
+            "{:<6} {:<24} {:<10} {:<14} {:<8} {message}",
+            f.id,
+            f.source_id,
+            format!("{:?}", f.stage).to_lowercase(),
+            f.error_class,
+            f.attempts
+        );
+    }
+    let _ = writeln!(out, "{} failure(s)", rows.len());
+    out
+}
+
+pub fn failure_detail(f: &Failure) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "failure {} of scheme {}", f.id, f.scheme);
+    let _ = writeln!(out, "  source id   {}", f.source_id);
+    let _ = writeln!(out, "  stage       {:?}", f.stage);
+    let _ = writeln!(out, "  class       {}", f.error_class);
+    let _ = writeln!(out, "  status      {:?}", f.status);
+    let _ = writeln!(out, "  attempts    {}", f.attempts);
+    let _ = writeln!(out, "  first seen  {}", f.first_seen.to_rfc3339());
+    let _ = writeln!(out, "  last seen   {}", f.last_seen.to_rfc3339());
+    let _ = writeln!(out, "  message     {}", f.message);
+    if let Some(payload) = &f.payload {
+        let _ = writeln!(
+            out,
+            "  payload\n{}",
+            serde_json::to_string_pretty(payload).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// An indicatif spinner showing records read and done.
+pub struct ProgressBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl ProgressBar {
+    pub fn new() -> ProgressBar {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        ProgressBar { bar }
+    }
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for ProgressBar {
+    fn update(&self, read: u64, done: u64) {
+        self.bar
+            .set_message(format!("read {read} records, {done} written or failed"));
+    }
+}

@@ -1,0 +1,324 @@
+//! Connectors: how a scheme's requests become bytes on the wire and how answers are read.
+//!
+//! The set of connectors is closed and listed in [`CONNECTORS`], one table that validation,
+//! `ferry schema` and the docs all read. Every connector shares the pure steps in this module:
+//! render a [`RequestPlan`] into an [`HttpRequest`], check a read envelope and select its
+//! records, and split a write answer into per-row outcomes. A vendor connector (one folder
+//! each under `connector/`) adds its signing and envelope rules on top of these steps.
+
+pub mod http;
+
+use crate::codec::Codec;
+use crate::error::{Error, ErrorKind};
+use crate::extract::JsonPath;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::scheme::model::{ConnectionPlan, OperationPlan, ReadResponsePlan, RequestPlan, WriteResponsePlan};
+use crate::template::{Scope, Template};
+use crate::transform::{render, value_to_text};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Every connector Ferry knows: (name, what it talks to).
+pub const CONNECTORS: &[(&str, &str)] = &[(http::NAME, http::ABOUT)];
+
+/// Renders a request. `next_url` replaces path and query for next-link paging.
+pub fn build_request(
+    conn: &ConnectionPlan,
+    plan: &RequestPlan,
+    scope: &Scope,
+    next_url: Option<&str>,
+) -> Result<HttpRequest, Error> {
+    let url = match next_url {
+        Some(link) if link.starts_with("http://") || link.starts_with("https://") => link.to_string(),
+        Some(link) => join_url(&conn.base_url, link),
+        None => {
+            let path = plan
+                .path
+                .render_string(scope)
+                .map_err(|e| Error::transform(format!("request path: {}", e.message)))?;
+            let mut url = if path.starts_with("http://") || path.starts_with("https://") {
+                path
+            } else {
+                join_url(&conn.base_url, &path)
+            };
+            if !plan.query.is_empty() {
+                let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+                for (key, template) in &plan.query {
+                    let value = render(template, scope, key)?;
+                    pairs.append_pair(key, &query_text(&value));
+                }
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&pairs.finish());
+            }
+            url
+        }
+    };
+    let mut headers = Vec::with_capacity(conn.headers.len() + plan.headers.len() + 1);
+    for (name, template) in conn.headers.iter().chain(plan.headers.iter()) {
+        let value = template
+            .render_string(scope)
+            .map_err(|e| Error::transform(format!("header {name}: {}", e.message)))?;
+        headers.push((name.clone(), value));
+    }
+    let body = match &plan.body {
+        Some(template) => {
+            let value = render(template, scope, "body")?;
+            headers.push(("content-type".to_string(), plan.codec.content_type().to_string()));
+            Some(
+                plan.codec
+                    .encode(&value)
+                    .map_err(|e| Error::transform(format!("encoding the request body: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(HttpRequest {
+        method: plan.method,
+        url,
+        headers,
+        body,
+    })
+}
+
+fn join_url(base: &str, path: &str) -> String {
+    if path.is_empty() {
+        base.to_string()
+    } else if path.starts_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    }
+}
+
+fn query_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Vars for response templates: `body` and `status`.
+fn response_scope(body: &Value, status: u16) -> Scope {
+    let mut vars = Map::new();
+    vars.insert("body".into(), body.clone());
+    vars.insert("status".into(), Value::from(status));
+    Scope {
+        vars: Arc::new(vars),
+        ..Scope::default()
+    }
+}
+
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty() && s != "false" && s != "0",
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+fn envelope_verdict(
+    success: &Option<Template>,
+    error: &Option<Template>,
+    scope: &Scope,
+    what: &str,
+) -> Result<Option<String>, Error> {
+    let Some(success) = success else { return Ok(None) };
+    let ok = success
+        .render(scope)
+        .map_err(|e| Error::decode(format!("{what}: evaluating `success` failed: {}", e.message)))?;
+    if truthy(&ok) {
+        return Ok(None);
+    }
+    let message = match error {
+        Some(template) => template.render_string(scope).unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(Some(if message.is_empty() {
+        "the response's success test was false".to_string()
+    } else {
+        message
+    }))
+}
+
+/// A decoded source page.
+#[derive(Debug)]
+pub struct Page {
+    pub body: Value,
+    pub records: Vec<Value>,
+}
+
+/// Decodes a source answer, checks its envelope and selects its records.
+/// `records_parent` is the container of the list (for telling "empty" from "missing").
+pub fn read_page(
+    plan: &ReadResponsePlan,
+    records: &JsonPath,
+    records_parent: Option<&JsonPath>,
+    response: &HttpResponse,
+    codec: Codec,
+) -> Result<Page, Error> {
+    let body = codec
+        .decode(&response.body)
+        .map_err(|e| Error::decode(format!("source answer could not be read: {e}")))?;
+    let scope = response_scope(&body, response.status);
+    if let Some(message) = envelope_verdict(&plan.success, &plan.error, &scope, "source answer")? {
+        return Err(Error::envelope(format!("the source reported an error: {message}")));
+    }
+    let selected: Vec<Value> = records.select(&body).into_iter().cloned().collect();
+    if selected.is_empty() {
+        if let Some(parent) = records_parent {
+            if parent.first(&body).is_none() {
+                let preview: String = body.to_string().chars().take(160).collect();
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the source answer has no `{}` (the list key is missing); the answer starts: {preview}",
+                        parent.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Page {
+        body,
+        records: selected,
+    })
+}
+
+/// The parent of a `…[*]` records path, used to detect a missing list key.
+pub fn records_parent(records: &JsonPath) -> Option<JsonPath> {
+    let text = records.as_str();
+    let parent = text.strip_suffix("[*]")?;
+    if parent == "$" {
+        return None;
+    }
+    JsonPath::parse(parent).ok()
+}
+
+/// The result of writing one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOutcome {
+    Written { target_id: Option<String> },
+    Failed { message: String, class: &'static str },
+}
+
+/// Splits a write answer into one outcome per row sent.
+/// `keys` are the rows' business keys (when `target.key` is set), for matching by key.
+pub fn read_write_outcome(
+    op: &OperationPlan,
+    response: &HttpResponse,
+    row_count: usize,
+    keys: &[Option<String>],
+) -> Vec<RowOutcome> {
+    let plan: &WriteResponsePlan = &op.response;
+    let all_failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; row_count];
+    let body = match plan.codec.decode(&response.body) {
+        Ok(body) => body,
+        Err(e) => return all_failed(format!("the target's answer could not be read: {e}"), "decode"),
+    };
+    let scope = response_scope(&body, response.status);
+    let request_error = match envelope_verdict(&plan.success, &plan.error, &scope, "target answer") {
+        Ok(verdict) => verdict,
+        Err(e) => return all_failed(e.message, "decode"),
+    };
+
+    let mut failures: Vec<Option<String>> = vec![None; row_count];
+    let mut any_row_detail = false;
+    if let Some(errors_path) = &plan.row_errors {
+        for element in errors_path.select(&body) {
+            any_row_detail = true;
+            let element_scope = Scope {
+                record: Some(Arc::new(element.clone())),
+                ..Scope::default()
+            };
+            let message = plan
+                .row_error_message
+                .render_string(&element_scope)
+                .ok()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| element.to_string());
+            let position = match &plan.row_error_key {
+                Some(key_template) => key_template
+                    .render(&element_scope)
+                    .ok()
+                    .and_then(|k| value_to_text(&k))
+                    .and_then(|k| {
+                        keys.iter()
+                            .position(|candidate| candidate.as_deref() == Some(k.as_str()))
+                    }),
+                None => plan
+                    .row_error_index
+                    .render(&element_scope)
+                    .ok()
+                    .and_then(|i| match i {
+                        Value::Number(n) => n.as_u64(),
+                        Value::String(s) => s.trim().parse().ok(),
+                        _ => None,
+                    })
+                    .map(|i| i as usize),
+            };
+            match position {
+                Some(i) if i < row_count => failures[i] = Some(message),
+                _ => {
+                    // An error we cannot place: fail every row rather than guess.
+                    return all_failed(
+                        format!("the target reported an error that names no row of this batch: {message}"),
+                        "rejected",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(message) = &request_error {
+        if !any_row_detail {
+            return all_failed(format!("the target rejected the request: {message}"), "rejected");
+        }
+    }
+
+    let ok_positions: Vec<usize> = (0..row_count).filter(|i| failures[*i].is_none()).collect();
+    let ids: Option<Vec<Option<String>>> = plan
+        .row_ids
+        .as_ref()
+        .map(|p| p.select(&body).into_iter().map(value_to_text).collect())
+        .or_else(|| plan.id.as_ref().map(|p| vec![p.first(&body).and_then(value_to_text)]));
+    let id_for = |position: usize, rank: usize| -> Result<Option<String>, String> {
+        match &ids {
+            None => Ok(None),
+            Some(ids) if ids.len() == ok_positions.len() => Ok(ids[rank].clone()),
+            Some(ids) if ids.len() == row_count => Ok(ids[position].clone()),
+            Some(ids) => Err(format!(
+                "the target returned {} ids for {} successful rows, so ids cannot be matched to rows",
+                ids.len(),
+                ok_positions.len()
+            )),
+        }
+    };
+    let mut outcomes = Vec::with_capacity(row_count);
+    let mut rank = 0;
+    for (position, failure) in failures.into_iter().enumerate() {
+        match failure {
+            Some(message) => outcomes.push(RowOutcome::Failed {
+                message,
+                class: "rejected",
+            }),
+            None => {
+                let outcome = match id_for(position, rank) {
+                    Ok(target_id) => RowOutcome::Written { target_id },
+                    Err(message) => RowOutcome::Failed {
+                        message,
+                        class: "uncertain",
+                    },
+                };
+                rank += 1;
+                outcomes.push(outcome);
+            }
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The fetch task: walks windows and pages, sending decoded pages to the planner.
+
+use super::{Fetched, RunContext};
+use crate::connector::{build_request, read_page, records_parent, Page};
+use crate::error::Error;
+use crate::http::Repeat;
+use crate::paginate::{PageRequest, PageSeen, Pager};
+use crate::template::Scope;
+use crate::window::{format_time, Window};
+use futures::stream::{FuturesOrdered, StreamExt};
+use serde_json::{json, Map, Value};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::Sender;
+
+pub(crate) async fn fetch_all(
+    ctx: Arc<RunContext>,
+    windows: Vec<Option<Window>>,
+    sender: Sender<Fetched>,
+    pages: Arc<AtomicU64>,
+) {
+    let parent = records_parent(&ctx.plan.source.records);
+    for (index, window) in windows.iter().enumerate() {
+        let mut vars: Map<String, Value> = (*ctx.vars).clone();
+        if let Some(window) = window {
+            vars.insert(
+                "window".into(),
+                json!({"start": format_time(window.start, ctx.plan.timezone), "end": format_time(window.end, ctx.plan.timezone)}),
+            );
+        }
+        let vars = Arc::new(vars);
+        match fetch_window(&ctx, &vars, parent.as_ref(), index, &sender, &pages).await {
+            Ok(true) => {
+                if sender.send(Fetched::WindowDone { window: index }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(false) => return,
+            Err(error) => {
+                let _ = sender.send(Fetched::Failed(error)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn fetch_page(
+    ctx: &RunContext,
+    vars: &Arc<Map<String, Value>>,
+    parent: Option<&crate::extract::JsonPath>,
+    page: PageRequest,
+) -> Result<Page, Error> {
+    let plan = &ctx.plan;
+    let conn = plan.source_connection();
+    let mut page_vars = (**vars).clone();
+    page_vars.insert("page".into(), page.to_value());
+    let scope = Scope {
+        vars: Arc::new(page_vars),
+        ..Scope::default()
+    };
+    let request = build_request(conn, &plan.source.request, &scope, page.next_url.as_deref())?;
+    let (response, _attempts) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+    read_page(
+        &plan.source.response,
+        &plan.source.records,
+        parent,
+        &response,
+        plan.source.response.codec,
+    )
+    .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))
+}
+
+fn fingerprint(records: &[Value]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for record in records {
+        record.to_string().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Reads one window. Returns false when the planner stopped listening.
+async fn fetch_window(
+    ctx: &RunContext,
+    vars: &Arc<Map<String, Value>>,
+    parent: Option<&crate::extract::JsonPath>,
+    window: usize,
+    sender: &Sender<Fetched>,
+    pages: &AtomicU64,
+) -> Result<bool, Error> {
+    let mut pager = Pager::new(&ctx.plan.source.pagination);
+    let depth = if pager.can_prefetch() {
+        ctx.plan.source_connection().in_flight.max(1) as u64
+    } else {
+        1
+    };
+    let mut queue = FuturesOrdered::new();
+    for ahead in 0..depth {
+        queue.push_back(fetch_page(ctx, vars, parent, pager.peek(ahead)));
+    }
+    while let Some(result) = queue.next().await {
+        let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
+        pages.fetch_add(1, Ordering::Relaxed);
+        let seen = PageSeen {
+            body: &page.body,
+            records: page.records.len(),
+            fingerprint: fingerprint(&page.records),
+        };
+        let next = pager.advance(&seen).map_err(|e| Error::guard(e.0))?;
+        if sender.send(Fetched::Page { records: page.records }).await.is_err() {
+            return Ok(false);
+        }
+        match next {
+            None => return Ok(true),
+            Some(next) => {
+                if depth == 1 {
+                    queue.push_back(fetch_page(ctx, vars, parent, next));
+                } else {
+                    queue.push_back(fetch_page(ctx, vars, parent, pager.peek(queue.len() as u64)));
+                }
+            }
+        }
+    }
+    Ok(true)
+}

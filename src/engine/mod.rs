@@ -1,0 +1,615 @@
+//! The engine: the only place that wires IO together to run a [`Plan`].
+//!
+//! Data path: a fetch task reads source pages (prefetching numbered pages up to the source
+//! connection's `in_flight`) and sends them through a bounded channel; the planner computes
+//! each record's id and payload hash, groups records into batches, looks their ids up in the
+//! mapping store (one query per batch) and decides create, update or unchanged; writer tasks
+//! (up to the target connection's `in_flight`) render rows, send them, split the answer per
+//! row and commit mappings and failures in one store transaction per batch.
+//!
+//! Promises:
+//! - Memory depends on page size, batch size and in-flight limits, never on record count.
+//! - A record id is never in two batches in flight at once, so one run cannot create a
+//!   record twice; a record whose payload hash equals its last successful sync is skipped.
+//! - A window's checkpoint moves only after every record in it was written or parked in the
+//!   failure ledger, and windows are checkpointed in order.
+//! - A run that aborts (bad answer, guard, store failure) finishes the writes in flight,
+//!   commits them, and leaves the checkpoint where it was.
+//! - `--dry-run` renders and prints the requests it would send (secrets masked) and writes
+//!   nothing to the target or the store.
+
+mod fetch;
+mod write;
+
+use crate::error::{Error, ErrorKind};
+use crate::http::HttpClient;
+use crate::scheme::model::Plan;
+use crate::store::{CheckpointStore, FailureStage, MappingStore, NewFailure, RunHistory, Store};
+use crate::template::{MappedIds, Scope};
+use crate::transform::{payload_hash, value_to_text};
+use crate::window::{format_time, parse_time, plan_windows, Window, WindowSpec};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+pub use write::PlannedRequest;
+
+/// Receives each request a dry run would have sent.
+pub type DryRunSink = Arc<dyn Fn(&PlannedRequest) + Send + Sync>;
+
+/// Options of one run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub limit: Option<u64>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// The run's "now" (tests pin it); defaults to the clock.
+    pub now: Option<DateTime<Utc>>,
+    /// Receives progress updates (records read, records done).
+    pub progress: Option<Arc<dyn Progress>>,
+    /// Receives the planned requests of a dry run.
+    pub dry_run_sink: Option<DryRunSink>,
+}
+
+/// Progress reporting, implemented by the CLI's progress bar.
+pub trait Progress: Send + Sync {
+    fn update(&self, read: u64, done: u64);
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    pub scheme: String,
+    pub read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub windows: u64,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
+    pub dry_run: bool,
+}
+
+impl Summary {
+    /// The process exit code for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        if self.aborted.is_some() {
+            crate::error::exit::ABORTED
+        } else if self.failed > 0 {
+            crate::error::exit::ROWS_FAILED
+        } else {
+            crate::error::exit::OK
+        }
+    }
+}
+
+/// A source record on its way to the target.
+pub(crate) struct Item {
+    pub record: Arc<Value>,
+    pub source_id: String,
+    pub source_name: Option<String>,
+    pub hash: String,
+    pub target_id: Option<String>,
+}
+
+/// A batch handed to a writer.
+pub(crate) struct Job {
+    pub seq: u64,
+    pub creates: Vec<Item>,
+    pub updates: Vec<Item>,
+    pub failures: Vec<NewFailure>,
+}
+
+/// What a writer reports back.
+#[derive(Default)]
+pub(crate) struct JobResult {
+    pub seq: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub ids: Vec<String>,
+}
+
+/// Messages from the fetch task.
+pub(crate) enum Fetched {
+    Page { records: Vec<Value> },
+    WindowDone { window: usize },
+    Failed(Error),
+}
+
+/// Shared, read-only state of a run.
+pub(crate) struct RunContext {
+    pub plan: Plan,
+    pub store: Store,
+    pub http: HttpClient,
+    pub vars: Arc<Map<String, Value>>,
+    pub mapped_ids: Option<Arc<dyn MappedIds>>,
+    pub fingerprint: Vec<u8>,
+    pub dry_run: bool,
+    pub dry_run_sink: Option<DryRunSink>,
+}
+
+const CHECKPOINT_KEY: &str = "window_end";
+
+/// Runs a plan to completion (or abort) and returns its summary.
+pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOptions) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let now = options.now.unwrap_or_else(Utc::now);
+    let run_id = if options.dry_run {
+        0
+    } else {
+        store.start_run(&plan.name).await?
+    };
+
+    let windows: Vec<Option<Window>> = match &plan.source.incremental {
+        None => vec![None],
+        Some(inc) => {
+            let checkpoint = match store.checkpoint(&plan.name, CHECKPOINT_KEY).await? {
+                Some(text) => Some(
+                    parse_time(&text, plan.timezone)
+                        .map_err(|e| Error::store(format!("stored checkpoint is unreadable: {e}")))?,
+                ),
+                None => None,
+            };
+            let spec = WindowSpec {
+                start: inc.start,
+                window: inc.window,
+                lookback: inc.lookback,
+                lag: inc.lag,
+            };
+            plan_windows(&spec, checkpoint, now, options.since, options.until)
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+    };
+
+    let mut base_vars = Map::new();
+    base_vars.insert("now".into(), Value::String(format_time(now, plan.timezone)));
+    base_vars.insert(
+        "run".into(),
+        json!({"id": run_id, "scheme": plan.name, "dry_run": options.dry_run}),
+    );
+    let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
+    let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
+    let ctx = Arc::new(RunContext {
+        plan: plan.clone(),
+        store: store.clone(),
+        http: http.clone(),
+        vars: Arc::new(base_vars),
+        mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
+        fingerprint,
+        dry_run: options.dry_run,
+        dry_run_sink: options.dry_run_sink.clone(),
+    });
+
+    let mut summary = Summary {
+        scheme: plan.name.clone(),
+        windows: windows.len() as u64,
+        dry_run: options.dry_run,
+        ..Summary::default()
+    };
+    let outcome = drive(&ctx, &windows, options, &mut summary).await;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(e) = outcome {
+        summary.aborted = Some(plan.redactor.redact(&e.message).into_owned());
+    }
+    if !options.dry_run {
+        let status = if summary.aborted.is_some() {
+            "aborted"
+        } else if summary.failed > 0 {
+            "failed_rows"
+        } else {
+            "ok"
+        };
+        let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
+        store.finish_run(run_id, status, &summary_json).await?;
+    }
+    Ok(summary)
+}
+
+/// Tracks which windows are complete, to move the checkpoint in order.
+struct Checkpoints {
+    /// Last batch seq of each finished window.
+    window_last_seq: BTreeMap<usize, u64>,
+    done: HashSet<u64>,
+    /// Every seq below this is done.
+    done_below: u64,
+    next_window: usize,
+}
+
+impl Checkpoints {
+    fn mark_done(&mut self, seq: u64) {
+        self.done.insert(seq);
+        while self.done.remove(&self.done_below) {
+            self.done_below += 1;
+        }
+    }
+    /// Windows (in order) whose every batch is done.
+    fn completed(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        while let Some(last) = self.window_last_seq.get(&self.next_window) {
+            if *last >= self.done_below {
+                break;
+            }
+            self.window_last_seq.remove(&self.next_window);
+            out.push(self.next_window);
+            self.next_window += 1;
+        }
+        out
+    }
+}
+
+#[allow(unused_assignments)] // the last dispatch! bumps a sequence nobody reads
+async fn drive(
+    ctx: &Arc<RunContext>,
+    windows: &[Option<Window>],
+    options: &RunOptions,
+    summary: &mut Summary,
+) -> Result<(), Error> {
+    let plan = &ctx.plan;
+    let source_in_flight = plan.source_connection().in_flight;
+    let target_in_flight = plan.target_connection().in_flight;
+    let (sender, mut receiver) = mpsc::channel::<Fetched>(source_in_flight.max(1) * 2);
+    let fetch_ctx = ctx.clone();
+    let fetch_windows = windows.to_vec();
+    let pages = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let fetch_pages = pages.clone();
+    let fetcher = tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, sender, fetch_pages).await });
+
+    let batch_size = plan.target.batch;
+    let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
+    let mut pending_failures: Vec<NewFailure> = Vec::new();
+    let mut in_flight_ids: HashMap<String, u64> = HashMap::new();
+    let mut writers: JoinSet<Result<JobResult, Error>> = JoinSet::new();
+    let mut checkpoints = Checkpoints {
+        window_last_seq: BTreeMap::new(),
+        done: HashSet::new(),
+        done_below: 0,
+        next_window: 0,
+    };
+    let mut next_seq = 0u64;
+    let mut failure: Option<Error> = None;
+    let mut limit_reached = false;
+    let mut done_records = 0u64;
+
+    // Dispatches the current batch (possibly empty, to carry failures or close a window).
+    macro_rules! dispatch {
+        () => {{
+            let items = std::mem::take(&mut batch);
+            let failures = std::mem::take(&mut pending_failures);
+            let seq = next_seq;
+            next_seq = seq + 1;
+            // Never let an id be in two batches at once.
+            while items.iter().any(|i| in_flight_ids.contains_key(&i.source_id)) {
+                match writers.join_next().await {
+                    Some(joined) => finish_job(
+                        joined,
+                        summary,
+                        &mut in_flight_ids,
+                        &mut checkpoints,
+                        &mut done_records,
+                        &mut failure,
+                    ),
+                    None => break,
+                }
+            }
+            let job = plan_job(ctx, seq, items, failures, summary).await?;
+            for item in job.creates.iter().chain(job.updates.iter()) {
+                in_flight_ids.insert(item.source_id.clone(), seq);
+            }
+            while writers.len() >= target_in_flight {
+                if let Some(joined) = writers.join_next().await {
+                    finish_job(
+                        joined,
+                        summary,
+                        &mut in_flight_ids,
+                        &mut checkpoints,
+                        &mut done_records,
+                        &mut failure,
+                    );
+                }
+            }
+            let writer_ctx = ctx.clone();
+            writers.spawn(async move { write::write_job(writer_ctx, job).await });
+            seq
+        }};
+    }
+
+    while failure.is_none() {
+        // Reap finished writers without waiting, to keep the checkpoint moving.
+        while let Some(joined) = writers.try_join_next() {
+            finish_job(
+                joined,
+                summary,
+                &mut in_flight_ids,
+                &mut checkpoints,
+                &mut done_records,
+                &mut failure,
+            );
+        }
+        advance_checkpoints(ctx, windows, &mut checkpoints, summary).await?;
+        if let Some(progress) = &options.progress {
+            progress.update(summary.read, done_records);
+        }
+        let Some(message) = receiver.recv().await else { break };
+        match message {
+            Fetched::Page { records, .. } => {
+                summary.pages += 1;
+                for record in records {
+                    if options.limit.is_some_and(|limit| summary.read >= limit) {
+                        limit_reached = true;
+                        break;
+                    }
+                    summary.read += 1;
+                    match identify(ctx, record) {
+                        Ok(item) => {
+                            // A record seen twice in one batch keeps its latest version.
+                            if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
+                                *existing = item;
+                                summary.unchanged += 1;
+                            } else {
+                                batch.push(item);
+                            }
+                        }
+                        Err(failure) => {
+                            summary.failed += 1;
+                            pending_failures.push(*failure);
+                        }
+                    }
+                    if batch.len() >= batch_size {
+                        dispatch!();
+                    }
+                }
+                if limit_reached {
+                    break;
+                }
+            }
+            Fetched::WindowDone { window } => {
+                let seq = dispatch!();
+                checkpoints.window_last_seq.insert(window, seq);
+            }
+            Fetched::Failed(error) => {
+                failure = Some(error);
+            }
+        }
+    }
+    drop(receiver);
+    if failure.is_none() && (!batch.is_empty() || !pending_failures.is_empty()) {
+        dispatch!();
+    }
+    while let Some(joined) = writers.join_next().await {
+        finish_job(
+            joined,
+            summary,
+            &mut in_flight_ids,
+            &mut checkpoints,
+            &mut done_records,
+            &mut failure,
+        );
+    }
+    // Windows are only checkpointed when nothing failed before them.
+    advance_checkpoints(ctx, windows, &mut checkpoints, summary).await?;
+    if let Some(progress) = &options.progress {
+        progress.update(summary.read, done_records);
+    }
+    match fetcher.await {
+        Ok(()) => {}
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            failure = failure.or(Some(Error::new(
+                ErrorKind::Aborted,
+                format!("the fetch task failed: {e}"),
+            )))
+        }
+    }
+    summary.pages = summary.pages.max(pages.load(std::sync::atomic::Ordering::Relaxed));
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn finish_job(
+    joined: Result<Result<JobResult, Error>, tokio::task::JoinError>,
+    summary: &mut Summary,
+    in_flight_ids: &mut HashMap<String, u64>,
+    checkpoints: &mut Checkpoints,
+    done_records: &mut u64,
+    failure: &mut Option<Error>,
+) {
+    match joined {
+        Ok(Ok(result)) => {
+            summary.created += result.created;
+            summary.updated += result.updated;
+            summary.failed += result.failed;
+            summary.requests += result.requests;
+            *done_records += result.created + result.updated + result.failed;
+            for id in &result.ids {
+                if in_flight_ids.get(id) == Some(&result.seq) {
+                    in_flight_ids.remove(id);
+                }
+            }
+            checkpoints.mark_done(result.seq);
+        }
+        Ok(Err(e)) => {
+            if failure.is_none() {
+                *failure = Some(e);
+            }
+        }
+        Err(e) => {
+            if failure.is_none() {
+                *failure = Some(Error::new(ErrorKind::Aborted, format!("a writer task failed: {e}")));
+            }
+        }
+    }
+}
+
+async fn advance_checkpoints(
+    ctx: &RunContext,
+    windows: &[Option<Window>],
+    checkpoints: &mut Checkpoints,
+    summary: &mut Summary,
+) -> Result<(), Error> {
+    for index in checkpoints.completed() {
+        if let Some(Some(window)) = windows.get(index) {
+            let text = format_time(window.end, ctx.plan.timezone);
+            if !ctx.dry_run {
+                // Never move a checkpoint backwards (a backfill reads older windows).
+                let current = ctx.store.checkpoint(&ctx.plan.name, CHECKPOINT_KEY).await?;
+                let newer = match current.as_deref().map(|c| parse_time(c, ctx.plan.timezone)) {
+                    Some(Ok(existing)) => window.end > existing,
+                    _ => true,
+                };
+                if newer {
+                    ctx.store.set_checkpoint(&ctx.plan.name, CHECKPOINT_KEY, &text).await?;
+                }
+            }
+            summary.checkpoint = Some(text);
+        }
+    }
+    Ok(())
+}
+
+/// Computes a record's id, name and payload hash; a failure goes to the ledger.
+fn identify(ctx: &RunContext, record: Value) -> Result<Item, Box<NewFailure>> {
+    let plan = &ctx.plan;
+    let hash = payload_hash(&record, &ctx.fingerprint);
+    let record = Arc::new(record);
+    let scope = Scope {
+        record: Some(record.clone()),
+        vars: ctx.vars.clone(),
+        locals: Vec::new(),
+        mapped_ids: None,
+    };
+    let failure = |message: String| {
+        Box::new(NewFailure {
+            scheme: plan.name.clone(),
+            source_id: format!("hash:{hash}"),
+            stage: FailureStage::Transform,
+            error_class: "transform".into(),
+            message: plan.redactor.redact(&message).into_owned(),
+            payload: Some(plan.redactor.redact_value(&record)),
+        })
+    };
+    let source_id = match plan.source.id.render(&scope) {
+        Ok(value) => match value_to_text(&value) {
+            Some(id) => id,
+            None => {
+                return Err(failure(format!(
+                    "source.id `{}` is empty for this record",
+                    plan.source.id.source()
+                )))
+            }
+        },
+        Err(e) => return Err(failure(format!("source.id: {}", e.message))),
+    };
+    let source_name = match &plan.source.name {
+        Some(template) => template.render(&scope).ok().as_ref().and_then(value_to_text),
+        None => None,
+    };
+    Ok(Item {
+        record,
+        source_id,
+        source_name,
+        hash,
+        target_id: None,
+    })
+}
+
+/// Looks a batch up in the mapping store and sorts it into creates, updates and unchanged.
+async fn plan_job(
+    ctx: &RunContext,
+    seq: u64,
+    items: Vec<Item>,
+    failures: Vec<NewFailure>,
+    summary: &mut Summary,
+) -> Result<Job, Error> {
+    let plan = &ctx.plan;
+    let ids: Vec<String> = items.iter().map(|i| i.source_id.clone()).collect();
+    let existing = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.store.mappings_for(&plan.name, &plan.source.object, &ids).await?
+    };
+    let mut job = Job {
+        seq,
+        creates: Vec::new(),
+        updates: Vec::new(),
+        failures,
+    };
+    for mut item in items {
+        match existing.get(&item.source_id) {
+            Some(mapping)
+                if mapping.target_id.is_some()
+                    && matches!(
+                        mapping.status,
+                        crate::store::MappingStatus::Created | crate::store::MappingStatus::Updated
+                    ) =>
+            {
+                if mapping.payload_hash.as_deref() == Some(item.hash.as_str()) {
+                    summary.unchanged += 1;
+                } else if plan.target.update.is_some() {
+                    item.target_id = mapping.target_id.clone();
+                    job.updates.push(item);
+                } else {
+                    summary.skipped += 1;
+                }
+            }
+            _ => job.creates.push(item),
+        }
+    }
+    Ok(job)
+}
+
+/// `mapped_id` lookups, answered from the store with a small cache.
+struct StoreMappedIds {
+    store: Store,
+    cache: std::sync::Mutex<HashMap<(String, String), Option<String>>>,
+}
+
+impl StoreMappedIds {
+    fn new(store: Store) -> StoreMappedIds {
+        StoreMappedIds {
+            store,
+            cache: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl MappedIds for StoreMappedIds {
+    fn mapped_id(&self, object: &str, source_id: &str) -> Result<Option<String>, String> {
+        let key = (object.to_string(), source_id.to_string());
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(found) = cache.get(&key) {
+                return Ok(found.clone());
+            }
+        }
+        let store = self.store.clone();
+        let found = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move { store.target_id_for(object, source_id).await })
+        })
+        .map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, found.clone());
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,140 @@
+//! The crate's runtime error: one type with a [`ErrorKind`] that decides retry and exit code.
+//!
+//! Module errors (`CodecError`, `StoreError`, `TemplateError`, …) convert into [`Error`] with one
+//! `From` each; classification happens here, so `is_retryable()` is answered in one place.
+//! Scheme problems found before a run are not errors of this type: they are
+//! [`crate::diag::Diagnostic`]s, reported all at once.
+
+use std::fmt;
+
+/// What went wrong, coarse enough to decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The scheme or the command line is wrong (exit code 2).
+    Config,
+    /// Connecting, sending or receiving failed (retryable).
+    Transport,
+    /// The peer answered with an HTTP status that is not success.
+    Status(u16),
+    /// The peer answered, but its envelope says the call failed.
+    Envelope,
+    /// The peer asked us to slow down (retryable).
+    Throttled,
+    /// The session or token expired: log in again, then retry once.
+    SessionExpired,
+    /// The body could not be decoded (JSON/XML), or had the wrong shape.
+    Decode,
+    /// A template or JSONPath failed for one record.
+    Transform,
+    /// A pagination guard stopped a run that would loop or contradict itself.
+    Guard,
+    /// The store failed.
+    Store,
+    /// The run was stopped (signal) or a worker died.
+    Aborted,
+}
+
+/// A runtime error: a kind plus a message that a person can act on.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn config(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Config, message)
+    }
+    pub fn transport(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Transport, message)
+    }
+    pub fn decode(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Decode, message)
+    }
+    pub fn envelope(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Envelope, message)
+    }
+    pub fn transform(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Transform, message)
+    }
+    pub fn guard(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Guard, message)
+    }
+    pub fn store(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Store, message)
+    }
+
+    /// Whether repeating the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Transport | ErrorKind::Throttled | ErrorKind::SessionExpired => true,
+            ErrorKind::Status(code) => code == 429 || code == 408 || code >= 500,
+            _ => false,
+        }
+    }
+
+    /// A short class name stored in the failure ledger.
+    pub fn class(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Config => "config",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Status(_) => "http_status",
+            ErrorKind::Envelope => "rejected",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::SessionExpired => "session_expired",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Transform => "transform",
+            ErrorKind::Guard => "pagination_guard",
+            ErrorKind::Store => "store",
+            ErrorKind::Aborted => "aborted",
+        }
+    }
+
+    /// Prefixes the message with where it happened.
+    pub fn context(mut self, context: impl fmt::Display) -> Error {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::codec::CodecError> for Error {
+    fn from(e: crate::codec::CodecError) -> Error {
+        Error::decode(e.to_string())
+    }
+}
+
+impl From<crate::template::TemplateError> for Error {
+    fn from(e: crate::template::TemplateError) -> Error {
+        Error::transform(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Error {
+        Error::store(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Process exit codes, shared by every command.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ROWS_FAILED: i32 = 1;
+    pub const CONFIG: i32 = 2;
+    pub const ABORTED: i32 = 3;
+}

@@ -1,0 +1,271 @@
+//! HTTP transport (IO edge): one shared reqwest client (rustls), per-connection timeouts,
+//! a response size limit, and retries with exponential backoff and jitter.
+//!
+//! Who retries: this module, and only calls that are safe to repeat. Reads retry on transport
+//! errors, timeouts, 408, 429 (honouring Retry-After) and 5xx. Writes retry only when the peer
+//! cannot have acted on them: the connection was refused, or it answered 429; a write that
+//! timed out or got a 5xx is reported to the engine instead, which parks its rows in the ledger.
+
+use crate::error::{Error, ErrorKind};
+use crate::scheme::model::{ConnectionPlan, RetryPolicy};
+use crate::scheme::raw::Method;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+/// A fully rendered request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response whose body has been read in full.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+}
+
+/// Whether a call may be repeated after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads: repeat on any retryable failure.
+    Safe,
+    /// Writes: repeat only when the peer cannot have acted.
+    OnlyIfNotDelivered,
+}
+
+/// The pause before attempt `attempt + 1` (pure). `jitter` in [0, 1) spreads clients apart.
+pub fn backoff_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    if let Some(wait) = retry_after {
+        return wait.min(policy.max_backoff.max(wait));
+    }
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    let base = policy.backoff.saturating_mul(factor).min(policy.max_backoff);
+    // Equal jitter: half fixed, half random.
+    base / 2 + base.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Whether `error` may be retried under `repeat` (pure).
+pub fn should_retry(error: &Error, repeat: Repeat, delivered: bool) -> bool {
+    match repeat {
+        Repeat::Safe => error.is_retryable(),
+        Repeat::OnlyIfNotDelivered => {
+            matches!(error.kind, ErrorKind::Throttled | ErrorKind::Status(429))
+                || (!delivered && error.kind == ErrorKind::Transport)
+        }
+    }
+}
+
+/// The shared client.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+}
+
+impl HttpClient {
+    pub fn new() -> Result<HttpClient, Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(16)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpClient { client })
+    }
+
+    /// One attempt. Returns the error and whether the request may have reached the peer.
+    async fn attempt(&self, conn: &ConnectionPlan, request: &HttpRequest) -> Result<HttpResponse, (Error, bool)> {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self.client.request(method, &request.url).timeout(conn.timeout);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let mut response = builder.send().await.map_err(|e| {
+            let delivered = !e.is_connect();
+            let kind = if e.is_timeout() { "timed out" } else { "failed" };
+            (
+                Error::transport(format!(
+                    "{} {} {kind}: {}",
+                    request.method.as_str(),
+                    strip_query(&request.url),
+                    error_chain(&e)
+                )),
+                delivered,
+            )
+        })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        if let Some(length) = response.content_length() {
+            if length as usize > conn.max_response_bytes {
+                return Err((too_big(conn, request), true));
+            }
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > conn.max_response_bytes {
+                        return Err((too_big(conn, request), true));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err((
+                        Error::transport(format!(
+                            "reading the answer to {} {} failed: {}",
+                            request.method.as_str(),
+                            strip_query(&request.url),
+                            error_chain(&e)
+                        )),
+                        true,
+                    ))
+                }
+            }
+        }
+        let body = Bytes::from(body);
+        if status == 429 {
+            return Err((
+                Error::new(
+                    ErrorKind::Throttled,
+                    format!("{} answered 429 Too Many Requests", strip_query(&request.url)),
+                ),
+                true,
+            ));
+        }
+        if status >= 400 {
+            let preview: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            return Err((
+                Error::new(
+                    ErrorKind::Status(status),
+                    format!(
+                        "{} {} answered HTTP {status}: {preview}",
+                        request.method.as_str(),
+                        strip_query(&request.url)
+                    ),
+                ),
+                true,
+            ));
+        }
+        Ok(HttpResponse {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Sends with the connection's retry policy. Returns the response and the attempts made.
+    pub async fn send(
+        &self,
+        conn: &ConnectionPlan,
+        request: &HttpRequest,
+        repeat: Repeat,
+    ) -> Result<(HttpResponse, u32), Error> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.attempt(conn, request).await {
+                Ok(response) => return Ok((response, attempt)),
+                Err((error, delivered)) => {
+                    let out_of_time = started.elapsed() >= conn.retry.max_elapsed;
+                    if attempt >= conn.retry.attempts || out_of_time || !should_retry(&error, repeat, delivered) {
+                        let suffix = if attempt > 1 {
+                            format!(" (after {attempt} attempts)")
+                        } else {
+                            String::new()
+                        };
+                        return Err(Error::new(error.kind, format!("{}{suffix}", error.message)));
+                    }
+                    let delay = backoff_delay(&conn.retry, attempt, None, rand::random::<f64>());
+                    tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+fn too_big(conn: &ConnectionPlan, request: &HttpRequest) -> Error {
+    Error::decode(format!(
+        "the answer to {} {} is larger than {} MiB; raise connections.{}.max_response_mib or request smaller pages",
+        request.method.as_str(),
+        strip_query(&request.url),
+        conn.max_response_bytes / (1024 * 1024),
+        conn.name
+    ))
+}
+
+/// Drops the query string, which may carry credentials or signatures.
+pub fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            max_elapsed: Duration::from_secs(5),
+        };
+        assert_eq!(backoff_delay(&policy, 1, None, 0.0), Duration::from_millis(50));
+        assert_eq!(backoff_delay(&policy, 2, None, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff_delay(&policy, 5, None, 1.0), Duration::from_millis(350));
+        assert_eq!(
+            backoff_delay(&policy, 1, Some(Duration::from_secs(1)), 0.5),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn writes_are_not_retried_blindly() {
+        let server_error = Error::new(ErrorKind::Status(502), "bad gateway");
+        assert!(should_retry(&server_error, Repeat::Safe, true));
+        assert!(!should_retry(&server_error, Repeat::OnlyIfNotDelivered, true));
+        let refused = Error::transport("connection refused");
+        assert!(should_retry(&refused, Repeat::OnlyIfNotDelivered, false));
+        assert!(!should_retry(&refused, Repeat::OnlyIfNotDelivered, true));
+        assert!(should_retry(
+            &Error::new(ErrorKind::Throttled, "slow down"),
+            Repeat::OnlyIfNotDelivered,
+            true
+        ));
+    }
+}

@@ -1,0 +1,35 @@
+//! Ferry: a declarative, config-driven integration runner.
+//!
+//! A YAML *scheme* names a source API, transforms and a target API; Ferry reads the source
+//! page by page, transforms each record, writes batches to the target and keeps source-id →
+//! target-id mappings, checkpoints and failures in a store (SQLite by default).
+//!
+//! # Module map (a module imports only from lower layers)
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | 0 | [`error`], [`diag`], [`redact`] | the runtime error and its kind; scheme diagnostics; secret masking |
+//! | 1 | [`codec`], [`extract`], [`template`] | JSON/XML/form codecs, JSONPath, `<< >>` templates — pure leaves |
+//! | 2 | [`scheme`], [`transform`], [`paginate`], [`window`] | the pure domain: load → check → validate → [`scheme::Plan`]; rendering rows; paging and window decisions |
+//! | 3 | [`http`], [`connector`], [`store`] | IO edges: transport with retries; request building and answer reading per connector; mappings, checkpoints, ledger, runs |
+//! | 4 | [`engine`] | runs a plan: the only place IO is wired together |
+//! | 5 | [`sim`], [`cli`] | simulators (real servers on 127.0.0.1) and the command line |
+//!
+//! Layers 0–2 do no IO (no tokio, reqwest, sqlx or filesystem), except [`scheme::load_file`].
+
+pub mod cli;
+pub mod codec;
+pub mod connector;
+pub mod diag;
+pub mod engine;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod paginate;
+pub mod redact;
+pub mod scheme;
+pub mod sim;
+pub mod store;
+pub mod template;
+pub mod transform;
+pub mod window;

@@ -1,0 +1,178 @@
+//! The validated, compiled plan a run executes: templates and JSONPaths are compiled,
+//! durations and times parsed, defaults filled in. Built only by [`super::validate`].
+
+use crate::codec::Codec;
+use crate::extract::JsonPath;
+use crate::redact::Redactor;
+use crate::scheme::raw::{Method, Per, RawScheme, StopRule};
+use crate::template::{Template, TemplateEnv};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A scheme ready to run.
+#[derive(Clone)]
+pub struct Plan {
+    pub name: String,
+    /// The file it came from (for messages).
+    pub file: String,
+    pub timezone: chrono_tz::Tz,
+    pub templates: Arc<TemplateEnv>,
+    pub connections: BTreeMap<String, ConnectionPlan>,
+    pub source: SourcePlan,
+    pub target: TargetPlan,
+    pub redactor: Redactor,
+    /// The scheme as written, after `${ENV}` resolution.
+    pub raw: RawScheme,
+}
+
+/// One connection, ready to send requests.
+#[derive(Clone)]
+pub struct ConnectionPlan {
+    pub name: String,
+    pub connector: &'static str,
+    pub base_url: String,
+    pub headers: Vec<(String, Template)>,
+    pub timeout: Duration,
+    pub in_flight: usize,
+    pub max_response_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+/// Retry policy of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A value tree whose leaves may be templates or JSONPaths.
+#[derive(Clone)]
+pub enum ValueTemplate {
+    Literal(Value),
+    Template(Template),
+    Path(JsonPath),
+    Array(Vec<ValueTemplate>),
+    Object(Vec<(String, ValueTemplate)>),
+    /// Detail rows: one rendering of `fields` per element selected from the record.
+    ForEach {
+        rows: JsonPath,
+        fields: Box<ValueTemplate>,
+    },
+}
+
+/// A request, templated.
+#[derive(Clone)]
+pub struct RequestPlan {
+    pub method: Method,
+    pub path: Template,
+    pub query: Vec<(String, ValueTemplate)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<ValueTemplate>,
+    pub codec: Codec,
+}
+
+#[derive(Clone)]
+pub struct ReadResponsePlan {
+    pub codec: Codec,
+    pub success: Option<Template>,
+    pub error: Option<Template>,
+}
+
+#[derive(Clone)]
+pub struct SourcePlan {
+    pub connection: String,
+    pub object: String,
+    pub request: RequestPlan,
+    pub response: ReadResponsePlan,
+    pub records: JsonPath,
+    pub pagination: PaginationPlan,
+    pub incremental: Option<IncrementalPlan>,
+    pub id: Template,
+    pub name: Option<Template>,
+}
+
+/// Which cursor drives the pages.
+#[derive(Clone)]
+pub enum PageStyle {
+    None,
+    PageNumber { start: i64 },
+    Offset { start: i64 },
+    Cursor { cursor: JsonPath },
+    NextLink { next: JsonPath },
+}
+
+#[derive(Clone)]
+pub struct PaginationPlan {
+    pub style: PageStyle,
+    pub size: Option<u64>,
+    pub stop: StopRule,
+    pub total: Option<JsonPath>,
+    pub has_more: Option<JsonPath>,
+    pub max_pages: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IncrementalPlan {
+    pub field: Option<String>,
+    pub start: DateTime<Utc>,
+    pub window: chrono::Duration,
+    pub lookback: chrono::Duration,
+    pub lag: chrono::Duration,
+}
+
+#[derive(Clone)]
+pub struct TargetPlan {
+    pub connection: String,
+    pub object: String,
+    pub batch: usize,
+    pub key: Option<Template>,
+    pub name: Option<Template>,
+    pub create: OperationPlan,
+    pub update: Option<OperationPlan>,
+    pub fields: ValueTemplate,
+}
+
+#[derive(Clone)]
+pub struct OperationPlan {
+    pub request: RequestPlan,
+    pub response: WriteResponsePlan,
+    pub per: Per,
+}
+
+#[derive(Clone)]
+pub struct WriteResponsePlan {
+    pub codec: Codec,
+    pub success: Option<Template>,
+    pub error: Option<Template>,
+    pub row_ids: Option<JsonPath>,
+    pub row_errors: Option<JsonPath>,
+    pub row_error_index: Template,
+    pub row_error_key: Option<Template>,
+    pub row_error_message: Template,
+    pub id: Option<JsonPath>,
+}
+
+impl Plan {
+    pub fn source_connection(&self) -> &ConnectionPlan {
+        &self.connections[&self.source.connection]
+    }
+    pub fn target_connection(&self) -> &ConnectionPlan {
+        &self.connections[&self.target.connection]
+    }
+}

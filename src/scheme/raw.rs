@@ -1,0 +1,389 @@
+//! The scheme file as written: serde + schemars types, no interpretation.
+//!
+//! These types are the single source of the scheme language: `ferry schema` and
+//! `schema/scheme.schema.json` are generated from them, and [`super::check`] walks that schema
+//! to report every structural problem at once. Templates, JSONPaths and durations stay strings
+//! here; [`super::validate`] compiles them into the [`super::model::Plan`].
+
+use crate::codec::Codec;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// One integration scheme: a source, a target, and the connections they use.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Ferry integration scheme")]
+pub struct RawScheme {
+    /// Unique name of the scheme; keys its mappings, checkpoints and failures in the store.
+    pub name: String,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// IANA time zone for date filters and naive timestamps (default `Asia/Shanghai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Named connections; `source.connection` and `target.connection` refer to them.
+    pub connections: BTreeMap<String, RawConnection>,
+    pub source: RawSource,
+    pub target: RawTarget,
+    /// Value maps for the `map('name')` filter: source value → target value, with an optional `default`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub value_maps: BTreeMap<String, Map<String, Value>>,
+}
+
+/// A connection to one system; `connector` picks the protocol.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "connector", deny_unknown_fields)]
+pub enum RawConnection {
+    /// A plain HTTP API described entirely by the scheme.
+    #[serde(rename = "http")]
+    Http(HttpConnection),
+}
+
+impl RawConnection {
+    pub fn common(&self) -> &HttpConnection {
+        match self {
+            RawConnection::Http(c) => c,
+        }
+    }
+    pub fn connector_name(&self) -> &'static str {
+        match self {
+            RawConnection::Http(_) => "http",
+        }
+    }
+}
+
+/// Settings every HTTP-based connection shares.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConnection {
+    /// Base URL, e.g. `https://api.example.com`; request paths are appended to it.
+    pub base_url: String,
+    /// Headers sent with every request. Write credentials as `${ENV_VAR}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout, e.g. `30s` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Source pages or target batches in flight at once on this connection (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Largest response body accepted, in MiB (default 64); bigger answers are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_mib: Option<u32>,
+    /// Retry policy for failed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
+}
+
+/// Retries with exponential backoff and jitter.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts in total, first one included (default 4; 1 disables retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// First backoff, e.g. `200ms` (default 200ms); doubles each attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Longest single backoff (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+    /// Give up once this much time has passed since the first attempt (default 2m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_elapsed: Option<String>,
+}
+
+/// HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One HTTP request; every string may hold `<< templates >>`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequest {
+    /// Default GET for a source, POST for a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// Path appended to the connection's base_url.
+    pub path: String,
+    /// Query parameters. An empty value after rendering is still sent.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub query: Map<String, Value>,
+    /// Extra headers for this request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Body: a value tree whose strings are templates (`"<< rows >>"` keeps its type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// How the body is encoded (default json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Codec>,
+}
+
+/// How to read a source response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadResponse {
+    /// Body codec (default json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Codec>,
+    /// Template over `body`; a false result fails the request, e.g. `<< body.ok >>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
+    /// Template over `body` giving the message when `success` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The source: where records come from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Name of a connection.
+    pub connection: String,
+    /// Name of the source object in the mapping store (default: the scheme name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    pub request: RawRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<RawReadResponse>,
+    /// JSONPath selecting the records in a page, e.g. `$.data.orders[*]`.
+    pub records: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<RawPagination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<RawIncremental>,
+    /// Template giving a record's source id, e.g. `<< order_no >>`.
+    pub id: String,
+    /// Template giving a record's display name (stored with its mapping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// When a paginated read stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopRule {
+    /// Stop at the first page with no records.
+    EmptyPage,
+    /// Stop at the first page with fewer records than `size`.
+    ShortPage,
+    /// Stop once `total` records (read from the response) have been fetched.
+    Total,
+    /// Stop when the `has_more` flag is false.
+    HasMore,
+}
+
+/// How the source is paged. Request templates read `page.number`, `page.size`,
+/// `page.offset` and `page.cursor`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawPagination {
+    /// One request, no paging.
+    None {},
+    /// `page.number` counts up from `start`.
+    PageNumber {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<i64>,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop: Option<StopRule>,
+        /// JSONPath to the total record count.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<String>,
+        /// JSONPath to a has-more flag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has_more: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_pages: Option<u64>,
+    },
+    /// `page.offset` counts up by `size` from `start` (default 0).
+    Offset {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<i64>,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop: Option<StopRule>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has_more: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_pages: Option<u64>,
+    },
+    /// `page.cursor` is a token read from the previous response; no token ends the read.
+    Cursor {
+        /// JSONPath to the next cursor token.
+        cursor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has_more: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_pages: Option<u64>,
+    },
+    /// The response names the next page's URL; no link ends the read.
+    NextLink {
+        /// JSONPath to the next URL (absolute, or a path on the same connection).
+        next: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_pages: Option<u64>,
+    },
+}
+
+/// Incremental reads in time windows, resumed from the last checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncremental {
+    /// Record field holding the modification time (reported as the high-water mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// First window start when there is no checkpoint, e.g. `2024-01-01 00:00:00`.
+    pub start: String,
+    /// Window length, e.g. `1d`, `6h`, `30m` (default 1d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Each window also re-reads this much before its start (default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<String>,
+    /// Windows end no later than now minus lag (default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
+}
+
+/// The target: where transformed rows are written.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Name of a connection.
+    pub connection: String,
+    /// Name of the target object in the mapping store, e.g. `BD_Customer` (default: the scheme name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Rows per write request (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// Template over the row giving its business key, for matching per-row results by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Template giving the target name stored in the mapping (default: the source name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Operation for records without a mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<RawOperation>,
+    /// Operation for records already mapped to a target id (`target_id` in templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<RawOperation>,
+    /// The row sent to the target: a tree of field templates, with `for_each` for detail rows.
+    #[schemars(schema_with = "field_tree_schema")]
+    pub fields: Value,
+}
+
+/// Whether an operation sends one request per batch or per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Per {
+    Batch,
+    Row,
+}
+
+/// A write operation.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperation {
+    pub request: RawRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<RawWriteResponse>,
+    /// `batch` (body uses `rows`) or `row` (body uses `row`); inferred from the templates when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<Per>,
+}
+
+/// How to read a write response, including per-row outcomes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Codec>,
+    /// Template over `body`; false fails the whole request, e.g. `<< body.code == 0 >>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
+    /// Template over `body` giving the message of a failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// JSONPath to the target ids of the rows that succeeded, in row order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_ids: Option<String>,
+    /// JSONPath to the elements describing failed rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_errors: Option<String>,
+    /// Template over a failed element giving the row's 0-based position (default `<< index >>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_error_index: Option<String>,
+    /// Template over a failed element giving the row's business key (matched against `target.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_error_key: Option<String>,
+    /// Template over a failed element giving its message (default `<< message >>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_error_message: Option<String>,
+    /// For one-row requests: JSONPath to the target id in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+fn field_tree_schema(_gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows.",
+        "type": "object",
+        "additionalProperties": { "$ref": "#/$defs/FieldValue" },
+        "$defs": {
+            "FieldValue": {
+                "anyOf": [
+                    { "type": ["string", "number", "boolean", "null"] },
+                    { "type": "array", "items": { "$ref": "#/$defs/FieldValue" } },
+                    {
+                        "type": "object",
+                        "required": ["for_each", "fields"],
+                        "properties": {
+                            "for_each": { "type": "string", "description": "JSONPath over the record selecting detail rows" },
+                            "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
+                        },
+                        "additionalProperties": false
+                    },
+                    { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
+                ]
+            }
+        }
+    })
+}
+
+/// The JSON Schema of the scheme language.
+pub fn json_schema() -> Value {
+    let schema = schemars::schema_for!(RawScheme);
+    schema.to_value()
+}

@@ -1,0 +1,1028 @@
+//! Semantic validation (pure): compiles every template and JSONPath, resolves references and
+//! defaults, and builds the [`Plan`]. Every problem is collected; a plan is returned only
+//! when there are no errors (warnings are allowed).
+//!
+//! Each section (each connection, the source, the target) is deserialized on its own, so a
+//! type error in the target does not hide a bad template in the source.
+
+use super::model::*;
+use super::raw::*;
+use super::yaml::{child_path, index_path, Spans};
+use crate::codec::Codec;
+use crate::diag::{choices_hint, did_you_mean, Diagnostic};
+use crate::extract::JsonPath;
+use crate::redact::Redactor;
+use crate::template::{Template, TemplateEnv, TemplateOptions};
+use crate::window::{parse_duration, parse_std_duration, parse_time};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Names a template may read, by place in the scheme.
+#[derive(Clone, Copy)]
+enum Names {
+    /// Record fields are allowed, so any name is accepted.
+    Any,
+    Only(&'static [&'static str]),
+}
+
+const SOURCE_REQUEST_NAMES: &[&str] = &["window", "page", "now", "run"];
+const READ_RESPONSE_NAMES: &[&str] = &["body", "status", "page", "window"];
+const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
+const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status", "rows", "row", "target_id"];
+const CONNECTION_NAMES: &[&str] = &["now", "run"];
+
+/// Header names whose literal values look like credentials.
+fn is_credential_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "sign",
+        "cookie",
+        "session",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+}
+
+struct Ctx<'a> {
+    spans: &'a Spans,
+    /// Paths with structural errors (already reported).
+    structural: &'a [String],
+    env_paths: &'a HashSet<String>,
+    templates: Arc<TemplateEnv>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let position = self.spans.value_position(path);
+        self.diags
+            .push(Diagnostic::error(path, message).with_hint_opt(hint).at(position));
+    }
+    fn error_at_key(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let position = self.spans.key_position(path);
+        self.diags
+            .push(Diagnostic::error(path, message).with_hint_opt(hint).at(position));
+    }
+    fn warning(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let position = self.spans.value_position(path);
+        self.diags
+            .push(Diagnostic::warning(path, message).with_hint_opt(hint).at(position));
+    }
+
+    /// Deserializes one section for semantic checks. Structural problems were already
+    /// reported by the schema walk, so a field serde rejects is pruned and the section is
+    /// retried: the rest of it still gets checked.
+    fn section<T: DeserializeOwned>(&mut self, value: Option<&Value>, path: &str) -> Option<T> {
+        let mut value = value?.clone();
+        for _ in 0..32 {
+            let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(parsed) => return Some(parsed),
+                Err(e) => e,
+            };
+            let inner = error.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                child_path(path, &inner)
+            };
+            if !self.structural.iter().any(|p| p.starts_with(path)) {
+                self.error(&full, error.inner().to_string(), None);
+                return None;
+            }
+            if inner == "." || inner.is_empty() || !prune(&mut value, &inner) {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn has_error_at(&self, path: &str) -> bool {
+        self.structural.iter().any(|p| p == path) || self.diags.iter().any(|d| d.is_error() && d.path == path)
+    }
+
+    fn template(&mut self, path: &str, text: &str, names: Names) -> Option<Template> {
+        match self.templates.compile(text) {
+            Ok(template) => {
+                if let Names::Only(allowed) = names {
+                    for variable in template.variables() {
+                        if !allowed.contains(&variable.as_str()) {
+                            let hint = match did_you_mean(&variable, allowed.iter().copied()) {
+                                Some(best) => {
+                                    format!("did you mean `{best}`? names available here: {}", allowed.join(", "))
+                                }
+                                None => format!("names available here: {}", allowed.join(", ")),
+                            };
+                            self.error(
+                                path,
+                                format!("unknown variable `{variable}` in template `{text}`"),
+                                Some(hint),
+                            );
+                        }
+                    }
+                }
+                Some(template)
+            }
+            Err(e) => {
+                let position = match e.offset {
+                    Some(offset) => self.spans.offset_position(path, offset),
+                    None => self.spans.value_position(path),
+                };
+                self.diags.push(
+                    Diagnostic::error(path, format!("template error: {}", e.message))
+                        .with_hint_opt(e.hint.clone())
+                        .at(position),
+                );
+                None
+            }
+        }
+    }
+
+    fn optional_template(&mut self, path: &str, text: Option<&String>, names: Names) -> Option<Option<Template>> {
+        match text {
+            None => Some(None),
+            Some(text) => self.template(path, text, names).map(Some),
+        }
+    }
+
+    fn json_path(&mut self, path: &str, text: &str) -> Option<JsonPath> {
+        if !JsonPath::looks_like_path(text) {
+            self.error(
+                path,
+                format!("`{text}` is not a JSONPath"),
+                Some(format!(
+                    "JSONPaths start at the root `$`, e.g. `$.{}`",
+                    text.trim_start_matches('.')
+                )),
+            );
+            return None;
+        }
+        match JsonPath::parse(text) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => {
+                let position = match e.offset {
+                    Some(offset) => self.spans.offset_position(path, offset),
+                    None => self.spans.value_position(path),
+                };
+                self.diags.push(
+                    Diagnostic::error(path, format!("invalid JSONPath `{text}`: {}", e.message))
+                        .with_hint("examples: `$.data.items[*]`, `$..id`, `$.rows[?(@.qty > 0)]`")
+                        .at(position),
+                );
+                None
+            }
+        }
+    }
+
+    fn optional_json_path(&mut self, path: &str, text: Option<&String>) -> Option<Option<JsonPath>> {
+        match text {
+            None => Some(None),
+            Some(text) => self.json_path(path, text).map(Some),
+        }
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<chrono::Duration> {
+        let text = text.map(String::as_str).unwrap_or(default);
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.error(path, message, None);
+                None
+            }
+        }
+    }
+
+    fn std_duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<std::time::Duration> {
+        let text = text.map(String::as_str).unwrap_or(default);
+        match parse_std_duration(text) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.error(path, message, None);
+                None
+            }
+        }
+    }
+
+    /// Compiles a value tree: strings become templates (or JSONPaths for field trees).
+    fn value_template(
+        &mut self,
+        path: &str,
+        value: &Value,
+        names: Names,
+        paths_allowed: bool,
+    ) -> Option<ValueTemplate> {
+        match value {
+            Value::String(text) if paths_allowed && JsonPath::looks_like_path(text) => {
+                self.json_path(path, text).map(ValueTemplate::Path)
+            }
+            Value::String(text) => {
+                let template = self.template(path, text, names)?;
+                if template.is_literal() {
+                    Some(ValueTemplate::Literal(Value::String(text.clone())))
+                } else {
+                    Some(ValueTemplate::Template(template))
+                }
+            }
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    match self.value_template(&index_path(path, i), item, names, paths_allowed) {
+                        Some(t) => out.push(t),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(ValueTemplate::Array(out))
+            }
+            Value::Object(map) if paths_allowed && map.contains_key("for_each") => self.for_each(path, map, names),
+            Value::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                let mut ok = true;
+                for (key, item) in map {
+                    match self.value_template(&child_path(path, key), item, names, paths_allowed) {
+                        Some(t) => out.push((key.clone(), t)),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(ValueTemplate::Object(out))
+            }
+            other => Some(ValueTemplate::Literal(other.clone())),
+        }
+    }
+
+    fn for_each(&mut self, path: &str, map: &Map<String, Value>, names: Names) -> Option<ValueTemplate> {
+        for key in map.keys() {
+            if key != "for_each" && key != "fields" {
+                self.error_at_key(
+                    &child_path(path, key),
+                    format!("unknown field `{key}` in a `for_each` block"),
+                    Some("a `for_each` block takes exactly `for_each` (a JSONPath) and `fields`".into()),
+                );
+            }
+        }
+        let rows_path = child_path(path, "for_each");
+        let rows = match map.get("for_each") {
+            Some(Value::String(text)) => self.json_path(&rows_path, text),
+            _ => {
+                self.error(
+                    &rows_path,
+                    "`for_each` must be a JSONPath string",
+                    Some("e.g. `for_each: $.lines[*]`".into()),
+                );
+                None
+            }
+        };
+        let fields_path = child_path(path, "fields");
+        let fields = match map.get("fields") {
+            Some(fields @ Value::Object(_)) => self.value_template(&fields_path, fields, names, true),
+            Some(_) => {
+                self.error(
+                    &fields_path,
+                    "`fields` of a `for_each` block must be a mapping of detail fields",
+                    None,
+                );
+                None
+            }
+            None => {
+                self.error_at_key(
+                    &fields_path,
+                    "a `for_each` block needs `fields`",
+                    Some("add `fields:` with the detail row's fields".into()),
+                );
+                None
+            }
+        };
+        Some(ValueTemplate::ForEach {
+            rows: rows?,
+            fields: Box::new(fields?),
+        })
+    }
+
+    fn request(&mut self, path: &str, raw: &RawRequest, default_method: Method, names: Names) -> Option<RequestPlan> {
+        let template_path = self.template(&child_path(path, "path"), &raw.path, names);
+        let mut ok = template_path.is_some();
+        let mut query = Vec::new();
+        for (key, value) in &raw.query {
+            match self.value_template(&child_path(&child_path(path, "query"), key), value, names, false) {
+                Some(t) => query.push((key.clone(), t)),
+                None => ok = false,
+            }
+        }
+        let mut headers = Vec::new();
+        for (key, value) in &raw.headers {
+            match self.template(&child_path(&child_path(path, "headers"), key), value, names) {
+                Some(t) => headers.push((key.clone(), t)),
+                None => ok = false,
+            }
+        }
+        let body = match &raw.body {
+            Some(body) => {
+                let compiled = self.value_template(&child_path(path, "body"), body, names, false);
+                ok &= compiled.is_some();
+                compiled
+            }
+            None => None,
+        };
+        let codec = raw.codec.unwrap_or_default();
+        if matches!(codec, Codec::Form) && body.as_ref().is_some_and(|b| matches!(b, ValueTemplate::Array(_))) {
+            self.error(
+                &child_path(path, "body"),
+                "a form-encoded body must be a mapping of fields",
+                None,
+            );
+            ok = false;
+        }
+        let path = template_path?;
+        ok.then(|| RequestPlan {
+            method: raw.method.unwrap_or(default_method),
+            path,
+            query,
+            headers,
+            body,
+            codec,
+        })
+    }
+}
+
+/// Every variable the templates of a request read.
+fn request_variables(request: &RequestPlan) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    names.extend(request.path.variables());
+    for (_, t) in &request.headers {
+        names.extend(t.variables());
+    }
+    for (_, t) in &request.query {
+        collect_variables(t, &mut names);
+    }
+    if let Some(body) = &request.body {
+        collect_variables(body, &mut names);
+    }
+    names
+}
+
+pub(crate) fn collect_variables(template: &ValueTemplate, names: &mut BTreeSet<String>) {
+    match template {
+        ValueTemplate::Template(t) => names.extend(t.variables()),
+        ValueTemplate::Array(items) => items.iter().for_each(|i| collect_variables(i, names)),
+        ValueTemplate::Object(items) => items.iter().for_each(|(_, i)| collect_variables(i, names)),
+        ValueTemplate::ForEach { fields, .. } => collect_variables(fields, names),
+        ValueTemplate::Literal(_) | ValueTemplate::Path(_) => {}
+    }
+}
+
+/// Validates a scheme value and builds its plan.
+pub fn validate(
+    value: &Value,
+    spans: &Spans,
+    env_paths: &HashSet<String>,
+    secrets: Vec<String>,
+    file: &str,
+    structural: &[String],
+) -> (Option<Plan>, Vec<Diagnostic>) {
+    let schema_ok = structural.is_empty();
+    let Some(root) = value.as_object() else {
+        return (None, Vec::new());
+    };
+
+    // Time zone and value maps first: templates depend on them.
+    let mut early = Vec::new();
+    let timezone = match root.get("timezone").and_then(Value::as_str) {
+        None => chrono_tz::Asia::Shanghai,
+        Some(name) => match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+                let hint = did_you_mean(name, names.iter().copied())
+                    .map(|best| format!("did you mean `{best}`? use an IANA name such as Asia/Shanghai or UTC"))
+                    .unwrap_or_else(|| "use an IANA name such as Asia/Shanghai or UTC".into());
+                early.push(
+                    Diagnostic::error("timezone", format!("unknown time zone `{name}`"))
+                        .with_hint(hint)
+                        .at(spans.value_position("timezone")),
+                );
+                chrono_tz::Asia::Shanghai
+            }
+        },
+    };
+    let value_maps: BTreeMap<String, Map<String, Value>> = root
+        .get("value_maps")
+        .and_then(Value::as_object)
+        .map(|maps| {
+            maps.iter()
+                .filter_map(|(k, v)| v.as_object().map(|m| (k.clone(), m.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let templates = Arc::new(TemplateEnv::new(TemplateOptions { timezone, value_maps }));
+    let mut ctx = Ctx {
+        spans,
+        structural,
+        env_paths,
+        templates: templates.clone(),
+        diags: early,
+    };
+
+    // Connections.
+    let mut connection_names: Vec<String> = Vec::new();
+    let mut connections = BTreeMap::new();
+    let mut connections_ok = true;
+    if let Some(map) = root.get("connections").and_then(Value::as_object) {
+        for (name, raw_value) in map {
+            connection_names.push(name.clone());
+            let path = child_path("connections", name);
+            let Some(raw) = ctx.section::<RawConnection>(Some(raw_value), &path) else {
+                connections_ok = false;
+                continue;
+            };
+            match build_connection(&mut ctx, &path, name, &raw) {
+                Some(plan) => {
+                    connections.insert(name.clone(), plan);
+                }
+                None => connections_ok = false,
+            }
+        }
+    }
+
+    let check_connection = |ctx: &mut Ctx, path: &str, name: &str| {
+        if !connection_names.iter().any(|n| n == name) {
+            let names: Vec<&str> = connection_names.iter().map(String::as_str).collect();
+            ctx.error(
+                path,
+                format!("unknown connection `{name}`"),
+                Some(if names.is_empty() {
+                    "define it under `connections:`".to_string()
+                } else {
+                    choices_hint(name, &names)
+                }),
+            );
+        }
+    };
+
+    let scheme_name = root.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if root.contains_key("name") && scheme_name.trim().is_empty() {
+        ctx.error(
+            "name",
+            "the scheme name is empty",
+            Some("give the scheme a short unique name, e.g. shop-orders-to-erp".into()),
+        );
+    }
+
+    // Source.
+    let raw_source = ctx.section::<RawSource>(root.get("source"), "source");
+    let source = raw_source.as_ref().and_then(|raw| {
+        check_connection(&mut ctx, "source.connection", &raw.connection);
+        build_source(&mut ctx, raw, &scheme_name, timezone)
+    });
+
+    // Target.
+    let raw_target = ctx.section::<RawTarget>(root.get("target"), "target");
+    let target = raw_target.as_ref().and_then(|raw| {
+        check_connection(&mut ctx, "target.connection", &raw.connection);
+        build_target(&mut ctx, raw, &scheme_name)
+    });
+
+    let mut diags = ctx.diags;
+    let has_errors = diags.iter().any(Diagnostic::is_error);
+    if has_errors || !schema_ok || !connections_ok {
+        return (None, diags);
+    }
+    let raw_scheme = match serde_json::from_value::<RawScheme>(value.clone()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            diags.push(Diagnostic::error("", e.to_string()));
+            return (None, diags);
+        }
+    };
+    let (Some(source), Some(target)) = (source, target) else {
+        return (None, diags);
+    };
+    let plan = Plan {
+        name: scheme_name,
+        file: file.to_string(),
+        timezone,
+        templates,
+        connections,
+        source,
+        target,
+        redactor: Redactor::new(secrets),
+        raw: raw_scheme,
+    };
+    (Some(plan), diags)
+}
+
+fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) -> Option<ConnectionPlan> {
+    let common = raw.common();
+    let url_path = child_path(path, "base_url");
+    let mut ok = true;
+    match url::Url::parse(&common.base_url) {
+        _ if ctx.has_error_at(&url_path) => ok = false,
+        Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {}
+        Ok(url) => {
+            ctx.error(
+                &url_path,
+                format!("base_url must use http or https, not `{}`", url.scheme()),
+                None,
+            );
+            ok = false;
+        }
+        Err(e) => {
+            ctx.error(
+                &url_path,
+                format!("`{}` is not a URL: {e}", common.base_url),
+                Some("write a full URL such as https://api.example.com".into()),
+            );
+            ok = false;
+        }
+    }
+    let mut headers = Vec::new();
+    for (key, value) in &common.headers {
+        let header_path = child_path(&child_path(path, "headers"), key);
+        if is_credential_header(key) && !ctx.env_paths.contains(&header_path) && !value.trim().is_empty() {
+            ctx.warning(
+                &header_path,
+                format!("header `{key}` holds a literal credential"),
+                Some(format!("move the value to the environment and write `{key}: \"${{MY_TOKEN}}\"`, so it never lands in version control")),
+            );
+        }
+        match ctx.template(&header_path, value, Names::Only(CONNECTION_NAMES)) {
+            Some(t) => headers.push((key.clone(), t)),
+            None => ok = false,
+        }
+    }
+    let timeout = ctx.std_duration(&child_path(path, "timeout"), common.timeout.as_ref(), "30s");
+    let in_flight = common.in_flight.unwrap_or(2);
+    if in_flight == 0 {
+        ctx.error(&child_path(path, "in_flight"), "in_flight must be at least 1", None);
+        ok = false;
+    }
+    let mut retry = RetryPolicy::default();
+    if let Some(raw_retry) = &common.retry {
+        let retry_path = child_path(path, "retry");
+        if let Some(attempts) = raw_retry.attempts {
+            if attempts == 0 {
+                ctx.error(
+                    &child_path(&retry_path, "attempts"),
+                    "attempts must be at least 1 (1 means no retries)",
+                    None,
+                );
+                ok = false;
+            }
+            retry.attempts = attempts.max(1);
+        }
+        retry.backoff = ctx.std_duration(&child_path(&retry_path, "backoff"), raw_retry.backoff.as_ref(), "200ms")?;
+        retry.max_backoff = ctx.std_duration(
+            &child_path(&retry_path, "max_backoff"),
+            raw_retry.max_backoff.as_ref(),
+            "10s",
+        )?;
+        retry.max_elapsed = ctx.std_duration(
+            &child_path(&retry_path, "max_elapsed"),
+            raw_retry.max_elapsed.as_ref(),
+            "2m",
+        )?;
+    }
+    let timeout = timeout?;
+    ok.then(|| ConnectionPlan {
+        name: name.to_string(),
+        connector: raw.connector_name(),
+        base_url: common.base_url.trim_end_matches('/').to_string(),
+        headers,
+        timeout,
+        in_flight: in_flight.max(1) as usize,
+        max_response_bytes: common.max_response_mib.unwrap_or(64) as usize * 1024 * 1024,
+        retry,
+    })
+}
+
+fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz::Tz) -> Option<SourcePlan> {
+    let request = ctx.request(
+        "source.request",
+        &raw.request,
+        Method::Get,
+        Names::Only(SOURCE_REQUEST_NAMES),
+    );
+    let response_raw = raw.response.clone().unwrap_or_default();
+    let success = ctx.optional_template(
+        "source.response.success",
+        response_raw.success.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
+    let error = ctx.optional_template(
+        "source.response.error",
+        response_raw.error.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
+    let records = ctx.json_path("source.records", &raw.records);
+    let id = ctx.template("source.id", &raw.id, Names::Any);
+    if let Some(t) = &id {
+        if t.is_literal() {
+            ctx.error(
+                "source.id",
+                format!("`{}` is a constant, so every record would get the same id", raw.id),
+                Some("use a template over the record, e.g. `<< order_no >>`".into()),
+            );
+        }
+    }
+    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Any);
+    let pagination = build_pagination(ctx, raw.pagination.as_ref());
+    let incremental = match &raw.incremental {
+        None => Some(None),
+        Some(inc) => {
+            let start = match parse_time(&inc.start, tz) {
+                Ok(t) => Some(t),
+                Err(message) => {
+                    ctx.error("source.incremental.start", message, None);
+                    None
+                }
+            };
+            let window = ctx.duration("source.incremental.window", inc.window.as_ref(), "1d");
+            let lookback = ctx.duration("source.incremental.lookback", inc.lookback.as_ref(), "0s");
+            let lag = ctx.duration("source.incremental.lag", inc.lag.as_ref(), "0s");
+            if window.is_some_and(|w| w <= chrono::Duration::zero()) {
+                ctx.error("source.incremental.window", "the window must be longer than zero", None);
+            }
+            match (start, window, lookback, lag) {
+                (Some(start), Some(window), Some(lookback), Some(lag)) => Some(Some(IncrementalPlan {
+                    field: inc.field.clone(),
+                    start,
+                    window,
+                    lookback,
+                    lag,
+                })),
+                _ => None,
+            }
+        }
+    };
+    let (request, success, error, records, id, name, pagination, incremental) = (
+        request?,
+        success?,
+        error?,
+        records?,
+        id?,
+        name?,
+        pagination?,
+        incremental?,
+    );
+
+    let used = request_variables(&request);
+    if !matches!(pagination.style, PageStyle::None | PageStyle::NextLink { .. }) && !used.contains("page") {
+        ctx.warning(
+            "source.pagination",
+            "pagination is set but the request never uses `page`, so every page would be the same request",
+            Some(
+                "put `<< page.number >>`, `<< page.offset >>` or `<< page.cursor >>` into source.request.query or body"
+                    .into(),
+            ),
+        );
+    }
+    if incremental.is_some() && !used.contains("window") {
+        ctx.warning(
+            "source.incremental",
+            "incremental windows are set but the request never uses `window`",
+            Some("filter the request with `<< window.start | datetime >>` and `<< window.end | datetime >>`".into()),
+        );
+    }
+    Some(SourcePlan {
+        connection: raw.connection.clone(),
+        object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
+        request,
+        response: ReadResponsePlan {
+            codec: response_raw.codec.unwrap_or_default(),
+            success,
+            error,
+        },
+        records,
+        pagination,
+        incremental,
+        id,
+        name,
+    })
+}
+
+fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<PaginationPlan> {
+    let base = "source.pagination";
+    let none = PaginationPlan {
+        style: PageStyle::None,
+        size: None,
+        stop: StopRule::EmptyPage,
+        total: None,
+        has_more: None,
+        max_pages: None,
+    };
+    let Some(raw) = raw else { return Some(none) };
+    let check_size = |ctx: &mut Ctx, size: Option<u64>| {
+        if size == Some(0) {
+            ctx.error(&child_path(base, "size"), "the page size must be at least 1", None);
+        }
+    };
+    let stop_needs =
+        |ctx: &mut Ctx, stop: Option<StopRule>, total: &Option<String>, has_more: &Option<String>| match stop {
+            Some(StopRule::Total) if total.is_none() => ctx.error(
+                &child_path(base, "stop"),
+                "`stop: total` needs `total`, the JSONPath of the record count",
+                Some("add e.g. `total: $.data.total`, or choose another stop rule".into()),
+            ),
+            Some(StopRule::HasMore) if has_more.is_none() => ctx.error(
+                &child_path(base, "stop"),
+                "`stop: has_more` needs `has_more`, the JSONPath of the flag",
+                Some("add e.g. `has_more: $.data.has_more`, or choose another stop rule".into()),
+            ),
+            _ => {}
+        };
+    let default_stop = |total: &Option<String>, has_more: &Option<String>| {
+        if total.is_some() {
+            StopRule::Total
+        } else if has_more.is_some() {
+            StopRule::HasMore
+        } else {
+            StopRule::EmptyPage
+        }
+    };
+    match raw {
+        RawPagination::None {} => Some(none),
+        RawPagination::PageNumber {
+            start,
+            size,
+            stop,
+            total,
+            has_more,
+            max_pages,
+        }
+        | RawPagination::Offset {
+            start,
+            size,
+            stop,
+            total,
+            has_more,
+            max_pages,
+        } => {
+            check_size(ctx, Some(*size));
+            stop_needs(ctx, *stop, total, has_more);
+            let total_path = ctx.optional_json_path(&child_path(base, "total"), total.as_ref());
+            let more_path = ctx.optional_json_path(&child_path(base, "has_more"), has_more.as_ref());
+            let style = match raw {
+                RawPagination::PageNumber { .. } => PageStyle::PageNumber {
+                    start: start.unwrap_or(1),
+                },
+                _ => PageStyle::Offset {
+                    start: start.unwrap_or(0),
+                },
+            };
+            Some(PaginationPlan {
+                style,
+                size: Some(*size),
+                stop: stop.unwrap_or_else(|| default_stop(total, has_more)),
+                total: total_path?,
+                has_more: more_path?,
+                max_pages: *max_pages,
+            })
+        }
+        RawPagination::Cursor {
+            cursor,
+            size,
+            has_more,
+            max_pages,
+        } => {
+            check_size(ctx, *size);
+            let cursor_path = ctx.json_path(&child_path(base, "cursor"), cursor);
+            let more_path = ctx.optional_json_path(&child_path(base, "has_more"), has_more.as_ref());
+            Some(PaginationPlan {
+                style: PageStyle::Cursor { cursor: cursor_path? },
+                size: *size,
+                stop: if has_more.is_some() {
+                    StopRule::HasMore
+                } else {
+                    StopRule::EmptyPage
+                },
+                total: None,
+                has_more: more_path?,
+                max_pages: *max_pages,
+            })
+        }
+        RawPagination::NextLink { next, size, max_pages } => {
+            check_size(ctx, *size);
+            let next_path = ctx.json_path(&child_path(base, "next"), next);
+            Some(PaginationPlan {
+                style: PageStyle::NextLink { next: next_path? },
+                size: *size,
+                stop: StopRule::EmptyPage,
+                total: None,
+                has_more: None,
+                max_pages: *max_pages,
+            })
+        }
+    }
+}
+
+fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
+    let batch = raw.batch.unwrap_or(100);
+    if batch == 0 {
+        ctx.error("target.batch", "the batch size must be at least 1", None);
+    }
+    let fields = match &raw.fields {
+        Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Any, true),
+        other => {
+            ctx.error(
+                "target.fields",
+                format!(
+                    "`fields` must be a mapping of target fields, found {}",
+                    if other.is_array() { "a list" } else { "a single value" }
+                ),
+                Some("e.g. `fields: {FName: \"<< name >>\"}`".into()),
+            );
+            None
+        }
+    };
+    let key = ctx.optional_template("target.key", raw.key.as_ref(), Names::Any);
+    let name = ctx.optional_template("target.name", raw.name.as_ref(), Names::Any);
+    if raw.update.is_some() && raw.create.is_none() {
+        ctx.error_at_key(
+            "target.update",
+            "`update` is set but `create` is missing",
+            Some("records without a mapping are created first; add `target.create` with the create request".into()),
+        );
+    }
+    if raw.create.is_none() && raw.update.is_none() {
+        ctx.error_at_key(
+            "target.create",
+            "the target has no `create` operation",
+            Some("add `create: {request: {method: POST, path: …, body: {items: \"<< rows >>\"}}}`".into()),
+        );
+    }
+    let create = raw
+        .create
+        .as_ref()
+        .and_then(|op| build_operation(ctx, "target.create", op, false, raw.key.is_some()));
+    let update = match &raw.update {
+        None => Some(None),
+        Some(op) => build_operation(ctx, "target.update", op, true, raw.key.is_some()).map(Some),
+    };
+    let (fields, key, name, create, update) = (fields?, key?, name?, create?, update?);
+    (batch > 0).then(|| TargetPlan {
+        connection: raw.connection.clone(),
+        object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
+        batch: batch as usize,
+        key,
+        name,
+        create,
+        update,
+        fields,
+    })
+}
+
+fn build_operation(
+    ctx: &mut Ctx,
+    path: &str,
+    raw: &RawOperation,
+    is_update: bool,
+    has_key: bool,
+) -> Option<OperationPlan> {
+    let request_path = child_path(path, "request");
+    let request = ctx.request(
+        &request_path,
+        &raw.request,
+        Method::Post,
+        Names::Only(WRITE_REQUEST_NAMES),
+    )?;
+    let used = request_variables(&request);
+    if !is_update && used.contains("target_id") {
+        ctx.error(
+            &request_path,
+            "`target_id` is only known when updating; a created record has no target id yet",
+            Some("move this request to `target.update`, or remove `target_id`".into()),
+        );
+    }
+    let uses_rows = used.contains("rows");
+    let uses_row = used.contains("row") || used.contains("record") || (is_update && used.contains("target_id"));
+    let per = match raw.per {
+        Some(per) => per,
+        None if uses_rows => Per::Batch,
+        None => Per::Row,
+    };
+    match per {
+        Per::Batch if uses_row => ctx.error(
+            &request_path,
+            "this request sends a whole batch (`rows`) but also reads one row (`row`, `record` or `target_id`)",
+            Some("use `rows` with `per: batch`, or `row`/`target_id` with `per: row`".into()),
+        ),
+        Per::Row if uses_rows => ctx.error(
+            &request_path,
+            "`rows` is only available when the request sends a batch (`per: batch`)",
+            Some("use `row` for one-row requests, or set `per: batch`".into()),
+        ),
+        _ => {}
+    }
+    let response_path = child_path(path, "response");
+    let raw_response = raw.response.clone().unwrap_or_default();
+    let names = Names::Only(WRITE_RESPONSE_NAMES);
+    let success = ctx.optional_template(
+        &child_path(&response_path, "success"),
+        raw_response.success.as_ref(),
+        names,
+    );
+    let error = ctx.optional_template(&child_path(&response_path, "error"), raw_response.error.as_ref(), names);
+    let row_ids = ctx.optional_json_path(&child_path(&response_path, "row_ids"), raw_response.row_ids.as_ref());
+    let row_errors = ctx.optional_json_path(
+        &child_path(&response_path, "row_errors"),
+        raw_response.row_errors.as_ref(),
+    );
+    let default_index = "<< index >>".to_string();
+    let row_error_index = ctx.template(
+        &child_path(&response_path, "row_error_index"),
+        raw_response.row_error_index.as_ref().unwrap_or(&default_index),
+        Names::Any,
+    );
+    let row_error_key = ctx.optional_template(
+        &child_path(&response_path, "row_error_key"),
+        raw_response.row_error_key.as_ref(),
+        Names::Any,
+    );
+    if raw_response.row_error_key.is_some() && !has_key {
+        ctx.error(
+            &child_path(&response_path, "row_error_key"),
+            "`row_error_key` matches failed rows by business key, but `target.key` is not set",
+            Some("add `target.key`, e.g. `key: \"<< FNumber >>\"`, or match by position with `row_error_index`".into()),
+        );
+    }
+    let default_message = "<< message >>".to_string();
+    let row_error_message = ctx.template(
+        &child_path(&response_path, "row_error_message"),
+        raw_response.row_error_message.as_ref().unwrap_or(&default_message),
+        Names::Any,
+    );
+    let id = ctx.optional_json_path(&child_path(&response_path, "id"), raw_response.id.as_ref());
+    Some(OperationPlan {
+        request,
+        per,
+        response: WriteResponsePlan {
+            codec: raw_response.codec.unwrap_or_default(),
+            success: success?,
+            error: error?,
+            row_ids: row_ids?,
+            row_errors: row_errors?,
+            row_error_index: row_error_index?,
+            row_error_key: row_error_key?,
+            row_error_message: row_error_message?,
+            id: id?,
+        },
+    })
+}
+
+/// Whether any template in `template` calls `name` (a filter or function).
+pub fn uses_call(template: &ValueTemplate, name: &str) -> bool {
+    match template {
+        ValueTemplate::Template(t) => t.calls().contains(name),
+        ValueTemplate::Array(items) => items.iter().any(|i| uses_call(i, name)),
+        ValueTemplate::Object(items) => items.iter().any(|(_, i)| uses_call(i, name)),
+        ValueTemplate::ForEach { fields, .. } => uses_call(fields, name),
+        ValueTemplate::Literal(_) | ValueTemplate::Path(_) => false,
+    }
+}
+
+/// Removes the node at a serde path (`a.b[2].c`) from a value; false when nothing was removed.
+fn prune(value: &mut Value, path: &str) -> bool {
+    let mut parts: Vec<String> = Vec::new();
+    for piece in path.split('.') {
+        match piece.split_once('[') {
+            Some((name, rest)) => {
+                if !name.is_empty() {
+                    parts.push(name.to_string());
+                }
+                parts.extend(rest.split('[').map(|i| i.trim_end_matches(']').to_string()));
+            }
+            None => parts.push(piece.to_string()),
+        }
+    }
+    let Some(last) = parts.pop() else { return false };
+    let mut node = value;
+    for part in &parts {
+        node = match node {
+            Value::Object(map) => match map.get_mut(part) {
+                Some(next) => next,
+                None => return false,
+            },
+            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Object(map) => map.remove(&last).is_some(),
+        Value::Array(items) => match last.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}

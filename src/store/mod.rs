@@ -1,0 +1,664 @@
+//! The persistent store (layer 3, an IO edge): id mappings, checkpoints, the
+//! failure ledger and run history.
+//!
+//! # What it owns and promises
+//! - **Narrow traits** ([`MappingStore`], [`CheckpointStore`], [`FailureLedger`],
+//!   [`RunHistory`], [`BatchWriter`]) are implemented by every backend and by the
+//!   closed enum [`Store`], which the engine holds. `Store` is cheap to clone (the
+//!   backends keep their state behind an `Arc`) and dispatches statically, one
+//!   `match` per method; a Postgres variant joins later. Trait methods return
+//!   `impl Future + Send` rather than being plain `async fn`, so generic callers can
+//!   spawn them too.
+//! - **One transaction per batch.** [`BatchWriter::commit_batch`] applies a batch's
+//!   mapping upserts, failure resolutions and new failures atomically: after a
+//!   crash either all of a batch is visible or none of it is. Checkpoints are
+//!   separate: move one only after the batches it covers are committed (a crash
+//!   in between redoes work, which the mappings make safe).
+//! - **Mapping upserts never forget a target id**: an upsert whose `target_id`
+//!   (or `target_name`) is `None` keeps the stored one, and `first_synced_at` keeps
+//!   its first value. Call [`MappingStore::delete_mapping`] to forget a mapping.
+//! - **Failures**: at most one *open* failure per `(scheme, source_id, stage)`.
+//!   Recording it again adds one to `attempts`, moves `last_seen`, replaces
+//!   `error_class`, `message` and `payload`, and keeps `first_seen`. Skipped and
+//!   resolved failures stay as history; a later failure opens a fresh row.
+//! - **Timestamps** are stored as integer milliseconds since the Unix epoch (UTC)
+//!   in every backend, so values read back are truncated to milliseconds. Integers
+//!   were chosen over RFC 3339 text because they are smaller, sort and compare
+//!   cheaply and map to `BIGINT` in Postgres unchanged.
+//! - **Listing order** is stable: mappings by `(scheme, source_object, source_id)`
+//!   in byte order, failures newest `last_seen` first, runs newest first.
+//! - **Errors** name the store location and say what to do; they never quote a
+//!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
+//!
+//! All SQL lives under `store/`; the SQLite schema is in
+//! `migrations/sqlite/NNNN_*.sql` and is applied on open.
+
+mod memory;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Most ids a single [`MappingQuery`] may carry (source and target ids together).
+pub const MAX_QUERY_IDS: usize = 10_000;
+
+/// How far a mapping got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingStatus {
+    /// The target record was created by ferry.
+    Created,
+    /// An existing target record was updated.
+    Updated,
+    /// The last attempt failed; see `last_error` and the failure ledger.
+    Failed,
+    /// Seen but not written yet.
+    Pending,
+}
+
+/// The stage of the pipeline at which a record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureStage {
+    Fetch,
+    Transform,
+    Write,
+}
+
+/// Where a ledger entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureStatus {
+    /// Still failing; retried by the next run.
+    Open,
+    /// A person decided not to retry it.
+    Skipped,
+    /// The record went through later.
+    Resolved,
+}
+
+/// A text did not name a variant of one of the store's enumerations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}' — choose from {choices}")]
+pub struct ParseStatusError {
+    pub what: &'static str,
+    pub value: String,
+    pub choices: &'static str,
+}
+
+macro_rules! text_enum {
+    ($ty:ident, $what:literal, $($variant:ident => $text:literal),+ $(,)?) => {
+        impl $ty {
+            /// The lower-case text used in the database, the CLI and JSON.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = ParseStatusError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($ty::$variant),)+
+                    _ => Err(ParseStatusError {
+                        what: $what,
+                        value: text.to_owned(),
+                        choices: concat!($($text, ", "),+).trim_end_matches(", "),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending");
+text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
+text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
+
+/// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub scheme: String,
+    pub source_object: String,
+    pub source_id: String,
+    pub source_name: Option<String>,
+    pub target_object: String,
+    pub target_id: Option<String>,
+    pub target_name: Option<String>,
+    pub status: MappingStatus,
+    pub payload_hash: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub first_synced_at: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+}
+
+/// A ledger entry: one source record that failed at one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub id: i64,
+    pub scheme: String,
+    pub source_id: String,
+    pub stage: FailureStage,
+    pub error_class: String,
+    pub message: String,
+    pub attempts: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub payload: Option<serde_json::Value>,
+    pub status: FailureStatus,
+}
+
+/// A failure to record (or to count again, if it is already open).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewFailure {
+    pub scheme: String,
+    pub source_id: String,
+    pub stage: FailureStage,
+    pub error_class: String,
+    pub message: String,
+    pub payload: Option<serde_json::Value>,
+}
+
+/// One run of a scheme. `status` is free text chosen by the engine (`running` while it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub scheme: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// Everything one target batch changes, committed in ONE transaction.
+///
+/// Applied in this order: mapping upserts, then resolutions, then new failures,
+/// so a failure recorded by this batch is never hidden by a resolution in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchCommit {
+    /// Mapping upserts, applied in order (a later entry for the same key wins).
+    pub mappings: Vec<Mapping>,
+    /// Failures to open, or to count again if already open.
+    pub failures: Vec<NewFailure>,
+    /// `(scheme, source_id)` pairs that succeeded now: their open failures become resolved.
+    pub resolved: Vec<(String, String)>,
+}
+
+impl BatchCommit {
+    /// True when committing would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty() && self.failures.is_empty() && self.resolved.is_empty()
+    }
+}
+
+/// Filters for [`MappingStore::query_mappings`]. Empty id lists and `None` mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingQuery {
+    pub scheme: Option<String>,
+    pub source_ids: Vec<String>,
+    pub target_ids: Vec<String>,
+    pub status: Option<MappingStatus>,
+    /// At most this many rows; `None` for all.
+    pub limit: Option<i64>,
+    /// Rows to skip first, for paging.
+    pub offset: i64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store at {location}: {reason} — pass --store or set FERRY_STORE to a writable path")]
+    Open { location: String, reason: String },
+
+    #[error("cannot bring the store at {location} up to date: {reason} — {hint}")]
+    Migrate {
+        location: String,
+        reason: String,
+        hint: &'static str,
+    },
+
+    #[error("store at {location} is busy while {action} ({reason}) — another process is writing to it; retry, or give each ferry process its own --store")]
+    Busy {
+        location: String,
+        action: &'static str,
+        reason: String,
+    },
+
+    #[error("store at {location} failed while {action}: {reason}")]
+    Query {
+        location: String,
+        action: &'static str,
+        reason: String,
+    },
+
+    #[error("store at {location} holds data ferry cannot read ({action}): {detail} — the file was probably written by a newer ferry or edited by hand")]
+    Corrupt {
+        location: String,
+        action: &'static str,
+        detail: String,
+    },
+
+    #[error("{what} does not exist in the store at {location}")]
+    NotFound { location: String, what: String },
+
+    #[error("invalid store request: {0}")]
+    InvalidRequest(String),
+
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed if repeated (the database was busy or locked).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Busy { .. })
+    }
+}
+
+/// Mapping look-ups and edits.
+pub trait MappingStore {
+    /// The stored mappings among `source_ids`, keyed by source id; absent ids are
+    /// simply missing. One query per batch (chunked for very long lists).
+    fn mappings_for(
+        &self,
+        scheme: &str,
+        source_object: &str,
+        source_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Mapping>, StoreError>> + Send;
+
+    /// List mappings matching every filter in `q`, in key order.
+    fn query_mappings(&self, q: &MappingQuery) -> impl Future<Output = Result<Vec<Mapping>, StoreError>> + Send;
+
+    /// Create a mapping, or update the stored one with the same key (see the module doc).
+    fn upsert_mapping(&self, m: &Mapping) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forget a mapping; `true` if one existed.
+    fn delete_mapping(
+        &self,
+        scheme: &str,
+        source_object: &str,
+        source_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// For templates' `mapped_id(object, source_id)`: the target id of a created or
+    /// updated mapping whose `target_object` or `scheme` equals `object`. A scheme
+    /// match wins over a target-object match, then the most recently synced.
+    fn target_id_for(
+        &self,
+        object: &str,
+        source_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+/// Opaque resume points per scheme.
+pub trait CheckpointStore {
+    fn checkpoint(&self, scheme: &str, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Store `value`, replacing any previous one.
+    fn set_checkpoint(
+        &self,
+        scheme: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The failure ledger. Failures are written through [`BatchWriter::commit_batch`].
+pub trait FailureLedger {
+    /// Newest `last_seen` first, at most `limit` rows.
+    fn list_failures(
+        &self,
+        scheme: Option<&str>,
+        status: Option<FailureStatus>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Failure>, StoreError>> + Send;
+
+    fn failure(&self, id: i64) -> impl Future<Output = Result<Option<Failure>, StoreError>> + Send;
+
+    /// Set the status of the given failures; returns how many actually changed.
+    /// Reopening a failure whose key already has an open failure leaves it as it is.
+    fn set_failure_status(
+        &self,
+        ids: &[i64],
+        status: FailureStatus,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn count_open_failures(&self, scheme: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// A log of runs.
+pub trait RunHistory {
+    /// Record a run as `running` now; returns its id.
+    fn start_run(&self, scheme: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Stamp the end of a run. Fails with [`StoreError::NotFound`] for an unknown id.
+    fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        summary: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Newest first, at most `limit` rows.
+    fn recent_runs(
+        &self,
+        scheme: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+}
+
+/// Atomic per-batch writes.
+pub trait BatchWriter {
+    /// Apply `batch` in one transaction (see [`BatchCommit`] for the order).
+    fn commit_batch(&self, batch: BatchCommit) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store the engine holds: one variant per backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Sqlite(SqliteStore),
+}
+
+/// Run `$call` with `$backend` bound to whichever backend `$store` holds.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Memory($backend) => $call,
+            Store::Sqlite($backend) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Open the store named by `location`:
+    /// - `memory` or `:memory:` — in process, gone when the process exits;
+    /// - `sqlite://PATH`, `sqlite:PATH` or a bare path — an SQLite file, created
+    ///   (with its directory) if missing and migrated to the current schema;
+    /// - `postgres://…` — not available yet.
+    pub async fn open(location: &str) -> Result<Store, StoreError> {
+        match parse_location(location)? {
+            Location::Memory => Ok(Store::memory()),
+            Location::SqliteFile(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
+        }
+    }
+
+    /// A fresh, empty in-memory store.
+    pub fn memory() -> Store {
+        Store::Memory(MemoryStore::new())
+    }
+
+    /// A one-line description for logs and `ferry status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Memory(_) => "in-memory store (not persisted)".to_owned(),
+            Store::Sqlite(s) => format!("SQLite store at {}", s.location()),
+        }
+    }
+
+    /// Release the store's connections (a no-op in memory). Later calls fail.
+    pub async fn close(&self) {
+        if let Store::Sqlite(s) = self {
+            s.close().await;
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Location<'a> {
+    Memory,
+    SqliteFile(&'a str),
+}
+
+fn parse_location(location: &str) -> Result<Location<'_>, StoreError> {
+    let trimmed = location.trim();
+    if trimmed.is_empty() {
+        return Err(StoreError::InvalidRequest(
+            "the store location is empty — pass --store PATH (e.g. ./ferry.db) or `memory`".to_owned(),
+        ));
+    }
+    if trimmed == "memory" || trimmed == ":memory:" {
+        return Ok(Location::Memory);
+    }
+    let path = if let Some(rest) = trimmed.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = trimmed.strip_prefix("sqlite:") {
+        rest
+    } else if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return Err(StoreError::Unsupported(
+            "postgres store arrives in a later release — use an SQLite file path (e.g. ./ferry.db) or `memory` for now"
+                .to_owned(),
+        ));
+    } else if let Some((scheme, _)) = trimmed.split_once("://") {
+        return Err(StoreError::Unsupported(format!(
+            "unknown store kind '{scheme}' in {trimmed} — use a file path, sqlite://PATH or `memory`"
+        )));
+    } else {
+        trimmed
+    };
+    match path {
+        "" => Err(StoreError::InvalidRequest(format!(
+            "the store location {trimmed} names no file — write it as sqlite://./ferry.db"
+        ))),
+        ":memory:" => Ok(Location::Memory),
+        _ => Ok(Location::SqliteFile(path)),
+    }
+}
+
+impl MappingStore for Store {
+    async fn mappings_for(
+        &self,
+        scheme: &str,
+        source_object: &str,
+        source_ids: &[String],
+    ) -> Result<HashMap<String, Mapping>, StoreError> {
+        dispatch!(self, s => s.mappings_for(scheme, source_object, source_ids).await)
+    }
+
+    async fn query_mappings(&self, q: &MappingQuery) -> Result<Vec<Mapping>, StoreError> {
+        dispatch!(self, s => s.query_mappings(q).await)
+    }
+
+    async fn upsert_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+        dispatch!(self, s => s.upsert_mapping(m).await)
+    }
+
+    async fn delete_mapping(&self, scheme: &str, source_object: &str, source_id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_mapping(scheme, source_object, source_id).await)
+    }
+
+    async fn target_id_for(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.target_id_for(object, source_id).await)
+    }
+}
+
+impl CheckpointStore for Store {
+    async fn checkpoint(&self, scheme: &str, key: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.checkpoint(scheme, key).await)
+    }
+
+    async fn set_checkpoint(&self, scheme: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_checkpoint(scheme, key, value).await)
+    }
+}
+
+impl FailureLedger for Store {
+    async fn list_failures(
+        &self,
+        scheme: Option<&str>,
+        status: Option<FailureStatus>,
+        limit: i64,
+    ) -> Result<Vec<Failure>, StoreError> {
+        dispatch!(self, s => s.list_failures(scheme, status, limit).await)
+    }
+
+    async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
+        dispatch!(self, s => s.failure(id).await)
+    }
+
+    async fn set_failure_status(&self, ids: &[i64], status: FailureStatus) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.set_failure_status(ids, status).await)
+    }
+
+    async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.count_open_failures(scheme).await)
+    }
+}
+
+impl RunHistory for Store {
+    async fn start_run(&self, scheme: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.start_run(scheme).await)
+    }
+
+    async fn finish_run(&self, id: i64, status: &str, summary: &serde_json::Value) -> Result<(), StoreError> {
+        dispatch!(self, s => s.finish_run(id, status, summary).await)
+    }
+
+    async fn recent_runs(&self, scheme: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, s => s.recent_runs(scheme, limit).await)
+    }
+}
+
+impl BatchWriter for Store {
+    async fn commit_batch(&self, batch: BatchCommit) -> Result<(), StoreError> {
+        dispatch!(self, s => s.commit_batch(batch).await)
+    }
+}
+
+// ---- helpers shared by the backends -------------------------------------------------
+
+/// The current time at the stored precision (milliseconds).
+pub(crate) fn now() -> DateTime<Utc> {
+    truncate_to_millis(Utc::now())
+}
+
+/// `t` at the stored precision, so every backend returns the same values.
+pub(crate) fn truncate_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// Reject negative limits and offsets and oversized id lists, identically in every backend.
+pub(crate) fn check_query(q: &MappingQuery) -> Result<(), StoreError> {
+    if let Some(limit) = q.limit {
+        check_limit(limit)?;
+    }
+    if q.offset < 0 {
+        return Err(StoreError::InvalidRequest(format!(
+            "offset must be 0 or more, got {}",
+            q.offset
+        )));
+    }
+    let ids = q.source_ids.len() + q.target_ids.len();
+    if ids > MAX_QUERY_IDS {
+        return Err(StoreError::InvalidRequest(format!(
+            "a mapping query may name at most {MAX_QUERY_IDS} ids, got {ids} — split it into several queries"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_limit(limit: i64) -> Result<(), StoreError> {
+    if limit < 0 {
+        return Err(StoreError::InvalidRequest(format!(
+            "limit must be 0 or more, got {limit}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for status in [
+            MappingStatus::Created,
+            MappingStatus::Updated,
+            MappingStatus::Failed,
+            MappingStatus::Pending,
+        ] {
+            assert_eq!(status.to_string().parse::<MappingStatus>(), Ok(status));
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""));
+        }
+        assert_eq!("write".parse::<FailureStage>(), Ok(FailureStage::Write));
+        assert_eq!(FailureStatus::Skipped.as_str(), "skipped");
+    }
+
+    #[test]
+    fn unknown_enum_text_lists_the_choices() {
+        let err = "done".parse::<MappingStatus>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown mapping status 'done' — choose from created, updated, failed, pending"
+        );
+    }
+
+    #[test]
+    fn locations_are_classified() {
+        assert_eq!(parse_location("memory").unwrap(), Location::Memory);
+        assert_eq!(parse_location(" :memory: ").unwrap(), Location::Memory);
+        assert_eq!(parse_location("sqlite://:memory:").unwrap(), Location::Memory);
+        assert_eq!(
+            parse_location("sqlite://./x/ferry.db").unwrap(),
+            Location::SqliteFile("./x/ferry.db")
+        );
+        assert_eq!(
+            parse_location("sqlite:ferry.db").unwrap(),
+            Location::SqliteFile("ferry.db")
+        );
+        assert_eq!(
+            parse_location("/var/lib/ferry.db").unwrap(),
+            Location::SqliteFile("/var/lib/ferry.db")
+        );
+        assert!(matches!(parse_location(""), Err(StoreError::InvalidRequest(_))));
+        assert!(matches!(
+            parse_location("sqlite://"),
+            Err(StoreError::InvalidRequest(_))
+        ));
+        let err = parse_location("mysql://db/ferry").unwrap_err();
+        assert!(err.to_string().contains("unknown store kind 'mysql'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn postgres_is_not_available_yet() {
+        let err = Store::open("postgres://localhost/ferry").await.unwrap_err();
+        assert!(matches!(err, StoreError::Unsupported(_)));
+        assert!(err.to_string().starts_with("postgres store arrives in a later release"));
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn query_checks_reject_bad_paging() {
+        let mut q = MappingQuery {
+            limit: Some(-1),
+            ..MappingQuery::default()
+        };
+        assert!(check_query(&q).is_err());
+        q.limit = None;
+        q.offset = -3;
+        assert!(check_query(&q).is_err());
+        q.offset = 0;
+        q.source_ids = vec![String::new(); MAX_QUERY_IDS + 1];
+        assert!(check_query(&q).is_err());
+    }
+}

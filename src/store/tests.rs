@@ -1,0 +1,981 @@
+//! The conformance suite every backend must pass, plus SQLite file behaviour.
+//!
+//! Each behaviour is one `async fn case(store: &Store)`; `conformance_suite!`
+//! runs every case against a fresh store of each backend. A new backend adds
+//! one module to the macro.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+
+use super::*;
+
+// ---- fixtures ----------------------------------------------------------------------
+
+fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+fn mapping(scheme: &str, source_id: &str, target_id: Option<&str>) -> Mapping {
+    Mapping {
+        scheme: scheme.to_owned(),
+        source_object: "customer".to_owned(),
+        source_id: source_id.to_owned(),
+        source_name: Some(format!("name of {source_id}")),
+        target_object: "bd_customer".to_owned(),
+        target_id: target_id.map(str::to_owned),
+        target_name: target_id.map(|t| format!("target {t}")),
+        status: MappingStatus::Created,
+        payload_hash: Some("h1".to_owned()),
+        attempts: 1,
+        last_error: None,
+        first_synced_at: Some(at(1_700_000_000_000)),
+        last_synced_at: Some(at(1_700_000_000_000)),
+    }
+}
+
+fn new_failure(scheme: &str, source_id: &str, stage: FailureStage, message: &str) -> NewFailure {
+    NewFailure {
+        scheme: scheme.to_owned(),
+        source_id: source_id.to_owned(),
+        stage,
+        error_class: "target_rejected".to_owned(),
+        message: message.to_owned(),
+        payload: Some(json!({ "FNumber": source_id, "message": message })),
+    }
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+async fn commit(store: &Store, batch: BatchCommit) {
+    store.commit_batch(batch).await.unwrap();
+}
+
+async fn open_sqlite(dir: &Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("ferry.db").display()))
+        .await
+        .unwrap()
+}
+
+// ---- the cases ---------------------------------------------------------------------
+
+async fn upsert_then_get(store: &Store) {
+    let first = mapping("customers", "C1", Some("T1"));
+    store.upsert_mapping(&first).await.unwrap();
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap();
+    assert_eq!(found.get("C1"), Some(&first));
+
+    // Updating replaces fields but keeps first_synced_at.
+    let mut second = first.clone();
+    second.target_id = Some("T2".to_owned());
+    second.status = MappingStatus::Updated;
+    second.attempts = 2;
+    second.payload_hash = Some("h2".to_owned());
+    second.first_synced_at = Some(at(1_800_000_000_000));
+    second.last_synced_at = Some(at(1_800_000_000_000));
+    store.upsert_mapping(&second).await.unwrap();
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap();
+    let got = &found["C1"];
+    assert_eq!(got.target_id.as_deref(), Some("T2"));
+    assert_eq!(got.status, MappingStatus::Updated);
+    assert_eq!(got.attempts, 2);
+    assert_eq!(got.first_synced_at, first.first_synced_at);
+    assert_eq!(got.last_synced_at, second.last_synced_at);
+
+    // A failed attempt without a target id does not forget the known one.
+    let mut failed = second.clone();
+    failed.target_id = None;
+    failed.target_name = None;
+    failed.status = MappingStatus::Failed;
+    failed.last_error = Some("rejected".to_owned());
+    store.upsert_mapping(&failed).await.unwrap();
+    let got = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap()
+        .remove("C1")
+        .unwrap();
+    assert_eq!(got.status, MappingStatus::Failed);
+    assert_eq!(got.target_id.as_deref(), Some("T2"));
+    assert_eq!(got.target_name.as_deref(), Some("target T1"));
+    assert_eq!(got.last_error.as_deref(), Some("rejected"));
+}
+
+async fn timestamps_keep_milliseconds(store: &Store) {
+    let mut m = mapping("customers", "C1", Some("T1"));
+    let precise = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+    m.first_synced_at = Some(precise);
+    m.last_synced_at = None;
+    store.upsert_mapping(&m).await.unwrap();
+    let got = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap()
+        .remove("C1")
+        .unwrap();
+    assert_eq!(got.first_synced_at, Some(at(1_700_000_000_123)));
+    assert_eq!(got.last_synced_at, None);
+}
+
+async fn batch_lookup_mixes_present_and_absent(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![
+                mapping("customers", "A", Some("TA")),
+                mapping("customers", "C", None),
+                mapping("customers", "E", Some("TE")),
+                mapping("suppliers", "B", Some("TB")),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let mut other_object = mapping("customers", "D", Some("TD"));
+    other_object.source_object = "contact".to_owned();
+    store.upsert_mapping(&other_object).await.unwrap();
+
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["A", "B", "C", "D", "E", "A"]))
+        .await
+        .unwrap();
+    let keys: BTreeSet<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["A", "C", "E"]));
+    assert_eq!(found["E"].target_id.as_deref(), Some("TE"));
+    assert_eq!(found["C"].target_id, None);
+
+    // Ids with quotes, separators and non-ASCII text survive the round trip.
+    let odd = "Ünï \"q\", 'x'\n\t\\ 物料";
+    store
+        .upsert_mapping(&mapping("customers", odd, Some(odd)))
+        .await
+        .unwrap();
+    let found = store.mappings_for("customers", "customer", &ids(&[odd])).await.unwrap();
+    assert_eq!(found[odd].target_id.as_deref(), Some(odd));
+
+    assert!(store
+        .mappings_for("customers", "customer", &[])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .mappings_for("nobody", "customer", &ids(&["A"]))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn batch_lookup_spans_many_chunks(store: &Store) {
+    let mappings: Vec<Mapping> = (0..1_200)
+        .map(|n| mapping("customers", &format!("S{n:05}"), Some(&format!("T{n}"))))
+        .collect();
+    commit(
+        store,
+        BatchCommit {
+            mappings,
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let wanted: Vec<String> = (0..1_500).map(|n| format!("S{n:05}")).collect();
+    let found = store.mappings_for("customers", "customer", &wanted).await.unwrap();
+    assert_eq!(found.len(), 1_200);
+    assert_eq!(found["S01199"].target_id.as_deref(), Some("T1199"));
+    assert!(!found.contains_key("S01200"));
+}
+
+async fn later_entry_in_a_batch_wins(store: &Store) {
+    let first = mapping("customers", "A", Some("T1"));
+    let mut second = mapping("customers", "A", Some("T2"));
+    second.status = MappingStatus::Updated;
+    second.first_synced_at = Some(at(1_900_000_000_000));
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![first.clone(), second],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let got = store
+        .mappings_for("customers", "customer", &ids(&["A"]))
+        .await
+        .unwrap()
+        .remove("A")
+        .unwrap();
+    assert_eq!(got.target_id.as_deref(), Some("T2"));
+    assert_eq!(got.status, MappingStatus::Updated);
+    assert_eq!(got.first_synced_at, first.first_synced_at);
+}
+
+async fn query_filters_and_pages(store: &Store) {
+    let mut pending = mapping("customers", "C3", None);
+    pending.status = MappingStatus::Pending;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![
+                mapping("customers", "C2", Some("T2")),
+                mapping("customers", "C1", Some("T1")),
+                pending,
+                mapping("suppliers", "S1", Some("T1")),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let keys = |found: Vec<Mapping>| -> Vec<String> {
+        found
+            .into_iter()
+            .map(|m| format!("{}/{}", m.scheme, m.source_id))
+            .collect()
+    };
+
+    let all = store.query_mappings(&MappingQuery::default()).await.unwrap();
+    assert_eq!(
+        keys(all),
+        ["customers/C1", "customers/C2", "customers/C3", "suppliers/S1"]
+    );
+
+    let by_target = MappingQuery {
+        target_ids: ids(&["T1", "nope"]),
+        ..MappingQuery::default()
+    };
+    assert_eq!(
+        keys(store.query_mappings(&by_target).await.unwrap()),
+        ["customers/C1", "suppliers/S1"]
+    );
+
+    let by_target_in_scheme = MappingQuery {
+        scheme: Some("suppliers".to_owned()),
+        ..by_target
+    };
+    assert_eq!(
+        keys(store.query_mappings(&by_target_in_scheme).await.unwrap()),
+        ["suppliers/S1"]
+    );
+
+    let by_source = MappingQuery {
+        source_ids: ids(&["C3", "C2"]),
+        ..MappingQuery::default()
+    };
+    assert_eq!(
+        keys(store.query_mappings(&by_source).await.unwrap()),
+        ["customers/C2", "customers/C3"]
+    );
+
+    let by_status = MappingQuery {
+        status: Some(MappingStatus::Pending),
+        ..MappingQuery::default()
+    };
+    assert_eq!(keys(store.query_mappings(&by_status).await.unwrap()), ["customers/C3"]);
+
+    let page = MappingQuery {
+        limit: Some(2),
+        offset: 1,
+        ..MappingQuery::default()
+    };
+    assert_eq!(
+        keys(store.query_mappings(&page).await.unwrap()),
+        ["customers/C2", "customers/C3"]
+    );
+    let skip_only = MappingQuery {
+        offset: 3,
+        ..MappingQuery::default()
+    };
+    assert_eq!(keys(store.query_mappings(&skip_only).await.unwrap()), ["suppliers/S1"]);
+
+    let negative = MappingQuery {
+        limit: Some(-5),
+        ..MappingQuery::default()
+    };
+    assert!(matches!(
+        store.query_mappings(&negative).await,
+        Err(StoreError::InvalidRequest(_))
+    ));
+}
+
+async fn delete_forgets_a_mapping(store: &Store) {
+    store
+        .upsert_mapping(&mapping("customers", "C1", Some("T1")))
+        .await
+        .unwrap();
+    store
+        .upsert_mapping(&mapping("customers", "C2", Some("T2")))
+        .await
+        .unwrap();
+    assert!(store.delete_mapping("customers", "customer", "C1").await.unwrap());
+    assert!(!store.delete_mapping("customers", "customer", "C1").await.unwrap());
+    assert!(!store.delete_mapping("customers", "other", "C2").await.unwrap());
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["C1", "C2"]))
+        .await
+        .unwrap();
+    assert_eq!(found.keys().collect::<Vec<_>>(), ["C2"]);
+    assert_eq!(store.target_id_for("customers", "C1").await.unwrap(), None);
+}
+
+async fn target_id_by_object_or_scheme(store: &Store) {
+    let mut material = mapping("materials", "M1", Some("KD-M1"));
+    material.target_object = "BD_MATERIAL".to_owned();
+    let mut failed = mapping("materials", "M2", Some("KD-M2"));
+    failed.target_object = "BD_MATERIAL".to_owned();
+    failed.status = MappingStatus::Failed;
+    let mut pending = mapping("materials", "M3", None);
+    pending.status = MappingStatus::Pending;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![material, failed, pending],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+
+    let by_object = store.target_id_for("BD_MATERIAL", "M1").await.unwrap();
+    assert_eq!(by_object.as_deref(), Some("KD-M1"));
+    let by_scheme = store.target_id_for("materials", "M1").await.unwrap();
+    assert_eq!(by_scheme.as_deref(), Some("KD-M1"));
+    assert_eq!(store.target_id_for("BD_MATERIAL", "M2").await.unwrap(), None);
+    assert_eq!(store.target_id_for("materials", "M3").await.unwrap(), None);
+    assert_eq!(store.target_id_for("BD_STOCK", "M1").await.unwrap(), None);
+    assert_eq!(store.target_id_for("materials", "nope").await.unwrap(), None);
+
+    // A scheme named like another scheme's target object wins over that object match,
+    // however recent the other one is.
+    let mut newer = mapping("other", "M1", Some("OTHER-M1"));
+    newer.target_object = "BD_MATERIAL".to_owned();
+    newer.last_synced_at = Some(at(1_900_000_000_000));
+    let mut exact = mapping("BD_MATERIAL", "M1", Some("EXACT-M1"));
+    exact.target_object = "something_else".to_owned();
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![newer, exact],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let preferred = store.target_id_for("BD_MATERIAL", "M1").await.unwrap();
+    assert_eq!(preferred.as_deref(), Some("EXACT-M1"));
+}
+
+async fn target_id_prefers_most_recent_object_match(store: &Store) {
+    let mut old = mapping("a_scheme", "M1", Some("OLD"));
+    old.target_object = "BD_MATERIAL".to_owned();
+    let mut recent = mapping("b_scheme", "M1", Some("RECENT"));
+    recent.target_object = "BD_MATERIAL".to_owned();
+    recent.last_synced_at = Some(at(1_900_000_000_000));
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![old, recent],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let got = store.target_id_for("BD_MATERIAL", "M1").await.unwrap();
+    assert_eq!(got.as_deref(), Some("RECENT"));
+}
+
+async fn checkpoints_overwrite(store: &Store) {
+    assert_eq!(store.checkpoint("orders", "window_end").await.unwrap(), None);
+    store
+        .set_checkpoint("orders", "window_end", "2024-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    store
+        .set_checkpoint("orders", "window_end", "2024-02-01T00:00:00Z")
+        .await
+        .unwrap();
+    store
+        .set_checkpoint("invoices", "window_end", "2023-12-31T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.checkpoint("orders", "window_end").await.unwrap().as_deref(),
+        Some("2024-02-01T00:00:00Z")
+    );
+    assert_eq!(
+        store.checkpoint("invoices", "window_end").await.unwrap().as_deref(),
+        Some("2023-12-31T00:00:00Z")
+    );
+    assert_eq!(store.checkpoint("orders", "page").await.unwrap(), None);
+}
+
+async fn failure_repeats_count_attempts(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O1", FailureStage::Write, "first")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let first = store.list_failures(Some("orders"), None, 10).await.unwrap().remove(0);
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.status, FailureStatus::Open);
+    assert_eq!(first.first_seen, first.last_seen);
+
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let mut again = new_failure("orders", "O1", FailureStage::Write, "second");
+    again.error_class = "timeout".to_owned();
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                again,
+                new_failure("orders", "O1", FailureStage::Transform, "other stage"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+
+    let write = store.failure(first.id).await.unwrap().unwrap();
+    assert_eq!(write.attempts, 2);
+    assert_eq!(write.first_seen, first.first_seen);
+    assert!(write.last_seen > first.last_seen);
+    assert_eq!(write.message, "second");
+    assert_eq!(write.error_class, "timeout");
+    assert_eq!(write.payload, Some(json!({ "FNumber": "O1", "message": "second" })));
+    assert_eq!(store.count_open_failures("orders").await.unwrap(), 2);
+    assert_eq!(store.count_open_failures("other").await.unwrap(), 0);
+
+    // The same failure twice in one batch counts twice.
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                new_failure("orders", "O1", FailureStage::Write, "third"),
+                new_failure("orders", "O1", FailureStage::Write, "fourth"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let write = store.failure(first.id).await.unwrap().unwrap();
+    assert_eq!(write.attempts, 4);
+    assert_eq!(write.message, "fourth");
+    assert_eq!(store.failure(9_999).await.unwrap(), None);
+}
+
+async fn success_resolves_open_failures(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                new_failure("orders", "O1", FailureStage::Write, "boom"),
+                new_failure("orders", "O1", FailureStage::Fetch, "boom"),
+                new_failure("orders", "O2", FailureStage::Write, "boom"),
+                new_failure("refunds", "O1", FailureStage::Write, "boom"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![mapping("orders", "O1", Some("T1"))],
+            resolved: vec![("orders".to_owned(), "O1".to_owned())],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(store.count_open_failures("orders").await.unwrap(), 1);
+    assert_eq!(store.count_open_failures("refunds").await.unwrap(), 1);
+    let resolved = store
+        .list_failures(Some("orders"), Some(FailureStatus::Resolved), 10)
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 2);
+    assert!(resolved.iter().all(|f| f.source_id == "O1"));
+
+    // A new failure after resolution opens a fresh entry.
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O1", FailureStage::Write, "again")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let open = store
+        .list_failures(Some("orders"), Some(FailureStatus::Open), 10)
+        .await
+        .unwrap();
+    let fresh = open.iter().find(|f| f.source_id == "O1").unwrap();
+    assert_eq!(fresh.attempts, 1);
+    assert!(resolved.iter().all(|f| f.id != fresh.id));
+
+    // Failures recorded in the same batch as a resolution stay open.
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O2", FailureStage::Write, "still")],
+            resolved: vec![("orders".to_owned(), "O2".to_owned())],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let o2 = store
+        .list_failures(Some("orders"), Some(FailureStatus::Open), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.source_id == "O2")
+        .unwrap();
+    assert_eq!((o2.attempts, o2.message.as_str()), (1, "still"));
+}
+
+async fn failure_status_changes(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                new_failure("orders", "O1", FailureStage::Write, "a"),
+                new_failure("orders", "O2", FailureStage::Write, "b"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let listed = store.list_failures(None, None, 10).await.unwrap();
+    let id_of = |source_id: &str| listed.iter().find(|f| f.source_id == source_id).unwrap().id;
+    let (o1, o2) = (id_of("O1"), id_of("O2"));
+
+    let changed = store
+        .set_failure_status(&[o1, o2, 424_242], FailureStatus::Skipped)
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    assert_eq!(store.count_open_failures("orders").await.unwrap(), 0);
+    assert_eq!(store.failure(o1).await.unwrap().unwrap().status, FailureStatus::Skipped);
+    // Setting the status it already has changes nothing.
+    assert_eq!(
+        store.set_failure_status(&[o1], FailureStatus::Skipped).await.unwrap(),
+        0
+    );
+
+    // Skipped entries stay history: a new failure opens a fresh row, and then the
+    // old one cannot be reopened beside it.
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O1", FailureStage::Write, "new")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let reopened = store.set_failure_status(&[o1, o2], FailureStatus::Open).await.unwrap();
+    assert_eq!(reopened, 1);
+    assert_eq!(store.failure(o1).await.unwrap().unwrap().status, FailureStatus::Skipped);
+    assert_eq!(store.failure(o2).await.unwrap().unwrap().status, FailureStatus::Open);
+    assert_eq!(store.count_open_failures("orders").await.unwrap(), 2);
+
+    // A reopened failure counts further attempts.
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O2", FailureStage::Write, "b2")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(store.failure(o2).await.unwrap().unwrap().attempts, 2);
+
+    assert_eq!(
+        store.set_failure_status(&[o2], FailureStatus::Resolved).await.unwrap(),
+        1
+    );
+    assert_eq!(store.count_open_failures("orders").await.unwrap(), 1);
+}
+
+async fn failures_list_newest_first(store: &Store) {
+    for source_id in ["O1", "O2", "O3"] {
+        commit(
+            store,
+            BatchCommit {
+                failures: vec![new_failure("orders", source_id, FailureStage::Write, "x")],
+                ..BatchCommit::default()
+            },
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("invoices", "I1", FailureStage::Fetch, "x")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let order = |found: Vec<Failure>| -> Vec<String> { found.into_iter().map(|f| f.source_id).collect() };
+    assert_eq!(
+        order(store.list_failures(None, None, 10).await.unwrap()),
+        ["I1", "O3", "O2", "O1"]
+    );
+    assert_eq!(
+        order(store.list_failures(Some("orders"), None, 2).await.unwrap()),
+        ["O3", "O2"]
+    );
+    assert!(store
+        .list_failures(None, Some(FailureStatus::Skipped), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_failures(None, None, 0).await.unwrap().is_empty());
+    assert!(matches!(
+        store.list_failures(None, None, -1).await,
+        Err(StoreError::InvalidRequest(_))
+    ));
+}
+
+async fn run_history(store: &Store) {
+    let first = store.start_run("orders").await.unwrap();
+    let second = store.start_run("invoices").await.unwrap();
+    let third = store.start_run("orders").await.unwrap();
+    assert!(first < second && second < third);
+
+    let summary = json!({ "created": 10, "failed": 1 });
+    store.finish_run(first, "partial", &summary).await.unwrap();
+
+    let runs = store.recent_runs(None, 10).await.unwrap();
+    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    assert_eq!(run_ids, [third, second, first]);
+    let finished = &runs[2];
+    assert_eq!(finished.status, "partial");
+    assert_eq!(finished.summary.as_ref(), Some(&summary));
+    let finished_at = finished.finished_at.unwrap();
+    assert!(finished_at >= finished.started_at);
+    assert_eq!(runs[0].status, "running");
+    assert_eq!(runs[0].finished_at, None);
+    assert_eq!(runs[0].summary, None);
+
+    let orders = store.recent_runs(Some("orders"), 1).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].id, third);
+
+    let missing = store.finish_run(987_654, "ok", &json!({})).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }));
+    assert!(missing.to_string().contains("run 987654"), "{missing}");
+}
+
+async fn one_commit_writes_everything(store: &Store) {
+    let batch = BatchCommit {
+        mappings: vec![mapping("orders", "O1", Some("T1")), mapping("orders", "O2", None)],
+        failures: vec![new_failure("orders", "O2", FailureStage::Write, "rejected")],
+        resolved: vec![("orders".to_owned(), "O1".to_owned())],
+    };
+    assert!(!batch.is_empty());
+    commit(store, batch).await;
+    let found = store
+        .mappings_for("orders", "customer", &ids(&["O1", "O2"]))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    let open = store
+        .list_failures(Some("orders"), Some(FailureStatus::Open), 10)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].source_id, "O2");
+    commit(store, BatchCommit::default()).await;
+}
+
+async fn large_batches_are_chunked(store: &Store) {
+    let batch = BatchCommit {
+        mappings: (0..200)
+            .map(|n| mapping("bulk", &format!("R{n}"), Some(&format!("T{n}"))))
+            .collect(),
+        failures: (0..300)
+            .map(|n| new_failure("bulk", &format!("F{n}"), FailureStage::Transform, "bad"))
+            .collect(),
+        resolved: Vec::new(),
+    };
+    commit(store, batch).await;
+    assert_eq!(store.count_open_failures("bulk").await.unwrap(), 300);
+    let resolved = (0..600).map(|n| ("bulk".to_owned(), format!("F{n}"))).collect();
+    commit(
+        store,
+        BatchCommit {
+            resolved,
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(store.count_open_failures("bulk").await.unwrap(), 0);
+    let all = store
+        .query_mappings(&MappingQuery {
+            scheme: Some("bulk".to_owned()),
+            ..MappingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 200);
+}
+
+async fn clones_share_data(store: &Store) {
+    let clone = store.clone();
+    clone.set_checkpoint("orders", "cursor", "42").await.unwrap();
+    assert_eq!(
+        store.checkpoint("orders", "cursor").await.unwrap().as_deref(),
+        Some("42")
+    );
+}
+
+macro_rules! conformance_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod memory_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = super::Store::memory();
+                    assert!(store.describe().contains("memory"));
+                    super::$case(&store).await;
+                }
+            )+
+        }
+
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::open_sqlite(dir.path()).await;
+                    assert!(store.describe().contains("ferry.db"));
+                    super::$case(&store).await;
+                    store.close().await;
+                }
+            )+
+        }
+    };
+}
+
+conformance_suite!(
+    upsert_then_get,
+    timestamps_keep_milliseconds,
+    batch_lookup_mixes_present_and_absent,
+    batch_lookup_spans_many_chunks,
+    later_entry_in_a_batch_wins,
+    query_filters_and_pages,
+    delete_forgets_a_mapping,
+    target_id_by_object_or_scheme,
+    target_id_prefers_most_recent_object_match,
+    checkpoints_overwrite,
+    failure_repeats_count_attempts,
+    success_resolves_open_failures,
+    failure_status_changes,
+    failures_list_newest_first,
+    run_history,
+    one_commit_writes_everything,
+    large_batches_are_chunked,
+    clones_share_data,
+);
+
+// ---- SQLite files --------------------------------------------------------------------
+
+#[tokio::test]
+async fn reopening_a_file_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/ferry.db");
+    let location = path.display().to_string();
+    let store = Store::open(&location).await.unwrap();
+    commit(
+        &store,
+        BatchCommit {
+            mappings: vec![mapping("orders", "O1", Some("T1"))],
+            failures: vec![new_failure("orders", "O2", FailureStage::Fetch, "x")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    store.set_checkpoint("orders", "cursor", "7").await.unwrap();
+    let run = store.start_run("orders").await.unwrap();
+    store.close().await;
+
+    let reopened = Store::open(&location).await.unwrap();
+    assert_eq!(
+        reopened.target_id_for("orders", "O1").await.unwrap().as_deref(),
+        Some("T1")
+    );
+    assert_eq!(reopened.count_open_failures("orders").await.unwrap(), 1);
+    assert_eq!(
+        reopened.checkpoint("orders", "cursor").await.unwrap().as_deref(),
+        Some("7")
+    );
+    assert_eq!(reopened.recent_runs(None, 5).await.unwrap()[0].id, run);
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn unwritable_path_names_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "plain file").unwrap();
+    let location = blocker.join("ferry.db").display().to_string();
+
+    let err = Store::open(&location).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot open store at {location}: ")),
+        "{text}"
+    );
+    assert!(text.contains("is a file, not a directory"), "{text}");
+    assert!(text.contains("FERRY_STORE"), "{text}");
+    assert!(!err.is_retryable());
+
+    // A directory where the file should be.
+    let err = Store::open(&dir.path().display().to_string()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("it is a directory, not a file"), "{text}");
+    assert!(text.contains("--store"), "{text}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are my notes, not a database ".repeat(200)).unwrap();
+    let location = path.display().to_string();
+    let err = Store::open(&location).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&location), "{text}");
+    assert!(text.contains("not a ferry store"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failed_commit_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path()).await;
+    let Store::Sqlite(sqlite) = &store else {
+        panic!("expected the SQLite backend");
+    };
+    sqlx::query(
+        "CREATE TRIGGER reject_boom BEFORE INSERT ON failures WHEN NEW.source_id = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END",
+    )
+    .execute(sqlite.writer_pool())
+    .await
+    .unwrap();
+
+    let err = store
+        .commit_batch(BatchCommit {
+            mappings: vec![mapping("orders", "O1", Some("T1"))],
+            failures: vec![new_failure("orders", "boom", FailureStage::Write, "x")],
+            resolved: vec![("orders".to_owned(), "O1".to_owned())],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Query { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("ferry.db") && text.contains("saving a batch"), "{text}");
+    assert!(!text.contains("FNumber"), "payloads never appear in errors: {text}");
+
+    assert!(store
+        .mappings_for("orders", "customer", &ids(&["O1"]))
+        .await
+        .unwrap()
+        .is_empty());
+    // The store is still usable afterwards.
+    commit(
+        &store,
+        BatchCommit {
+            mappings: vec![mapping("orders", "O1", Some("T1"))],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.target_id_for("orders", "O1").await.unwrap().as_deref(),
+        Some("T1")
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_locked_file_is_reported_as_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.db");
+    let holder = SqliteStore::open(&path).await.unwrap();
+    let waiter = SqliteStore::open_with_busy_timeout(&path, std::time::Duration::from_millis(50))
+        .await
+        .unwrap();
+
+    let mut lock = holder.writer_pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let err = waiter.set_checkpoint("orders", "cursor", "1").await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("busy"), "{err}");
+    sqlx::query("SELECT 1").execute(&mut *lock).await.unwrap();
+    lock.rollback().await.unwrap();
+
+    waiter.set_checkpoint("orders", "cursor", "1").await.unwrap();
+    holder.close().await;
+    waiter.close().await;
+}
+
+/// Manual measurement: `cargo test --release store::tests::sqlite_batch_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run by hand"]
+async fn sqlite_batch_throughput() {
+    const BATCHES: usize = 1_000;
+    const BATCH: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path()).await;
+
+    for pass in ["insert", "update"] {
+        let started = std::time::Instant::now();
+        let mut lookup = std::time::Duration::ZERO;
+        for b in 0..BATCHES {
+            let source_ids: Vec<String> = (0..BATCH).map(|i| format!("SRC-{b:05}-{i:03}")).collect();
+            let t = std::time::Instant::now();
+            let known = store.mappings_for("bench", "customer", &source_ids).await.unwrap();
+            lookup += t.elapsed();
+            let at = Utc::now();
+            let mut batch = BatchCommit::default();
+            for (i, id) in source_ids.iter().enumerate() {
+                let previous = known.get(id);
+                let mut m = mapping("bench", id, Some(&format!("TGT-{b}-{i}")));
+                m.status = if previous.is_some() {
+                    MappingStatus::Updated
+                } else {
+                    MappingStatus::Created
+                };
+                m.attempts = previous.map_or(1, |p| p.attempts + 1);
+                m.last_synced_at = Some(at);
+                m.first_synced_at = previous.and_then(|p| p.first_synced_at).or(Some(at));
+                if i % 50 == 7 {
+                    batch
+                        .failures
+                        .push(new_failure("bench", id, FailureStage::Write, "rejected"));
+                } else {
+                    batch.resolved.push(("bench".to_owned(), id.clone()));
+                }
+                batch.mappings.push(m);
+            }
+            store.commit_batch(batch).await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "{pass}: {BATCHES} batches of {BATCH} in {elapsed:.3}s = {:.0} batches/s = {:.0} records/s (look-ups {:.3}s)",
+            BATCHES as f64 / elapsed,
+            (BATCHES * BATCH) as f64 / elapsed,
+            lookup.as_secs_f64()
+        );
+    }
+    store.close().await;
+}

@@ -1,0 +1,118 @@
+//! Snapshot tests of `ferry validate` diagnostics for every broken scheme under
+//! tests/fixtures/invalid, plus checks that the shipped schemes and fixtures/valid pass.
+
+use ferry::scheme::load_str;
+
+fn fixture_env(name: &str) -> Option<String> {
+    match name {
+        "SHOP_URL" => Some("http://127.0.0.1:9".into()),
+        "SHOP_TOKEN" => Some("fixture-token".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn broken_schemes_report_every_problem_with_a_location() {
+    insta::glob!("fixtures/invalid/*.yaml", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let loaded = load_str(&text, &name, &fixture_env);
+        assert!(loaded.has_errors(), "{name} should be invalid");
+        assert!(loaded.plan.is_none());
+        for d in &loaded.diagnostics {
+            assert!(d.line > 0 && d.column > 0, "{name}: diagnostic without position: {d:?}");
+            assert!(!d.message.is_empty());
+        }
+        let rendered: String = loaded
+            .diagnostics
+            .iter()
+            .map(|d| d.render(&text))
+            .collect::<Vec<_>>()
+            .join("\n");
+        insta::assert_snapshot!(rendered);
+    });
+}
+
+#[test]
+fn many_problems_are_reported_at_once() {
+    let text = std::fs::read_to_string("tests/fixtures/invalid/29-many-problems-at-once.yaml").unwrap();
+    let loaded = load_str(&text, "29.yaml", &fixture_env);
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.len() >= 5, "expected at least 5 errors, got {errors:#?}");
+    for path in [
+        "target.batch",
+        "source.records",
+        "source.request.query.from",
+        "target.connection",
+        "source.incremental.window",
+    ] {
+        assert!(errors.iter().any(|d| d.path == path), "no error at {path}: {errors:#?}");
+    }
+}
+
+#[test]
+fn json_diagnostics_carry_file_line_column_path_and_hint() {
+    let text = std::fs::read_to_string("tests/fixtures/invalid/02-unknown-top-level-key.yaml").unwrap();
+    let loaded = load_str(&text, "02.yaml", &fixture_env);
+    let json = serde_json::to_value(&loaded.diagnostics).unwrap();
+    let first = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "valuemaps")
+        .unwrap();
+    assert_eq!(first["file"], "02.yaml");
+    assert_eq!(first["path"], "valuemaps");
+    assert_eq!(first["severity"], "error");
+    assert!(first["line"].as_u64().unwrap() > 1);
+    assert!(first["hint"].as_str().unwrap().contains("value_maps"));
+}
+
+#[test]
+fn shipped_and_valid_schemes_validate() {
+    let mut files: Vec<_> = std::fs::read_dir("schemes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir("tests/fixtures/valid")
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    assert!(files.len() >= 2);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let loaded = load_str(&text, &path.display().to_string(), &fixture_env);
+        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+        assert!(loaded.plan.is_some());
+    }
+}
+
+#[test]
+fn shipped_schemes_carry_the_schema_modeline() {
+    for entry in std::fs::read_dir("schemes").unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schema/scheme.schema.json"),
+            "{} lacks the modeline",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn committed_json_schema_is_current() {
+    let generated = serde_json::to_string_pretty(&ferry::scheme::raw::json_schema()).unwrap() + "\n";
+    let committed = std::fs::read_to_string("schema/scheme.schema.json").unwrap_or_default();
+    if std::env::var("FERRY_UPDATE_SCHEMA").is_ok() {
+        std::fs::create_dir_all("schema").unwrap();
+        std::fs::write("schema/scheme.schema.json", &generated).unwrap();
+        return;
+    }
+    assert!(
+        committed == generated,
+        "schema/scheme.schema.json is stale; regenerate it with `FERRY_UPDATE_SCHEMA=1 cargo test --test validate committed_json_schema_is_current` (or `ferry schema > schema/scheme.schema.json`)"
+    );
+}
