@@ -31,6 +31,19 @@ use serde_json::Value;
 pub struct JsonPath {
     text: String,
     query: Arc<JpQuery>,
+    /// For `$.a.b[*]`-shaped paths: the keys down to the array, so its items can be
+    /// moved out of a value instead of copied.
+    simple_items: Option<Arc<[String]>>,
+}
+
+/// The keys of a `$.key.key[*]` path (plain identifier keys only), if it has that shape.
+fn simple_items_keys(text: &str) -> Option<Arc<[String]>> {
+    let inner = text.strip_prefix("$.")?.strip_suffix("[*]")?;
+    let keys: Vec<String> = inner.split('.').map(str::to_string).collect();
+    let plain = keys
+        .iter()
+        .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    plain.then(|| keys.into())
 }
 
 /// Why a JSONPath could not be parsed.
@@ -51,7 +64,28 @@ impl JsonPath {
         Ok(JsonPath {
             text: text.to_string(),
             query: Arc::new(query),
+            simple_items: simple_items_keys(text),
         })
+    }
+
+    /// Like [`JsonPath::select`], but returns owned items; for `$.a.b[*]` paths they are
+    /// moved out of `value` (leaving an empty list or object behind) instead of copied.
+    pub fn take_from(&self, value: &mut Value) -> Vec<Value> {
+        if let Some(keys) = &self.simple_items {
+            let mut node = value;
+            for key in keys.iter() {
+                match node.get_mut(key.as_str()) {
+                    Some(next) => node = next,
+                    None => return Vec::new(),
+                }
+            }
+            return match node {
+                Value::Array(items) => std::mem::take(items),
+                Value::Object(map) => std::mem::take(map).into_iter().map(|(_, v)| v).collect(),
+                _ => Vec::new(),
+            };
+        }
+        self.select(value).into_iter().cloned().collect()
     }
 
     /// The path as written.
@@ -318,6 +352,23 @@ fn enclosing(before: &str) -> Enclosing {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn take_moves_items_and_matches_select() {
+        let doc = serde_json::json!({"data": {"items": [{"a": 1}, {"a": 2}], "map": {"x": 1}}});
+        for text in [
+            "$.data.items[*]",
+            "$.data.map[*]",
+            "$.data.items[?(@.a > 1)]",
+            "$.nope[*]",
+            "$..a",
+        ] {
+            let path = super::JsonPath::parse(text).unwrap();
+            let expected: Vec<serde_json::Value> = path.select(&doc).into_iter().cloned().collect();
+            let mut copy = doc.clone();
+            assert_eq!(path.take_from(&mut copy), expected, "{text}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

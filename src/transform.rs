@@ -10,11 +10,39 @@ use std::sync::Arc;
 
 /// Renders `template` in `scope`. `path` names the field for error messages.
 pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Value, Error> {
+    render_inner(template, scope).map_err(|(at, message)| {
+        let full = match (path.is_empty(), at.is_empty()) {
+            (true, _) => at,
+            (false, true) => path.to_string(),
+            (false, false) if at.starts_with('[') => format!("{path}{at}"),
+            (false, false) => format!("{path}.{at}"),
+        };
+        Error::transform(if full.is_empty() {
+            message
+        } else {
+            format!("{full}: {message}")
+        })
+    })
+}
+
+/// Prefixes an error's field path with one more step (only on the error path).
+fn under(step: String) -> impl FnOnce((String, String)) -> (String, String) {
+    move |(at, message)| {
+        let joined = if at.is_empty() {
+            step
+        } else if at.starts_with('[') {
+            format!("{step}{at}")
+        } else {
+            format!("{step}.{at}")
+        };
+        (joined, message)
+    }
+}
+
+fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (String, String)> {
     match template {
         ValueTemplate::Literal(value) => Ok(value.clone()),
-        ValueTemplate::Template(t) => t
-            .render(scope)
-            .map_err(|e| Error::transform(format!("{path}: {}", e.message))),
+        ValueTemplate::Template(t) => t.render(scope).map_err(|e| (String::new(), e.message)),
         ValueTemplate::Path(p) => {
             let Some(record) = scope.record.as_deref() else {
                 return Ok(Value::Null);
@@ -29,18 +57,14 @@ pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Val
         ValueTemplate::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| render(item, scope, &format!("{path}[{i}]")))
+            .map(|(i, item)| render_inner(item, scope).map_err(under(format!("[{i}]"))))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         ValueTemplate::Object(fields) => {
             let mut out = Map::with_capacity(fields.len());
             for (key, item) in fields {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                out.insert(key.clone(), render(item, scope, &child)?);
+                let value = render_inner(item, scope).map_err(under(key.clone()))?;
+                out.insert(key.clone(), value);
             }
             Ok(Value::Object(out))
         }
@@ -52,15 +76,15 @@ pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Val
             let mut out = Vec::with_capacity(selected.len());
             for (i, row) in selected.into_iter().enumerate() {
                 let mut locals = scope.locals.clone();
-                locals.push(("parent".to_string(), Value::clone(&record)));
                 locals.push(("index".to_string(), Value::from(i)));
                 let detail = Scope {
                     record: Some(Arc::new(row.clone())),
                     vars: scope.vars.clone(),
                     locals,
+                    parent: Some(record.clone()),
                     mapped_ids: scope.mapped_ids.clone(),
                 };
-                out.push(render(fields, &detail, &format!("{path}[{i}]"))?);
+                out.push(render_inner(fields, &detail).map_err(under(format!("[{i}]")))?);
             }
             Ok(Value::Array(out))
         }

@@ -336,7 +336,8 @@ pub async fn bench(args: BenchArgs) -> i32 {
                 "peak RSS     {:.1} MiB (ferry process, simulator excluded)",
                 peak_rss_kib().unwrap_or(0) as f64 / 1024.0
             );
-            if summary.aborted.is_some() {
+            if let Some(reason) = &summary.aborted {
+                eprintln!("error: the run aborted: {reason}");
                 exit::ABORTED
             } else {
                 exit::OK
@@ -370,6 +371,8 @@ async fn spawn_simulator(records: u64) -> Result<(tokio::process::Child, String)
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(url) = line.strip_prefix("listening on ") {
+            // Keep draining its output so the child never blocks or fails on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return Ok((child, url.trim().to_string()));
         }
     }

@@ -7,6 +7,9 @@
 //! each under `connector/`) adds its signing and envelope rules on top of these steps.
 
 pub mod http;
+pub mod types;
+
+pub use types::{RowOutcome, Verdict};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
@@ -98,15 +101,26 @@ fn query_text(value: &Value) -> String {
     }
 }
 
-/// Vars for response templates: `body` and `status`.
-fn response_scope(body: &Value, status: u16) -> Scope {
-    let mut vars = Map::new();
-    vars.insert("body".into(), body.clone());
-    vars.insert("status".into(), Value::from(status));
-    Scope {
-        vars: Arc::new(vars),
-        ..Scope::default()
-    }
+/// Runs `check` with `body` and `status` in scope, without copying the body: it is moved
+/// into the scope and moved back out afterwards.
+fn with_response<T>(body: Value, status: u16, check: impl FnOnce(&Scope) -> T) -> (Value, T) {
+    let mut names = Map::new();
+    names.insert("body".into(), body);
+    names.insert("status".into(), Value::from(status));
+    let shared = Arc::new(Value::Object(names));
+    let result = {
+        let scope = Scope {
+            record: Some(shared.clone()),
+            ..Scope::default()
+        };
+        check(&scope)
+    };
+    let names = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| Value::clone(&still_shared));
+    let body = match names {
+        Value::Object(mut map) => map.remove("body").unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (body, result)
 }
 
 fn truthy(value: &Value) -> bool {
@@ -163,11 +177,13 @@ pub fn read_page(
     let body = codec
         .decode(&response.body)
         .map_err(|e| Error::decode(format!("source answer could not be read: {e}")))?;
-    let scope = response_scope(&body, response.status);
-    if let Some(message) = envelope_verdict(&plan.success, &plan.error, &scope, "source answer")? {
+    let (mut body, verdict) = with_response(body, response.status, |scope| {
+        envelope_verdict(&plan.success, &plan.error, scope, "source answer")
+    });
+    if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
     }
-    let selected: Vec<Value> = records.select(&body).into_iter().cloned().collect();
+    let selected = records.take_from(&mut body);
     if selected.is_empty() {
         if let Some(parent) = records_parent {
             if parent.first(&body).is_none() {
@@ -198,13 +214,6 @@ pub fn records_parent(records: &JsonPath) -> Option<JsonPath> {
     JsonPath::parse(parent).ok()
 }
 
-/// The result of writing one row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RowOutcome {
-    Written { target_id: Option<String> },
-    Failed { message: String, class: &'static str },
-}
-
 /// Splits a write answer into one outcome per row sent.
 /// `keys` are the rows' business keys (when `target.key` is set), for matching by key.
 pub fn read_write_outcome(
@@ -219,8 +228,10 @@ pub fn read_write_outcome(
         Ok(body) => body,
         Err(e) => return all_failed(format!("the target's answer could not be read: {e}"), "decode"),
     };
-    let scope = response_scope(&body, response.status);
-    let request_error = match envelope_verdict(&plan.success, &plan.error, &scope, "target answer") {
+    let (body, verdict) = with_response(body, response.status, |scope| {
+        envelope_verdict(&plan.success, &plan.error, scope, "target answer")
+    });
+    let request_error = match verdict {
         Ok(verdict) => verdict,
         Err(e) => return all_failed(e.message, "decode"),
     };

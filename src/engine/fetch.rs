@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
+use crate::transform::payload_hash;
 use crate::window::{format_time, Window};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{json, Map, Value};
@@ -71,10 +72,11 @@ async fn fetch_page(
     .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))
 }
 
-fn fingerprint(records: &[Value]) -> u64 {
+/// Fingerprint of a page, from its records' payload hashes.
+fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for record in records {
-        record.to_string().hash(&mut hasher);
+    for (_, hash) in hashes {
+        hash.hash(&mut hasher);
     }
     hasher.finish()
 }
@@ -101,13 +103,22 @@ async fn fetch_window(
     while let Some(result) = queue.next().await {
         let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         pages.fetch_add(1, Ordering::Relaxed);
+        let Page { body, records } = page;
+        let hashed: Vec<(Value, String)> = records
+            .into_iter()
+            .map(|record| {
+                let hash = payload_hash(&record, &ctx.fingerprint);
+                (record, hash)
+            })
+            .collect();
         let seen = PageSeen {
-            body: &page.body,
-            records: page.records.len(),
-            fingerprint: fingerprint(&page.records),
+            body: &body,
+            records: hashed.len(),
+            fingerprint: fingerprint(&hashed),
         };
         let next = pager.advance(&seen).map_err(|e| Error::guard(e.0))?;
-        if sender.send(Fetched::Page { records: page.records }).await.is_err() {
+        drop(body);
+        if sender.send(Fetched::Page { records: hashed }).await.is_err() {
             return Ok(false);
         }
         match next {

@@ -26,7 +26,7 @@ use crate::http::HttpClient;
 use crate::scheme::model::Plan;
 use crate::store::{CheckpointStore, FailureStage, MappingStore, NewFailure, RunHistory, Store};
 use crate::template::{MappedIds, Scope};
-use crate::transform::{payload_hash, value_to_text};
+use crate::transform::value_to_text;
 use crate::window::{format_time, parse_time, plan_windows, Window, WindowSpec};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -126,8 +126,13 @@ pub(crate) struct JobResult {
 
 /// Messages from the fetch task.
 pub(crate) enum Fetched {
-    Page { records: Vec<Value> },
-    WindowDone { window: usize },
+    /// Records with their payload hashes (computed in the fetch task, off the planner).
+    Page {
+        records: Vec<(Value, String)>,
+    },
+    WindowDone {
+        window: usize,
+    },
     Failed(Error),
 }
 
@@ -350,13 +355,13 @@ async fn drive(
         match message {
             Fetched::Page { records, .. } => {
                 summary.pages += 1;
-                for record in records {
+                for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
                         limit_reached = true;
                         break;
                     }
                     summary.read += 1;
-                    match identify(ctx, record) {
+                    match identify(ctx, record, hash) {
                         Ok(item) => {
                             // A record seen twice in one batch keeps its latest version.
                             if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
@@ -486,15 +491,13 @@ async fn advance_checkpoints(
 }
 
 /// Computes a record's id, name and payload hash; a failure goes to the ledger.
-fn identify(ctx: &RunContext, record: Value) -> Result<Item, Box<NewFailure>> {
+fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<NewFailure>> {
     let plan = &ctx.plan;
-    let hash = payload_hash(&record, &ctx.fingerprint);
     let record = Arc::new(record);
     let scope = Scope {
         record: Some(record.clone()),
         vars: ctx.vars.clone(),
-        locals: Vec::new(),
-        mapped_ids: None,
+        ..Scope::default()
     };
     let failure = |message: String| {
         Box::new(NewFailure {

@@ -27,7 +27,7 @@ pub struct PlannedRequest {
 
 struct Rendered<'a> {
     item: &'a Item,
-    row: Value,
+    row: Arc<Value>,
     key: Option<String>,
     name: Option<String>,
 }
@@ -80,6 +80,7 @@ fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
             item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
         )],
         mapped_ids: ctx.mapped_ids.clone(),
+        parent: None,
     }
 }
 
@@ -98,11 +99,12 @@ async fn write_operation(
         let scope = row_scope(ctx, item);
         match render(&plan.target.fields, &scope, "target.fields") {
             Ok(row) => {
+                let row = Arc::new(row);
                 let row_scope = Scope {
-                    record: Some(Arc::new(row.clone())),
+                    record: Some(row.clone()),
                     vars: ctx.vars.clone(),
-                    locals: scope.locals.clone(),
-                    mapped_ids: None,
+                    locals: scope.locals,
+                    ..Scope::default()
                 };
                 let key = plan
                     .target
@@ -131,7 +133,7 @@ async fn write_operation(
     let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rendered.len());
     match op.per {
         Per::Batch => {
-            let rows: Vec<Value> = rendered.iter().map(|r| r.row.clone()).collect();
+            let rows: Vec<Value> = rendered.iter().map(|r| Value::clone(&r.row)).collect();
             let mut vars: Map<String, Value> = (*ctx.vars).clone();
             vars.insert("rows".into(), Value::Array(rows));
             vars.insert("batch".into(), json!({"seq": result.seq, "size": rendered.len()}));
@@ -145,7 +147,7 @@ async fn write_operation(
         Per::Row => {
             for r in &rendered {
                 let mut vars: Map<String, Value> = (*ctx.vars).clone();
-                vars.insert("row".into(), r.row.clone());
+                vars.insert("row".into(), Value::clone(&r.row));
                 vars.insert("record".into(), Value::clone(&r.item.record));
                 vars.insert(
                     "target_id".into(),

@@ -6,9 +6,8 @@
 //!   [`RunHistory`], [`BatchWriter`]) are implemented by every backend and by the
 //!   closed enum [`Store`], which the engine holds. `Store` is cheap to clone (the
 //!   backends keep their state behind an `Arc`) and dispatches statically, one
-//!   `match` per method; a Postgres variant joins later. Trait methods return
-//!   `impl Future + Send` rather than being plain `async fn`, so generic callers can
-//!   spawn them too.
+//!   `match` per method. Trait methods return `impl Future + Send` rather than
+//!   being plain `async fn`, so generic callers can spawn them too.
 //! - **One transaction per batch.** [`BatchWriter::commit_batch`] applies a batch's
 //!   mapping upserts, failure resolutions and new failures atomically: after a
 //!   crash either all of a batch is visible or none of it is. Checkpoints are
@@ -30,10 +29,11 @@
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
-//! All SQL lives under `store/`; the SQLite schema is in
-//! `migrations/sqlite/NNNN_*.sql` and is applied on open.
+//! All SQL lives under `store/`; the schemas are in `migrations/sqlite/NNNN_*.sql`
+//! and `migrations/postgres/NNNN_*.sql` and are applied on open.
 
 mod memory;
+pub mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -47,6 +47,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Most ids a single [`MappingQuery`] may carry (source and target ids together).
@@ -376,6 +377,7 @@ pub trait BatchWriter {
 pub enum Store {
     Memory(MemoryStore),
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 /// Run `$call` with `$backend` bound to whichever backend `$store` holds.
@@ -384,6 +386,7 @@ macro_rules! dispatch {
         match $store {
             Store::Memory($backend) => $call,
             Store::Sqlite($backend) => $call,
+            Store::Postgres($backend) => $call,
         }
     };
 }
@@ -393,11 +396,15 @@ impl Store {
     /// - `memory` or `:memory:` — in process, gone when the process exits;
     /// - `sqlite://PATH`, `sqlite:PATH` or a bare path — an SQLite file, created
     ///   (with its directory) if missing and migrated to the current schema;
-    /// - `postgres://…` — not available yet.
+    /// - `postgres://…` or `postgresql://…` — a PostgreSQL database, migrated to
+    ///   the current schema; the tables go into the first schema of the
+    ///   connection's search_path (`public` unless the URL sets
+    ///   `options=-csearch_path%3DNAME`), see [`postgres`].
     pub async fn open(location: &str) -> Result<Store, StoreError> {
         match parse_location(location)? {
             Location::Memory => Ok(Store::memory()),
             Location::SqliteFile(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
+            Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
         }
     }
 
@@ -411,13 +418,16 @@ impl Store {
         match self {
             Store::Memory(_) => "in-memory store (not persisted)".to_owned(),
             Store::Sqlite(s) => format!("SQLite store at {}", s.location()),
+            Store::Postgres(s) => format!("PostgreSQL store at {}", s.location()),
         }
     }
 
     /// Release the store's connections (a no-op in memory). Later calls fail.
     pub async fn close(&self) {
-        if let Store::Sqlite(s) = self {
-            s.close().await;
+        match self {
+            Store::Memory(_) => {}
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 }
@@ -426,6 +436,7 @@ impl Store {
 enum Location<'a> {
     Memory,
     SqliteFile(&'a str),
+    Postgres(&'a str),
 }
 
 fn parse_location(location: &str) -> Result<Location<'_>, StoreError> {
@@ -443,13 +454,11 @@ fn parse_location(location: &str) -> Result<Location<'_>, StoreError> {
     } else if let Some(rest) = trimmed.strip_prefix("sqlite:") {
         rest
     } else if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(
-            "postgres store arrives in a later release — use an SQLite file path (e.g. ./ferry.db) or `memory` for now"
-                .to_owned(),
-        ));
+        return Ok(Location::Postgres(trimmed));
     } else if let Some((scheme, _)) = trimmed.split_once("://") {
         return Err(StoreError::Unsupported(format!(
-            "unknown store kind '{scheme}' in {trimmed} — use a file path, sqlite://PATH or `memory`"
+            "unknown store kind '{scheme}' in {} — use a file path, sqlite://PATH, postgres://URL or `memory`",
+            postgres::redact_url(trimmed)
         )));
     } else {
         trimmed
@@ -639,12 +648,18 @@ mod unit_tests {
         assert!(err.to_string().contains("unknown store kind 'mysql'"), "{err}");
     }
 
-    #[tokio::test]
-    async fn postgres_is_not_available_yet() {
-        let err = Store::open("postgres://localhost/ferry").await.unwrap_err();
-        assert!(matches!(err, StoreError::Unsupported(_)));
-        assert!(err.to_string().starts_with("postgres store arrives in a later release"));
-        assert!(!err.is_retryable());
+    #[test]
+    fn postgres_urls_are_classified() {
+        assert_eq!(
+            parse_location(" postgres://ferry@db/erp ").unwrap(),
+            Location::Postgres("postgres://ferry@db/erp")
+        );
+        assert_eq!(
+            parse_location("postgresql://db/erp").unwrap(),
+            Location::Postgres("postgresql://db/erp")
+        );
+        let err = parse_location("mysql://u:hunter2@db/ferry").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

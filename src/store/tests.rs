@@ -2,7 +2,9 @@
 //!
 //! Each behaviour is one `async fn case(store: &Store)`; `conformance_suite!`
 //! runs every case against a fresh store of each backend. A new backend adds
-//! one module to the macro.
+//! one module to the macro. The Postgres cases need a server (`FERRY_TEST_PG_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/test`); without one they print
+//! `SKIPPED: …` and pass, unless `CI=true`, where they fail.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -758,6 +760,20 @@ macro_rules! conformance_suite {
                     assert!(store.describe().contains("ferry.db"));
                     super::$case(&store).await;
                     store.close().await;
+                }
+            )+
+        }
+
+        /// Each case in a fresh schema on `FERRY_TEST_PG_URL` (see `postgres::testing`).
+        mod postgres_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::postgres::testing::TestSchema::create().await else {
+                        return;
+                    };
+                    assert!(db.store.describe().starts_with("PostgreSQL store at"));
+                    db.run(|store| async move { super::$case(&store).await }).await;
                 }
             )+
         }

@@ -16,6 +16,11 @@
 //! rules (a missing key or an attribute of a scalar is undefined); the one case
 //! that is an error in minijinja (an attribute of an undefined value) is handed
 //! back to the slow path so the error text stays identical.
+//!
+//! [`FilterInput`] is what Ferry's filters compute on: a borrowed JSON value or
+//! undefined. The minijinja side builds one with [`with_input`] (JSON views are
+//! borrowed, not copied) and the native filter chains build one straight from
+//! the record, so both run the same filter code.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +34,9 @@ pub(crate) const SCOPE_HANDLE: &str = "__ferry_scope";
 
 /// The name that returns the whole record.
 pub const RECORD: &str = "record";
+
+/// The name of the master record inside a `for_each`.
+pub const PARENT: &str = "parent";
 
 /// Looks up the target id that another scheme wrote for a source id.
 ///
@@ -48,6 +56,8 @@ pub struct Scope {
     pub vars: Arc<Map<String, Json>>,
     /// Innermost names, e.g. the current detail row of a `for_each`; later entries win.
     pub locals: Vec<(String, Json)>,
+    /// The master record inside a `for_each`, readable as `parent` (shared, never copied).
+    pub parent: Option<Arc<Json>>,
     /// The id-mapping service for `mapped_id`; `None` where no store is available.
     pub mapped_ids: Option<Arc<dyn MappedIds>>,
 }
@@ -58,6 +68,7 @@ impl fmt::Debug for Scope {
             .field("record", &self.record)
             .field("vars", &self.vars)
             .field("locals", &self.locals)
+            .field("parent", &self.parent)
             .field("mapped_ids", &self.mapped_ids.as_ref().map(|_| "<service>"))
             .finish()
     }
@@ -66,6 +77,7 @@ impl fmt::Debug for Scope {
 /// Where a top-level name was found.
 enum Found<'a> {
     Local(usize, &'a Json),
+    Parent(&'a Json),
     Var(&'a str, &'a Json),
     Record(&'a Json),
     RecordField(&'a str, &'a Json),
@@ -74,7 +86,11 @@ enum Found<'a> {
 impl<'a> Found<'a> {
     fn json(&self) -> &'a Json {
         match *self {
-            Found::Local(_, json) | Found::Var(_, json) | Found::Record(json) | Found::RecordField(_, json) => json,
+            Found::Local(_, json)
+            | Found::Parent(json)
+            | Found::Var(_, json)
+            | Found::Record(json)
+            | Found::RecordField(_, json) => json,
         }
     }
 }
@@ -101,6 +117,11 @@ impl Scope {
     fn find<'a>(&'a self, name: &str) -> Option<Found<'a>> {
         if let Some(index) = self.locals.iter().rposition(|(key, _)| key == name) {
             return Some(Found::Local(index, &self.locals[index].1));
+        }
+        if name == PARENT {
+            if let Some(parent) = self.parent.as_deref() {
+                return Some(Found::Parent(parent));
+            }
         }
         if let Some((key, value)) = self.vars.get_key_value(name) {
             return Some(Found::Var(key, value));
@@ -178,6 +199,7 @@ impl Object for ScopeContext {
             Found::Local(index, _) => (Root::Local(self.clone(), index), Vec::new()),
             Found::Var(key, _) => (Root::Var(self.scope.vars.clone(), key.into()), Vec::new()),
             Found::Record(_) => (Root::Whole(self.record()?), Vec::new()),
+            Found::Parent(_) => (Root::Whole(self.scope.parent.clone()?), Vec::new()),
             Found::RecordField(key, _) => (Root::Whole(self.record()?), vec![Step::Key(key.into())]),
         };
         Some(node_or_scalar(root, path, found.json()))
@@ -310,7 +332,55 @@ fn node_or_scalar(root: Root, path: Vec<Step>, json: &Json) -> Value {
     }
 }
 
-fn scalar_to_value(json: &Json) -> Value {
+/// A filter's input: JSON, undefined, or (only on the minijinja side) a value
+/// that has no JSON form.
+pub(crate) enum FilterInput<'a> {
+    Undefined,
+    Json(&'a Json),
+    Foreign(Foreign),
+}
+
+/// A template value with no JSON form, such as NaN, infinity or a function.
+pub(crate) struct Foreign {
+    /// How minijinja displays it (`NaN`, `inf`, …).
+    pub(crate) shown: String,
+    /// Why it has no JSON form.
+    pub(crate) reason: String,
+    /// Its float, when it is a number.
+    pub(crate) number: Option<f64>,
+    /// Its truthiness by minijinja's rules.
+    pub(crate) truthy: bool,
+}
+
+/// Runs `apply` on the [`FilterInput`] view of a minijinja value. JSON views are
+/// borrowed; other values are converted with [`value_to_json`].
+pub(crate) fn with_input<R>(value: &Value, apply: impl FnOnce(&FilterInput<'_>) -> R) -> R {
+    if value.is_undefined() {
+        return apply(&FilterInput::Undefined);
+    }
+    if let Some(node) = value.downcast_object_ref::<JsonNode>() {
+        return apply(&FilterInput::Json(node.json()));
+    }
+    match value_to_json(value) {
+        Ok(json) => apply(&FilterInput::Json(&json)),
+        Err(reason) => {
+            let number = if value.kind() == ValueKind::Number {
+                f64::try_from(value.clone()).ok()
+            } else {
+                None
+            };
+            apply(&FilterInput::Foreign(Foreign {
+                shown: value.to_string(),
+                reason,
+                number,
+                truthy: value.is_true(),
+            }))
+        }
+    }
+}
+
+/// Turns a JSON scalar into a minijinja value (objects and arrays need a root; see [`json_to_value`]).
+pub(crate) fn scalar_to_value(json: &Json) -> Value {
     match json {
         Json::Null => Value::from(()),
         Json::Bool(flag) => Value::from(*flag),
@@ -335,6 +405,7 @@ pub(crate) fn json_to_value(json: Json) -> Value {
             root: Root::Whole(Arc::new(json)),
             path: Vec::new(),
         }),
+        Json::String(text) => Value::from(text),
         scalar => scalar_to_value(&scalar),
     }
 }
@@ -390,11 +461,25 @@ fn number_to_json(value: &Value) -> Result<Json, String> {
         .ok_or_else(|| format!("{float} is not a finite number and has no JSON form"))
 }
 
+/// The integer a JSON number reads as, by minijinja's rule for `i64::try_from`:
+/// integers that fit, and floats that convert to an integer and back unchanged.
+pub(crate) fn json_int(number: &serde_json::Number) -> Option<i64> {
+    if let Some(int) = number.as_i64() {
+        return Some(int);
+    }
+    let float = number.as_f64().filter(|_| number.is_f64())?;
+    // The saturating cast and the exact comparison are minijinja's own test.
+    let int = float as i64;
+    (int as f64 == float).then_some(int)
+}
+
 /// Appends the text form of a JSON value: strings raw, null nothing, the rest compact JSON.
 pub(crate) fn push_json_text(out: &mut String, json: &Json) {
     match json {
         Json::Null => {}
         Json::String(text) => out.push_str(text),
+        // The same text as `to_string`, without the serializer.
+        Json::Number(number) => out.push_str(&number.to_string()),
         other => out.push_str(&other.to_string()),
     }
 }
@@ -403,6 +488,7 @@ pub(crate) fn push_json_text(out: &mut String, json: &Json) {
 pub(crate) fn json_text(json: &Json) -> String {
     match json {
         Json::String(text) => text.clone(),
+        Json::Number(number) => number.to_string(),
         other => {
             let mut out = String::new();
             push_json_text(&mut out, other);
@@ -419,14 +505,26 @@ pub(crate) fn value_text(value: &Value) -> Result<String, String> {
     value_to_json(value).map(|json| json_text(&json))
 }
 
+/// The text form of a filter input, the same rules as [`push_json_text`].
+pub(crate) fn input_text(input: &FilterInput<'_>) -> Result<String, String> {
+    match input {
+        FilterInput::Undefined => Ok(String::new()),
+        FilterInput::Json(json) => Ok(json_text(json)),
+        FilterInput::Foreign(foreign) => Err(foreign.reason.clone()),
+    }
+}
+
 /// How a value reads in an error message: strings quoted, the rest as JSON.
 pub(crate) fn describe(value: &Value) -> String {
-    if value.is_undefined() {
-        return "an undefined value".to_owned();
-    }
-    let text = match value_to_json(value) {
-        Ok(json) => json.to_string(),
-        Err(_) => value.to_string(),
+    with_input(value, describe_input)
+}
+
+/// How a filter input reads in an error message (see [`describe`]).
+pub(crate) fn describe_input(input: &FilterInput<'_>) -> String {
+    let text = match input {
+        FilterInput::Undefined => return "an undefined value".to_owned(),
+        FilterInput::Json(json) => json.to_string(),
+        FilterInput::Foreign(foreign) => foreign.shown.clone(),
     };
     const LIMIT: usize = 80;
     if text.chars().count() > LIMIT {

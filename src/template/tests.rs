@@ -7,17 +7,26 @@ use serde_json::{json, Map, Value as Json};
 
 use super::*;
 
-fn env() -> TemplateEnv {
+fn options() -> TemplateOptions {
     let mut value_maps = BTreeMap::new();
     value_maps.insert(
         "status".to_owned(),
         object(json!({"1": "open", "2": "closed", "default": "other"})),
     );
     value_maps.insert("strict".to_owned(), object(json!({"a": 1, "true": "yes"})));
-    TemplateEnv::new(TemplateOptions {
+    TemplateOptions {
         value_maps,
         ..TemplateOptions::default()
-    })
+    }
+}
+
+fn env() -> TemplateEnv {
+    TemplateEnv::new(options())
+}
+
+/// The same environment with every fast path off: each expression goes through minijinja.
+fn minijinja_env() -> TemplateEnv {
+    TemplateEnv::minijinja_only(options())
 }
 
 fn object(json: Json) -> Map<String, Json> {
@@ -166,21 +175,84 @@ fn render_string_of_typed_values() {
     assert_eq!(text("<< name ~ '!' >>"), "Widget!");
 }
 
+/// The fast path a compiled single-expression template took: its path and number of filters.
+fn fast_shape(source: &str) -> Option<(Vec<String>, usize)> {
+    let template = env().compile(source).unwrap_or_else(|err| panic!("{source}: {err:?}"));
+    match &template.inner.body {
+        Body::Typed(ExprPart { fast: Some(fast), .. }) => Some((fast.path.clone(), fast.steps.len())),
+        Body::Typed(ExprPart { fast: None, .. }) => None,
+        _ => panic!("{source} is not a single expression"),
+    }
+}
+
 #[test]
-fn fast_path_is_taken_only_for_dotted_names() {
+fn fast_path_is_taken_only_for_dotted_names_and_native_filters() {
+    let path = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+    assert_eq!(fast_shape("<< window.start >>"), Some((path(&["window", "start"]), 0)));
+    assert_eq!(fast_shape("<< record >>"), Some((path(&["record"]), 0)));
+    assert_eq!(fast_shape("<< (a) >>"), Some((path(&["a"]), 0)));
+    assert_eq!(fast_shape("<< a.b | int >>"), Some((path(&["a", "b"]), 1)));
     assert_eq!(
-        fast_path(" window.start "),
-        Some(vec!["window".to_owned(), "start".to_owned()])
+        fast_shape("<< a | default('0', boolean=true) | trim | int | map('status') | upper >>"),
+        Some((path(&["a"]), 5))
     );
-    assert_eq!(fast_path("record"), Some(vec!["record".to_owned()]));
-    assert_eq!(fast_path("(a)"), None);
-    assert_eq!(fast_path("a | int"), None);
-    assert_eq!(fast_path("a[0]"), None);
-    assert_eq!(fast_path("a..b"), None);
-    assert_eq!(fast_path("1a"), None);
-    assert_eq!(fast_path("none"), None);
-    assert_eq!(fast_path("true"), None);
-    assert_eq!(fast_path("range"), None);
+    assert_eq!(
+        fast_shape("<< a | d(-1) | decimal(scale=1) >>"),
+        Some((path(&["a"]), 2))
+    );
+    assert_eq!(
+        fast_shape("<< a | date('%d.%m.%Y', from='%Y%m%d', tz='UTC', from_tz='Asia/Tokyo') >>"),
+        Some((path(&["a"]), 1))
+    );
+    for source in [
+        "<< a[0] >>",
+        "<< 1 >>",
+        "<< none >>",
+        "<< true >>",
+        "<< range >>",
+        "<< range | int >>",
+        "<< 'x' | upper >>",
+        "<< a | round >>",
+        "<< a | int(1) >>",
+        "<< a | upper(1) >>",
+        "<< a | trim(chars='x') >>",
+        "<< a | decimal('x') >>",
+        "<< a | decimal(-1) >>",
+        "<< a | default(b) >>",
+        "<< a | default(boolean=1) >>",
+        "<< a | datetime(tz=zone) >>",
+        "<< a | datetime(tz='Mars/Base') >>",
+        "<< a | iso(zone='UTC') >>",
+        "<< a | timestamp('%Y') >>",
+        "<< a | map(attribute='x') >>",
+        "<< a | map('upper') >>",
+        "<< a | map('status', 'x') >>",
+        "<< a | int | round >>",
+        "<< a + 1 | int >>",
+        "<< a | int + 1 >>",
+        "<< a is defined >>",
+        "<< a | mapped_id('customer') >>",
+        "<< a\n | int >>",
+    ] {
+        assert_eq!(fast_shape(source), None, "{source}");
+    }
+}
+
+/// Asserts both renders agree: equal values, or errors with equal message and offset.
+fn assert_same(source: &str, scope: &Scope, fast: &Template, slow: &Template) {
+    match (fast.render(scope), slow.render(scope)) {
+        (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{source}"),
+        (Err(fast), Err(slow)) => {
+            assert_eq!(fast.message, slow.message, "{source}");
+            assert_eq!(fast.offset, slow.offset, "{source}: {}", fast.message);
+        }
+        (fast, slow) => panic!("{source}: fast path gave {fast:?}, minijinja gave {slow:?}"),
+    }
+    match (fast.render_string(scope), slow.render_string(scope)) {
+        (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{source}"),
+        (Err(fast), Err(slow)) => assert_eq!(fast.message, slow.message, "{source}"),
+        (fast, slow) => panic!("{source}: fast path gave {fast:?}, minijinja gave {slow:?}"),
+    }
 }
 
 #[test]
@@ -210,41 +282,214 @@ fn fast_path_matches_minijinja() {
         "now",
         "line",
         "line.qty",
+        // Reading through an undefined value fails, with minijinja's message.
+        "missing.x",
+        "customer.missing.x",
+        "remark.x.y",
     ];
-    let env = env();
+    let (env, slow_env) = (env(), minijinja_env());
     for path in paths {
-        let fast = env.compile(&format!("<< {path} >>")).unwrap();
-        let slow = env.compile(&format!("<< ({path}) >>")).unwrap();
-        assert!(matches!(fast.inner.body, Body::Typed(ExprPart { fast: Some(_), .. })));
-        assert!(matches!(slow.inner.body, Body::Typed(ExprPart { fast: None, .. })));
-        assert_eq!(fast.render(&scope).unwrap(), slow.render(&scope).unwrap(), "{path}");
-        assert_eq!(
-            fast.render_string(&scope).unwrap(),
-            slow.render_string(&scope).unwrap(),
-            "{path}"
-        );
-        let fast = env.compile(&format!("[<< {path} >>]")).unwrap();
-        let slow = env.compile(&format!("[<< ({path}) >>]")).unwrap();
-        assert_eq!(fast.render(&scope).unwrap(), slow.render(&scope).unwrap(), "{path}");
+        for source in [format!("<< {path} >>"), format!("[<< {path} >>]")] {
+            let fast = env.compile(&source).unwrap();
+            let slow = slow_env.compile(&source).unwrap();
+            assert!(matches!(
+                slow.inner.body,
+                Body::Typed(ExprPart { fast: None, .. }) | Body::Parts(_)
+            ));
+            assert_same(&source, &scope, &fast, &slow);
+        }
+        assert!(fast_shape(&format!("<< {path} >>")).is_some(), "{path}");
     }
-    // Reading through an undefined value fails on both paths, with minijinja's message.
-    for path in ["missing.x", "customer.missing.x", "remark.x.y"] {
-        let fast = env
-            .compile(&format!("<< {path} >>"))
-            .unwrap()
-            .render(&scope)
-            .unwrap_err();
-        let slow = env
-            .compile(&format!("<< ({path}) >>"))
-            .unwrap()
-            .render(&scope)
-            .unwrap_err();
-        assert!(fast.message.starts_with("undefined value"), "{path}: {}", fast.message);
+    let err = env.compile("<< missing.x >>").unwrap().render(&scope).unwrap_err();
+    assert!(err.message.starts_with("undefined value"), "{}", err.message);
+}
+
+/// Expressions over `v` that must all take the native filter path.
+const NATIVE_EXPRESSIONS: &[&str] = &[
+    "v | int",
+    "v | float",
+    "v | decimal",
+    "v | decimal(2)",
+    "v | decimal(0)",
+    "v | decimal(scale=3)",
+    "v | decimal(2, scale=1)",
+    "v | decimal(29)",
+    "v | string",
+    "v | json",
+    "v | md5",
+    "v | sha256",
+    "v | default('x')",
+    "v | d(0)",
+    "v | default",
+    "v | default('x', true)",
+    "v | default('x', boolean=true)",
+    "v | default(7, boolean=false)",
+    "v | default(none)",
+    "v | default([])",
+    "v | default(-1) | int",
+    "v | upper",
+    "v | lower",
+    "v | trim",
+    "v | trim('x ')",
+    "v | string | upper",
+    "v | map('status')",
+    "v | map('strict')",
+    "v | string | map('status')",
+    "v | datetime",
+    "v | datetime('%Y%m%d%H%M%S')",
+    "v | datetime(format='%H:%M')",
+    "v | datetime('%d', format='%H')",
+    "v | datetime(tz='UTC')",
+    "v | datetime(from_tz='UTC')",
+    "v | datetime(tz='America/New_York')",
+    "v | datetime('%Y-%')",
+    "v | datetime(from='%Q')",
+    "v | date",
+    "v | date(from='%d/%m/%Y')",
+    "v | date('%d.%m.%Y', from='%d/%m/%Y', tz='UTC')",
+    "v | timestamp",
+    "v | timestamp(tz='UTC')",
+    "v | timestamp_ms",
+    "v | timestamp_ms(from_tz='Asia/Tokyo')",
+    "v | iso",
+    "v | iso(tz='UTC')",
+    "v | int | string",
+    "v | float | decimal(1)",
+    "v | default('2024-03-01') | date",
+    "v | default(0) | int | map('status')",
+    "v | trim | int",
+    "v | json | md5",
+    "v | timestamp | iso(tz='UTC')",
+    "v | default('none', true) | upper",
+    "obj.v | int",
+    "obj.v | datetime",
+    "v.x | default('gone')",
+];
+
+#[test]
+fn every_native_filter_is_covered() {
+    for name in native::NATIVE_FILTERS {
+        assert!(FILTERS.contains(name), "{name}");
+        let call = if *name == "map" {
+            "map('status')".to_owned()
+        } else {
+            (*name).to_owned()
+        };
+        assert!(
+            NATIVE_EXPRESSIONS
+                .iter()
+                .any(|expr| expr.contains(&format!("| {call}"))),
+            "{name} is missing from NATIVE_EXPRESSIONS"
+        );
         assert_eq!(
-            fast.message.replace(&format!("<< {path} >>"), ""),
-            slow.message.replace(&format!("<< ({path}) >>"), "")
+            fast_shape(&format!("<< v | {call} >>")).map(|(_, steps)| steps),
+            Some(1),
+            "{name}"
         );
     }
+}
+
+/// Values bound to `v` (and `obj.v`); `None` leaves them undefined.
+fn equivalence_inputs() -> Vec<Option<Json>> {
+    let values = [
+        Json::Null,
+        json!(""),
+        json!("42"),
+        json!(" 42 "),
+        json!("12.00"),
+        json!("12.5"),
+        json!("-2.345"),
+        json!("abc"),
+        json!("1e3"),
+        json!("x 1 x"),
+        json!(" Mixed Case\t"),
+        json!("ÄÖü ß"),
+        json!(3),
+        json!(-3.9),
+        json!(0),
+        json!(0.0),
+        json!(-0.0),
+        json!(12.345),
+        json!(2.5),
+        json!(1e20),
+        json!(1e300),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(9_223_372_036_854_775_808.0),
+        json!(true),
+        json!(false),
+        json!([1, 2]),
+        json!([]),
+        json!({"a": 1, "b": [true]}),
+        json!({}),
+        json!("2024-03-01 08:30:00"),
+        json!("2024-03-01T00:30:00Z"),
+        json!("2024-03-01T08:30:00.250+08:00"),
+        json!("2024-03-01"),
+        json!("2024/03/01 08:30"),
+        json!("01/03/2024"),
+        json!("2024-13-01"),
+        json!("2024-03-10 02:30:00"),
+        json!("1709253000"),
+        json!(1_709_253_000),
+        json!(1_709_253_000_000_i64),
+        json!(1_709_253_000.5),
+        json!(1),
+        json!("2"),
+        json!(9),
+        json!("a"),
+    ];
+    std::iter::once(None).chain(values.into_iter().map(Some)).collect()
+}
+
+#[test]
+fn native_filters_match_minijinja() {
+    let (env, slow_env) = (env(), minijinja_env());
+    let inputs = equivalence_inputs();
+    let mut compared = 0;
+    for expr in NATIVE_EXPRESSIONS {
+        let typed = format!("<< {expr} >>");
+        assert!(
+            fast_shape(&typed).is_some_and(|(_, steps)| steps > 0),
+            "{expr} should be native"
+        );
+        for source in [typed, format!("id-<< {expr} >>-x")] {
+            let fast = env.compile(&source).unwrap();
+            let slow = slow_env.compile(&source).unwrap();
+            assert!(matches!(
+                slow.inner.body,
+                Body::Typed(ExprPart { fast: None, .. }) | Body::Parts(_)
+            ));
+            for input in &inputs {
+                let mut record = Map::new();
+                if let Some(value) = input {
+                    record.insert("v".to_owned(), value.clone());
+                    record.insert("obj".to_owned(), json!({ "v": value }));
+                }
+                let scope = Scope::for_record(Arc::new(Json::Object(record)));
+                assert_same(&format!("{source} with v = {input:?}"), &scope, &fast, &slow);
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, NATIVE_EXPRESSIONS.len() * 2 * inputs.len());
+}
+
+#[test]
+fn native_errors_quote_the_template_and_point_at_the_filter() {
+    let template = env().compile("  << qty | default(0) | decimal(40) >>").unwrap();
+    let err = template.render(&scope()).unwrap_err();
+    assert_eq!(
+        err.message,
+        "decimal scale 40 is too large; the maximum is 28 (in template `  << qty | default(0) | decimal(40) >>`)"
+    );
+    assert_eq!(err.offset, Some(24));
+    let err = render_err("SO-<< code | int >>");
+    assert_eq!(
+        err.message,
+        "cannot convert \"abc\" to int (in template `SO-<< code | int >>`)"
+    );
+    assert_eq!(err.offset, Some(13));
 }
 
 #[test]

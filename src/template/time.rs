@@ -11,6 +11,12 @@
 //! strings (seconds, or milliseconds from 1e11 up). `from='%d/%m/%Y'` replaces the
 //! guessing with one explicit chrono format. Null, undefined and anything else
 //! is an error that names the value, so a bad date never turns into a plausible one.
+//!
+//! A call is prepared once from its arguments ([`TimeCall::prepare`], which reads
+//! the zone, `from` and the output format) and then applied to inputs
+//! ([`TimeCall::apply`]). The minijinja filters prepare per call; the native filter
+//! chains (`native.rs`) prepare at compile time and apply per render. Both run
+//! this same code.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -18,10 +24,11 @@ use std::sync::Arc;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
+use serde_json::Value as Json;
 
-use super::scope::describe;
+use super::scope::{describe_input, json_to_value, with_input, FilterInput};
 use super::TemplateOptions;
 
 /// Epoch numbers at or above this magnitude are milliseconds.
@@ -38,7 +45,105 @@ const NAIVE_DATETIME_FORMATS: &[&str] = &[
 const NAIVE_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%Y/%m/%d"];
 const OFFSET_FORMATS: &[&str] = &["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"];
 
+/// The five time filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeFilter {
+    Datetime,
+    Date,
+    Timestamp,
+    TimestampMs,
+    Iso,
+}
+
+impl TimeFilter {
+    /// Every time filter with its template name.
+    pub(crate) const ALL: [(&'static str, TimeFilter); 5] = [
+        ("datetime", TimeFilter::Datetime),
+        ("date", TimeFilter::Date),
+        ("timestamp", TimeFilter::Timestamp),
+        ("timestamp_ms", TimeFilter::TimestampMs),
+        ("iso", TimeFilter::Iso),
+    ];
+
+    /// The filter of this name, if it is a time filter.
+    pub(crate) fn named(name: &str) -> Option<TimeFilter> {
+        TimeFilter::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, filter)| *filter)
+    }
+
+    /// The output format when none is given; `None` for filters that take no format.
+    pub(crate) fn default_format(self) -> Option<&'static str> {
+        match self {
+            TimeFilter::Datetime => Some("%Y-%m-%d %H:%M:%S"),
+            TimeFilter::Date => Some("%Y-%m-%d"),
+            TimeFilter::Timestamp | TimeFilter::TimestampMs | TimeFilter::Iso => None,
+        }
+    }
+}
+
+/// One time filter call with its arguments resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeCall {
+    filter: TimeFilter,
+    args: TimeArgs,
+    /// The output format (`datetime` and `date` only).
+    format: String,
+}
+
+impl TimeCall {
+    /// Resolves the arguments: `format` (positional wins over `format=`) for
+    /// `datetime`/`date`, and `tz`, `from_tz`, `from` for all. Unknown keywords
+    /// and unknown zones are errors.
+    pub(crate) fn prepare(
+        filter: TimeFilter,
+        format: Option<String>,
+        kwargs: &Kwargs,
+        default_zone: Tz,
+    ) -> Result<TimeCall, Error> {
+        let args = TimeArgs::read(kwargs, default_zone)?;
+        let format = match filter.default_format() {
+            Some(default) => format_arg(format, kwargs, default)?,
+            None => String::new(),
+        };
+        kwargs.assert_all_used()?;
+        Ok(TimeCall { filter, args, format })
+    }
+
+    /// Reads the input as an instant and writes it as this filter does.
+    pub(crate) fn apply(&self, input: &FilterInput<'_>) -> Result<Json, String> {
+        let reading = read_instant(input, self.args.from_zone, self.args.from_format.as_deref())?;
+        let instant = reading.instant;
+        Ok(match self.filter {
+            TimeFilter::Datetime | TimeFilter::Date => {
+                // Naive input read in the output zone: its wall-clock time is the
+                // output's, so the round trip through UTC can be skipped.
+                let wall = reading.wall.filter(|_| self.args.from_zone == self.args.zone);
+                match wall.and_then(|wall| format_default(&wall, &self.format)) {
+                    Some(text) => Json::String(text),
+                    None => Json::String(format_instant(instant, self.args.zone, &self.format)?),
+                }
+            }
+            TimeFilter::Timestamp => Json::from(instant.timestamp()),
+            TimeFilter::TimestampMs => Json::from(instant.timestamp_millis()),
+            TimeFilter::Iso => Json::String(
+                instant
+                    .with_timezone(&self.args.zone)
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, false),
+            ),
+        })
+    }
+
+    fn apply_value(&self, value: &Value) -> Result<Value, Error> {
+        with_input(value, |input| self.apply(input))
+            .map(json_to_value)
+            .map_err(invalid)
+    }
+}
+
 /// Options shared by every time filter, read from keyword arguments.
+#[derive(Debug, Clone)]
 struct TimeArgs {
     zone: Tz,
     from_zone: Tz,
@@ -62,10 +167,6 @@ impl TimeArgs {
             from_format,
         })
     }
-
-    fn instant(&self, value: &Value) -> Result<DateTime<Utc>, Error> {
-        parse_instant(value, self.from_zone, self.from_format.as_deref()).map_err(invalid)
-    }
 }
 
 fn invalid(message: String) -> Error {
@@ -80,23 +181,38 @@ fn parse_zone(name: &str) -> Result<Tz, Error> {
     })
 }
 
-/// Reads one instant from a template value (see the module doc for the accepted forms).
-pub(crate) fn parse_instant(value: &Value, naive_zone: Tz, from_format: Option<&str>) -> Result<DateTime<Utc>, String> {
-    match value.kind() {
-        ValueKind::Number => {
-            let epoch = f64::try_from(value.clone()).map_err(|err| err.to_string())?;
-            from_epoch(epoch, &describe(value))
-        }
-        ValueKind::String => {
-            let text = value.as_str().unwrap_or_default().trim();
-            match from_format {
+/// An instant as read from the input.
+struct Reading {
+    instant: DateTime<Utc>,
+    /// The input's wall-clock time when it had no offset (read in the naive zone).
+    wall: Option<NaiveDateTime>,
+}
+
+impl From<DateTime<Utc>> for Reading {
+    fn from(instant: DateTime<Utc>) -> Reading {
+        Reading { instant, wall: None }
+    }
+}
+
+/// Reads one instant from a filter input (see the module doc for the accepted forms).
+fn read_instant(input: &FilterInput<'_>, naive_zone: Tz, from_format: Option<&str>) -> Result<Reading, String> {
+    let epoch = match input {
+        FilterInput::Json(Json::Number(number)) => number.as_f64(),
+        FilterInput::Foreign(foreign) => foreign.number,
+        FilterInput::Json(Json::String(text)) => {
+            let text = text.trim();
+            return match from_format {
                 Some(format) => parse_with_format(text, format, naive_zone),
                 None => parse_guessing(text, naive_zone),
-            }
+            };
         }
-        _ => Err(format!(
+        _ => None,
+    };
+    match epoch {
+        Some(epoch) => from_epoch(epoch, &describe_input(input)).map(Reading::from),
+        None => Err(format!(
             "cannot read {} as a date/time; use default(...) first if the field may be empty",
-            describe(value)
+            describe_input(input)
         )),
     }
 }
@@ -114,23 +230,23 @@ fn from_epoch(epoch: f64, shown: &str) -> Result<DateTime<Utc>, String> {
     DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("epoch time {shown} is out of range"))
 }
 
-fn parse_guessing(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+fn parse_guessing(text: &str, zone: Tz) -> Result<Reading, String> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     if !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit()) {
         let epoch: f64 = text
             .parse()
             .map_err(|_| format!("cannot read {text:?} as epoch time"))?;
-        return from_epoch(epoch, &format!("{text:?}"));
+        return from_epoch(epoch, &format!("{text:?}")).map(Reading::from);
     }
     if let Some(naive) = parse_common_naive(text) {
         return localize(naive, zone, text);
     }
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
-        return Ok(instant.with_timezone(&Utc));
+        return Ok(instant.with_timezone(&Utc).into());
     }
     for format in OFFSET_FORMATS {
         if let Ok(instant) = DateTime::parse_from_str(text, format) {
-            return Ok(instant.with_timezone(&Utc));
+            return Ok(instant.with_timezone(&Utc).into());
         }
     }
     for format in NAIVE_DATETIME_FORMATS {
@@ -177,10 +293,10 @@ fn parse_common_naive(text: &str) -> Option<NaiveDateTime> {
     date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)
 }
 
-fn parse_with_format(text: &str, format: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+fn parse_with_format(text: &str, format: &str, zone: Tz) -> Result<Reading, String> {
     check_format(format)?;
     if let Ok(instant) = DateTime::parse_from_str(text, format) {
-        return Ok(instant.with_timezone(&Utc));
+        return Ok(instant.with_timezone(&Utc).into());
     }
     match NaiveDateTime::parse_from_str(text, format) {
         Ok(naive) => localize(naive, zone, text),
@@ -191,14 +307,21 @@ fn parse_with_format(text: &str, format: &str, zone: Tz) -> Result<DateTime<Utc>
     }
 }
 
-fn localize(naive: NaiveDateTime, zone: Tz, text: &str) -> Result<DateTime<Utc>, String> {
-    match zone.from_local_datetime(&naive) {
-        LocalResult::Single(local) => Ok(local.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
-        LocalResult::None => Err(format!(
-            "{text:?} does not exist in time zone {zone} (skipped by a daylight-saving change)"
-        )),
-    }
+/// Reads a wall-clock time in `zone`; an ambiguous one (a daylight-saving fold)
+/// is the earlier instant, which shows the same wall-clock time in `zone`.
+fn localize(naive: NaiveDateTime, zone: Tz, text: &str) -> Result<Reading, String> {
+    let local = match zone.from_local_datetime(&naive) {
+        LocalResult::Single(local) | LocalResult::Ambiguous(local, _) => local,
+        LocalResult::None => {
+            return Err(format!(
+                "{text:?} does not exist in time zone {zone} (skipped by a daylight-saving change)"
+            ))
+        }
+    };
+    Ok(Reading {
+        instant: local.with_timezone(&Utc),
+        wall: Some(naive),
+    })
 }
 
 fn check_format(format: &str) -> Result<(), String> {
@@ -215,25 +338,50 @@ fn check_format(format: &str) -> Result<(), String> {
 /// instead of panicking as chrono's `Display` would.
 pub(crate) fn format_instant(instant: DateTime<Utc>, zone: Tz, format: &str) -> Result<String, String> {
     let local = instant.with_timezone(&zone);
+    if let Some(text) = format_default(&local.naive_local(), format) {
+        return Ok(text);
+    }
+    check_format(format)?;
     let mut out = String::with_capacity(24);
-    let written = match format {
-        // The two default formats, written directly (chrono's interpreter is slower).
-        "%Y-%m-%d %H:%M:%S" | "%Y-%m-%d" if (0..=9999).contains(&local.year()) => {
-            let written = write!(out, "{:04}-{:02}-{:02}", local.year(), local.month(), local.day());
-            if format.len() > 8 {
-                let time = (local.hour(), local.minute(), local.second());
-                write!(out, " {:02}:{:02}:{:02}", time.0, time.1, time.2).and(written)
-            } else {
-                written
-            }
-        }
-        _ => {
-            check_format(format)?;
-            write!(out, "{}", local.format_with_items(StrftimeItems::new(format)))
-        }
-    };
-    written.map_err(|_| format!("cannot format a date with {format:?}"))?;
+    write!(out, "{}", local.format_with_items(StrftimeItems::new(format)))
+        .map_err(|_| format!("cannot format a date with {format:?}"))?;
     Ok(out)
+}
+
+/// The two default formats (`%Y-%m-%d %H:%M:%S`, `%Y-%m-%d`) written digit by
+/// digit, as chrono would write them: its format interpreter and even `write!`
+/// cost several times more. `None` for other formats and years outside 0–9999.
+fn format_default(local: &NaiveDateTime, format: &str) -> Option<String> {
+    let with_time = match format {
+        "%Y-%m-%d %H:%M:%S" => true,
+        "%Y-%m-%d" => false,
+        _ => return None,
+    };
+    let year = u32::try_from(local.year()).ok().filter(|year| *year <= 9999)?;
+    let mut out = String::with_capacity(19);
+    push_two_digits(&mut out, year / 100);
+    push_two_digits(&mut out, year % 100);
+    out.push('-');
+    push_two_digits(&mut out, local.month());
+    out.push('-');
+    push_two_digits(&mut out, local.day());
+    if with_time {
+        out.push(' ');
+        push_two_digits(&mut out, local.hour());
+        out.push(':');
+        push_two_digits(&mut out, local.minute());
+        out.push(':');
+        // A leap second reads as second 59 plus a second of nanoseconds; chrono writes it as 60.
+        push_two_digits(&mut out, local.second() + local.nanosecond() / 1_000_000_000);
+    }
+    Some(out)
+}
+
+/// Appends `value` (below 100) as two digits.
+fn push_two_digits(out: &mut String, value: u32) {
+    for digit in [value / 10 % 10, value % 10] {
+        out.push(char::from_digit(digit, 10).unwrap_or('0'));
+    }
 }
 
 fn format_arg(positional: Option<String>, kwargs: &Kwargs, default: &str) -> Result<String, Error> {
@@ -244,43 +392,20 @@ fn format_arg(positional: Option<String>, kwargs: &Kwargs, default: &str) -> Res
 /// Adds the time filters to `env`.
 pub(crate) fn register(env: &mut Environment<'static>, options: &Arc<TemplateOptions>) {
     let zone = options.timezone;
-    env.add_filter(
-        "datetime",
-        move |value: Value, format: Option<String>, kwargs: Kwargs| -> Result<String, Error> {
-            let args = TimeArgs::read(&kwargs, zone)?;
-            let format = format_arg(format, &kwargs, "%Y-%m-%d %H:%M:%S")?;
-            kwargs.assert_all_used()?;
-            format_instant(args.instant(&value)?, args.zone, &format).map_err(invalid)
-        },
-    );
-    env.add_filter(
-        "date",
-        move |value: Value, format: Option<String>, kwargs: Kwargs| -> Result<String, Error> {
-            let args = TimeArgs::read(&kwargs, zone)?;
-            let format = format_arg(format, &kwargs, "%Y-%m-%d")?;
-            kwargs.assert_all_used()?;
-            format_instant(args.instant(&value)?, args.zone, &format).map_err(invalid)
-        },
-    );
-    env.add_filter("timestamp", move |value: Value, kwargs: Kwargs| -> Result<i64, Error> {
-        let args = TimeArgs::read(&kwargs, zone)?;
-        kwargs.assert_all_used()?;
-        Ok(args.instant(&value)?.timestamp())
-    });
-    env.add_filter(
-        "timestamp_ms",
-        move |value: Value, kwargs: Kwargs| -> Result<i64, Error> {
-            let args = TimeArgs::read(&kwargs, zone)?;
-            kwargs.assert_all_used()?;
-            Ok(args.instant(&value)?.timestamp_millis())
-        },
-    );
-    env.add_filter("iso", move |value: Value, kwargs: Kwargs| -> Result<String, Error> {
-        let args = TimeArgs::read(&kwargs, zone)?;
-        kwargs.assert_all_used()?;
-        let instant = args.instant(&value)?.with_timezone(&args.zone);
-        Ok(instant.to_rfc3339_opts(SecondsFormat::AutoSi, false))
-    });
+    for (name, filter) in TimeFilter::ALL {
+        if filter.default_format().is_some() {
+            env.add_filter(
+                name,
+                move |value: Value, format: Option<String>, kwargs: Kwargs| -> Result<Value, Error> {
+                    TimeCall::prepare(filter, format, &kwargs, zone)?.apply_value(&value)
+                },
+            );
+        } else {
+            env.add_filter(name, move |value: Value, kwargs: Kwargs| -> Result<Value, Error> {
+                TimeCall::prepare(filter, None, &kwargs, zone)?.apply_value(&value)
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,8 +416,12 @@ mod tests {
         chrono_tz::Asia::Shanghai
     }
 
+    fn parse(value: Value, zone: Tz, from_format: Option<&str>) -> Result<DateTime<Utc>, String> {
+        with_input(&value, |input| read_instant(input, zone, from_format)).map(|reading| reading.instant)
+    }
+
     fn instant(text: &str) -> DateTime<Utc> {
-        parse_instant(&Value::from(text), shanghai(), None).unwrap()
+        parse(Value::from(text), shanghai(), None).unwrap()
     }
 
     #[test]
@@ -319,13 +448,10 @@ mod tests {
         assert_eq!(instant(&seconds.to_string()), expected);
         assert_eq!(instant(&(seconds * 1000).to_string()), expected);
         let zone = shanghai();
-        assert_eq!(parse_instant(&Value::from(seconds), zone, None).unwrap(), expected);
+        assert_eq!(parse(Value::from(seconds), zone, None).unwrap(), expected);
+        assert_eq!(parse(Value::from(seconds * 1000), zone, None).unwrap(), expected);
         assert_eq!(
-            parse_instant(&Value::from(seconds * 1000), zone, None).unwrap(),
-            expected
-        );
-        assert_eq!(
-            parse_instant(&Value::from(seconds as f64 + 0.5), zone, None)
+            parse(Value::from(seconds as f64 + 0.5), zone, None)
                 .unwrap()
                 .timestamp_millis(),
             seconds * 1000 + 500
@@ -335,24 +461,24 @@ mod tests {
     #[test]
     fn explicit_format() {
         let zone = shanghai();
-        let parsed = parse_instant(&Value::from("01/03/2024"), zone, Some("%d/%m/%Y")).unwrap();
+        let parsed = parse(Value::from("01/03/2024"), zone, Some("%d/%m/%Y")).unwrap();
         assert_eq!(parsed, Utc.with_ymd_and_hms(2024, 2, 29, 16, 0, 0).unwrap());
-        let err = parse_instant(&Value::from("2024-03-01"), zone, Some("%d/%m/%Y")).unwrap_err();
+        let err = parse(Value::from("2024-03-01"), zone, Some("%d/%m/%Y")).unwrap_err();
         assert!(err.contains("with format \"%d/%m/%Y\""), "{err}");
-        let err = parse_instant(&Value::from("x"), zone, Some("%Q")).unwrap_err();
+        let err = parse(Value::from("x"), zone, Some("%Q")).unwrap_err();
         assert!(err.contains("invalid date format"), "{err}");
     }
 
     #[test]
     fn bad_input_is_named() {
         let zone = shanghai();
-        let err = parse_instant(&Value::from("next tuesday"), zone, None).unwrap_err();
+        let err = parse(Value::from("next tuesday"), zone, None).unwrap_err();
         assert!(err.starts_with("cannot read \"next tuesday\" as a date/time"), "{err}");
-        let err = parse_instant(&Value::from(()), zone, None).unwrap_err();
+        let err = parse(Value::from(()), zone, None).unwrap_err();
         assert!(err.starts_with("cannot read null as a date/time"), "{err}");
-        let err = parse_instant(&Value::from(true), zone, None).unwrap_err();
+        let err = parse(Value::from(true), zone, None).unwrap_err();
         assert!(err.starts_with("cannot read true"), "{err}");
-        let err = parse_instant(&Value::from("2024-13-01"), zone, None).unwrap_err();
+        let err = parse(Value::from("2024-13-01"), zone, None).unwrap_err();
         assert!(err.contains("2024-13-01"), "{err}");
     }
 
@@ -385,10 +511,54 @@ mod tests {
         ] {
             assert_eq!(parse_common_naive(text), None, "{text}");
         }
-        let at = Utc.with_ymd_and_hms(2024, 3, 1, 0, 30, 5).unwrap();
-        for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"] {
-            let expected = at.with_timezone(&shanghai()).format(format).to_string();
-            assert_eq!(format_instant(at, shanghai(), format).unwrap(), expected);
+        let leap = DateTime::parse_from_rfc3339("2016-12-31T23:59:60Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut instants = vec![leap, Utc.with_ymd_and_hms(9999, 12, 31, 15, 59, 59).unwrap()];
+        let mut at = Utc.with_ymd_and_hms(1899, 12, 31, 23, 59, 59).unwrap();
+        while at.year() < 2100 {
+            instants.push(at);
+            at += chrono::Duration::seconds(7_919_993);
+        }
+        for at in instants {
+            for zone in [shanghai(), Tz::UTC, chrono_tz::America::New_York] {
+                for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"] {
+                    let expected = at.with_timezone(&zone).format(format).to_string();
+                    assert_eq!(format_instant(at, zone, format).unwrap(), expected, "{at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wall_clock_shortcut_matches_the_round_trip() {
+        let calls: Vec<(TimeCall, Tz)> = ["Asia/Shanghai", "America/New_York", "Europe/London", "UTC"]
+            .into_iter()
+            .flat_map(|zone| {
+                [TimeFilter::Datetime, TimeFilter::Date].map(|filter| {
+                    let kwargs = Kwargs::from_iter([("tz", Value::from(zone))]);
+                    let call = TimeCall::prepare(filter, None, &kwargs, Tz::UTC).unwrap();
+                    (call, zone.parse::<Tz>().unwrap())
+                })
+            })
+            .collect();
+        let mut at = NaiveDate::from_ymd_opt(1960, 1, 1)
+            .unwrap()
+            .and_time(chrono::NaiveTime::MIN);
+        let mut texts: Vec<String> = vec!["2024-11-03 01:30:00".into(), "2024-03-10 02:30:00".into()];
+        while at.year() < 2060 {
+            texts.push(at.format("%Y-%m-%d %H:%M:%S").to_string());
+            texts.push(at.format("%Y/%m/%d %H:%M").to_string());
+            at += chrono::Duration::seconds(1_234_567);
+        }
+        for text in &texts {
+            let json = Json::from(text.as_str());
+            for (call, zone) in &calls {
+                let expected = read_instant(&FilterInput::Json(&json), *zone, None)
+                    .and_then(|reading| format_instant(reading.instant, *zone, &call.format))
+                    .map(Json::String);
+                assert_eq!(call.apply(&FilterInput::Json(&json)), expected, "{text} in {zone}");
+            }
         }
     }
 

@@ -1,0 +1,221 @@
+//! The Simply CRM connector (`connector: simply-crm`), a vtiger CRM derivative speaking
+//! `webservice.php`.
+//!
+//! **Owns** the pure parts: the settings, the login proof ([`sign`]), the requests for
+//! every operation plus the challenge/login pair and the VTQL/id/sync helpers
+//! ([`request`]), and the reading of answers ([`envelope`]). No IO happens here; the
+//! engine drives the login and sends the [`crate::connector::types::WireRequest`]s.
+//!
+//! **Promises.**
+//! * Login is two steps: `GET getchallenge` gives a short-lived token, then
+//!   `POST login` sends `accessKey = md5(token + userAccessKey)` (lowercase hex) and gets
+//!   a `sessionName` that every later call carries. A fresh challenge is fetched for
+//!   every login, because some servers delete a token once used.
+//! * `INVALID_SESSIONID`, `SESSION_EXPIRED`, `SESSION_LEFT_IDLE` and
+//!   `AUTHENTICATION_REQUIRED` classify as [`crate::connector::types::Verdict::SessionExpired`]:
+//!   log in again (new challenge) and retry once.
+//! * Each operation uses the verb vtiger registers for it: `GET` (query string) for
+//!   getchallenge, retrieve, query, sync, listtypes and describe; `POST` (form body) for
+//!   login, create, update, revise, delete, logout and extendsession. The server reads a
+//!   POST operation's parameters from the body only. `element` is a JSON string.
+//! * Errors are read in all three spellings: `code`/`message` (what vtiger serializes),
+//!   `errorCode`/`errorMessage` (Simply's docs) and `errorType`/`errorMsg` (its tutorial).
+//!
+//! **Quirks handled.**
+//! * VTQL must end with `;` and returns at most 100 rows per call: pages are
+//!   `LIMIT offset, count` ([`request::query_page`]), and because rows the user cannot
+//!   see are dropped silently, only an empty page ends the paging.
+//! * `sync` takes `modifiedTime` in epoch seconds, answers at most ~100 changes per call
+//!   (records sharing the last timestamp come together) and sets `more`;
+//!   [`envelope::next_modified_time`] computes the next cursor. It only returns records
+//!   owned by the calling user unless `syncType=application` (admin only) is sent.
+//! * Ids are `<prefix>x<crmid>`; the prefix is per module and per instance, read from
+//!   `describe(...).idPrefix` ([`envelope::id_prefix`], [`request::RecordId`]).
+//! * `update` replaces the whole record (missing fields are blanked), `revise` changes
+//!   only the fields sent; [`request::full_record`] builds a full record for `update`.
+//!
+//! **Configurable, and why.** The session and throttle error codes (no throttle code is
+//! documented), the query page size (the 100-row cap is documented but not in the code),
+//! where a POST puts `operation`/`sessionName` (either works in vtiger, undocumented in
+//! Simply), `syncType`, the endpoint path and the server's time zone (datetime fields
+//! are server-local time).
+
+pub mod envelope;
+pub mod request;
+pub mod sign;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The `connector:` value in schemes.
+pub const NAME: &str = "simply-crm";
+/// One line for `ferry schema` and the docs.
+pub const ABOUT: &str = "Simply CRM / vtiger webservice.php: challenge-login sessions, VTQL query, sync";
+/// The settings fields that hold credentials (redacted in logs and `Debug`).
+pub const SECRET_FIELDS: &[&str] = &["access_key"];
+
+/// Default endpoint path, appended to the connection's base URL.
+pub const DEFAULT_PATH: &str = "/webservice.php";
+/// Default error codes that mean "log in again".
+pub const DEFAULT_SESSION_CODES: &[&str] = &[
+    "INVALID_SESSIONID",
+    "SESSION_EXPIRED",
+    "SESSION_LEFT_IDLE",
+    "AUTHENTICATION_REQUIRED",
+];
+/// Default (and documented maximum) rows per VTQL page.
+pub const DEFAULT_QUERY_PAGE_SIZE: u64 = 100;
+/// Default time zone of the server's datetime fields.
+pub const DEFAULT_SERVER_TIMEZONE: &str = "UTC";
+
+/// Credentials and knobs of one Simply CRM connection.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The CRM user name that logs in.
+    pub username: String,
+    /// The user's access key (My Preferences → Access Key), not the password. Write it as
+    /// `${ENV_VAR}`.
+    pub access_key: String,
+    /// Endpoint path after the base URL. Default `/webservice.php`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Error codes that mean the session is gone and a new login is needed. Default
+    /// `INVALID_SESSIONID`, `SESSION_EXPIRED`, `SESSION_LEFT_IDLE`, `AUTHENTICATION_REQUIRED`.
+    #[serde(default)]
+    pub session_codes: Option<Vec<String>>,
+    /// Error codes that mean "slow down". Default none (none is documented); HTTP 429
+    /// always counts as throttled.
+    #[serde(default)]
+    pub throttle_codes: Option<Vec<String>>,
+    /// Rows per VTQL page (`LIMIT offset, count`). Default 100, the documented cap; a
+    /// larger value is cut by the server and would skip rows.
+    #[serde(default)]
+    pub query_page_size: Option<u64>,
+    /// Send `operation` and `sessionName` of POST calls in the query string instead of
+    /// the form body. Default false; vtiger accepts both.
+    #[serde(default)]
+    pub post_params_in_query: Option<bool>,
+    /// `syncType` sent with `sync`: `application` returns every user's records (admin
+    /// users only). Default unset: the server syncs the calling user's records only.
+    #[serde(default)]
+    pub sync_type: Option<String>,
+    /// IANA time zone of the server's datetime fields (`modifiedtime`, VTQL literals).
+    /// Default `UTC`.
+    #[serde(default)]
+    pub server_timezone: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("username", &self.username)
+            .field("access_key", &"***")
+            .field("path", &self.path)
+            .field("session_codes", &self.session_codes)
+            .field("throttle_codes", &self.throttle_codes)
+            .field("query_page_size", &self.query_page_size)
+            .field("post_params_in_query", &self.post_params_in_query)
+            .field("sync_type", &self.sync_type)
+            .field("server_timezone", &self.server_timezone)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings with the given credentials and every knob at its default.
+    pub fn new(username: impl Into<String>, access_key: impl Into<String>) -> Settings {
+        Settings {
+            username: username.into(),
+            access_key: access_key.into(),
+            path: None,
+            session_codes: None,
+            throttle_codes: None,
+            query_page_size: None,
+            post_params_in_query: None,
+            sync_type: None,
+            server_timezone: None,
+        }
+    }
+
+    /// The endpoint path.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_PATH)
+    }
+
+    /// Rows per VTQL page.
+    pub fn query_page_size(&self) -> u64 {
+        self.query_page_size.unwrap_or(DEFAULT_QUERY_PAGE_SIZE)
+    }
+
+    /// Whether POST calls carry `operation`/`sessionName` in the query string.
+    pub fn post_params_in_query(&self) -> bool {
+        self.post_params_in_query.unwrap_or(false)
+    }
+
+    /// The server's time zone name.
+    pub fn server_timezone(&self) -> &str {
+        self.server_timezone.as_deref().unwrap_or(DEFAULT_SERVER_TIMEZONE)
+    }
+
+    /// The envelope rules these settings describe.
+    pub fn rules(&self) -> envelope::Rules {
+        let defaults = envelope::Rules::default();
+        envelope::Rules {
+            session_codes: self.session_codes.clone().unwrap_or(defaults.session_codes),
+            throttle_codes: self.throttle_codes.clone().unwrap_or(defaults.throttle_codes),
+        }
+    }
+
+    /// The default paging of `operation` with the configured query page size.
+    pub fn paging(&self, operation: &str) -> Option<envelope::Paging> {
+        let paging = envelope::default_paging(operation)?;
+        Some(if operation == "query" {
+            envelope::Paging {
+                size: self.query_page_size(),
+                ..paging
+            }
+        } else {
+            paging
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_until_overridden() {
+        let mut settings = Settings::new("admin", "AbCdEfGhIjKlMnOp");
+        assert_eq!(settings.path(), "/webservice.php");
+        assert_eq!(settings.query_page_size(), 100);
+        assert!(!settings.post_params_in_query());
+        assert_eq!(settings.server_timezone(), "UTC");
+        assert_eq!(settings.rules().session_codes.len(), 4);
+        assert!(settings.rules().throttle_codes.is_empty());
+        settings.query_page_size = Some(50);
+        settings.session_codes = Some(vec!["INVALID_SESSIONID".into()]);
+        assert_eq!(settings.paging("query").map(|p| p.size), Some(50));
+        assert_eq!(settings.paging("sync").map(|p| p.size), Some(100));
+        assert_eq!(settings.rules().session_codes, ["INVALID_SESSIONID"]);
+    }
+
+    #[test]
+    fn debug_hides_the_access_key() {
+        let shown = format!("{:?}", Settings::new("admin", "AbCdEfGhIjKlMnOp"));
+        assert!(shown.contains("admin"));
+        assert!(!shown.contains("AbCdEfGhIjKlMnOp"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_and_secret_fields_exist() {
+        let wrong = serde_json::json!({"username": "admin", "access_key": "k", "password": "p"});
+        assert!(serde_json::from_value::<Settings>(wrong).is_err());
+        let parsed: Settings = serde_json::from_value(serde_json::json!({"username": "admin", "access_key": "k"})).unwrap();
+        let as_json = serde_json::to_value(&parsed).unwrap();
+        for field in SECRET_FIELDS {
+            assert!(as_json.get(field).is_some(), "{field} is not a settings field");
+        }
+    }
+}

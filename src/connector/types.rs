@@ -1,0 +1,33 @@
+//! Types every connector shares (pure, no IO): how an answer is judged and how a batch
+//! write is split per row. Vendor folders classify their envelopes into these.
+
+/// What a vendor's envelope says about one answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The call succeeded.
+    Ok,
+    /// The vendor asked us to slow down; retry after a pause.
+    Throttled(String),
+    /// The session or token is no longer valid; log in again and retry once.
+    SessionExpired(String),
+    /// The call failed for a reason retrying will not fix. `code` is the vendor's own.
+    Failed { code: String, message: String },
+}
+
+/// The result of writing one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOutcome {
+    Written { target_id: Option<String> },
+    Failed { message: String, class: &'static str },
+}
+
+/// A request ready for the wire, as a vendor's pure request builder produces it.
+/// `body` holds the exact bytes that were signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRequest {
+    /// `GET`, `POST`, …
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}

@@ -1,0 +1,328 @@
+//! The `ferry` binary as a user runs it: exit codes, output formats, store commands,
+//! and a run against the in-process simulator.
+
+use ferry::sim::shop::{ShopConfig, ShopSim};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run ferry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const FIXTURE_ENV: &[(&str, &str)] = &[("SHOP_URL", "http://127.0.0.1:9"), ("SHOP_TOKEN", "t0k3n-value")];
+
+#[test]
+fn validate_ok_and_broken_with_exit_codes() {
+    let ok = ferry(&["validate", "tests/fixtures/valid/minimal.yaml"], FIXTURE_ENV);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("minimal.yaml: ok"));
+
+    let broken = ferry(
+        &["validate", "tests/fixtures/invalid/29-many-problems-at-once.yaml"],
+        FIXTURE_ENV,
+    );
+    assert_eq!(broken.status.code(), Some(2));
+    let stderr = text(&broken.stderr);
+    assert!(stderr.matches("error:").count() >= 5, "{stderr}");
+    assert!(stderr.contains("29-many-problems-at-once.yaml:17:10"), "{stderr}");
+
+    let json = ferry(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/06-unknown-connection.yaml",
+            "tests/fixtures/valid/minimal.yaml",
+        ],
+        FIXTURE_ENV,
+    );
+    assert_eq!(json.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let first = &report["diagnostics"][0];
+    assert_eq!(first["path"], "source.connection");
+    assert_eq!((first["line"].as_u64(), first["column"].as_u64()), (Some(6), Some(15)));
+    assert!(first["hint"].as_str().unwrap().contains("did you mean `shop`"));
+}
+
+#[test]
+fn missing_file_and_bad_flags_are_usage_errors() {
+    assert_eq!(ferry(&["validate", "no/such/file.yaml"], &[]).status.code(), Some(2));
+    assert_eq!(ferry(&["run"], &[]).status.code(), Some(2));
+    assert_eq!(ferry(&["frobnicate"], &[]).status.code(), Some(2));
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = ferry(&["schema"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("schema/scheme.schema.json").unwrap()).unwrap();
+    assert_eq!(printed, committed);
+    assert_eq!(printed["title"], "Ferry integration scheme");
+}
+
+#[test]
+fn mapping_table_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("m.db").display().to_string();
+    let set = |source: &str, target: &str| {
+        ferry(
+            &[
+                "mappings",
+                "set",
+                "--scheme",
+                "s",
+                "--source-id",
+                source,
+                "--target-id",
+                target,
+                "--store",
+                &store,
+            ],
+            &[],
+        )
+    };
+    assert_eq!(set("A1", "T1").status.code(), Some(0));
+    assert_eq!(set("A2", "T2").status.code(), Some(0));
+    assert_eq!(
+        set("A1", "T9").status.code(),
+        Some(0),
+        "changing the target id of a source id"
+    );
+
+    let by_source = ferry(
+        &[
+            "mappings",
+            "get",
+            "--scheme",
+            "s",
+            "--source-id",
+            "A1",
+            "--json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&by_source.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["target_id"], "T9");
+
+    let by_target = ferry(
+        &[
+            "mappings",
+            "get",
+            "--scheme",
+            "s",
+            "--target-id",
+            "T2",
+            "--json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&by_target.stdout).unwrap();
+    assert_eq!(rows[0]["source_id"], "A2");
+
+    let list = ferry(&["mappings", "list", "--scheme", "s", "--store", &store], &[]);
+    assert!(text(&list.stdout).contains("2 mapping(s)"), "{}", text(&list.stdout));
+
+    assert_eq!(
+        ferry(
+            &[
+                "mappings",
+                "delete",
+                "--scheme",
+                "s",
+                "--source-id",
+                "A2",
+                "--store",
+                &store
+            ],
+            &[]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        ferry(
+            &[
+                "mappings",
+                "delete",
+                "--scheme",
+                "s",
+                "--source-id",
+                "A2",
+                "--store",
+                &store
+            ],
+            &[]
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    let list = ferry(&["mappings", "list", "--scheme", "s", "--json", "--store", &store], &[]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&list.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn an_unwritable_store_is_a_clear_configuration_error() {
+    let out = ferry(
+        &[
+            "mappings",
+            "list",
+            "--scheme",
+            "s",
+            "--store",
+            "/proc/ferry-cannot-write-here/x.db",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("/proc/ferry-cannot-write-here/x.db"), "{stderr}");
+}
+
+fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sim, url) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
+        let url = handle.base_url();
+        std::mem::forget(handle); // lives as long as the runtime
+        (sim, url)
+    });
+    (runtime, sim, url)
+}
+
+#[test]
+fn run_reports_failed_rows_with_exit_code_1_and_keeps_secrets_out() {
+    let token = "sekret-shop-token";
+    let (_rt, sim, url) = start_sim(ShopConfig {
+        records: 400,
+        reject_every: Some(100),
+        token: Some(token.into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("run.db").display().to_string();
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", token),
+    ];
+    let out = ferry(
+        &["run", "schemes/shop-orders-to-erp.yaml", "--store", &store, "--json"],
+        &envs,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            summary["read"].as_u64(),
+            summary["created"].as_u64(),
+            summary["failed"].as_u64()
+        ),
+        (Some(400), Some(396), Some(4))
+    );
+    assert_eq!(sim.target_count(), 396);
+
+    let failures = ferry(
+        &[
+            "failures",
+            "list",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&failures.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    let id = rows[0]["id"].as_i64().unwrap().to_string();
+    let show = ferry(&["failures", "show", &id, "--store", &store], &[]);
+    assert!(
+        text(&show.stdout).contains("stage       Write"),
+        "{}",
+        text(&show.stdout)
+    );
+
+    // The secret appears nowhere: not in output, not in the store file.
+    for output in [&out, &failures, &show] {
+        assert!(!text(&output.stdout).contains(token) && !text(&output.stderr).contains(token));
+    }
+    let bytes = std::fs::read(Path::new(&store)).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(token));
+}
+
+#[test]
+fn dry_run_prints_redacted_requests_and_writes_nothing() {
+    let (_rt, sim, url) = start_sim(ShopConfig {
+        records: 150,
+        token: Some("demo-token".into()),
+        ..ShopConfig::default()
+    });
+    let scheme = std::fs::read_to_string("schemes/shop-orders-to-erp.yaml")
+        .unwrap()
+        .replace(
+            "base_url: \"${ERP_URL:-http://127.0.0.1:8080}\"",
+            "base_url: \"${ERP_URL}\"\n    headers: {X-Api-Key: \"${ERP_KEY}\"}",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let scheme_path = dir.path().join("s.yaml");
+    std::fs::write(&scheme_path, scheme).unwrap();
+    let store = dir.path().join("dry.db");
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", "demo-token"),
+        ("ERP_KEY", "erp-key-123456"),
+    ];
+    let out = ferry(
+        &[
+            "run",
+            scheme_path.to_str().unwrap(),
+            "--dry-run",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &envs,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("POST ") && stdout.contains("/orders/batch"), "{stdout}");
+    assert!(stdout.contains("X-Api-Key: ***"), "{stdout}");
+    assert!(!stdout.contains("erp-key-123456"));
+    assert!(stdout.contains("dry run: nothing written"));
+    assert_eq!(sim.target_count(), 0);
+    assert!(!store.exists(), "a dry run must not create the store");
+}
