@@ -27,6 +27,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
+    /// `Set-Cookie` values, for vendors whose sessions live in cookies.
+    pub set_cookies: Vec<String>,
 }
 
 /// Whether a call may be repeated after a failure.
@@ -113,6 +115,12 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
         if let Some(length) = response.content_length() {
             if length as usize > conn.max_response_bytes {
                 return Err((too_big(conn, request), true));
@@ -169,6 +177,7 @@ impl HttpClient {
             status,
             body,
             retry_after,
+            set_cookies,
         })
     }
 

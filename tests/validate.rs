@@ -80,9 +80,17 @@ fn shipped_and_valid_schemes_validate() {
             .map(|e| e.unwrap().path()),
     );
     assert!(files.len() >= 2);
+    // Shipped schemes read their credentials from the environment; give every variable a value.
+    let any_env = |name: &str| {
+        Some(if name.ends_with("_URL") {
+            "http://127.0.0.1:9/".to_string()
+        } else {
+            format!("{name}-value")
+        })
+    };
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        let loaded = load_str(&text, &path.display().to_string(), &fixture_env);
+        let loaded = load_str(&text, &path.display().to_string(), &any_env);
         let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
         assert!(loaded.plan.is_some());

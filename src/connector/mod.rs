@@ -6,23 +6,31 @@
 //! records, and split a write answer into per-row outcomes. A vendor connector (one folder
 //! each under `connector/`) adds its signing and envelope rules on top of these steps.
 
+pub mod guanyi;
 pub mod http;
+pub mod k3cloud;
 pub mod types;
+pub mod vendor;
 
-pub use types::{RowOutcome, Verdict};
+pub use types::{RowOutcome, Verdict, WireRequest};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::extract::JsonPath;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::scheme::model::{ConnectionPlan, OperationPlan, ReadResponsePlan, RequestPlan, WriteResponsePlan};
+use crate::scheme::raw::Method;
 use crate::template::{Scope, Template};
 use crate::transform::{render, value_to_text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Every connector Ferry knows: (name, what it talks to).
-pub const CONNECTORS: &[(&str, &str)] = &[(http::NAME, http::ABOUT)];
+pub const CONNECTORS: &[(&str, &str)] = &[
+    (http::NAME, http::ABOUT),
+    (guanyi::NAME, guanyi::ABOUT),
+    (k3cloud::NAME, k3cloud::ABOUT),
+];
 
 /// Renders a request. `next_url` replaces path and query for next-link paging.
 pub fn build_request(
@@ -35,8 +43,10 @@ pub fn build_request(
         Some(link) if link.starts_with("http://") || link.starts_with("https://") => link.to_string(),
         Some(link) => join_url(&conn.base_url, link),
         None => {
-            let path = plan
-                .path
+            let Some(path) = &plan.path else {
+                return Err(Error::config("this request has no `path`"));
+            };
+            let path = path
                 .render_string(scope)
                 .map_err(|e| Error::transform(format!("request path: {}", e.message)))?;
             let mut url = if path.starts_with("http://") || path.starts_with("https://") {
@@ -80,6 +90,45 @@ pub fn build_request(
         url,
         headers,
         body,
+    })
+}
+
+/// Renders a vendor call: the api name and its business parameters (the `body` tree).
+pub fn render_call(plan: &RequestPlan, scope: &Scope) -> Result<(String, Value), Error> {
+    let Some(api) = &plan.api else {
+        return Err(Error::config("this request names no `api`"));
+    };
+    let api = api
+        .render_string(scope)
+        .map_err(|e| Error::transform(format!("api: {}", e.message)))?;
+    let params = match &plan.body {
+        Some(template) => render(template, scope, "body")?,
+        None => Value::Object(Map::new()),
+    };
+    Ok((api, params))
+}
+
+/// A vendor's wire request as an [`HttpRequest`], with the connection's own headers added.
+pub fn wire_to_http(conn: &ConnectionPlan, wire: WireRequest, scope: &Scope) -> Result<HttpRequest, Error> {
+    let method = match wire.method {
+        "GET" => Method::Get,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        _ => Method::Post,
+    };
+    let mut headers = wire.headers;
+    for (name, template) in &conn.headers {
+        let value = template
+            .render_string(scope)
+            .map_err(|e| Error::transform(format!("header {name}: {}", e.message)))?;
+        headers.push((name.clone(), value));
+    }
+    Ok(HttpRequest {
+        method,
+        url: wire.url,
+        headers,
+        body: wire.body,
     })
 }
 
@@ -156,6 +205,18 @@ fn envelope_verdict(
     } else {
         message
     }))
+}
+
+/// Applies the scheme's own `success`/`error` templates to a decoded source answer
+/// (vendor answers were already judged by their connector). Gives the body back.
+pub fn check_read_envelope(
+    plan: &ReadResponsePlan,
+    body: Value,
+    status: u16,
+) -> (Value, Result<Option<String>, Error>) {
+    with_response(body, status, |scope| {
+        envelope_verdict(&plan.success, &plan.error, scope, "source answer")
+    })
 }
 
 /// A decoded source page.

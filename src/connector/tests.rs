@@ -40,6 +40,7 @@ fn response(body: serde_json::Value) -> HttpResponse {
         status: 200,
         body: Bytes::from(body.to_string()),
         retry_after: None,
+        set_cookies: Vec::new(),
     }
 }
 
@@ -125,6 +126,7 @@ fn read_page_checks_envelope_and_list_key() {
         status: 200,
         body: Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>"),
         retry_after: None,
+        set_cookies: Vec::new(),
     };
     let garbled = read_page(
         &plan.source.response,

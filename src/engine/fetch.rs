@@ -1,7 +1,8 @@
 //! The fetch task: walks windows and pages, sending decoded pages to the planner.
 
+use super::vendor_call;
 use super::{Fetched, RunContext};
-use crate::connector::{build_request, read_page, records_parent, Page};
+use crate::connector::{build_request, read_page, records_parent, render_call, Page};
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
@@ -60,6 +61,9 @@ async fn fetch_page(
         vars: Arc::new(page_vars),
         ..Scope::default()
     };
+    if !conn.vendor.is_http() {
+        return fetch_vendor_page(ctx, &scope, &page).await;
+    }
     let request = build_request(conn, &plan.source.request, &scope, page.next_url.as_deref())?;
     let (response, _attempts) = ctx.http.send(conn, &request, Repeat::Safe).await?;
     read_page(
@@ -73,6 +77,27 @@ async fn fetch_page(
 }
 
 /// Fingerprint of a page, from its records' payload hashes.
+/// A page from a built-in vendor connector: the connector places the page in the
+/// parameters, judges the envelope and shapes the rows.
+async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) -> Result<Page, Error> {
+    let plan = &ctx.plan;
+    let conn = plan.source_connection();
+    let (api, mut params) = render_call(&plan.source.request, scope)?;
+    if let Some(paging) = &plan.source.auto_page {
+        conn.vendor.apply_page(&api, &mut params, page, paging)?;
+    }
+    let (response, body, _) = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe)
+        .await
+        .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
+    let (mut body, verdict) = crate::connector::check_read_envelope(&plan.source.response, body, response.status);
+    if let Some(message) = verdict? {
+        return Err(Error::envelope(format!("the source reported an error: {message}")));
+    }
+    let rows = plan.source.records.take_from(&mut body);
+    let records = conn.vendor.shape_records(&api, &params, rows)?;
+    Ok(Page { body, records })
+}
+
 fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for (_, hash) in hashes {

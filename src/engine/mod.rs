@@ -19,6 +19,7 @@
 //!   nothing to the target or the store.
 
 mod fetch;
+mod vendor_call;
 mod write;
 
 use crate::error::{Error, ErrorKind};
@@ -146,6 +147,7 @@ pub(crate) struct RunContext {
     pub fingerprint: Vec<u8>,
     pub dry_run: bool,
     pub dry_run_sink: Option<DryRunSink>,
+    pub sessions: vendor_call::Sessions,
 }
 
 const CHECKPOINT_KEY: &str = "window_end";
@@ -200,6 +202,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         fingerprint,
         dry_run: options.dry_run,
         dry_run_sink: options.dry_run_sink.clone(),
+        sessions: Default::default(),
     });
 
     let mut summary = Summary {

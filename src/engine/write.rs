@@ -1,7 +1,8 @@
 //! Writer tasks: render rows, send them, split answers per row, commit one transaction.
 
+use super::vendor_call;
 use super::{Item, Job, JobResult, RunContext};
-use crate::connector::{build_request, read_write_outcome, RowOutcome};
+use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome};
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::scheme::model::OperationPlan;
@@ -142,7 +143,8 @@ async fn write_operation(
                 ..Scope::default()
             };
             let keys: Vec<Option<String>> = rendered.iter().map(|r| r.key.clone()).collect();
-            outcomes.extend(send(ctx, op, operation, &scope, rendered.len(), &keys, result).await?);
+            let ids: Vec<Option<&str>> = rendered.iter().map(|r| r.item.target_id.as_deref()).collect();
+            outcomes.extend(send(ctx, op, operation, &scope, &ids, &keys, result).await?);
         }
         Per::Row => {
             for r in &rendered {
@@ -157,7 +159,8 @@ async fn write_operation(
                     vars: Arc::new(vars),
                     ..Scope::default()
                 };
-                outcomes.extend(send(ctx, op, operation, &scope, 1, std::slice::from_ref(&r.key), result).await?);
+                let ids = [r.item.target_id.as_deref()];
+                outcomes.extend(send(ctx, op, operation, &scope, &ids, std::slice::from_ref(&r.key), result).await?);
             }
         }
     }
@@ -242,11 +245,15 @@ async fn send(
     op: &OperationPlan,
     operation: &'static str,
     scope: &Scope,
-    rows: usize,
+    target_ids: &[Option<&str>],
     keys: &[Option<String>],
     result: &mut JobResult,
 ) -> Result<Vec<RowOutcome>, Error> {
+    let rows = target_ids.len();
     let conn = ctx.plan.target_connection();
+    if !conn.vendor.is_http() {
+        return send_vendor(ctx, op, operation, scope, target_ids, keys, result).await;
+    }
     let request = match build_request(conn, &op.request, scope, None) {
         Ok(request) => request,
         Err(e) => {
@@ -293,5 +300,62 @@ async fn send(
             };
             rows
         ]),
+    }
+}
+
+/// One write through a built-in vendor connector.
+async fn send_vendor(
+    ctx: &RunContext,
+    op: &OperationPlan,
+    operation: &'static str,
+    scope: &Scope,
+    target_ids: &[Option<&str>],
+    keys: &[Option<String>],
+    result: &mut JobResult,
+) -> Result<Vec<RowOutcome>, Error> {
+    let rows = target_ids.len();
+    let conn = ctx.plan.target_connection();
+    let failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; rows];
+    let (api, mut params) = match render_call(&op.request, scope) {
+        Ok(call) => call,
+        Err(e) => return Ok(failed(e.message, "transform")),
+    };
+    if let Err(e) = conn
+        .vendor
+        .prepare_write(&api, &mut params, target_ids, operation == "update")
+    {
+        return Ok(failed(e.message, "transform"));
+    }
+    if ctx.dry_run {
+        if let Some(sink) = &ctx.dry_run_sink {
+            let redactor = &ctx.plan.redactor;
+            sink(&PlannedRequest {
+                operation,
+                method: "CALL",
+                url: format!("{} {api}", conn.vendor.name()),
+                headers: Vec::new(),
+                body: Some(redactor.redact(&params.to_string()).into_owned()),
+                rows,
+            });
+        }
+        return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
+    }
+    match vendor_call::call(ctx, conn, &api, &params, Repeat::OnlyIfNotDelivered).await {
+        Ok((response, body, requests)) => {
+            result.requests += u64::from(requests);
+            if let Some(outcomes) = conn.vendor.row_outcomes(&api, &body, rows) {
+                return Ok(outcomes);
+            }
+            if rows == 1 {
+                if let Some(id) = conn.vendor.written_id(&api, &body) {
+                    return Ok(vec![RowOutcome::Written { target_id: Some(id) }]);
+                }
+            }
+            Ok(read_write_outcome(op, &response, rows, keys))
+        }
+        Err(e) => {
+            result.requests += 1;
+            Ok(failed(ctx.plan.redactor.redact(&e.message).into_owned(), e.class()))
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct Plan {
 pub struct ConnectionPlan {
     pub name: String,
     pub connector: &'static str,
+    /// The protocol and its vendor settings.
+    pub vendor: crate::connector::vendor::Vendor,
     pub base_url: String,
     pub headers: Vec<(String, Template)>,
     pub timeout: Duration,
@@ -80,7 +82,10 @@ pub enum ValueTemplate {
 #[derive(Clone)]
 pub struct RequestPlan {
     pub method: Method,
-    pub path: Template,
+    /// Path template (`http` connector).
+    pub path: Option<Template>,
+    /// Vendor operation template (built-in connectors); `body` holds its parameters.
+    pub api: Option<Template>,
     pub query: Vec<(String, ValueTemplate)>,
     pub headers: Vec<(String, Template)>,
     pub body: Option<ValueTemplate>,
@@ -102,6 +107,8 @@ pub struct SourcePlan {
     pub response: ReadResponsePlan,
     pub records: JsonPath,
     pub pagination: PaginationPlan,
+    /// When the scheme left paging to the connector: where the page goes in the parameters.
+    pub auto_page: Option<crate::connector::vendor::PagingDefaults>,
     pub incremental: Option<IncrementalPlan>,
     pub id: Template,
     pub name: Option<Template>,

@@ -40,17 +40,66 @@ pub enum RawConnection {
     /// A plain HTTP API described entirely by the scheme.
     #[serde(rename = "http")]
     Http(HttpConnection),
+    /// Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.
+    #[serde(rename = "guanyi")]
+    Guanyi(VendorConnection<crate::connector::guanyi::Settings>),
+    /// Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.
+    #[serde(rename = "kingdee-k3cloud")]
+    K3Cloud(VendorConnection<crate::connector::k3cloud::Settings>),
 }
 
 impl RawConnection {
-    pub fn common(&self) -> &HttpConnection {
+    /// The fields every connection has, whatever its connector.
+    pub fn common(&self) -> HttpConnection {
         match self {
-            RawConnection::Http(c) => c,
+            RawConnection::Http(c) => c.clone(),
+            RawConnection::Guanyi(c) => c.common(),
+            RawConnection::K3Cloud(c) => c.common(),
         }
     }
     pub fn connector_name(&self) -> &'static str {
         match self {
-            RawConnection::Http(_) => "http",
+            RawConnection::Http(_) => crate::connector::http::NAME,
+            RawConnection::Guanyi(_) => crate::connector::guanyi::NAME,
+            RawConnection::K3Cloud(_) => crate::connector::k3cloud::NAME,
+        }
+    }
+}
+
+/// A built-in vendor connector: the shared connection fields plus the vendor's `settings`
+/// (credentials and protocol knobs; see the connector's section in the README).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorConnection<S> {
+    /// The vendor's API address.
+    pub base_url: String,
+    /// Extra headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout, e.g. `30s` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Source pages or target batches in flight at once on this connection (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Largest response body accepted, in MiB (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_mib: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
+    /// Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.
+    pub settings: S,
+}
+
+impl<S> VendorConnection<S> {
+    fn common(&self) -> HttpConnection {
+        HttpConnection {
+            base_url: self.base_url.clone(),
+            headers: self.headers.clone(),
+            timeout: self.timeout.clone(),
+            in_flight: self.in_flight,
+            max_response_mib: self.max_response_mib,
+            retry: self.retry.clone(),
         }
     }
 }
@@ -126,8 +175,13 @@ pub struct RawRequest {
     /// Default GET for a source, POST for a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
-    /// Path appended to the connection's base_url.
-    pub path: String,
+    /// Path appended to the connection's base_url (`http` connector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The vendor operation for built-in connectors, e.g. `gy.erp.shop.get` or `BatchSave`;
+    /// `body` then holds its business parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
     /// Query parameters. An empty value after rendering is still sent.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub query: Map<String, Value>,
@@ -169,8 +223,10 @@ pub struct RawSource {
     pub request: RawRequest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RawReadResponse>,
-    /// JSONPath selecting the records in a page, e.g. `$.data.orders[*]`.
-    pub records: String,
+    /// JSONPath selecting the records in a page, e.g. `$.data.orders[*]` (built-in
+    /// connectors know the list key of each api, so they may leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<RawPagination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

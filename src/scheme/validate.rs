@@ -9,6 +9,7 @@ use super::model::*;
 use super::raw::*;
 use super::yaml::{child_path, index_path, Spans};
 use crate::codec::Codec;
+use crate::connector::vendor::Vendor;
 use crate::diag::{choices_hint, did_you_mean, Diagnostic};
 use crate::extract::JsonPath;
 use crate::redact::Redactor;
@@ -57,6 +58,10 @@ struct Ctx<'a> {
     env_paths: &'a HashSet<String>,
     templates: Arc<TemplateEnv>,
     diags: Vec<Diagnostic>,
+    /// The protocol of each connection, for checks that depend on it.
+    vendors: std::collections::HashMap<String, Vendor>,
+    /// The whole scheme value, for looking at raw fields.
+    root: &'a Value,
 }
 
 impl Ctx<'_> {
@@ -101,6 +106,11 @@ impl Ctx<'_> {
             }
         }
         None
+    }
+
+    /// The raw value at a dotted path (object keys only).
+    fn spans_value(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(self.root, |node, key| node.get(key))
     }
 
     fn has_error_at(&self, path: &str) -> bool {
@@ -304,9 +314,59 @@ impl Ctx<'_> {
         })
     }
 
-    fn request(&mut self, path: &str, raw: &RawRequest, default_method: Method, names: Names) -> Option<RequestPlan> {
-        let template_path = self.template(&child_path(path, "path"), &raw.path, names);
-        let mut ok = template_path.is_some();
+    fn request(
+        &mut self,
+        path: &str,
+        raw: &RawRequest,
+        default_method: Method,
+        names: Names,
+        vendor: &Vendor,
+    ) -> Option<RequestPlan> {
+        let mut ok = true;
+        if vendor.is_http() {
+            if raw.api.is_some() {
+                self.error_at_key(
+                    &child_path(path, "api"),
+                    "`api` names an operation of a built-in connector; the `http` connector uses `path`",
+                    Some("write `path: /orders` (appended to base_url)".into()),
+                );
+                ok = false;
+            }
+            if raw.path.is_none() {
+                self.error_at_key(
+                    &child_path(path, "path"),
+                    "missing `path`",
+                    Some("the `http` connector needs the request path, e.g. `path: /orders`".into()),
+                );
+                ok = false;
+            }
+        } else {
+            if raw.path.is_some() {
+                self.error_at_key(
+                    &child_path(path, "path"),
+                    format!("`path` does not apply to the `{}` connector", vendor.name()),
+                    Some("name the vendor operation with `api:` and put its parameters in `body:`".into()),
+                );
+                ok = false;
+            }
+            if raw.api.is_none() {
+                self.error_at_key(
+                    &child_path(path, "api"),
+                    format!("missing `api`: which `{}` operation to call", vendor.name()),
+                    Some("e.g. `api: gy.erp.shop.get` or `api: BatchSave`, with its parameters in `body:`".into()),
+                );
+                ok = false;
+            }
+        }
+        let template_path = match &raw.path {
+            Some(text) => self.template(&child_path(path, "path"), text, names).map(Some),
+            None => Some(None),
+        };
+        let api = match &raw.api {
+            Some(text) => self.template(&child_path(path, "api"), text, names).map(Some),
+            None => Some(None),
+        };
+        ok &= template_path.is_some() && api.is_some();
         let mut query = Vec::new();
         for (key, value) in &raw.query {
             match self.value_template(&child_path(&child_path(path, "query"), key), value, names, false) {
@@ -338,10 +398,11 @@ impl Ctx<'_> {
             );
             ok = false;
         }
-        let path = template_path?;
+        let (path, api) = (template_path?, api?);
         ok.then(|| RequestPlan {
             method: raw.method.unwrap_or(default_method),
             path,
+            api,
             query,
             headers,
             body,
@@ -353,7 +414,9 @@ impl Ctx<'_> {
 /// Every variable the templates of a request read.
 fn request_variables(request: &RequestPlan) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    names.extend(request.path.variables());
+    for t in request.path.iter().chain(request.api.iter()) {
+        names.extend(t.variables());
+    }
     for (_, t) in &request.headers {
         names.extend(t.variables());
     }
@@ -426,6 +489,8 @@ pub fn validate(
         env_paths,
         templates: templates.clone(),
         diags: early,
+        vendors: Default::default(),
+        root: value,
     };
 
     // Connections.
@@ -440,6 +505,7 @@ pub fn validate(
                 connections_ok = false;
                 continue;
             };
+            ctx.vendors.insert(name.clone(), Vendor::from_raw(&raw));
             match build_connection(&mut ctx, &path, name, &raw) {
                 Some(plan) => {
                     connections.insert(name.clone(), plan);
@@ -588,9 +654,27 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
         )?;
     }
     let timeout = timeout?;
+    let vendor = Vendor::from_raw(raw);
+    for field in vendor.secret_fields() {
+        let field_path = child_path(&child_path(path, "settings"), field);
+        let literal = ctx
+            .spans_value(&field_path)
+            .is_some_and(|v| v.as_str().is_some_and(|t| !t.is_empty()));
+        if literal && !ctx.env_paths.contains(&field_path) {
+            ctx.warning(
+                &field_path,
+                format!("`{field}` holds a literal credential"),
+                Some(format!(
+                    "write it as `{field}: \"${{MY_{}}}\"` and keep the value in the environment",
+                    field.to_uppercase()
+                )),
+            );
+        }
+    }
     ok.then(|| ConnectionPlan {
         name: name.to_string(),
         connector: raw.connector_name(),
+        vendor,
         base_url: common.base_url.trim_end_matches('/').to_string(),
         headers,
         timeout,
@@ -601,12 +685,16 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
 }
 
 fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz::Tz) -> Option<SourcePlan> {
+    let vendor = ctx.vendors.get(&raw.connection).cloned().unwrap_or(Vendor::Http);
     let request = ctx.request(
         "source.request",
         &raw.request,
         Method::Get,
         Names::Only(SOURCE_REQUEST_NAMES),
+        &vendor,
     );
+    // A literal api lets the connector supply the list key and the paging.
+    let literal_api = raw.request.api.as_deref().filter(|a| !a.contains("<<"));
     let response_raw = raw.response.clone().unwrap_or_default();
     let success = ctx.optional_template(
         "source.response.success",
@@ -618,7 +706,37 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         response_raw.error.as_ref(),
         Names::Only(READ_RESPONSE_NAMES),
     );
-    let records = ctx.json_path("source.records", &raw.records);
+    let records = match (&raw.records, literal_api.and_then(|api| vendor.records_path(api))) {
+        (Some(text), _) => ctx.json_path("source.records", text),
+        (None, Some(default)) => ctx.json_path("source.records", default),
+        // A misspelt `records` key was already reported as unknown, with a did-you-mean.
+        (None, None)
+            if ctx.structural.iter().any(|p| {
+                p.strip_prefix("source.")
+                    .is_some_and(|key| did_you_mean(key, ["records"]).is_some())
+            }) =>
+        {
+            None
+        }
+        (None, None) => {
+            ctx.error_at_key(
+                "source.records",
+                "missing `records`: the JSONPath of the records in a page",
+                Some(match literal_api {
+                    Some(api) => format!(
+                        "`{}` has no built-in list key for `{api}`; add e.g. `records: $.data.items[*]`",
+                        vendor.name()
+                    ),
+                    None => "add e.g. `records: $.data.orders[*]`".to_string(),
+                }),
+            );
+            None
+        }
+    };
+    let auto_page = match (&raw.pagination, literal_api) {
+        (None, Some(api)) => vendor.paging(api),
+        _ => None,
+    };
     let id = ctx.template("source.id", &raw.id, Names::Any);
     if let Some(t) = &id {
         if t.is_literal() {
@@ -630,7 +748,10 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         }
     }
     let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Any);
-    let pagination = build_pagination(ctx, raw.pagination.as_ref());
+    let pagination = match &auto_page {
+        Some(defaults) => Some(pagination_from_defaults(ctx, defaults)),
+        None => build_pagination(ctx, raw.pagination.as_ref()),
+    };
     let incremental = match &raw.incremental {
         None => Some(None),
         Some(inc) => {
@@ -671,7 +792,10 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
     );
 
     let used = request_variables(&request);
-    if !matches!(pagination.style, PageStyle::None | PageStyle::NextLink { .. }) && !used.contains("page") {
+    if auto_page.is_none()
+        && !matches!(pagination.style, PageStyle::None | PageStyle::NextLink { .. })
+        && !used.contains("page")
+    {
         ctx.warning(
             "source.pagination",
             "pagination is set but the request never uses `page`, so every page would be the same request",
@@ -699,10 +823,33 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         },
         records,
         pagination,
+        auto_page,
         incremental,
         id,
         name,
     })
+}
+
+/// The pagination plan of a connector's default paging.
+fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::connector::vendor::PagingDefaults) -> PaginationPlan {
+    let total = defaults
+        .total_path
+        .and_then(|p| ctx.json_path("source.pagination.total", p));
+    PaginationPlan {
+        style: match defaults.style {
+            "offset" => PageStyle::Offset { start: defaults.start },
+            _ => PageStyle::PageNumber { start: defaults.start },
+        },
+        size: Some(defaults.size),
+        stop: if total.is_some() {
+            StopRule::Total
+        } else {
+            StopRule::ShortPage
+        },
+        total,
+        has_more: None,
+        max_pages: None,
+    }
 }
 
 fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<PaginationPlan> {
@@ -821,6 +968,7 @@ fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<Pagina
 }
 
 fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
+    let vendor = ctx.vendors.get(&raw.connection).cloned().unwrap_or(Vendor::Http);
     let batch = raw.batch.unwrap_or(100);
     if batch == 0 {
         ctx.error("target.batch", "the batch size must be at least 1", None);
@@ -858,10 +1006,10 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
     let create = raw
         .create
         .as_ref()
-        .and_then(|op| build_operation(ctx, "target.create", op, false, raw.key.is_some()));
+        .and_then(|op| build_operation(ctx, "target.create", op, false, raw.key.is_some(), &vendor));
     let update = match &raw.update {
         None => Some(None),
-        Some(op) => build_operation(ctx, "target.update", op, true, raw.key.is_some()).map(Some),
+        Some(op) => build_operation(ctx, "target.update", op, true, raw.key.is_some(), &vendor).map(Some),
     };
     let (fields, key, name, create, update) = (fields?, key?, name?, create?, update?);
     (batch > 0).then(|| TargetPlan {
@@ -882,6 +1030,7 @@ fn build_operation(
     raw: &RawOperation,
     is_update: bool,
     has_key: bool,
+    vendor: &Vendor,
 ) -> Option<OperationPlan> {
     let request_path = child_path(path, "request");
     let request = ctx.request(
@@ -889,6 +1038,7 @@ fn build_operation(
         &raw.request,
         Method::Post,
         Names::Only(WRITE_REQUEST_NAMES),
+        vendor,
     )?;
     let used = request_variables(&request);
     if !is_update && used.contains("target_id") {

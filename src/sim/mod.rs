@@ -36,6 +36,8 @@
 //! instead. Rejected alternative: panicking in the handler, which also drops
 //! the connection but prints a panic for every injected fault.
 
+pub mod guanyi;
+pub mod k3cloud;
 pub mod shop;
 
 use std::future::IntoFuture;

@@ -23,6 +23,10 @@
 //! minijinja's public filter functions and its `StringInput` argument type, so
 //! even their text conversions (`none` → `"none"`, `true` → `"True"`) match.
 //!
+//! Converting constants uses `ArgType::from_value`, which minijinja keeps public
+//! but hidden from its docs; like the `unstable_machinery` AST it is pinned by
+//! Cargo.lock, and the equivalence tests in `tests.rs` catch a change.
+//!
 //! Expressions that span several lines stay on the slow path: minijinja reports
 //! an error position only when a filter starts on the line its chain starts on,
 //! and matching that rule is not worth the code.

@@ -1,0 +1,76 @@
+//! Calls to built-in vendor connectors: login when a session is needed, sign and send,
+//! judge the answer by the vendor's envelope, log in again once on an expired session,
+//! and back off and retry when the vendor throttles.
+
+use super::RunContext;
+use crate::connector::vendor::{verdict_error, Session, Vendor};
+use crate::connector::wire_to_http;
+use crate::error::{Error, ErrorKind};
+use crate::http::{backoff_delay, HttpResponse, Repeat};
+use crate::scheme::model::ConnectionPlan;
+use crate::template::Scope;
+use chrono::Utc;
+use serde_json::Value;
+
+/// Sessions of the run's connections, by connection name.
+pub(crate) type Sessions = tokio::sync::Mutex<std::collections::HashMap<String, Session>>;
+
+fn decode_answer(response: &HttpResponse) -> Result<Value, Error> {
+    crate::codec::Codec::Json
+        .decode(&response.body)
+        .map_err(|e| Error::decode(format!("the answer could not be read: {e}")))
+}
+
+async fn session_for(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session>, Error> {
+    let mut sessions = ctx.sessions.lock().await;
+    if let Some(session) = sessions.get(&conn.name) {
+        return Ok(Some(session.clone()));
+    }
+    let Some(login) = conn.vendor.login_request(&conn.base_url, Utc::now())? else {
+        return Ok(None);
+    };
+    let request = wire_to_http(conn, login, &Scope::default())?;
+    let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+    let body = decode_answer(&response)?;
+    let cookies: Vec<&str> = response.set_cookies.iter().map(String::as_str).collect();
+    let session = conn.vendor.session_from_login(&body, &cookies)?;
+    sessions.insert(conn.name.clone(), session.clone());
+    Ok(Some(session))
+}
+
+/// Calls `api` with `params` on a vendor connection; returns the answer and its JSON body.
+pub(crate) async fn call(
+    ctx: &RunContext,
+    conn: &ConnectionPlan,
+    api: &str,
+    params: &Value,
+    repeat: Repeat,
+) -> Result<(HttpResponse, Value, u32), Error> {
+    let vendor: &Vendor = &conn.vendor;
+    let mut logged_in_again = false;
+    let mut attempt = 0u32;
+    let mut requests = 0u32;
+    loop {
+        attempt += 1;
+        let session = session_for(ctx, conn).await?;
+        let wire = vendor.build(&conn.base_url, api, params, session.as_ref(), Utc::now())?;
+        let request = wire_to_http(conn, wire, &Scope::default())?;
+        let (response, sent) = ctx.http.send(conn, &request, repeat).await?;
+        requests += sent;
+        let body = decode_answer(&response)?;
+        match verdict_error(vendor, api, vendor.classify(response.status, &body)) {
+            None => return Ok((response, body, requests)),
+            Some(e) if e.kind == ErrorKind::SessionExpired && !logged_in_again => {
+                tracing::info!(connection = %conn.name, "session expired; logging in again");
+                ctx.sessions.lock().await.remove(&conn.name);
+                logged_in_again = true;
+            }
+            Some(e) if e.kind == ErrorKind::Throttled && attempt < conn.retry.attempts => {
+                let delay = backoff_delay(&conn.retry, attempt, response.retry_after, rand::random::<f64>());
+                tracing::debug!(connection = %conn.name, delay_ms = delay.as_millis() as u64, "throttled; backing off");
+                tokio::time::sleep(delay).await;
+            }
+            Some(e) => return Err(e),
+        }
+    }
+}
