@@ -6,9 +6,14 @@
 //! records, and split a write answer into per-row outcomes. A vendor connector (one folder
 //! each under `connector/`) adds its signing and envelope rules on top of these steps.
 
+pub mod erp_standard;
+pub mod fxiaoke;
 pub mod guanyi;
 pub mod http;
+pub mod jackyun;
+pub mod jdy;
 pub mod k3cloud;
+pub mod simply;
 pub mod types;
 pub mod vendor;
 
@@ -30,6 +35,11 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     (http::NAME, http::ABOUT),
     (guanyi::NAME, guanyi::ABOUT),
     (k3cloud::NAME, k3cloud::ABOUT),
+    (jdy::NAME, jdy::ABOUT),
+    (jackyun::NAME, jackyun::ABOUT),
+    (simply::NAME, simply::ABOUT),
+    (fxiaoke::NAME, fxiaoke::ABOUT),
+    (erp_standard::NAME, erp_standard::ABOUT),
 ];
 
 /// Renders a request. `next_url` replaces path and query for next-link paging.

@@ -3,7 +3,7 @@
 //! here and in `scheme::raw::RawConnection`; the `every_vendor_is_wired` test walks the table.
 
 use super::types::{RowOutcome, Verdict, WireRequest};
-use super::{guanyi, k3cloud};
+use super::{erp_standard, fxiaoke, guanyi, jackyun, jdy, k3cloud, simply};
 use crate::error::{Error, ErrorKind};
 use crate::paginate::PageRequest;
 use crate::scheme::raw::RawConnection;
@@ -18,12 +18,20 @@ pub enum Vendor {
     Http,
     Guanyi(Arc<guanyi::Settings>),
     K3Cloud(Arc<k3cloud::Settings>),
+    Jdy(Arc<jdy::Settings>),
+    Jackyun(Arc<jackyun::Settings>),
+    Simply(Arc<simply::Settings>),
+    Fxiaoke(Arc<fxiaoke::Settings>),
+    ErpStandard(Arc<erp_standard::Settings>),
 }
 
-/// A logged-in session, for vendors that have one.
+/// A logged-in session or token, for vendors that have one.
 #[derive(Debug, Clone)]
 pub enum Session {
     K3Cloud(k3cloud::request::Session),
+    Jdy(jdy::request::Session),
+    Simply(simply::request::Session),
+    Fxiaoke(fxiaoke::sign::Token),
 }
 
 /// Paging a vendor applies to an api when the scheme does not describe it.
@@ -62,6 +70,11 @@ impl Vendor {
             RawConnection::Http(_) => Vendor::Http,
             RawConnection::Guanyi(c) => Vendor::Guanyi(Arc::new(c.settings.clone())),
             RawConnection::K3Cloud(c) => Vendor::K3Cloud(Arc::new(c.settings.clone())),
+            RawConnection::Jdy(c) => Vendor::Jdy(Arc::new(c.settings.clone())),
+            RawConnection::Jackyun(c) => Vendor::Jackyun(Arc::new(c.settings.clone())),
+            RawConnection::Simply(c) => Vendor::Simply(Arc::new(c.settings.clone())),
+            RawConnection::Fxiaoke(c) => Vendor::Fxiaoke(Arc::new(c.settings.clone())),
+            RawConnection::ErpStandard(c) => Vendor::ErpStandard(Arc::new(c.settings.clone())),
         }
     }
 
@@ -70,6 +83,11 @@ impl Vendor {
             Vendor::Http => super::http::NAME,
             Vendor::Guanyi(_) => guanyi::NAME,
             Vendor::K3Cloud(_) => k3cloud::NAME,
+            Vendor::Jdy(_) => jdy::NAME,
+            Vendor::Jackyun(_) => jackyun::NAME,
+            Vendor::Simply(_) => simply::NAME,
+            Vendor::Fxiaoke(_) => fxiaoke::NAME,
+            Vendor::ErpStandard(_) => erp_standard::NAME,
         }
     }
 
@@ -83,10 +101,16 @@ impl Vendor {
             Vendor::Http => &[],
             Vendor::Guanyi(_) => guanyi::SECRET_FIELDS,
             Vendor::K3Cloud(_) => k3cloud::SECRET_FIELDS,
+            Vendor::Jdy(_) => jdy::SECRET_FIELDS,
+            Vendor::Jackyun(_) => jackyun::SECRET_FIELDS,
+            Vendor::Simply(_) => simply::SECRET_FIELDS,
+            Vendor::Fxiaoke(_) => fxiaoke::SECRET_FIELDS,
+            Vendor::ErpStandard(_) => erp_standard::SECRET_FIELDS,
         }
     }
 
-    /// Builds the signed request for `api` with business parameters `params`.
+    /// Builds the signed request for `api` with business parameters `params`; `write`
+    /// tells vendors whose reads and writes share a path (jdy) which one this is.
     pub fn build(
         &self,
         base_url: &str,
@@ -94,31 +118,69 @@ impl Vendor {
         params: &Value,
         session: Option<&Session>,
         now: DateTime<Utc>,
+        write: bool,
     ) -> Result<WireRequest, Error> {
+        let nonce = u64::from(rand::random::<u32>()) + 1;
         match self {
             Vendor::Http => Err(Error::config("the http connector builds requests from templates")),
             Vendor::Guanyi(s) => {
                 guanyi::request::build(s, base_url, api, params).map_err(|e| setting_error(guanyi::NAME, e))
             }
             Vendor::K3Cloud(s) => {
-                let session = session.map(|Session::K3Cloud(k)| k);
+                let session = match session {
+                    Some(Session::K3Cloud(k)) => Some(k),
+                    _ => None,
+                };
                 k3cloud::request::build(s, base_url, api, params, session, now)
                     .map_err(|e| setting_error(k3cloud::NAME, e))
             }
-        }
-    }
-
-    /// The login request, when this vendor (in its configured mode) needs a session.
-    pub fn login_request(&self, base_url: &str, now: DateTime<Utc>) -> Result<Option<WireRequest>, Error> {
-        match self {
-            Vendor::Http | Vendor::Guanyi(_) => Ok(None),
-            Vendor::K3Cloud(s) => {
-                k3cloud::request::login_request(s, base_url, now).map_err(|e| setting_error(k3cloud::NAME, e))
+            Vendor::Jdy(s) => {
+                let session = match session {
+                    Some(Session::Jdy(j)) => Some(j),
+                    _ => None,
+                };
+                let built = if write {
+                    jdy::request::build_save(s, base_url, api, params, session, now, nonce)
+                } else {
+                    jdy::request::build(s, base_url, api, params, session, now, nonce)
+                };
+                built.map_err(|e| setting_error(jdy::NAME, e))
+            }
+            Vendor::Jackyun(s) => {
+                jackyun::request::build(s, base_url, api, params, now).map_err(|e| setting_error(jackyun::NAME, e))
+            }
+            Vendor::Simply(s) => {
+                let session = match session {
+                    Some(Session::Simply(v)) => Some(v),
+                    _ => None,
+                };
+                simply::request::build(s, base_url, api, params, session).map_err(|e| setting_error(simply::NAME, e))
+            }
+            Vendor::Fxiaoke(s) => match session {
+                Some(Session::Fxiaoke(token)) => {
+                    fxiaoke::request::build(s, base_url, api, params, token, rand::random::<u128>())
+                        .map_err(|e| setting_error(fxiaoke::NAME, e))
+                }
+                _ => Err(Error::new(ErrorKind::SessionExpired, "fxiaoke: no corpAccessToken yet")),
+            },
+            Vendor::ErpStandard(s) => {
+                erp_standard::request::build(s, base_url, api, params).map_err(|e| setting_error(erp_standard::NAME, e))
             }
         }
     }
 
-    /// Reads the session out of a login answer.
+    /// The login request of vendors that log in with one call (K3Cloud's legacy modes).
+    /// Multi-step logins (jdy, Simply CRM, Fxiaoke) are driven by the engine.
+    pub fn login_request(&self, base_url: &str, now: DateTime<Utc>) -> Result<Option<WireRequest>, Error> {
+        match self {
+            Vendor::K3Cloud(s) => {
+                k3cloud::request::login_request(s, base_url, now).map_err(|e| setting_error(k3cloud::NAME, e))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads the session out of a (single-step) login answer.
     pub fn session_from_login(&self, body: &Value, set_cookies: &[&str]) -> Result<Session, Error> {
         match self {
             Vendor::K3Cloud(_) => k3cloud::request::session_from_login(body, set_cookies)
@@ -139,6 +201,11 @@ impl Vendor {
             Vendor::Http => Verdict::Ok,
             Vendor::Guanyi(s) => guanyi::envelope::classify_with(&s.error_codes(), status, body),
             Vendor::K3Cloud(_) => k3cloud::envelope::classify(status, body),
+            Vendor::Jdy(s) => jdy::envelope::classify_with(s, status, body),
+            Vendor::Jackyun(s) => jackyun::envelope::classify_with(&s.rules(), status, body),
+            Vendor::Simply(s) => simply::envelope::classify_with(&s.rules(), status, body),
+            Vendor::Fxiaoke(_) => fxiaoke::envelope::classify(status, body),
+            Vendor::ErpStandard(s) => erp_standard::envelope::classify_with(s, status, body),
         }
     }
 
@@ -148,6 +215,11 @@ impl Vendor {
             Vendor::Http => None,
             Vendor::Guanyi(_) => guanyi::envelope::records_path(api),
             Vendor::K3Cloud(_) => k3cloud::envelope::records_path(api),
+            Vendor::Jdy(_) => jdy::envelope::records_path(api),
+            Vendor::Jackyun(_) => jackyun::envelope::records_path(api),
+            Vendor::Simply(_) => simply::envelope::records_path(api),
+            Vendor::Fxiaoke(_) => fxiaoke::envelope::records_path(api),
+            Vendor::ErpStandard(_) => erp_standard::envelope::records_path(api),
         }
     }
 
@@ -157,6 +229,11 @@ impl Vendor {
             Vendor::Http => None,
             Vendor::Guanyi(s) => paging_from!(s.paging(api)),
             Vendor::K3Cloud(s) => paging_from!(k3cloud::envelope::paging_for(s, api)),
+            Vendor::Jdy(_) => paging_from!(jdy::envelope::default_paging(api)),
+            Vendor::Jackyun(s) => paging_from!(s.paging(api)),
+            Vendor::Simply(s) => paging_from!(s.paging(api)),
+            Vendor::Fxiaoke(_) => paging_from!(fxiaoke::envelope::default_paging(api)),
+            Vendor::ErpStandard(_) => paging_from!(erp_standard::envelope::default_paging(api)),
         }
     }
 
@@ -177,6 +254,27 @@ impl Vendor {
         match self {
             Vendor::K3Cloud(s) => k3cloud::request::set_query_page(s, params, position.max(0) as u64, size)
                 .map_err(|e| setting_error(k3cloud::NAME, e)),
+            Vendor::Jackyun(_) => {
+                *params = jackyun::request::with_page(params, position.max(0) as u64, size)
+                    .map_err(|e| setting_error(jackyun::NAME, e))?;
+                Ok(())
+            }
+            Vendor::Fxiaoke(_) => {
+                fxiaoke::request::set_query_page(params, position, size).map_err(|e| setting_error(fxiaoke::NAME, e))
+            }
+            Vendor::Simply(_) if api.eq_ignore_ascii_case("query") => {
+                let vtql = params
+                    .get("query")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let paged = simply::request::query_page(&vtql, position.max(0) as u64, size)
+                    .map_err(|e| setting_error(simply::NAME, e))?;
+                if let Some(map) = params.as_object_mut() {
+                    map.insert("query".into(), Value::String(paged));
+                }
+                Ok(())
+            }
             _ => {
                 let Some(map) = params.as_object_mut() else {
                     return Err(Error::config(format!(
@@ -243,6 +341,11 @@ impl Vendor {
             Vendor::Http => None,
             Vendor::Guanyi(_) => guanyi::envelope::row_outcomes(api, body, rows),
             Vendor::K3Cloud(_) => k3cloud::envelope::row_outcomes(api, body, rows),
+            Vendor::Jdy(_) => jdy::envelope::row_outcomes(api, body, rows),
+            Vendor::Jackyun(_) => jackyun::envelope::row_outcomes(api, body, rows),
+            Vendor::Simply(_) => simply::envelope::row_outcomes(api, body, rows),
+            Vendor::Fxiaoke(_) => fxiaoke::envelope::row_outcomes(api, body, rows),
+            Vendor::ErpStandard(_) => erp_standard::envelope::row_outcomes(api, body, rows),
         }
     }
 
@@ -252,6 +355,11 @@ impl Vendor {
             Vendor::Http => None,
             Vendor::Guanyi(_) => guanyi::envelope::written_id(api, body),
             Vendor::K3Cloud(_) => k3cloud::envelope::written_id(api, body),
+            Vendor::Jdy(_) => jdy::envelope::written_id(api, body),
+            Vendor::Jackyun(_) => jackyun::envelope::written_id(api, body),
+            Vendor::Simply(_) => simply::envelope::written_id(api, body),
+            Vendor::Fxiaoke(_) => fxiaoke::envelope::written_id(api, body),
+            Vendor::ErpStandard(_) => erp_standard::envelope::written_id(api, body),
         }
     }
 }

@@ -26,16 +26,85 @@ async fn session_for(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<S
     if let Some(session) = sessions.get(&conn.name) {
         return Ok(Some(session.clone()));
     }
-    let Some(login) = conn.vendor.login_request(&conn.base_url, Utc::now())? else {
+    let Some(session) = login(ctx, conn).await? else {
         return Ok(None);
     };
-    let request = wire_to_http(conn, login, &Scope::default())?;
-    let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
-    let body = decode_answer(&response)?;
-    let cookies: Vec<&str> = response.set_cookies.iter().map(String::as_str).collect();
-    let session = conn.vendor.session_from_login(&body, &cookies)?;
     sessions.insert(conn.name.clone(), session.clone());
     Ok(Some(session))
+}
+
+/// Sends one login step and decodes its answer.
+async fn exchange(
+    ctx: &RunContext,
+    conn: &ConnectionPlan,
+    wire: crate::connector::WireRequest,
+) -> Result<(HttpResponse, Value), Error> {
+    let request = wire_to_http(conn, wire, &Scope::default())?;
+    let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+    let body = decode_answer(&response)?;
+    Ok((response, body))
+}
+
+fn login_failed(vendor: &str) -> impl Fn(String) -> Error + '_ {
+    move |e| Error::new(ErrorKind::SessionExpired, format!("{vendor}: login failed: {e}"))
+}
+
+/// Logs in (one or more steps) for vendors with sessions or tokens.
+async fn login(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session>, Error> {
+    use crate::connector::{fxiaoke, jdy, simply};
+    let base = conn.base_url.as_str();
+    let now = Utc::now();
+    let nonce = || rand::random::<u32>() as u64 + 1;
+    match &conn.vendor {
+        Vendor::K3Cloud(_) => {
+            let Some(wire) = conn.vendor.login_request(base, now)? else {
+                return Ok(None);
+            };
+            let (response, body) = exchange(ctx, conn, wire).await?;
+            let cookies: Vec<&str> = response.set_cookies.iter().map(String::as_str).collect();
+            conn.vendor.session_from_login(&body, &cookies).map(Some)
+        }
+        Vendor::Jdy(s) => {
+            let fail = login_failed(jdy::NAME);
+            if s.generation() == jdy::Generation::V1 {
+                let (_, body) = exchange(ctx, conn, jdy::request::v1_token_request(s, base).map_err(&fail)?).await?;
+                return jdy::request::parse_v1_token(s, &body, now)
+                    .map(|t| Some(Session::Jdy(t)))
+                    .map_err(fail);
+            }
+            let authorization = match jdy::request::authorization_from_settings(s) {
+                Some(found) => found,
+                None => {
+                    let wire = jdy::request::authorize_request(s, base, now, nonce()).map_err(&fail)?;
+                    let (_, body) = exchange(ctx, conn, wire).await?;
+                    jdy::request::parse_authorize(s, &body).map_err(&fail)?
+                }
+            };
+            let wire = jdy::request::token_request(s, base, &authorization, now, nonce()).map_err(&fail)?;
+            let (_, body) = exchange(ctx, conn, wire).await?;
+            jdy::request::parse_token(s, &authorization, &body, now)
+                .map(|t| Some(Session::Jdy(t)))
+                .map_err(fail)
+        }
+        Vendor::Simply(s) => {
+            let fail = login_failed(simply::NAME);
+            let (_, body) = exchange(ctx, conn, simply::request::challenge_request(s, base)).await?;
+            let challenge = simply::request::parse_challenge(&body).map_err(&fail)?;
+            let (_, body) = exchange(ctx, conn, simply::request::login_request(s, base, &challenge)).await?;
+            simply::request::parse_login(&body)
+                .map(|v| Some(Session::Simply(v)))
+                .map_err(fail)
+        }
+        Vendor::Fxiaoke(s) => {
+            let fail = login_failed(fxiaoke::NAME);
+            let wire = fxiaoke::sign::token_request(s, base, rand::random::<u128>()).map_err(&fail)?;
+            let (_, body) = exchange(ctx, conn, wire).await?;
+            fxiaoke::sign::parse_token(&body, now)
+                .map(|t| Some(Session::Fxiaoke(t)))
+                .map_err(fail)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Calls `api` with `params` on a vendor connection; returns the answer and its JSON body.
@@ -53,7 +122,14 @@ pub(crate) async fn call(
     loop {
         attempt += 1;
         let session = session_for(ctx, conn).await?;
-        let wire = vendor.build(&conn.base_url, api, params, session.as_ref(), Utc::now())?;
+        let wire = vendor.build(
+            &conn.base_url,
+            api,
+            params,
+            session.as_ref(),
+            Utc::now(),
+            repeat == Repeat::OnlyIfNotDelivered,
+        )?;
         let request = wire_to_http(conn, wire, &Scope::default())?;
         let (response, sent) = ctx.http.send(conn, &request, repeat).await?;
         requests += sent;

@@ -46,6 +46,21 @@ pub enum RawConnection {
     /// Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.
     #[serde(rename = "kingdee-k3cloud")]
     K3Cloud(VendorConnection<crate::connector::k3cloud::Settings>),
+    /// Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.
+    #[serde(rename = "kingdee-jdy")]
+    Jdy(VendorConnection<crate::connector::jdy::Settings>),
+    /// Jackyun open API: form-encoded, lowercase-MD5 signed.
+    #[serde(rename = "jackyun")]
+    Jackyun(VendorConnection<crate::connector::jackyun::Settings>),
+    /// Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.
+    #[serde(rename = "simply-crm")]
+    Simply(VendorConnection<crate::connector::simply::Settings>),
+    /// ShareCRM / Fxiaoke OpenAPI, including the ERP data push.
+    #[serde(rename = "fxiaoke")]
+    Fxiaoke(VendorConnection<crate::connector::fxiaoke::Settings>),
+    /// The ERP data-sync platform's standard interface for heterogeneous ERPs.
+    #[serde(rename = "erp-standard")]
+    ErpStandard(VendorConnection<crate::connector::erp_standard::Settings>),
 }
 
 impl RawConnection {
@@ -55,6 +70,11 @@ impl RawConnection {
             RawConnection::Http(c) => c.clone(),
             RawConnection::Guanyi(c) => c.common(),
             RawConnection::K3Cloud(c) => c.common(),
+            RawConnection::Jdy(c) => c.common(),
+            RawConnection::Jackyun(c) => c.common(),
+            RawConnection::Simply(c) => c.common(),
+            RawConnection::Fxiaoke(c) => c.common(),
+            RawConnection::ErpStandard(c) => c.common(),
         }
     }
     pub fn connector_name(&self) -> &'static str {
@@ -62,6 +82,11 @@ impl RawConnection {
             RawConnection::Http(_) => crate::connector::http::NAME,
             RawConnection::Guanyi(_) => crate::connector::guanyi::NAME,
             RawConnection::K3Cloud(_) => crate::connector::k3cloud::NAME,
+            RawConnection::Jdy(_) => crate::connector::jdy::NAME,
+            RawConnection::Jackyun(_) => crate::connector::jackyun::NAME,
+            RawConnection::Simply(_) => crate::connector::simply::NAME,
+            RawConnection::Fxiaoke(_) => crate::connector::fxiaoke::NAME,
+            RawConnection::ErpStandard(_) => crate::connector::erp_standard::NAME,
         }
     }
 }

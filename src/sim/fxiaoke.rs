@@ -438,14 +438,42 @@ impl FxState {
     }
 }
 
-fn parse_body(state: &FxState, body: &Bytes) -> Result<Value, Response> {
+/// A refused call, rendered into Fxiaoke's envelope by [`FxState::refuse`].
+struct Refusal {
+    code: i64,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: i64, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl FxState {
+    fn refuse(&self, refusal: Refusal) -> Response {
+        if refusal.code == 10006 {
+            // The token gateway's own shape (probe in S-FX-SKILL).
+            return Json(json!({"errorCode": 10006, "errorMessage": refusal.message,
+                "errorDescription": "缺少参数或参数不合法",
+                "traceId": format!("open-api-gateway-web/{}", self.trace())}))
+            .into_response();
+        }
+        self.error(refusal.code, &refusal.message)
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(state.error(12004, "POST 的数据包为空"));
+        return Err(Refusal::new(12004, "POST 的数据包为空"));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) => Err(state.error(32000, "参数错误：请求体必须是 JSON 对象")),
-        Err(e) => Err(state.error(32000, &format!("参数错误：请求体不是合法的 JSON（{e}）"))),
+        Ok(_) => Err(Refusal::new(32000, "参数错误：请求体必须是 JSON 对象")),
+        Err(e) => Err(Refusal::new(32000, format!("参数错误：请求体不是合法的 JSON（{e}）"))),
     }
 }
 
@@ -462,19 +490,15 @@ fn mix(value: u64) -> u64 {
 
 impl FxState {
     /// Checks the app credentials of a token request.
-    fn check_app(&self, body: &Value) -> Result<(), Response> {
+    fn check_app(&self, body: &Value) -> Result<(), Refusal> {
         let field = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or_default();
         let cfg = &self.cfg;
         if field("appId") != cfg.app_id || field("appSecret") != cfg.app_secret {
             // The gateway answers this for a wrong appId as well as a wrong appSecret.
-            return Err(Json(json!({"errorCode": 10006,
-                "errorMessage": "the parameter appSecret is missing or illegal",
-                "errorDescription": "缺少参数或参数不合法",
-                "traceId": format!("open-api-gateway-web/{}", self.trace())}))
-            .into_response());
+            return Err(Refusal::new(10006, "the parameter appSecret is missing or illegal"));
         }
         if field("permanentCode") != cfg.permanent_code {
-            return Err(self.error(20015, "永久授权码错误"));
+            return Err(Refusal::new(20015, "永久授权码错误"));
         }
         Ok(())
     }
@@ -532,12 +556,8 @@ async fn corp_token(State(state): State<Arc<FxState>>, body: Bytes) -> Response 
     if !state.token_budget_left() {
         return state.error(14001, "接口调用超过限制：换 token 接口每分钟最多 10 次");
     }
-    let body = match parse_body(&state, &body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    if let Err(response) = state.check_app(&body) {
-        return response;
+    if let Err(refusal) = parse_body(&body).and_then(|body| state.check_app(&body)) {
+        return state.refuse(refusal);
     }
     let (token, left) = state.grant(TokenKind::Corp);
     let mut extra = Map::new();
@@ -552,13 +572,10 @@ async fn oauth2_token(State(state): State<Arc<FxState>>, body: Bytes) -> Respons
     if !state.token_budget_left() {
         return state.error(14001, "接口调用超过限制：换 token 接口每分钟最多 10 次");
     }
-    let body = match parse_body(&state, &body) {
+    let body = match parse_body(&body).and_then(|body| state.check_app(&body).map(|()| body)) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refusal) => return state.refuse(refusal),
     };
-    if let Err(response) = state.check_app(&body) {
-        return response;
-    }
     if body.get("grantType").and_then(Value::as_str) != Some("app_secret") {
         return state.error(32000, "参数错误：grantType 必须为 app_secret");
     }
@@ -575,8 +592,8 @@ async fn oauth2_token(State(state): State<Arc<FxState>>, body: Bytes) -> Respons
 // ---------------------------------------------------------------------------
 
 impl FxState {
-    fn authenticate(&self, headers: &HeaderMap, body: &Value) -> Result<(), Response> {
-        let bad_token = || self.error(20016, "the cropId,cropAccessToken or authorization is error");
+    fn authenticate(&self, headers: &HeaderMap, body: &Value) -> Result<(), Refusal> {
+        let bad_token = || Refusal::new(20016, "the cropId,cropAccessToken or authorization is error");
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
         if let Some(authorization) = header("authorization") {
             let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
@@ -584,33 +601,36 @@ impl FxState {
                 return Err(bad_token());
             }
             if header("x-fs-userid") != Some(self.cfg.employee_id.as_str()) {
-                return Err(self.error(20012, "openUserId 未找到：x-fs-userid 不是本企业的员工"));
+                return Err(Refusal::new(20012, "openUserId 未找到：x-fs-userid 不是本企业的员工"));
             }
             return Ok(());
         }
         let field = |key: &str| body.get(key).and_then(Value::as_str);
         let Some(token) = field("corpAccessToken").filter(|token| !token.is_empty()) else {
-            return Err(self.error(20017, "corpAccessToken为必填项，不能为空"));
+            return Err(Refusal::new(20017, "corpAccessToken为必填项，不能为空"));
         };
         if !self.token_valid(token, TokenKind::Corp) || field("corpId") != Some(self.cfg.corp_id.as_str()) {
             return Err(bad_token());
         }
         if field("currentOpenUserId") != Some(self.cfg.open_user_id.as_str()) {
-            return Err(self.error(20012, "openUserId 未找到：currentOpenUserId 不是本企业的员工"));
+            return Err(Refusal::new(
+                20012,
+                "openUserId 未找到：currentOpenUserId 不是本企业的员工",
+            ));
         }
         Ok(())
     }
 
-    fn spend(&self, path: &'static str) -> Result<(), Response> {
+    fn spend(&self, path: &'static str) -> Result<(), Refusal> {
         let mut limits = lock(&self.limits);
         if let Some(quota) = self.cfg.daily_quota {
             if limits.business_calls >= quota {
-                return Err(self.error(30002, "当天访问频次超限（0 点重新统计）"));
+                return Err(Refusal::new(30002, "当天访问频次超限（0 点重新统计）"));
             }
         }
         if let Some(limit) = self.cfg.interface_limit {
             if !limits.per_path.entry(path).or_default().spend(limit, Instant::now()) {
-                return Err(self.error(30004, "秒频次超限"));
+                return Err(Refusal::new(30004, "秒频次超限"));
             }
         }
         limits.business_calls += 1;
@@ -618,13 +638,13 @@ impl FxState {
     }
 
     /// Parse, authenticate and count one business call; the `data` object on success.
-    fn admit(&self, path: &'static str, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Response> {
-        let body = parse_body(self, body)?;
+    fn admit(&self, path: &'static str, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Refusal> {
+        let body = parse_body(body)?;
         self.authenticate(headers, &body)?;
         self.spend(path)?;
         match body.get("data") {
             Some(Value::Object(data)) => Ok(data.clone()),
-            _ => Err(self.error(32000, "参数错误：data 为必填项，且必须是对象")),
+            _ => Err(Refusal::new(32000, "参数错误：data 为必填项，且必须是对象")),
         }
     }
 }
@@ -646,7 +666,9 @@ fn check_push(data: &Map<String, Value>, data_center: &str) -> Result<(String, O
     let object = text("objAPIName")?.ok_or("参数错误：objAPIName 不能为空")?;
     let center = text("dataCenterId")?.ok_or("参数错误：dataCenterId 不能为空")?;
     if center != data_center {
-        return Err(format!("数据中心 {center} 不存在，请在 连接器 → 连接对象 中查看推送接口的 dataCenterId"));
+        return Err(format!(
+            "数据中心 {center} 不存在，请在 连接器 → 连接对象 中查看推送接口的 dataCenterId"
+        ));
     }
     let direct = match data.get("directSync") {
         None | Some(Value::Null) => false,
@@ -666,9 +688,7 @@ fn check_push(data: &Map<String, Value>, data_center: &str) -> Result<(String, O
         None | Some(Value::Null) => {}
         Some(Value::Object(details)) => {
             for (name, rows) in details {
-                let rows_ok = rows
-                    .as_array()
-                    .is_some_and(|rows| rows.iter().all(Value::is_object));
+                let rows_ok = rows.as_array().is_some_and(|rows| rows.iter().all(Value::is_object));
                 if !rows_ok {
                     return Err(format!("参数错误：detailFieldVals.{name} 必须是对象数组"));
                 }
@@ -683,7 +703,7 @@ async fn push(State(state): State<Arc<FxState>>, headers: HeaderMap, body: Bytes
     state.push_calls.fetch_add(1, Ordering::Relaxed);
     let data = match state.admit(PUSH_PATH, &headers, &body) {
         Ok(data) => data,
-        Err(response) => return response,
+        Err(refusal) => return state.refuse(refusal),
     };
     let (object, id) = match check_push(&data, &state.cfg.data_center_id) {
         Ok(key) => key,
@@ -736,7 +756,17 @@ const CITIES: &[(&str, &str)] = &[
 ];
 const WORD_A: &[&str] = &["华", "金", "东", "宏", "新", "安", "立", "远", "和", "永", "汇", "德"];
 const WORD_B: &[&str] = &["信", "盛", "航", "润", "科", "隆", "达", "光", "辉", "邦", "捷", "拓"];
-const INDUSTRY: &[&str] = &["机械", "化工", "医疗器械", "软件", "包装", "建材", "汽车配件", "纺织", "电气"];
+const INDUSTRY: &[&str] = &[
+    "机械",
+    "化工",
+    "医疗器械",
+    "软件",
+    "包装",
+    "建材",
+    "汽车配件",
+    "纺织",
+    "电气",
+];
 const FORMS: &[&str] = &["有限公司", "股份有限公司", "集团有限公司", "科技有限公司"];
 const ROADS: &[&str] = &["人民路", "解放大道", "中山路", "建设路", "科技园路", "长江路", "和平街"];
 const LEVELS: &[&str] = &["A", "B", "C"];
@@ -748,7 +778,9 @@ fn pick<'a>(table: &[&'a str], hash: u64) -> &'a str {
 fn account_row(cfg: &FxiaokeConfig, index: u64, touched: Option<Touched>) -> Map<String, Value> {
     let hash = mix(index);
     let step = i64::try_from(index).unwrap_or(i64::MAX);
-    let original = cfg.base_time_ms.saturating_add(step.saturating_mul(cfg.spacing_ms.max(0)));
+    let original = cfg
+        .base_time_ms
+        .saturating_add(step.saturating_mul(cfg.spacing_ms.max(0)));
     let created = original - i64::try_from(hash % 90 + 1).unwrap_or(1) * 86_400_000;
     let (modified, revision) = touched.map_or((original, 0), |t| (t.modified_ms, t.revision));
     let (city, area_code) = CITIES[(hash % CITIES.len() as u64) as usize];
@@ -769,7 +801,11 @@ fn account_row(cfg: &FxiaokeConfig, index: u64, touched: Option<Touched>) -> Map
     row.insert("tel".into(), json!(format!("{area_code}-{phone}")));
     row.insert(
         "address".into(),
-        json!(format!("{city}市{}{}号", pick(ROADS, hash >> 44), 1 + (hash >> 48) % 300)),
+        json!(format!(
+            "{city}市{}{}号",
+            pick(ROADS, hash >> 44),
+            1 + (hash >> 48) % 300
+        )),
     );
     row.insert(
         "credit_limit".into(),
@@ -895,7 +931,11 @@ fn parse_query(data: &Map<String, Value>) -> Result<QuerySpec, (i64, String)> {
     let bad = |message: String| (32000, message);
     match data.get("dataObjectApiName").and_then(Value::as_str) {
         Some(ACCOUNT_OBJECT) => {}
-        Some(other) => return Err(bad(format!("对象 {other} 不存在或无权限（模拟器只提供 {ACCOUNT_OBJECT}）"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "对象 {other} 不存在或无权限（模拟器只提供 {ACCOUNT_OBJECT}）"
+            )))
+        }
         None => return Err(bad("参数错误：dataObjectApiName 必填".into())),
     }
     let empty = Map::new();
@@ -965,7 +1005,7 @@ async fn query(State(state): State<Arc<FxState>>, headers: HeaderMap, body: Byte
     state.query_calls.fetch_add(1, Ordering::Relaxed);
     let data = match state.admit(QUERY_PATH, &headers, &body) {
         Ok(data) => data,
-        Err(response) => return response,
+        Err(refusal) => return state.refuse(refusal),
     };
     let spec = match parse_query(&data) {
         Ok(spec) => spec,
@@ -978,7 +1018,10 @@ async fn query(State(state): State<Arc<FxState>>, headers: HeaderMap, body: Byte
         .collect();
     rows.sort_by(|a, b| {
         for (field, ascending) in &spec.orders {
-            let order = compare(a.get(field).unwrap_or(&Value::Null), b.get(field).unwrap_or(&Value::Null));
+            let order = compare(
+                a.get(field).unwrap_or(&Value::Null),
+                b.get(field).unwrap_or(&Value::Null),
+            );
             let order = if *ascending { order } else { order.reverse() };
             if order.is_ne() {
                 return order;
@@ -1119,12 +1162,14 @@ mod tests {
 
         let mut forged = token.clone();
         forged.access_token = "FORGED".into();
-        let (status, body) = send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &forged, 1).unwrap()).await;
+        let (status, body) =
+            send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &forged, 1).unwrap()).await;
         assert!(matches!(classify(status, &body), Verdict::SessionExpired(_)), "{body}");
 
         let mut stranger = settings.clone();
         stranger.current_open_user_id = Some("FSUID_STRANGER".into());
-        let (status, body) = send(build(&stranger, &base, QUERY_API, &query_data(0, json!([])), &token, 1).unwrap()).await;
+        let (status, body) =
+            send(build(&stranger, &base, QUERY_API, &query_data(0, json!([])), &token, 1).unwrap()).await;
         assert!(matches!(classify(status, &body), Verdict::Failed { ref code, .. } if code == "20012"));
     }
 
@@ -1165,7 +1210,15 @@ mod tests {
         assert!(sim.touch(120, now));
         assert!(!sim.touch(231, now));
         let since = now.timestamp_millis() - 1;
-        let request = build(&settings, &base, QUERY_API, &query_data(0, json!([modified_after(since)])), &token, 3).unwrap();
+        let request = build(
+            &settings,
+            &base,
+            QUERY_API,
+            &query_data(0, json!([modified_after(since)])),
+            &token,
+            3,
+        )
+        .unwrap();
         let (_, body) = send(request).await;
         let numbers: Vec<&str> = body["data"]["dataList"]
             .as_array()
@@ -1206,7 +1259,10 @@ mod tests {
         let rows = body["data"]["dataList"].as_array().unwrap();
         assert_eq!(rows.len(), 1);
         let expected = sim.account(42).unwrap();
-        assert_eq!(rows[0], json!({"_id": expected["_id"], "name": expected["name"], "account_no": "KH000042"}));
+        assert_eq!(
+            rows[0],
+            json!({"_id": expected["_id"], "name": expected["name"], "account_no": "KH000042"})
+        );
         assert!(body["data"].get("total").is_none());
     }
 
@@ -1229,9 +1285,21 @@ mod tests {
             assert_eq!(status, 200);
             outcomes.push(push_outcome(PUSH_API, &body, record).unwrap());
         }
-        assert_eq!(outcomes[0], RowOutcome::Written { target_id: Some("111".into()) });
-        assert!(matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("objAPIName")));
-        assert_eq!(outcomes[2], RowOutcome::Written { target_id: Some("113".into()) });
+        assert_eq!(
+            outcomes[0],
+            RowOutcome::Written {
+                target_id: Some("111".into())
+            }
+        );
+        assert!(
+            matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("objAPIName"))
+        );
+        assert_eq!(
+            outcomes[2],
+            RowOutcome::Written {
+                target_id: Some("113".into())
+            }
+        );
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.written_for("erpSalesOrderObj").len(), 2);
         assert!(sim.written_for("other").is_empty());
@@ -1245,7 +1313,10 @@ mod tests {
         assert_eq!(classify(200, &body), Verdict::Ok);
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.push_versions("erpSalesOrderObj", "111"), 2);
-        assert_eq!(sim.written_by_key("111").unwrap()["masterFieldVal"]["order_origin_price"], "120");
+        assert_eq!(
+            sim.written_by_key("111").unwrap()["masterFieldVal"]["order_origin_price"],
+            "120"
+        );
 
         // A wrong data center and a directSync without destination (sent raw) are refused.
         let mut foreign = order("114", "04270005");
@@ -1263,7 +1334,10 @@ mod tests {
             body: Some(serde_json::to_vec(&raw).unwrap()),
         })
         .await;
-        assert!(body["errorMessage"].as_str().unwrap().contains("destObjectApiName"), "{body}");
+        assert!(
+            body["errorMessage"].as_str().unwrap().contains("destObjectApiName"),
+            "{body}"
+        );
         assert_eq!(sim.written().len(), 2);
     }
 
@@ -1299,7 +1373,8 @@ mod tests {
         let token = login(&settings, &base).await;
         assert_eq!(token.expires_in_secs, 1);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let (status, body) = send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, 1).unwrap()).await;
+        let (status, body) =
+            send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, 1).unwrap()).await;
         assert!(matches!(classify(status, &body), Verdict::SessionExpired(_)));
     }
 
@@ -1312,7 +1387,8 @@ mod tests {
         let token = login(&settings, &base).await;
         assert_eq!(token.generation, Generation::Oauth2);
         assert_eq!(token.corp_id, cfg.ea);
-        let (status, body) = send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, 5).unwrap()).await;
+        let (status, body) =
+            send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, 5).unwrap()).await;
         assert_eq!(classify(status, &body), Verdict::Ok, "{body}");
         let (_, body) = send(build(&settings, &base, PUSH_API, &order("9", "X9"), &token, 6).unwrap()).await;
         assert_eq!(classify(200, &body), Verdict::Ok, "{body}");
@@ -1322,7 +1398,8 @@ mod tests {
         let mut old = login(&old_settings, &base).await;
         old.generation = Generation::Oauth2;
         old.corp_id = cfg.ea.clone();
-        let (status, body) = send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &old, 5).unwrap()).await;
+        let (status, body) =
+            send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &old, 5).unwrap()).await;
         assert!(matches!(classify(status, &body), Verdict::SessionExpired(_)));
     }
 
@@ -1341,11 +1418,15 @@ mod tests {
         let token = login(&settings, &base).await;
         let mut verdicts = Vec::new();
         for n in 0..4 {
-            let (status, body) = send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, n).unwrap()).await;
+            let (status, body) =
+                send(build(&settings, &base, QUERY_API, &query_data(0, json!([])), &token, n).unwrap()).await;
             verdicts.push(classify(status, &body));
         }
         assert_eq!(&verdicts[..3], [Verdict::Ok, Verdict::Ok, Verdict::Ok]);
-        assert!(matches!(&verdicts[3], Verdict::Throttled(m) if m.contains("30004")), "{verdicts:?}");
+        assert!(
+            matches!(&verdicts[3], Verdict::Throttled(m) if m.contains("30004")),
+            "{verdicts:?}"
+        );
         // The limit is per interface: pushes still go through.
         let (_, body) = send(build(&settings, &base, PUSH_API, &order("1", "N1"), &token, 9).unwrap()).await;
         assert_eq!(classify(200, &body), Verdict::Ok);
@@ -1378,7 +1459,9 @@ mod tests {
 
         sim.set_faults(Faults::default());
         let (_, body) = send(build(&settings, &base, QUERY_API, &data, &token, 4).unwrap()).await;
-        assert!(matches!(classify(200, &body), Verdict::Failed { ref code, ref message } if code == "30002" && message.contains("will not help")));
+        assert!(
+            matches!(classify(200, &body), Verdict::Failed { ref code, ref message } if code == "30002" && message.contains("will not help"))
+        );
 
         sim.set_faults(Faults {
             fail_rate: 1.0,

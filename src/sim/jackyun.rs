@@ -166,6 +166,8 @@ struct JackyunState {
 #[derive(Clone, Debug)]
 struct Stored {
     modified: i64,
+    /// How many times [`JackyunSim::touch`] changed the row.
+    revision: u64,
     row: Map<String, Value>,
 }
 
@@ -197,10 +199,12 @@ impl JackyunSim {
             }
             tables.customers.push(Stored {
                 modified,
+                revision: 0,
                 row: customer,
             });
             tables.goods.push(Stored {
                 modified,
+                revision: 0,
                 row: generated_goods(index, modified),
             });
         }
@@ -240,8 +244,8 @@ impl JackyunSim {
         let Some(stored) = position(index).and_then(|at| tables.customers.get_mut(at)) else {
             return false;
         };
-        let revision = stored.row.get("revision").and_then(Value::as_u64).unwrap_or(0) + 1;
-        stored.row.insert("revision".into(), json!(revision));
+        stored.revision += 1;
+        let revision = stored.revision;
         stored
             .row
             .insert("vipLevelName".into(), json!(pick(VIP_LEVELS, mix(index) + revision)));
@@ -755,6 +759,7 @@ impl JackyunState {
         let at = tables.customers.len();
         tables.customers.push(Stored {
             modified: now,
+            revision: 0,
             row: stored,
         });
         tables.by_code.insert(code.clone(), at);
@@ -837,11 +842,7 @@ fn page_of(
         .skip(skip)
         .take(size)
         .filter_map(|(_, at)| table.get(at))
-        .map(|stored| {
-            let mut row = stored.row.clone();
-            row.remove("revision");
-            Value::Object(row)
-        })
+        .map(|stored| Value::Object(stored.row.clone()))
         .collect()
 }
 

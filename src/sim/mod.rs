@@ -36,9 +36,14 @@
 //! instead. Rejected alternative: panicking in the handler, which also drops
 //! the connection but prints a panic for every injected fault.
 
+pub mod erp_standard;
+pub mod fxiaoke;
 pub mod guanyi;
+pub mod jackyun;
+pub mod jdy;
 pub mod k3cloud;
 pub mod shop;
+pub mod simply;
 
 use std::future::IntoFuture;
 use std::io;

@@ -58,7 +58,11 @@ pub fn classify_with(settings: &Settings, http_status: u16, body: &Value) -> Ver
 
 fn judge(http_status: u16, body: &Value, success: &[&str], throttle: &[&str]) -> Verdict {
     let family = if body.get("errCode").is_some() {
-        Some((text_of(body, "errCode"), text_of(body, "errMsg"), text_of(body, "traceMsg")))
+        Some((
+            text_of(body, "errCode"),
+            text_of(body, "errMsg"),
+            text_of(body, "traceMsg"),
+        ))
     } else if body.get("code").is_some() {
         Some((text_of(body, "code"), text_of(body, "message"), None))
     } else {
@@ -73,7 +77,10 @@ fn judge(http_status: u16, body: &Value, success: &[&str], throttle: &[&str]) ->
     };
     if http_status == 429 {
         let message = family.map(|(_, message, trace)| described(message, trace));
-        return Verdict::Throttled(format!("HTTP 429: {}", message.unwrap_or_else(|| "too many requests".into())));
+        return Verdict::Throttled(format!(
+            "HTTP 429: {}",
+            message.unwrap_or_else(|| "too many requests".into())
+        ));
     }
     let Some((code, message, trace)) = family else {
         let preview: String = body.to_string().chars().take(160).collect();
@@ -103,7 +110,11 @@ fn judge(http_status: u16, body: &Value, success: &[&str], throttle: &[&str]) ->
     };
     Verdict::Failed {
         // A success code on an HTTP error status names the status instead.
-        code: if code.is_empty() || ok { format!("HTTP {http_status}") } else { code },
+        code: if code.is_empty() || ok {
+            format!("HTTP {http_status}")
+        } else {
+            code
+        },
         message: format!("{message}{hint}"),
     }
 }
@@ -211,15 +222,27 @@ mod tests {
         assert_eq!(classify(200, &json!({"code": 0, "message": "ok"})), Verdict::Ok);
         assert_eq!(classify(200, &json!({"code": "s106240000"})), Verdict::Ok);
         assert_eq!(
-            classify(200, &json!({"code": "E1001", "message": "客户编码不存在", "data": null})),
-            Verdict::Failed { code: "E1001".into(), message: "客户编码不存在".into() }
+            classify(
+                200,
+                &json!({"code": "E1001", "message": "客户编码不存在", "data": null})
+            ),
+            Verdict::Failed {
+                code: "E1001".into(),
+                message: "客户编码不存在".into()
+            }
         );
     }
 
     #[test]
     fn err_code_family() {
-        assert_eq!(classify(200, &json!({"errCode": "s106240000", "errMsg": "Success"})), Verdict::Ok);
-        match classify(200, &json!({"errCode": "s306240003", "errMsg": "数据格式错误", "traceMsg": "tr-9"})) {
+        assert_eq!(
+            classify(200, &json!({"errCode": "s106240000", "errMsg": "Success"})),
+            Verdict::Ok
+        );
+        match classify(
+            200,
+            &json!({"errCode": "s306240003", "errMsg": "数据格式错误", "traceMsg": "tr-9"}),
+        ) {
             Verdict::Failed { code, message } => {
                 assert_eq!(code, "s306240003");
                 assert_eq!(message, "数据格式错误 (traceMsg tr-9)");
@@ -234,15 +257,26 @@ mod tests {
         settings.success_codes = Some(vec!["200".into()]);
         settings.throttle_codes = Some(vec!["E429".into()]);
         assert_eq!(classify_with(&settings, 200, &json!({"code": 200})), Verdict::Ok);
-        assert!(matches!(classify_with(&settings, 200, &json!({"code": "0"})), Verdict::Failed { .. }));
-        assert!(matches!(classify_with(&settings, 200, &json!({"code": "E429", "message": "忙"})), Verdict::Throttled(_)));
+        assert!(matches!(
+            classify_with(&settings, 200, &json!({"code": "0"})),
+            Verdict::Failed { .. }
+        ));
+        assert!(matches!(
+            classify_with(&settings, 200, &json!({"code": "E429", "message": "忙"})),
+            Verdict::Throttled(_)
+        ));
         // The platform literal is always success.
-        assert_eq!(classify_with(&settings, 200, &json!({"errCode": "s106240000"})), Verdict::Ok);
+        assert_eq!(
+            classify_with(&settings, 200, &json!({"errCode": "s106240000"})),
+            Verdict::Ok
+        );
     }
 
     #[test]
     fn transport_and_token_failures() {
-        assert!(matches!(classify(429, &json!({"code": "429", "message": "请求过于频繁"})), Verdict::Throttled(ref m) if m.contains("请求过于频繁")));
+        assert!(
+            matches!(classify(429, &json!({"code": "429", "message": "请求过于频繁"})), Verdict::Throttled(ref m) if m.contains("请求过于频繁"))
+        );
         match classify(200, &json!({"code": "401", "message": "token 校验失败"})) {
             Verdict::Failed { code, message } => {
                 assert_eq!(code, "401");
@@ -280,14 +314,19 @@ mod tests {
         assert_eq!(
             detail_ids(&created),
             [
-                ("SaleOrderEntry".to_string(), vec!["100001-1".to_string(), "100001-2".to_string()]),
+                (
+                    "SaleOrderEntry".to_string(),
+                    vec!["100001-1".to_string(), "100001-2".to_string()]
+                ),
                 ("Other".to_string(), vec!["9".to_string()])
             ]
         );
         assert_eq!(row_outcomes("create", &created, 1), None);
         assert_eq!(
             write_outcome(&settings, "create", 200, &created),
-            Some(RowOutcome::Written { target_id: Some("100001".into()) })
+            Some(RowOutcome::Written {
+                target_id: Some("100001".into())
+            })
         );
         assert!(matches!(
             write_outcome(&settings, "create", 200, &json!({"code": "0", "data": {}})),
@@ -298,7 +337,12 @@ mod tests {
             Some(RowOutcome::Written { target_id: None })
         );
         assert!(matches!(
-            write_outcome(&settings, "update", 200, &json!({"code": "E2", "message": "数据不存在"})),
+            write_outcome(
+                &settings,
+                "update",
+                200,
+                &json!({"code": "E2", "message": "数据不存在"})
+            ),
             Some(RowOutcome::Failed { class: "rejected", .. })
         ));
         assert_eq!(write_outcome(&settings, "create", 429, &json!({})), None);

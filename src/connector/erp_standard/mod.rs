@@ -175,11 +175,7 @@ impl Settings {
 
     /// Codes that mean "slow down".
     pub fn throttle_codes(&self) -> Vec<&str> {
-        self.throttle_codes
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect()
+        self.throttle_codes.iter().flatten().map(String::as_str).collect()
     }
 
     /// `limit` of batch query pages.

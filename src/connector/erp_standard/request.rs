@@ -155,15 +155,19 @@ fn flag(params: &Map<String, Value>, key: &str, default: bool) -> Result<bool, S
 }
 
 /// The query parameters of a query api, in the seed's order.
-pub fn query_pairs(settings: &Settings, api: Api, params: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
+pub fn query_pairs(
+    settings: &Settings,
+    api: Api,
+    params: &Map<String, Value>,
+) -> Result<Vec<(String, String)>, String> {
     let name = object_name(params)?;
     let include = flag(params, "includeDetail", settings.include_detail())?;
     match api {
         Api::QueryMasterBatch => {
             let start = whole_number(params, "startTime")?
                 .ok_or("erp-standard: `startTime` (ms since the epoch) is required")?;
-            let end = whole_number(params, "endTime")?
-                .ok_or("erp-standard: `endTime` (ms since the epoch) is required")?;
+            let end =
+                whole_number(params, "endTime")?.ok_or("erp-standard: `endTime` (ms since the epoch) is required")?;
             if start > end {
                 return Err(format!("erp-standard: startTime {start} is after endTime {end}"));
             }
@@ -171,8 +175,8 @@ pub fn query_pairs(settings: &Settings, api: Api, params: &Map<String, Value>) -
             if offset < 0 {
                 return Err(format!("erp-standard: `offset` must not be negative, got {offset}"));
             }
-            let limit = whole_number(params, "limit")?
-                .unwrap_or(i64::try_from(settings.page_size()).unwrap_or(i64::MAX));
+            let limit =
+                whole_number(params, "limit")?.unwrap_or(i64::try_from(settings.page_size()).unwrap_or(i64::MAX));
             if limit < 1 {
                 return Err(format!("erp-standard: `limit` must be at least 1, got {limit}"));
             }
@@ -258,15 +262,25 @@ mod tests {
         let cases = [
             (json!({"masterFieldVal": {}}), "`objAPIName`"),
             (json!({"objAPIName": "A"}), "`masterFieldVal` must be an object"),
-            (json!({"objAPIName": "A", "masterFieldVal": {}, "detailFieldVals": []}), "`detailFieldVals` must be an object"),
-            (json!({"objAPIName": "A", "masterFieldVal": {}, "detailFieldVals": {"E": [1]}}), "`detailFieldVals.E`"),
+            (
+                json!({"objAPIName": "A", "masterFieldVal": {}, "detailFieldVals": []}),
+                "`detailFieldVals` must be an object",
+            ),
+            (
+                json!({"objAPIName": "A", "masterFieldVal": {}, "detailFieldVals": {"E": [1]}}),
+                "`detailFieldVals.E`",
+            ),
         ];
         for (params, expected) in cases {
             let error = build(&settings(), "http://e", "create", &params).unwrap_err();
             assert!(error.contains(expected), "{params}: {error}");
         }
-        assert!(build(&settings(), "http://e", "save", &json!({})).unwrap_err().contains("unknown api"));
-        assert!(build(&Settings::with_token(""), "http://e", "create", &json!({})).unwrap_err().contains("token"));
+        assert!(build(&settings(), "http://e", "save", &json!({}))
+            .unwrap_err()
+            .contains("unknown api"));
+        assert!(build(&Settings::with_token(""), "http://e", "create", &json!({}))
+            .unwrap_err()
+            .contains("token"));
     }
 
     #[test]
@@ -293,11 +307,26 @@ mod tests {
     fn batch_query_arguments_are_checked() {
         let cases = [
             (json!({"objAPIName": "A", "endTime": 1}), "`startTime`"),
-            (json!({"objAPIName": "A", "startTime": 5, "endTime": 1}), "after endTime"),
-            (json!({"objAPIName": "A", "startTime": "x", "endTime": 1}), "whole number"),
-            (json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "limit": 0}), "`limit`"),
-            (json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "offset": -1}), "`offset`"),
-            (json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "includeDetail": 1}), "`includeDetail`"),
+            (
+                json!({"objAPIName": "A", "startTime": 5, "endTime": 1}),
+                "after endTime",
+            ),
+            (
+                json!({"objAPIName": "A", "startTime": "x", "endTime": 1}),
+                "whole number",
+            ),
+            (
+                json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "limit": 0}),
+                "`limit`",
+            ),
+            (
+                json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "offset": -1}),
+                "`offset`",
+            ),
+            (
+                json!({"objAPIName": "A", "startTime": 0, "endTime": 1, "includeDetail": 1}),
+                "`includeDetail`",
+            ),
         ];
         for (params, expected) in cases {
             let error = build(&settings(), "http://e", "queryMasterBatch", &params).unwrap_err();
@@ -313,7 +342,13 @@ mod tests {
             request.url,
             "http://erp/queryMasterById?objAPIName=SaleOrderObj&dataId=100%20001&includeDetail=true"
         );
-        let error = build(&settings(), "http://erp/", "queryMasterById", &json!({"objAPIName": "A"})).unwrap_err();
+        let error = build(
+            &settings(),
+            "http://erp/",
+            "queryMasterById",
+            &json!({"objAPIName": "A"}),
+        )
+        .unwrap_err();
         assert!(error.contains("`dataId`"));
     }
 }

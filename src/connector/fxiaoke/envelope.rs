@@ -221,10 +221,14 @@ mod tests {
     #[test]
     fn success_in_both_families() {
         // Seed example answer of the push api.
-        let push = json!({"traceId": "E-O.827xxxxxx", "errorDescription": "success", "errorMessage": "OK", "errorCode": 0});
+        let push =
+            json!({"traceId": "E-O.827xxxxxx", "errorDescription": "success", "errorMessage": "OK", "errorCode": 0});
         assert_eq!(classify(200, &push), Verdict::Ok);
         assert_eq!(classify(200, &json!({"errorCode": "0"})), Verdict::Ok);
-        assert_eq!(classify(200, &json!({"errCode": "s106240000", "errMsg": "Success"})), Verdict::Ok);
+        assert_eq!(
+            classify(200, &json!({"errCode": "s106240000", "errMsg": "Success"})),
+            Verdict::Ok
+        );
     }
 
     #[test]
@@ -233,7 +237,10 @@ mod tests {
         let body = json!({"traceId": "E-O.null.-1000-1", "errorMessage": "the cropId,cropAccessToken or authorization is error", "errorCode": 20016});
         match classify(200, &body) {
             Verdict::SessionExpired(message) => {
-                assert!(message.contains("20016") && message.contains("E-O.null.-1000-1"), "{message}")
+                assert!(
+                    message.contains("20016") && message.contains("E-O.null.-1000-1"),
+                    "{message}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -243,7 +250,10 @@ mod tests {
     fn throttle_codes() {
         for code in [30004, 14001, -1] {
             let verdict = classify(200, &json!({"errorCode": code, "errorMessage": "秒频次超限"}));
-            assert!(matches!(verdict, Verdict::Throttled(ref m) if m.contains(&code.to_string())), "{verdict:?}");
+            assert!(
+                matches!(verdict, Verdict::Throttled(ref m) if m.contains(&code.to_string())),
+                "{verdict:?}"
+            );
         }
         assert!(matches!(classify(429, &json!({})), Verdict::Throttled(_)));
     }
@@ -274,11 +284,19 @@ mod tests {
         }
         assert_eq!(
             classify(200, &json!({"errCode": "s106240001", "errMsg": "参数错误"})),
-            Verdict::Failed { code: "s106240001".into(), message: "参数错误".into() }
+            Verdict::Failed {
+                code: "s106240001".into(),
+                message: "参数错误".into()
+            }
         );
-        assert!(matches!(classify(200, &json!({"errorCode": "x"})), Verdict::Failed { .. }));
+        assert!(matches!(
+            classify(200, &json!({"errorCode": "x"})),
+            Verdict::Failed { .. }
+        ));
         assert!(matches!(classify(200, &json!({"ok": true})), Verdict::Failed { ref code, .. } if code == "missing"));
-        assert!(matches!(classify(200, &json!("<html>")), Verdict::Failed { ref message, .. } if message.contains("www.fxiaoke.com")));
+        assert!(
+            matches!(classify(200, &json!("<html>")), Verdict::Failed { ref message, .. } if message.contains("www.fxiaoke.com"))
+        );
         assert!(matches!(classify(502, &json!(null)), Verdict::Failed { ref code, .. } if code == "HTTP 502"));
     }
 
@@ -288,7 +306,10 @@ mod tests {
         assert_eq!(records_path(CUSTOM_QUERY_API), Some("$.data.dataList[*]"));
         assert_eq!(records_path(PUSH_API), None);
         let paging = default_paging(QUERY_API).unwrap();
-        assert_eq!((paging.style, paging.start, paging.size, paging.max_size), ("offset", 0, 100, Some(100)));
+        assert_eq!(
+            (paging.style, paging.start, paging.size, paging.max_size),
+            ("offset", 0, 100, Some(100))
+        );
         assert_eq!(paging.number_param, "search_query_info.offset");
         assert_eq!(paging.total_path, Some("$.data.total"));
         assert_eq!(default_paging(PUSH_API), None);
@@ -297,17 +318,26 @@ mod tests {
     #[test]
     fn written_ids() {
         let created = json!({"errorCode": 0, "errorMessage": "OK", "dataId": "5f1a2b3c4d5e6f7a8b9c0d1e"});
-        assert_eq!(written_id(CREATE_API, &created).as_deref(), Some("5f1a2b3c4d5e6f7a8b9c0d1e"));
+        assert_eq!(
+            written_id(CREATE_API, &created).as_deref(),
+            Some("5f1a2b3c4d5e6f7a8b9c0d1e")
+        );
         assert_eq!(written_id(PUSH_API, &created), None);
         assert_eq!(row_outcomes(PUSH_API, &created, 1), None);
         let data = json!({"id": "111", "masterFieldVal": {}});
         assert_eq!(pushed_id(&data).as_deref(), Some("111"));
         assert_eq!(
             push_outcome(PUSH_API, &json!({"errorCode": 0}), &data),
-            Some(RowOutcome::Written { target_id: Some("111".into()) })
+            Some(RowOutcome::Written {
+                target_id: Some("111".into())
+            })
         );
         assert!(matches!(
-            push_outcome(PUSH_API, &json!({"errorCode": 32000, "errorMessage": "参数错误"}), &data),
+            push_outcome(
+                PUSH_API,
+                &json!({"errorCode": 32000, "errorMessage": "参数错误"}),
+                &data
+            ),
             Some(RowOutcome::Failed { class: "rejected", .. })
         ));
         assert_eq!(push_outcome(PUSH_API, &json!({"errorCode": 30004}), &data), None);

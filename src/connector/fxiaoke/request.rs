@@ -292,7 +292,15 @@ mod tests {
     fn old_generation_puts_the_token_in_the_body() {
         let data = json!({"dataObjectApiName": "AccountObj", "search_query_info": {"limit": 100, "offset": 0}});
         let s = settings(Generation::CorpAccessToken);
-        let request = build(&s, "https://open.fxiaoke.com", QUERY_API, &data, &token(Generation::CorpAccessToken), 1).unwrap();
+        let request = build(
+            &s,
+            "https://open.fxiaoke.com",
+            QUERY_API,
+            &data,
+            &token(Generation::CorpAccessToken),
+            1,
+        )
+        .unwrap();
         assert_eq!(request.method, "POST");
         assert_eq!(request.url, "https://open.fxiaoke.com/cgi/crm/v2/data/query");
         assert_eq!(header(&request, "authorization"), None);
@@ -307,7 +315,15 @@ mod tests {
     fn new_generation_uses_headers_and_a_trace_id() {
         let data = json!({"dataObjectApiName": "AccountObj"});
         let s = settings(Generation::Oauth2);
-        let request = build(&s, "https://open.fxiaoke.com/", QUERY_API, &data, &token(Generation::Oauth2), 0).unwrap();
+        let request = build(
+            &s,
+            "https://open.fxiaoke.com/",
+            QUERY_API,
+            &data,
+            &token(Generation::Oauth2),
+            0,
+        )
+        .unwrap();
         assert_eq!(
             request.url,
             "https://open.fxiaoke.com/cgi/crm/v2/data/query?thirdTraceId=00000000-0000-4000-8000-000000000000"
@@ -321,14 +337,30 @@ mod tests {
     #[test]
     fn generations_are_never_mixed() {
         let s = settings(Generation::Oauth2);
-        let error = build(&s, "http://x", QUERY_API, &json!({}), &token(Generation::CorpAccessToken), 0).unwrap_err();
+        let error = build(
+            &s,
+            "http://x",
+            QUERY_API,
+            &json!({}),
+            &token(Generation::CorpAccessToken),
+            0,
+        )
+        .unwrap_err();
         assert!(error.contains("must not be mixed"), "{error}");
     }
 
     #[test]
     fn push_carries_a_trace_id_and_the_default_data_center() {
         let s = settings(Generation::CorpAccessToken);
-        let request = build(&s, "http://127.0.0.1:9", PUSH_API, &push_record(), &token(Generation::CorpAccessToken), u128::MAX).unwrap();
+        let request = build(
+            &s,
+            "http://127.0.0.1:9",
+            PUSH_API,
+            &push_record(),
+            &token(Generation::CorpAccessToken),
+            u128::MAX,
+        )
+        .unwrap();
         assert_eq!(
             request.url,
             "http://127.0.0.1:9/cgi/crm/erp/syncdata/objdata/push?thirdTraceId=ffffffff-ffff-4fff-bfff-ffffffffffff"
@@ -349,10 +381,26 @@ mod tests {
         let s = settings(Generation::CorpAccessToken);
         let mut record = push_record();
         record["directSync"] = json!(true);
-        let error = build(&s, "http://x", PUSH_API, &record, &token(Generation::CorpAccessToken), 0).unwrap_err();
+        let error = build(
+            &s,
+            "http://x",
+            PUSH_API,
+            &record,
+            &token(Generation::CorpAccessToken),
+            0,
+        )
+        .unwrap_err();
         assert!(error.contains("destObjectApiName"), "{error}");
         record["destObjectApiName"] = json!("SalesOrderObj");
-        assert!(build(&s, "http://x", PUSH_API, &record, &token(Generation::CorpAccessToken), 0).is_ok());
+        assert!(build(
+            &s,
+            "http://x",
+            PUSH_API,
+            &record,
+            &token(Generation::CorpAccessToken),
+            0
+        )
+        .is_ok());
     }
 
     #[test]
@@ -361,11 +409,26 @@ mod tests {
             (json!({"id": 111, "masterFieldVal": {}}), "`id` must be a string"),
             (json!({"id": "", "masterFieldVal": {}}), "`id` is empty"),
             (json!({"id": "1"}), "`masterFieldVal` is required"),
-            (json!({"id": "1", "masterFieldVal": []}), "`masterFieldVal` must be an object"),
-            (json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": []}), "`detailFieldVals` must be an object"),
-            (json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": {"d": {}}}), "`detailFieldVals.d` must be a list"),
-            (json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": {"d": [1]}}), "`detailFieldVals.d[0]`"),
-            (json!({"objAPIName": " ", "masterFieldVal": {}}), "`objAPIName` is empty"),
+            (
+                json!({"id": "1", "masterFieldVal": []}),
+                "`masterFieldVal` must be an object",
+            ),
+            (
+                json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": []}),
+                "`detailFieldVals` must be an object",
+            ),
+            (
+                json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": {"d": {}}}),
+                "`detailFieldVals.d` must be a list",
+            ),
+            (
+                json!({"id": "1", "masterFieldVal": {}, "detailFieldVals": {"d": [1]}}),
+                "`detailFieldVals.d[0]`",
+            ),
+            (
+                json!({"objAPIName": " ", "masterFieldVal": {}}),
+                "`objAPIName` is empty",
+            ),
             (json!({"objAPIName": 5}), "`objAPIName` must be a string"),
             (json!({"directSync": "yes"}), "`directSync` must be true or false"),
         ];
@@ -374,15 +437,22 @@ mod tests {
             assert!(error.contains(expected), "{record}: {error}");
         }
         // Non-standard format: no id, anything under masterFieldVal's absence is allowed.
-        assert_eq!(check_push_data(&json!({"objAPIName": "erpSalesOrderObj", "raw": "<xml/>"})), Ok(()));
+        assert_eq!(
+            check_push_data(&json!({"objAPIName": "erpSalesOrderObj", "raw": "<xml/>"})),
+            Ok(())
+        );
     }
 
     #[test]
     fn arguments_must_be_an_object_and_api_a_path() {
         let s = settings(Generation::CorpAccessToken);
         let t = token(Generation::CorpAccessToken);
-        assert!(build(&s, "http://x", QUERY_API, &json!([1]), &t, 0).unwrap_err().contains("JSON object"));
-        assert!(build(&s, "http://x", "query", &json!({}), &t, 0).unwrap_err().contains("must be a path"));
+        assert!(build(&s, "http://x", QUERY_API, &json!([1]), &t, 0)
+            .unwrap_err()
+            .contains("JSON object"));
+        assert!(build(&s, "http://x", "query", &json!({}), &t, 0)
+            .unwrap_err()
+            .contains("must be a path"));
     }
 
     #[test]

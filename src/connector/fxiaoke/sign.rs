@@ -181,7 +181,9 @@ pub fn parse_token(body: &Value, obtained_at: DateTime<Utc>) -> Result<Token, St
         let message = text_field(body, "errorMessage")
             .or_else(|| text_field(body, "errorDescription"))
             .unwrap_or("no errorMessage");
-        let trace = text_field(body, "traceId").map(|t| format!(", traceId {t}")).unwrap_or_default();
+        let trace = text_field(body, "traceId")
+            .map(|t| format!(", traceId {t}"))
+            .unwrap_or_default();
         return Err(match code {
             Some(code) => format!(
                 "fxiaoke: the token request was refused ({code}: {message}{trace}); {}",

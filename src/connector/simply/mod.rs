@@ -212,7 +212,8 @@ mod tests {
     fn unknown_fields_are_refused_and_secret_fields_exist() {
         let wrong = serde_json::json!({"username": "admin", "access_key": "k", "password": "p"});
         assert!(serde_json::from_value::<Settings>(wrong).is_err());
-        let parsed: Settings = serde_json::from_value(serde_json::json!({"username": "admin", "access_key": "k"})).unwrap();
+        let parsed: Settings =
+            serde_json::from_value(serde_json::json!({"username": "admin", "access_key": "k"})).unwrap();
         let as_json = serde_json::to_value(&parsed).unwrap();
         for field in SECRET_FIELDS {
             assert!(as_json.get(field).is_some(), "{field} is not a settings field");

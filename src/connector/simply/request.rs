@@ -316,9 +316,9 @@ pub fn modified_since_query(module: &str, since: DateTime<Utc>, timezone: &str) 
 
 /// `time` as a server datetime text (`yyyy-MM-dd HH:mm:ss` in `timezone`).
 pub fn server_time_text(time: DateTime<Utc>, timezone: &str) -> Result<String, String> {
-    let zone: Tz = timezone
-        .parse()
-        .map_err(|_| format!("unknown server time zone '{timezone}'; use an IANA name such as UTC or Europe/Copenhagen"))?;
+    let zone: Tz = timezone.parse().map_err(|_| {
+        format!("unknown server time zone '{timezone}'; use an IANA name such as UTC or Europe/Copenhagen")
+    })?;
     Ok(time.with_timezone(&zone).format(DATETIME_FORMAT).to_string())
 }
 
@@ -327,7 +327,9 @@ fn check_identifier(name: &str, what: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("'{name}' is not a valid VTQL {what} name (letters, digits and _ only)"))
+        Err(format!(
+            "'{name}' is not a valid VTQL {what} name (letters, digits and _ only)"
+        ))
     }
 }
 
@@ -470,10 +472,26 @@ mod tests {
 
     #[test]
     fn verbs_follow_the_registration_table() {
-        for op in ["getchallenge", "retrieve", "query", "sync", "listtypes", "describe", "QUERY"] {
+        for op in [
+            "getchallenge",
+            "retrieve",
+            "query",
+            "sync",
+            "listtypes",
+            "describe",
+            "QUERY",
+        ] {
             assert_eq!(http_verb(op), Some("GET"), "{op}");
         }
-        for op in ["login", "create", "update", "revise", "delete", "logout", "extendsession"] {
+        for op in [
+            "login",
+            "create",
+            "update",
+            "revise",
+            "delete",
+            "logout",
+            "extendsession",
+        ] {
             assert_eq!(http_verb(op), Some("POST"), "{op}");
         }
         assert_eq!(http_verb("select"), None);
@@ -515,10 +533,15 @@ mod tests {
             json!({"errorType": "INVALID_USER_CREDENTIALS", "errorMsg": "Invalid username or password"}),
         ] {
             let message = parse_login(&json!({"success": false, "error": error})).unwrap_err();
-            assert_eq!(message, "login failed: INVALID_USER_CREDENTIALS: Invalid username or password");
+            assert_eq!(
+                message,
+                "login failed: INVALID_USER_CREDENTIALS: Invalid username or password"
+            );
         }
         assert!(parse_challenge(&json!({"success": true, "result": {}})).is_err());
-        assert!(parse_login(&json!("<html>")).unwrap_err().contains("not a webservice envelope"));
+        assert!(parse_login(&json!("<html>"))
+            .unwrap_err()
+            .contains("not a webservice envelope"));
     }
 
     #[test]
@@ -541,8 +564,19 @@ mod tests {
                 ("query".to_string(), "SELECT * FROM Accounts LIMIT 0, 100;".to_string()),
             ]
         );
-        let sync = build(&settings(), "http://crm", "sync", &sync_params(&settings(), Some("Contacts"), 1709280000), Some(&session())).unwrap();
-        assert!(sync.url.ends_with("&modifiedTime=1709280000&elementType=Contacts"), "{}", sync.url);
+        let sync = build(
+            &settings(),
+            "http://crm",
+            "sync",
+            &sync_params(&settings(), Some("Contacts"), 1709280000),
+            Some(&session()),
+        )
+        .unwrap();
+        assert!(
+            sync.url.ends_with("&modifiedTime=1709280000&elementType=Contacts"),
+            "{}",
+            sync.url
+        );
     }
 
     #[test]
@@ -568,16 +602,30 @@ mod tests {
         let mut split = settings();
         split.post_params_in_query = Some(true);
         let wire = build(&split, "http://crm", "delete", &json!({"id": "11x5"}), Some(&session())).unwrap();
-        assert_eq!(wire.url, "http://crm/webservice.php?operation=delete&sessionName=4f1c2a9d8e7b6");
+        assert_eq!(
+            wire.url,
+            "http://crm/webservice.php?operation=delete&sessionName=4f1c2a9d8e7b6"
+        );
         assert_eq!(wire.body.unwrap(), b"id=11x5");
     }
 
     #[test]
     fn build_refuses_what_the_server_would() {
-        assert!(build(&settings(), "http://crm", "select", &json!({}), Some(&session())).unwrap_err().contains("not a webservice operation"));
-        assert!(build(&settings(), "http://crm", "query", &json!({"query": "x"}), None).unwrap_err().contains("log in first"));
+        assert!(build(&settings(), "http://crm", "select", &json!({}), Some(&session()))
+            .unwrap_err()
+            .contains("not a webservice operation"));
+        assert!(build(&settings(), "http://crm", "query", &json!({"query": "x"}), None)
+            .unwrap_err()
+            .contains("log in first"));
         assert!(build(&settings(), "http://crm", "query", &json!([1]), Some(&session())).is_err());
-        assert!(build(&settings(), "http://crm", "getchallenge", &json!({"username": "admin"}), None).is_ok());
+        assert!(build(
+            &settings(),
+            "http://crm",
+            "getchallenge",
+            &json!({"username": "admin"}),
+            None
+        )
+        .is_ok());
     }
 
     #[test]
@@ -586,7 +634,10 @@ mod tests {
             query_page("SELECT * FROM Accounts ORDER BY modifiedtime;", 200, 100).unwrap(),
             "SELECT * FROM Accounts ORDER BY modifiedtime LIMIT 200, 100;"
         );
-        assert_eq!(query_page("select * from Contacts", 0, 100).unwrap(), "select * from Contacts LIMIT 0, 100;");
+        assert_eq!(
+            query_page("select * from Contacts", 0, 100).unwrap(),
+            "select * from Contacts LIMIT 0, 100;"
+        );
         assert!(query_page("SELECT * FROM Accounts LIMIT 5;", 0, 100).is_err());
         assert!(query_page("SELECT * FROM Accounts WHERE accountname = 'No limit here';", 0, 100).is_ok());
         assert!(query_page("SELECT * FROM Accounts WHERE accountname = 'it\\'s limit';", 0, 100).is_ok());
@@ -617,7 +668,8 @@ mod tests {
 
     #[test]
     fn full_records_keep_unchanged_fields() {
-        let current = json!({"id": "11x7", "accountname": "杭州云帆贸易有限公司", "phone": "0571-88886666", "website": ""});
+        let current =
+            json!({"id": "11x7", "accountname": "杭州云帆贸易有限公司", "phone": "0571-88886666", "website": ""});
         let merged = full_record(&current, &json!({"phone": "0571-12345678"})).unwrap();
         assert_eq!(
             merged,
