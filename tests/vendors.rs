@@ -81,3 +81,67 @@ async fn guanyi_shops_become_k3cloud_customers_and_changes_update_them() {
     gy_handle.shutdown().await;
     k3_handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdy_purchase_inbound_bills_become_jackyun_customers_once_per_supplier() {
+    use ferry::sim::jackyun::{JackyunConfig, JackyunSim};
+    use ferry::sim::jdy::{JdyConfig, JdySim};
+    let jdy_config = JdyConfig {
+        records: 180,
+        ..JdyConfig::default()
+    };
+    let jky_config = JackyunConfig::default();
+    let (jdy, jdy_handle) = JdySim::start(
+        jdy_config.clone(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let (jky, jky_handle) = JackyunSim::start(
+        jky_config.clone(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let (jdy_url, jky_url) = (jdy_handle.base_url(), jky_handle.base_url());
+    let env = move |name: &str| -> Option<String> {
+        Some(match name {
+            "JDY_URL" => jdy_url.clone(),
+            "JDY_CLIENT_ID" => jdy_config.client_id.clone(),
+            "JDY_CLIENT_SECRET" => jdy_config.client_secret.clone(),
+            "JDY_OUTER_INSTANCE_ID" => jdy_config.outer_instance_id.clone(),
+            "JACKYUN_URL" => jky_url.clone(),
+            "JACKYUN_APPKEY" => jky_config.appkey.clone(),
+            "JACKYUN_SECRET" => jky_config.secret.clone(),
+            _ => return None,
+        })
+    };
+    let text = std::fs::read_to_string("schemes/jdy-purchase-inbound-to-jackyun-customers.yaml").unwrap();
+    let loaded = load_str(&text, "seed-004.yaml", &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    let store = Store::memory();
+    let http = HttpClient::new().unwrap();
+    let customers_before = jky.customer_count();
+
+    let first = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!(first.aborted, None, "{first:?}");
+    assert_eq!(first.read, 180, "{first:?}");
+    assert!(first.pages >= 2, "the list is paged by 100: {first:?}");
+    assert!(jdy.detail_calls() >= 180, "every bill's detail was fetched");
+    let created = jky.customer_count() - customers_before;
+    assert_eq!(created as u64, first.created);
+    assert!(
+        first.created > 0 && first.created < 180,
+        "one customer per supplier: {first:?}"
+    );
+    assert_eq!(first.failed, 0, "{first:?}");
+    let written = jky.written();
+    let reminder = written[0]["specialReminding"].as_str().unwrap_or_default().to_string();
+    assert!(reminder.contains("行"), "detail rows summarised: {reminder}");
+
+    let second = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!((second.created, second.requests), (0, 0), "{second:?}");
+    jdy_handle.shutdown().await;
+    jky_handle.shutdown().await;
+}

@@ -77,6 +77,43 @@ async fn fetch_page(
 }
 
 /// Fingerprint of a page, from its records' payload hashes.
+/// Replaces each listed record with its full version, `in_flight` requests at a time.
+async fn fetch_details(
+    ctx: &RunContext,
+    detail: &crate::scheme::model::DetailPlan,
+    vars: &Arc<Map<String, Value>>,
+    records: Vec<Value>,
+) -> Result<Vec<Value>, Error> {
+    let conn = ctx.plan.source_connection();
+    let one = |record: Value| async move {
+        let scope = Scope {
+            record: Some(Arc::new(record)),
+            vars: vars.clone(),
+            ..Scope::default()
+        };
+        let body = if conn.vendor.is_http() {
+            let request = build_request(conn, &detail.request, &scope, None)?;
+            let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+            ctx.plan.source.response.codec.decode(&response.body)?
+        } else {
+            let (api, params) = render_call(&detail.request, &scope)?;
+            vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await?.1
+        };
+        detail.records.first(&body).cloned().ok_or_else(|| {
+            Error::decode(format!(
+                "the detail answer has nothing at `{}`",
+                detail.records.as_str()
+            ))
+        })
+    };
+    futures::stream::iter(records.into_iter().map(one))
+        .buffered(conn.in_flight.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// A page from a built-in vendor connector: the connector places the page in the
 /// parameters, judges the envelope and shapes the rows.
 async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) -> Result<Page, Error> {
@@ -129,6 +166,10 @@ async fn fetch_window(
         let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         pages.fetch_add(1, Ordering::Relaxed);
         let Page { body, records } = page;
+        let records = match &ctx.plan.source.detail {
+            Some(detail) => fetch_details(ctx, detail, vars, records).await?,
+            None => records,
+        };
         let hashed: Vec<(Value, String)> = records
             .into_iter()
             .map(|record| {

@@ -110,8 +110,17 @@ pub struct SourcePlan {
     /// When the scheme left paging to the connector: where the page goes in the parameters.
     pub auto_page: Option<crate::connector::vendor::PagingDefaults>,
     pub incremental: Option<IncrementalPlan>,
+    /// Per-record detail fetch, replacing each listed record with its full version.
+    pub detail: Option<DetailPlan>,
     pub id: Template,
     pub name: Option<Template>,
+}
+
+/// A per-record detail request and where the full record sits in its answer.
+#[derive(Clone)]
+pub struct DetailPlan {
+    pub request: RequestPlan,
+    pub records: JsonPath,
 }
 
 /// Which cursor drives the pages.

@@ -256,11 +256,24 @@ pub struct RawSource {
     pub pagination: Option<RawPagination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<RawIncremental>,
+    /// Fetch each listed record's full version (e.g. a bill with its detail rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<RawDetail>,
     /// Template giving a record's source id, e.g. `<< order_no >>`.
     pub id: String,
     /// Template giving a record's display name (stored with its mapping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// A per-record detail fetch: its templates read the listed record's fields.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetail {
+    pub request: RawRequest,
+    /// JSONPath of the full record in the answer (built-in connectors know it per api).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
 }
 
 /// When a paginated read stops.

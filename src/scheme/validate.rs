@@ -748,6 +748,22 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         }
     }
     let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Any);
+    let detail = match &raw.detail {
+        None => Some(None),
+        Some(d) => {
+            let request = ctx.request("source.detail.request", &d.request, Method::Get, Names::Any, &vendor);
+            let literal = d.request.api.as_deref().filter(|a| !a.contains("<<"));
+            let path = match (&d.records, literal.and_then(|api| vendor.records_path(api))) {
+                (Some(text), _) => ctx.json_path("source.detail.records", text),
+                (None, Some(default)) => ctx.json_path("source.detail.records", default),
+                (None, None) => ctx.json_path("source.detail.records", "$"),
+            };
+            match (request, path) {
+                (Some(request), Some(records)) => Some(Some(DetailPlan { request, records })),
+                _ => None,
+            }
+        }
+    };
     let pagination = match &auto_page {
         Some(defaults) => Some(pagination_from_defaults(ctx, defaults)),
         None => build_pagination(ctx, raw.pagination.as_ref()),
@@ -780,6 +796,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             }
         }
     };
+    let detail = detail?;
     let (request, success, error, records, id, name, pagination, incremental) = (
         request?,
         success?,
@@ -825,6 +842,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         pagination,
         auto_page,
         incremental,
+        detail,
         id,
         name,
     })
