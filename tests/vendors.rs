@@ -145,3 +145,124 @@ async fn jdy_purchase_inbound_bills_become_jackyun_customers_once_per_supplier()
     jdy_handle.shutdown().await;
     jky_handle.shutdown().await;
 }
+
+async fn bind() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simply_accounts_and_k3cloud_customers_flow_both_ways() {
+    use ferry::sim::simply::{SimplyConfig, SimplySim};
+    let simply_config = SimplyConfig {
+        records: 150,
+        ..SimplyConfig::default()
+    };
+    let k3_config = K3CloudConfig::default();
+    let (simply, simply_handle) = SimplySim::start(simply_config.clone(), bind().await).await.unwrap();
+    let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), bind().await).await.unwrap();
+    let (simply_url, k3_url) = (simply_handle.base_url(), format!("{}/k3cloud/", k3_handle.base_url()));
+    let env = move |name: &str| -> Option<String> {
+        Some(match name {
+            "SIMPLY_URL" => simply_url.clone(),
+            "SIMPLY_USERNAME" => simply_config.username.clone(),
+            "SIMPLY_ACCESS_KEY" => simply_config.access_key.clone(),
+            "K3CLOUD_URL" => k3_url.clone(),
+            "K3CLOUD_ACCT_ID" => k3_config.acct_id.clone(),
+            "K3CLOUD_USERNAME" => k3_config.username.clone(),
+            "K3CLOUD_APP_ID" => k3_config.app_id.clone(),
+            "K3CLOUD_APP_SECRET" => k3_config.app_secret.clone(),
+            _ => return None,
+        })
+    };
+    let http = HttpClient::new().unwrap();
+
+    // Simply → K3Cloud (query paging with LIMIT, session login).
+    let text = std::fs::read_to_string("schemes/simply-accounts-to-kingdee-customers.yaml").unwrap();
+    let loaded = load_str(&text, "simply-to-k3.yaml", &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    let store = Store::memory();
+    let customers_before = k3.row_count("BD_Customer");
+    let first = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!(first.aborted, None, "{first:?}");
+    assert_eq!((first.read, first.created, first.failed), (150, 150, 0), "{first:?}");
+    assert_eq!(k3.row_count("BD_Customer"), customers_before + 150);
+    // An expired session is renewed transparently.
+    simply.expire_sessions();
+    let again = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (again.aborted.clone(), again.created, again.updated),
+        (None, 0, 0),
+        "{again:?}"
+    );
+
+    // K3Cloud → Simply (ExecuteBillQuery arrays named by FieldKeys; create then revise).
+    let text = std::fs::read_to_string("schemes/kingdee-customers-to-simply-accounts.yaml").unwrap();
+    let loaded = load_str(&text, "k3-to-simply.yaml", &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    let store = Store::memory();
+    let writes_before = simply.write_calls();
+    let first = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!(first.aborted, None, "{first:?}");
+    assert_eq!(first.failed, 0, "{first:?}");
+    // Customers the first scheme created seconds ago are inside `lag`, so not read yet.
+    assert_eq!(first.read, k3_config.records, "{first:?}");
+    assert_eq!(first.created, first.read, "{first:?}");
+    assert_eq!(simply.write_calls() - writes_before, first.created);
+    assert!(k3.touch(2, shanghai_now_minus(90)));
+    let second = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!((second.created, second.updated, second.failed), (0, 1, 0), "{second:?}");
+    simply_handle.shutdown().await;
+    k3_handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_standard_orders_are_pushed_to_fxiaoke_with_their_details() {
+    use ferry::sim::erp_standard::{ErpStandardConfig, ErpStandardSim};
+    use ferry::sim::fxiaoke::{FxiaokeConfig, FxiaokeSim};
+    let erp_config = ErpStandardConfig {
+        records: 120,
+        ..ErpStandardConfig::default()
+    };
+    let fx_config = FxiaokeConfig {
+        interface_limit: None,
+        ..FxiaokeConfig::default()
+    };
+    let (_erp, erp_handle) = ErpStandardSim::start(erp_config.clone(), bind().await).await.unwrap();
+    let (fx, fx_handle) = FxiaokeSim::start(fx_config.clone(), bind().await).await.unwrap();
+    let (erp_url, fx_url) = (erp_handle.base_url(), fx_handle.base_url());
+    let env = move |name: &str| -> Option<String> {
+        Some(match name {
+            "ERP_STD_URL" => erp_url.clone(),
+            "ERP_STD_TOKEN" => erp_config.token.clone(),
+            "FXIAOKE_URL" => fx_url.clone(),
+            "FXIAOKE_APP_ID" => fx_config.app_id.clone(),
+            "FXIAOKE_APP_SECRET" => fx_config.app_secret.clone(),
+            "FXIAOKE_PERMANENT_CODE" => fx_config.permanent_code.clone(),
+            "FXIAOKE_OPEN_USER_ID" => fx_config.open_user_id.clone(),
+            "FXIAOKE_DATA_CENTER_ID" => fx_config.data_center_id.clone(),
+            _ => return None,
+        })
+    };
+    let text = std::fs::read_to_string("schemes/erp-standard-orders-to-fxiaoke.yaml").unwrap();
+    let loaded = load_str(&text, "erp-to-fx.yaml", &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    let store = Store::memory();
+    let http = HttpClient::new().unwrap();
+    let first = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!(first.aborted, None, "{first:?}");
+    assert_eq!((first.read, first.created, first.failed), (120, 120, 0), "{first:?}");
+    let pushed = fx.written();
+    assert_eq!(pushed.len(), 120);
+    let details = &pushed[0]["detailFieldVals"]["erpSalesOrderProductObj"];
+    assert!(details.as_array().is_some_and(|rows| !rows.is_empty()), "{}", pushed[0]);
+    // Tokens are cached: one token call for 120 pushes; an expired token is renewed once.
+    assert_eq!(fx.token_calls(), 1);
+    fx.expire_tokens();
+    let second = run(&plan, &store, &http, &RunOptions::default()).await.unwrap();
+    assert_eq!((second.aborted.clone(), second.created), (None, 0), "{second:?}");
+    erp_handle.shutdown().await;
+    fx_handle.shutdown().await;
+}
