@@ -175,6 +175,16 @@ impl Pager {
             PageStyle::Cursor { .. } | PageStyle::NextLink { .. } => records == 0 || more == Some(false),
         };
         if stop {
+            // A source that announced a total must deliver it (jdy's silent page cap, or
+            // a paging parameter the server ignores, would otherwise lose rows quietly).
+            if let (StopRule::Total, Some(total)) = (self.plan.stop, self.total) {
+                if records == 0 && self.fetched < total {
+                    return Err(GuardError(format!(
+                        "the source announced total={total} but the pages ran out after {} records; rows are missing (check the page size cap and the paging parameters)",
+                        self.fetched
+                    )));
+                }
+            }
             return Ok(None);
         }
         if let Some(max) = self.plan.max_pages {
@@ -277,6 +287,21 @@ mod tests {
         let next = pager.advance(&seen(&body, 2, 1)).unwrap().unwrap();
         assert_eq!((next.number, next.offset, next.index), (2, 2, 1));
         assert_eq!(pager.advance(&seen(&body, 1, 2)).unwrap(), None);
+    }
+
+    #[test]
+    fn pages_that_run_out_before_total_are_a_guard_error() {
+        let mut pager = Pager::new(&plan(
+            PageStyle::PageNumber { start: 1 },
+            StopRule::Total,
+            Some("$.count"),
+            None,
+            None,
+        ));
+        let body = json!({"count": "5"});
+        pager.advance(&seen(&body, 2, 1)).unwrap();
+        let err = pager.advance(&seen(&body, 0, 2)).unwrap_err();
+        assert!(err.0.contains("total=5"), "{err}");
     }
 
     #[test]

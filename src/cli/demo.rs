@@ -4,6 +4,7 @@ use crate::engine::{self, RunOptions, Summary};
 use crate::error::exit;
 use crate::http::HttpClient;
 use crate::scheme;
+use crate::sim::flows::{self, Flow};
 use crate::sim::shop::{ShopConfig, ShopSim};
 use crate::sim::Faults;
 use crate::store::Store;
@@ -15,10 +16,28 @@ use std::time::Instant;
 pub const DEMO_SCHEME: &str = include_str!("../../schemes/shop-orders-to-erp.yaml");
 const DEMO_TOKEN: &str = "demo-token";
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum System {
-    /// A shop order source plus an ERP-like batch target.
+    /// A shop order source plus an ERP-like batch target (the first demo flow).
     Shop,
+    /// Guanyiyun C-ERP (`gy.erp.*`).
+    Guanyi,
+    /// Kingdee K3Cloud WebAPI.
+    #[value(name = "kingdee-k3cloud")]
+    K3cloud,
+    /// Kingdee Jingdou Cloud Xingchen (jdy) gateway.
+    #[value(name = "kingdee-jdy")]
+    Jdy,
+    /// Jackyun open API.
+    Jackyun,
+    /// Simply CRM (vtiger webservice.php).
+    #[value(name = "simply-crm")]
+    SimplyCrm,
+    /// ShareCRM / Fxiaoke OpenAPI.
+    Fxiaoke,
+    /// The ERP data-sync platform's standard interface.
+    #[value(name = "erp-standard")]
+    ErpStandard,
 }
 
 #[derive(Args)]
@@ -204,12 +223,25 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
     let store_arg = store_path.display();
     println!("  ferry mappings list --scheme shop-orders-to-erp --store {store_arg}");
     println!("  ferry failures list --scheme shop-orders-to-erp --store {store_arg}");
+    println!();
     handle.shutdown().await;
     let failed_once = summaries[0].1.failed;
-    let ok = summaries.iter().all(|(_, s)| s.aborted.is_none())
+    let mut ok = summaries.iter().all(|(_, s)| s.aborted.is_none())
         && summaries[1].1.created == 0
         && summaries[2].1.updated == 3
         && failed_once > 0;
+
+    println!("The seed flows, each against its vendors' simulators (signatures, sessions and paging checked):\n");
+    for flow in Flow::ALL {
+        match demo_flow(flow, &dir, &store, &http).await {
+            Ok(flow_ok) => ok &= flow_ok,
+            Err(e) => {
+                eprintln!("error: {}: {e}", flow.file());
+                ok = false;
+            }
+        }
+    }
+    println!("Store: {store_arg}   (ferry mappings list --scheme <name> --store {store_arg})");
     if ok {
         exit::OK
     } else {
@@ -218,19 +250,77 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
     }
 }
 
+fn print_table(summaries: &[(&str, Summary)]) {
+    println!(
+        "{:<22}{:>7}{:>9}{:>9}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10}",
+        "run", "read", "created", "updated", "unchanged", "skipped", "failed", "pages", "requests", "seconds"
+    );
+    for (label, s) in summaries {
+        println!(
+            "{:<22}{:>7}{:>9}{:>9}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10.2}",
+            label,
+            s.read,
+            s.created,
+            s.updated,
+            s.unchanged,
+            s.skipped,
+            s.failed,
+            s.pages,
+            s.requests,
+            s.duration_ms as f64 / 1000.0
+        );
+    }
+    println!();
+}
+
+/// Runs one seed flow three times (first, nothing new, one record changed) and prints it.
+async fn demo_flow(flow: Flow, dir: &std::path::Path, store: &Store, http: &HttpClient) -> Result<bool, String> {
+    let running = flows::start(flow)
+        .await
+        .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    let path = dir.join(flow.file());
+    let _ = std::fs::write(&path, flow.scheme());
+    let loaded = scheme::load_str(flow.scheme(), &path.display().to_string(), &running.env());
+    let Some(plan) = loaded.plan else {
+        let text: Vec<String> = loaded.diagnostics.iter().map(|d| d.render(&loaded.text)).collect();
+        return Err(text.join("\n"));
+    };
+    println!(
+        "── {}  ({})",
+        plan.name,
+        plan.raw.description.clone().unwrap_or_default()
+    );
+    let options = RunOptions::default();
+    let mut summaries = Vec::new();
+    for (label, change) in [
+        ("1: first run", false),
+        ("2: nothing new", false),
+        ("3: 1 record changed", true),
+    ] {
+        if change {
+            running.change_one();
+        }
+        let summary = engine::run(&plan, store, http, &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        summaries.push((label, summary));
+    }
+    print_table(&summaries);
+    running.shutdown().await;
+    let ok = summaries.iter().all(|(_, s)| s.aborted.is_none() && s.failed == 0)
+        && summaries[0].1.created > 0
+        && summaries[1].1.created + summaries[1].1.updated == 0
+        && summaries[2].1.updated + summaries[2].1.skipped >= 1;
+    Ok(ok)
+}
+
 pub async fn simulate(args: SimulateArgs) -> i32 {
-    let System::Shop = args.system;
-    let config = ShopConfig {
-        records: args.records,
-        token: Some(args.token.clone()),
-        record_bodies: !args.lean,
-        faults: Faults {
-            latency_ms: args.latency_ms,
-            fail_rate: args.fail_rate,
-            rate_limit_per_sec: args.rate_limit,
-            ..Faults::default()
-        },
-        ..ShopConfig::default()
+    use crate::sim::{erp_standard, fxiaoke, guanyi, jackyun, jdy, k3cloud, simply};
+    let faults = Faults {
+        latency_ms: args.latency_ms,
+        fail_rate: args.fail_rate,
+        rate_limit_per_sec: args.rate_limit,
+        ..Faults::default()
     };
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
         Ok(l) => l,
@@ -239,18 +329,133 @@ pub async fn simulate(args: SimulateArgs) -> i32 {
             return exit::CONFIG;
         }
     };
-    let (_sim, handle) = match ShopSim::start(config, listener).await {
+    let records = args.records;
+    // Each simulator starts with fake credentials; they are printed so schemes can use them.
+    let started = match args.system {
+        System::Shop => ShopSim::start(
+            ShopConfig {
+                records,
+                token: Some(args.token.clone()),
+                record_bodies: !args.lean,
+                faults,
+                ..ShopConfig::default()
+            },
+            listener,
+        )
+        .await
+        .map(|(_, h)| {
+            (
+                h,
+                format!(
+                    "source GET /orders, target POST /orders/batch and PUT /orders/{{id}}; token {}",
+                    args.token
+                ),
+            )
+        }),
+        System::Guanyi => {
+            let config = guanyi::GuanyiConfig {
+                records,
+                shops: records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!(
+                "appkey {} sessionkey {} secret {}",
+                config.appkey, config.sessionkey, config.secret
+            );
+            guanyi::GuanyiSim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+        System::K3cloud => {
+            let config = k3cloud::K3CloudConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!(
+                "base_url …/k3cloud/, acct_id {} username {} app_id {} app_secret {} password {}",
+                config.acct_id, config.username, config.app_id, config.app_secret, config.password
+            );
+            k3cloud::K3CloudSim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+        System::Jdy => {
+            let config = jdy::JdyConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!(
+                "client_id {} client_secret {} outer_instance_id {}",
+                config.client_id, config.client_secret, config.outer_instance_id
+            );
+            jdy::JdySim::start(config, listener).await.map(|(_, h)| (h, about))
+        }
+        System::Jackyun => {
+            let config = jackyun::JackyunConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!("appkey {} secret {}", config.appkey, config.secret);
+            jackyun::JackyunSim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+        System::SimplyCrm => {
+            let config = simply::SimplyConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!("username {} access_key {}", config.username, config.access_key);
+            simply::SimplySim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+        System::Fxiaoke => {
+            let config = fxiaoke::FxiaokeConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!(
+                "app_id {} app_secret {} permanent_code {} data_center_id {}",
+                config.app_id, config.app_secret, config.permanent_code, config.data_center_id
+            );
+            fxiaoke::FxiaokeSim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+        System::ErpStandard => {
+            let config = erp_standard::ErpStandardConfig {
+                records,
+                faults,
+                ..Default::default()
+            };
+            let about = format!("token {}", config.token);
+            erp_standard::ErpStandardSim::start(config, listener)
+                .await
+                .map(|(_, h)| (h, about))
+        }
+    };
+    let (handle, about) = match started {
         Ok(started) => started,
         Err(e) => {
             eprintln!("error: cannot start the simulator: {e}");
             return exit::ABORTED;
         }
     };
-    println!("listening on {}", handle.base_url());
-    println!(
-        "shop source: GET /orders   ERP target: POST /orders/batch, PUT /orders/{{id}}   token: {}",
-        args.token
-    );
+    // Writes may fail once a parent stops reading; that must not kill the server.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on {}", handle.base_url());
+        let _ = writeln!(out, "{about}");
+        let _ = out.flush();
+    }
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown().await;
     exit::OK

@@ -37,6 +37,7 @@
 //! the connection but prints a panic for every injected fault.
 
 pub mod erp_standard;
+pub mod flows;
 pub mod fxiaoke;
 pub mod guanyi;
 pub mod jackyun;
@@ -105,14 +106,20 @@ impl SimHandle {
         format!("http://{addr}")
     }
 
-    /// Stops accepting connections and waits until in-flight requests finish.
+    /// Stops accepting connections and waits (at most two seconds) for in-flight
+    /// requests to finish; a client holding a connection open cannot block it longer.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             // The server may already be gone; nothing to do then.
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
     }
 }

@@ -1,0 +1,198 @@
+//! The seed flows, ready to run against the simulators: which scheme, which simulators it
+//! needs, the environment that points the scheme at them, and how to change one source
+//! record so a rerun has something to update. `ferry demo` runs every flow this way.
+
+use super::erp_standard::{ErpStandardConfig, ErpStandardSim};
+use super::fxiaoke::{FxiaokeConfig, FxiaokeSim};
+use super::guanyi::{GuanyiConfig, GuanyiSim};
+use super::jackyun::{JackyunConfig, JackyunSim};
+use super::jdy::{JdyConfig, JdySim};
+use super::k3cloud::{K3CloudConfig, K3CloudSim};
+use super::simply::{SimplyConfig, SimplySim};
+use super::SimHandle;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use std::collections::HashMap;
+use std::io;
+
+/// One seed flow: a shipped scheme and the simulators behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    GuanyiToK3Cloud,
+    JdyToJackyun,
+    SimplyToK3Cloud,
+    K3CloudToSimply,
+    ErpStandardToFxiaoke,
+}
+
+impl Flow {
+    pub const ALL: [Flow; 5] = [
+        Flow::GuanyiToK3Cloud,
+        Flow::JdyToJackyun,
+        Flow::SimplyToK3Cloud,
+        Flow::K3CloudToSimply,
+        Flow::ErpStandardToFxiaoke,
+    ];
+
+    /// The scheme's file name under `schemes/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Flow::GuanyiToK3Cloud => "guanyi-shops-to-kingdee-customers.yaml",
+            Flow::JdyToJackyun => "jdy-purchase-inbound-to-jackyun-customers.yaml",
+            Flow::SimplyToK3Cloud => "simply-accounts-to-kingdee-customers.yaml",
+            Flow::K3CloudToSimply => "kingdee-customers-to-simply-accounts.yaml",
+            Flow::ErpStandardToFxiaoke => "erp-standard-orders-to-fxiaoke.yaml",
+        }
+    }
+
+    /// The scheme text, shipped inside the binary.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Flow::GuanyiToK3Cloud => include_str!("../../schemes/guanyi-shops-to-kingdee-customers.yaml"),
+            Flow::JdyToJackyun => include_str!("../../schemes/jdy-purchase-inbound-to-jackyun-customers.yaml"),
+            Flow::SimplyToK3Cloud => include_str!("../../schemes/simply-accounts-to-kingdee-customers.yaml"),
+            Flow::K3CloudToSimply => include_str!("../../schemes/kingdee-customers-to-simply-accounts.yaml"),
+            Flow::ErpStandardToFxiaoke => include_str!("../../schemes/erp-standard-orders-to-fxiaoke.yaml"),
+        }
+    }
+}
+
+/// The source simulator of a running flow, for changing a record.
+enum Source {
+    Guanyi(GuanyiSim),
+    Jdy(JdySim),
+    Simply(SimplySim),
+    K3Cloud(K3CloudSim),
+    ErpStandard(ErpStandardSim),
+}
+
+/// A flow whose simulators are listening.
+pub struct Running {
+    env: HashMap<&'static str, String>,
+    source: Source,
+    handles: Vec<SimHandle>,
+}
+
+async fn listener() -> io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await
+}
+
+fn k3_env(env: &mut HashMap<&'static str, String>, handle: &SimHandle, config: &K3CloudConfig) {
+    env.insert("K3CLOUD_URL", format!("{}/k3cloud/", handle.base_url()));
+    env.insert("K3CLOUD_ACCT_ID", config.acct_id.clone());
+    env.insert("K3CLOUD_USERNAME", config.username.clone());
+    env.insert("K3CLOUD_APP_ID", config.app_id.clone());
+    env.insert("K3CLOUD_APP_SECRET", config.app_secret.clone());
+}
+
+fn simply_env(env: &mut HashMap<&'static str, String>, handle: &SimHandle, config: &SimplyConfig) {
+    env.insert("SIMPLY_URL", handle.base_url());
+    env.insert("SIMPLY_USERNAME", config.username.clone());
+    env.insert("SIMPLY_ACCESS_KEY", config.access_key.clone());
+}
+
+/// Starts the simulators of `flow` on free ports of 127.0.0.1.
+pub async fn start(flow: Flow) -> io::Result<Running> {
+    let mut env = HashMap::new();
+    let (source, handles) = match flow {
+        Flow::GuanyiToK3Cloud => {
+            let gy_config = GuanyiConfig {
+                shops: 230,
+                ..GuanyiConfig::default()
+            };
+            let k3_config = K3CloudConfig::default();
+            let (gy, gy_handle) = GuanyiSim::start(gy_config.clone(), listener().await?).await?;
+            let (_k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
+            env.insert("GUANYI_URL", GuanyiSim::api_url(&gy_handle));
+            env.insert("GUANYI_APPKEY", gy_config.appkey.clone());
+            env.insert("GUANYI_SESSIONKEY", gy_config.sessionkey.clone());
+            env.insert("GUANYI_SECRET", gy_config.secret.clone());
+            k3_env(&mut env, &k3_handle, &k3_config);
+            (Source::Guanyi(gy), vec![gy_handle, k3_handle])
+        }
+        Flow::JdyToJackyun => {
+            let jdy_config = JdyConfig {
+                records: 180,
+                ..JdyConfig::default()
+            };
+            let jky_config = JackyunConfig::default();
+            let (jdy, jdy_handle) = JdySim::start(jdy_config.clone(), listener().await?).await?;
+            let (_jky, jky_handle) = JackyunSim::start(jky_config.clone(), listener().await?).await?;
+            env.insert("JDY_URL", jdy_handle.base_url());
+            env.insert("JDY_CLIENT_ID", jdy_config.client_id.clone());
+            env.insert("JDY_CLIENT_SECRET", jdy_config.client_secret.clone());
+            env.insert("JDY_OUTER_INSTANCE_ID", jdy_config.outer_instance_id.clone());
+            env.insert("JACKYUN_URL", jky_handle.base_url());
+            env.insert("JACKYUN_APPKEY", jky_config.appkey.clone());
+            env.insert("JACKYUN_SECRET", jky_config.secret.clone());
+            (Source::Jdy(jdy), vec![jdy_handle, jky_handle])
+        }
+        Flow::SimplyToK3Cloud | Flow::K3CloudToSimply => {
+            let simply_config = SimplyConfig {
+                records: 150,
+                ..SimplyConfig::default()
+            };
+            let k3_config = K3CloudConfig::default();
+            let (simply, simply_handle) = SimplySim::start(simply_config.clone(), listener().await?).await?;
+            let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
+            simply_env(&mut env, &simply_handle, &simply_config);
+            k3_env(&mut env, &k3_handle, &k3_config);
+            let source = if flow == Flow::SimplyToK3Cloud {
+                Source::Simply(simply)
+            } else {
+                Source::K3Cloud(k3)
+            };
+            (source, vec![simply_handle, k3_handle])
+        }
+        Flow::ErpStandardToFxiaoke => {
+            let erp_config = ErpStandardConfig {
+                records: 120,
+                ..ErpStandardConfig::default()
+            };
+            // A tenant with quota to spare: the demo pushes 120 orders at once, more than
+            // the default 100 calls per 20 s (throttling has its own tests).
+            let fx_config = FxiaokeConfig {
+                interface_limit: None,
+                ..FxiaokeConfig::default()
+            };
+            let (erp, erp_handle) = ErpStandardSim::start(erp_config.clone(), listener().await?).await?;
+            let (_fx, fx_handle) = FxiaokeSim::start(fx_config.clone(), listener().await?).await?;
+            env.insert("ERP_STD_URL", erp_handle.base_url());
+            env.insert("ERP_STD_TOKEN", erp_config.token.clone());
+            env.insert("FXIAOKE_URL", fx_handle.base_url());
+            env.insert("FXIAOKE_APP_ID", fx_config.app_id.clone());
+            env.insert("FXIAOKE_APP_SECRET", fx_config.app_secret.clone());
+            env.insert("FXIAOKE_PERMANENT_CODE", fx_config.permanent_code.clone());
+            env.insert("FXIAOKE_OPEN_USER_ID", fx_config.open_user_id.clone());
+            env.insert("FXIAOKE_DATA_CENTER_ID", fx_config.data_center_id.clone());
+            (Source::ErpStandard(erp), vec![erp_handle, fx_handle])
+        }
+    };
+    Ok(Running { env, source, handles })
+}
+
+impl Running {
+    /// The environment that points the flow's scheme at its simulators.
+    pub fn env(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| self.env.get(name).cloned()
+    }
+
+    /// Changes one source record (modified 90 s ago, inside the next run's window).
+    pub fn change_one(&self) -> bool {
+        let at: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(90);
+        let local: NaiveDateTime = at.with_timezone(&chrono_tz::Asia::Shanghai).naive_local();
+        match &self.source {
+            Source::Guanyi(sim) => sim.touch(3, local),
+            Source::Jdy(sim) => sim.touch(3, local),
+            Source::Simply(sim) => sim.touch(3, local),
+            Source::K3Cloud(sim) => sim.touch(3, local),
+            Source::ErpStandard(sim) => sim.touch(3, at),
+        }
+    }
+
+    /// Stops the simulators.
+    pub async fn shutdown(self) {
+        for handle in self.handles {
+            handle.shutdown().await;
+        }
+    }
+}
