@@ -320,3 +320,36 @@ async fn a_source_ignoring_paging_is_stopped_by_the_guard() {
     assert!(reason.contains("same records"), "{reason}");
     h.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_id_reads_the_target_id_another_scheme_created() {
+    let h = harness(
+        ShopConfig {
+            records: 150,
+            ..ShopConfig::default()
+        },
+        SCHEME,
+    )
+    .await;
+    assert_eq!(h.run().await.created, 150);
+    // A second scheme (its own name, so its own mappings) refers to the first one's orders.
+    let text = SCHEME.replace("name: shop-orders-to-erp", "name: order-refs").replace(
+        "FBillNo: \"<< order_no >>\"",
+        "FBillNo: \"REF-<< order_no >>\"\n    FOrderRef: \"<< order_no | mapped_id('SAL_SaleOrder') >>\"",
+    );
+    let url = h.handle.base_url();
+    let loaded = load_str(&text, "refs.yaml", &|name| match name {
+        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
+        "SHOP_TOKEN" => Some(TOKEN.into()),
+        _ => None,
+    });
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let refs = run(&loaded.plan.unwrap(), &h.store, &h.http, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((refs.created, refs.failed), (150, 0), "{refs:?}");
+    let original = h.sim.target_row_by_bill_no("SO0000009").unwrap();
+    let reference = h.sim.target_row_by_bill_no("REF-SO0000009").unwrap();
+    assert_eq!(reference["FOrderRef"], original["id"], "{reference}");
+    h.handle.shutdown().await;
+}
