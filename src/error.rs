@@ -137,4 +137,6 @@ pub mod exit {
     pub const ROWS_FAILED: i32 = 1;
     pub const CONFIG: i32 = 2;
     pub const ABORTED: i32 = 3;
+    /// Another run of the same scheme holds the run lock.
+    pub const LOCKED: i32 = 4;
 }

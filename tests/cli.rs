@@ -326,3 +326,94 @@ fn dry_run_prints_redacted_requests_and_writes_nothing() {
     assert_eq!(sim.target_count(), 0);
     assert!(!store.exists(), "a dry run must not create the store");
 }
+
+#[test]
+fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
+    let (rt, sim, url) = start_sim(ShopConfig {
+        records: 3000,
+        token: Some("demo-token".into()),
+        faults: ferry::sim::Faults {
+            latency_ms: 30,
+            ..Default::default()
+        },
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("lock.db").display().to_string();
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", "demo-token"),
+    ];
+
+    // Hold the lock as a running scheme would.
+    let lock = rt.block_on(async {
+        let store = ferry::store::Store::open(&store_path).await.unwrap();
+        ferry::store::lock::acquire(&store, "shop-orders-to-erp", false)
+            .await
+            .unwrap()
+    });
+    let refused = ferry(
+        &["run", "schemes/shop-orders-to-erp.yaml", "--store", &store_path],
+        &envs,
+    );
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--wait"));
+    drop(lock);
+
+    // SIGTERM: the run stops, commits what it wrote, and exits 3.
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "schemes/shop-orders-to-erp.yaml",
+            "--store",
+            &store_path,
+            "--quiet",
+        ])
+        .envs(envs)
+        .env_remove("FERRY_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3));
+    let written = sim.target_count();
+    assert!(written < 3000, "stopped before the end");
+    let mappings = ferry(
+        &[
+            "mappings",
+            "list",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--limit",
+            "10000",
+            "--json",
+            "--store",
+            &store_path,
+        ],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&mappings.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        written,
+        "every written row has its mapping"
+    );
+}

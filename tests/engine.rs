@@ -353,3 +353,44 @@ async fn mapped_id_reads_the_target_id_another_scheme_created() {
     assert_eq!(reference["FOrderRef"], original["id"], "{reference}");
     h.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_request_finishes_writes_in_flight_and_loses_nothing() {
+    use ferry::sim::Faults;
+    let config = ShopConfig {
+        records: 3000,
+        faults: Faults {
+            latency_ms: 20,
+            ..Faults::default()
+        },
+        ..ShopConfig::default()
+    };
+    let h = harness(config, SCHEME).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        stop: Some(stop_rx),
+        ..RunOptions::default()
+    };
+    let plan = h.plan.clone();
+    let (store, http) = (h.store.clone(), h.http.clone());
+    let running = tokio::spawn(async move { run(&plan, &store, &http, &options).await });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    stop.send(true).unwrap();
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reason = summary.aborted.clone().expect("a stopped run reports itself aborted");
+    assert!(reason.contains("stopped by a signal"), "{reason}");
+    assert_eq!(summary.exit_code(), 3);
+    assert!(summary.read < 3000, "the run stopped early: {summary:?}");
+    // Every row the target received has its mapping: nothing written is forgotten.
+    assert_eq!(h.sim.target_count(), h.mapping_count().await, "{summary:?}");
+    // The next run completes the rest without duplicates.
+    let rest = h.run().await;
+    assert_eq!(rest.aborted, None);
+    assert_eq!(h.sim.target_count(), 3000);
+    assert_eq!(h.mapping_count().await, 3000);
+    h.handle.shutdown().await;
+}

@@ -101,6 +101,9 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// If another run of this scheme holds the run lock, wait for it instead of exiting.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Subcommand)]
@@ -332,9 +335,25 @@ async fn run(args: RunArgs, log_format: LogFormat) -> i32 {
             return exit::ABORTED;
         }
     };
+    // Two runs of one scheme against one store never overlap (a dry run writes nothing).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match crate::store::lock::acquire(&store, &plan.name, args.wait).await {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
+                    crate::store::lock::LockError::Failed { .. } => exit::CONFIG,
+                };
+            }
+        }
+    };
     let show_progress = !args.quiet && !args.json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(output::ProgressBar::new()));
     let options = RunOptions {
+        stop: Some(stop_on_signal()),
         dry_run: args.dry_run,
         limit: args.limit,
         since,
@@ -371,6 +390,35 @@ async fn run(args: RunArgs, log_format: LogFormat) -> i32 {
             }
         }
     }
+}
+
+/// A switch that turns on at SIGINT or SIGTERM: the run then stops reading, finishes and
+/// commits the writes in flight, and exits with code 3.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        eprintln!("stopping: finishing the writes in flight (send the signal again to kill)");
+        let _ = sender.send(true);
+        // A second signal ends the process at once.
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(exit::ABORTED);
+    });
+    receiver
 }
 
 async fn mappings(action: MappingsAction) -> i32 {

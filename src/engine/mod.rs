@@ -56,6 +56,21 @@ pub struct RunOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Receives the planned requests of a dry run.
     pub dry_run_sink: Option<DryRunSink>,
+    /// When it fires, the run stops reading, finishes and commits the writes in flight,
+    /// keeps the checkpoints of completed windows, and reports itself aborted.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Resolves when `stop` turns true (never, without one).
+async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(receiver) => {
+            if receiver.wait_for(|stopped| *stopped).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// Progress reporting, implemented by the CLI's progress bar.
@@ -294,6 +309,7 @@ async fn drive(
     let mut failure: Option<Error> = None;
     let mut limit_reached = false;
     let mut done_records = 0u64;
+    let mut stop = options.stop.clone();
 
     // Dispatches the current batch (possibly empty, to carry failures or close a window).
     macro_rules! dispatch {
@@ -354,7 +370,14 @@ async fn drive(
         if let Some(progress) = &options.progress {
             progress.update(summary.read, done_records);
         }
-        let Some(message) = receiver.recv().await else { break };
+        let message = tokio::select! {
+            message = receiver.recv() => message,
+            _ = stop_requested(&mut stop) => {
+                failure = Some(Error::new(ErrorKind::Aborted, "stopped by a signal; the writes in flight were finished and committed"));
+                break;
+            }
+        };
+        let Some(message) = message else { break };
         match message {
             Fetched::Page { records, .. } => {
                 summary.pages += 1;

@@ -165,7 +165,7 @@ struct Window {
 impl Window {
     /// Spends one call, or reports that the budget of the current window is gone.
     fn spend(&mut self, limit: CallLimit, now: Instant) -> bool {
-        if self.start.map_or(true, |start| now.duration_since(start) >= limit.per) {
+        if self.start.is_none_or(|start| now.duration_since(start) >= limit.per) {
             self.start = Some(now);
             self.used = 0;
         }

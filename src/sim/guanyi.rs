@@ -506,7 +506,7 @@ impl SimState {
         let shops = read(&self.shops);
         let mut matching: Vec<&ShopRow> = shops
             .iter()
-            .filter(|shop| code.as_deref().map_or(true, |code| shop.code == code))
+            .filter(|shop| code.as_deref().is_none_or(|code| shop.code == code))
             .filter(|shop| within(shop.modified, from, to))
             .collect();
         matching.sort_by_key(|shop| (shop.modified, shop.index));
@@ -531,7 +531,7 @@ impl SimState {
         let shop_code = text_param(request, "shop_code");
         let lazy = self.lazy;
         let book = lock(&self.vips);
-        let shop_matches = |row: &Value| shop_code.as_deref().map_or(true, |shop| row["shop_code"] == shop);
+        let shop_matches = |row: &Value| shop_code.as_deref().is_none_or(|shop| row["shop_code"] == shop);
         let generated = match code.as_deref() {
             Some(code) => Picks::List(
                 parse_index(code, "VIP", lazy.records)
@@ -556,7 +556,7 @@ impl SimState {
             .rows
             .iter()
             .filter(|row| row.generated.is_none())
-            .filter(|row| code.as_deref().map_or(true, |code| row.row["code"] == code))
+            .filter(|row| code.as_deref().is_none_or(|code| row.row["code"] == code))
             .filter(|row| within(row.created, from, to) && shop_matches(&row.row))
             .collect();
         let generated_total = generated.len();
@@ -820,7 +820,7 @@ fn time_param(method: &str, request: &Map<String, Value>, name: &str) -> Result<
 }
 
 fn within(time: i64, from: Option<i64>, to: Option<i64>) -> bool {
-    from.map_or(true, |from| time >= from) && to.map_or(true, |to| time <= to)
+    from.is_none_or(|from| time >= from) && to.is_none_or(|to| time <= to)
 }
 
 /// Positions (0-based) of page `page_no` in a list of `total` rows.
@@ -1029,7 +1029,7 @@ impl Lazy {
         let origin = i128::from(origin);
         let (low, high) = if spacing == 0 {
             let inside =
-                from.map_or(true, |from| origin >= i128::from(from)) && to.map_or(true, |to| origin <= i128::from(to));
+                from.is_none_or(|from| origin >= i128::from(from)) && to.is_none_or(|to| origin <= i128::from(to));
             if inside {
                 (1, count)
             } else {
@@ -1403,7 +1403,7 @@ fn render_order(lazy: Lazy, shops: &[ShopRow], index: u64) -> Value {
         "dealtime": format_time(lazy.order_time(index, ORDER_TIME_OFFSETS[1])),
         "paytime": format_time(paid),
         "modifytime": format_time(lazy.order_time(index, ORDER_TIME_OFFSETS[3])),
-        "approve": index % 4 != 0,
+        "approve": !index.is_multiple_of(4),
         "cod": false,
         "qty": total_qty,
         "amount": money(total_cents),

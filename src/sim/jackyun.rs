@@ -481,7 +481,7 @@ const BRANDS: &[&str] = &["云帆", "恒源", "嘉信", "博通", "天悦"];
 fn person_name(hash: u64) -> String {
     let mut name = String::from(pick(SURNAMES, hash));
     name.push_str(pick(GIVEN_NAMES, hash >> 8));
-    if (hash >> 16) % 2 == 0 {
+    if (hash >> 16).is_multiple_of(2) {
         name.push_str(pick(GIVEN_NAMES, hash >> 24));
     }
     name
@@ -660,7 +660,7 @@ impl JackyunState {
         let missing: Vec<&str> = PUBLIC_FIELDS
             .iter()
             .copied()
-            .filter(|name| fields.get(*name).map_or(true, |value| value.is_empty()))
+            .filter(|name| fields.get(*name).is_none_or(|value| value.is_empty()))
             .collect();
         if !missing.is_empty() {
             return Err(Refusal::new(
@@ -711,9 +711,8 @@ impl JackyunState {
         let code = text_filter(biz, "customerCode");
         let tables = lock(&self.tables);
         let rows = page_of(&tables.customers, begin, end, page_index, page_size, |row| {
-            code.as_deref().map_or(true, |code| {
-                row.get("customerCode").and_then(Value::as_str) == Some(code)
-            })
+            code.as_deref()
+                .is_none_or(|code| row.get("customerCode").and_then(Value::as_str) == Some(code))
         });
         Ok(json!({ "data": rows }))
     }
@@ -727,7 +726,7 @@ impl JackyunState {
         let rows = page_of(&tables.goods, begin, end, page_index, page_size, |row| {
             goods_no
                 .as_deref()
-                .map_or(true, |no| row.get("goodsNo").and_then(Value::as_str) == Some(no))
+                .is_none_or(|no| row.get("goodsNo").and_then(Value::as_str) == Some(no))
         });
         Ok(json!({ "data": { "goods": rows } }))
     }
@@ -829,9 +828,7 @@ fn page_of(
     let mut keys: Vec<(i64, usize)> = table
         .iter()
         .enumerate()
-        .filter(|(_, stored)| {
-            begin.map_or(true, |b| stored.modified >= b) && end.map_or(true, |e| stored.modified <= e)
-        })
+        .filter(|(_, stored)| begin.is_none_or(|b| stored.modified >= b) && end.is_none_or(|e| stored.modified <= e))
         .filter(|(_, stored)| keep(&stored.row))
         .map(|(at, stored)| (stored.modified, at))
         .collect();

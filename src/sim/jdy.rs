@@ -708,7 +708,7 @@ fn supplier(n: u64) -> Party {
 
 fn customer(n: u64) -> Party {
     let hash = mix(n ^ PARTY_SALT ^ 0xc0ffee);
-    let name = if hash % 3 == 0 {
+    let name = if hash.is_multiple_of(3) {
         format!(
             "{}{}{}",
             pick(SURNAMES, hash >> 4),
@@ -842,7 +842,7 @@ fn generated_bill(index: u64, modified: i64, created: i64, revision: u32) -> Bil
                 qty: qty as f64,
                 price: MATERIALS[(material_no - 1) as usize].3 as f64 / 100.0,
                 cess: 13.0,
-                batch_no: if (line_hash >> 40) % 4 == 0 {
+                batch_no: if (line_hash >> 40).is_multiple_of(4) {
                     format!("PC{}", day_of(created).replace('-', ""))
                 } else {
                     String::new()
@@ -1169,7 +1169,7 @@ struct ListFilter {
 
 impl ListFilter {
     fn contains(&self, modified: i64) -> bool {
-        self.from.map_or(true, |from| modified >= from) && self.to.map_or(true, |to| modified <= to)
+        self.from.is_none_or(|from| modified >= from) && self.to.is_none_or(|to| modified <= to)
     }
 }
 
@@ -2075,7 +2075,7 @@ mod tests {
             let to = rng.gen_bool(0.8).then(|| base + rng.gen_range(-5_000..260_000));
             let expected: Vec<u64> = keys
                 .iter()
-                .filter(|(time, _)| from.map_or(true, |f| *time >= f) && to.map_or(true, |t| *time <= t))
+                .filter(|(time, _)| from.is_none_or(|f| *time >= f) && to.is_none_or(|t| *time <= t))
                 .map(|&(_, index)| index)
                 .collect();
             let offset = rng.gen_range(0..expected.len() as u64 + 5);

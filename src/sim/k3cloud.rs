@@ -1078,7 +1078,7 @@ fn save_package(table: &mut Table, package: &Value, options: &SaveOptions) -> Re
         merge_update(&mut row, model, spec, options, &mut next_entry_id);
         (target, row)
     };
-    if target == 0 && get_ci(&row, "FNumber").and_then(text_of).map_or(true, |n| n.is_empty()) {
+    if target == 0 && get_ci(&row, "FNumber").and_then(text_of).is_none_or(|n| n.is_empty()) {
         row.insert(
             "FNumber".to_owned(),
             Value::String(format!("{}{id}", spec.number_prefix)),
@@ -1123,9 +1123,10 @@ fn merge_update(
     next_entry_id: &mut i64,
 ) {
     let wanted = |key: &str| {
-        options.need_update.as_ref().map_or(true, |fields| {
-            fields.iter().any(|field| field.eq_ignore_ascii_case(key))
-        })
+        options
+            .need_update
+            .as_ref()
+            .is_none_or(|fields| fields.iter().any(|field| field.eq_ignore_ascii_case(key)))
     };
     for (key, value) in model {
         if key.eq_ignore_ascii_case(spec.key) || key.eq_ignore_ascii_case("FID") || !wanted(key) {

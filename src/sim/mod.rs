@@ -343,7 +343,7 @@ impl FaultState {
         let now = Instant::now();
         let window_expired = self
             .window_start
-            .map_or(true, |start| now.duration_since(start) >= Duration::from_secs(1));
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1));
         if window_expired {
             self.window_start = Some(now);
             self.window_used = 0;
@@ -393,7 +393,7 @@ impl FaultInjector {
             .faults
             .only_path_prefix
             .as_deref()
-            .map_or(true, |prefix| path.starts_with(prefix));
+            .is_none_or(|prefix| path.starts_with(prefix));
         if !eligible {
             return FaultPlan {
                 latency: Duration::ZERO,

@@ -636,10 +636,10 @@ const STATUSES: &[&str] = &["1", "2", "3"];
 /// company such as 杭州云帆贸易有限公司 or, for one in four, a person.
 fn customer_name(customer: u64) -> String {
     let hash = mix(customer ^ NAME_SALT);
-    if hash % 4 == 0 {
+    if hash.is_multiple_of(4) {
         let mut name = String::from(pick(SURNAMES, hash >> 4));
         name.push_str(pick(GIVEN_NAMES, hash >> 12));
-        if (hash >> 20) % 2 == 0 {
+        if (hash >> 20).is_multiple_of(2) {
             name.push_str(pick(GIVEN_NAMES, hash >> 24));
         }
         return name;
@@ -1271,7 +1271,7 @@ mod tests {
                 (modified, order["order_no"].as_str().unwrap().to_owned())
             })
             .filter(|(modified, _)| {
-                from.map_or(true, |from| modified.as_str() >= from) && to.map_or(true, |to| modified.as_str() < to)
+                from.is_none_or(|from| modified.as_str() >= from) && to.is_none_or(|to| modified.as_str() < to)
             })
             .collect();
         keys.sort();

@@ -763,12 +763,12 @@ fn generated_contact(index: u64, owner: u64, modified: i64) -> Record {
     let hash = mix(index ^ 0xC0_47AC7);
     let (state, city, district, zip, area) = pick(REGIONS, mix(index));
     let mut firstname = String::from(pick(GIVEN_NAMES, hash >> 8));
-    if (hash >> 16) % 2 == 0 {
+    if (hash >> 16).is_multiple_of(2) {
         firstname.push_str(pick(GIVEN_NAMES, hash >> 20));
     }
     let fields = object(json!({
         "contact_no": format!("CON{index}"),
-        "salutationtype": if (hash >> 4) % 2 == 0 { "Mr." } else { "Ms." },
+        "salutationtype": if (hash >> 4).is_multiple_of(2) { "Mr." } else { "Ms." },
         "firstname": firstname,
         "lastname": pick(SURNAMES, hash),
         "account_id": format!("11x{index}"),
@@ -863,9 +863,7 @@ async fn endpoint(
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .map_or(true, |value| {
-            value.to_ascii_lowercase().contains("x-www-form-urlencoded")
-        });
+        .is_none_or(|value| value.to_ascii_lowercase().contains("x-www-form-urlencoded"));
     let post: HashMap<String, String> = if method == Method::POST && is_form {
         parse_query(&String::from_utf8_lossy(&body)).into_iter().collect()
     } else {

@@ -170,11 +170,11 @@ impl MappingStore for MemoryStore {
         let matches = state
             .mappings
             .iter()
-            .filter(|((scheme, _), _)| q.scheme.as_ref().map_or(true, |s| s == scheme))
+            .filter(|((scheme, _), _)| q.scheme.as_ref().is_none_or(|s| s == scheme))
             .flat_map(|(_, group)| group.values())
             .filter(|m| source_ids.is_empty() || source_ids.contains(m.source_id.as_str()))
             .filter(|m| target_ids.is_empty() || m.target_id.as_deref().is_some_and(|t| target_ids.contains(t)))
-            .filter(|m| q.status.map_or(true, |s| s == m.status))
+            .filter(|m| q.status.is_none_or(|s| s == m.status))
             .skip(limit_to_usize(q.offset))
             .take(q.limit.map_or(usize::MAX, limit_to_usize))
             .cloned()
@@ -212,7 +212,7 @@ impl MappingStore for MemoryStore {
                 && matches!(m.status, MappingStatus::Created | MappingStatus::Updated)
                 && m.target_id.is_some();
             // Strictly better only: among equals the first in key order wins, as in SQL.
-            if eligible && best.map_or(true, |b| rank(m) > rank(b)) {
+            if eligible && best.is_none_or(|b| rank(m) > rank(b)) {
                 best = Some(m);
             }
         }
@@ -246,8 +246,8 @@ impl FailureLedger for MemoryStore {
         let mut found: Vec<Failure> = state
             .failures
             .values()
-            .filter(|f| scheme.map_or(true, |s| s == f.scheme))
-            .filter(|f| status.map_or(true, |s| s == f.status))
+            .filter(|f| scheme.is_none_or(|s| s == f.scheme))
+            .filter(|f| status.is_none_or(|s| s == f.status))
             .cloned()
             .collect();
         found.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
@@ -310,7 +310,7 @@ impl RunHistory for MemoryStore {
             .runs
             .values()
             .rev()
-            .filter(|r| scheme.map_or(true, |s| s == r.scheme))
+            .filter(|r| scheme.is_none_or(|s| s == r.scheme))
             .take(limit_to_usize(limit))
             .cloned()
             .collect())

@@ -32,6 +32,7 @@
 //! All SQL lives under `store/`; the schemas are in `migrations/sqlite/NNNN_*.sql`
 //! and `migrations/postgres/NNNN_*.sql` and are applied on open.
 
+pub mod lock;
 mod memory;
 pub mod postgres;
 mod sqlite;

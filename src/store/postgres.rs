@@ -210,6 +210,11 @@ impl PostgresStore {
         &self.inner.location
     }
 
+    /// The connection pool (for session-scoped work such as advisory locks).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
     /// Close every connection. Later calls fail.
     pub async fn close(&self) {
         self.inner.pool.close().await;

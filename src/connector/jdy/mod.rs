@@ -283,7 +283,7 @@ impl Settings {
 
     /// Checks that the fields the chosen generation needs are present.
     pub fn validate(&self) -> Result<(), String> {
-        let missing = |value: &Option<String>| value.as_deref().map_or(true, str::is_empty);
+        let missing = |value: &Option<String>| value.as_deref().is_none_or(str::is_empty);
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err("client_id and client_secret are required (developer console → app credentials)".to_owned());
         }
