@@ -276,6 +276,51 @@ fn run_reports_failed_rows_with_exit_code_1_and_keeps_secrets_out() {
         text(&show.stdout)
     );
 
+    // An operator closes the ledger: one skipped by id, the rest resolved with --all.
+    let skip = ferry(&["failures", "skip", &id, "--store", &store], &[]);
+    assert!(
+        text(&skip.stdout).contains("1 failure(s) marked skipped"),
+        "{}",
+        text(&skip.stderr)
+    );
+    let resolve = ferry(
+        &[
+            "failures",
+            "resolve",
+            "--all",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert!(
+        text(&resolve.stdout).contains("3 failure(s) marked resolved"),
+        "{}",
+        text(&resolve.stdout)
+    );
+    let open = ferry(
+        &[
+            "failures",
+            "list",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&open.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
     // The secret appears nowhere: not in output, not in the store file.
     for output in [&out, &failures, &show] {
         assert!(!text(&output.stdout).contains(token) && !text(&output.stderr).contains(token));

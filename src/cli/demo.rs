@@ -252,17 +252,28 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
 
 fn print_table(summaries: &[(&str, Summary)]) {
     println!(
-        "{:<22}{:>7}{:>9}{:>9}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10}",
-        "run", "read", "created", "updated", "unchanged", "skipped", "failed", "pages", "requests", "seconds"
+        "{:<22}{:>7}{:>9}{:>9}{:>11}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10}",
+        "run",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "duplicates",
+        "skipped",
+        "failed",
+        "pages",
+        "requests",
+        "seconds"
     );
     for (label, s) in summaries {
         println!(
-            "{:<22}{:>7}{:>9}{:>9}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10.2}",
+            "{:<22}{:>7}{:>9}{:>9}{:>11}{:>11}{:>9}{:>8}{:>7}{:>10}{:>10.2}",
             label,
             s.read,
             s.created,
             s.updated,
             s.unchanged,
+            s.duplicates,
             s.skipped,
             s.failed,
             s.pages,

@@ -190,6 +190,23 @@ enum FailuresAction {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Mark open failures as skipped (they will not be fixed).
+    Skip(CloseArgs),
+    /// Mark open failures as resolved (fixed by hand in the target).
+    Resolve(CloseArgs),
+}
+
+#[derive(Args)]
+struct CloseArgs {
+    /// Failure ids (see `ferry failures list`).
+    ids: Vec<i64>,
+    /// Every open failure of `--scheme`.
+    #[arg(long, requires = "scheme")]
+    all: bool,
+    #[arg(long)]
+    scheme: Option<String>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 /// Entry point: returns the process exit code.
@@ -421,6 +438,40 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     receiver
 }
 
+async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
+    if args.ids.is_empty() && !args.all {
+        eprintln!("error: give failure ids, or --all with --scheme");
+        return exit::CONFIG;
+    }
+    let store = match open_store(&args.store.store).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut ids = args.ids;
+    if args.all {
+        match store
+            .list_failures(args.scheme.as_deref(), Some(FailureStatus::Open), i64::MAX)
+            .await
+        {
+            Ok(open) => ids.extend(open.iter().map(|f| f.id)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ABORTED;
+            }
+        }
+    }
+    match store.set_failure_status(&ids, status).await {
+        Ok(changed) => {
+            println!("{changed} failure(s) marked {}", format!("{status:?}").to_lowercase());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ABORTED
+        }
+    }
+}
+
 async fn mappings(action: MappingsAction) -> i32 {
     match action {
         MappingsAction::List {
@@ -598,6 +649,8 @@ async fn failures(action: FailuresAction) -> i32 {
                 }
             }
         }
+        FailuresAction::Skip(args) => close_failures(args, FailureStatus::Skipped).await,
+        FailuresAction::Resolve(args) => close_failures(args, FailureStatus::Resolved).await,
         FailuresAction::Show { id, json, store } => {
             let store = match open_store(&store.store).await {
                 Ok(s) => s,

@@ -12,11 +12,12 @@ pub fn summary_table(s: &Summary) -> String {
         s.scheme,
         if s.dry_run { "  (dry run: nothing written)" } else { "" }
     );
-    let rows: [(&str, u64); 9] = [
+    let rows: [(&str, u64); 10] = [
         ("read", s.read),
         ("created", s.created),
         ("updated", s.updated),
         ("unchanged", s.unchanged),
+        ("duplicates", s.duplicates),
         ("skipped", s.skipped),
         ("failed", s.failed),
         ("pages", s.pages),

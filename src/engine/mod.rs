@@ -86,6 +86,9 @@ pub struct Summary {
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Records read again in the same run under a source id already seen (the latest
+    /// version was kept), e.g. one supplier on many bills.
+    pub duplicates: u64,
     pub skipped: u64,
     pub failed: u64,
     pub pages: u64,
@@ -392,7 +395,7 @@ async fn drive(
                             // A record seen twice in one batch keeps its latest version.
                             if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
                                 *existing = item;
-                                summary.unchanged += 1;
+                                summary.duplicates += 1;
                             } else {
                                 batch.push(item);
                             }
