@@ -358,9 +358,9 @@ async fn mapped_id_reads_the_target_id_another_scheme_created() {
 async fn a_stop_request_finishes_writes_in_flight_and_loses_nothing() {
     use ferry::sim::Faults;
     let config = ShopConfig {
-        records: 3000,
+        records: 10_000,
         faults: Faults {
-            latency_ms: 20,
+            latency_ms: 40,
             ..Faults::default()
         },
         ..ShopConfig::default()
@@ -384,13 +384,13 @@ async fn a_stop_request_finishes_writes_in_flight_and_loses_nothing() {
     let reason = summary.aborted.clone().expect("a stopped run reports itself aborted");
     assert!(reason.contains("stopped by a signal"), "{reason}");
     assert_eq!(summary.exit_code(), 3);
-    assert!(summary.read < 3000, "the run stopped early: {summary:?}");
+    assert!(summary.read < 10_000, "the run stopped early: {summary:?}");
     // Every row the target received has its mapping: nothing written is forgotten.
     assert_eq!(h.sim.target_count(), h.mapping_count().await, "{summary:?}");
     // The next run completes the rest without duplicates.
     let rest = h.run().await;
     assert_eq!(rest.aborted, None);
-    assert_eq!(h.sim.target_count(), 3000);
-    assert_eq!(h.mapping_count().await, 3000);
+    assert_eq!(h.sim.target_count(), 10_000, "first: {summary:?}\nrest: {rest:?}");
+    assert_eq!(h.mapping_count().await, 10_000);
     h.handle.shutdown().await;
 }
