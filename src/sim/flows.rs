@@ -65,11 +65,24 @@ enum Source {
     ErpStandard(ErpStandardSim),
 }
 
+/// The simulators of a running flow, for tests and inspection (`None` where unused).
+#[derive(Default)]
+pub struct Sims {
+    pub guanyi: Option<GuanyiSim>,
+    pub k3cloud: Option<K3CloudSim>,
+    pub jdy: Option<JdySim>,
+    pub jackyun: Option<JackyunSim>,
+    pub simply: Option<SimplySim>,
+    pub fxiaoke: Option<FxiaokeSim>,
+    pub erp_standard: Option<ErpStandardSim>,
+}
+
 /// A flow whose simulators are listening.
 pub struct Running {
     env: HashMap<&'static str, String>,
     source: Source,
     handles: Vec<SimHandle>,
+    pub sims: Sims,
 }
 
 async fn listener() -> io::Result<tokio::net::TcpListener> {
@@ -93,6 +106,7 @@ fn simply_env(env: &mut HashMap<&'static str, String>, handle: &SimHandle, confi
 /// Starts the simulators of `flow` on free ports of 127.0.0.1.
 pub async fn start(flow: Flow) -> io::Result<Running> {
     let mut env = HashMap::new();
+    let mut sims = Sims::default();
     let (source, handles) = match flow {
         Flow::GuanyiToK3Cloud => {
             let gy_config = GuanyiConfig {
@@ -101,7 +115,9 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
             };
             let k3_config = K3CloudConfig::default();
             let (gy, gy_handle) = GuanyiSim::start(gy_config.clone(), listener().await?).await?;
-            let (_k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
+            let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
+            sims.k3cloud = Some(k3);
+            sims.guanyi = Some(gy.clone());
             env.insert("GUANYI_URL", GuanyiSim::api_url(&gy_handle));
             env.insert("GUANYI_APPKEY", gy_config.appkey.clone());
             env.insert("GUANYI_SESSIONKEY", gy_config.sessionkey.clone());
@@ -116,7 +132,9 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
             };
             let jky_config = JackyunConfig::default();
             let (jdy, jdy_handle) = JdySim::start(jdy_config.clone(), listener().await?).await?;
-            let (_jky, jky_handle) = JackyunSim::start(jky_config.clone(), listener().await?).await?;
+            let (jky, jky_handle) = JackyunSim::start(jky_config.clone(), listener().await?).await?;
+            sims.jackyun = Some(jky);
+            sims.jdy = Some(jdy.clone());
             env.insert("JDY_URL", jdy_handle.base_url());
             env.insert("JDY_CLIENT_ID", jdy_config.client_id.clone());
             env.insert("JDY_CLIENT_SECRET", jdy_config.client_secret.clone());
@@ -136,6 +154,8 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
             let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
             simply_env(&mut env, &simply_handle, &simply_config);
             k3_env(&mut env, &k3_handle, &k3_config);
+            sims.simply = Some(simply.clone());
+            sims.k3cloud = Some(k3.clone());
             let source = if flow == Flow::SimplyToK3Cloud {
                 Source::Simply(simply)
             } else {
@@ -155,7 +175,9 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
                 ..FxiaokeConfig::default()
             };
             let (erp, erp_handle) = ErpStandardSim::start(erp_config.clone(), listener().await?).await?;
-            let (_fx, fx_handle) = FxiaokeSim::start(fx_config.clone(), listener().await?).await?;
+            let (fx, fx_handle) = FxiaokeSim::start(fx_config.clone(), listener().await?).await?;
+            sims.fxiaoke = Some(fx);
+            sims.erp_standard = Some(erp.clone());
             env.insert("ERP_STD_URL", erp_handle.base_url());
             env.insert("ERP_STD_TOKEN", erp_config.token.clone());
             env.insert("FXIAOKE_URL", fx_handle.base_url());
@@ -167,7 +189,12 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
             (Source::ErpStandard(erp), vec![erp_handle, fx_handle])
         }
     };
-    Ok(Running { env, source, handles })
+    Ok(Running {
+        env,
+        source,
+        handles,
+        sims,
+    })
 }
 
 impl Running {
