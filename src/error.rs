@@ -80,6 +80,17 @@ impl Error {
     }
 
     /// A short class name stored in the failure ledger.
+    /// For a failed write: whether the peer may have acted on it anyway (the answer was
+    /// lost or garbled, or the server failed part way), so that sending it again blindly
+    /// could duplicate it.
+    pub fn may_have_landed(&self) -> bool {
+        match self.kind {
+            ErrorKind::Transport | ErrorKind::Decode => true,
+            ErrorKind::Status(code) => code == 408 || code >= 500,
+            _ => false,
+        }
+    }
+
     pub fn class(&self) -> &'static str {
         match self.kind {
             ErrorKind::Config => "config",

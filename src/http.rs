@@ -4,7 +4,11 @@
 //! Who retries: this module, and only calls that are safe to repeat. Reads retry on transport
 //! errors, timeouts, 408, 429 (honouring Retry-After) and 5xx. Writes retry only when the peer
 //! cannot have acted on them: the connection was refused, or it answered 429; a write that
-//! timed out or got a 5xx is reported to the engine instead, which parks its rows in the ledger.
+//! timed out or got a 5xx is reported to the engine instead, which checks it by business-key
+//! look-up before sending it again (or files it as uncertain).
+//!
+//! Rate limits: a connection's `rate` is a token bucket taken before every attempt, kept in
+//! process or, with `rate.shared`, in the store so that several processes share it.
 
 use crate::error::{Error, ErrorKind};
 use crate::scheme::model::{ConnectionPlan, RetryPolicy};
@@ -66,6 +70,40 @@ pub fn should_retry(error: &Error, repeat: Repeat, delivered: bool) -> bool {
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    /// Token buckets of connections with a process-local `rate`, by connection name.
+    local_budgets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, i64)>>>,
+    /// Where `rate.shared` budgets live.
+    shared_budgets: Option<crate::store::Store>,
+}
+
+/// Why one attempt failed.
+struct Failed {
+    error: Error,
+    /// The request may have reached the peer.
+    delivered: bool,
+    /// The peer's Retry-After, if it sent one.
+    retry_after: Option<Duration>,
+}
+
+impl Failed {
+    fn new(error: Error, delivered: bool) -> Failed {
+        Failed {
+            error,
+            delivered,
+            retry_after: None,
+        }
+    }
+}
+
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // The HTTP-date form.
+    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 impl HttpClient {
@@ -76,11 +114,53 @@ impl HttpClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(HttpClient { client })
+        Ok(HttpClient {
+            client,
+            local_budgets: Default::default(),
+            shared_budgets: None,
+        })
+    }
+
+    /// This client, keeping `rate.shared` budgets in `store`.
+    pub fn with_budget_store(mut self, store: crate::store::Store) -> HttpClient {
+        self.shared_budgets = Some(store);
+        self
+    }
+
+    /// Waits until the connection's rate budget allows one more request.
+    async fn take_budget(&self, conn: &ConnectionPlan) -> Result<(), Error> {
+        use crate::store::RateBudget;
+        let Some(rate) = &conn.rate else {
+            return Ok(());
+        };
+        let wait = match (&rate.shared, &self.shared_budgets) {
+            (Some(name), Some(store)) => store
+                .take_token(name, rate.per_second, rate.burst)
+                .await
+                .map_err(|e| Error::store(format!("rate budget `{name}`: {e}")))?,
+            _ => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let mut buckets = self
+                    .local_budgets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let bucket = buckets
+                    .entry(conn.name.clone())
+                    .or_insert((f64::from(rate.burst), now_ms));
+                let tokens = crate::store::bucket_take(bucket.0, bucket.1, now_ms, rate.per_second, rate.burst);
+                *bucket = (tokens, bucket.1.max(now_ms));
+                crate::store::bucket_wait(tokens, rate.per_second)
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     /// One attempt. Returns the error and whether the request may have reached the peer.
-    async fn attempt(&self, conn: &ConnectionPlan, request: &HttpRequest) -> Result<HttpResponse, (Error, bool)> {
+    async fn attempt(&self, conn: &ConnectionPlan, request: &HttpRequest) -> Result<HttpResponse, Failed> {
+        self.take_budget(conn).await.map_err(|e| Failed::new(e, false))?;
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -98,7 +178,7 @@ impl HttpClient {
         let mut response = builder.send().await.map_err(|e| {
             let delivered = !e.is_connect();
             let kind = if e.is_timeout() { "timed out" } else { "failed" };
-            (
+            Failed::new(
                 Error::transport(format!(
                     "{} {} {kind}: {}",
                     request.method.as_str(),
@@ -109,12 +189,7 @@ impl HttpClient {
             )
         })?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = parse_retry_after(response.headers());
         let set_cookies: Vec<String> = response
             .headers()
             .get_all(reqwest::header::SET_COOKIE)
@@ -123,7 +198,7 @@ impl HttpClient {
             .collect();
         if let Some(length) = response.content_length() {
             if length as usize > conn.max_response_bytes {
-                return Err((too_big(conn, request), true));
+                return Err(Failed::new(too_big(conn, request), true));
             }
         }
         let mut body = Vec::new();
@@ -131,13 +206,13 @@ impl HttpClient {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > conn.max_response_bytes {
-                        return Err((too_big(conn, request), true));
+                        return Err(Failed::new(too_big(conn, request), true));
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return Err((
+                    return Err(Failed::new(
                         Error::transport(format!(
                             "reading the answer to {} {} failed: {}",
                             request.method.as_str(),
@@ -151,17 +226,18 @@ impl HttpClient {
         }
         let body = Bytes::from(body);
         if status == 429 {
-            return Err((
-                Error::new(
+            return Err(Failed {
+                error: Error::new(
                     ErrorKind::Throttled,
                     format!("{} answered 429 Too Many Requests", strip_query(&request.url)),
                 ),
-                true,
-            ));
+                delivered: true,
+                retry_after,
+            });
         }
         if status >= 400 {
             let preview: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            return Err((
+            return Err(Failed::new(
                 Error::new(
                     ErrorKind::Status(status),
                     format!(
@@ -194,7 +270,11 @@ impl HttpClient {
             attempt += 1;
             match self.attempt(conn, request).await {
                 Ok(response) => return Ok((response, attempt)),
-                Err((error, delivered)) => {
+                Err(Failed {
+                    error,
+                    delivered,
+                    retry_after,
+                }) => {
                     let out_of_time = started.elapsed() >= conn.retry.max_elapsed;
                     if attempt >= conn.retry.attempts || out_of_time || !should_retry(&error, repeat, delivered) {
                         let suffix = if attempt > 1 {
@@ -204,7 +284,7 @@ impl HttpClient {
                         };
                         return Err(Error::new(error.kind, format!("{}{suffix}", error.message)));
                     }
-                    let delay = backoff_delay(&conn.retry, attempt, None, rand::random::<f64>());
+                    let delay = backoff_delay(&conn.retry, attempt, retry_after, rand::random::<f64>());
                     tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
                     tokio::time::sleep(delay).await;
                 }

@@ -190,6 +190,9 @@ enum FailuresAction {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Retry failed records now: re-send them through the scheme (create or update as
+    /// their mapping says), without reading the source. Success resolves them.
+    Retry(RetryArgs),
     /// Mark open failures as skipped (they will not be fixed).
     Skip(CloseArgs),
     /// Mark open failures as resolved (fixed by hand in the target).
@@ -207,6 +210,27 @@ struct CloseArgs {
     scheme: Option<String>,
     #[command(flatten)]
     store: StoreArg,
+}
+
+#[derive(Args)]
+struct RetryArgs {
+    /// The scheme file the failures belong to.
+    scheme: PathBuf,
+    /// Failure ids (see `ferry failures list`); an `uncertain` one is created again, so check
+    /// the target first.
+    #[arg(conflicts_with = "all")]
+    ids: Vec<i64>,
+    /// Every open failure of the scheme.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// If a run of this scheme holds the run lock, wait for it instead of exiting.
+    #[arg(long)]
+    wait: bool,
 }
 
 /// Entry point: returns the process exit code.
@@ -246,7 +270,7 @@ fn init_logging(format: LogFormat) {
 async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { files, format } => validate(&files, format),
-        Command::Run(args) => run(args, cli.log_format).await,
+        Command::Run(args) => run(args, cli.log_format, None).await,
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
                 Ok(text) => println!("{text}"),
@@ -314,7 +338,7 @@ async fn open_store(location: &str) -> Result<Store, i32> {
     })
 }
 
-async fn run(args: RunArgs, log_format: LogFormat) -> i32 {
+async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay>) -> i32 {
     let loaded = scheme::load_file(&args.scheme);
     for d in &loaded.diagnostics {
         eprint!("{}", d.render(&loaded.text));
@@ -380,6 +404,8 @@ async fn run(args: RunArgs, log_format: LogFormat) -> i32 {
         dry_run_sink: args
             .dry_run
             .then(|| Arc::new(output::print_planned) as engine::DryRunSink),
+        replay_only: replay.is_some(),
+        replay,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -648,6 +674,29 @@ async fn failures(action: FailuresAction) -> i32 {
                     exit::ABORTED
                 }
             }
+        }
+        FailuresAction::Retry(args) => {
+            if args.ids.is_empty() && !args.all {
+                eprintln!("error: name the failures to retry (ids from `ferry failures list`), or pass --all");
+                return exit::CONFIG;
+            }
+            let replay = if args.all {
+                engine::Replay::AllOpen
+            } else {
+                engine::Replay::Ids(args.ids)
+            };
+            let run_args = RunArgs {
+                scheme: args.scheme,
+                store: args.store,
+                dry_run: false,
+                limit: None,
+                since: None,
+                until: None,
+                json: args.json,
+                quiet: true,
+                wait: args.wait,
+            };
+            run(run_args, LogFormat::Text, Some(replay)).await
         }
         FailuresAction::Skip(args) => close_failures(args, FailureStatus::Skipped).await,
         FailuresAction::Resolve(args) => close_failures(args, FailureStatus::Resolved).await,

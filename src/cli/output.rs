@@ -27,6 +27,16 @@ pub fn summary_table(s: &Summary) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:<11}{value:>9}");
     }
+    // Recovery counters appear only when something happened.
+    for (label, value) in [
+        ("replayed", s.replayed),
+        ("reconciled", s.reconciled),
+        ("uncertain", s.uncertain),
+    ] {
+        if value > 0 {
+            let _ = writeln!(out, "  {label:<11}{value:>9}");
+        }
+    }
     let _ = writeln!(out, "  {:<11}{:>8.2}s", "duration", s.duration_ms as f64 / 1000.0);
     if let Some(checkpoint) = &s.checkpoint {
         let _ = writeln!(out, "  {:<11}{checkpoint}", "checkpoint");
@@ -36,6 +46,13 @@ pub fn summary_table(s: &Summary) -> String {
             out,
             "  failed rows are in the ledger: ferry failures list --scheme {}",
             s.scheme
+        );
+    }
+    if s.uncertain > 0 {
+        let _ = writeln!(
+            out,
+            "  {} earlier create(s) could not be checked: see `ferry failures list --scheme {}` (class uncertain)",
+            s.uncertain, s.scheme
         );
     }
     if let Some(reason) = &s.aborted {

@@ -17,7 +17,7 @@ pub mod simply;
 pub mod types;
 pub mod vendor;
 
-pub use types::{RowOutcome, Verdict, WireRequest};
+pub use types::{RowOutcome, Verdict, WireRequest, UNKNOWN_OUTCOME};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
@@ -297,7 +297,12 @@ pub fn read_write_outcome(
     let all_failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; row_count];
     let body = match plan.codec.decode(&response.body) {
         Ok(body) => body,
-        Err(e) => return all_failed(format!("the target's answer could not be read: {e}"), "decode"),
+        Err(e) => {
+            return all_failed(
+                format!("the target's answer could not be read: {e}"),
+                types::UNKNOWN_OUTCOME,
+            )
+        }
     };
     let (body, verdict) = with_response(body, response.status, |scope| {
         envelope_verdict(&plan.success, &plan.error, scope, "target answer")

@@ -14,6 +14,10 @@ pub enum Verdict {
     Failed { code: String, message: String },
 }
 
+/// The `class` of a failed row whose write may nonetheless have happened (the answer was
+/// lost, garbled or a server error): it must be checked, never blindly sent again.
+pub const UNKNOWN_OUTCOME: &str = "unknown_outcome";
+
 /// The result of writing one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {

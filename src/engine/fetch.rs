@@ -19,9 +19,16 @@ use tokio::sync::mpsc::Sender;
 pub(crate) async fn fetch_all(
     ctx: Arc<RunContext>,
     windows: Vec<Option<Window>>,
+    replay: Vec<(Value, String)>,
     sender: Sender<Fetched>,
     pages: Arc<AtomicU64>,
 ) {
+    for chunk in replay.chunks(ctx.plan.target.batch.max(1)) {
+        let records = chunk.to_vec();
+        if sender.send(Fetched::Page { records, replay: true }).await.is_err() {
+            return;
+        }
+    }
     let parent = records_parent(&ctx.plan.source.records);
     for (index, window) in windows.iter().enumerate() {
         let mut vars: Map<String, Value> = (*ctx.vars).clone();
@@ -184,7 +191,14 @@ async fn fetch_window(
         };
         let next = pager.advance(&seen).map_err(|e| Error::guard(e.0))?;
         drop(body);
-        if sender.send(Fetched::Page { records: hashed }).await.is_err() {
+        if sender
+            .send(Fetched::Page {
+                records: hashed,
+                replay: false,
+            })
+            .await
+            .is_err()
+        {
             return Ok(false);
         }
         match next {

@@ -19,6 +19,7 @@
 //!   nothing to the target or the store.
 
 mod fetch;
+mod recover;
 mod vendor_call;
 mod write;
 
@@ -38,6 +39,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+pub use recover::Replay;
 pub use write::PlannedRequest;
 
 /// Receives each request a dry run would have sent.
@@ -59,6 +61,11 @@ pub struct RunOptions {
     /// When it fires, the run stops reading, finishes and commits the writes in flight,
     /// keeps the checkpoints of completed windows, and reports itself aborted.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Which failure-ledger rows to replay first; `None` follows the scheme's
+    /// `failures.replay` (open rows below `max_attempts`).
+    pub replay: Option<Replay>,
+    /// Replay only: do not read the source (`ferry failures retry`).
+    pub replay_only: bool,
 }
 
 /// Resolves when `stop` turns true (never, without one).
@@ -91,6 +98,12 @@ pub struct Summary {
     pub duplicates: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Ledger rows fed through the run again.
+    pub replayed: u64,
+    /// Creates left unfinished by an earlier run that were found in the target and adopted.
+    pub reconciled: u64,
+    /// Creates left unfinished by an earlier run that could not be checked (see the ledger).
+    pub uncertain: u64,
     pub pages: u64,
     pub requests: u64,
     pub windows: u64,
@@ -148,6 +161,8 @@ pub(crate) enum Fetched {
     /// Records with their payload hashes (computed in the fetch task, off the planner).
     Page {
         records: Vec<(Value, String)>,
+        /// Rows from the failure ledger rather than the source.
+        replay: bool,
     },
     WindowDone {
         window: usize,
@@ -166,6 +181,8 @@ pub(crate) struct RunContext {
     pub dry_run: bool,
     pub dry_run_sink: Option<DryRunSink>,
     pub sessions: vendor_call::Sessions,
+    /// The run's id in the store (0 in a dry run); batch ids are `run-seq`.
+    pub run_id: i64,
 }
 
 const CHECKPOINT_KEY: &str = "window_end";
@@ -181,6 +198,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     };
 
     let windows: Vec<Option<Window>> = match &plan.source.incremental {
+        _ if options.replay_only => Vec::new(),
         None => vec![None],
         Some(inc) => {
             let checkpoint = match store.checkpoint(&plan.name, CHECKPOINT_KEY).await? {
@@ -214,13 +232,14 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     let ctx = Arc::new(RunContext {
         plan: plan.clone(),
         store: store.clone(),
-        http: http.clone(),
+        http: http.clone().with_budget_store(store.clone()),
         vars: Arc::new(base_vars),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
         fingerprint,
         dry_run: options.dry_run,
         dry_run_sink: options.dry_run_sink.clone(),
         sessions: Default::default(),
+        run_id,
     });
 
     let mut summary = Summary {
@@ -229,7 +248,10 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         dry_run: options.dry_run,
         ..Summary::default()
     };
-    let outcome = drive(&ctx, &windows, options, &mut summary).await;
+    let outcome = match recover(&ctx, options, &mut summary).await {
+        Ok(replay) => drive(&ctx, &windows, replay, options, &mut summary).await,
+        Err(e) => Err(e),
+    };
     summary.duration_ms = started.elapsed().as_millis() as u64;
     if let Err(e) = outcome {
         summary.aborted = Some(plan.redactor.redact(&e.message).into_owned());
@@ -246,6 +268,19 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         store.finish_run(run_id, status, &summary_json).await?;
     }
     Ok(summary)
+}
+
+/// Settles an earlier run's unfinished writes, then gathers the ledger rows to replay.
+async fn recover(ctx: &RunContext, options: &RunOptions, summary: &mut Summary) -> Result<Vec<(Value, String)>, Error> {
+    if !ctx.dry_run {
+        recover::reconcile_intents(ctx, summary).await?;
+    }
+    let which = match &options.replay {
+        Some(which) => which.clone(),
+        None if ctx.plan.failures.replay => Replay::Automatic,
+        None => return Ok(Vec::new()),
+    };
+    recover::ledger_records(ctx, &which).await
 }
 
 /// Tracks which windows are complete, to move the checkpoint in order.
@@ -284,6 +319,7 @@ impl Checkpoints {
 async fn drive(
     ctx: &Arc<RunContext>,
     windows: &[Option<Window>],
+    replay: Vec<(Value, String)>,
     options: &RunOptions,
     summary: &mut Summary,
 ) -> Result<(), Error> {
@@ -295,7 +331,8 @@ async fn drive(
     let fetch_windows = windows.to_vec();
     let pages = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let fetch_pages = pages.clone();
-    let fetcher = tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, sender, fetch_pages).await });
+    let fetcher =
+        tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, replay, sender, fetch_pages).await });
 
     let batch_size = plan.target.batch;
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
@@ -382,8 +419,12 @@ async fn drive(
         };
         let Some(message) = message else { break };
         match message {
-            Fetched::Page { records, .. } => {
-                summary.pages += 1;
+            Fetched::Page { records, replay } => {
+                if replay {
+                    summary.replayed += records.len() as u64;
+                } else {
+                    summary.pages += 1;
+                }
                 for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
                         limit_reached = true;
@@ -602,6 +643,9 @@ async fn plan_job(
                     summary.skipped += 1;
                 }
             }
+            // An earlier create of this record may or may not have landed: hold it until an
+            // operator settles the `uncertain` ledger row.
+            Some(mapping) if mapping.status == crate::store::MappingStatus::Pending => summary.skipped += 1,
             _ => job.creates.push(item),
         }
     }

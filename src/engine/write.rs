@@ -2,12 +2,14 @@
 
 use super::vendor_call;
 use super::{Item, Job, JobResult, RunContext};
-use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome};
+use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome, UNKNOWN_OUTCOME};
 use crate::error::Error;
-use crate::http::Repeat;
+use crate::http::{backoff_delay, Repeat};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
-use crate::store::{BatchCommit, BatchWriter, FailureStage, Mapping, MappingStatus, NewFailure};
+use crate::store::{
+    BatchCommit, BatchWriter, FailureStage, IntentLog, Mapping, MappingStatus, NewFailure, WriteIntent, WriteOperation,
+};
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
 use chrono::Utc;
@@ -35,6 +37,7 @@ struct Rendered<'a> {
 
 pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResult, Error> {
     let plan = &ctx.plan;
+    let batch_id = format!("{}-{}", ctx.run_id, job.seq);
     let mut result = JobResult {
         seq: job.seq,
         ids: job
@@ -46,16 +49,16 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         ..JobResult::default()
     };
     let mut commit = BatchCommit {
-        mappings: Vec::new(),
         failures: job.failures,
-        resolved: Vec::new(),
+        ..BatchCommit::default()
     };
     if !job.creates.is_empty() {
         write_operation(
             &ctx,
             &plan.target.create,
-            "create",
+            WriteOperation::Create,
             &job.creates,
+            &batch_id,
             &mut commit,
             &mut result,
         )
@@ -63,10 +66,22 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     }
     if let Some(update) = &plan.target.update {
         if !job.updates.is_empty() {
-            write_operation(&ctx, update, "update", &job.updates, &mut commit, &mut result).await?;
+            write_operation(
+                &ctx,
+                update,
+                WriteOperation::Update,
+                &job.updates,
+                &batch_id,
+                &mut commit,
+                &mut result,
+            )
+            .await?;
         }
     }
-    if !ctx.dry_run && (!commit.mappings.is_empty() || !commit.failures.is_empty() || !commit.resolved.is_empty()) {
+    if !ctx.dry_run && !result.ids.is_empty() {
+        commit.settled.push((plan.name.clone(), batch_id));
+    }
+    if !ctx.dry_run && !commit.is_empty() {
         ctx.store.commit_batch(commit).await?;
     }
     Ok(result)
@@ -85,16 +100,24 @@ fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
     }
 }
 
+fn operation_name(operation: WriteOperation) -> &'static str {
+    match operation {
+        WriteOperation::Create => "create",
+        WriteOperation::Update => "update",
+    }
+}
+
 async fn write_operation(
     ctx: &RunContext,
     op: &OperationPlan,
-    operation: &'static str,
+    operation: WriteOperation,
     items: &[Item],
+    batch_id: &str,
     commit: &mut BatchCommit,
     result: &mut JobResult,
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
-    let is_update = operation == "update";
+    let is_update = operation == WriteOperation::Update;
     let mut rendered = Vec::with_capacity(items.len());
     for item in items {
         let scope = row_scope(ctx, item);
@@ -131,41 +154,16 @@ async fn write_operation(
     if rendered.is_empty() {
         return Ok(());
     }
-    let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rendered.len());
-    match op.per {
-        Per::Batch => {
-            let rows: Vec<Value> = rendered.iter().map(|r| Value::clone(&r.row)).collect();
-            let mut vars: Map<String, Value> = (*ctx.vars).clone();
-            vars.insert("rows".into(), Value::Array(rows));
-            vars.insert("batch".into(), json!({"seq": result.seq, "size": rendered.len()}));
-            let scope = Scope {
-                vars: Arc::new(vars),
-                ..Scope::default()
-            };
-            let keys: Vec<Option<String>> = rendered.iter().map(|r| r.key.clone()).collect();
-            let ids: Vec<Option<&str>> = rendered.iter().map(|r| r.item.target_id.as_deref()).collect();
-            outcomes.extend(send(ctx, op, operation, &scope, &ids, &keys, result).await?);
-        }
-        Per::Row => {
-            for r in &rendered {
-                let mut vars: Map<String, Value> = (*ctx.vars).clone();
-                vars.insert("row".into(), Value::clone(&r.row));
-                vars.insert("record".into(), Value::clone(&r.item.record));
-                vars.insert(
-                    "target_id".into(),
-                    r.item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
-                );
-                let scope = Scope {
-                    vars: Arc::new(vars),
-                    ..Scope::default()
-                };
-                let ids = [r.item.target_id.as_deref()];
-                outcomes.extend(send(ctx, op, operation, &scope, &ids, std::slice::from_ref(&r.key), result).await?);
-            }
-        }
+    if !ctx.dry_run {
+        record_intents(ctx, operation, &rendered, batch_id).await?;
     }
+    let all: Vec<&Rendered> = rendered.iter().collect();
+    let mut outcomes = send_rows(ctx, op, operation, &all, result).await?;
     if ctx.dry_run {
         return Ok(());
+    }
+    if !is_update {
+        settle_unknown(ctx, op, &rendered, &mut outcomes, result).await?;
     }
     let now = Utc::now();
     for (r, outcome) in rendered.iter().zip(outcomes) {
@@ -199,33 +197,208 @@ async fn write_operation(
             }
             RowOutcome::Failed { message, class } => {
                 result.failed += 1;
-                commit.failures.push(NewFailure {
-                    payload: Some(plan.redactor.redact_value(&r.row)),
-                    ..failure(ctx, r.item, FailureStage::Write, class, &message)
-                });
-                if !is_update {
-                    // Record the failed create so `mappings list --status failed` shows it;
-                    // an existing mapping (update) keeps its target id untouched.
-                    commit.mappings.push(Mapping {
-                        scheme: plan.name.clone(),
-                        source_object: plan.source.object.clone(),
-                        source_id: r.item.source_id.clone(),
-                        source_name: r.item.source_name.clone(),
-                        target_object: plan.target.object.clone(),
-                        target_id: None,
-                        target_name: None,
-                        status: MappingStatus::Failed,
-                        payload_hash: None,
-                        attempts: 1,
-                        last_error: Some(plan.redactor.redact(&message).into_owned()),
-                        first_synced_at: None,
-                        last_synced_at: Some(now),
-                    });
+                if is_update {
+                    // An existing mapping keeps its target id; sending an update again is harmless.
+                    commit
+                        .failures
+                        .push(failure(ctx, r.item, FailureStage::Write, class, &message));
+                    continue;
                 }
+                let uncertain = class == UNKNOWN_OUTCOME;
+                let (class, message, status) = if uncertain {
+                    (
+                        UNCERTAIN,
+                        uncertain_message(&message, plan.target.lookup.is_some()),
+                        MappingStatus::Pending,
+                    )
+                } else {
+                    (class, message, MappingStatus::Failed)
+                };
+                commit
+                    .failures
+                    .push(failure(ctx, r.item, FailureStage::Write, class, &message));
+                // A failed create shows in `mappings list --status failed`; an uncertain one is
+                // held `pending` so no later run creates it again until someone decides.
+                commit.mappings.push(Mapping {
+                    scheme: plan.name.clone(),
+                    source_object: plan.source.object.clone(),
+                    source_id: r.item.source_id.clone(),
+                    source_name: r.item.source_name.clone(),
+                    target_object: plan.target.object.clone(),
+                    target_id: None,
+                    target_name: None,
+                    status,
+                    payload_hash: None,
+                    attempts: 1,
+                    last_error: Some(plan.redactor.redact(&message).into_owned()),
+                    first_synced_at: None,
+                    last_synced_at: Some(now),
+                });
             }
         }
     }
     Ok(())
+}
+
+/// The ledger class of a create whose outcome nobody could establish.
+pub(crate) const UNCERTAIN: &str = "uncertain";
+
+pub(crate) fn uncertain_message(cause: &str, has_lookup: bool) -> String {
+    let how = if has_lookup {
+        "the look-up by business key failed too"
+    } else {
+        "the target has no `lookup` to check it"
+    };
+    format!(
+        "this create may or may not have reached the target ({cause}); {how}. Check the target: if the \
+         record is there, record its id with `ferry mappings set`; if not, run `ferry failures retry` on this entry"
+    )
+}
+
+/// Commits the rows' write intents before anything is sent (see [`crate::store::WriteIntent`]).
+async fn record_intents(
+    ctx: &RunContext,
+    operation: WriteOperation,
+    rendered: &[Rendered<'_>],
+    batch_id: &str,
+) -> Result<(), Error> {
+    let plan = &ctx.plan;
+    let keep_payload = operation == WriteOperation::Create && plan.target.lookup.is_none();
+    let now = Utc::now();
+    let intents: Vec<WriteIntent> = rendered
+        .iter()
+        .map(|r| WriteIntent {
+            scheme: plan.name.clone(),
+            source_object: plan.source.object.clone(),
+            source_id: r.item.source_id.clone(),
+            source_name: r.item.source_name.clone(),
+            batch_id: batch_id.to_string(),
+            operation,
+            business_key: r.key.clone(),
+            target_id: r.item.target_id.clone(),
+            payload_hash: r.item.hash.clone(),
+            payload: keep_payload.then(|| plan.redactor.redact_value(&r.item.record)),
+            created_at: now,
+        })
+        .collect();
+    ctx.store.record_intents(&intents).await?;
+    Ok(())
+}
+
+/// Settles creates whose answer was lost: looks each up by business key, adopts the ids it
+/// finds, and sends the rest again, up to the connection's retry attempts. Rows it cannot
+/// settle stay [`UNKNOWN_OUTCOME`].
+async fn settle_unknown(
+    ctx: &RunContext,
+    op: &OperationPlan,
+    rendered: &[Rendered<'_>],
+    outcomes: &mut [RowOutcome],
+    result: &mut JobResult,
+) -> Result<(), Error> {
+    let Some(lookup) = &ctx.plan.target.lookup else {
+        return Ok(());
+    };
+    let conn = ctx.plan.target_connection();
+    let mut round = 1u32;
+    loop {
+        let unknown: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, RowOutcome::Failed { class, .. } if *class == UNKNOWN_OUTCOME))
+            .filter(|(i, _)| rendered[*i].key.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut found: Vec<(usize, Result<Option<String>, Error>)> = Vec::with_capacity(unknown.len());
+        for chunk in unknown.chunks(conn.in_flight.max(1)) {
+            let answers = futures::future::join_all(chunk.iter().map(|&i| {
+                let r = &rendered[i];
+                super::recover::lookup_target_id(ctx, lookup, r.key.as_deref().unwrap_or_default(), &r.row)
+            }))
+            .await;
+            found.extend(chunk.iter().copied().zip(answers));
+        }
+        result.requests += found.len() as u64;
+        let mut resend = Vec::new();
+        for (i, answer) in found {
+            match answer {
+                Ok(Some(id)) => outcomes[i] = RowOutcome::Written { target_id: Some(id) },
+                Ok(None) => resend.push(i),
+                Err(e) => {
+                    tracing::warn!(error = %ctx.plan.redactor.redact(&e.message), "look-up by business key failed")
+                }
+            }
+        }
+        if resend.is_empty() {
+            return Ok(());
+        }
+        if round >= conn.retry.attempts {
+            // Checked and absent: a plain failure, safe to replay.
+            for &i in &resend {
+                if let RowOutcome::Failed { message, .. } = &outcomes[i] {
+                    outcomes[i] = RowOutcome::Failed {
+                        message: format!("{message} (checked: the record is not in the target)"),
+                        class: "not_written",
+                    };
+                }
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(backoff_delay(&conn.retry, round, None, rand::random::<f64>())).await;
+        round += 1;
+        let subset: Vec<&Rendered> = resend.iter().map(|&i| &rendered[i]).collect();
+        let again = send_rows(ctx, op, WriteOperation::Create, &subset, result).await?;
+        for (i, outcome) in resend.into_iter().zip(again) {
+            outcomes[i] = outcome;
+        }
+    }
+}
+
+/// Sends `rows` as one batch request or one request per row, as the operation says.
+async fn send_rows(
+    ctx: &RunContext,
+    op: &OperationPlan,
+    operation: WriteOperation,
+    rows: &[&Rendered<'_>],
+    result: &mut JobResult,
+) -> Result<Vec<RowOutcome>, Error> {
+    let operation = operation_name(operation);
+    let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rows.len());
+    match op.per {
+        Per::Batch => {
+            let values: Vec<Value> = rows.iter().map(|r| Value::clone(&r.row)).collect();
+            let mut vars: Map<String, Value> = (*ctx.vars).clone();
+            vars.insert("rows".into(), Value::Array(values));
+            vars.insert("batch".into(), json!({"seq": result.seq, "size": rows.len()}));
+            let scope = Scope {
+                vars: Arc::new(vars),
+                ..Scope::default()
+            };
+            let keys: Vec<Option<String>> = rows.iter().map(|r| r.key.clone()).collect();
+            let ids: Vec<Option<&str>> = rows.iter().map(|r| r.item.target_id.as_deref()).collect();
+            outcomes.extend(send(ctx, op, operation, &scope, &ids, &keys, result).await?);
+        }
+        Per::Row => {
+            for r in rows {
+                let mut vars: Map<String, Value> = (*ctx.vars).clone();
+                vars.insert("row".into(), Value::clone(&r.row));
+                vars.insert("record".into(), Value::clone(&r.item.record));
+                vars.insert(
+                    "target_id".into(),
+                    r.item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
+                );
+                let scope = Scope {
+                    vars: Arc::new(vars),
+                    ..Scope::default()
+                };
+                let ids = [r.item.target_id.as_deref()];
+                outcomes.extend(send(ctx, op, operation, &scope, &ids, std::slice::from_ref(&r.key), result).await?);
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 fn failure(ctx: &RunContext, item: &Item, stage: FailureStage, class: &str, message: &str) -> NewFailure {
@@ -296,10 +469,19 @@ async fn send(
         Err(e) => Ok(vec![
             RowOutcome::Failed {
                 message: ctx.plan.redactor.redact(&e.message).into_owned(),
-                class: e.class(),
+                class: write_error_class(&e),
             };
             rows
         ]),
+    }
+}
+
+/// The ledger class of a failed write request: [`UNKNOWN_OUTCOME`] when it may have landed.
+fn write_error_class(error: &Error) -> &'static str {
+    if error.may_have_landed() {
+        UNKNOWN_OUTCOME
+    } else {
+        error.class()
     }
 }
 
@@ -355,7 +537,10 @@ async fn send_vendor(
         }
         Err(e) => {
             result.requests += 1;
-            Ok(failed(ctx.plan.redactor.redact(&e.message).into_owned(), e.class()))
+            Ok(failed(
+                ctx.plan.redactor.redact(&e.message).into_owned(),
+                write_error_class(&e),
+            ))
         }
     }
 }

@@ -24,8 +24,37 @@ pub struct Plan {
     pub source: SourcePlan,
     pub target: TargetPlan,
     pub redactor: Redactor,
+    /// How runs replay the failure ledger.
+    pub failures: FailurePolicy,
     /// The scheme as written, after `${ENV}` resolution.
     pub raw: RawScheme,
+}
+
+/// How runs replay the failure ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Retry open ledger rows at the start of each run.
+    pub replay: bool,
+    /// Rows that failed this often are left for `ferry failures retry`.
+    pub max_attempts: u32,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            replay: true,
+            max_attempts: 5,
+        }
+    }
+}
+
+/// A connection's request budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePlan {
+    pub per_second: f64,
+    pub burst: u32,
+    /// Budget name in the store, when shared across processes.
+    pub shared: Option<String>,
 }
 
 /// One connection, ready to send requests.
@@ -41,6 +70,7 @@ pub struct ConnectionPlan {
     pub in_flight: usize,
     pub max_response_bytes: usize,
     pub retry: RetryPolicy,
+    pub rate: Option<RatePlan>,
 }
 
 /// Retry policy of a connection.
@@ -161,7 +191,17 @@ pub struct TargetPlan {
     pub name: Option<Template>,
     pub create: OperationPlan,
     pub update: Option<OperationPlan>,
+    /// Finds a target record by business key, to settle writes whose answer was lost.
+    pub lookup: Option<LookupPlan>,
     pub fields: ValueTemplate,
+}
+
+/// A look-up by business key: templates read `key` and `row`.
+#[derive(Clone)]
+pub struct LookupPlan {
+    pub request: RequestPlan,
+    pub response: ReadResponsePlan,
+    pub id: JsonPath,
 }
 
 #[derive(Clone)]

@@ -31,6 +31,41 @@ pub struct RawScheme {
     /// Value maps for the `map('name')` filter: source value → target value, with an optional `default`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub value_maps: BTreeMap<String, Map<String, Value>>,
+    /// What runs do with the failure ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<RawFailurePolicy>,
+}
+
+/// How the failure ledger is replayed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailurePolicy {
+    /// Retry the scheme's open ledger rows at the start of every run (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<bool>,
+    /// Stop replaying a row automatically once it has failed this many times (default 5);
+    /// `ferry failures retry` still retries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+/// A request budget for one connection (a token bucket).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    /// Requests per second, on average (fractions allowed, e.g. 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<f64>,
+    /// Requests that may go at once after a quiet spell (default: one second's worth, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Requests in flight at once; overrides `in_flight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Share the budget through the store under this name, so every ferry process using the
+    /// same store (a timer run and a CI run, say) stays under one limit together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
 }
 
 /// A connection to one system; `connector` picks the protocol.
@@ -112,6 +147,8 @@ pub struct VendorConnection<S> {
     pub max_response_mib: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RawRate>,
     /// Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.
     pub settings: S,
 }
@@ -125,6 +162,7 @@ impl<S> VendorConnection<S> {
             in_flight: self.in_flight,
             max_response_mib: self.max_response_mib,
             retry: self.retry.clone(),
+            rate: self.rate.clone(),
         }
     }
 }
@@ -150,6 +188,9 @@ pub struct HttpConnection {
     /// Retry policy for failed calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
+    /// Rate limit: `{per_second, burst, max_in_flight, shared}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RawRate>,
 }
 
 /// Retries with exponential backoff and jitter.
@@ -390,12 +431,27 @@ pub struct RawTarget {
     /// Operation for records without a mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<RawOperation>,
+    /// Finds a target record by its business key (`target.key`). With it, a create whose
+    /// answer was lost (a crash, a timeout, a 5xx) is checked instead of sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<RawLookup>,
     /// Operation for records already mapped to a target id (`target_id` in templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<RawOperation>,
     /// The row sent to the target: a tree of field templates, with `for_each` for detail rows.
     #[schemars(schema_with = "field_tree_schema")]
     pub fields: Value,
+}
+
+/// A look-up of one target record by business key; its templates read `key` and `row`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub request: RawRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<RawReadResponse>,
+    /// JSONPath to the found record's target id; nothing there (or null) means "not found".
+    pub id: String,
 }
 
 /// Whether an operation sends one request per batch or per row.

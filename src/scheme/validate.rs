@@ -33,6 +33,7 @@ const READ_RESPONSE_NAMES: &[&str] = &["body", "status", "page", "window"];
 const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
 const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status", "rows", "row", "target_id"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
+const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
 
 /// Header names whose literal values look like credentials.
 fn is_credential_header(name: &str) -> bool {
@@ -568,6 +569,14 @@ pub fn validate(
     let (Some(source), Some(target)) = (source, target) else {
         return (None, diags);
     };
+    let failures = raw_scheme
+        .failures
+        .as_ref()
+        .map(|raw| FailurePolicy {
+            replay: raw.replay.unwrap_or(true),
+            max_attempts: raw.max_attempts.unwrap_or(5),
+        })
+        .unwrap_or_default();
     let plan = Plan {
         name: scheme_name,
         file: file.to_string(),
@@ -577,6 +586,7 @@ pub fn validate(
         source,
         target,
         redactor: Redactor::new(secrets),
+        failures,
         raw: raw_scheme,
     };
     (Some(plan), diags)
@@ -653,6 +663,66 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
             "2m",
         )?;
     }
+    let mut in_flight = in_flight;
+    let rate = match &common.rate {
+        None => None,
+        Some(raw_rate) => {
+            let rate_path = child_path(path, "rate");
+            if let Some(max) = raw_rate.max_in_flight {
+                if max == 0 {
+                    ctx.error(
+                        &child_path(&rate_path, "max_in_flight"),
+                        "max_in_flight must be at least 1",
+                        None,
+                    );
+                    ok = false;
+                }
+                in_flight = max;
+            }
+            if let Some(shared) = &raw_rate.shared {
+                if raw_rate.per_second.is_none() {
+                    ctx.error(
+                        &child_path(&rate_path, "shared"),
+                        "a shared budget needs `per_second`",
+                        Some("add e.g. `per_second: 10` next to `shared`".into()),
+                    );
+                    ok = false;
+                }
+                if shared.trim().is_empty() {
+                    ctx.error(
+                        &child_path(&rate_path, "shared"),
+                        "the shared budget name is empty",
+                        Some("name it after the tenant, e.g. `shared: kingdee-prod`".into()),
+                    );
+                    ok = false;
+                }
+            }
+            match raw_rate.per_second {
+                None => None,
+                Some(per_second) if !(per_second.is_finite() && per_second > 0.0) => {
+                    ctx.error(
+                        &child_path(&rate_path, "per_second"),
+                        format!("per_second must be a positive number, got {per_second}"),
+                        Some("e.g. `per_second: 5`, or `0.5` for one request every two seconds".into()),
+                    );
+                    ok = false;
+                    None
+                }
+                Some(per_second) => {
+                    let burst = raw_rate.burst.unwrap_or_else(|| per_second.ceil().max(1.0) as u32);
+                    if burst == 0 {
+                        ctx.error(&child_path(&rate_path, "burst"), "burst must be at least 1", None);
+                        ok = false;
+                    }
+                    Some(RatePlan {
+                        per_second,
+                        burst: burst.max(1),
+                        shared: raw_rate.shared.clone().filter(|s| !s.trim().is_empty()),
+                    })
+                }
+            }
+        }
+    };
     let timeout = timeout?;
     let vendor = Vendor::from_raw(raw);
     for field in vendor.secret_fields() {
@@ -681,6 +751,7 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
         in_flight: in_flight.max(1) as usize,
         max_response_bytes: common.max_response_mib.unwrap_or(64) as usize * 1024 * 1024,
         retry,
+        rate,
     })
 }
 
@@ -1029,7 +1100,11 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         None => Some(None),
         Some(op) => build_operation(ctx, "target.update", op, true, raw.key.is_some(), &vendor).map(Some),
     };
-    let (fields, key, name, create, update) = (fields?, key?, name?, create?, update?);
+    let lookup = match &raw.lookup {
+        None => Some(None),
+        Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), &vendor).map(Some),
+    };
+    let (fields, key, name, create, update, lookup) = (fields?, key?, name?, create?, update?, lookup?);
     (batch > 0).then(|| TargetPlan {
         connection: raw.connection.clone(),
         object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
@@ -1038,8 +1113,48 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         name,
         create,
         update,
+        lookup,
         fields,
     })
+}
+
+fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) -> Option<LookupPlan> {
+    if !has_key {
+        ctx.error_at_key(
+            "target.lookup",
+            "`lookup` finds records by business key, but `target.key` is not set",
+            Some("add `target.key`, e.g. `key: \"<< FNumber >>\"`".into()),
+        );
+    }
+    let request = ctx.request(
+        "target.lookup.request",
+        &raw.request,
+        Method::Get,
+        Names::Only(LOOKUP_REQUEST_NAMES),
+        vendor,
+    );
+    let response_raw = raw.response.clone().unwrap_or_default();
+    let success = ctx.optional_template(
+        "target.lookup.response.success",
+        response_raw.success.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
+    let error = ctx.optional_template(
+        "target.lookup.response.error",
+        response_raw.error.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
+    let id = ctx.json_path("target.lookup.id", &raw.id);
+    Some(LookupPlan {
+        request: request?,
+        response: ReadResponsePlan {
+            codec: response_raw.codec.unwrap_or_default(),
+            success: success?,
+            error: error?,
+        },
+        id: id?,
+    })
+    .filter(|_| has_key)
 }
 
 fn build_operation(

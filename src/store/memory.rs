@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
     check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, Failure,
-    FailureLedger, FailureStage, FailureStatus, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure,
-    RunHistory, RunRecord, StoreError,
+    FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    NewFailure, RateBudget, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 const LOCATION: &str = "memory";
@@ -43,6 +43,10 @@ struct State {
     last_failure_id: i64,
     runs: BTreeMap<i64, RunRecord>,
     last_run_id: i64,
+    /// `(scheme, source_object, source_id)` → unsettled intent.
+    intents: BTreeMap<(String, String, String), WriteIntent>,
+    /// Budget name → (tokens, updated at ms).
+    budgets: HashMap<String, (f64, i64)>,
 }
 
 impl MemoryStore {
@@ -330,6 +334,56 @@ impl BatchWriter for MemoryStore {
         for f in &batch.failures {
             state.record_failure(f, at);
         }
+        for (scheme, batch_id) in &batch.settled {
+            state
+                .intents
+                .retain(|_, intent| !(intent.scheme == *scheme && intent.batch_id == *batch_id));
+        }
         Ok(())
+    }
+}
+
+impl IntentLog for MemoryStore {
+    async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for intent in intents {
+            let mut stored = intent.clone();
+            stored.created_at = truncate_to_millis(stored.created_at);
+            state.intents.insert(
+                (
+                    intent.scheme.clone(),
+                    intent.source_object.clone(),
+                    intent.source_id.clone(),
+                ),
+                stored,
+            );
+        }
+        Ok(())
+    }
+
+    async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
+        let state = self.lock();
+        let mut found: Vec<WriteIntent> = state
+            .intents
+            .values()
+            .filter(|intent| intent.scheme == scheme)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.batch_id).cmp(&(b.created_at, &b.batch_id)));
+        Ok(found)
+    }
+}
+
+impl RateBudget for MemoryStore {
+    async fn take_token(&self, name: &str, per_second: f64, burst: u32) -> Result<std::time::Duration, StoreError> {
+        let now_ms = now().timestamp_millis();
+        let mut state = self.lock();
+        let entry = state
+            .budgets
+            .entry(name.to_string())
+            .or_insert((f64::from(burst), now_ms));
+        let tokens = super::bucket_take(entry.0, entry.1, now_ms, per_second, burst);
+        *entry = (tokens, entry.1.max(now_ms));
+        Ok(super::bucket_wait(tokens, per_second))
     }
 }

@@ -132,6 +132,7 @@ macro_rules! text_enum {
 
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
+text_enum!(WriteOperation, "write operation", Create => "create", Update => "update");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
@@ -202,13 +203,46 @@ pub struct BatchCommit {
     pub failures: Vec<NewFailure>,
     /// `(scheme, source_id)` pairs that succeeded now: their open failures become resolved.
     pub resolved: Vec<(String, String)>,
+    /// `(scheme, batch_id)` of write intents this commit settles: they are deleted.
+    pub settled: Vec<(String, String)>,
 }
 
 impl BatchCommit {
     /// True when committing would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.mappings.is_empty() && self.failures.is_empty() && self.resolved.is_empty()
+        self.mappings.is_empty() && self.failures.is_empty() && self.resolved.is_empty() && self.settled.is_empty()
     }
+}
+
+/// Which write an intent announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOperation {
+    Create,
+    Update,
+}
+
+/// A row about to be written to the target, committed before the request goes out and
+/// deleted (settled) in the transaction that stores the answer. One left behind means the
+/// process died in between: the write may or may not have happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteIntent {
+    pub scheme: String,
+    pub source_object: String,
+    pub source_id: String,
+    pub source_name: Option<String>,
+    /// Unique per batch and run, e.g. `17-3` (run 17, batch 3).
+    pub batch_id: String,
+    pub operation: WriteOperation,
+    /// The row's business key (`target.key`), for looking the record up.
+    pub business_key: Option<String>,
+    /// The mapped target id (updates).
+    pub target_id: Option<String>,
+    pub payload_hash: String,
+    /// The source record, redacted; kept only when the target has no look-up, so that an
+    /// uncertain row can be replayed from the ledger.
+    pub payload: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Filters for [`MappingStore::query_mappings`]. Empty id lists and `None` mean "any".
@@ -344,6 +378,44 @@ pub trait FailureLedger {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn count_open_failures(&self, scheme: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// Write intents (see [`WriteIntent`]); they are settled through [`BatchWriter::commit_batch`].
+pub trait IntentLog {
+    /// Store `intents` in one transaction, replacing any with the same source key.
+    fn record_intents(&self, intents: &[WriteIntent]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The scheme's unsettled intents, oldest batch first.
+    fn pending_intents(&self, scheme: &str) -> impl Future<Output = Result<Vec<WriteIntent>, StoreError>> + Send;
+}
+
+/// Request budgets shared by every process that uses the store (token buckets).
+pub trait RateBudget {
+    /// Takes one request from budget `name` (refilled at `per_second`, holding at most
+    /// `burst`) and returns how long the caller must wait before sending it. The token is
+    /// taken even when the answer is a wait, so callers queue up fairly.
+    fn take_token(
+        &self,
+        name: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> impl Future<Output = Result<std::time::Duration, StoreError>> + Send;
+}
+
+/// One step of a token bucket (pure): the tokens left after taking one at `now_ms`, given
+/// the bucket held `tokens` at `updated_ms`. A negative result is a debt: wait it off.
+pub fn bucket_take(tokens: f64, updated_ms: i64, now_ms: i64, per_second: f64, burst: u32) -> f64 {
+    let elapsed = (now_ms - updated_ms).max(0) as f64 / 1000.0;
+    (tokens + elapsed * per_second).min(f64::from(burst)) - 1.0
+}
+
+/// How long a bucket left at `tokens` makes its caller wait (pure).
+pub fn bucket_wait(tokens: f64, per_second: f64) -> std::time::Duration {
+    if tokens >= 0.0 {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs_f64(-tokens / per_second)
+    }
 }
 
 /// A log of runs.
@@ -530,6 +602,22 @@ impl FailureLedger for Store {
 
     async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
         dispatch!(self, s => s.count_open_failures(scheme).await)
+    }
+}
+
+impl IntentLog for Store {
+    async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_intents(intents).await)
+    }
+
+    async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
+        dispatch!(self, s => s.pending_intents(scheme).await)
+    }
+}
+
+impl RateBudget for Store {
+    async fn take_token(&self, name: &str, per_second: f64, burst: u32) -> Result<std::time::Duration, StoreError> {
+        dispatch!(self, s => s.take_token(name, per_second, burst).await)
     }
 }
 

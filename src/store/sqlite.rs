@@ -40,7 +40,8 @@ use sqlx::{Row, Sqlite};
 
 use super::{
     check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStatus,
-    Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RunHistory, RunRecord, StoreError,
+    IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
+    StoreError, WriteIntent,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -75,6 +76,9 @@ const FAILURE_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_id, stage) WHERE
      DO UPDATE SET error_class = excluded.error_class, message = excluded.message, \
      payload = excluded.payload, attempts = failures.attempts + 1, last_seen = excluded.last_seen";
 
+const INTENT_COLUMNS: &str = "scheme, source_object, source_id, source_name, batch_id, operation, \
+                              business_key, target_id, payload_hash, payload, created_at";
+const INTENT_COLUMN_COUNT: usize = 11;
 const RUN_COLUMNS: &str = "id, scheme, started_at, finished_at, status, summary";
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -554,8 +558,110 @@ impl BatchWriter for SqliteStore {
             query.execute(&mut *tx).await.map_err(self.failed(ACTION))?;
         }
 
+        for (scheme, batch_id) in &batch.settled {
+            sqlx::query("DELETE FROM write_intents WHERE scheme = ? AND batch_id = ?")
+                .bind(scheme.as_str())
+                .bind(batch_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.failed(ACTION))?;
+        }
+
         tx.commit().await.map_err(self.failed(ACTION))
     }
+}
+
+impl IntentLog for SqliteStore {
+    async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
+        const ACTION: &str = "saving write intents";
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let payloads = intents
+            .iter()
+            .map(|i| i.payload.as_ref().map(to_json_text).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed(ACTION))?;
+        let per_statement = MAX_BINDS / INTENT_COLUMN_COUNT;
+        for (rows, payloads) in intents.chunks(per_statement).zip(payloads.chunks(per_statement)) {
+            let mut sql = format!("INSERT OR REPLACE INTO write_intents ({INTENT_COLUMNS})");
+            values_rows(&mut sql, rows.len(), INTENT_COLUMN_COUNT, "");
+            let mut query = sqlx::query(&sql);
+            for (i, payload) in rows.iter().zip(payloads) {
+                query = query
+                    .bind(i.scheme.as_str())
+                    .bind(i.source_object.as_str())
+                    .bind(i.source_id.as_str())
+                    .bind(i.source_name.as_deref())
+                    .bind(i.batch_id.as_str())
+                    .bind(i.operation.as_str())
+                    .bind(i.business_key.as_deref())
+                    .bind(i.target_id.as_deref())
+                    .bind(i.payload_hash.as_str())
+                    .bind(payload.as_deref())
+                    .bind(i.created_at.timestamp_millis());
+            }
+            query.execute(&mut *tx).await.map_err(self.failed(ACTION))?;
+        }
+        tx.commit().await.map_err(self.failed(ACTION))
+    }
+
+    async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
+        const ACTION: &str = "reading write intents";
+        let rows = sqlx::query(&format!(
+            "SELECT {INTENT_COLUMNS} FROM write_intents WHERE scheme = ? ORDER BY created_at, batch_id, source_id"
+        ))
+        .bind(scheme)
+        .fetch_all(&self.inner.writer)
+        .await
+        .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(decode_intent)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(self.corrupt(ACTION))
+    }
+}
+
+impl RateBudget for SqliteStore {
+    async fn take_token(&self, name: &str, per_second: f64, burst: u32) -> Result<Duration, StoreError> {
+        let tokens: f64 = sqlx::query_scalar(
+            "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES (?1, ?2 - 1.0, ?4) \
+             ON CONFLICT (name) DO UPDATE SET \
+               tokens = min(?2, tokens + max(0, ?4 - updated_at) * ?3 / 1000.0) - 1.0, \
+               updated_at = max(updated_at, ?4) \
+             RETURNING tokens",
+        )
+        .bind(name)
+        .bind(f64::from(burst))
+        .bind(per_second)
+        .bind(now().timestamp_millis())
+        .fetch_one(&self.inner.writer)
+        .await
+        .map_err(self.failed("taking from a rate budget"))?;
+        Ok(super::bucket_wait(tokens, per_second))
+    }
+}
+
+fn decode_intent(row: &SqliteRow) -> Result<WriteIntent, String> {
+    let operation: String = column(row, 5)?;
+    Ok(WriteIntent {
+        scheme: column(row, 0)?,
+        source_object: column(row, 1)?,
+        source_id: column(row, 2)?,
+        source_name: column(row, 3)?,
+        batch_id: column(row, 4)?,
+        operation: operation.parse().map_err(|e: super::ParseStatusError| e.to_string())?,
+        business_key: column(row, 6)?,
+        target_id: column(row, 7)?,
+        payload_hash: column(row, 8)?,
+        payload: json(column(row, 9)?)?,
+        created_at: timestamp(column(row, 10)?)?,
+    })
 }
 
 // ---- SQL text ----------------------------------------------------------------------

@@ -680,6 +680,7 @@ async fn one_commit_writes_everything(store: &Store) {
         mappings: vec![mapping("orders", "O1", Some("T1")), mapping("orders", "O2", None)],
         failures: vec![new_failure("orders", "O2", FailureStage::Write, "rejected")],
         resolved: vec![("orders".to_owned(), "O1".to_owned())],
+        settled: Vec::new(),
     };
     assert!(!batch.is_empty());
     commit(store, batch).await;
@@ -706,6 +707,7 @@ async fn large_batches_are_chunked(store: &Store) {
             .map(|n| new_failure("bulk", &format!("F{n}"), FailureStage::Transform, "bad"))
             .collect(),
         resolved: Vec::new(),
+        settled: Vec::new(),
     };
     commit(store, batch).await;
     assert_eq!(store.count_open_failures("bulk").await.unwrap(), 300);
@@ -736,6 +738,89 @@ async fn clones_share_data(store: &Store) {
         store.checkpoint("orders", "cursor").await.unwrap().as_deref(),
         Some("42")
     );
+}
+
+fn intent(scheme: &str, source_id: &str, batch_id: &str, created_ms: i64) -> WriteIntent {
+    WriteIntent {
+        scheme: scheme.to_owned(),
+        source_object: "order".to_owned(),
+        source_id: source_id.to_owned(),
+        source_name: Some(format!("name of {source_id}")),
+        batch_id: batch_id.to_owned(),
+        operation: WriteOperation::Create,
+        business_key: Some(format!("BILL-{source_id}")),
+        target_id: None,
+        payload_hash: format!("hash-{source_id}"),
+        payload: Some(json!({"order_no": source_id, "lines": [1, 2]})),
+        created_at: at(created_ms),
+    }
+}
+
+async fn intents_survive_until_settled(store: &Store) {
+    let mut update = intent("orders", "B", "7-1", 1_700_000_000_500);
+    update.operation = WriteOperation::Update;
+    update.target_id = Some("T-B".to_owned());
+    update.payload = None;
+    store
+        .record_intents(&[
+            intent("orders", "C", "7-2", 1_700_000_001_000),
+            intent("orders", "A", "7-1", 1_700_000_000_500),
+            update.clone(),
+            intent("other", "A", "9-1", 1_700_000_000_000),
+        ])
+        .await
+        .unwrap();
+    let pending = store.pending_intents("orders").await.unwrap();
+    let keys: Vec<(&str, &str)> = pending
+        .iter()
+        .map(|i| (i.batch_id.as_str(), i.source_id.as_str()))
+        .collect();
+    assert_eq!(keys, [("7-1", "A"), ("7-1", "B"), ("7-2", "C")]);
+    assert_eq!(pending[0], intent("orders", "A", "7-1", 1_700_000_000_500));
+    assert_eq!(pending[1], update);
+
+    // Recording the same source key again replaces the old intent.
+    store
+        .record_intents(&[intent("orders", "C", "8-1", 1_700_000_002_000)])
+        .await
+        .unwrap();
+    commit(
+        store,
+        BatchCommit {
+            settled: vec![("orders".to_owned(), "7-1".to_owned())],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let left: Vec<String> = store
+        .pending_intents("orders")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| format!("{}:{}", i.batch_id, i.source_id))
+        .collect();
+    assert_eq!(left, ["8-1:C"]);
+    assert_eq!(store.pending_intents("other").await.unwrap().len(), 1);
+}
+
+async fn rate_budget_is_a_token_bucket(store: &Store) {
+    // A burst of 3 goes at once; after that every take owes one more token.
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        waits.push(store.take_token("tenant-a", 2.0, 3).await.unwrap());
+    }
+    assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
+    for (n, wait) in waits[3..].iter().enumerate() {
+        // The k-th take past the burst waits about k/2 s (less the little time that passed).
+        let owed = (n as f64 + 1.0) / 2.0;
+        assert!(
+            wait.as_secs_f64() <= owed && wait.as_secs_f64() > owed - 0.25,
+            "take {} waits {wait:?}, expected about {owed}s",
+            n + 4
+        );
+    }
+    // Budgets are independent by name.
+    assert!(store.take_token("tenant-b", 2.0, 3).await.unwrap().is_zero());
 }
 
 macro_rules! conformance_suite {
@@ -799,7 +884,23 @@ conformance_suite!(
     one_commit_writes_everything,
     large_batches_are_chunked,
     clones_share_data,
+    intents_survive_until_settled,
+    rate_budget_is_a_token_bucket,
 );
+
+#[test]
+fn bucket_arithmetic() {
+    // Full bucket: take one.
+    assert_eq!(bucket_take(3.0, 0, 0, 2.0, 3), 2.0);
+    // Refill is capped at the burst.
+    assert_eq!(bucket_take(0.0, 0, 10_000, 2.0, 3), 2.0);
+    // Half a second refills one token at 2/s.
+    assert_eq!(bucket_take(-1.0, 1_000, 1_500, 2.0, 3), -1.0);
+    // A clock that went backwards refills nothing.
+    assert_eq!(bucket_take(1.0, 5_000, 4_000, 2.0, 3), 0.0);
+    assert_eq!(bucket_wait(-1.0, 2.0), std::time::Duration::from_millis(500));
+    assert!(bucket_wait(0.5, 2.0).is_zero());
+}
 
 // ---- SQLite files --------------------------------------------------------------------
 
@@ -894,6 +995,7 @@ async fn a_failed_commit_leaves_nothing_behind() {
             mappings: vec![mapping("orders", "O1", Some("T1"))],
             failures: vec![new_failure("orders", "boom", FailureStage::Write, "x")],
             resolved: vec![("orders".to_owned(), "O1".to_owned())],
+            settled: Vec::new(),
         })
         .await
         .unwrap_err();

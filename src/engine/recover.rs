@@ -1,0 +1,250 @@
+//! Recovery at the start of a run: settle the write intents a killed run left behind, and
+//! gather the failure-ledger rows to replay.
+//!
+//! Promises:
+//! - Pending intents are settled before anything is read or written. A create whose row can
+//!   be looked up by business key adopts the id found (no second create) or, when absent, is
+//!   simply forgotten (the source record is read again, because its window was never
+//!   checkpointed). A create that cannot be checked goes to the ledger as `uncertain` and its
+//!   mapping is held `pending`, so no run creates it again until an operator decides.
+//!   An update intent is dropped: sending an update again is harmless.
+//! - A look-up that fails aborts the run and leaves every intent in place.
+//! - Replayed ledger rows flow through the normal planner (mapping look-up, create or
+//!   update, per-row outcome); success resolves them, failure counts another attempt.
+
+use super::vendor_call;
+use super::write::{uncertain_message, UNCERTAIN};
+use super::{identify, RunContext, Summary};
+use crate::connector::{build_request, check_read_envelope, render_call};
+use crate::error::Error;
+use crate::http::Repeat;
+use crate::scheme::model::LookupPlan;
+use crate::store::{
+    BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingStatus,
+    MappingStore, NewFailure, WriteOperation,
+};
+use crate::template::Scope;
+use crate::transform::{payload_hash, value_to_text};
+use chrono::Utc;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Most ledger rows one run replays.
+const REPLAY_LIMIT: i64 = 10_000;
+
+/// Looks a target record up by business key; `Ok(None)` when it is not there.
+pub(crate) async fn lookup_target_id(
+    ctx: &RunContext,
+    lookup: &LookupPlan,
+    key: &str,
+    row: &Value,
+) -> Result<Option<String>, Error> {
+    let conn = ctx.plan.target_connection();
+    let mut vars: Map<String, Value> = (*ctx.vars).clone();
+    vars.insert("key".into(), Value::String(key.to_string()));
+    vars.insert("row".into(), row.clone());
+    let scope = Scope {
+        vars: Arc::new(vars),
+        ..Scope::default()
+    };
+    let (status, body) = if conn.vendor.is_http() {
+        let request = build_request(conn, &lookup.request, &scope, None)?;
+        let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+        let body = lookup
+            .response
+            .codec
+            .decode(&response.body)
+            .map_err(|e| Error::decode(format!("the look-up answer could not be read: {e}")))?;
+        (response.status, body)
+    } else {
+        let (api, params) = render_call(&lookup.request, &scope)?;
+        let (response, body, _) = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await?;
+        (response.status, body)
+    };
+    let (body, verdict) = check_read_envelope(&lookup.response, body, status);
+    if let Some(message) = verdict? {
+        return Err(Error::envelope(format!("the look-up of `{key}` failed: {message}")));
+    }
+    Ok(lookup.id.first(&body).and_then(value_to_text))
+}
+
+/// Settles the intents a previous run left pending (see the module doc).
+pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -> Result<(), Error> {
+    let plan = &ctx.plan;
+    let intents = ctx.store.pending_intents(&plan.name).await?;
+    if intents.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        scheme = %plan.name,
+        rows = intents.len(),
+        "settling writes left unfinished by an earlier run"
+    );
+    let mut commit = BatchCommit::default();
+    let mut batches = BTreeSet::new();
+    let now = Utc::now();
+    for intent in intents {
+        batches.insert(intent.batch_id.clone());
+        if intent.operation == WriteOperation::Update {
+            continue;
+        }
+        let found = match (&plan.target.lookup, &intent.business_key) {
+            (Some(lookup), Some(key)) => Some(
+                lookup_target_id(ctx, lookup, key, &Value::Null)
+                    .await
+                    .map_err(|e| e.context(format!("settling the unfinished create of `{}`", intent.source_id)))?,
+            ),
+            _ => None,
+        };
+        match found {
+            Some(Some(target_id)) => {
+                summary.reconciled += 1;
+                commit.mappings.push(Mapping {
+                    scheme: plan.name.clone(),
+                    source_object: intent.source_object.clone(),
+                    source_id: intent.source_id.clone(),
+                    source_name: intent.source_name.clone(),
+                    target_object: plan.target.object.clone(),
+                    target_id: Some(target_id),
+                    target_name: intent.source_name.clone(),
+                    status: MappingStatus::Created,
+                    payload_hash: Some(intent.payload_hash.clone()),
+                    attempts: 1,
+                    last_error: None,
+                    first_synced_at: Some(now),
+                    last_synced_at: Some(now),
+                });
+                commit.resolved.push((plan.name.clone(), intent.source_id.clone()));
+            }
+            // Checked and absent: the record is read again and created then.
+            Some(None) => {}
+            None => {
+                summary.uncertain += 1;
+                let message = uncertain_message("the run stopped before its answer was stored", false);
+                commit.failures.push(NewFailure {
+                    scheme: plan.name.clone(),
+                    source_id: intent.source_id.clone(),
+                    stage: FailureStage::Write,
+                    error_class: UNCERTAIN.into(),
+                    message: message.clone(),
+                    payload: intent.payload.clone(),
+                });
+                commit.mappings.push(Mapping {
+                    scheme: plan.name.clone(),
+                    source_object: intent.source_object.clone(),
+                    source_id: intent.source_id.clone(),
+                    source_name: intent.source_name.clone(),
+                    target_object: plan.target.object.clone(),
+                    target_id: None,
+                    target_name: None,
+                    status: MappingStatus::Pending,
+                    payload_hash: None,
+                    attempts: 1,
+                    last_error: Some(message),
+                    first_synced_at: None,
+                    last_synced_at: Some(now),
+                });
+            }
+        }
+    }
+    commit.settled = batches.into_iter().map(|b| (plan.name.clone(), b)).collect();
+    ctx.store.commit_batch(commit).await?;
+    Ok(())
+}
+
+/// Which ledger rows to replay.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// Open rows below the scheme's `failures.max_attempts` (the start of every run).
+    Automatic,
+    /// Exactly these ledger ids, whatever their attempts (`ferry failures retry`).
+    Ids(Vec<i64>),
+    /// Every open row of the scheme (`ferry failures retry --all`).
+    AllOpen,
+}
+
+/// The source records of the ledger rows to replay, with their payload hashes.
+pub(crate) async fn ledger_records(ctx: &RunContext, which: &Replay) -> Result<Vec<(Value, String)>, Error> {
+    let plan = &ctx.plan;
+    let candidates = match which {
+        Replay::Ids(ids) => {
+            let mut found = Vec::new();
+            for id in ids {
+                match ctx.store.failure(*id).await? {
+                    Some(f) if f.scheme == plan.name => found.push(f),
+                    Some(f) => {
+                        return Err(Error::config(format!(
+                            "failure {id} belongs to scheme `{}`, not `{}` — pass that scheme's file",
+                            f.scheme, plan.name
+                        )))
+                    }
+                    None => {
+                        return Err(Error::config(format!(
+                            "there is no failure {id} — see `ferry failures list`"
+                        )))
+                    }
+                }
+            }
+            found
+        }
+        _ => {
+            ctx.store
+                .list_failures(Some(&plan.name), Some(FailureStatus::Open), REPLAY_LIMIT)
+                .await?
+        }
+    };
+    let explicit = !matches!(which, Replay::Automatic);
+    let mut records = Vec::new();
+    let mut settled_ids = Vec::new();
+    for failure in candidates {
+        let eligible = failure.status == FailureStatus::Open
+            && failure.stage != FailureStage::Fetch
+            && (explicit
+                || (failure.error_class != UNCERTAIN && failure.attempts < i64::from(plan.failures.max_attempts)));
+        if !eligible {
+            continue;
+        }
+        let Some(record) = failure.payload.clone().filter(|p| !p.is_null()) else {
+            continue;
+        };
+        if failure.error_class == UNCERTAIN {
+            // The operator says: send it. Release the hold on its mapping.
+            let held = ctx
+                .store
+                .mappings_for(
+                    &plan.name,
+                    &plan.source.object,
+                    std::slice::from_ref(&failure.source_id),
+                )
+                .await?;
+            if held
+                .get(&failure.source_id)
+                .is_some_and(|m| m.status == MappingStatus::Pending)
+            {
+                ctx.store
+                    .delete_mapping(&plan.name, &plan.source.object, &failure.source_id)
+                    .await?;
+            }
+        }
+        let hash = payload_hash(&record, &ctx.fingerprint);
+        // A record that failed before it had an id is filed under its hash; once it has
+        // one, later outcomes are filed under that id, so this row is settled now.
+        if failure.source_id.starts_with("hash:") {
+            if let Ok(item) = identify(ctx, record.clone(), hash.clone()) {
+                if item.source_id != failure.source_id {
+                    settled_ids.push(failure.id);
+                }
+            }
+        } else if failure.error_class == UNCERTAIN {
+            settled_ids.push(failure.id);
+        }
+        records.push((record, hash));
+    }
+    if !settled_ids.is_empty() {
+        ctx.store
+            .set_failure_status(&settled_ids, FailureStatus::Resolved)
+            .await?;
+    }
+    Ok(records)
+}
