@@ -46,8 +46,9 @@ pub enum Repeat {
 
 /// The pause before attempt `attempt + 1` (pure). `jitter` in [0, 1) spreads clients apart.
 pub fn backoff_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    // Retry-After is honoured as given, even beyond max_backoff.
     if let Some(wait) = retry_after {
-        return wait.min(policy.max_backoff.max(wait));
+        return wait;
     }
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
     let base = policy.backoff.saturating_mul(factor).min(policy.max_backoff);

@@ -21,13 +21,12 @@ use crate::http::Repeat;
 use crate::scheme::model::LookupPlan;
 use crate::store::{
     BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingStatus,
-    MappingStore, NewFailure, WriteOperation,
+    MappingStore, NewFailure, WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{payload_hash, value_to_text};
 use chrono::Utc;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Most ledger rows one run replays.
@@ -81,76 +80,97 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
         rows = intents.len(),
         "settling writes left unfinished by an earlier run"
     );
-    let mut commit = BatchCommit::default();
-    let mut batches = BTreeSet::new();
-    let now = Utc::now();
+    // Look the creates up concurrently; commit batch by batch, so a run killed while
+    // reconciling keeps what it settled.
+    let lookups = (ctx.plan.target_connection().in_flight * 4).max(4);
+    let mut by_batch: Vec<(String, Vec<WriteIntent>)> = Vec::new();
     for intent in intents {
-        batches.insert(intent.batch_id.clone());
-        if intent.operation == WriteOperation::Update {
-            continue;
-        }
-        let found = match (&plan.target.lookup, &intent.business_key) {
-            (Some(lookup), Some(key)) => Some(
-                lookup_target_id(ctx, lookup, key, &Value::Null)
-                    .await
-                    .map_err(|e| e.context(format!("settling the unfinished create of `{}`", intent.source_id)))?,
-            ),
-            _ => None,
-        };
-        match found {
-            Some(Some(target_id)) => {
-                summary.reconciled += 1;
-                commit.mappings.push(Mapping {
-                    scheme: plan.name.clone(),
-                    source_object: intent.source_object.clone(),
-                    source_id: intent.source_id.clone(),
-                    source_name: intent.source_name.clone(),
-                    target_object: plan.target.object.clone(),
-                    target_id: Some(target_id),
-                    target_name: intent.source_name.clone(),
-                    status: MappingStatus::Created,
-                    payload_hash: Some(intent.payload_hash.clone()),
-                    attempts: 1,
-                    last_error: None,
-                    first_synced_at: Some(now),
-                    last_synced_at: Some(now),
-                });
-                commit.resolved.push((plan.name.clone(), intent.source_id.clone()));
-            }
-            // Checked and absent: the record is read again and created then.
-            Some(None) => {}
-            None => {
-                summary.uncertain += 1;
-                let message = uncertain_message("the run stopped before its answer was stored", false);
-                commit.failures.push(NewFailure {
-                    scheme: plan.name.clone(),
-                    source_id: intent.source_id.clone(),
-                    stage: FailureStage::Write,
-                    error_class: UNCERTAIN.into(),
-                    message: message.clone(),
-                    payload: intent.payload.clone(),
-                });
-                commit.mappings.push(Mapping {
-                    scheme: plan.name.clone(),
-                    source_object: intent.source_object.clone(),
-                    source_id: intent.source_id.clone(),
-                    source_name: intent.source_name.clone(),
-                    target_object: plan.target.object.clone(),
-                    target_id: None,
-                    target_name: None,
-                    status: MappingStatus::Pending,
-                    payload_hash: None,
-                    attempts: 1,
-                    last_error: Some(message),
-                    first_synced_at: None,
-                    last_synced_at: Some(now),
-                });
-            }
+        match by_batch.last_mut() {
+            Some((batch, list)) if *batch == intent.batch_id => list.push(intent),
+            _ => by_batch.push((intent.batch_id.clone(), vec![intent])),
         }
     }
-    commit.settled = batches.into_iter().map(|b| (plan.name.clone(), b)).collect();
-    ctx.store.commit_batch(commit).await?;
+    for (batch_id, intents) in by_batch {
+        // Chunks of concurrent look-ups (a buffered stream here would make `run` unspawnable).
+        let mut found: Vec<Result<Option<Option<String>>, Error>> = Vec::with_capacity(intents.len());
+        for chunk in intents.chunks(lookups) {
+            found.extend(futures::future::join_all(chunk.iter().map(|intent| check_intent(ctx, intent))).await);
+        }
+        let mut commit = BatchCommit {
+            settled: vec![(plan.name.clone(), batch_id)],
+            ..BatchCommit::default()
+        };
+        let now = Utc::now();
+        for (intent, found) in intents.iter().zip(found) {
+            match found? {
+                Some(Some(target_id)) => {
+                    summary.reconciled += 1;
+                    commit.mappings.push(Mapping {
+                        scheme: plan.name.clone(),
+                        source_object: intent.source_object.clone(),
+                        source_id: intent.source_id.clone(),
+                        source_name: intent.source_name.clone(),
+                        target_object: plan.target.object.clone(),
+                        target_id: Some(target_id),
+                        target_name: intent.source_name.clone(),
+                        status: MappingStatus::Created,
+                        payload_hash: Some(intent.payload_hash.clone()),
+                        attempts: 1,
+                        last_error: None,
+                        first_synced_at: Some(now),
+                        last_synced_at: Some(now),
+                    });
+                    commit.resolved.push((plan.name.clone(), intent.source_id.clone()));
+                }
+                // Checked and absent, or an update: the record is read again and written then.
+                Some(None) => {}
+                None => {
+                    summary.uncertain += 1;
+                    let message = uncertain_message("the run stopped before its answer was stored", false);
+                    commit.failures.push(NewFailure {
+                        scheme: plan.name.clone(),
+                        source_id: intent.source_id.clone(),
+                        stage: FailureStage::Write,
+                        error_class: UNCERTAIN.into(),
+                        message: message.clone(),
+                        payload: intent.payload.clone(),
+                    });
+                    commit.mappings.push(Mapping {
+                        scheme: plan.name.clone(),
+                        source_object: intent.source_object.clone(),
+                        source_id: intent.source_id.clone(),
+                        source_name: intent.source_name.clone(),
+                        target_object: plan.target.object.clone(),
+                        target_id: None,
+                        target_name: None,
+                        status: MappingStatus::Pending,
+                        payload_hash: None,
+                        attempts: 1,
+                        last_error: Some(message),
+                        first_synced_at: None,
+                        last_synced_at: Some(now),
+                    });
+                }
+            }
+        }
+        ctx.store.commit_batch(commit).await?;
+    }
     Ok(())
+}
+
+/// What an unsettled intent turned out to be: `Some(Some(id))` found in the target,
+/// `Some(None)` nothing to adopt (absent, or an update), `None` cannot be checked.
+async fn check_intent(ctx: &RunContext, intent: &WriteIntent) -> Result<Option<Option<String>>, Error> {
+    if intent.operation == WriteOperation::Update {
+        return Ok(Some(None));
+    }
+    match (&ctx.plan.target.lookup, &intent.business_key) {
+        (Some(lookup), Some(key)) => lookup_target_id(ctx, lookup, key, &Value::Null)
+            .await
+            .map(Some)
+            .map_err(|e| e.context(format!("settling the unfinished create of `{}`", intent.source_id))),
+        _ => Ok(None),
+    }
 }
 
 /// Which ledger rows to replay.

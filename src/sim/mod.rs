@@ -273,6 +273,9 @@ impl AsyncWrite for TappedStream {
 pub struct Faults {
     /// Delay added to every eligible request.
     pub latency_ms: u64,
+    /// Delay added after the handler ran, before the answer leaves: a client that dies
+    /// meanwhile has written without hearing about it.
+    pub latency_after_ms: u64,
     /// Fraction (0.0..=1.0) of eligible requests answered with the vendor's
     /// failure (HTTP 500 unless the vendor says otherwise).
     pub fail_rate: f64,
@@ -289,6 +292,13 @@ pub struct Faults {
     /// When set, only requests whose path starts with this prefix are
     /// eligible for any fault (e.g. `"/orders/"` to hit only the shop target).
     pub only_path_prefix: Option<String>,
+    /// Every Nth eligible request gets the throttle answer (on top of `rate_limit_per_sec`).
+    pub throttle_every: Option<u32>,
+    /// Overrides the Retry-After seconds of throttle answers that carry one (0 is allowed).
+    pub retry_after_secs: Option<u64>,
+    /// A `fail_rate` failure lets the handler run first: the write happens, and the client
+    /// still sees the failure (a lost answer, the hardest case for exactly-once).
+    pub fail_after_handler: bool,
 }
 
 /// The fault applied to one request.
@@ -300,6 +310,8 @@ pub enum InjectedFault {
     Throttled,
     /// Answered with the vendor's failure reply; the handler did not run.
     Failed,
+    /// The handler ran, then its answer was replaced by the vendor's failure reply.
+    FailedAfterHandling,
     /// The handler ran and its response body was truncated.
     Garbled,
 }
@@ -309,6 +321,10 @@ pub enum InjectedFault {
 pub struct FaultPlan {
     /// Delay before anything else happens.
     pub latency: Duration,
+    /// Delay between the handler and the answer.
+    pub latency_after: Duration,
+    /// Retry-After override for a throttle answer.
+    pub retry_after_secs: Option<u64>,
     /// The fault to apply, if any.
     pub fault: Option<InjectedFault>,
 }
@@ -318,6 +334,8 @@ struct FaultState {
     rng: StdRng,
     window_start: Option<Instant>,
     window_used: u32,
+    /// Eligible requests seen, for `throttle_every`.
+    eligible_seen: u64,
 }
 
 impl FaultState {
@@ -327,6 +345,7 @@ impl FaultState {
             faults,
             window_start: None,
             window_used: 0,
+            eligible_seen: 0,
         }
     }
 
@@ -397,24 +416,40 @@ impl FaultInjector {
         if !eligible {
             return FaultPlan {
                 latency: Duration::ZERO,
+                latency_after: Duration::ZERO,
+                retry_after_secs: None,
                 fault: None,
             };
         }
         let latency = Duration::from_millis(state.faults.latency_ms);
+        state.eligible_seen += 1;
+        let nth_throttled = state
+            .faults
+            .throttle_every
+            .is_some_and(|every| every > 0 && state.eligible_seen.is_multiple_of(u64::from(every)));
         let fault = if state.faults.drop_next > 0 {
             state.faults.drop_next -= 1;
             Some(InjectedFault::Dropped)
-        } else if state.throttles_now() {
+        } else if nth_throttled || state.throttles_now() {
             Some(InjectedFault::Throttled)
         } else if state.fails_now() {
-            Some(InjectedFault::Failed)
+            Some(if state.faults.fail_after_handler {
+                InjectedFault::FailedAfterHandling
+            } else {
+                InjectedFault::Failed
+            })
         } else if state.faults.garble_next > 0 {
             state.faults.garble_next -= 1;
             Some(InjectedFault::Garbled)
         } else {
             None
         };
-        FaultPlan { latency, fault }
+        FaultPlan {
+            latency,
+            latency_after: Duration::from_millis(state.faults.latency_after_ms),
+            retry_after_secs: state.faults.retry_after_secs,
+            fault,
+        }
     }
 }
 
@@ -647,6 +682,11 @@ async fn fault_layer(State(control): State<Arc<SimControl>>, request: Request, n
         Err(response) => return response,
     };
     match plan.fault {
+        None if !plan.latency_after.is_zero() => {
+            let response = next.run(request).await;
+            tokio::time::sleep(plan.latency_after).await;
+            response
+        }
         None => next.run(request).await,
         Some(InjectedFault::Dropped) => {
             // Without the hook from `serve` the connection cannot be severed;
@@ -656,8 +696,22 @@ async fn fault_layer(State(control): State<Arc<SimControl>>, request: Request, n
             }
             StatusCode::BAD_GATEWAY.into_response()
         }
-        Some(InjectedFault::Throttled) => control.replies.throttled(),
+        Some(InjectedFault::Throttled) => {
+            let mut response = control.replies.throttled();
+            if let Some(seconds) = plan.retry_after_secs {
+                if response.headers().contains_key(header::RETRY_AFTER) {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+            }
+            response
+        }
         Some(InjectedFault::Failed) => control.replies.server_error(),
+        Some(InjectedFault::FailedAfterHandling) => {
+            let _ = next.run(request).await;
+            control.replies.server_error()
+        }
         Some(InjectedFault::Garbled) => {
             let response = next.run(request).await;
             let (mut parts, body) = response.into_parts();

@@ -133,7 +133,7 @@ impl ShopSim {
                 spacing: cfg.spacing_secs.max(0),
             },
             token: cfg.token,
-            reject_every: cfg.reject_every.filter(|n| *n > 0),
+            reject_every: AtomicU64::new(cfg.reject_every.unwrap_or(0)),
             control: Arc::new(control),
             book: RwLock::new(OrderBook::default()),
             target: Mutex::new(TargetTable::default()),
@@ -258,6 +258,17 @@ impl ShopSim {
         lock(&self.state.target).rows.len()
     }
 
+    /// Changes which rows the target rejects (`None`: none), e.g. to let failed rows through.
+    pub fn set_reject_every(&self, every: Option<u64>) {
+        self.state.reject_every.store(every.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Rows whose create was refused because their bill number was already stored: each is
+    /// a duplicate the client tried to write.
+    pub fn duplicate_creates(&self) -> u64 {
+        lock(&self.state.target).duplicate_creates
+    }
+
     /// `POST /orders/batch` requests handled.
     pub fn create_calls(&self) -> u64 {
         self.state.create_calls.load(Ordering::Relaxed)
@@ -300,6 +311,12 @@ impl ShopSim {
     }
 }
 
+impl ShopState {
+    fn rejecting(&self) -> Option<u64> {
+        Some(self.reject_every.load(Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+}
+
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -311,7 +328,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 struct ShopState {
     lazy: LazyRange,
     token: Option<String>,
-    reject_every: Option<u64>,
+    /// 0 when no row is rejected.
+    reject_every: AtomicU64,
     control: Arc<SimControl>,
     book: RwLock<OrderBook>,
     target: Mutex<TargetTable>,
@@ -949,6 +967,8 @@ struct TargetTable {
     /// Row at position p has id `T{p + 1:07}`.
     rows: Vec<TargetRow>,
     by_bill_no: HashMap<String, usize>,
+    /// Creates refused because the bill number was already stored (attempted duplicates).
+    duplicate_creates: u64,
 }
 
 struct TargetRow {
@@ -1097,7 +1117,7 @@ async fn create_batch(State(state): State<Arc<ShopState>>, body: Bytes) -> Respo
         let mut table = lock(&state.target);
         let table = &mut *table;
         for (index, row) in items.into_iter().enumerate() {
-            let bill_no = match validate_row(&row, state.reject_every) {
+            let bill_no = match validate_row(&row, state.rejecting()) {
                 Ok(bill_no) => bill_no,
                 Err(problem) => {
                     errors.push(FailedRow {
@@ -1109,6 +1129,7 @@ async fn create_batch(State(state): State<Arc<ShopState>>, body: Bytes) -> Respo
                 }
             };
             if let Some(&existing) = table.by_bill_no.get(&bill_no) {
+                table.duplicate_creates += 1;
                 errors.push(FailedRow {
                     index,
                     message: format!(
@@ -1157,7 +1178,7 @@ async fn update_order(State(state): State<Arc<ShopState>>, Path(id): Path<String
     let Some(position) = parse_target_id(&id).filter(|&position| position < table.rows.len()) else {
         return target_error(StatusCode::OK, 404, format!("no order with id {id}"));
     };
-    let bill_no = match validate_row(&row, state.reject_every) {
+    let bill_no = match validate_row(&row, state.rejecting()) {
         Ok(bill_no) => bill_no,
         Err(problem) => return target_error(StatusCode::OK, 1, problem.message),
     };
