@@ -177,6 +177,8 @@ impl HttpClient {
             builder = builder.body(body.clone());
         }
         let mut response = builder.send().await.map_err(|e| {
+            // reqwest names the full URL, query (and credentials) included: drop it.
+            let e = e.without_url();
             let delivered = !e.is_connect();
             let kind = if e.is_timeout() { "timed out" } else { "failed" };
             Failed::new(
@@ -213,6 +215,7 @@ impl HttpClient {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    let e = e.without_url();
                     return Err(Failed::new(
                         Error::transport(format!(
                             "reading the answer to {} {} failed: {}",
@@ -221,7 +224,7 @@ impl HttpClient {
                             error_chain(&e)
                         )),
                         true,
-                    ))
+                    ));
                 }
             }
         }

@@ -462,3 +462,110 @@ fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
         "every written row has its mapping"
     );
 }
+
+/// Secrets stay out of everything ferry writes: logs (debug, JSON), errors, the failure
+/// ledger, dry-run output, the summary and the store file.
+#[test]
+fn secrets_never_leave_the_process() {
+    let shop_token = "shop-sekret-4711";
+    let erp_key = "erp-sekret-0815";
+    let (_rt, _sim, url) = start_sim(ShopConfig {
+        records: 300,
+        reject_every: Some(50),
+        token: Some(shop_token.into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // The ERP key travels in a header, in the create URL's query and inside every row.
+    let scheme = std::fs::read_to_string("schemes/shop-orders-to-erp.yaml")
+        .unwrap()
+        .replace(
+            "    base_url: \"${ERP_URL:-http://127.0.0.1:8080}\"\n",
+            "    base_url: \"${ERP_URL:-http://127.0.0.1:8080}\"\n    headers: {X-Erp-Key: \"${ERP_KEY}\"}\n",
+        )
+        .replace(
+            "path: /orders/batch,",
+            "path: /orders/batch, query: {key: \"${ERP_KEY}\"},",
+        )
+        .replace(
+            "    FShop: $.shop_code\n",
+            "    FShop: $.shop_code\n    FNote: \"${ERP_KEY}\"\n",
+        );
+    assert!(scheme.contains("FNote") && scheme.contains("query: {key:"));
+    let scheme_file = dir.path().join("secret.yaml");
+    std::fs::write(&scheme_file, scheme).unwrap();
+    let scheme_path = scheme_file.display().to_string();
+    let store = dir.path().join("secret.db").display().to_string();
+    let run = |erp_url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--log-format",
+            "json",
+            "run",
+            scheme_path.as_str(),
+            "--store",
+            &store,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let mut command = Command::new(BIN);
+        command
+            .args(&args)
+            .env("FERRY_LOG", "debug")
+            .env("SHOP_URL", &url)
+            .env("ERP_URL", erp_url)
+            .env("SHOP_TOKEN", shop_token)
+            .env("ERP_KEY", erp_key);
+        command.output().unwrap()
+    };
+
+    let dry = run(&url, &["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert!(text(&dry.stdout).contains("FNote"), "the dry run shows the rows");
+    let written = run(&url, &[]);
+    assert_eq!(written.status.code(), Some(1), "{}", text(&written.stderr));
+    // The ERP is down: every write fails with a transport error naming the URL.
+    let down = run("http://127.0.0.1:9", &["--since", "2023-12-31 00:00:00"]);
+    assert!(text(&down.stderr).contains("127.0.0.1:9") || text(&down.stdout).contains("127.0.0.1:9"));
+
+    let failures = ferry(
+        &[
+            "failures",
+            "list",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&failures.stdout).unwrap();
+    assert!(!listed.as_array().unwrap().is_empty());
+    let first = listed[0]["id"].as_i64().unwrap().to_string();
+    let show = ferry(&["failures", "show", &first, "--json", "--store", &store], &[]);
+
+    for (what, output) in [
+        ("dry run", &dry),
+        ("run", &written),
+        ("failing run", &down),
+        ("failures list", &failures),
+        ("failures show", &show),
+    ] {
+        for secret in [shop_token, erp_key] {
+            assert!(!text(&output.stdout).contains(secret), "{what} stdout shows {secret}");
+            assert!(!text(&output.stderr).contains(secret), "{what} logs show {secret}");
+        }
+    }
+    let bytes = std::fs::read(&store).unwrap();
+    let wal = std::fs::read(format!("{store}-wal")).unwrap_or_default();
+    for secret in [shop_token, erp_key] {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the store file holds {secret}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&wal).contains(secret),
+            "the store's WAL holds {secret}"
+        );
+    }
+}

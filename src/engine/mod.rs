@@ -580,6 +580,13 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<N
         })
     };
     let source_id = match plan.source.id.render(&scope) {
+        Ok(value @ (Value::Array(_) | Value::Object(_))) => {
+            return Err(failure(format!(
+                "source.id `{}` gives {} for this record; an id must be text or a number",
+                plan.source.id.source(),
+                if value.is_array() { "a list" } else { "an object" }
+            )))
+        }
         Ok(value) => match value_to_text(&value) {
             Some(id) => id,
             None => {

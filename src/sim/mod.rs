@@ -43,6 +43,7 @@ pub mod guanyi;
 pub mod jackyun;
 pub mod jdy;
 pub mod k3cloud;
+pub mod scripted;
 pub mod shop;
 pub mod simply;
 
