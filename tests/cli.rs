@@ -569,3 +569,59 @@ fn secrets_never_leave_the_process() {
         );
     }
 }
+
+/// `ferry failures retry` sends the named ledger rows again without reading the source.
+#[test]
+fn failures_retry_sends_named_rows_again() {
+    let (_rt, sim, url) = start_sim(ShopConfig {
+        records: 200,
+        reject_every: Some(50),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("retry.db").display().to_string();
+    let envs = [("SHOP_URL", url.as_str()), ("ERP_URL", url.as_str())];
+    let scheme = "schemes/shop-orders-to-erp.yaml";
+    let first = ferry(&["run", scheme, "--store", &store, "--json"], &envs);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let list = || {
+        let out = ferry(
+            &[
+                "failures",
+                "list",
+                "--scheme",
+                "shop-orders-to-erp",
+                "--json",
+                "--store",
+                &store,
+            ],
+            &[],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let open = list();
+    assert_eq!(open.as_array().unwrap().len(), 4);
+
+    let usage = ferry(&["failures", "retry", scheme, "--store", &store], &envs);
+    assert_eq!(usage.status.code(), Some(2), "naming nothing is a usage error");
+
+    sim.set_reject_every(None);
+    let id = open[0]["id"].as_i64().unwrap().to_string();
+    let one = ferry(&["failures", "retry", scheme, &id, "--store", &store, "--json"], &envs);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(
+        (summary["created"].as_u64(), summary["pages"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(list().as_array().unwrap().len(), 3);
+
+    let rest = ferry(
+        &["failures", "retry", scheme, "--all", "--store", &store, "--json"],
+        &envs,
+    );
+    assert_eq!(rest.status.code(), Some(0), "{}", text(&rest.stderr));
+    assert_eq!(list().as_array().unwrap().len(), 0);
+    assert_eq!(sim.target_count(), 200);
+    assert_eq!(sim.duplicate_creates(), 0);
+}

@@ -156,3 +156,55 @@ async fn erp_standard_orders_are_pushed_to_fxiaoke_with_their_details() {
     assert_eq!((third.created, third.updated, third.failed), (0, 1, 0), "{third:?}");
     running.shutdown().await;
 }
+
+/// A store that lost track of a run's creates (its intents survived, its mappings did not)
+/// settles them by looking each customer up in K3Cloud by FNumber: no customer twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_k3cloud_creates_are_adopted_by_fnumber_lookup() {
+    use ferry::store::{IntentLog, MappingQuery, MappingStore, WriteIntent, WriteOperation};
+    let running = flows::start(Flow::GuanyiToK3Cloud).await.unwrap();
+    let plan = plan_for(Flow::GuanyiToK3Cloud, &running);
+    let k3 = running.sims.k3cloud.clone().unwrap();
+    let first_store = Store::memory();
+    assert_eq!(run_once(&plan, &first_store).await.created, 230);
+    let customers = k3.row_count("BD_Customer");
+    let created = first_store
+        .query_mappings(&MappingQuery {
+            scheme: Some(plan.name.clone()),
+            ..MappingQuery::default()
+        })
+        .await
+        .unwrap();
+
+    // The crash: the writes landed, only their intents were stored.
+    let store = Store::memory();
+    let intents: Vec<WriteIntent> = created
+        .iter()
+        .map(|m| WriteIntent {
+            scheme: plan.name.clone(),
+            source_object: m.source_object.clone(),
+            source_id: m.source_id.clone(),
+            source_name: m.source_name.clone(),
+            batch_id: "1-0".into(),
+            operation: WriteOperation::Create,
+            business_key: Some(m.source_id.clone()),
+            target_id: None,
+            payload_hash: "unknown".into(),
+            payload: None,
+            created_at: Utc::now(),
+        })
+        .collect();
+    store.record_intents(&intents).await.unwrap();
+    let second = run_once(&plan, &store).await;
+    assert_eq!(second.reconciled, 230, "{second:?}");
+    assert_eq!(second.uncertain, 0);
+    assert_eq!(second.created, 0, "{second:?}");
+    assert_eq!(k3.row_count("BD_Customer"), customers, "no customer was created twice");
+    let adopted = store
+        .mappings_for(&plan.name, &created[0].source_object, &[created[0].source_id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(adopted[&created[0].source_id].target_id, created[0].target_id);
+    assert!(store.pending_intents(&plan.name).await.unwrap().is_empty());
+    running.shutdown().await;
+}

@@ -15,6 +15,9 @@
 //!   failure ledger, and windows are checkpointed in order.
 //! - A run that aborts (bad answer, guard, store failure) finishes the writes in flight,
 //!   commits them, and leaves the checkpoint where it was.
+//! - Before a batch is sent its write intents are committed; a run starts by settling the
+//!   intents an earlier run left behind and by replaying the failure ledger ([`recover`]).
+//!   A create whose answer was lost is looked up by business key before it is sent again.
 //! - `--dry-run` renders and prints the requests it would send (secrets masked) and writes
 //!   nothing to the target or the store.
 

@@ -26,6 +26,11 @@
 //!   cheaply and map to `BIGINT` in Postgres unchanged.
 //! - **Listing order** is stable: mappings by `(scheme, source_object, source_id)`
 //!   in byte order, failures newest `last_seen` first, runs newest first.
+//! - **Write intents** ([`IntentLog`]) are committed before a target write and deleted by
+//!   the batch commit that stores its answer ([`BatchCommit::settled`]); the ones found at
+//!   the start of a run mark writes whose outcome is unknown.
+//! - **Rate budgets** ([`RateBudget`]) are token buckets updated in one statement, so
+//!   several processes sharing a store share the budget.
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
