@@ -194,7 +194,8 @@ async fn a_garbled_source_answer_aborts_and_keeps_the_checkpoint() {
     let checkpoint = h.store.checkpoint(&h.plan.name, "window_end").await.unwrap();
     assert!(checkpoint.is_some());
     h.sim.touch(5, shanghai_now_minus(90));
-    h.sim.update_faults(|f| f.garble_next = 1);
+    // Every answer garbled (a single garbled page could be a prefetched one that is never used).
+    h.sim.update_faults(|f| f.garble_next = 1000);
     let second = h.run().await;
     let reason = second.aborted.clone().expect("the run must abort");
     assert!(reason.contains("could not be read"), "{reason}");
@@ -205,6 +206,7 @@ async fn a_garbled_source_answer_aborts_and_keeps_the_checkpoint() {
         checkpoint
     );
     // Once the source is healthy again the change arrives.
+    h.sim.update_faults(|f| f.garble_next = 0);
     let third = h.run().await;
     assert_eq!((third.updated, third.aborted), (1, None));
     h.handle.shutdown().await;

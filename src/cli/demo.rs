@@ -73,6 +73,12 @@ pub struct BenchArgs {
     page_size: u64,
     #[arg(long, default_value_t = 100)]
     batch: u64,
+    /// Source pages and target batches in flight at once (the scheme's `in_flight`).
+    #[arg(long, default_value_t = 2)]
+    in_flight: u32,
+    /// Store to use instead of a fresh SQLite file (e.g. `memory`, or a Postgres URL).
+    #[arg(long)]
+    store: Option<String>,
     /// Address of a running simulator (`ferry simulate shop --lean`); by default one is
     /// started in a child process so its memory is not counted as Ferry's.
     #[arg(long)]
@@ -502,7 +508,8 @@ pub async fn bench(args: BenchArgs) -> i32 {
             "size: 100, stop: total",
             &format!("size: {}, stop: total", args.page_size),
         )
-        .replace("batch: 100", &format!("batch: {}", args.batch));
+        .replace("batch: 100", &format!("batch: {}", args.batch))
+        .replace("in_flight: 2", &format!("in_flight: {}", args.in_flight));
     let loaded = scheme::load_str(&text, "bench.yaml", &demo_env(url));
     let Some(plan) = loaded.plan else {
         for d in &loaded.diagnostics {
@@ -517,7 +524,11 @@ pub async fn bench(args: BenchArgs) -> i32 {
             return exit::ABORTED;
         }
     };
-    let store = match Store::open(&dir.path().join("bench.db").display().to_string()).await {
+    let location = args
+        .store
+        .clone()
+        .unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
+    let store = match Store::open(&location).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -29,7 +29,7 @@ mod write;
 use crate::error::{Error, ErrorKind};
 use crate::http::HttpClient;
 use crate::scheme::model::Plan;
-use crate::store::{CheckpointStore, FailureStage, MappingStore, NewFailure, RunHistory, Store};
+use crate::store::{CheckpointStore, FailureLedger, FailureStage, MappingStore, NewFailure, RunHistory, Store};
 use crate::template::{MappedIds, Scope};
 use crate::transform::value_to_text;
 use crate::window::{format_time, parse_time, plan_windows, Window, WindowSpec};
@@ -140,12 +140,19 @@ pub(crate) struct Item {
     pub target_id: Option<String>,
 }
 
-/// A batch handed to a writer.
+/// A batch handed to a writer, which looks it up and sorts it into creates and updates.
 pub(crate) struct Job {
     pub seq: u64,
+    pub items: Vec<Item>,
+    pub failures: Vec<NewFailure>,
+}
+
+/// A looked-up batch.
+pub(crate) struct PlannedJob {
     pub creates: Vec<Item>,
     pub updates: Vec<Item>,
-    pub failures: Vec<NewFailure>,
+    pub unchanged: u64,
+    pub skipped: u64,
 }
 
 /// What a writer reports back.
@@ -156,6 +163,8 @@ pub(crate) struct JobResult {
     pub updated: u64,
     pub failed: u64,
     pub requests: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
     pub ids: Vec<String>,
 }
 
@@ -186,6 +195,9 @@ pub(crate) struct RunContext {
     pub sessions: vendor_call::Sessions,
     /// The run's id in the store (0 in a dry run); batch ids are `run-seq`.
     pub run_id: i64,
+    /// Whether the scheme may have open ledger rows; while false, successful rows need not
+    /// resolve anything (saves a statement per batch).
+    pub ledger_open: std::sync::atomic::AtomicBool,
 }
 
 const CHECKPOINT_KEY: &str = "window_end";
@@ -243,6 +255,9 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         dry_run_sink: options.dry_run_sink.clone(),
         sessions: Default::default(),
         run_id,
+        ledger_open: std::sync::atomic::AtomicBool::new(
+            options.dry_run || store.count_open_failures(&plan.name).await? > 0,
+        ),
     });
 
     let mut summary = Summary {
@@ -375,10 +390,10 @@ async fn drive(
                     None => break,
                 }
             }
-            let job = plan_job(ctx, seq, items, failures, summary).await?;
-            for item in job.creates.iter().chain(job.updates.iter()) {
+            for item in &items {
                 in_flight_ids.insert(item.source_id.clone(), seq);
             }
+            let job = Job { seq, items, failures };
             while writers.len() >= target_in_flight {
                 if let Some(joined) = writers.join_next().await {
                     finish_job(
@@ -516,7 +531,9 @@ fn finish_job(
             summary.updated += result.updated;
             summary.failed += result.failed;
             summary.requests += result.requests;
-            *done_records += result.created + result.updated + result.failed;
+            summary.unchanged += result.unchanged;
+            summary.skipped += result.skipped;
+            *done_records += result.created + result.updated + result.failed + result.unchanged + result.skipped;
             for id in &result.ids {
                 if in_flight_ids.get(id) == Some(&result.seq) {
                     in_flight_ids.remove(id);
@@ -614,14 +631,9 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<N
     })
 }
 
-/// Looks a batch up in the mapping store and sorts it into creates, updates and unchanged.
-async fn plan_job(
-    ctx: &RunContext,
-    seq: u64,
-    items: Vec<Item>,
-    failures: Vec<NewFailure>,
-    summary: &mut Summary,
-) -> Result<Job, Error> {
+/// Looks a batch up in the mapping store (one query) and sorts it into creates, updates,
+/// unchanged and skipped. Runs in the writer task, so look-ups of batches overlap.
+pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<PlannedJob, Error> {
     let plan = &ctx.plan;
     let ids: Vec<String> = items.iter().map(|i| i.source_id.clone()).collect();
     let existing = if ids.is_empty() {
@@ -629,11 +641,11 @@ async fn plan_job(
     } else {
         ctx.store.mappings_for(&plan.name, &plan.source.object, &ids).await?
     };
-    let mut job = Job {
-        seq,
+    let mut job = PlannedJob {
         creates: Vec::new(),
         updates: Vec::new(),
-        failures,
+        unchanged: 0,
+        skipped: 0,
     };
     for mut item in items {
         match existing.get(&item.source_id) {
@@ -645,17 +657,17 @@ async fn plan_job(
                     ) =>
             {
                 if mapping.payload_hash.as_deref() == Some(item.hash.as_str()) {
-                    summary.unchanged += 1;
+                    job.unchanged += 1;
                 } else if plan.target.update.is_some() {
                     item.target_id = mapping.target_id.clone();
                     job.updates.push(item);
                 } else {
-                    summary.skipped += 1;
+                    job.skipped += 1;
                 }
             }
             // An earlier create of this record may or may not have landed: hold it until an
             // operator settles the `uncertain` ledger row.
-            Some(mapping) if mapping.status == crate::store::MappingStatus::Pending => summary.skipped += 1,
+            Some(mapping) if mapping.status == crate::store::MappingStatus::Pending => job.skipped += 1,
             _ => job.creates.push(item),
         }
     }

@@ -153,6 +153,9 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
                 }
             }
         }
+        if !commit.failures.is_empty() {
+            ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
+        }
         ctx.store.commit_batch(commit).await?;
     }
     Ok(())

@@ -38,18 +38,19 @@ struct Rendered<'a> {
 pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResult, Error> {
     let plan = &ctx.plan;
     let batch_id = format!("{}-{}", ctx.run_id, job.seq);
+    let ids: Vec<String> = job.items.iter().map(|i| i.source_id.clone()).collect();
+    let failures_in = job.failures;
+    let planned = super::plan_job(&ctx, job.items).await?;
     let mut result = JobResult {
         seq: job.seq,
-        ids: job
-            .creates
-            .iter()
-            .chain(job.updates.iter())
-            .map(|i| i.source_id.clone())
-            .collect(),
+        unchanged: planned.unchanged,
+        skipped: planned.skipped,
+        ids,
         ..JobResult::default()
     };
+    let job = planned;
     let mut commit = BatchCommit {
-        failures: job.failures,
+        failures: failures_in,
         ..BatchCommit::default()
     };
     if !job.creates.is_empty() {
@@ -78,10 +79,14 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
             .await?;
         }
     }
-    if !ctx.dry_run && !result.ids.is_empty() {
+    let wrote_anything = !(job.creates.is_empty() && job.updates.is_empty());
+    if !ctx.dry_run && wrote_anything {
         commit.settled.push((plan.name.clone(), batch_id));
     }
     if !ctx.dry_run && !commit.is_empty() {
+        if !commit.failures.is_empty() {
+            ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
+        }
         ctx.store.commit_batch(commit).await?;
     }
     Ok(result)
@@ -193,7 +198,9 @@ async fn write_operation(
                     first_synced_at: Some(now),
                     last_synced_at: Some(now),
                 });
-                commit.resolved.push((plan.name.clone(), r.item.source_id.clone()));
+                if ctx.ledger_open.load(std::sync::atomic::Ordering::Acquire) {
+                    commit.resolved.push((plan.name.clone(), r.item.source_id.clone()));
+                }
             }
             RowOutcome::Failed { message, class } => {
                 result.failed += 1;

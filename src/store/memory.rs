@@ -43,8 +43,8 @@ struct State {
     last_failure_id: i64,
     runs: BTreeMap<i64, RunRecord>,
     last_run_id: i64,
-    /// `(scheme, source_object, source_id)` → unsettled intent.
-    intents: BTreeMap<(String, String, String), WriteIntent>,
+    /// Unsettled intents, in the order recorded.
+    intents: Vec<WriteIntent>,
     /// Budget name → (tokens, updated at ms).
     budgets: HashMap<String, (f64, i64)>,
 }
@@ -337,7 +337,7 @@ impl BatchWriter for MemoryStore {
         for (scheme, batch_id) in &batch.settled {
             state
                 .intents
-                .retain(|_, intent| !(intent.scheme == *scheme && intent.batch_id == *batch_id));
+                .retain(|intent| !(intent.scheme == *scheme && intent.batch_id == *batch_id));
         }
         Ok(())
     }
@@ -349,14 +349,7 @@ impl IntentLog for MemoryStore {
         for intent in intents {
             let mut stored = intent.clone();
             stored.created_at = truncate_to_millis(stored.created_at);
-            state.intents.insert(
-                (
-                    intent.scheme.clone(),
-                    intent.source_object.clone(),
-                    intent.source_id.clone(),
-                ),
-                stored,
-            );
+            state.intents.push(stored);
         }
         Ok(())
     }
@@ -365,7 +358,7 @@ impl IntentLog for MemoryStore {
         let state = self.lock();
         let mut found: Vec<WriteIntent> = state
             .intents
-            .values()
+            .iter()
             .filter(|intent| intent.scheme == scheme)
             .cloned()
             .collect();

@@ -407,6 +407,60 @@ pub trait RateBudget {
     ) -> impl Future<Output = Result<std::time::Duration, StoreError>> + Send;
 }
 
+/// One batch's intents as stored by the SQL backends: a row per batch, its rows as JSON.
+pub(crate) struct IntentBatch<'a> {
+    pub scheme: &'a str,
+    pub batch_id: &'a str,
+    pub created_at: i64,
+    pub json: String,
+}
+
+/// Groups intents into stored batches, keeping their order.
+pub(crate) fn intent_batches(intents: &[WriteIntent]) -> Result<Vec<IntentBatch<'_>>, StoreError> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for (index, intent) in intents.iter().enumerate() {
+        match groups.last_mut() {
+            Some((start, end))
+                if intents[*start].scheme == intent.scheme && intents[*start].batch_id == intent.batch_id =>
+            {
+                *end = index + 1
+            }
+            _ => groups.push((index, index + 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(start, end)| {
+            let rows: Vec<WriteIntent> = intents[start..end]
+                .iter()
+                .map(|i| WriteIntent {
+                    created_at: truncate_to_millis(i.created_at),
+                    ..i.clone()
+                })
+                .collect();
+            let json = serde_json::to_string(&rows)
+                .map_err(|e| StoreError::InvalidRequest(format!("a write intent cannot be stored: {e}")))?;
+            Ok(IntentBatch {
+                scheme: &intents[start].scheme,
+                batch_id: &intents[start].batch_id,
+                created_at: intents[start].created_at.timestamp_millis(),
+                json,
+            })
+        })
+        .collect()
+}
+
+/// The intents of stored batches, in order.
+pub(crate) fn unpack_intents<'a>(rows: impl Iterator<Item = &'a str>) -> Result<Vec<WriteIntent>, String> {
+    let mut out = Vec::new();
+    for row in rows {
+        let batch: Vec<WriteIntent> =
+            serde_json::from_str(row).map_err(|e| format!("stored write intents are invalid: {e}"))?;
+        out.extend(batch);
+    }
+    Ok(out)
+}
+
 /// One step of a token bucket (pure): the tokens left after taking one at `now_ms`, given
 /// the bucket held `tokens` at `updated_ms`. A negative result is a debt: wait it off.
 pub fn bucket_take(tokens: f64, updated_ms: i64, now_ms: i64, per_second: f64, burst: u32) -> f64 {

@@ -60,21 +60,6 @@ use super::{
     StoreError, WriteIntent,
 };
 
-const INTENT_COLUMNS: &str = "scheme, source_object, source_id, source_name, batch_id, operation, \
-     business_key, target_id, payload_hash, payload::text, created_at";
-const INTENT_INSERT: &str = "INSERT INTO write_intents (scheme, source_object, source_id, source_name, batch_id, \
-     operation, business_key, target_id, payload_hash, payload, created_at) \
-     SELECT i.scheme, i.source_object, i.source_id, i.source_name, i.batch_id, i.operation, i.business_key, \
-            i.target_id, i.payload_hash, i.payload::json, i.created_at \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-                 $9::text[], $10::text[], $11::bigint[]) \
-       AS i(scheme, source_object, source_id, source_name, batch_id, operation, business_key, target_id, \
-            payload_hash, payload, created_at) \
-     ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
-       source_name = excluded.source_name, batch_id = excluded.batch_id, operation = excluded.operation, \
-       business_key = excluded.business_key, target_id = excluded.target_id, \
-       payload_hash = excluded.payload_hash, payload = excluded.payload, created_at = excluded.created_at";
-
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -628,51 +613,36 @@ impl BatchWriter for PostgresStore {
 impl IntentLog for PostgresStore {
     async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
         const ACTION: &str = "saving write intents";
-        if intents.is_empty() {
+        let batches = super::intent_batches(intents)?;
+        if batches.is_empty() {
             return Ok(());
         }
-        let payloads = intents
-            .iter()
-            .map(|i| i.payload.as_ref().map(to_json_text).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        let text = |f: fn(&WriteIntent) -> &str| intents.iter().map(f).collect::<Vec<&str>>();
-        let optional = |f: fn(&WriteIntent) -> Option<&str>| intents.iter().map(f).collect::<Vec<Option<&str>>>();
-        sqlx::query(INTENT_INSERT)
-            .bind(text(|i| i.scheme.as_str()))
-            .bind(text(|i| i.source_object.as_str()))
-            .bind(text(|i| i.source_id.as_str()))
-            .bind(optional(|i| i.source_name.as_deref()))
-            .bind(text(|i| i.batch_id.as_str()))
-            .bind(text(|i| i.operation.as_str()))
-            .bind(optional(|i| i.business_key.as_deref()))
-            .bind(optional(|i| i.target_id.as_deref()))
-            .bind(text(|i| i.payload_hash.as_str()))
-            .bind(payloads)
-            .bind(
-                intents
-                    .iter()
-                    .map(|i| i.created_at.timestamp_millis())
-                    .collect::<Vec<i64>>(),
+        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
+        for batch in &batches {
+            sqlx::query(
+                "INSERT INTO write_intents (scheme, batch_id, created_at, intents) VALUES ($1, $2, $3, $4::json)",
             )
-            .execute(&self.inner.pool)
+            .bind(batch.scheme)
+            .bind(batch.batch_id)
+            .bind(batch.created_at)
+            .bind(batch.json.as_str())
+            .execute(&mut *tx)
             .await
             .map_err(self.failed(ACTION))?;
-        Ok(())
+        }
+        tx.commit().await.map_err(self.failed(ACTION))
     }
 
     async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
         const ACTION: &str = "reading write intents";
-        let rows = sqlx::query(&format!(
-            "SELECT {INTENT_COLUMNS} FROM write_intents WHERE scheme = $1 ORDER BY created_at, batch_id, source_id"
-        ))
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT intents::text FROM write_intents WHERE scheme = $1 ORDER BY created_at, batch_id, id",
+        )
         .bind(scheme)
         .fetch_all(&self.inner.pool)
         .await
         .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(decode_intent)
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(self.corrupt(ACTION))
+        super::unpack_intents(rows.iter().map(String::as_str)).map_err(self.corrupt(ACTION))
     }
 }
 
@@ -695,23 +665,6 @@ impl RateBudget for PostgresStore {
         .map_err(self.failed("taking from a rate budget"))?;
         Ok(super::bucket_wait(tokens, per_second))
     }
-}
-
-fn decode_intent(row: &PgRow) -> Result<WriteIntent, String> {
-    let operation: String = column(row, 5)?;
-    Ok(WriteIntent {
-        scheme: column(row, 0)?,
-        source_object: column(row, 1)?,
-        source_id: column(row, 2)?,
-        source_name: column(row, 3)?,
-        batch_id: column(row, 4)?,
-        operation: parse(&operation)?,
-        business_key: column(row, 6)?,
-        target_id: column(row, 7)?,
-        payload_hash: column(row, 8)?,
-        payload: json(column(row, 9)?)?,
-        created_at: timestamp(column(row, 10)?)?,
-    })
 }
 
 // ---- batch rows --------------------------------------------------------------------

@@ -76,9 +76,6 @@ const FAILURE_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_id, stage) WHERE
      DO UPDATE SET error_class = excluded.error_class, message = excluded.message, \
      payload = excluded.payload, attempts = failures.attempts + 1, last_seen = excluded.last_seen";
 
-const INTENT_COLUMNS: &str = "scheme, source_object, source_id, source_name, batch_id, operation, \
-                              business_key, target_id, payload_hash, payload, created_at";
-const INTENT_COLUMN_COUNT: usize = 11;
 const RUN_COLUMNS: &str = "id, scheme, started_at, finished_at, status, summary";
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -574,56 +571,35 @@ impl BatchWriter for SqliteStore {
 impl IntentLog for SqliteStore {
     async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
         const ACTION: &str = "saving write intents";
-        if intents.is_empty() {
+        let batches = super::intent_batches(intents)?;
+        if batches.is_empty() {
             return Ok(());
         }
-        let payloads = intents
-            .iter()
-            .map(|i| i.payload.as_ref().map(to_json_text).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(self.failed(ACTION))?;
-        let per_statement = MAX_BINDS / INTENT_COLUMN_COUNT;
-        for (rows, payloads) in intents.chunks(per_statement).zip(payloads.chunks(per_statement)) {
-            let mut sql = format!("INSERT OR REPLACE INTO write_intents ({INTENT_COLUMNS})");
-            values_rows(&mut sql, rows.len(), INTENT_COLUMN_COUNT, "");
-            let mut query = sqlx::query(&sql);
-            for (i, payload) in rows.iter().zip(payloads) {
-                query = query
-                    .bind(i.scheme.as_str())
-                    .bind(i.source_object.as_str())
-                    .bind(i.source_id.as_str())
-                    .bind(i.source_name.as_deref())
-                    .bind(i.batch_id.as_str())
-                    .bind(i.operation.as_str())
-                    .bind(i.business_key.as_deref())
-                    .bind(i.target_id.as_deref())
-                    .bind(i.payload_hash.as_str())
-                    .bind(payload.as_deref())
-                    .bind(i.created_at.timestamp_millis());
-            }
-            query.execute(&mut *tx).await.map_err(self.failed(ACTION))?;
+        // One statement for all batches: atomic without an explicit transaction, and one
+        // round trip to the writer (this runs before every target write).
+        let mut sql = String::from("INSERT INTO write_intents (scheme, batch_id, created_at, intents)");
+        values_rows(&mut sql, batches.len(), 4, "");
+        let mut query = sqlx::query(&sql);
+        for batch in &batches {
+            query = query
+                .bind(batch.scheme)
+                .bind(batch.batch_id)
+                .bind(batch.created_at)
+                .bind(batch.json.as_str());
         }
-        tx.commit().await.map_err(self.failed(ACTION))
+        query.execute(&self.inner.writer).await.map_err(self.failed(ACTION))?;
+        Ok(())
     }
 
     async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
         const ACTION: &str = "reading write intents";
-        let rows = sqlx::query(&format!(
-            "SELECT {INTENT_COLUMNS} FROM write_intents WHERE scheme = ? ORDER BY created_at, batch_id, source_id"
-        ))
-        .bind(scheme)
-        .fetch_all(&self.inner.writer)
-        .await
-        .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(decode_intent)
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(self.corrupt(ACTION))
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT intents FROM write_intents WHERE scheme = ? ORDER BY created_at, batch_id, id")
+                .bind(scheme)
+                .fetch_all(&self.inner.writer)
+                .await
+                .map_err(self.failed(ACTION))?;
+        super::unpack_intents(rows.iter().map(String::as_str)).map_err(self.corrupt(ACTION))
     }
 }
 
@@ -645,23 +621,6 @@ impl RateBudget for SqliteStore {
         .map_err(self.failed("taking from a rate budget"))?;
         Ok(super::bucket_wait(tokens, per_second))
     }
-}
-
-fn decode_intent(row: &SqliteRow) -> Result<WriteIntent, String> {
-    let operation: String = column(row, 5)?;
-    Ok(WriteIntent {
-        scheme: column(row, 0)?,
-        source_object: column(row, 1)?,
-        source_id: column(row, 2)?,
-        source_name: column(row, 3)?,
-        batch_id: column(row, 4)?,
-        operation: operation.parse().map_err(|e: super::ParseStatusError| e.to_string())?,
-        business_key: column(row, 6)?,
-        target_id: column(row, 7)?,
-        payload_hash: column(row, 8)?,
-        payload: json(column(row, 9)?)?,
-        created_at: timestamp(column(row, 10)?)?,
-    })
 }
 
 // ---- SQL text ----------------------------------------------------------------------
