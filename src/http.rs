@@ -74,7 +74,18 @@ pub struct HttpClient {
     /// Token buckets of connections with a process-local `rate`, by connection name.
     local_budgets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, i64)>>>,
     /// Where `rate.shared` budgets live.
-    shared_budgets: Option<crate::store::Store>,
+    shared_budgets: Option<std::sync::Arc<dyn SharedBudgets>>,
+}
+
+/// Where `rate.shared` budgets live; the engine hands the store in.
+pub trait SharedBudgets: Send + Sync {
+    /// Takes one request from budget `name`; returns how long to wait before sending it.
+    fn take<'a>(
+        &'a self,
+        name: &'a str,
+        per_second: f64,
+        burst: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Duration, Error>> + Send + 'a>>;
 }
 
 /// Why one attempt failed.
@@ -122,23 +133,19 @@ impl HttpClient {
         })
     }
 
-    /// This client, keeping `rate.shared` budgets in `store`.
-    pub fn with_budget_store(mut self, store: crate::store::Store) -> HttpClient {
-        self.shared_budgets = Some(store);
+    /// This client, keeping `rate.shared` budgets in `budgets` (the store).
+    pub fn with_shared_budgets(mut self, budgets: std::sync::Arc<dyn SharedBudgets>) -> HttpClient {
+        self.shared_budgets = Some(budgets);
         self
     }
 
     /// Waits until the connection's rate budget allows one more request.
     async fn take_budget(&self, conn: &ConnectionPlan) -> Result<(), Error> {
-        use crate::store::RateBudget;
         let Some(rate) = &conn.rate else {
             return Ok(());
         };
         let wait = match (&rate.shared, &self.shared_budgets) {
-            (Some(name), Some(store)) => store
-                .take_token(name, rate.per_second, rate.burst)
-                .await
-                .map_err(|e| Error::store(format!("rate budget `{name}`: {e}")))?,
+            (Some(name), Some(budgets)) => budgets.take(name, rate.per_second, rate.burst).await?,
             _ => {
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 let mut buckets = self
@@ -148,9 +155,9 @@ impl HttpClient {
                 let bucket = buckets
                     .entry(conn.name.clone())
                     .or_insert((f64::from(rate.burst), now_ms));
-                let tokens = crate::store::bucket_take(bucket.0, bucket.1, now_ms, rate.per_second, rate.burst);
+                let tokens = crate::rate::take(bucket.0, bucket.1, now_ms, rate.per_second, rate.burst);
                 *bucket = (tokens, bucket.1.max(now_ms));
-                crate::store::bucket_wait(tokens, rate.per_second)
+                crate::rate::wait_for(tokens, rate.per_second)
             }
         };
         if !wait.is_zero() {

@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | 0 | [`error`], [`diag`], [`redact`] | the runtime error and its kind; scheme diagnostics; secret masking |
 //! | 1 | [`codec`], [`extract`], [`template`] | JSON/XML/form codecs, JSONPath, `<< >>` templates — pure leaves |
-//! | 2 | [`scheme`], [`transform`], [`paginate`], [`window`] | the pure domain: load → check → validate → [`scheme::Plan`]; rendering rows; paging and window decisions |
-//! | 3 | [`http`], [`connector`], [`store`] | IO edges: transport with retries; request building and answer reading per connector; mappings, checkpoints, ledger, runs |
+//! | 2 | [`scheme`], [`transform`], [`paginate`], [`window`], [`rate`] | the pure domain: load → check → validate → [`scheme::Plan`]; rendering rows; paging, window and token-bucket decisions |
+//! | 3 | [`http`], [`connector`], [`store`] | IO edges: transport with retries and rate budgets; request building and answer reading per connector; mappings, checkpoints, ledger, write intents, shared budgets, runs |
 //! | 4 | [`engine`] | runs a plan: the only place IO is wired together |
 //! | 5 | [`sim`], [`cli`] | simulators (real servers on 127.0.0.1) and the command line |
 //!
@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod paginate;
+pub mod rate;
 pub mod redact;
 pub mod scheme;
 pub mod sim;

@@ -247,7 +247,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     let ctx = Arc::new(RunContext {
         plan: plan.clone(),
         store: store.clone(),
-        http: http.clone().with_budget_store(store.clone()),
+        http: http.clone().with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
         vars: Arc::new(base_vars),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
         fingerprint,
@@ -672,6 +672,26 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
         }
     }
     Ok(job)
+}
+
+/// `rate.shared` budgets kept in the store.
+struct StoreBudgets(Store);
+
+impl crate::http::SharedBudgets for StoreBudgets {
+    fn take<'a>(
+        &'a self,
+        name: &'a str,
+        per_second: f64,
+        burst: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<std::time::Duration, Error>> + Send + 'a>> {
+        use crate::store::RateBudget;
+        Box::pin(async move {
+            self.0
+                .take_token(name, per_second, burst)
+                .await
+                .map_err(|e| Error::store(format!("rate budget `{name}`: {e}")))
+        })
+    }
 }
 
 /// `mapped_id` lookups, answered from the store with a small cache.

@@ -375,8 +375,8 @@ impl RateBudget for MemoryStore {
             .budgets
             .entry(name.to_string())
             .or_insert((f64::from(burst), now_ms));
-        let tokens = super::bucket_take(entry.0, entry.1, now_ms, per_second, burst);
+        let tokens = crate::rate::take(entry.0, entry.1, now_ms, per_second, burst);
         *entry = (tokens, entry.1.max(now_ms));
-        Ok(super::bucket_wait(tokens, per_second))
+        Ok(crate::rate::wait_for(tokens, per_second))
     }
 }

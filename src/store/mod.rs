@@ -461,22 +461,6 @@ pub(crate) fn unpack_intents<'a>(rows: impl Iterator<Item = &'a str>) -> Result<
     Ok(out)
 }
 
-/// One step of a token bucket (pure): the tokens left after taking one at `now_ms`, given
-/// the bucket held `tokens` at `updated_ms`. A negative result is a debt: wait it off.
-pub fn bucket_take(tokens: f64, updated_ms: i64, now_ms: i64, per_second: f64, burst: u32) -> f64 {
-    let elapsed = (now_ms - updated_ms).max(0) as f64 / 1000.0;
-    (tokens + elapsed * per_second).min(f64::from(burst)) - 1.0
-}
-
-/// How long a bucket left at `tokens` makes its caller wait (pure).
-pub fn bucket_wait(tokens: f64, per_second: f64) -> std::time::Duration {
-    if tokens >= 0.0 {
-        std::time::Duration::ZERO
-    } else {
-        std::time::Duration::from_secs_f64(-tokens / per_second)
-    }
-}
-
 /// A log of runs.
 pub trait RunHistory {
     /// Record a run as `running` now; returns its id.

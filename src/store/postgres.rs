@@ -663,7 +663,7 @@ impl RateBudget for PostgresStore {
         .fetch_one(&self.inner.pool)
         .await
         .map_err(self.failed("taking from a rate budget"))?;
-        Ok(super::bucket_wait(tokens, per_second))
+        Ok(crate::rate::wait_for(tokens, per_second))
     }
 }
 

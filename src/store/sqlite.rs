@@ -619,7 +619,7 @@ impl RateBudget for SqliteStore {
         .fetch_one(&self.inner.writer)
         .await
         .map_err(self.failed("taking from a rate budget"))?;
-        Ok(super::bucket_wait(tokens, per_second))
+        Ok(crate::rate::wait_for(tokens, per_second))
     }
 }
 

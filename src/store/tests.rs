@@ -887,20 +887,6 @@ conformance_suite!(
     rate_budget_is_a_token_bucket,
 );
 
-#[test]
-fn bucket_arithmetic() {
-    // Full bucket: take one.
-    assert_eq!(bucket_take(3.0, 0, 0, 2.0, 3), 2.0);
-    // Refill is capped at the burst.
-    assert_eq!(bucket_take(0.0, 0, 10_000, 2.0, 3), 2.0);
-    // Half a second refills one token at 2/s.
-    assert_eq!(bucket_take(-1.0, 1_000, 1_500, 2.0, 3), -1.0);
-    // A clock that went backwards refills nothing.
-    assert_eq!(bucket_take(1.0, 5_000, 4_000, 2.0, 3), 0.0);
-    assert_eq!(bucket_wait(-1.0, 2.0), std::time::Duration::from_millis(500));
-    assert!(bucket_wait(0.5, 2.0).is_zero());
-}
-
 // ---- SQLite files --------------------------------------------------------------------
 
 #[tokio::test]
