@@ -319,7 +319,7 @@ async fn settle_unknown(
             return Ok(());
         }
         let mut found: Vec<(usize, Result<Option<String>, Error>)> = Vec::with_capacity(unknown.len());
-        for chunk in unknown.chunks(conn.in_flight.max(1)) {
+        for chunk in unknown.chunks((conn.in_flight * 4).max(4)) {
             let answers = futures::future::join_all(chunk.iter().map(|&i| {
                 let r = &rendered[i];
                 super::recover::lookup_target_id(ctx, lookup, r.key.as_deref().unwrap_or_default(), &r.row)

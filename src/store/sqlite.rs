@@ -52,6 +52,7 @@ const MAX_BINDS: usize = 999;
 const IN_CHUNK: usize = 498;
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
      target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at";
@@ -139,7 +140,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints (copying the WAL back into the file, with an fsync) mostly run in
+            // the background on a reader connection, off the writer's path (`checkpointer`);
+            // the writer's own, at 4000 pages (16 MiB), only bounds the WAL's size.
+            .pragma("wal_autocheckpoint", "4000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -154,13 +159,13 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|err| open_error(&location, err))?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                location,
-                writer,
-                readers,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            location,
+            writer,
+            readers,
+        });
+        tokio::spawn(checkpointer(Arc::downgrade(&inner)));
+        Ok(SqliteStore { inner })
     }
 
     /// The file this store lives in, as it was given.
@@ -171,6 +176,10 @@ impl SqliteStore {
     /// Close every connection (checkpointing the WAL). Later calls fail.
     pub async fn close(&self) {
         self.inner.readers.close().await;
+        // Leave a short WAL behind; failure only means the next open replays more of it.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.inner.writer)
+            .await;
         self.inner.writer.close().await;
     }
 
@@ -620,6 +629,25 @@ impl RateBudget for SqliteStore {
         .await
         .map_err(self.failed("taking from a rate budget"))?;
         Ok(crate::rate::wait_for(tokens, per_second))
+    }
+}
+
+/// Copies the WAL back into the database file every `CHECKPOINT_EVERY` with a PASSIVE
+/// checkpoint, which never blocks the writer (the writer's own automatic checkpoints are
+/// off). Ends when the store is closed or dropped.
+async fn checkpointer(store: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(inner) = store.upgrade() else { return };
+        if inner.readers.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&inner.readers)
+            .await
+        {
+            tracing::debug!(error = %err, "background WAL checkpoint failed; retrying later");
+        }
     }
 }
 
