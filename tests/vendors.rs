@@ -208,3 +208,54 @@ async fn unfinished_k3cloud_creates_are_adopted_by_fnumber_lookup() {
     assert!(store.pending_intents(&plan.name).await.unwrap().is_empty());
     running.shutdown().await;
 }
+
+/// Replaying failed records of a list→detail scheme fetches each record's detail again,
+/// so the target gets the source's current data, not the ledger's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_records_are_fetched_again_from_the_source() {
+    use ferry::engine::Replay;
+    use ferry::sim::Faults;
+    use ferry::store::{FailureLedger, FailureStatus};
+    let running = flows::start(Flow::JdyToJackyun).await.unwrap();
+    let plan = plan_for(Flow::JdyToJackyun, &running);
+    let (jdy, jky) = (running.sims.jdy.clone().unwrap(), running.sims.jackyun.clone().unwrap());
+    let store = Store::memory();
+    jky.set_faults(Faults {
+        fail_rate: 1.0,
+        ..Faults::default()
+    });
+    let first = run_once(&plan, &store).await;
+    assert!(first.failed > 0 && first.created == 0, "{first:?}");
+    let open = store
+        .list_failures(Some(&plan.name), Some(FailureStatus::Open), 1000)
+        .await
+        .unwrap();
+    assert_eq!(open.len() as u64, first.failed);
+
+    jky.set_faults(Faults::default());
+    let details_before = jdy.detail_calls();
+    let customers_before = jky.customer_count();
+    let retried = run(
+        &plan,
+        &store,
+        &HttpClient::new().unwrap(),
+        &RunOptions {
+            replay: Some(Replay::AllOpen),
+            replay_only: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried.replayed, first.failed, "{retried:?}");
+    assert_eq!(retried.failed, 0, "{retried:?}");
+    assert!(retried.created > 0, "{retried:?}");
+    assert_eq!((jky.customer_count() - customers_before) as u64, retried.created);
+    assert_eq!(
+        jdy.detail_calls() - details_before,
+        first.failed,
+        "every replayed record was fetched again"
+    );
+    assert_eq!(store.count_open_failures(&plan.name).await.unwrap(), 0);
+    running.shutdown().await;
+}

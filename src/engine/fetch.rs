@@ -85,7 +85,7 @@ async fn fetch_page(
 
 /// Fingerprint of a page, from its records' payload hashes.
 /// Replaces each listed record with its full version, `in_flight` requests at a time.
-async fn fetch_details(
+pub(crate) async fn fetch_details(
     ctx: &RunContext,
     detail: &crate::scheme::model::DetailPlan,
     vars: &Arc<Map<String, Value>>,

@@ -9,6 +9,8 @@
 //!   mapping is held `pending`, so no run creates it again until an operator decides.
 //!   An update intent is dropped: sending an update again is harmless.
 //! - A look-up that fails aborts the run and leaves every intent in place.
+//! - Replayed ledger rows are fetched again from the source where the scheme has a
+//!   per-record `source.detail` request, else taken from the ledger's copy.
 //! - Replayed ledger rows flow through the normal planner (mapping look-up, create or
 //!   update, per-row outcome); success resolves them, failure counts another attempt.
 
@@ -269,5 +271,34 @@ pub(crate) async fn ledger_records(ctx: &RunContext, which: &Replay) -> Result<V
             .set_failure_status(&settled_ids, FailureStatus::Resolved)
             .await?;
     }
-    Ok(records)
+    Ok(refetch(ctx, records).await)
+}
+
+/// Where the scheme reads each record's full version (`source.detail`), replayed records
+/// are fetched again, so a replay sends the source's current data rather than the
+/// (redacted) copy in the ledger. If that fetch fails, the stored copies are used.
+async fn refetch(ctx: &RunContext, records: Vec<(Value, String)>) -> Vec<(Value, String)> {
+    let Some(detail) = &ctx.plan.source.detail else {
+        return records;
+    };
+    if records.is_empty() {
+        return records;
+    }
+    let listed: Vec<Value> = records.iter().map(|(record, _)| record.clone()).collect();
+    match super::fetch::fetch_details(ctx, detail, &ctx.vars, listed).await {
+        Ok(fresh) => fresh
+            .into_iter()
+            .map(|record| {
+                let hash = payload_hash(&record, &ctx.fingerprint);
+                (record, hash)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(
+                error = %ctx.plan.redactor.redact(&e.message),
+                "could not fetch the failed records again; replaying the ledger's copies"
+            );
+            records
+        }
+    }
 }
