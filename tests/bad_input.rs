@@ -44,6 +44,15 @@ struct Outcome {
     sim: ScriptedSim,
 }
 
+impl Outcome {
+    async fn open_failures(&self) -> Vec<ferry::store::Failure> {
+        self.store
+            .list_failures(Some("bad-input"), Some(FailureStatus::Open), 100)
+            .await
+            .unwrap()
+    }
+}
+
 /// Runs `scheme` against a scripted `/items` source and `/write` target.
 async fn run_scripted(scheme: &str, items: Vec<Reply>, write: Vec<Reply>) -> Outcome {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,11 +182,7 @@ async fn wrong_types_and_failing_templates_park_only_their_records() {
     assert_eq!(s.aborted, None);
     assert_eq!((s.read, s.created, s.failed), (6, 2, 4), "{s:?}");
     assert_eq!(s.exit_code(), ferry::error::exit::ROWS_FAILED);
-    let open = out
-        .store
-        .list_failures(Some("bad-input"), Some(FailureStatus::Open), 100)
-        .await
-        .unwrap();
+    let open = out.open_failures().await;
     assert_eq!(open.len(), 4);
     assert!(open.iter().all(|f| f.stage == FailureStage::Transform), "{open:#?}");
     // Each parked record keeps its payload, so it can be replayed once fixed.
@@ -203,11 +208,7 @@ async fn a_garbled_write_answer_is_held_as_uncertain_not_lost() {
     let html = Reply::raw(200, "text/html", "<html>upstream reset</html>");
     let out = run_scripted(SCHEME, vec![page], vec![html]).await;
     assert_eq!(out.summary.failed, 1);
-    let open = out
-        .store
-        .list_failures(Some("bad-input"), Some(FailureStatus::Open), 10)
-        .await
-        .unwrap();
+    let open = out.open_failures().await;
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].error_class, "uncertain", "{:?}", open[0]);
     assert!(open[0].message.contains("could not be read"), "{}", open[0].message);
@@ -222,11 +223,7 @@ async fn a_200_error_envelope_on_a_write_fails_its_rows() {
     let end = Reply::json(json!({"ok": true, "data": {"items": []}}));
     let out = run_scripted(SCHEME, vec![page, end], vec![refused]).await;
     assert_eq!((out.summary.created, out.summary.failed), (0, 2), "{:?}", out.summary);
-    let open = out
-        .store
-        .list_failures(Some("bad-input"), Some(FailureStatus::Open), 10)
-        .await
-        .unwrap();
+    let open = out.open_failures().await;
     assert!(
         open.iter().all(|f| f.message.contains("customer group is closed")),
         "{open:#?}"

@@ -16,6 +16,22 @@ fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
     command.output().expect("run ferry")
 }
 
+/// `ferry failures list --json` of the shop scheme's open failures.
+fn list_shop_failures(store: &str) -> Output {
+    ferry(
+        &[
+            "failures",
+            "list",
+            "--scheme",
+            "shop-orders-to-erp",
+            "--json",
+            "--store",
+            store,
+        ],
+        &[],
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -254,18 +270,7 @@ fn run_reports_failed_rows_with_exit_code_1_and_keeps_secrets_out() {
     );
     assert_eq!(sim.target_count(), 396);
 
-    let failures = ferry(
-        &[
-            "failures",
-            "list",
-            "--scheme",
-            "shop-orders-to-erp",
-            "--json",
-            "--store",
-            &store,
-        ],
-        &[],
-    );
+    let failures = list_shop_failures(&store);
     let rows: serde_json::Value = serde_json::from_slice(&failures.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 4);
     let id = rows[0]["id"].as_i64().unwrap().to_string();
@@ -300,18 +305,7 @@ fn run_reports_failed_rows_with_exit_code_1_and_keeps_secrets_out() {
         "{}",
         text(&resolve.stdout)
     );
-    let open = ferry(
-        &[
-            "failures",
-            "list",
-            "--scheme",
-            "shop-orders-to-erp",
-            "--json",
-            "--store",
-            &store,
-        ],
-        &[],
-    );
+    let open = list_shop_failures(&store);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&open.stdout)
             .unwrap()
@@ -527,18 +521,7 @@ fn secrets_never_leave_the_process() {
     let down = run("http://127.0.0.1:9", &["--since", "2023-12-31 00:00:00"]);
     assert!(text(&down.stderr).contains("127.0.0.1:9") || text(&down.stdout).contains("127.0.0.1:9"));
 
-    let failures = ferry(
-        &[
-            "failures",
-            "list",
-            "--scheme",
-            "shop-orders-to-erp",
-            "--json",
-            "--store",
-            &store,
-        ],
-        &[],
-    );
+    let failures = list_shop_failures(&store);
     let listed: serde_json::Value = serde_json::from_slice(&failures.stdout).unwrap();
     assert!(!listed.as_array().unwrap().is_empty());
     let first = listed[0]["id"].as_i64().unwrap().to_string();
@@ -584,21 +567,7 @@ fn failures_retry_sends_named_rows_again() {
     let scheme = "schemes/shop-orders-to-erp.yaml";
     let first = ferry(&["run", scheme, "--store", &store, "--json"], &envs);
     assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
-    let list = || {
-        let out = ferry(
-            &[
-                "failures",
-                "list",
-                "--scheme",
-                "shop-orders-to-erp",
-                "--json",
-                "--store",
-                &store,
-            ],
-            &[],
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let list = || serde_json::from_slice::<serde_json::Value>(&list_shop_failures(&store).stdout).unwrap();
     let open = list();
     assert_eq!(open.as_array().unwrap().len(), 4);
 

@@ -88,6 +88,13 @@ impl Rig {
         self.store.query_mappings(&query).await.unwrap()
     }
 
+    async fn open_failures(&self, plan: &Plan) -> Vec<ferry::store::Failure> {
+        self.store
+            .list_failures(Some(&plan.name), Some(FailureStatus::Open), 10_000)
+            .await
+            .unwrap()
+    }
+
     /// Every source order is in the target exactly once, with exactly one mapping that
     /// points at it; nothing was ever refused as a duplicate; the ledger is empty.
     async fn assert_exactly_once(&self, plan: &Plan, records: u64) {
@@ -110,11 +117,7 @@ impl Rig {
                 .expect("mapped record in target");
             assert_eq!(m.target_id.as_deref(), stored["id"].as_str(), "{m:?}");
         }
-        let open = self
-            .store
-            .list_failures(Some(&plan.name), Some(FailureStatus::Open), 100)
-            .await
-            .unwrap();
+        let open = self.open_failures(plan).await;
         assert!(open.is_empty(), "ledger not empty: {open:#?}");
         assert!(self.store.pending_intents(&plan.name).await.unwrap().is_empty());
     }
@@ -273,11 +276,7 @@ async fn failed_rows_are_replayed_by_the_next_run() {
     let first = rig.run(&plan, RunOptions::default()).await;
     assert_eq!(first.failed, 10);
     assert_eq!(first.created, 490);
-    let open = rig
-        .store
-        .list_failures(Some(&plan.name), Some(FailureStatus::Open), 100)
-        .await
-        .unwrap();
+    let open = rig.open_failures(&plan).await;
     assert_eq!(open.len(), 10);
     assert!(open
         .iter()
@@ -286,14 +285,7 @@ async fn failed_rows_are_replayed_by_the_next_run() {
     // Still rejected: the replay counts another attempt.
     let second = rig.run(&plan, RunOptions::default()).await;
     assert_eq!((second.replayed, second.failed, second.created), (10, 10, 0));
-    let attempts: BTreeSet<i64> = rig
-        .store
-        .list_failures(Some(&plan.name), Some(FailureStatus::Open), 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|f| f.attempts)
-        .collect();
+    let attempts: BTreeSet<i64> = rig.open_failures(&plan).await.iter().map(|f| f.attempts).collect();
     assert_eq!(attempts, BTreeSet::from([2]));
 
     // Fixed on the target side: an explicit retry of two ids sends exactly those.
@@ -361,11 +353,7 @@ async fn lost_answers_without_a_lookup_are_held_as_uncertain() {
     let first = rig.run(&plan, RunOptions::default()).await;
     assert_eq!(first.failed, 200);
     assert_eq!(rig.sim.target_count(), 200, "the writes did land");
-    let open = rig
-        .store
-        .list_failures(Some(&plan.name), Some(FailureStatus::Open), 1000)
-        .await
-        .unwrap();
+    let open = rig.open_failures(&plan).await;
     assert_eq!(open.len(), 200);
     assert!(open.iter().all(|f| f.error_class == "uncertain"), "{:?}", open[0]);
     assert!(open[0].message.contains("ferry mappings set"), "{}", open[0].message);

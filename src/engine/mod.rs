@@ -674,6 +674,63 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
     Ok(job)
 }
 
+/// The mapping of a record the target now holds (created, updated or adopted).
+pub(crate) struct Synced<'a> {
+    pub source_id: &'a str,
+    pub source_name: Option<String>,
+    pub target_id: Option<String>,
+    pub target_name: Option<String>,
+    pub status: crate::store::MappingStatus,
+    pub hash: &'a str,
+}
+
+impl Synced<'_> {
+    pub(crate) fn mapping(self, plan: &Plan, now: DateTime<Utc>) -> crate::store::Mapping {
+        crate::store::Mapping {
+            scheme: plan.name.clone(),
+            source_object: plan.source.object.clone(),
+            source_id: self.source_id.to_string(),
+            source_name: self.source_name,
+            target_object: plan.target.object.clone(),
+            target_id: self.target_id,
+            target_name: self.target_name,
+            status: self.status,
+            payload_hash: Some(self.hash.to_string()),
+            attempts: 1,
+            last_error: None,
+            first_synced_at: Some(now),
+            last_synced_at: Some(now),
+        }
+    }
+}
+
+/// The mapping of a create that failed (`Failed`) or may have landed (`Pending`, held until
+/// an operator decides); it keeps no target id.
+pub(crate) fn unsynced_mapping(
+    plan: &Plan,
+    source_id: &str,
+    source_name: Option<String>,
+    status: crate::store::MappingStatus,
+    error: String,
+    now: DateTime<Utc>,
+) -> crate::store::Mapping {
+    crate::store::Mapping {
+        scheme: plan.name.clone(),
+        source_object: plan.source.object.clone(),
+        source_id: source_id.to_string(),
+        source_name,
+        target_object: plan.target.object.clone(),
+        target_id: None,
+        target_name: None,
+        status,
+        payload_hash: None,
+        attempts: 1,
+        last_error: Some(error),
+        first_synced_at: None,
+        last_synced_at: Some(now),
+    }
+}
+
 /// `rate.shared` budgets kept in the store.
 struct StoreBudgets(Store);
 

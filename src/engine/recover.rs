@@ -16,14 +16,14 @@
 
 use super::vendor_call;
 use super::write::{uncertain_message, UNCERTAIN};
-use super::{identify, RunContext, Summary};
+use super::{identify, unsynced_mapping, RunContext, Summary, Synced};
 use crate::connector::{build_request, check_read_envelope, render_call};
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::scheme::model::LookupPlan;
 use crate::store::{
-    BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingStatus,
-    MappingStore, NewFailure, WriteIntent, WriteOperation,
+    BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, MappingStatus, MappingStore,
+    NewFailure, WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{payload_hash, value_to_text};
@@ -107,21 +107,15 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
             match found? {
                 Some(Some(target_id)) => {
                     summary.reconciled += 1;
-                    commit.mappings.push(Mapping {
-                        scheme: plan.name.clone(),
-                        source_object: intent.source_object.clone(),
-                        source_id: intent.source_id.clone(),
+                    let synced = Synced {
+                        source_id: &intent.source_id,
                         source_name: intent.source_name.clone(),
-                        target_object: plan.target.object.clone(),
                         target_id: Some(target_id),
                         target_name: intent.source_name.clone(),
                         status: MappingStatus::Created,
-                        payload_hash: Some(intent.payload_hash.clone()),
-                        attempts: 1,
-                        last_error: None,
-                        first_synced_at: Some(now),
-                        last_synced_at: Some(now),
-                    });
+                        hash: &intent.payload_hash,
+                    };
+                    commit.mappings.push(synced.mapping(plan, now));
                     commit.resolved.push((plan.name.clone(), intent.source_id.clone()));
                 }
                 // Checked and absent, or an update: the record is read again and written then.
@@ -137,21 +131,14 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
                         message: message.clone(),
                         payload: intent.payload.clone(),
                     });
-                    commit.mappings.push(Mapping {
-                        scheme: plan.name.clone(),
-                        source_object: intent.source_object.clone(),
-                        source_id: intent.source_id.clone(),
-                        source_name: intent.source_name.clone(),
-                        target_object: plan.target.object.clone(),
-                        target_id: None,
-                        target_name: None,
-                        status: MappingStatus::Pending,
-                        payload_hash: None,
-                        attempts: 1,
-                        last_error: Some(message),
-                        first_synced_at: None,
-                        last_synced_at: Some(now),
-                    });
+                    commit.mappings.push(unsynced_mapping(
+                        plan,
+                        &intent.source_id,
+                        intent.source_name.clone(),
+                        MappingStatus::Pending,
+                        message,
+                        now,
+                    ));
                 }
             }
         }

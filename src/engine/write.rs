@@ -1,14 +1,14 @@
 //! Writer tasks: render rows, send them, split answers per row, commit one transaction.
 
 use super::vendor_call;
-use super::{Item, Job, JobResult, RunContext};
+use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
 use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome, UNKNOWN_OUTCOME};
 use crate::error::Error;
 use crate::http::{backoff_delay, Repeat};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
-    BatchCommit, BatchWriter, FailureStage, IntentLog, Mapping, MappingStatus, NewFailure, WriteIntent, WriteOperation,
+    BatchCommit, BatchWriter, FailureStage, IntentLog, MappingStatus, NewFailure, WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
@@ -179,12 +179,9 @@ async fn write_operation(
                 } else {
                     result.created += 1;
                 }
-                commit.mappings.push(Mapping {
-                    scheme: plan.name.clone(),
-                    source_object: plan.source.object.clone(),
-                    source_id: r.item.source_id.clone(),
+                let synced = Synced {
+                    source_id: &r.item.source_id,
                     source_name: r.item.source_name.clone(),
-                    target_object: plan.target.object.clone(),
                     target_id: target_id.or_else(|| r.item.target_id.clone()).or_else(|| r.key.clone()),
                     target_name: r.name.clone(),
                     status: if is_update {
@@ -192,12 +189,9 @@ async fn write_operation(
                     } else {
                         MappingStatus::Created
                     },
-                    payload_hash: Some(r.item.hash.clone()),
-                    attempts: 1,
-                    last_error: None,
-                    first_synced_at: Some(now),
-                    last_synced_at: Some(now),
-                });
+                    hash: &r.item.hash,
+                };
+                commit.mappings.push(synced.mapping(plan, now));
                 if ctx.ledger_open.load(std::sync::atomic::Ordering::Acquire) {
                     commit.resolved.push((plan.name.clone(), r.item.source_id.clone()));
                 }
@@ -226,21 +220,14 @@ async fn write_operation(
                     .push(failure(ctx, r.item, FailureStage::Write, class, &message));
                 // A failed create shows in `mappings list --status failed`; an uncertain one is
                 // held `pending` so no later run creates it again until someone decides.
-                commit.mappings.push(Mapping {
-                    scheme: plan.name.clone(),
-                    source_object: plan.source.object.clone(),
-                    source_id: r.item.source_id.clone(),
-                    source_name: r.item.source_name.clone(),
-                    target_object: plan.target.object.clone(),
-                    target_id: None,
-                    target_name: None,
+                commit.mappings.push(unsynced_mapping(
+                    plan,
+                    &r.item.source_id,
+                    r.item.source_name.clone(),
                     status,
-                    payload_hash: None,
-                    attempts: 1,
-                    last_error: Some(plan.redactor.redact(&message).into_owned()),
-                    first_synced_at: None,
-                    last_synced_at: Some(now),
-                });
+                    plan.redactor.redact(&message).into_owned(),
+                    now,
+                ));
             }
         }
     }
