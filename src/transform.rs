@@ -4,25 +4,107 @@
 use crate::error::Error;
 use crate::scheme::model::ValueTemplate;
 use crate::template::Scope;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Renders `template` in `scope`. `path` names the field for error messages.
 pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Value, Error> {
-    render_inner(template, scope).map_err(|(at, message)| {
-        let full = match (path.is_empty(), at.is_empty()) {
-            (true, _) => at,
-            (false, true) => path.to_string(),
-            (false, false) if at.starts_with('[') => format!("{path}{at}"),
-            (false, false) => format!("{path}.{at}"),
-        };
-        Error::transform(if full.is_empty() {
-            message
-        } else {
-            format!("{full}: {message}")
-        })
+    render_inner(template, scope).map_err(|(at, message)| render_error(path, at, message))
+}
+
+fn render_error(path: &str, at: String, message: String) -> Error {
+    let full = match (path.is_empty(), at.is_empty()) {
+        (true, _) => at,
+        (false, true) => path.to_string(),
+        (false, false) if at.starts_with('[') => format!("{path}{at}"),
+        (false, false) => format!("{path}.{at}"),
+    };
+    Error::transform(if full.is_empty() {
+        message
+    } else {
+        format!("{full}: {message}")
     })
+}
+
+/// A rendered value that borrows from the scope where it can: what [`render_view`]
+/// returns. It serializes exactly as [`render`]'s value would.
+#[derive(Debug)]
+pub enum View<'s> {
+    Value(Cow<'s, Value>),
+    Object(Vec<(&'s str, View<'s>)>),
+    Array(Vec<View<'s>>),
+}
+
+impl View<'_> {
+    /// The owned value [`render`] would have returned.
+    pub fn into_value(self) -> Value {
+        match self {
+            View::Value(value) => value.into_owned(),
+            View::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, view)| (key.to_owned(), view.into_value()))
+                    .collect(),
+            ),
+            View::Array(items) => Value::Array(items.into_iter().map(View::into_value).collect()),
+        }
+    }
+}
+
+impl Serialize for View<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            View::Value(value) => value.serialize(serializer),
+            View::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (key, view) in fields {
+                    map.serialize_entry(key, view)?;
+                }
+                map.end()
+            }
+            View::Array(items) => serializer.collect_seq(items),
+        }
+    }
+}
+
+/// [`render`] without copying what the scope already holds: a field that is one plain
+/// lookup (`items: "<< rows >>"`) refers to the scope's value. Used for request bodies,
+/// which are serialized once and dropped. `for_each` trees are rendered as by [`render`].
+pub fn render_view<'s>(template: &'s ValueTemplate, scope: &'s Scope, path: &str) -> Result<View<'s>, Error> {
+    match template {
+        ValueTemplate::Literal(value) => Ok(View::Value(Cow::Borrowed(value))),
+        ValueTemplate::Template(t) => t
+            .render_cow(scope)
+            .map(View::Value)
+            .map_err(|e| render_error(path, String::new(), e.message)),
+        ValueTemplate::Object(fields) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for (key, item) in fields {
+                out.push((key.as_str(), render_view(item, scope, &join_path(path, key))?));
+            }
+            Ok(View::Object(out))
+        }
+        ValueTemplate::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| render_view(item, scope, &format!("{path}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(View::Array),
+        ValueTemplate::Path(_) | ValueTemplate::ForEach { .. } => {
+            render(template, scope, path).map(|value| View::Value(Cow::Owned(value)))
+        }
+    }
+}
+
+fn join_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Prefixes an error's field path with one more step (only on the error path).
@@ -189,6 +271,52 @@ mod tests {
         };
         let err = render(&tree, &scope, "").unwrap_err();
         assert!(err.message.starts_with("FQty:"), "{err}");
+    }
+
+    #[test]
+    fn views_serialize_like_rendered_values_and_fail_alike() {
+        let env = env();
+        let body = ValueTemplate::Object(vec![
+            (
+                "items".into(),
+                ValueTemplate::Template(env.compile("<< rows >>").unwrap()),
+            ),
+            (
+                "meta".into(),
+                ValueTemplate::Array(vec![
+                    ValueTemplate::Literal(json!("v1")),
+                    ValueTemplate::Template(env.compile("n=<< rows | length >>").unwrap()),
+                    ValueTemplate::Path(JsonPath::parse("$.order_no").unwrap()),
+                ]),
+            ),
+        ]);
+        let mut vars = Map::new();
+        vars.insert(
+            "rows".into(),
+            json!([{"FBillNo": "SO1", "FQty": 2}, {"FBillNo": "SO2"}]),
+        );
+        let scope = Scope {
+            record: Some(Arc::new(json!({"order_no": "SO9"}))),
+            vars: Arc::new(vars),
+            ..Scope::default()
+        };
+        let value = render(&body, &scope, "body").unwrap();
+        let view = render_view(&body, &scope, "body").unwrap();
+        assert!(matches!(&view, View::Object(fields) if matches!(fields[0].1, View::Value(Cow::Borrowed(_)))));
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+        assert_eq!(view.into_value(), value);
+
+        let broken = ValueTemplate::Object(vec![(
+            "items".into(),
+            ValueTemplate::Array(vec![ValueTemplate::Template(env.compile("<< rows | int >>").unwrap())]),
+        )]);
+        let by_value = render(&broken, &scope, "body").unwrap_err();
+        let by_view = render_view(&broken, &scope, "body").unwrap_err();
+        assert_eq!(by_view.message, by_value.message);
+        assert!(by_view.message.starts_with("body.items[0]:"), "{}", by_view.message);
     }
 
     #[test]

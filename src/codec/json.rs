@@ -27,7 +27,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
     serde_json::from_str(text).map_err(|error| describe(text, bytes, &error))
 }
 
-pub(super) fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
+pub(super) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     serde_json::to_vec(value).map_err(|error| CodecError::Encode {
         codec: Codec::Json,
         message: error.to_string(),

@@ -97,6 +97,21 @@ impl Codec {
         }
     }
 
+    /// [`Codec::encode`] for anything serializable: JSON is written straight from it (no
+    /// intermediate value tree); XML and forms go through a [`Value`] first.
+    pub fn encode_serializable<T: serde::Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
+        match self {
+            Codec::Json => json::encode(value),
+            other => {
+                let value = serde_json::to_value(value).map_err(|error| CodecError::Encode {
+                    codec: other,
+                    message: error.to_string(),
+                })?;
+                other.encode(&value)
+            }
+        }
+    }
+
     /// The label with its indefinite article ("an XML"), for messages.
     fn with_article(self) -> &'static str {
         match self {

@@ -26,7 +26,7 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::scheme::model::{ConnectionPlan, OperationPlan, ReadResponsePlan, RequestPlan, WriteResponsePlan};
 use crate::scheme::raw::Method;
 use crate::template::{Scope, Template};
-use crate::transform::{render, value_to_text};
+use crate::transform::{render, render_view, value_to_text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -85,11 +85,11 @@ pub fn build_request(
     }
     let body = match &plan.body {
         Some(template) => {
-            let value = render(template, scope, "body")?;
+            let view = render_view(template, scope, "body")?;
             headers.push(("content-type".to_string(), plan.codec.content_type().to_string()));
             Some(
                 plan.codec
-                    .encode(&value)
+                    .encode_serializable(&view)
                     .map_err(|e| Error::transform(format!("encoding the request body: {e}")))?,
             )
         }

@@ -28,12 +28,16 @@ pub struct PlannedRequest {
     pub rows: usize,
 }
 
+/// A row that rendered, minus the row itself: rows travel separately (see [`Rows`]) so the
+/// batch request can use them without copying.
 struct Rendered<'a> {
     item: &'a Item,
-    row: Arc<Value>,
     key: Option<String>,
     name: Option<String>,
 }
+
+/// The rendered rows of one operation, parallel to its [`Rendered`] entries.
+type Rows = Vec<Value>;
 
 pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResult, Error> {
     let plan = &ctx.plan;
@@ -124,6 +128,7 @@ async fn write_operation(
     let plan = &ctx.plan;
     let is_update = operation == WriteOperation::Update;
     let mut rendered = Vec::with_capacity(items.len());
+    let mut rows: Rows = Vec::with_capacity(items.len());
     for item in items {
         let scope = row_scope(ctx, item);
         match render(&plan.target.fields, &scope, "target.fields") {
@@ -146,7 +151,9 @@ async fn write_operation(
                     Some(t) => t.render(&row_scope).ok().as_ref().and_then(value_to_text),
                     None => item.source_name.clone(),
                 };
-                rendered.push(Rendered { item, row, key, name });
+                drop(row_scope);
+                rendered.push(Rendered { item, key, name });
+                rows.push(Arc::try_unwrap(row).unwrap_or_else(|shared| Value::clone(&shared)));
             }
             Err(e) => {
                 result.failed += 1;
@@ -163,12 +170,12 @@ async fn write_operation(
         record_intents(ctx, operation, &rendered, batch_id).await?;
     }
     let all: Vec<&Rendered> = rendered.iter().collect();
-    let mut outcomes = send_rows(ctx, op, operation, &all, result).await?;
+    let (mut outcomes, rows) = send_rows(ctx, op, operation, &all, rows, result).await?;
     if ctx.dry_run {
         return Ok(());
     }
     if !is_update {
-        settle_unknown(ctx, op, &rendered, &mut outcomes, result).await?;
+        settle_unknown(ctx, op, &rendered, &rows, &mut outcomes, result).await?;
     }
     let now = Utc::now();
     for (r, outcome) in rendered.iter().zip(outcomes) {
@@ -286,6 +293,7 @@ async fn settle_unknown(
     ctx: &RunContext,
     op: &OperationPlan,
     rendered: &[Rendered<'_>],
+    rows: &[Value],
     outcomes: &mut [RowOutcome],
     result: &mut JobResult,
 ) -> Result<(), Error> {
@@ -308,8 +316,8 @@ async fn settle_unknown(
         let mut found: Vec<(usize, Result<Option<String>, Error>)> = Vec::with_capacity(unknown.len());
         for chunk in unknown.chunks((conn.in_flight * 4).max(4)) {
             let answers = futures::future::join_all(chunk.iter().map(|&i| {
-                let r = &rendered[i];
-                super::recover::lookup_target_id(ctx, lookup, r.key.as_deref().unwrap_or_default(), &r.row)
+                let key = rendered[i].key.as_deref().unwrap_or_default();
+                super::recover::lookup_target_id(ctx, lookup, key, &rows[i])
             }))
             .await;
             found.extend(chunk.iter().copied().zip(answers));
@@ -343,41 +351,53 @@ async fn settle_unknown(
         tokio::time::sleep(backoff_delay(&conn.retry, round, None, rand::random::<f64>())).await;
         round += 1;
         let subset: Vec<&Rendered> = resend.iter().map(|&i| &rendered[i]).collect();
-        let again = send_rows(ctx, op, WriteOperation::Create, &subset, result).await?;
+        let subset_rows: Rows = resend.iter().map(|&i| rows[i].clone()).collect();
+        let (again, _) = send_rows(ctx, op, WriteOperation::Create, &subset, subset_rows, result).await?;
         for (i, outcome) in resend.into_iter().zip(again) {
             outcomes[i] = outcome;
         }
     }
 }
 
-/// Sends `rows` as one batch request or one request per row, as the operation says.
+/// Sends `rows` as one batch request or one request per row, as the operation says, and
+/// hands the rows back. They are moved into the request's scope (`rows`, or `row` and
+/// `record` per row) and out again, never copied.
 async fn send_rows(
     ctx: &RunContext,
     op: &OperationPlan,
     operation: WriteOperation,
-    rows: &[&Rendered<'_>],
+    rendered: &[&Rendered<'_>],
+    rows: Rows,
     result: &mut JobResult,
-) -> Result<Vec<RowOutcome>, Error> {
+) -> Result<(Vec<RowOutcome>, Rows), Error> {
     let operation = operation_name(operation);
-    let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rows.len());
+    let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rendered.len());
     match op.per {
         Per::Batch => {
-            let values: Vec<Value> = rows.iter().map(|r| Value::clone(&r.row)).collect();
             let mut vars: Map<String, Value> = (*ctx.vars).clone();
-            vars.insert("rows".into(), Value::Array(values));
-            vars.insert("batch".into(), json!({"seq": result.seq, "size": rows.len()}));
+            vars.insert("rows".into(), Value::Array(rows));
+            vars.insert("batch".into(), json!({"seq": result.seq, "size": rendered.len()}));
             let scope = Scope {
                 vars: Arc::new(vars),
                 ..Scope::default()
             };
-            let keys: Vec<Option<String>> = rows.iter().map(|r| r.key.clone()).collect();
-            let ids: Vec<Option<&str>> = rows.iter().map(|r| r.item.target_id.as_deref()).collect();
-            outcomes.extend(send(ctx, op, operation, &scope, &ids, &keys, result).await?);
+            let keys: Vec<Option<String>> = rendered.iter().map(|r| r.key.clone()).collect();
+            let ids: Vec<Option<&str>> = rendered.iter().map(|r| r.item.target_id.as_deref()).collect();
+            let sent = send(ctx, op, operation, &scope, &ids, &keys, result).await;
+            let rows = take_var(scope.vars, "rows")
+                .and_then(|rows| match rows {
+                    Value::Array(rows) => Some(rows),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            outcomes.extend(sent?);
+            Ok((outcomes, rows))
         }
         Per::Row => {
-            for r in rows {
+            let mut back = Vec::with_capacity(rows.len());
+            for (r, row) in rendered.iter().zip(rows) {
                 let mut vars: Map<String, Value> = (*ctx.vars).clone();
-                vars.insert("row".into(), Value::clone(&r.row));
+                vars.insert("row".into(), row);
                 vars.insert("record".into(), Value::clone(&r.item.record));
                 vars.insert(
                     "target_id".into(),
@@ -388,11 +408,22 @@ async fn send_rows(
                     ..Scope::default()
                 };
                 let ids = [r.item.target_id.as_deref()];
-                outcomes.extend(send(ctx, op, operation, &scope, &ids, std::slice::from_ref(&r.key), result).await?);
+                let sent = send(ctx, op, operation, &scope, &ids, std::slice::from_ref(&r.key), result).await;
+                back.push(take_var(scope.vars, "row").unwrap_or_default());
+                outcomes.extend(sent?);
             }
+            Ok((outcomes, back))
         }
     }
-    Ok(outcomes)
+}
+
+/// Moves one variable back out of a request scope's vars (copying only if the vars are
+/// still shared, which a finished request leaves them not).
+fn take_var(vars: Arc<Map<String, Value>>, name: &str) -> Option<Value> {
+    match Arc::try_unwrap(vars) {
+        Ok(mut vars) => vars.remove(name),
+        Err(shared) => shared.get(name).cloned(),
+    }
 }
 
 fn failure(ctx: &RunContext, item: &Item, stage: FailureStage, class: &str, message: &str) -> NewFailure {

@@ -415,48 +415,129 @@ pub(crate) struct IntentBatch<'a> {
     pub json: String,
 }
 
-/// Groups intents into stored batches, keeping their order.
+/// One stored batch of intents (format 2): what its rows share, once, then one short
+/// array per row. Rows are `[source_id, source_name, business_key, target_id,
+/// payload_hash, payload]`. Format 1, still read, was an array of whole [`WriteIntent`]s;
+/// at 100 rows it was twice the size, and every byte is written before each request.
+#[derive(Serialize)]
+struct IntentBatchOut<'a> {
+    scheme: &'a str,
+    source_object: &'a str,
+    batch_id: &'a str,
+    operation: WriteOperation,
+    created_at: i64,
+    rows: Vec<IntentRowOut<'a>>,
+}
+
+type IntentRowOut<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    Option<&'a serde_json::Value>,
+);
+
+#[derive(Deserialize)]
+struct IntentBatchIn {
+    scheme: String,
+    source_object: String,
+    batch_id: String,
+    operation: WriteOperation,
+    created_at: i64,
+    rows: Vec<IntentRowIn>,
+}
+
+type IntentRowIn = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<serde_json::Value>,
+);
+
+/// Groups intents into stored batches, keeping their order. Consecutive intents share a
+/// batch when everything but their rows is equal.
 pub(crate) fn intent_batches(intents: &[WriteIntent]) -> Result<Vec<IntentBatch<'_>>, StoreError> {
+    let same_batch = |a: &WriteIntent, b: &WriteIntent| {
+        a.scheme == b.scheme
+            && a.batch_id == b.batch_id
+            && a.source_object == b.source_object
+            && a.operation == b.operation
+            && a.created_at.timestamp_millis() == b.created_at.timestamp_millis()
+    };
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for (index, intent) in intents.iter().enumerate() {
         match groups.last_mut() {
-            Some((start, end))
-                if intents[*start].scheme == intent.scheme && intents[*start].batch_id == intent.batch_id =>
-            {
-                *end = index + 1
-            }
+            Some((start, end)) if same_batch(&intents[*start], intent) => *end = index + 1,
             _ => groups.push((index, index + 1)),
         }
     }
     groups
         .into_iter()
         .map(|(start, end)| {
-            let rows: Vec<WriteIntent> = intents[start..end]
-                .iter()
-                .map(|i| WriteIntent {
-                    created_at: truncate_to_millis(i.created_at),
-                    ..i.clone()
-                })
-                .collect();
-            let json = serde_json::to_string(&rows)
+            let first = &intents[start];
+            let batch = IntentBatchOut {
+                scheme: &first.scheme,
+                source_object: &first.source_object,
+                batch_id: &first.batch_id,
+                operation: first.operation,
+                created_at: first.created_at.timestamp_millis(),
+                rows: intents[start..end]
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.source_id.as_str(),
+                            i.source_name.as_deref(),
+                            i.business_key.as_deref(),
+                            i.target_id.as_deref(),
+                            i.payload_hash.as_str(),
+                            i.payload.as_ref(),
+                        )
+                    })
+                    .collect(),
+            };
+            let json = serde_json::to_string(&batch)
                 .map_err(|e| StoreError::InvalidRequest(format!("a write intent cannot be stored: {e}")))?;
             Ok(IntentBatch {
-                scheme: &intents[start].scheme,
-                batch_id: &intents[start].batch_id,
-                created_at: intents[start].created_at.timestamp_millis(),
+                scheme: &first.scheme,
+                batch_id: &first.batch_id,
+                created_at: batch.created_at,
                 json,
             })
         })
         .collect()
 }
 
-/// The intents of stored batches, in order.
+/// The intents of stored batches, in order (either format).
 pub(crate) fn unpack_intents<'a>(rows: impl Iterator<Item = &'a str>) -> Result<Vec<WriteIntent>, String> {
+    let invalid = |e: serde_json::Error| format!("stored write intents are invalid: {e}");
     let mut out = Vec::new();
     for row in rows {
-        let batch: Vec<WriteIntent> =
-            serde_json::from_str(row).map_err(|e| format!("stored write intents are invalid: {e}"))?;
-        out.extend(batch);
+        if row.trim_start().starts_with('[') {
+            let batch: Vec<WriteIntent> = serde_json::from_str(row).map_err(invalid)?;
+            out.extend(batch);
+            continue;
+        }
+        let batch: IntentBatchIn = serde_json::from_str(row).map_err(invalid)?;
+        let created_at = DateTime::<Utc>::from_timestamp_millis(batch.created_at)
+            .ok_or_else(|| format!("stored write intents have an impossible time: {}", batch.created_at))?;
+        out.extend(batch.rows.into_iter().map(
+            |(source_id, source_name, business_key, target_id, payload_hash, payload)| WriteIntent {
+                scheme: batch.scheme.clone(),
+                source_object: batch.source_object.clone(),
+                source_id,
+                source_name,
+                batch_id: batch.batch_id.clone(),
+                operation: batch.operation,
+                business_key,
+                target_id,
+                payload_hash,
+                payload,
+                created_at,
+            },
+        ));
     }
     Ok(out)
 }

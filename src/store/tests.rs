@@ -1010,6 +1010,93 @@ async fn a_failed_commit_leaves_nothing_behind() {
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_transactions_but_not_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path()).await;
+    let Store::Sqlite(sqlite) = &store else {
+        panic!("expected the SQLite backend");
+    };
+    sqlx::query(
+        "CREATE TRIGGER reject_bad BEFORE INSERT ON mappings WHEN NEW.source_id = 'BAD' \
+         BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END",
+    )
+    .execute(sqlite.writer_pool())
+    .await
+    .unwrap();
+
+    // 40 writers at once (commits and intents), so the group writer merges many of them;
+    // batch 13 carries the row the trigger refuses.
+    let writes = (0..40).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            if n % 4 == 3 {
+                let intents = [intent("orders", &format!("I{n}"), &format!("1-{n}"), 1_700_000_000_000)];
+                return store.record_intents(&intents).await.map(|()| n);
+            }
+            let mut mappings = vec![mapping("orders", &format!("M{n}"), Some(&format!("T{n}")))];
+            if n == 13 {
+                mappings.push(mapping("orders", "BAD", Some("T-BAD")));
+            }
+            store
+                .commit_batch(BatchCommit {
+                    mappings,
+                    ..BatchCommit::default()
+                })
+                .await
+                .map(|()| n)
+        })
+    });
+    let results = futures::future::join_all(writes).await;
+    for (n, result) in results.into_iter().enumerate() {
+        match result.unwrap() {
+            Ok(done) => assert_ne!(done, 13, "the refused batch reported success"),
+            Err(err) => {
+                assert_eq!(n, 13, "batch {n} failed with someone else's error: {err}");
+                assert!(err.to_string().contains("rejected by test trigger"), "{err}");
+            }
+        }
+    }
+    for n in (0..40).filter(|n| n % 4 != 3) {
+        let expected = (n != 13).then(|| format!("T{n}"));
+        assert_eq!(
+            store.target_id_for("orders", &format!("M{n}")).await.unwrap(),
+            expected,
+            "batch {n}"
+        );
+    }
+    assert_eq!(store.target_id_for("orders", "BAD").await.unwrap(), None);
+    let pending = store.pending_intents("orders").await.unwrap();
+    assert_eq!(pending.len(), 10, "every intent write landed: {pending:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn intents_stored_by_earlier_versions_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path()).await;
+    let Store::Sqlite(sqlite) = &store else {
+        panic!("expected the SQLite backend");
+    };
+    // Format 1: an array of whole intents, as 0.x releases stored them.
+    let old = vec![intent("orders", "A", "3-1", 1_700_000_000_000)];
+    sqlx::query("INSERT INTO write_intents (scheme, batch_id, created_at, intents) VALUES (?, ?, ?, ?)")
+        .bind("orders")
+        .bind("3-1")
+        .bind(1_700_000_000_000_i64)
+        .bind(serde_json::to_string(&old).unwrap())
+        .execute(sqlite.writer_pool())
+        .await
+        .unwrap();
+    let new = intent("orders", "B", "4-1", 1_700_000_000_001);
+    store.record_intents(std::slice::from_ref(&new)).await.unwrap();
+    assert_eq!(
+        store.pending_intents("orders").await.unwrap(),
+        vec![old[0].clone(), new]
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_locked_file_is_reported_as_retryable() {
     let dir = tempfile::tempdir().unwrap();

@@ -614,6 +614,19 @@ impl Template {
         }
     }
 
+    /// [`Template::render`] that borrows the value when the template is one plain
+    /// lookup (`<< rows >>`), so large values are not copied to be serialized.
+    pub fn render_cow<'s>(&'s self, scope: &'s Scope) -> Result<Cow<'s, Json>, TemplateError> {
+        match &self.inner.body {
+            Body::Literal(json) => Ok(Cow::Borrowed(json)),
+            Body::Typed(part) => self.eval(part, scope, &mut None),
+            Body::Parts(parts) => self
+                .render_parts(parts, scope)
+                .map(|text| Cow::Owned(Json::String(text))),
+            Body::Full => self.render_full(scope).map(|text| Cow::Owned(Json::String(text))),
+        }
+    }
+
     /// Renders to text: strings as they are, null as `""`, other values as compact JSON.
     pub fn render_string(&self, scope: &Scope) -> Result<String, TemplateError> {
         match &self.inner.body {
