@@ -552,10 +552,7 @@ pub async fn bench(args: BenchArgs) -> i32 {
         Ok(summary) => {
             let rate = summary.read as f64 / seconds.max(1e-9);
             println!("records      {}", summary.read);
-            println!(
-                "written      {} created, {} failed (the simulator rejects every 500th)",
-                summary.created, summary.failed
-            );
+            println!("written      {} created, {} failed", summary.created, summary.failed);
             println!("pages        {}   requests {}", summary.pages, summary.requests);
             println!("seconds      {seconds:.2}");
             println!("throughput   {rate:.0} records/s");
