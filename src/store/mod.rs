@@ -219,6 +219,26 @@ impl BatchCommit {
     }
 }
 
+impl StoreError {
+    /// A statement that failed: [`StoreError::Busy`] (retryable) when another writer held
+    /// the lock, [`StoreError::Query`] otherwise.
+    pub(crate) fn statement(location: String, action: &'static str, busy: bool, reason: String) -> StoreError {
+        if busy {
+            StoreError::Busy {
+                location,
+                action,
+                reason,
+            }
+        } else {
+            StoreError::Query {
+                location,
+                action,
+                reason,
+            }
+        }
+    }
+}
+
 /// Which write an intent announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

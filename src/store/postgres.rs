@@ -255,20 +255,7 @@ impl PostgresStore {
     fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |err| {
             let (busy, reason) = describe_sqlx(&err);
-            let location = self.inner.location.clone();
-            if busy {
-                StoreError::Busy {
-                    location,
-                    action,
-                    reason,
-                }
-            } else {
-                StoreError::Query {
-                    location,
-                    action,
-                    reason,
-                }
-            }
+            StoreError::statement(self.inner.location.clone(), action, busy, reason)
         }
     }
 

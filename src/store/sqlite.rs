@@ -206,20 +206,7 @@ impl SqliteStore {
     fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |err| {
             let (busy, reason) = describe_sqlx(&err);
-            let location = self.inner.location.clone();
-            if busy {
-                StoreError::Busy {
-                    location,
-                    action,
-                    reason,
-                }
-            } else {
-                StoreError::Query {
-                    location,
-                    action,
-                    reason,
-                }
-            }
+            StoreError::statement(self.inner.location.clone(), action, busy, reason)
         }
     }
 
@@ -655,20 +642,7 @@ async fn run_group(writer: &SqlitePool, location: &str, ops: &[&GroupOp]) -> Res
     };
     let failed = |err: sqlx::Error| {
         let (busy, reason) = describe_sqlx(&err);
-        let location = location.to_owned();
-        if busy {
-            StoreError::Busy {
-                location,
-                action,
-                reason,
-            }
-        } else {
-            StoreError::Query {
-                location,
-                action,
-                reason,
-            }
-        }
+        StoreError::statement(location.to_owned(), action, busy, reason)
     };
     // Statements first, then their parameters in the same order.
     let mut sql = String::from("BEGIN IMMEDIATE;\n");

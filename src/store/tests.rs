@@ -63,6 +63,22 @@ async fn open_sqlite(dir: &Path) -> Store {
         .unwrap()
 }
 
+/// A SQLite store whose `table` refuses (by trigger) any row with this `source_id`.
+async fn sqlite_refusing(dir: &Path, table: &str, source_id: &str) -> Store {
+    let store = open_sqlite(dir).await;
+    let Store::Sqlite(sqlite) = &store else {
+        panic!("expected the SQLite backend");
+    };
+    sqlx::query(&format!(
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} WHEN NEW.source_id = '{source_id}' \
+         BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END"
+    ))
+    .execute(sqlite.writer_pool())
+    .await
+    .unwrap();
+    store
+}
+
 // ---- the cases ---------------------------------------------------------------------
 
 async fn upsert_then_get(store: &Store) {
@@ -963,17 +979,7 @@ async fn a_file_that_is_not_a_store_is_refused() {
 #[tokio::test]
 async fn a_failed_commit_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_sqlite(dir.path()).await;
-    let Store::Sqlite(sqlite) = &store else {
-        panic!("expected the SQLite backend");
-    };
-    sqlx::query(
-        "CREATE TRIGGER reject_boom BEFORE INSERT ON failures WHEN NEW.source_id = 'boom' \
-         BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END",
-    )
-    .execute(sqlite.writer_pool())
-    .await
-    .unwrap();
+    let store = sqlite_refusing(dir.path(), "failures", "boom").await;
 
     let err = store
         .commit_batch(BatchCommit {
@@ -1013,17 +1019,7 @@ async fn a_failed_commit_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_share_transactions_but_not_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_sqlite(dir.path()).await;
-    let Store::Sqlite(sqlite) = &store else {
-        panic!("expected the SQLite backend");
-    };
-    sqlx::query(
-        "CREATE TRIGGER reject_bad BEFORE INSERT ON mappings WHEN NEW.source_id = 'BAD' \
-         BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END",
-    )
-    .execute(sqlite.writer_pool())
-    .await
-    .unwrap();
+    let store = sqlite_refusing(dir.path(), "mappings", "BAD").await;
 
     // 40 writers at once (commits and intents), so the group writer merges many of them;
     // batch 13 carries the row the trigger refuses.
