@@ -43,6 +43,16 @@ struct Rig {
 }
 
 impl Rig {
+    /// A source of `records` orders and a target that refuses every `every`th bill.
+    async fn rejecting_every(records: u64, every: u64) -> Rig {
+        Rig::start(ShopConfig {
+            records,
+            reject_every: Some(every),
+            ..ShopConfig::default()
+        })
+        .await
+    }
+
     async fn start(config: ShopConfig) -> Rig {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = ShopConfig {
@@ -266,12 +276,7 @@ async fn killed_runs_never_duplicate_or_lose_a_record() {
 /// accepts them, and `Replay::Ids` retries exactly the rows named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_rows_are_replayed_by_the_next_run() {
-    let rig = Rig::start(ShopConfig {
-        records: 500,
-        reject_every: Some(50),
-        ..ShopConfig::default()
-    })
-    .await;
+    let rig = Rig::rejecting_every(500, 50).await;
     let plan = rig.plan(SCHEME);
     let first = rig.run(&plan, RunOptions::default()).await;
     assert_eq!(first.failed, 10);
@@ -318,12 +323,7 @@ async fn failed_rows_are_replayed_by_the_next_run() {
 /// Replay stops at `failures.max_attempts`; `replay: false` turns it off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_respects_max_attempts() {
-    let rig = Rig::start(ShopConfig {
-        records: 100,
-        reject_every: Some(10),
-        ..ShopConfig::default()
-    })
-    .await;
+    let rig = Rig::rejecting_every(100, 10).await;
     let plan = rig.plan(&format!("{SCHEME}\nfailures: {{max_attempts: 2}}\n"));
     assert_eq!(rig.run(&plan, RunOptions::default()).await.failed, 10);
     assert_eq!(rig.run(&plan, RunOptions::default()).await.replayed, 10);

@@ -22,6 +22,13 @@ fn plan_for(flow: Flow, running: &Running) -> Plan {
     loaded.plan.unwrap()
 }
 
+/// `flow` on freshly started simulators: the running set, its plan and an empty store.
+async fn start(flow: Flow) -> (Running, Plan, Store) {
+    let running = flows::start(flow).await.unwrap();
+    let plan = plan_for(flow, &running);
+    (running, plan, Store::memory())
+}
+
 async fn run_once(plan: &Plan, store: &Store) -> Summary {
     run(plan, store, &HttpClient::new().unwrap(), &RunOptions::default())
         .await
@@ -30,10 +37,8 @@ async fn run_once(plan: &Plan, store: &Store) -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guanyi_shops_become_k3cloud_customers_and_changes_update_them() {
-    let running = flows::start(Flow::GuanyiToK3Cloud).await.unwrap();
-    let plan = plan_for(Flow::GuanyiToK3Cloud, &running);
+    let (running, plan, store) = start(Flow::GuanyiToK3Cloud).await;
     let k3 = running.sims.k3cloud.clone().unwrap();
-    let store = Store::memory();
     let customers_before = k3.row_count("BD_Customer");
 
     let first = run_once(&plan, &store).await;
@@ -62,10 +67,8 @@ async fn guanyi_shops_become_k3cloud_customers_and_changes_update_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jdy_purchase_inbound_bills_become_jackyun_customers_once_per_supplier() {
-    let running = flows::start(Flow::JdyToJackyun).await.unwrap();
-    let plan = plan_for(Flow::JdyToJackyun, &running);
+    let (running, plan, store) = start(Flow::JdyToJackyun).await;
     let (jdy, jky) = (running.sims.jdy.clone().unwrap(), running.sims.jackyun.clone().unwrap());
-    let store = Store::memory();
     let customers_before = jky.customer_count();
 
     let first = run_once(&plan, &store).await;
@@ -134,10 +137,8 @@ async fn simply_accounts_and_k3cloud_customers_flow_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erp_standard_orders_are_pushed_to_fxiaoke_with_their_details() {
-    let running = flows::start(Flow::ErpStandardToFxiaoke).await.unwrap();
-    let plan = plan_for(Flow::ErpStandardToFxiaoke, &running);
+    let (running, plan, store) = start(Flow::ErpStandardToFxiaoke).await;
     let fx = running.sims.fxiaoke.clone().unwrap();
-    let store = Store::memory();
     let first = run_once(&plan, &store).await;
     assert_eq!(first.aborted, None, "{first:?}");
     assert_eq!((first.read, first.created, first.failed), (120, 120, 0), "{first:?}");
@@ -216,10 +217,8 @@ async fn replayed_records_are_fetched_again_from_the_source() {
     use ferry::engine::Replay;
     use ferry::sim::Faults;
     use ferry::store::{FailureLedger, FailureStatus};
-    let running = flows::start(Flow::JdyToJackyun).await.unwrap();
-    let plan = plan_for(Flow::JdyToJackyun, &running);
+    let (running, plan, store) = start(Flow::JdyToJackyun).await;
     let (jdy, jky) = (running.sims.jdy.clone().unwrap(), running.sims.jackyun.clone().unwrap());
-    let store = Store::memory();
     jky.set_faults(Faults {
         fail_rate: 1.0,
         ..Faults::default()
