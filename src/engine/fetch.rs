@@ -7,7 +7,6 @@ use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
-use crate::transform::payload_hash;
 use crate::window::{format_time, Window};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{json, Map, Value};
@@ -180,7 +179,7 @@ async fn fetch_window(
         let hashed: Vec<(Value, String)> = records
             .into_iter()
             .map(|record| {
-                let hash = payload_hash(&record, &ctx.fingerprint);
+                let hash = ctx.payload_hasher.hash(&record);
                 (record, hash)
             })
             .collect();

@@ -189,7 +189,7 @@ pub(crate) struct RunContext {
     pub http: HttpClient,
     pub vars: Arc<Map<String, Value>>,
     pub mapped_ids: Option<Arc<dyn MappedIds>>,
-    pub fingerprint: Vec<u8>,
+    pub payload_hasher: crate::transform::PayloadHasher,
     pub dry_run: bool,
     pub dry_run_sink: Option<DryRunSink>,
     pub sessions: vendor_call::Sessions,
@@ -243,6 +243,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         json!({"id": run_id, "scheme": plan.name, "dry_run": options.dry_run}),
     );
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
+    let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
     let ctx = Arc::new(RunContext {
         plan: plan.clone(),
@@ -250,7 +251,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         http: http.clone().with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
         vars: Arc::new(base_vars),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
-        fingerprint,
+        payload_hasher,
         dry_run: options.dry_run,
         dry_run_sink: options.dry_run_sink.clone(),
         sessions: Default::default(),

@@ -26,7 +26,7 @@ use crate::store::{
     NewFailure, WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
-use crate::transform::{payload_hash, value_to_text};
+use crate::transform::value_to_text;
 use chrono::Utc;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -239,7 +239,7 @@ pub(crate) async fn ledger_records(ctx: &RunContext, which: &Replay) -> Result<V
                     .await?;
             }
         }
-        let hash = payload_hash(&record, &ctx.fingerprint);
+        let hash = ctx.payload_hasher.hash(&record);
         // A record that failed before it had an id is filed under its hash; once it has
         // one, later outcomes are filed under that id, so this row is settled now.
         if failure.source_id.starts_with("hash:") {
@@ -276,7 +276,7 @@ async fn refetch(ctx: &RunContext, records: Vec<(Value, String)>) -> Vec<(Value,
         Ok(fresh) => fresh
             .into_iter()
             .map(|record| {
-                let hash = payload_hash(&record, &ctx.fingerprint);
+                let hash = ctx.payload_hasher.hash(&record);
                 (record, hash)
             })
             .collect(),

@@ -123,15 +123,28 @@ impl Scope {
                 return Some(Found::Parent(parent));
             }
         }
-        if let Some((key, value)) = self.vars.get_key_value(name) {
+        if let Some((key, value)) = object_entry(&self.vars, name) {
             return Some(Found::Var(key, value));
         }
         let record = self.record.as_deref()?;
         if name == RECORD {
             return Some(Found::Record(record));
         }
-        let (key, value) = record.as_object()?.get_key_value(name)?;
+        let (key, value) = object_entry(record.as_object()?, name)?;
         Some(Found::RecordField(key, value))
+    }
+}
+
+/// Objects up to this many keys are searched by scanning rather than hashing the key.
+const SCAN_LIMIT: usize = 16;
+
+/// Looks `name` up in a JSON object. Most records and the run variables are small, and
+/// comparing a few keys is cheaper than hashing one (serde_json's maps use SipHash).
+fn object_entry<'a>(map: &'a Map<String, Json>, name: &str) -> Option<(&'a String, &'a Json)> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(key, _)| key.as_str() == name)
+    } else {
+        map.get_key_value(name)
     }
 }
 
@@ -156,8 +169,8 @@ pub(crate) fn lookup_path<'a>(scope: &'a Scope, path: &[String]) -> FastLookup<'
         };
     };
     for (position, key) in rest.iter().enumerate() {
-        match current.as_object().and_then(|map| map.get(key.as_str())) {
-            Some(next) => current = next,
+        match current.as_object().and_then(|map| object_entry(map, key)) {
+            Some((_, next)) => current = next,
             // Attribute of a missing key, an array or a scalar: undefined. Reading
             // further from undefined is an error, which the slow path reports.
             None if position + 1 == rest.len() => return FastLookup::Undefined,
@@ -532,5 +545,24 @@ pub(crate) fn describe_input(input: &FilterInput<'_>) -> String {
         format!("{cut}…")
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn small_and_large_objects_resolve_names_alike() {
+        for size in [1, SCAN_LIMIT, SCAN_LIMIT + 1, 3 * SCAN_LIMIT] {
+            let record: Map<String, Json> = (0..size).map(|i| (format!("field_{i}"), json!(i))).collect();
+            let scope = Scope::for_record(Arc::new(Json::Object(record)));
+            for i in 0..size {
+                assert_eq!(scope.lookup(&format!("field_{i}")), Some(&json!(i)), "size {size}");
+            }
+            assert_eq!(scope.lookup("field_missing"), None, "size {size}");
+            assert_eq!(scope.lookup(&format!("field_{size}")), None, "size {size}");
+        }
     }
 }
