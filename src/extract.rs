@@ -24,26 +24,97 @@ use jsonpath_rust::parser::errors::JsonPathError as LibraryError;
 use jsonpath_rust::parser::model::JpQuery;
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A parsed JSONPath. Cheap to clone (the compiled query is shared).
 #[derive(Clone)]
 pub struct JsonPath {
     text: String,
     query: Arc<JpQuery>,
-    /// For `$.a.b[*]`-shaped paths: the keys down to the array, so its items can be
-    /// moved out of a value instead of copied.
-    simple_items: Option<Arc<[String]>>,
+    /// For paths made only of names, indexes and wildcards (`$.data.items[*].id`): the
+    /// steps, walked directly. The library builds a location string for every value it
+    /// selects, which costs more than the walk itself on these per-record paths.
+    steps: Option<Arc<[Step]>>,
 }
 
-/// The keys of a `$.key.key[*]` path (plain identifier keys only), if it has that shape.
-fn simple_items_keys(text: &str) -> Option<Arc<[String]>> {
-    let inner = text.strip_prefix("$.")?.strip_suffix("[*]")?;
-    let keys: Vec<String> = inner.split('.').map(str::to_string).collect();
-    let plain = keys
-        .iter()
-        .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
-    plain.then(|| keys.into())
+/// One step of a filter-free path.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// `.name`: the member of an object.
+    Key(String),
+    /// `[n]`: the n-th item of an array (n ≥ 0).
+    Index(usize),
+    /// `[*]` or `.*`: every item of an array, or every member value of an object.
+    Wildcard,
+}
+
+/// The steps of `text`, if it is only `$` followed by `.name`, `[n]`, `[*]` and `.*`
+/// (names of letters, digits and `_`). Anything else is left to the library. Only called
+/// on text the library has parsed, so the shapes here are valid paths.
+fn simple_steps(text: &str) -> Option<Arc<[Step]>> {
+    let mut rest = text.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("[*]").or_else(|| rest.strip_prefix(".*")) {
+            steps.push(Step::Wildcard);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix('.') {
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if end == 0 {
+                return None;
+            }
+            steps.push(Step::Key(after[..end].to_string()));
+            rest = &after[end..];
+        } else {
+            let after = rest.strip_prefix('[')?;
+            let (digits, tail) = after.split_once(']')?;
+            let canonical = !digits.is_empty() && (digits == "0" || !digits.starts_with('0'));
+            if !canonical || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            steps.push(Step::Index(digits.parse().ok()?));
+            rest = tail;
+        }
+    }
+    Some(steps.into())
+}
+
+fn walk<'a>(steps: &[Step], value: &'a Value, out: &mut Vec<&'a Value>) {
+    let Some((step, rest)) = steps.split_first() else {
+        out.push(value);
+        return;
+    };
+    match (step, value) {
+        (Step::Key(key), Value::Object(map)) => {
+            if let Some((_, member)) = object_entry(map, key) {
+                walk(rest, member, out);
+            }
+        }
+        (Step::Index(index), Value::Array(items)) => {
+            if let Some(item) = items.get(*index) {
+                walk(rest, item, out);
+            }
+        }
+        (Step::Wildcard, Value::Array(items)) => items.iter().for_each(|item| walk(rest, item, out)),
+        (Step::Wildcard, Value::Object(map)) => map.values().for_each(|member| walk(rest, member, out)),
+        _ => {}
+    }
+}
+
+/// Objects up to this many members are searched by comparing names rather than hashing
+/// the one sought (serde_json's maps hash with SipHash, which costs more than a few
+/// comparisons).
+const SCAN_LIMIT: usize = 16;
+
+/// The member `name` of a JSON object, found the cheaper way for its size.
+pub(crate) fn object_entry<'a>(map: &'a Map<String, Value>, name: &str) -> Option<(&'a String, &'a Value)> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(key, _)| key.as_str() == name)
+    } else {
+        map.get_key_value(name)
+    }
 }
 
 /// Why a JSONPath could not be parsed.
@@ -64,16 +135,16 @@ impl JsonPath {
         Ok(JsonPath {
             text: text.to_string(),
             query: Arc::new(query),
-            simple_items: simple_items_keys(text),
+            steps: simple_steps(text),
         })
     }
 
     /// Like [`JsonPath::select`], but returns owned items; for `$.a.b[*]` paths they are
     /// moved out of `value` (leaving an empty list or object behind) instead of copied.
     pub fn take_from(&self, value: &mut Value) -> Vec<Value> {
-        if let Some(keys) = &self.simple_items {
+        if let Some(keys) = self.keys_then_wildcard() {
             let mut node = value;
-            for key in keys.iter() {
+            for key in keys {
                 match node.get_mut(key.as_str()) {
                     Some(next) => node = next,
                     None => return Vec::new(),
@@ -93,8 +164,31 @@ impl JsonPath {
         &self.text
     }
 
+    /// For `$.a.b[*]`: the keys `a`, `b`.
+    fn keys_then_wildcard(&self) -> Option<Vec<&String>> {
+        let (last, keys) = self.steps.as_deref()?.split_last()?;
+        if *last != Step::Wildcard {
+            return None;
+        }
+        keys.iter()
+            .map(|step| match step {
+                Step::Key(key) => Some(key),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every value the path selects, in document order.
     pub fn select<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
+        if let Some(steps) = &self.steps {
+            let mut found = Vec::new();
+            walk(steps, value, &mut found);
+            return found;
+        }
+        self.select_with_library(value)
+    }
+
+    fn select_with_library<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
         // A root query always yields references; the library's error case only
         // arises for computed values inside filters, so it maps to "nothing".
         match js_path_process(&self.query, value) {
@@ -352,6 +446,63 @@ fn enclosing(before: &str) -> Enclosing {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn simple_paths_are_walked_as_the_library_would() {
+        let doc = serde_json::json!({
+            "data": {
+                "items": [{"id": 1, "lines": [{"sku": "A"}, {"sku": "B"}]}, {"id": "2", "lines": []}, 7, null],
+                "map": {"x": {"id": 10}, "y": [1, 2], "z": "s"},
+                "名称": "中文", "a_1": {"0": "zero"}, "empty": {}
+            },
+            "list": [[1, 2], [3]],
+            "n": 5
+        });
+        let walked = [
+            "$",
+            "$.data",
+            "$.data.items",
+            "$.data.items[*]",
+            "$.data.items[*].id",
+            "$.data.items[*].lines[*].sku",
+            "$.data.items[0].lines[1]",
+            "$.data.items[9]",
+            "$.data.items[0]",
+            "$.data.items.*",
+            "$.data.map.*",
+            "$.data.map[*].id",
+            "$.data.map[*][*]",
+            "$.data.名称",
+            "$.data.a_1",
+            "$.list[*][0]",
+            "$.list[1][0]",
+            "$.n[*]",
+            "$.n.x",
+            "$.n[0]",
+            "$.missing[*]",
+            "$.data.empty[*]",
+            "$[*]",
+            "$.*",
+            "$.data.items[10]",
+        ];
+        for text in walked {
+            let path = super::JsonPath::parse(text).unwrap();
+            assert!(path.steps.is_some(), "{text} should be walked directly");
+            assert_eq!(path.select(&doc), path.select_with_library(&doc), "{text}");
+        }
+        for text in [
+            "$..id",
+            "$.data.items[-1]",
+            "$.data.items[0:2]",
+            "$['data']",
+            "$.data.items[?(@.id == 1)]",
+            "$.data.items[01]",
+        ] {
+            if let Ok(path) = super::JsonPath::parse(text) {
+                assert!(path.steps.is_none(), "{text} is left to the library");
+            }
+        }
+    }
+
     #[test]
     fn take_moves_items_and_matches_select() {
         let doc = serde_json::json!({"data": {"items": [{"a": 1}, {"a": 2}], "map": {"x": 1}}});

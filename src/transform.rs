@@ -107,18 +107,17 @@ fn join_path(path: &str, key: &str) -> String {
     }
 }
 
-/// Prefixes an error's field path with one more step (only on the error path).
-fn under(step: String) -> impl FnOnce((String, String)) -> (String, String) {
-    move |(at, message)| {
-        let joined = if at.is_empty() {
-            step
-        } else if at.starts_with('[') {
-            format!("{step}{at}")
-        } else {
-            format!("{step}.{at}")
-        };
-        (joined, message)
-    }
+/// Prefixes an error's field path with one more step. Called only once an error has
+/// happened, so the step's text is built only then.
+fn under(step: String, (at, message): (String, String)) -> (String, String) {
+    let joined = if at.is_empty() {
+        step
+    } else if at.starts_with('[') {
+        format!("{step}{at}")
+    } else {
+        format!("{step}.{at}")
+    };
+    (joined, message)
 }
 
 fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (String, String)> {
@@ -139,13 +138,13 @@ fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (Strin
         ValueTemplate::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| render_inner(item, scope).map_err(under(format!("[{i}]"))))
+            .map(|(i, item)| render_inner(item, scope).map_err(|e| under(format!("[{i}]"), e)))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         ValueTemplate::Object(fields) => {
             let mut out = Map::with_capacity(fields.len());
             for (key, item) in fields {
-                let value = render_inner(item, scope).map_err(under(key.clone()))?;
+                let value = render_inner(item, scope).map_err(|e| under(key.clone(), e))?;
                 out.insert(key.clone(), value);
             }
             Ok(Value::Object(out))
@@ -157,7 +156,8 @@ fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (Strin
             let selected = rows.select(&record);
             let mut out = Vec::with_capacity(selected.len());
             for (i, row) in selected.into_iter().enumerate() {
-                let mut locals = scope.locals.clone();
+                let mut locals = Vec::with_capacity(scope.locals.len() + 1);
+                locals.extend(scope.locals.iter().cloned());
                 locals.push(("index".to_string(), Value::from(i)));
                 let detail = Scope {
                     record: Some(Arc::new(row.clone())),
@@ -166,7 +166,7 @@ fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (Strin
                     parent: Some(record.clone()),
                     mapped_ids: scope.mapped_ids.clone(),
                 };
-                out.push(render_inner(fields, &detail).map_err(under(format!("[{i}]")))?);
+                out.push(render_inner(fields, &detail).map_err(|e| under(format!("[{i}]"), e))?);
             }
             Ok(Value::Array(out))
         }
@@ -192,25 +192,23 @@ impl PayloadHasher {
     }
 
     pub fn hash(&self, record: &Value) -> String {
-        let mut hasher = DigestWriter(self.after_mapping.clone());
-        // serde_json keeps key order, so the same record text hashes the same way. Writing
-        // into a digest cannot fail.
-        let _ = serde_json::to_writer(&mut hasher, record);
-        hex::encode(&hasher.0.finalize()[..16])
-    }
-}
-
-/// Feeds serialized JSON straight into the digest, without an intermediate buffer.
-struct DigestWriter(Sha256);
-
-impl std::io::Write for DigestWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        thread_local! {
+            /// The record's JSON text, reused from record to record.
+            static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut hasher = self.after_mapping.clone();
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            // serde_json keeps key order, so the same record text hashes the same way.
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *text, record);
+            hasher.update(&text[..]);
+            // Do not keep one unusually large record's buffer for the rest of the run.
+            if text.capacity() > 64 * 1024 {
+                *text = Vec::new();
+            }
+        });
+        hex::encode(&hasher.finalize()[..16])
     }
 }
 

@@ -25,6 +25,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::extract::object_entry;
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value, ValueKind};
 use serde_json::{Map, Value as Json};
 
@@ -132,19 +133,6 @@ impl Scope {
         }
         let (key, value) = object_entry(record.as_object()?, name)?;
         Some(Found::RecordField(key, value))
-    }
-}
-
-/// Objects up to this many keys are searched by scanning rather than hashing the key.
-const SCAN_LIMIT: usize = 16;
-
-/// Looks `name` up in a JSON object. Most records and the run variables are small, and
-/// comparing a few keys is cheaper than hashing one (serde_json's maps use SipHash).
-fn object_entry<'a>(map: &'a Map<String, Json>, name: &str) -> Option<(&'a String, &'a Json)> {
-    if map.len() <= SCAN_LIMIT {
-        map.iter().find(|(key, _)| key.as_str() == name)
-    } else {
-        map.get_key_value(name)
     }
 }
 
@@ -555,7 +543,7 @@ mod tests {
 
     #[test]
     fn small_and_large_objects_resolve_names_alike() {
-        for size in [1, SCAN_LIMIT, SCAN_LIMIT + 1, 3 * SCAN_LIMIT] {
+        for size in [1, 16, 17, 48] {
             let record: Map<String, Json> = (0..size).map(|i| (format!("field_{i}"), json!(i))).collect();
             let scope = Scope::for_record(Arc::new(Json::Object(record)));
             for i in 0..size {
