@@ -320,6 +320,30 @@ async fn failed_rows_are_replayed_by_the_next_run() {
     rig.handle.shutdown().await;
 }
 
+/// A run that replays the ledger and then reads the same records from the source again
+/// (here a backfill over the whole history) sends each of them once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_rows_read_again_are_sent_once() {
+    let rig = Rig::rejecting_every(200, 20).await;
+    let plan = rig.plan(SCHEME);
+    assert_eq!(rig.run(&plan, RunOptions::default()).await.failed, 10);
+    let (creates_before, updates_before) = (rig.sim.create_calls(), rig.sim.update_calls());
+    let backfill = RunOptions {
+        since: Some("2023-12-31T16:00:00Z".parse().unwrap()),
+        ..RunOptions::default()
+    };
+    let second = rig.run(&plan, backfill).await;
+    assert_eq!(second.replayed, 10);
+    assert_eq!(second.read, 210, "ten replayed plus the whole source");
+    assert_eq!((second.duplicates, second.failed, second.unchanged), (10, 10, 190));
+    let attempts: BTreeSet<i64> = rig.open_failures(&plan).await.iter().map(|f| f.attempts).collect();
+    assert_eq!(attempts, BTreeSet::from([2]), "one more attempt each, not two");
+    // One batch for the ten replayed rows; nothing else was written.
+    assert_eq!(rig.sim.create_calls() - creates_before, 1);
+    assert_eq!(rig.sim.update_calls(), updates_before);
+    rig.handle.shutdown().await;
+}
+
 /// Replay stops at `failures.max_attempts`; `replay: false` turns it off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_respects_max_attempts() {

@@ -97,7 +97,8 @@ pub struct Summary {
     pub updated: u64,
     pub unchanged: u64,
     /// Records read again in the same run under a source id already seen (the latest
-    /// version was kept), e.g. one supplier on many bills.
+    /// version was kept), e.g. one supplier on many bills; also ledger rows replayed by
+    /// this run and then read unchanged from the source again (sent once, not twice).
     pub duplicates: u64,
     pub skipped: u64,
     pub failed: u64,
@@ -357,6 +358,9 @@ async fn drive(
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
     let mut pending_failures: Vec<NewFailure> = Vec::new();
     let mut in_flight_ids: HashMap<String, u64> = HashMap::new();
+    // Ledger rows replayed in this run, by source id, with their payload hashes: the same
+    // record read again from the source (a full re-read, a backfill) is not sent twice.
+    let mut replayed_hashes: HashMap<String, String> = HashMap::new();
     let mut writers: JoinSet<Result<JobResult, Error>> = JoinSet::new();
     let mut checkpoints = Checkpoints {
         window_last_seq: BTreeMap::new(),
@@ -451,7 +455,13 @@ async fn drive(
                     }
                     summary.read += 1;
                     match identify(ctx, record, hash) {
+                        Ok(item) if !replay && replayed_hashes.get(&item.source_id) == Some(&item.hash) => {
+                            summary.duplicates += 1;
+                        }
                         Ok(item) => {
+                            if replay {
+                                replayed_hashes.insert(item.source_id.clone(), item.hash.clone());
+                            }
                             // A record seen twice in one batch keeps its latest version.
                             if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
                                 *existing = item;
