@@ -94,27 +94,32 @@ fn schema_command_prints_the_committed_schema() {
 fn mapping_table_operations() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("m.db").display().to_string();
-    let set = |source: &str, target: &str| {
-        ferry(
-            &[
-                "mappings",
-                "set",
-                "--scheme",
-                "s",
-                "--source-id",
-                source,
-                "--target-id",
-                target,
-                "--store",
-                &store,
-            ],
-            &[],
-        )
+    let set = |source: &str, target: &str, objects: &[&str]| {
+        let mut args = vec![
+            "mappings",
+            "set",
+            "--scheme",
+            "s",
+            "--source-id",
+            source,
+            "--target-id",
+            target,
+            "--store",
+            &store,
+        ];
+        args.extend_from_slice(objects);
+        ferry(&args, &[])
     };
-    assert_eq!(set("A1", "T1").status.code(), Some(0));
-    assert_eq!(set("A2", "T2").status.code(), Some(0));
+    // A scheme with no mappings yet: its objects cannot be guessed.
+    let unknown = set("A1", "T1", &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("--source-object and --target-object"));
+    let objects = ["--source-object", "order", "--target-object", "SAL_SaleOrder"];
+    assert_eq!(set("A1", "T1", &objects).status.code(), Some(0));
+    // Later changes use the objects the scheme's mappings already have.
+    assert_eq!(set("A2", "T2", &[]).status.code(), Some(0));
     assert_eq!(
-        set("A1", "T9").status.code(),
+        set("A1", "T9", &[]).status.code(),
         Some(0),
         "changing the target id of a source id"
     );
@@ -136,6 +141,10 @@ fn mapping_table_operations() {
     let rows: serde_json::Value = serde_json::from_slice(&by_source.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["target_id"], "T9");
+    assert_eq!(
+        (rows[0]["source_object"].as_str(), rows[0]["target_object"].as_str()),
+        (Some("order"), Some("SAL_SaleOrder"))
+    );
 
     let by_target = ferry(
         &[

@@ -8,7 +8,9 @@ use crate::engine::{self, RunOptions};
 use crate::error::exit;
 use crate::http::HttpClient;
 use crate::scheme;
-use crate::store::{FailureLedger, FailureStatus, Mapping, MappingQuery, MappingStatus, MappingStore, Store};
+use crate::store::{
+    FailureLedger, FailureStatus, Mapping, MappingQuery, MappingStatus, MappingStore, Store, StoreError,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -142,10 +144,11 @@ enum MappingsAction {
         source_id: String,
         #[arg(long = "target-id")]
         target_id: String,
-        /// Source object (default: the scheme name).
+        /// Source object (default: the one this source id, or else the scheme's other
+        /// mappings, already use).
         #[arg(long)]
         source_object: Option<String>,
-        /// Target object (default: the scheme name).
+        /// Target object (default: as for --source-object).
         #[arg(long)]
         target_object: Option<String>,
         #[arg(long)]
@@ -159,6 +162,7 @@ enum MappingsAction {
         scheme: String,
         #[arg(long = "source-id")]
         source_id: String,
+        /// Source object (default: the one this source id is mapped under).
         #[arg(long)]
         source_object: Option<String>,
         #[command(flatten)]
@@ -328,6 +332,63 @@ fn validate(files: &[PathBuf], format: OutputFormat) -> i32 {
         exit::OK
     } else {
         exit::CONFIG
+    }
+}
+
+/// The source and target objects a manual mapping change applies to. Objects the user
+/// gave win; the rest come from the mapping this source id already has, or else from the
+/// scheme's other mappings (a scheme reads one source object and writes one target object).
+/// Guessing the scheme name instead would write a row no run ever reads.
+async fn mapping_objects(
+    store: &Store,
+    scheme: &str,
+    source_id: &str,
+    source_object: Option<String>,
+    target_object: Option<String>,
+) -> Result<(String, String), i32> {
+    if let (Some(source), Some(target)) = (&source_object, &target_object) {
+        return Ok((source.clone(), target.clone()));
+    }
+    let query = |source_ids: Vec<String>, limit: i64| MappingQuery {
+        scheme: Some(scheme.to_string()),
+        source_ids,
+        limit: Some(limit),
+        ..MappingQuery::default()
+    };
+    let failed = |e: StoreError| {
+        eprintln!("error: {e}");
+        exit::ABORTED
+    };
+    let mut known = store
+        .query_mappings(&query(vec![source_id.to_string()], 100))
+        .await
+        .map_err(failed)?;
+    if let Some(source) = &source_object {
+        known.retain(|m| &m.source_object == source);
+    }
+    if known.len() > 1 {
+        let objects: Vec<&str> = known.iter().map(|m| m.source_object.as_str()).collect();
+        eprintln!(
+            "error: scheme {scheme} maps source id {source_id} under several source objects ({})\n  hint: pass --source-object to choose one",
+            objects.join(", ")
+        );
+        return Err(exit::CONFIG);
+    }
+    let found = match known.pop() {
+        Some(mapping) => Some(mapping),
+        None => store.query_mappings(&query(Vec::new(), 1)).await.map_err(failed)?.pop(),
+    };
+    match found {
+        Some(m) => Ok((
+            source_object.unwrap_or(m.source_object),
+            target_object.unwrap_or(m.target_object),
+        )),
+        None => {
+            eprintln!(
+                "error: scheme {scheme} has no mappings yet, so its source and target objects are not known\n  hint: pass --source-object and --target-object (the scheme's source.object and target.object)"
+            );
+            Err(exit::CONFIG)
+        }
     }
 }
 
@@ -563,10 +624,15 @@ async fn mappings(action: MappingsAction) -> i32 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            let (source_object, target_object) =
+                match mapping_objects(&store, &scheme, &source_id, source_object, target_object).await {
+                    Ok(objects) => objects,
+                    Err(code) => return code,
+                };
             let now = chrono::Utc::now();
             let mapping = Mapping {
-                source_object: source_object.unwrap_or_else(|| scheme.clone()),
-                target_object: target_object.unwrap_or_else(|| scheme.clone()),
+                source_object,
+                target_object,
                 scheme,
                 source_id,
                 source_name: name.clone(),
@@ -604,7 +670,13 @@ async fn mappings(action: MappingsAction) -> i32 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let object = source_object.unwrap_or_else(|| scheme.clone());
+            let object = match source_object {
+                Some(object) => object,
+                None => match mapping_objects(&store, &scheme, &source_id, None, None).await {
+                    Ok((object, _)) => object,
+                    Err(code) => return code,
+                },
+            };
             match store.delete_mapping(&scheme, &object, &source_id).await {
                 Ok(true) => {
                     println!("deleted the mapping of {source_id}");
