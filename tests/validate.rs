@@ -110,6 +110,32 @@ fn shipped_schemes_carry_the_schema_modeline() {
     }
 }
 
+/// Every `$ref` in the schema points at something from the document root; an editor
+/// stops validating a file at the first one that does not.
+#[test]
+fn json_schema_references_resolve() {
+    fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let schema = ferry::scheme::raw::json_schema();
+    let mut found = Vec::new();
+    refs(&schema, &mut found);
+    assert!(found.contains(&"#/$defs/FieldValue"), "{found:?}");
+    for target in found {
+        let pointer = target.strip_prefix('#').expect("local reference");
+        assert!(schema.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+}
+
 #[test]
 fn committed_json_schema_is_current() {
     let generated = serde_json::to_string_pretty(&ferry::scheme::raw::json_schema()).unwrap() + "\n";

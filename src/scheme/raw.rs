@@ -506,29 +506,30 @@ pub struct RawWriteResponse {
     pub id: Option<String>,
 }
 
-fn field_tree_schema(_gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // The recursive field value is a root-level definition, so every `$ref` to it resolves
+    // from the document root as editors expect.
+    let field_value = serde_json::json!({
+        "anyOf": [
+            { "type": ["string", "number", "boolean", "null"] },
+            { "type": "array", "items": { "$ref": "#/$defs/FieldValue" } },
+            {
+                "type": "object",
+                "required": ["for_each", "fields"],
+                "properties": {
+                    "for_each": { "type": "string", "description": "JSONPath over the record selecting detail rows" },
+                    "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
+                },
+                "additionalProperties": false
+            },
+            { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
+        ]
+    });
+    generator.definitions_mut().insert("FieldValue".to_string(), field_value);
     schemars::json_schema!({
         "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows.",
         "type": "object",
-        "additionalProperties": { "$ref": "#/$defs/FieldValue" },
-        "$defs": {
-            "FieldValue": {
-                "anyOf": [
-                    { "type": ["string", "number", "boolean", "null"] },
-                    { "type": "array", "items": { "$ref": "#/$defs/FieldValue" } },
-                    {
-                        "type": "object",
-                        "required": ["for_each", "fields"],
-                        "properties": {
-                            "for_each": { "type": "string", "description": "JSONPath over the record selecting detail rows" },
-                            "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
-                        },
-                        "additionalProperties": false
-                    },
-                    { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
-                ]
-            }
-        }
+        "additionalProperties": { "$ref": "#/$defs/FieldValue" }
     })
 }
 
