@@ -40,8 +40,23 @@ pub struct Redactor {
     secrets: Arc<Vec<String>>,
 }
 
+/// A secret and the other spellings it takes on the wire.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let percent = form.replace('+', "%20");
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string();
+    vec![secret.to_string(), form, percent, json]
+}
+
 impl Redactor {
-    pub fn new(mut secrets: Vec<String>) -> Redactor {
+    /// Masks each secret as written and as it appears once encoded into a query string,
+    /// a form body or a JSON string (`Ab+c/d=` is also `Ab%2Bc%2Fd%3D` in a URL).
+    pub fn new(secrets: Vec<String>) -> Redactor {
+        let mut secrets: Vec<String> = secrets.into_iter().flat_map(|s| encoded_forms(&s)).collect();
         secrets.retain(|s| s.len() >= 3);
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -87,6 +102,20 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn encoded_secrets_are_masked_too() {
+        let redactor = Redactor::new(vec!["Ab+cd/EF=gh&ij k\"q".to_string()]);
+        for text in [
+            "q=key=Ab%2Bcd%2FEF%3Dgh%26ij+k%22q",
+            "/path/Ab%2Bcd%2FEF%3Dgh%26ij%20k%22q",
+            r#"{"key":"Ab+cd/EF=gh&ij k\"q"}"#,
+            "raw Ab+cd/EF=gh&ij k\"q",
+        ] {
+            let masked = redactor.redact(text);
+            assert!(masked.contains(MASK) && !masked.contains("gh"), "{text} → {masked}");
+        }
     }
 
     #[test]

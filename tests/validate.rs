@@ -33,6 +33,31 @@ fn broken_schemes_report_every_problem_with_a_location() {
     });
 }
 
+/// A secret put where something else belongs is reported without its value.
+#[test]
+fn diagnostics_never_quote_secret_values() {
+    let text = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml")
+        .unwrap()
+        .replace(
+            "headers: {Authorization",
+            "timeout: \"${API_SECRET}\", headers: {Authorization",
+        );
+    assert!(text.contains("${API_SECRET}"), "the fixture changed shape");
+    let env = |name: &str| match name {
+        "API_SECRET" => Some("hunter2hunter".to_string()),
+        other => fixture_env(other),
+    };
+    let loaded = load_str(&text, "leak.yaml", &env);
+    let timeout = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.path.ends_with("timeout"))
+        .expect("the timeout is reported");
+    let rendered = format!("{} {:?} {}", timeout.message, timeout.hint, timeout.render(&text));
+    assert!(!rendered.contains("hunter2hunter"), "{rendered}");
+    assert!(rendered.contains("***"), "{rendered}");
+}
+
 #[test]
 fn many_problems_are_reported_at_once() {
     let text = std::fs::read_to_string("tests/fixtures/invalid/29-many-problems-at-once.yaml").unwrap();

@@ -55,7 +55,7 @@ pub fn load_str(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) ->
                 &parsed.value,
                 &parsed.spans,
                 &parsed.env_paths,
-                parsed.secrets,
+                parsed.secrets.clone(),
                 file,
                 &structural_paths,
             );
@@ -63,8 +63,15 @@ pub fn load_str(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) ->
             plan = built;
         }
     }
+    // A secret in a place that expects something else (`timeout: ${API_KEY}`) would be
+    // quoted by the message about it.
+    let redactor = crate::redact::Redactor::new(parsed.secrets);
     for d in &mut diagnostics {
         d.file = file.to_string();
+        d.message = redactor.redact(&d.message).into_owned();
+        if let Some(hint) = &mut d.hint {
+            *hint = redactor.redact(hint).into_owned();
+        }
     }
     tidy(&mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {

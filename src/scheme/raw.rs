@@ -525,7 +525,9 @@ fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
             { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
         ]
     });
-    generator.definitions_mut().insert("FieldValue".to_string(), field_value);
+    generator
+        .definitions_mut()
+        .insert("FieldValue".to_string(), field_value);
     schemars::json_schema!({
         "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows.",
         "type": "object",

@@ -10,7 +10,7 @@
 //! keys are errors.
 //!
 //! `${NAME}` and `${NAME:-default}` inside string values are replaced from the environment
-//! when the scheme loads; `$${` writes a literal `${`. Values substituted under
+//! when the scheme loads (the default also stands in for a variable set to the empty string); `$${` writes a literal `${`. Values substituted under
 //! `connections` (other than `base_url`) or from variables whose name looks secret are
 //! collected as secrets so that output can redact them.
 
@@ -254,7 +254,9 @@ fn resolve_env(text: &str, path: &str, span: Span, env: &dyn Fn(&str) -> Option<
                     .at(position),
             );
         } else {
-            match (env(name), default) {
+            // As in the shell, `:-` also replaces a variable that is set but empty.
+            let value = env(name).filter(|value| !value.is_empty() || default.is_none());
+            match (value, default) {
                 (Some(value), _) => {
                     if (secret_place || looks_secret(name)) && value.len() >= 3 {
                         out.secrets.push(value.clone());
@@ -472,9 +474,10 @@ mod tests {
         let env = |name: &str| match name {
             "TOKEN" => Some("s3cr3t".to_string()),
             "URL" => Some("http://x".to_string()),
+            "EMPTY" => Some(String::new()),
             _ => None,
         };
-        let text = "connections:\n  a: {base_url: \"${URL}\", headers: {Authorization: \"Bearer ${TOKEN}\"}}\nx: \"${NOPE:-dflt} $${LIT}\"\ny: \"${MISSING}\"\n";
+        let text = "connections:\n  a: {base_url: \"${URL}\", headers: {Authorization: \"Bearer ${TOKEN}\"}}\nx: \"${NOPE:-dflt} $${LIT}\"\ny: \"${MISSING}\"\nz: \"[${EMPTY:-fallback}][${EMPTY}]\"\n";
         let loaded = load(text, &env);
         assert_eq!(loaded.value["connections"]["a"]["base_url"], "http://x");
         assert_eq!(
@@ -482,6 +485,10 @@ mod tests {
             "Bearer s3cr3t"
         );
         assert_eq!(loaded.value["x"], "dflt ${LIT}");
+        assert_eq!(
+            loaded.value["z"], "[fallback][]",
+            "a set but empty variable takes the default"
+        );
         assert_eq!(loaded.secrets, vec!["s3cr3t".to_string()]);
         assert_eq!(loaded.diagnostics.len(), 1);
         assert!(loaded.diagnostics[0].message.contains("`MISSING`"));
