@@ -33,6 +33,28 @@ fn broken_schemes_report_every_problem_with_a_location() {
     });
 }
 
+/// `window` and `page` belong to source requests; in a record's fields they draw a warning
+/// (they would resolve only to a record field of that name), not silence.
+#[test]
+fn request_only_names_in_record_templates_are_warned_about() {
+    let text = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml").unwrap();
+    let fields = text.find("  fields:\n").expect("fields block");
+    let text = format!(
+        "{}  fields:\n    W: \"<< window.start >>\"\n{}",
+        &text[..fields],
+        &text[fields + "  fields:\n".len()..]
+    );
+    let loaded = load_str(&text, "w.yaml", &fixture_env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let warning = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.path == "target.fields.W")
+        .expect("a warning at the field");
+    assert!(warning.message.contains("`window`"), "{}", warning.message);
+    assert!(warning.hint.as_deref().unwrap_or_default().contains("source request"));
+}
+
 /// A secret put where something else belongs is reported without its value.
 #[test]
 fn diagnostics_never_quote_secret_values() {

@@ -25,8 +25,16 @@ use std::sync::Arc;
 enum Names {
     /// Record fields are allowed, so any name is accepted.
     Any,
+    /// Templates over one source record (`target.fields`, `source.id`, …): any name, but
+    /// run context that exists only around requests draws a warning, since it resolves
+    /// only if the record happens to have a field of that name.
+    Record,
     Only(&'static [&'static str]),
 }
+
+/// Names defined for request or response templates but not for templates over a record.
+/// (`status` and `body` are left out: records often have fields of those names.)
+const REQUEST_ONLY_NAMES: &[&str] = &["window", "page", "rows", "row", "batch"];
 
 const SOURCE_REQUEST_NAMES: &[&str] = &["window", "page", "now", "run"];
 const READ_RESPONSE_NAMES: &[&str] = &["body", "status", "page", "window"];
@@ -121,6 +129,17 @@ impl Ctx<'_> {
     fn template(&mut self, path: &str, text: &str, names: Names) -> Option<Template> {
         match self.templates.compile(text) {
             Ok(template) => {
+                if let Names::Record = names {
+                    for variable in template.variables() {
+                        if REQUEST_ONLY_NAMES.contains(&variable.as_str()) {
+                            self.warning(
+                                path,
+                                format!("`{variable}` is not defined for a record's templates; here it is read as the record's own field `{variable}`"),
+                                Some("record templates can read the record's fields, `record`, `now`, `run` and `target_id`; `window` and `page` exist only in source request and response templates".to_string()),
+                            );
+                        }
+                    }
+                }
                 if let Names::Only(allowed) = names {
                     for variable in template.variables() {
                         if !allowed.contains(&variable.as_str()) {
@@ -808,7 +827,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         (None, Some(api)) => vendor.paging(api),
         _ => None,
     };
-    let id = ctx.template("source.id", &raw.id, Names::Any);
+    let id = ctx.template("source.id", &raw.id, Names::Record);
     if let Some(t) = &id {
         if t.is_literal() {
             ctx.error(
@@ -818,7 +837,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             );
         }
     }
-    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Any);
+    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Record);
     let detail = match &raw.detail {
         None => Some(None),
         Some(d) => {
@@ -1063,7 +1082,7 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         ctx.error("target.batch", "the batch size must be at least 1", None);
     }
     let fields = match &raw.fields {
-        Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Any, true),
+        Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Record, true),
         other => {
             ctx.error(
                 "target.fields",
@@ -1076,8 +1095,8 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
             None
         }
     };
-    let key = ctx.optional_template("target.key", raw.key.as_ref(), Names::Any);
-    let name = ctx.optional_template("target.name", raw.name.as_ref(), Names::Any);
+    let key = ctx.optional_template("target.key", raw.key.as_ref(), Names::Record);
+    let name = ctx.optional_template("target.name", raw.name.as_ref(), Names::Record);
     if raw.update.is_some() && raw.create.is_none() {
         ctx.error_at_key(
             "target.update",
