@@ -150,4 +150,7 @@ pub mod exit {
     pub const ABORTED: i32 = 3;
     /// Another run of the same scheme holds the run lock.
     pub const LOCKED: i32 = 4;
+    /// Standard output was closed by its reader (`ferry schema | head`): 128 + SIGPIPE, as a
+    /// shell reports a program stopped that way.
+    pub const BROKEN_PIPE: i32 = 141;
 }

@@ -77,6 +77,23 @@ fn missing_file_and_bad_flags_are_usage_errors() {
     assert_eq!(ferry(&["validate", "no/such/file.yaml"], &[]).status.code(), Some(2));
     assert_eq!(ferry(&["run"], &[]).status.code(), Some(2));
     assert_eq!(ferry(&["frobnicate"], &[]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("f.db").display().to_string();
+    let inverted = ferry(
+        &[
+            "run",
+            "tests/fixtures/valid/minimal.yaml",
+            "--since",
+            "2024-02-01 00:00:00",
+            "--until",
+            "2024-01-01 00:00:00",
+            "--store",
+            &store,
+        ],
+        FIXTURE_ENV,
+    );
+    assert_eq!(inverted.status.code(), Some(2));
+    assert!(text(&inverted.stderr).contains("--since must be earlier than --until"));
 }
 
 #[test]
@@ -88,6 +105,21 @@ fn schema_command_prints_the_committed_schema() {
         serde_json::from_str(&std::fs::read_to_string("schema/scheme.schema.json").unwrap()).unwrap();
     assert_eq!(printed, committed);
     assert_eq!(printed["title"], "Ferry integration scheme");
+}
+
+/// `ferry schema | head -1`: a reader that leaves early is not a crash.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("schema")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
 }
 
 #[test]

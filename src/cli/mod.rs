@@ -239,6 +239,7 @@ struct RetryArgs {
 
 /// Entry point: returns the process exit code.
 pub fn main() -> i32 {
+    exit_quietly_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -258,12 +259,39 @@ pub fn main() -> i32 {
     runtime.block_on(dispatch(cli))
 }
 
+/// `println!` panics when the reader of standard output has gone away. That is not a bug
+/// worth a backtrace: stop with the shell's code for it instead.
+fn exit_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(exit::BROKEN_PIPE);
+        }
+        default_hook(info)
+    }));
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| {
+            // Structured logs go to journald or a collector, which should see each run's
+            // start and summary; a person at a terminal has the printed summary.
+            tracing_subscriber::EnvFilter::new(match format {
+                LogFormat::Json => "warn,ferry=info",
+                LogFormat::Text => "warn",
+            })
+        });
+    // Colour codes only for a person at a terminal; journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -421,6 +449,21 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         (Ok(s), Ok(u)) => (s, u),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    if let (Some(since), Some(until)) = (since, until) {
+        if since >= until {
+            eprintln!(
+                "error: --since must be earlier than --until (got {since} and {until})\n  hint: swap the two times"
+            );
+            return exit::CONFIG;
+        }
+    }
+    if (since.is_some() || until.is_some()) && plan.source.incremental.is_none() {
+        eprintln!(
+            "error: --since and --until choose incremental windows, but {} has no `source.incremental`\n  hint: leave them out to read the whole source",
+            args.scheme.display()
+        );
+        return exit::CONFIG;
+    }
     // A dry run must not create or migrate a store file.
     let store = if args.dry_run && !std::path::Path::new(&args.store.store).exists() {
         Store::memory()
@@ -468,12 +511,30 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         replay_only: replay.is_some(),
         replay,
     };
+    let backfill = |time: Option<chrono::DateTime<chrono::Utc>>| time.map(|t| t.to_rfc3339()).unwrap_or_default();
+    tracing::info!(scheme = %plan.name, dry_run = args.dry_run, since = %backfill(since), until = %backfill(until), "run started");
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
         p.finish();
     }
     match result {
         Ok(summary) => {
+            if summary.aborted.is_none() {
+                tracing::info!(
+                    scheme = %summary.scheme,
+                    read = summary.read,
+                    created = summary.created,
+                    updated = summary.updated,
+                    unchanged = summary.unchanged,
+                    failed = summary.failed,
+                    replayed = summary.replayed,
+                    pages = summary.pages,
+                    requests = summary.requests,
+                    duration_ms = summary.duration_ms,
+                    checkpoint = summary.checkpoint.as_deref().unwrap_or(""),
+                    "run finished"
+                );
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             } else {
