@@ -317,7 +317,7 @@ fn run_reports_failed_rows_with_exit_code_1_and_keeps_secrets_out() {
     let id = rows[0]["id"].as_i64().unwrap().to_string();
     let show = ferry(&["failures", "show", &id, "--store", &store], &[]);
     assert!(
-        text(&show.stdout).contains("stage       Write"),
+        text(&show.stdout).contains("stage       write"),
         "{}",
         text(&show.stdout)
     );

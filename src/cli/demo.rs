@@ -118,6 +118,15 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
         eprintln!("error: cannot create {}: {e}", dir.display());
         return exit::CONFIG;
     }
+    // Each demo starts fresh simulators, so an earlier demo's store would describe records
+    // they do not hold.
+    if dir.join("ferry.db").exists() {
+        eprintln!(
+            "error: {} already holds an earlier demo's store (ferry.db)\n  hint: pass a new or empty directory to --dir, or leave --dir out for a temporary one",
+            dir.display()
+        );
+        return exit::CONFIG;
+    }
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {

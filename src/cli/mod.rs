@@ -68,7 +68,8 @@ enum Command {
         #[command(subcommand)]
         action: FailuresAction,
     },
-    /// Run the example scheme against the built-in simulator, twice, in a fresh directory.
+    /// Run the example schemes against the built-in simulators in a fresh directory: a first
+    /// sync, a rerun that writes nothing, and a run after some source records changed.
     Demo {
         /// Keep the demo's files in this directory instead of a temporary one.
         #[arg(long)]
@@ -647,7 +648,11 @@ async fn mappings(action: MappingsAction) -> i32 {
                 limit: Some(limit),
                 ..MappingQuery::default()
             };
-            print_mappings(store.query_mappings(&query).await, json)
+            let found = store.query_mappings(&query).await;
+            if found.as_ref().is_ok_and(|rows| rows.len() as i64 == limit) {
+                eprintln!("note: showing the first {limit} mappings; pass --limit to see more");
+            }
+            print_mappings(found, json)
         }
         MappingsAction::Get {
             scheme,

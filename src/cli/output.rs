@@ -86,7 +86,9 @@ pub fn mappings_table(rows: &[Mapping]) -> String {
             m.source_id,
             m.target_id.as_deref().unwrap_or("-"),
             m.status.to_string(),
-            m.last_synced_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            m.last_synced_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
             m.target_name.as_deref().or(m.source_name.as_deref()).unwrap_or("")
         );
     }
@@ -121,9 +123,9 @@ pub fn failure_detail(f: &Failure) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "failure {} of scheme {}", f.id, f.scheme);
     let _ = writeln!(out, "  source id   {}", f.source_id);
-    let _ = writeln!(out, "  stage       {:?}", f.stage);
+    let _ = writeln!(out, "  stage       {}", format!("{:?}", f.stage).to_lowercase());
     let _ = writeln!(out, "  class       {}", f.error_class);
-    let _ = writeln!(out, "  status      {:?}", f.status);
+    let _ = writeln!(out, "  status      {}", format!("{:?}", f.status).to_lowercase());
     let _ = writeln!(out, "  attempts    {}", f.attempts);
     let _ = writeln!(out, "  first seen  {}", f.first_seen.to_rfc3339());
     let _ = writeln!(out, "  last seen   {}", f.last_seen.to_rfc3339());

@@ -84,6 +84,17 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         }
     }
     let wrote_anything = !(job.creates.is_empty() && job.updates.is_empty());
+    if ctx.dry_run {
+        // Nothing reaches the ledger in a dry run, so say here why each row would fail.
+        for failure in &commit.failures {
+            tracing::warn!(
+                source_id = %failure.source_id,
+                stage = ?failure.stage,
+                "dry run: this record would fail: {}",
+                ctx.plan.redactor.redact(&failure.message)
+            );
+        }
+    }
     if !ctx.dry_run && wrote_anything {
         commit.settled.push((plan.name.clone(), batch_id));
     }
