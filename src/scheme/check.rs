@@ -159,8 +159,21 @@ impl<'a> Walker<'a> {
                     .filter(|n| **n != "null" || names.len() == 1)
                     .map(|n| type_words(n))
                     .collect();
+                let key = path.rsplit('.').next().unwrap_or(path);
                 let hint = if names.contains(&"string") && !value.is_object() && !value.is_array() {
                     Some("quote the value to make it a string".to_string())
+                } else if names.contains(&"integer") || names.contains(&"number") {
+                    Some(format!("write a number without quotes, e.g. `{key}: 50`"))
+                } else if names.contains(&"boolean") {
+                    Some(format!("write `{key}: true` or `{key}: false`"))
+                } else if names.contains(&"object") {
+                    Some(format!(
+                        "write a mapping, e.g. `{key}: {{name: value}}` or an indented block of `name: value` lines"
+                    ))
+                } else if names.contains(&"array") {
+                    Some(format!(
+                        "write a list, e.g. `{key}: [a, b]` or lines starting with `- `"
+                    ))
                 } else {
                     None
                 };
@@ -198,7 +211,12 @@ impl<'a> Walker<'a> {
         }
         if let (Some(min), Some(number)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64()) {
             if number < min {
-                self.error(path, format!("must be at least {min}, found {number}"), None, false);
+                self.error(
+                    path,
+                    format!("must be at least {min}, found {number}"),
+                    Some(format!("use {min} or more")),
+                    false,
+                );
             }
         }
 

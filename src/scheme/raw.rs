@@ -421,6 +421,7 @@ pub struct RawTarget {
     pub object: Option<String>,
     /// Rows per write request (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub batch: Option<u32>,
     /// Template over the row giving its business key, for matching per-row results by key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

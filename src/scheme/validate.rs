@@ -20,6 +20,14 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+/// Splits a parser's "what is wrong; how to write it" message into message and hint.
+fn split_advice(message: String) -> (String, Option<String>) {
+    match message.split_once("; ") {
+        Some((what, how)) => (what.to_string(), Some(how.to_string())),
+        None => (message, None),
+    }
+}
+
 /// Names a template may read, by place in the scheme.
 #[derive(Clone, Copy)]
 enum Names {
@@ -164,9 +172,12 @@ impl Ctx<'_> {
                     Some(offset) => self.spans.offset_position(path, offset),
                     None => self.spans.value_position(path),
                 };
+                let hint = e.hint.clone().unwrap_or_else(|| {
+                    "a template is a minijinja expression between `<<` and `>>`, e.g. `<< order_no >>` or `<< amount | float >>`".to_string()
+                });
                 self.diags.push(
                     Diagnostic::error(path, format!("template error: {}", e.message))
-                        .with_hint_opt(e.hint.clone())
+                        .with_hint(hint)
                         .at(position),
                 );
                 None
@@ -222,7 +233,8 @@ impl Ctx<'_> {
         match parse_duration(text) {
             Ok(d) => Some(d),
             Err(message) => {
-                self.error(path, message, None);
+                let (message, hint) = split_advice(message);
+                self.error(path, message, hint);
                 None
             }
         }
@@ -864,7 +876,8 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             let start = match parse_time(&inc.start, tz) {
                 Ok(t) => Some(t),
                 Err(message) => {
-                    ctx.error("source.incremental.start", message, None);
+                    let (message, hint) = split_advice(message);
+                    ctx.error("source.incremental.start", message, hint);
                     None
                 }
             };
@@ -1078,8 +1091,12 @@ fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<Pagina
 fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
     let vendor = ctx.vendors.get(&raw.connection).cloned().unwrap_or(Vendor::Http);
     let batch = raw.batch.unwrap_or(100);
-    if batch == 0 {
-        ctx.error("target.batch", "the batch size must be at least 1", None);
+    if batch == 0 && !ctx.has_error_at("target.batch") {
+        ctx.error(
+            "target.batch",
+            "the batch size must be at least 1",
+            Some("`batch` is the number of rows per write request, e.g. `batch: 50`; use 1 for targets that take one row at a time".into()),
+        );
     }
     let fields = match &raw.fields {
         Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Record, true),

@@ -346,6 +346,16 @@ fn scalar_value(text: &str, style: TScalarStyle) -> Value {
 }
 
 impl Builder {
+    /// The field path of the value now being built: the pending key of every open
+    /// mapping and the next index of every open list.
+    fn path_being_built(&self) -> String {
+        self.stack.iter().fold(String::new(), |path, frame| match frame {
+            Frame::Map(_, Some((key, _)), _, _) => child_path(&path, key),
+            Frame::Map(_, None, _, _) => path,
+            Frame::Seq(items, _, _) => index_path(&path, items.len()),
+        })
+    }
+
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
@@ -367,14 +377,19 @@ impl Builder {
                             String::from("?")
                         }
                     };
-                    if entries.iter().any(|(existing, _, _)| *existing == key) {
+                    let duplicate = entries
+                        .iter()
+                        .any(|(existing, _, _)| *existing == key)
+                        .then(|| key.clone());
+                    *pending_key = Some((key, node.position));
+                    if let Some(key) = duplicate {
+                        let path = self.path_being_built();
                         self.diagnostics.push(
-                            Diagnostic::error("", format!("duplicate key `{key}`"))
+                            Diagnostic::error(path, format!("duplicate key `{key}`"))
                                 .with_hint("each key may appear once per mapping; remove or merge the repeats")
                                 .at(node.position),
                         );
                     }
-                    *pending_key = Some((key, node.position));
                 }
                 Some((key, key_position)) => {
                     if let Some(existing) = entries.iter_mut().find(|(k, _, _)| *k == key) {
