@@ -236,18 +236,16 @@ mod tests {
         })
     }
 
+    fn template(env: &TemplateEnv, text: &str) -> ValueTemplate {
+        ValueTemplate::Template(env.compile(text).unwrap())
+    }
+
     #[test]
     fn renders_nested_fields_paths_and_details() {
         let env = env();
         let tree = ValueTemplate::Object(vec![
-            (
-                "FBillNo".into(),
-                ValueTemplate::Template(env.compile("<< order_no >>").unwrap()),
-            ),
-            (
-                "FAmount".into(),
-                ValueTemplate::Template(env.compile("<< amount | float >>").unwrap()),
-            ),
+            ("FBillNo".into(), template(&env, "<< order_no >>")),
+            ("FAmount".into(), template(&env, "<< amount | float >>")),
             (
                 "Customer".into(),
                 ValueTemplate::Object(vec![(
@@ -260,14 +258,8 @@ mod tests {
                 ValueTemplate::ForEach {
                     rows: JsonPath::parse("$.lines[*]").unwrap(),
                     fields: Box::new(ValueTemplate::Object(vec![
-                        (
-                            "FQty".into(),
-                            ValueTemplate::Template(env.compile("<< qty | int >>").unwrap()),
-                        ),
-                        (
-                            "Bill".into(),
-                            ValueTemplate::Template(env.compile("<< parent.order_no >>-<< index >>").unwrap()),
-                        ),
+                        ("FQty".into(), template(&env, "<< qty | int >>")),
+                        ("Bill".into(), template(&env, "<< parent.order_no >>-<< index >>")),
                     ])),
                 },
             ),
@@ -288,10 +280,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let env = env();
-        let tree = ValueTemplate::Object(vec![(
-            "FQty".into(),
-            ValueTemplate::Template(env.compile("<< qty | int >>").unwrap()),
-        )]);
+        let tree = ValueTemplate::Object(vec![("FQty".into(), template(&env, "<< qty | int >>"))]);
         let scope = Scope {
             record: Some(Arc::new(json!({"qty": "lots"}))),
             ..Scope::default()
@@ -304,15 +293,12 @@ mod tests {
     fn views_serialize_like_rendered_values_and_fail_alike() {
         let env = env();
         let body = ValueTemplate::Object(vec![
-            (
-                "items".into(),
-                ValueTemplate::Template(env.compile("<< rows >>").unwrap()),
-            ),
+            ("items".into(), template(&env, "<< rows >>")),
             (
                 "meta".into(),
                 ValueTemplate::Array(vec![
                     ValueTemplate::Literal(json!("v1")),
-                    ValueTemplate::Template(env.compile("n=<< rows | length >>").unwrap()),
+                    template(&env, "n=<< rows | length >>"),
                     ValueTemplate::Path(JsonPath::parse("$.order_no").unwrap()),
                 ]),
             ),
@@ -338,7 +324,7 @@ mod tests {
 
         let broken = ValueTemplate::Object(vec![(
             "items".into(),
-            ValueTemplate::Array(vec![ValueTemplate::Template(env.compile("<< rows | int >>").unwrap())]),
+            ValueTemplate::Array(vec![template(&env, "<< rows | int >>")]),
         )]);
         let by_value = render(&broken, &scope, "body").unwrap_err();
         let by_view = render_view(&broken, &scope, "body").unwrap_err();
