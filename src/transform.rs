@@ -232,7 +232,7 @@ mod tests {
     fn env() -> TemplateEnv {
         TemplateEnv::new(TemplateOptions {
             timezone: chrono_tz::Asia::Shanghai,
-            value_maps: Default::default(),
+            ..TemplateOptions::default()
         })
     }
 

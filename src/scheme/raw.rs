@@ -34,6 +34,21 @@ pub struct RawScheme {
     /// What runs do with the failure ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<RawFailurePolicy>,
+    /// What a template does when it reads a field the record does not have: `strict` (the
+    /// default) fails that record into the ledger naming the field; `lenient` reads it as null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undefined: Option<UndefinedMode>,
+}
+
+/// What reading a missing field means (`undefined:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UndefinedMode {
+    /// A missing field fails the record (use `| default(…)` or `| optional` where a field may be absent).
+    #[default]
+    Strict,
+    /// A missing field reads as null (how Ferry behaved before 0.2; data may go out incomplete).
+    Lenient,
 }
 
 /// How the failure ledger is replayed.

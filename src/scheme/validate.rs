@@ -514,7 +514,12 @@ pub fn validate(
                 .collect()
         })
         .unwrap_or_default();
-    let templates = Arc::new(TemplateEnv::new(TemplateOptions { timezone, value_maps }));
+    let strict = !matches!(root.get("undefined").and_then(Value::as_str), Some("lenient"));
+    let templates = Arc::new(TemplateEnv::new(TemplateOptions {
+        timezone,
+        value_maps,
+        strict,
+    }));
     let mut ctx = Ctx {
         spans,
         structural,

@@ -67,6 +67,7 @@ impl Usage {
             if !options.value_maps.contains_key(name) && !FILTERS.contains(&name) {
                 let known: Vec<&str> = options.value_maps.keys().map(String::as_str).collect();
                 problems.push(TemplateError {
+                    missing: Vec::new(),
                     message: unknown_value_map(options, name),
                     offset: Some(used.offset),
                     hint: did_you_mean(name, &known)
@@ -252,6 +253,7 @@ fn offset_of(offset: u32) -> usize {
 
 fn unknown(kind: &str, used: &Use, known: &[&str]) -> TemplateError {
     TemplateError {
+        missing: Vec::new(),
         message: format!("unknown {kind} `{}`", used.name),
         offset: Some(used.offset),
         hint: did_you_mean(&used.name, known).or_else(|| Some(format!("known {kind}s: {}", known.join(", ")))),

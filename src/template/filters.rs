@@ -35,8 +35,8 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 use super::scope::{
-    describe, describe_input, input_text, json_int, json_to_value, value_text, with_input, FilterInput, ScopeContext,
-    SCOPE_HANDLE,
+    describe, describe_input, forgive_missing, input_text, json_int, json_to_value, value_text, with_input,
+    FilterInput, ScopeContext, SCOPE_HANDLE,
 };
 use super::{TemplateOptions, FILTERS};
 
@@ -258,14 +258,53 @@ pub(crate) fn is_missing(input: &FilterInput<'_>, boolean: bool) -> bool {
     boolean && !truthy
 }
 
-/// `default(value, boolean=false)`.
-fn default(value: Value, replacement: Option<Value>, boolean: Option<bool>, kwargs: Kwargs) -> Result<Value, Error> {
+/// `default(value, boolean=false)`. A missing field in `value` is handled here on
+/// purpose, so its miss is forgiven; so is one in an unused replacement.
+fn default(value: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    if args.len() > 2 {
+        return Err(Error::from(ErrorKind::TooManyArguments));
+    }
+    // Read raw: an `Option<Value>` argument would turn an undefined replacement into "none given".
+    let replacement = args.first().filter(|v| !v.is_undefined()).cloned();
+    let replacement_missing = args.first().is_some_and(Value::is_undefined);
+    let boolean = match args.get(1) {
+        Some(flag) if flag.is_none() || flag.is_undefined() => None,
+        Some(flag) => Some(flag.is_true()),
+        None => None,
+    };
     let boolean = default_boolean(boolean, &kwargs)?;
-    Ok(if with_input(&value, |input| is_missing(input, boolean)) {
+    let replace = with_input(&value, |input| is_missing(input, boolean));
+    if value.is_undefined() {
+        // The value's lookup came before the replacement's.
+        forgive_missing(usize::from(replacement_missing));
+    } else if replacement_missing && !replace {
+        forgive_missing(0);
+    }
+    Ok(if replace {
         replacement.unwrap_or_else(|| Value::from(""))
     } else {
         value
     })
+}
+
+/// `optional`: a field that may be absent reads as null instead of failing the record.
+fn optional(value: Value) -> Value {
+    if value.is_undefined() {
+        forgive_missing(0);
+        Value::from(())
+    } else {
+        value
+    }
+}
+
+/// The `defined` and `undefined` tests: asking is handling, so a miss is forgiven.
+fn is_defined(value: &Value) -> bool {
+    if value.is_undefined() {
+        forgive_missing(0);
+        false
+    } else {
+        true
+    }
 }
 
 fn hash_input(input: &FilterInput<'_>, name: &str) -> Result<String, String> {
@@ -440,6 +479,9 @@ pub(crate) fn register(env: &mut Environment<'static>, options: &Arc<TemplateOpt
     env.add_filter("string", |value: Value| with_input(&value, input_text).map_err(invalid));
     env.add_filter("default", default);
     env.add_filter("d", default);
+    env.add_filter("optional", optional);
+    env.add_test("defined", |value: &Value| is_defined(value));
+    env.add_test("undefined", |value: &Value| !is_defined(value));
     env.add_filter("md5", |value: Value| with_input(&value, md5_hex).map_err(invalid));
     env.add_filter("sha256", |value: Value| with_input(&value, sha256_hex).map_err(invalid));
     env.add_filter("hmac", hmac_filter);

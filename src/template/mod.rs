@@ -114,7 +114,9 @@ use serde_json::{Map, Value as Json};
 
 use self::check::Usage;
 use self::native::{FastExpr, Outcome};
-use self::scope::{json_text, push_json_text, value_text, value_to_json, ScopeContext, SCOPE_HANDLE};
+use self::scope::{
+    json_text, missing_mark, push_json_text, value_text, value_to_json, MissLog, ScopeContext, SCOPE_HANDLE,
+};
 pub use self::scope::{MappedIds, Scope, RECORD};
 
 /// Every filter name a Ferry template may use: minijinja's builtins plus Ferry's own.
@@ -131,6 +133,7 @@ pub const FILTERS: &[&str] = &[
     "string",
     "default",
     "d",
+    "optional",
     "md5",
     "sha256",
     "hmac",
@@ -242,6 +245,9 @@ pub struct TemplateOptions {
     pub timezone: Tz,
     /// Named value maps for the `map('name')` filter.
     pub value_maps: BTreeMap<String, Map<String, Json>>,
+    /// Whether reading a name that is not there fails the render (the scheme's
+    /// `undefined: strict`, the default) or reads as null (`undefined: lenient`).
+    pub strict: bool,
 }
 
 impl Default for TemplateOptions {
@@ -249,6 +255,7 @@ impl Default for TemplateOptions {
         TemplateOptions {
             timezone: chrono_tz::Asia::Shanghai,
             value_maps: BTreeMap::new(),
+            strict: true,
         }
     }
 }
@@ -264,6 +271,8 @@ pub struct TemplateError {
     pub message: String,
     pub offset: Option<usize>,
     pub hint: Option<String>,
+    /// The names the template read that were not there (a strict render's missing fields).
+    pub missing: Vec<String>,
 }
 
 impl TemplateError {
@@ -433,6 +442,7 @@ impl TemplateEnv {
                 env: Some(env),
                 variables,
                 calls,
+                strict: self.shared.options.strict,
             }),
         })
     }
@@ -506,6 +516,7 @@ fn compile_error(err: &Error, expr_start: Option<usize>) -> TemplateError {
         message: format!("{}: {detail}", err.kind()),
         offset: source_offset(err, expr_start),
         hint: None,
+        missing: Vec::new(),
     }
 }
 
@@ -537,6 +548,8 @@ struct Inner {
     env: Option<Environment<'static>>,
     variables: BTreeSet<String>,
     calls: BTreeSet<String>,
+    /// Whether a name that is not there fails the render (see [`TemplateOptions::strict`]).
+    strict: bool,
 }
 
 enum Body {
@@ -600,36 +613,37 @@ impl Template {
                 env: None,
                 variables: BTreeSet::new(),
                 calls: BTreeSet::new(),
+                strict: false,
             }),
         }
     }
 
     /// Renders to a JSON value: typed for a single `<< expr >>`, a string otherwise.
     pub fn render(&self, scope: &Scope) -> Result<Json, TemplateError> {
-        match &self.inner.body {
+        self.checked(|| match &self.inner.body {
             Body::Literal(json) => Ok(json.clone()),
             Body::Typed(part) => self.eval(part, scope, &mut None).map(Cow::into_owned),
             Body::Parts(parts) => self.render_parts(parts, scope).map(Json::String),
             Body::Full => self.render_full(scope).map(Json::String),
-        }
+        })
     }
 
     /// [`Template::render`] that borrows the value when the template is one plain
     /// lookup (`<< rows >>`), so large values are not copied to be serialized.
     pub fn render_cow<'s>(&'s self, scope: &'s Scope) -> Result<Cow<'s, Json>, TemplateError> {
-        match &self.inner.body {
+        self.checked(|| match &self.inner.body {
             Body::Literal(json) => Ok(Cow::Borrowed(json)),
             Body::Typed(part) => self.eval(part, scope, &mut None),
             Body::Parts(parts) => self
                 .render_parts(parts, scope)
                 .map(|text| Cow::Owned(Json::String(text))),
             Body::Full => self.render_full(scope).map(|text| Cow::Owned(Json::String(text))),
-        }
+        })
     }
 
     /// Renders to text: strings as they are, null as `""`, other values as compact JSON.
     pub fn render_string(&self, scope: &Scope) -> Result<String, TemplateError> {
-        match &self.inner.body {
+        self.checked(|| match &self.inner.body {
             Body::Literal(json) => Ok(json_text(json)),
             Body::Typed(part) => Ok(match self.eval(part, scope, &mut None)? {
                 Cow::Owned(Json::String(text)) => text,
@@ -637,6 +651,41 @@ impl Template {
             }),
             Body::Parts(parts) => self.render_parts(parts, scope),
             Body::Full => self.render_full(scope),
+        })
+    }
+
+    /// Runs a render; in strict mode a name read and not found fails it, whatever
+    /// else the render did with the undefined value.
+    fn checked<T>(&self, render: impl FnOnce() -> Result<T, TemplateError>) -> Result<T, TemplateError> {
+        if !self.inner.strict {
+            return render();
+        }
+        let log = MissLog::start();
+        let result = render();
+        let missing = log.finish();
+        if missing.is_empty() {
+            return result;
+        }
+        let offset = result.as_ref().err().and_then(|e| e.offset);
+        Err(self.missing_error(missing, offset))
+    }
+
+    fn missing_error(&self, mut missing: Vec<String>, offset: Option<usize>) -> TemplateError {
+        missing.dedup();
+        let names: Vec<String> = missing.iter().map(|name| format!("`{name}`")).collect();
+        let what = if names.len() == 1 {
+            format!("missing field {}", names[0])
+        } else {
+            format!("missing fields {}", names.join(", "))
+        };
+        TemplateError {
+            message: format!("{what} (in template `{}`)", self.inner.source),
+            offset,
+            hint: Some(format!(
+                "if it may be absent, write `{}` or `| optional`; `undefined: lenient` reads every missing field as null",
+                default_advice(&missing[0])
+            )),
+            missing,
         }
     }
 
@@ -676,6 +725,7 @@ impl Template {
         if let Some(fast) = &part.fast {
             match fast.eval(scope) {
                 Outcome::Value(value) => return Ok(value),
+                Outcome::Undefined => return self.undefined(part),
                 Outcome::Failed { message, offset } => return Err(self.error(message, offset)),
                 Outcome::SlowPath => {}
             }
@@ -689,9 +739,26 @@ impl Template {
             .render_captured(context)
             .map_err(|err| self.render_error(&err, Some(part.start)))?;
         let value = captured.state().lookup(RESULT).unwrap_or(Value::UNDEFINED);
+        if value.is_undefined() {
+            return self.undefined(part);
+        }
         value_to_json(&value)
             .map(Cow::Owned)
             .map_err(|message| self.error(message, Some(part.start)))
+    }
+
+    /// An expression gave undefined: null when lenient. When strict, a missing field
+    /// was noted (and [`Template::checked`] reports it), or the expression read an
+    /// attribute of something that has none.
+    fn undefined<'s>(&self, part: &ExprPart) -> Result<Cow<'s, Json>, TemplateError> {
+        if self.inner.strict && missing_mark() == 0 {
+            return Err(self.error(
+                "the expression gives an undefined value (it reads an attribute of a text, number or list, which has none)"
+                    .to_owned(),
+                Some(part.start),
+            ));
+        }
+        Ok(Cow::Owned(Json::Null))
     }
 
     fn render_parts(&self, parts: &[Part], scope: &Scope) -> Result<String, TemplateError> {
@@ -722,6 +789,7 @@ impl Template {
             message: format!("{detail} (in template `{}`)", self.inner.source),
             offset: source_offset(err, expr_start),
             hint: None,
+            missing: Vec::new(),
         }
     }
 
@@ -730,8 +798,14 @@ impl Template {
             message: format!("{detail} (in template `{}`)", self.inner.source),
             offset,
             hint: None,
+            missing: Vec::new(),
         }
     }
+}
+
+/// How to default one missing name, for hints: `<< code | default('') >>`.
+fn default_advice(name: &str) -> String {
+    format!("<< {name} | default('') >>")
 }
 
 #[cfg(test)]

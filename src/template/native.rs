@@ -45,7 +45,8 @@ use super::filters::{
     to_int,
 };
 use super::scope::{
-    input_text, lookup_path, scalar_to_value, value_to_json, FastLookup, FilterInput, Scope, SCOPE_HANDLE,
+    forgive_missing, input_text, lookup_path, missing_mark, rewind_missing, scalar_to_value, value_to_json, FastLookup,
+    FilterInput, Scope, SCOPE_HANDLE,
 };
 use super::time::{TimeCall, TimeFilter};
 use super::{TemplateOptions, FUNCTIONS, KEYWORDS};
@@ -59,6 +60,7 @@ pub(crate) const NATIVE_FILTERS: &[&str] = &[
     "string",
     "default",
     "d",
+    "optional",
     "md5",
     "sha256",
     "json",
@@ -98,6 +100,7 @@ enum NativeFilter {
         replacement: Json,
         boolean: bool,
     },
+    Optional,
     Md5,
     Sha256,
     Json,
@@ -114,6 +117,8 @@ enum NativeFilter {
 /// What evaluating a [`FastExpr`] gave.
 pub(crate) enum Outcome<'s> {
     Value(Cow<'s, Json>),
+    /// The expression read something that is not there (see `MissLog`).
+    Undefined,
     /// A filter failed; the message is the filter's own, without the template.
     Failed {
         message: String,
@@ -186,12 +191,13 @@ impl FastExpr {
     /// Evaluates the expression against `scope`.
     #[inline]
     pub(crate) fn eval<'s>(&self, scope: &'s Scope) -> Outcome<'s> {
+        let mark = missing_mark();
         let found = lookup_path(scope, &self.path);
         if self.steps.is_empty() {
             // A plain path, the most common expression: no chain to run.
             return match found {
                 FastLookup::Found(json) => Outcome::Value(Cow::Borrowed(json)),
-                FastLookup::Undefined => Outcome::Value(Cow::Owned(Json::Null)),
+                FastLookup::Undefined => Outcome::Undefined,
                 FastLookup::NeedsSlowPath => Outcome::SlowPath,
             };
         }
@@ -201,10 +207,17 @@ impl FastExpr {
             FastLookup::NeedsSlowPath => return Outcome::SlowPath,
         };
         for step in &self.steps {
+            if matches!(current, Current::Undefined) && step.filter.handles_absence() {
+                forgive_missing(0);
+            }
             match step.filter.apply(&current.input()) {
                 Ok(Applied::Replace(json)) => current = Current::Owned(json),
                 Ok(Applied::Keep) => {}
-                Ok(Applied::SlowPath) => return Outcome::SlowPath,
+                Ok(Applied::SlowPath) => {
+                    // The slow path reads the names again.
+                    rewind_missing(mark);
+                    return Outcome::SlowPath;
+                }
                 Err(message) => {
                     return Outcome::Failed {
                         message,
@@ -213,11 +226,11 @@ impl FastExpr {
                 }
             }
         }
-        Outcome::Value(match current {
-            Current::Undefined => Cow::Owned(Json::Null),
-            Current::Borrowed(json) => Cow::Borrowed(json),
-            Current::Owned(json) => Cow::Owned(json),
-        })
+        match current {
+            Current::Undefined => Outcome::Undefined,
+            Current::Borrowed(json) => Outcome::Value(Cow::Borrowed(json)),
+            Current::Owned(json) => Outcome::Value(Cow::Owned(json)),
+        }
     }
 }
 
@@ -307,6 +320,7 @@ impl NativeFilter {
             "md5" => simple(NativeFilter::Md5),
             "sha256" => simple(NativeFilter::Sha256),
             "json" => simple(NativeFilter::Json),
+            "optional" => simple(NativeFilter::Optional),
             "upper" => simple(NativeFilter::Upper),
             "lower" => simple(NativeFilter::Lower),
             "trim" if !args.has_kwargs => {
@@ -318,11 +332,11 @@ impl NativeFilter {
                 decimal_scale(scale, &args.kwargs).ok().map(NativeFilter::Decimal)
             }
             "default" | "d" => {
-                let replacement = args.positional::<Option<Value>>(0, 2)?;
                 let boolean = args.positional::<Option<bool>>(1, 2)?;
                 let boolean = default_boolean(boolean, &args.kwargs).ok()?;
-                let replacement = match replacement {
-                    Some(value) => value_to_json(&value).ok()?,
+                // An explicit `none` replaces with null; no replacement means "".
+                let replacement = match args.positional.first() {
+                    Some(value) => value_to_json(value).ok()?,
                     None => Json::String(String::new()),
                 };
                 Some(NativeFilter::Default { replacement, boolean })
@@ -350,6 +364,11 @@ impl NativeFilter {
         }
     }
 
+    /// Whether the filter handles a missing input on purpose (its miss is forgiven).
+    fn handles_absence(&self) -> bool {
+        matches!(self, NativeFilter::Default { .. } | NativeFilter::Optional)
+    }
+
     fn apply(&self, input: &FilterInput<'_>) -> Result<Applied, String> {
         let json = match self {
             NativeFilter::Int => Json::from(to_int(input)?),
@@ -361,6 +380,12 @@ impl NativeFilter {
                     Applied::Replace(replacement.clone())
                 } else {
                     Applied::Keep
+                })
+            }
+            NativeFilter::Optional => {
+                return Ok(match input {
+                    FilterInput::Undefined => Applied::Replace(Json::Null),
+                    _ => Applied::Keep,
                 })
             }
             NativeFilter::Md5 => Json::String(md5_hex(input)?),

@@ -39,6 +39,88 @@ pub const RECORD: &str = "record";
 /// The name of the master record inside a `for_each`.
 pub const PARENT: &str = "parent";
 
+thread_local! {
+    /// Names read but not found during the current strict render (see [`MissLog`]).
+    static MISSES: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Which names a strict render read without finding them.
+///
+/// A render runs on one thread without yielding, so the log is thread-local: name
+/// lookups (the fast path, [`ScopeContext`], [`JsonNode`]) note a miss, and the
+/// constructs that handle absence on purpose (`default`, `optional`, the `defined`
+/// and `undefined` tests) forgive the miss their input came from. Whatever is left
+/// when the render ends was read and used: a missing field. Nested logs (a render
+/// started inside another) keep the outer one intact.
+pub(crate) struct MissLog {
+    outer: Option<Vec<String>>,
+}
+
+impl MissLog {
+    /// Starts noting misses on this thread.
+    pub(crate) fn start() -> MissLog {
+        MissLog {
+            outer: MISSES.with_borrow_mut(|log| log.replace(Vec::new())),
+        }
+    }
+
+    /// Stops noting and returns the misses left, in the order they happened.
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        let outer = self.outer.take();
+        MISSES
+            .with_borrow_mut(|log| std::mem::replace(log, outer))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for MissLog {
+    fn drop(&mut self) {
+        // Reached only when `finish` was not called (an unwinding render).
+        if let Some(outer) = self.outer.take() {
+            MISSES.with_borrow_mut(|log| *log = Some(outer));
+        }
+    }
+}
+
+/// Notes that `name` was read and not found (only while a [`MissLog`] runs).
+pub(crate) fn note_missing(name: impl FnOnce() -> String) {
+    MISSES.with_borrow_mut(|log| {
+        if let Some(log) = log {
+            let name = name();
+            // One lookup may ask several frames for the same name.
+            if log.last() != Some(&name) {
+                log.push(name);
+            }
+        }
+    });
+}
+
+/// How many misses are noted so far (for [`rewind_missing`]).
+pub(crate) fn missing_mark() -> usize {
+    MISSES.with_borrow(|log| log.as_ref().map_or(0, Vec::len))
+}
+
+/// Drops the misses noted after `mark`: the work that noted them is being redone.
+pub(crate) fn rewind_missing(mark: usize) {
+    MISSES.with_borrow_mut(|log| {
+        if let Some(log) = log {
+            log.truncate(mark);
+        }
+    });
+}
+
+/// Forgives the miss `back` places before the latest (0 = the latest): its value
+/// was handled on purpose (`default`, `optional`, `is defined`).
+pub(crate) fn forgive_missing(back: usize) {
+    MISSES.with_borrow_mut(|log| {
+        if let Some(log) = log {
+            if let Some(index) = log.len().checked_sub(back + 1) {
+                log.remove(index);
+            }
+        }
+    });
+}
+
 /// Looks up the target id that another scheme wrote for a source id.
 ///
 /// Implemented by the engine over the mapping store (batched per page); tests use
@@ -151,6 +233,7 @@ pub(crate) fn lookup_path<'a>(scope: &'a Scope, path: &[String]) -> FastLookup<'
     };
     let Some(mut current) = scope.lookup(first) else {
         return if rest.is_empty() {
+            note_missing(|| first.clone());
             FastLookup::Undefined
         } else {
             FastLookup::NeedsSlowPath
@@ -161,7 +244,14 @@ pub(crate) fn lookup_path<'a>(scope: &'a Scope, path: &[String]) -> FastLookup<'
             Some((_, next)) => current = next,
             // Attribute of a missing key, an array or a scalar: undefined. Reading
             // further from undefined is an error, which the slow path reports.
-            None if position + 1 == rest.len() => return FastLookup::Undefined,
+            None if position + 1 == rest.len() => {
+                // A missing key is a missing field; an attribute of a scalar or a list
+                // is undefined without one, as on the slow path.
+                if current.is_object() {
+                    note_missing(|| path.join("."));
+                }
+                return FastLookup::Undefined;
+            }
             None => return FastLookup::NeedsSlowPath,
         }
     }
@@ -195,13 +285,19 @@ impl Object for ScopeContext {
         if name == SCOPE_HANDLE {
             return Some(Value::from_dyn_object(self.clone()));
         }
-        let found = self.scope.find(name)?;
+        let Some(found) = self.scope.find(name) else {
+            // Function names are looked up here before minijinja's globals.
+            if !super::FUNCTIONS.contains(&name) {
+                note_missing(|| name.to_owned());
+            }
+            return None;
+        };
         let (root, path) = match found {
             Found::Local(index, _) => (Root::Local(self.clone(), index), Vec::new()),
             Found::Var(key, _) => (Root::Var(self.scope.vars.clone(), key.into()), Vec::new()),
-            Found::Record(_) => (Root::Whole(self.record()?), Vec::new()),
-            Found::Parent(_) => (Root::Whole(self.scope.parent.clone()?), Vec::new()),
-            Found::RecordField(key, _) => (Root::Whole(self.record()?), vec![Step::Key(key.into())]),
+            Found::Record(_) => (Root::Whole(self.record()?, Some(RECORD)), Vec::new()),
+            Found::Parent(_) => (Root::Whole(self.scope.parent.clone()?, Some(PARENT)), Vec::new()),
+            Found::RecordField(key, _) => (Root::Whole(self.record()?, None), vec![Step::Key(key.into())]),
         };
         Some(node_or_scalar(root, path, found.json()))
     }
@@ -220,7 +316,8 @@ impl ScopeContext {
 /// The shared value a [`JsonNode`] points into.
 #[derive(Clone)]
 enum Root {
-    Whole(Arc<Json>),
+    /// A whole value, with the name it is read under (`None`: its fields are top-level names).
+    Whole(Arc<Json>, Option<&'static str>),
     Var(Arc<Map<String, Json>>, Arc<str>),
     Local(Arc<ScopeContext>, usize),
 }
@@ -243,7 +340,7 @@ impl JsonNode {
     /// The JSON this node stands for.
     pub(crate) fn json(&self) -> &Json {
         let mut current = match &self.root {
-            Root::Whole(json) => &**json,
+            Root::Whole(json, _) => &**json,
             Root::Var(map, key) => map.get(&**key).unwrap_or(&NULL),
             Root::Local(context, index) => context.scope.locals.get(*index).map_or(&NULL, |(_, json)| json),
         };
@@ -256,6 +353,37 @@ impl JsonNode {
             current = next.unwrap_or(&NULL);
         }
         current
+    }
+
+    /// How the value at `self` followed by `key` is written in a template (`lines[0].sku`).
+    fn name_of(&self, key: &Value) -> String {
+        let mut name = match &self.root {
+            Root::Whole(_, label) => label.unwrap_or_default().to_owned(),
+            Root::Var(_, key) => key.to_string(),
+            Root::Local(context, index) => context
+                .scope
+                .locals
+                .get(*index)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default(),
+        };
+        let push_key = |name: &mut String, key: &str| {
+            if !name.is_empty() {
+                name.push('.');
+            }
+            name.push_str(key);
+        };
+        for step in &self.path {
+            match step {
+                Step::Key(key) => push_key(&mut name, key),
+                Step::Index(index) => name.push_str(&format!("[{index}]")),
+            }
+        }
+        match key.as_str() {
+            Some(text) => push_key(&mut name, text),
+            None => name.push_str(&format!("[{key}]")),
+        }
+        name
     }
 
     fn child(&self, step: Step, json: &Json) -> Value {
@@ -281,24 +409,18 @@ impl Object for JsonNode {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match self.json() {
-            Json::Object(map) => {
-                let (name, child) = map.get_key_value(key.as_str()?)?;
-                Some(self.child(Step::Key(name.as_str().into()), child))
-            }
-            Json::Array(items) => {
-                let index = key.as_i64()?;
-                let index = if index < 0 {
-                    i64::try_from(items.len()).ok()? + index
-                } else {
-                    index
-                };
-                let index = usize::try_from(index).ok()?;
-                let child = items.get(index)?;
-                Some(self.child(Step::Index(index), child))
-            }
-            _ => None,
+        let found = self.find(key);
+        // A missing key or index is a missing field; a name looked up on a list is
+        // undefined without one, as on the fast path.
+        let missing_member = match self.json() {
+            Json::Object(_) => true,
+            Json::Array(_) => key.as_i64().is_some(),
+            _ => false,
+        };
+        if found.is_none() && missing_member {
+            note_missing(|| self.name_of(key));
         }
+        found
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -323,6 +445,29 @@ impl Object for JsonNode {
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.json())
+    }
+}
+
+impl JsonNode {
+    fn find(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.json() {
+            Json::Object(map) => {
+                let (name, child) = map.get_key_value(key.as_str()?)?;
+                Some(self.child(Step::Key(name.as_str().into()), child))
+            }
+            Json::Array(items) => {
+                let index = key.as_i64()?;
+                let index = if index < 0 {
+                    i64::try_from(items.len()).ok()? + index
+                } else {
+                    index
+                };
+                let index = usize::try_from(index).ok()?;
+                let child = items.get(index)?;
+                Some(self.child(Step::Index(index), child))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -403,7 +548,7 @@ pub(crate) fn scalar_to_value(json: &Json) -> Value {
 pub(crate) fn json_to_value(json: Json) -> Value {
     match json {
         Json::Object(_) | Json::Array(_) => Value::from_object(JsonNode {
-            root: Root::Whole(Arc::new(json)),
+            root: Root::Whole(Arc::new(json), None),
             path: Vec::new(),
         }),
         Json::String(text) => Value::from(text),

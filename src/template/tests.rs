@@ -14,8 +14,11 @@ fn options() -> TemplateOptions {
         object(json!({"1": "open", "2": "closed", "default": "other"})),
     );
     value_maps.insert("strict".to_owned(), object(json!({"a": 1, "true": "yes"})));
+    // Most tests here describe rendering itself, so they run lenient (a missing name is
+    // null); `strict_env` and the tests named `strict_*` cover missing fields.
     TemplateOptions {
         value_maps,
+        strict: false,
         ..TemplateOptions::default()
     }
 }
@@ -27,6 +30,18 @@ fn env() -> TemplateEnv {
 /// The same environment with every fast path off: each expression goes through minijinja.
 fn minijinja_env() -> TemplateEnv {
     TemplateEnv::minijinja_only(options())
+}
+
+fn strict_options() -> TemplateOptions {
+    TemplateOptions {
+        strict: true,
+        ..options()
+    }
+}
+
+/// The default: reading a name that is not there fails the render.
+fn strict_env() -> TemplateEnv {
+    TemplateEnv::new(strict_options())
 }
 
 fn object(json: Json) -> Map<String, Json> {
@@ -364,6 +379,7 @@ const NATIVE_EXPRESSIONS: &[&str] = &[
     "obj.v | int",
     "obj.v | datetime",
     "v.x | default('gone')",
+    "v | optional",
 ];
 
 #[test]
@@ -926,4 +942,124 @@ fn templates_are_shareable_across_threads() {
             threads.spawn(|| assert_eq!(template.render(&scope).unwrap(), json!("WIDGET")));
         }
     });
+}
+
+fn strict_err(scope: &Scope, source: &str) -> TemplateError {
+    let template = strict_env()
+        .compile(source)
+        .unwrap_or_else(|err| panic!("{source}: {err:?}"));
+    match template.render(scope) {
+        Ok(value) => panic!("{source} rendered {value} instead of failing"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn strict_missing_fields_fail_and_name_the_field() {
+    let scope = scope();
+    for (source, missing) in [
+        ("<< missing >>", vec!["missing"]),
+        ("<< missing | int >>", vec!["missing"]),
+        ("<< missing | upper >>", vec!["missing"]),
+        ("<< missing | json >>", vec!["missing"]),
+        ("<< customer.missing >>", vec!["customer.missing"]),
+        ("<< record.missing >>", vec!["record.missing"]),
+        ("<< missing.x >>", vec!["missing"]),
+        ("<< lines[5].sku >>", vec!["lines[5]"]),
+        ("<< lines[0].color >>", vec!["lines[0].color"]),
+        ("SO-<< no >>-<< missing >>", vec!["missing"]),
+        ("<< a1 ~ b2 >>", vec!["a1", "b2"]),
+        ("<< [qty, gone] >>", vec!["gone"]),
+        ("<< qty if gone else 0 >>", vec!["gone"]),
+        ("<% for l in gone %>x<% endfor %>", vec!["gone"]),
+        ("<% if true %><< gone >><% endif %>", vec!["gone"]),
+        (
+            "<< lines | map(attribute='color') | join(',') >>",
+            vec!["lines[0].color", "lines[1].color"],
+        ),
+    ] {
+        let err = strict_err(&scope, source);
+        assert_eq!(err.missing, missing, "{source}: {}", err.message);
+        assert!(err.message.starts_with("missing field"), "{source}: {}", err.message);
+        assert!(err.message.contains(source), "{source}: {}", err.message);
+        assert!(err.hint.as_deref().is_some_and(|h| h.contains("default")), "{source}");
+    }
+}
+
+#[test]
+fn strict_null_is_a_value_and_absence_can_be_handled() {
+    let env = strict_env();
+    let scope = scope();
+    for (source, expected) in [
+        // A key that is there with null is a value, not a missing field.
+        ("<< remark >>", Json::Null),
+        ("[<< remark >>]", json!("[]")),
+        ("<< missing | default('x') >>", json!("x")),
+        ("<< missing | d('x') >>", json!("x")),
+        ("<< missing | default(remark) >>", Json::Null),
+        ("<< name | default(gone) >>", json!("Widget")),
+        ("<< missing | default(gone | default('y')) >>", json!("y")),
+        ("<< missing | optional >>", Json::Null),
+        ("<< customer.missing | optional >>", Json::Null),
+        ("<< qty | optional >>", json!(3)),
+        ("<< missing | optional | default('z') >>", json!("z")),
+        ("<< missing is defined >>", json!(false)),
+        ("<< missing is undefined >>", json!(true)),
+        ("<< missing if missing is defined else 'n/a' >>", json!("n/a")),
+        (
+            "<% if gone is defined %><< gone >><% else %>none<% endif %>",
+            json!("none"),
+        ),
+        ("<< customer.tags | join('-') >>", json!("a-b")),
+        ("<< range(2) | list >>", json!([0, 1])),
+        ("<< lines | map(attribute='sku') | join(',') >>", json!("A,B")),
+    ] {
+        assert_eq!(render_in(&env, source, &scope), expected, "{source}");
+    }
+    // A default that did not apply leaves other misses in place.
+    let err = strict_err(&scope, "<< gone ~ (missing | default('')) >>");
+    assert_eq!(err.missing, vec!["gone"]);
+}
+
+#[test]
+fn strict_fast_path_matches_minijinja() {
+    let (fast_env, slow_env) = (strict_env(), TemplateEnv::minijinja_only(strict_options()));
+    let scope = scope();
+    for source in [
+        "<< missing >>",
+        "<< customer.missing >>",
+        "<< missing | int >>",
+        "<< missing | default('q') | upper >>",
+        "<< missing | optional >>",
+        "<< name.length >>",
+        "<< qty.real >>",
+        "<< lines.sku >>",
+        "[<< missing >>]",
+        "<< remark >>",
+    ] {
+        let fast = fast_env.compile(source).unwrap();
+        let slow = slow_env.compile(source).unwrap();
+        match (fast.render(&scope), slow.render(&scope)) {
+            (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{source}"),
+            (Err(fast), Err(slow)) => {
+                assert_eq!(fast.message, slow.message, "{source}");
+                assert_eq!(fast.missing, slow.missing, "{source}");
+            }
+            (fast, slow) => panic!("{source}: fast path gave {fast:?}, minijinja gave {slow:?}"),
+        }
+    }
+    // An attribute of a scalar is no field at all: an error, not a silent null.
+    let err = strict_err(&scope, "<< name.length >>");
+    assert!(err.missing.is_empty());
+    assert!(err.message.contains("undefined value"), "{}", err.message);
+}
+
+#[test]
+fn lenient_reads_missing_fields_as_null() {
+    let env = TemplateEnv::new(TemplateOptions {
+        strict: false,
+        ..TemplateOptions::default()
+    });
+    assert_eq!(render_in(&env, "<< missing >>", &scope()), Json::Null);
+    assert_eq!(render_in(&env, "[<< missing >>]", &scope()), json!("[]"));
 }
