@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Decode,
     /// A template or JSONPath failed for one record.
     Transform,
+    /// A template read a field the record does not have (see [`Error::missing`]).
+    MissingField,
     /// A pagination guard stopped a run that would loop or contradict itself.
     Guard,
     /// The store failed.
@@ -39,6 +41,8 @@ pub enum ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// For [`ErrorKind::MissingField`]: the names that were read and not found.
+    pub missing: Vec<String>,
 }
 
 impl Error {
@@ -46,6 +50,15 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            missing: Vec::new(),
+        }
+    }
+    /// A record lacks fields its templates read.
+    pub fn missing_field(message: impl Into<String>, missing: Vec<String>) -> Error {
+        Error {
+            kind: ErrorKind::MissingField,
+            message: message.into(),
+            missing,
         }
     }
     pub fn config(message: impl Into<String>) -> Error {
@@ -101,6 +114,7 @@ impl Error {
             ErrorKind::SessionExpired => "session_expired",
             ErrorKind::Decode => "decode",
             ErrorKind::Transform => "transform",
+            ErrorKind::MissingField => "missing_field",
             ErrorKind::Guard => "pagination_guard",
             ErrorKind::Store => "store",
             ErrorKind::Aborted => "aborted",

@@ -12,21 +12,45 @@ use std::sync::Arc;
 
 /// Renders `template` in `scope`. `path` names the field for error messages.
 pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Value, Error> {
-    render_inner(template, scope).map_err(|(at, message)| render_error(path, at, message))
+    render_inner(template, scope).map_err(|failure| render_error(path, failure))
 }
 
-fn render_error(path: &str, at: String, message: String) -> Error {
+/// Why a field did not render: where (relative to the field being rendered), what, and
+/// the missing names when the cause was a missing field.
+struct Failure {
+    at: String,
+    message: String,
+    missing: Vec<String>,
+}
+
+impl From<crate::template::TemplateError> for Failure {
+    fn from(e: crate::template::TemplateError) -> Failure {
+        Failure {
+            at: String::new(),
+            message: e.message,
+            missing: e.missing,
+        }
+    }
+}
+
+fn render_error(path: &str, failure: Failure) -> Error {
+    let Failure { at, message, missing } = failure;
     let full = match (path.is_empty(), at.is_empty()) {
         (true, _) => at,
         (false, true) => path.to_string(),
         (false, false) if at.starts_with('[') => format!("{path}{at}"),
         (false, false) => format!("{path}.{at}"),
     };
-    Error::transform(if full.is_empty() {
+    let message = if full.is_empty() {
         message
     } else {
         format!("{full}: {message}")
-    })
+    };
+    if missing.is_empty() {
+        Error::transform(message)
+    } else {
+        Error::missing_field(message, missing)
+    }
 }
 
 /// A rendered value that borrows from the scope where it can: what [`render_view`]
@@ -79,7 +103,7 @@ pub fn render_view<'s>(template: &'s ValueTemplate, scope: &'s Scope, path: &str
         ValueTemplate::Template(t) => t
             .render_cow(scope)
             .map(View::Value)
-            .map_err(|e| render_error(path, String::new(), e.message)),
+            .map_err(|e| render_error(path, e.into())),
         ValueTemplate::Object(fields) => {
             let mut out = Vec::with_capacity(fields.len());
             for (key, item) in fields {
@@ -109,21 +133,21 @@ fn join_path(path: &str, key: &str) -> String {
 
 /// Prefixes an error's field path with one more step. Called only once an error has
 /// happened, so the step's text is built only then.
-fn under(step: String, (at, message): (String, String)) -> (String, String) {
-    let joined = if at.is_empty() {
+fn under(step: String, failure: Failure) -> Failure {
+    let at = if failure.at.is_empty() {
         step
-    } else if at.starts_with('[') {
-        format!("{step}{at}")
+    } else if failure.at.starts_with('[') {
+        format!("{step}{}", failure.at)
     } else {
-        format!("{step}.{at}")
+        format!("{step}.{}", failure.at)
     };
-    (joined, message)
+    Failure { at, ..failure }
 }
 
-fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, (String, String)> {
+fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, Failure> {
     match template {
         ValueTemplate::Literal(value) => Ok(value.clone()),
-        ValueTemplate::Template(t) => t.render(scope).map_err(|e| (String::new(), e.message)),
+        ValueTemplate::Template(t) => t.render(scope).map_err(Failure::from),
         ValueTemplate::Path(p) => {
             let Some(record) = scope.record.as_deref() else {
                 return Ok(Value::Null);

@@ -41,6 +41,13 @@ pub fn summary_table(s: &Summary) -> String {
     if let Some(checkpoint) = &s.checkpoint {
         let _ = writeln!(out, "  {:<11}{checkpoint}", "checkpoint");
     }
+    for (field, count) in &s.missing_fields {
+        let _ = writeln!(
+            out,
+            "  {field} missing in {count} record{}",
+            if *count == 1 { "" } else { "s" }
+        );
+    }
     if s.failed > 0 && !s.dry_run {
         let _ = writeln!(
             out,

@@ -102,6 +102,9 @@ pub struct Summary {
     pub duplicates: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Records that failed because a template read a field they do not have, by field.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing_fields: BTreeMap<String, u64>,
     /// Ledger rows fed through the run again.
     pub replayed: u64,
     /// Creates left unfinished by an earlier run that were found in the target and adopted.
@@ -167,6 +170,8 @@ pub(crate) struct JobResult {
     pub unchanged: u64,
     pub skipped: u64,
     pub ids: Vec<String>,
+    /// Missing fields of the rows that failed to render (see [`Summary::missing_fields`]).
+    pub missing: Vec<String>,
 }
 
 /// Messages from the fetch task.
@@ -373,6 +378,7 @@ async fn drive(
     let mut limit_reached = false;
     let mut done_records = 0u64;
     let mut stop = options.stop.clone();
+    let mut first_page_checked = false;
 
     // Dispatches the current batch (possibly empty, to carry failures or close a window).
     macro_rules! dispatch {
@@ -447,6 +453,13 @@ async fn drive(
                     summary.replayed += records.len() as u64;
                 } else {
                     summary.pages += 1;
+                    if !first_page_checked && !records.is_empty() {
+                        first_page_checked = true;
+                        if let Some(error) = first_page_verdict(ctx, &records) {
+                            failure = Some(error);
+                            break;
+                        }
+                    }
                 }
                 for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
@@ -470,9 +483,12 @@ async fn drive(
                                 batch.push(item);
                             }
                         }
-                        Err(failure) => {
+                        Err(rejected) => {
                             summary.failed += 1;
-                            pending_failures.push(*failure);
+                            for name in &rejected.missing {
+                                *summary.missing_fields.entry(name.clone()).or_default() += 1;
+                            }
+                            pending_failures.push(rejected.failure);
                         }
                     }
                     if batch.len() >= batch_size {
@@ -544,6 +560,9 @@ fn finish_job(
             summary.requests += result.requests;
             summary.unchanged += result.unchanged;
             summary.skipped += result.skipped;
+            for name in result.missing {
+                *summary.missing_fields.entry(name).or_default() += 1;
+            }
             *done_records += result.created + result.updated + result.failed + result.unchanged + result.skipped;
             for id in &result.ids {
                 if in_flight_ids.get(id) == Some(&result.seq) {
@@ -591,8 +610,15 @@ async fn advance_checkpoints(
     Ok(())
 }
 
+/// A record that could not be identified: its ledger row, and the missing fields that
+/// caused it (if that was the cause).
+pub(crate) struct Unidentified {
+    pub failure: NewFailure,
+    pub missing: Vec<String>,
+}
+
 /// Computes a record's id, name and payload hash; a failure goes to the ledger.
-fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<NewFailure>> {
+fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<Unidentified>> {
     let plan = &ctx.plan;
     let record = Arc::new(record);
     let scope = Scope {
@@ -600,16 +626,20 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<N
         vars: ctx.vars.clone(),
         ..Scope::default()
     };
-    let failure = |message: String| {
-        Box::new(NewFailure {
-            scheme: plan.name.clone(),
-            source_id: format!("hash:{hash}"),
-            stage: FailureStage::Transform,
-            error_class: "transform".into(),
-            message: plan.redactor.redact(&message).into_owned(),
-            payload: Some(plan.redactor.redact_value(&record)),
+    let failure_of = |class: &str, message: String, missing: Vec<String>| {
+        Box::new(Unidentified {
+            failure: NewFailure {
+                scheme: plan.name.clone(),
+                source_id: format!("hash:{hash}"),
+                stage: FailureStage::Transform,
+                error_class: class.into(),
+                message: plan.redactor.redact(&message).into_owned(),
+                payload: Some(plan.redactor.redact_value(&record)),
+            },
+            missing,
         })
     };
+    let failure = |message: String| failure_of("transform", message, Vec::new());
     let source_id = match plan.source.id.render(&scope) {
         Ok(value @ (Value::Array(_) | Value::Object(_))) => {
             return Err(failure(format!(
@@ -627,7 +657,15 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<N
                 )))
             }
         },
-        Err(e) => return Err(failure(format!("source.id: {}", e.message))),
+        Err(e) => {
+            let message = describe_record_failure(&format!("source.id: {}", e.message), &e.missing, &record);
+            let class = if e.missing.is_empty() {
+                "transform"
+            } else {
+                "missing_field"
+            };
+            return Err(failure_of(class, message, e.missing));
+        }
     };
     let source_name = match &plan.source.name {
         Some(template) => template.render(&scope).ok().as_ref().and_then(value_to_text),
@@ -640,6 +678,80 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<N
         hash,
         target_id: None,
     })
+}
+
+/// Renders the records of the run's first source page without sending anything. When
+/// every one of them lacks the same field, the scheme is wrong rather than the data (a
+/// field name that this source does not use): the run stops before anything is written,
+/// and the checkpoint stays where it was.
+fn first_page_verdict(ctx: &RunContext, records: &[(Value, String)]) -> Option<Error> {
+    let mut common: Option<Vec<String>> = None;
+    let mut example = String::new();
+    for (record, hash) in records {
+        let missing = match identify(ctx, record.clone(), hash.clone()) {
+            Err(rejected) => {
+                example = rejected.failure.message.clone();
+                rejected.missing
+            }
+            Ok(item) => {
+                let scope = write::row_scope(ctx, &item);
+                match crate::transform::render(&ctx.plan.target.fields, &scope, "target.fields") {
+                    Err(e) => {
+                        if example.is_empty() {
+                            example = describe_record_failure(&e.message, &e.missing, &item.record);
+                        }
+                        e.missing
+                    }
+                    Ok(_) => return None,
+                }
+            }
+        };
+        let shared: Vec<String> = match common {
+            None => missing,
+            Some(before) => before.into_iter().filter(|name| missing.contains(name)).collect(),
+        };
+        if shared.is_empty() {
+            return None;
+        }
+        common = Some(shared);
+    }
+    let names: Vec<String> = common?.iter().map(|name| format!("`{name}`")).collect();
+    Some(Error::new(
+        ErrorKind::Aborted,
+        format!(
+            "every record of the first page ({}) lacks {}, so the scheme's field names do not match this source; \
+             nothing was sent and the checkpoint stays. Correct the template (or mark the field optional with \
+             `| default(…)` / `| optional`) and run again. First failure: {}",
+            records.len(),
+            names.join(", "),
+            ctx.plan.redactor.redact(&example)
+        ),
+    ))
+}
+
+/// A record failure's message; when fields were missing, it lists the keys the record
+/// does have, so the scheme can be corrected at a glance.
+pub(crate) fn describe_record_failure(message: &str, missing: &[String], record: &Value) -> String {
+    if missing.is_empty() {
+        return message.to_string();
+    }
+    const SHOWN: usize = 30;
+    let keys: Vec<&str> = record
+        .as_object()
+        .map(|map| map.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let listed = if keys.is_empty() {
+        "the record has no fields".to_string()
+    } else if keys.len() > SHOWN {
+        format!(
+            "the record has: {}, … ({} fields)",
+            keys[..SHOWN].join(", "),
+            keys.len()
+        )
+    } else {
+        format!("the record has: {}", keys.join(", "))
+    };
+    format!("{message}; {listed}")
 }
 
 /// Looks a batch up in the mapping store (one query) and sorts it into creates, updates,

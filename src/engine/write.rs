@@ -107,7 +107,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     Ok(result)
 }
 
-fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
+pub(crate) fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
     Scope {
         record: Some(item.record.clone()),
         vars: ctx.vars.clone(),
@@ -151,13 +151,25 @@ async fn write_operation(
                     locals: scope.locals,
                     ..Scope::default()
                 };
-                let key = plan
-                    .target
-                    .key
-                    .as_ref()
-                    .and_then(|t| t.render(&row_scope).ok())
-                    .as_ref()
-                    .and_then(value_to_text);
+                // A key that cannot be computed would leave a lost answer unverifiable.
+                let key = match plan.target.key.as_ref().map(|t| t.render(&row_scope)) {
+                    None => None,
+                    Some(Ok(value)) => value_to_text(&value),
+                    Some(Err(e)) => {
+                        result.failed += 1;
+                        let message = format!("target.key (over the rendered row): {}", e.message);
+                        let class = if e.missing.is_empty() {
+                            "transform"
+                        } else {
+                            "missing_field"
+                        };
+                        commit
+                            .failures
+                            .push(failure(ctx, item, FailureStage::Transform, class, &message));
+                        result.missing.extend(e.missing);
+                        continue;
+                    }
+                };
                 let name = match &plan.target.name {
                     Some(t) => t.render(&row_scope).ok().as_ref().and_then(value_to_text),
                     None => item.source_name.clone(),
@@ -168,9 +180,11 @@ async fn write_operation(
             }
             Err(e) => {
                 result.failed += 1;
+                let message = super::describe_record_failure(&e.message, &e.missing, &item.record);
                 commit
                     .failures
-                    .push(failure(ctx, item, FailureStage::Transform, "transform", &e.message));
+                    .push(failure(ctx, item, FailureStage::Transform, e.class(), &message));
+                result.missing.extend(e.missing);
             }
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! Each path has a list of replies; request N to the path gets reply N, and the last reply
 //! repeats once the list runs out. A path with no script answers 404. The method is
-//! ignored. [`ScriptedSim::hits`] counts the requests per path.
+//! ignored. [`ScriptedSim::hits`] counts the requests per path and [`ScriptedSim::bodies`]
+//! returns what they carried.
 
 use std::collections::HashMap;
 use std::io;
@@ -51,6 +52,7 @@ impl Reply {
 struct Script {
     replies: HashMap<String, Vec<Reply>>,
     hits: HashMap<String, usize>,
+    bodies: HashMap<String, Vec<Vec<u8>>>,
 }
 
 /// A running scripted simulator; clones share the script.
@@ -68,6 +70,7 @@ impl ScriptedSim {
                 .map(|(path, replies)| (path.to_string(), replies))
                 .collect(),
             hits: HashMap::new(),
+            bodies: HashMap::new(),
         };
         let sim = ScriptedSim {
             script: Arc::new(Mutex::new(script)),
@@ -81,12 +84,34 @@ impl ScriptedSim {
     pub fn hits(&self, path: &str) -> usize {
         lock(&self.script).hits.get(path).copied().unwrap_or(0)
     }
+
+    /// The bodies of the requests received on `path`, in order, parsed as JSON (`null`
+    /// for a body that is not JSON).
+    pub fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        lock(&self.script)
+            .bodies
+            .get(path)
+            .map(|bodies| {
+                bodies
+                    .iter()
+                    .map(|body| serde_json::from_slice(body).unwrap_or(serde_json::Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
+
+/// Largest request body the scripted simulator keeps.
+const MAX_BODY: usize = 16 * 1024 * 1024;
 
 async fn answer(State(sim): State<ScriptedSim>, request: Request) -> Response {
     let path = request.uri().path().to_string();
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .unwrap_or_default();
     let reply = {
         let mut script = lock(&sim.script);
+        script.bodies.entry(path.clone()).or_default().push(body.to_vec());
         let hit = script.hits.entry(path.clone()).or_default();
         let index = *hit;
         *hit += 1;

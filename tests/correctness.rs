@@ -1,0 +1,180 @@
+//! No run that exits 0 while the data is wrong: each test here shows Ferry stopping, or
+//! parking the record in the ledger with the reason, where it once sent wrong data and
+//! reported success.
+
+mod support;
+
+use ferry::sim::scripted::Reply;
+use ferry::store::{CheckpointStore, FailureLedger, FailureStatus};
+use serde_json::{json, Value};
+use support::Scripted;
+
+/// A generic source of `items` (pages of 2) and a batch target at `/write`.
+const SCHEME: &str = r#"
+name: strict
+connections:
+  src: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}}
+  dst: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}}
+source:
+  connection: src
+  request: {method: GET, path: /items, query: {page: "<< page.number >>"}}
+  records: $.items[*]
+  pagination: {style: page_number, start: 1, size: 2, stop: short_page}
+  incremental: {start: "2024-01-01 00:00:00", window: 3650d}
+  id: "<< code >>"
+target:
+  connection: dst
+  batch: 10
+  create:
+    request: {method: POST, path: /write, body: {rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>"}
+  fields:
+    FNumber: "<< code >>"
+    FCustomer: "<< customer_code >>"
+"#;
+
+fn page(items: Value) -> Reply {
+    Reply::json(json!({ "items": items }))
+}
+
+fn ok() -> Vec<Reply> {
+    vec![Reply::json(json!({"code": 0}))]
+}
+
+/// Every row the target received, in order.
+fn written(s: &Scripted) -> Vec<Value> {
+    s.sim
+        .bodies("/write")
+        .into_iter()
+        .flat_map(|body| body["rows"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_missing_field_fails_its_record_naming_the_field_and_the_keys_it_has() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                page(json!([{"code": "A", "customer_code": "C1"}, {"code": "B", "customer": "C2"}])),
+                page(json!([{"code": "C", "customer_code": null}])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let summary = s.run(SCHEME).await;
+    assert_eq!(summary.aborted, None);
+    assert_eq!((summary.created, summary.failed), (2, 1), "{summary:?}");
+    assert_eq!(summary.exit_code(), ferry::error::exit::ROWS_FAILED);
+    assert_eq!(summary.missing_fields.get("customer_code"), Some(&1));
+    // Nothing went out with a null in place of the missing field; a present null is a value.
+    assert_eq!(
+        written(&s),
+        vec![
+            json!({"FNumber": "A", "FCustomer": "C1"}),
+            json!({"FNumber": "C", "FCustomer": null})
+        ]
+    );
+    let failures = s.open_failures("strict").await;
+    assert_eq!(failures.len(), 1);
+    let failure = &failures[0];
+    assert_eq!(failure.source_id, "B");
+    assert_eq!(failure.error_class, "missing_field");
+    assert!(
+        failure
+            .message
+            .contains("target.fields.FCustomer: missing field `customer_code`")
+            && failure.message.contains("the record has: code, customer"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn a_first_page_whose_every_record_lacks_a_field_stops_the_run() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![page(
+                json!([{"code": "A", "customer": "C1"}, {"code": "B", "customer": "C2"}]),
+            )],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let summary = s.run(SCHEME).await;
+    let reason = summary.aborted.clone().unwrap_or_default();
+    assert!(
+        reason.contains("every record of the first page (2) lacks `customer_code`")
+            && reason.contains("the record has: code, customer"),
+        "{reason}"
+    );
+    assert_eq!(summary.exit_code(), ferry::error::exit::ABORTED);
+    assert_eq!(s.sim.hits("/write"), 0, "nothing may be sent");
+    assert_eq!(s.store.checkpoint("strict", "window_end").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn default_and_optional_opt_a_field_out_and_lenient_restores_nulls() {
+    let items = || {
+        vec![(
+            "/items",
+            vec![
+                page(json!([{"code": "A", "customer_code": "C1"}, {"code": "B"}])),
+                page(json!([])),
+            ],
+        )]
+    };
+    for (field, expected) in [
+        ("\"<< customer_code | default('NONE') >>\"", json!("NONE")),
+        ("\"<< customer_code | optional >>\"", Value::Null),
+    ] {
+        let mut routes = items();
+        routes.push(("/write", ok()));
+        let s = Scripted::start(routes).await;
+        let scheme = SCHEME.replace("\"<< customer_code >>\"", field);
+        let summary = s.run(&scheme).await;
+        assert_eq!((summary.created, summary.failed), (2, 0), "{field}: {summary:?}");
+        assert_eq!(written(&s)[1]["FCustomer"], expected, "{field}");
+    }
+    let mut routes = items();
+    routes.push(("/write", ok()));
+    let s = Scripted::start(routes).await;
+    let summary = s.run(&format!("{SCHEME}undefined: lenient\n")).await;
+    assert_eq!((summary.created, summary.failed), (2, 0));
+    assert_eq!(written(&s)[1]["FCustomer"], Value::Null);
+}
+
+#[tokio::test]
+async fn replaying_after_the_scheme_is_fixed_sends_the_right_values() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                page(json!([{"code": "A", "customer_code": "C1"}, {"code": "B", "customer": "C2"}])),
+                page(json!([])),
+                page(json!([])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let first = s.run(SCHEME).await;
+    assert_eq!((first.created, first.failed), (1, 1));
+    let fixed = SCHEME.replace("<< customer_code >>", "<< customer_code | default(customer) >>");
+    let second = s.run(&fixed).await;
+    assert_eq!(
+        (second.replayed, second.created, second.failed),
+        (1, 1, 0),
+        "{second:?}"
+    );
+    assert_eq!(written(&s).last(), Some(&json!({"FNumber": "B", "FCustomer": "C2"})));
+    assert!(s.open_failures("strict").await.is_empty());
+    let resolved = s
+        .store
+        .list_failures(Some("strict"), Some(FailureStatus::Resolved), 10)
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+}

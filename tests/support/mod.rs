@@ -1,0 +1,65 @@
+//! Shared harness of the integration tests: schemes run against Ferry's own simulators on
+//! 127.0.0.1:0, with a store the test can inspect afterwards.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use ferry::engine::{run, RunOptions, Summary};
+use ferry::http::HttpClient;
+use ferry::scheme::{load_str, Plan};
+use ferry::sim::scripted::{Reply, ScriptedSim};
+use ferry::sim::SimHandle;
+use ferry::store::{Failure, FailureLedger, FailureStatus, Store};
+
+/// Loads `scheme` with `env`, failing the test on any diagnostic error.
+pub fn plan(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> Plan {
+    let loaded = load_str(scheme, "test.yaml", env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    loaded.plan.expect("a plan")
+}
+
+/// A scripted simulator serving `routes`, with a plan of `scheme` pointed at it
+/// (`${SIM_URL}`) and a memory store.
+pub struct Scripted {
+    pub sim: ScriptedSim,
+    pub handle: SimHandle,
+    pub store: Store,
+    pub url: String,
+}
+
+impl Scripted {
+    pub async fn start(routes: Vec<(&str, Vec<Reply>)>) -> Scripted {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (sim, handle) = ScriptedSim::start(listener, routes).await.unwrap();
+        let url = handle.base_url();
+        Scripted {
+            sim,
+            handle,
+            store: Store::memory(),
+            url,
+        }
+    }
+
+    /// The plan of `scheme`, whose `${SIM_URL}` is this simulator.
+    pub fn plan(&self, scheme: &str) -> Plan {
+        let url = self.url.clone();
+        plan(scheme, &move |name| (name == "SIM_URL").then(|| url.clone()))
+    }
+
+    /// Runs `scheme` once against this simulator and store.
+    pub async fn run(&self, scheme: &str) -> Summary {
+        self.run_with(scheme, RunOptions::default()).await
+    }
+
+    pub async fn run_with(&self, scheme: &str, options: RunOptions) -> Summary {
+        run(&self.plan(scheme), &self.store, &HttpClient::new().unwrap(), &options)
+            .await
+            .expect("a run reports problems in its summary")
+    }
+
+    /// The scheme's open ledger rows.
+    pub async fn open_failures(&self, scheme: &str) -> Vec<Failure> {
+        self.store
+            .list_failures(Some(scheme), Some(FailureStatus::Open), 1000)
+            .await
+            .unwrap()
+    }
+}
