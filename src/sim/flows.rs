@@ -203,14 +203,17 @@ impl Running {
         move |name| self.env.get(name).cloned()
     }
 
-    /// Changes one source record (modified 90 s ago, inside the next run's window).
+    /// Changes one source record (modified 90 s ago, inside the next run's window). Each
+    /// simulator gets the instant and stamps it the way its vendor does: Simply in its
+    /// database zone, UTC by default (reference §5), Guanyi and jdy in China wall-clock time
+    /// (§1, §3), the ERP standard interface in epoch milliseconds (seed 000 §3).
     pub fn change_one(&self) -> bool {
         let at: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(90);
         let local: NaiveDateTime = at.with_timezone(&chrono_tz::Asia::Shanghai).naive_local();
         match &self.source {
-            Source::Guanyi(sim) => sim.touch(3, local),
-            Source::Jdy(sim) => sim.touch(3, local),
-            Source::Simply(sim) => sim.touch(3, local),
+            Source::Guanyi(sim) => sim.touch(3, at),
+            Source::Jdy(sim) => sim.touch(3, at),
+            Source::Simply(sim) => sim.touch(3, at),
             Source::K3Cloud(sim) => sim.touch(3, local),
             Source::ErpStandard(sim) => sim.touch(3, at),
         }
@@ -221,5 +224,62 @@ impl Running {
         for handle in self.handles {
             handle.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use chrono_tz::Tz;
+
+    /// The instant a `yyyy-MM-dd HH:mm:ss` text names on a clock in `zone`.
+    fn read_clock(text: &serde_json::Value, zone: Tz) -> DateTime<Utc> {
+        let naive = NaiveDateTime::parse_from_str(text.as_str().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
+        zone.from_local_datetime(&naive).unwrap().with_timezone(&Utc)
+    }
+
+    /// True when `stamped` is the 90-seconds-ago instant of a change made between `before`
+    /// and now (whole seconds).
+    fn ninety_seconds_ago(stamped: DateTime<Utc>, before: DateTime<Utc>) -> bool {
+        let earliest = before - chrono::Duration::seconds(91);
+        let latest = Utc::now() - chrono::Duration::seconds(89);
+        (earliest..=latest).contains(&stamped)
+    }
+
+    #[tokio::test]
+    async fn change_one_stamps_each_source_on_its_vendors_clock() {
+        let running = start(Flow::SimplyToK3Cloud).await.unwrap();
+        let before = Utc::now();
+        assert!(running.change_one());
+        let account = running.sims.simply.as_ref().unwrap().account(3).unwrap();
+        let stamped = read_clock(&account["modifiedtime"], chrono_tz::UTC);
+        assert!(ninety_seconds_ago(stamped, before), "Simply keeps UTC text: {account}");
+        running.shutdown().await;
+
+        let running = start(Flow::GuanyiToK3Cloud).await.unwrap();
+        let before = Utc::now();
+        assert!(running.change_one());
+        let shop = running.sims.guanyi.as_ref().unwrap().shop(3).unwrap();
+        let stamped = read_clock(&shop["modify_date"], chrono_tz::Asia::Shanghai);
+        assert!(ninety_seconds_ago(stamped, before), "Guanyi keeps China time: {shop}");
+        running.shutdown().await;
+
+        let running = start(Flow::JdyToJackyun).await.unwrap();
+        let before = Utc::now();
+        assert!(running.change_one());
+        let bill = running.sims.jdy.as_ref().unwrap().bill(3).unwrap();
+        let stamped = read_clock(&bill["modify_time"], chrono_tz::Asia::Shanghai);
+        assert!(ninety_seconds_ago(stamped, before), "jdy keeps China time: {bill}");
+        running.shutdown().await;
+
+        let running = start(Flow::ErpStandardToFxiaoke).await.unwrap();
+        let before = Utc::now();
+        assert!(running.change_one());
+        let order = running.sims.erp_standard.as_ref().unwrap().order(3).unwrap();
+        let millis = order["masterFieldVal"]["lastModifyTime"].as_i64().unwrap();
+        let stamped = DateTime::from_timestamp_millis(millis).unwrap();
+        assert!(ninety_seconds_ago(stamped, before), "epoch milliseconds: {order}");
+        running.shutdown().await;
     }
 }

@@ -52,7 +52,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
@@ -225,9 +225,10 @@ impl GuanyiSim {
         format!("{}{API_PATH}", handle.base_url())
     }
 
-    /// Changes shop `index` (1-based): its note is rewritten and `modify_date` becomes `now`.
+    /// Changes shop `index` (1-based): its note is rewritten and `modify_date` becomes the
+    /// instant `at` as China wall-clock time (reference §1: `yyyy-MM-dd HH:mm:ss`, local).
     /// Returns false when there is no such shop.
-    pub fn touch(&self, index: u64, now: NaiveDateTime) -> bool {
+    pub fn touch(&self, index: u64, at: DateTime<Utc>) -> bool {
         let mut shops = write(&self.state.shops);
         let Some(shop) = usize::try_from(index)
             .ok()
@@ -237,7 +238,7 @@ impl GuanyiSim {
             return false;
         };
         shop.revision += 1;
-        shop.modified = to_secs(now);
+        shop.modified = shanghai_secs(at);
         shop.note = format!("店铺资料第{}次修改", shop.revision);
         true
     }
@@ -1433,9 +1434,14 @@ fn format_time(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The wall clock as naive Asia/Shanghai time (UTC+8, no daylight saving), in seconds.
+/// The Asia/Shanghai wall clock (UTC+8, no daylight saving) of `at`, as naive seconds.
+fn shanghai_secs(at: DateTime<Utc>) -> i64 {
+    at.timestamp() + 8 * 3600
+}
+
+/// The wall clock as naive Asia/Shanghai time, in seconds.
 fn shanghai_now() -> i64 {
-    chrono::Utc::now().timestamp() + 8 * 3600
+    shanghai_secs(Utc::now())
 }
 
 #[cfg(test)]
@@ -1455,6 +1461,15 @@ mod tests {
 
     fn at(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap()
+    }
+
+    /// The instant whose China wall-clock time is `text`.
+    fn china(text: &str) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        chrono_tz::Asia::Shanghai
+            .from_local_datetime(&at(text))
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     struct Rig {
@@ -1668,8 +1683,11 @@ mod tests {
         let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap()).collect();
         assert_eq!(codes, ["RMSHOP003", "RMSHOP004", "RMSHOP005", "RMSHOP006"]);
 
-        assert!(rig.sim.touch(2, at("2024-03-01 09:45:30")));
-        assert!(!rig.sim.touch(12, at("2024-03-01 09:45:30")));
+        // The instant 01:45:30 UTC is 09:45:30 on the tenant's (China) wall clock.
+        let instant = "2024-03-01T01:45:30Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(instant, china("2024-03-01 09:45:30"));
+        assert!(rig.sim.touch(2, instant));
+        assert!(!rig.sim.touch(12, instant));
         let rows = rig.read_all(&small_pages(), "gy.erp.shop.get", window).await;
         let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap()).collect();
         assert_eq!(codes, ["RMSHOP003", "RMSHOP004", "RMSHOP002", "RMSHOP005", "RMSHOP006"]);
@@ -1914,6 +1932,25 @@ mod tests {
         assert_eq!(body["success"], false);
         assert!(matches!(verdict, Verdict::Failed { code, .. } if code == codes::BUSINESS));
         assert_eq!(rig.sim.read_calls(), 0);
+    }
+
+    #[test]
+    fn the_signature_check_is_the_reference_vector() {
+        // Reference §9 "Guanyi": J is signed, the body is J with `sign` added.
+        let secret = "0123456789abcdef0123456789abcdef";
+        let j = r#"{"appkey":"100000","sessionkey":"abcdef0123456789abcdef0123456789","method":"gy.erp.shop.get","page_no":1,"page_size":10}"#;
+        assert_eq!(md5_upper(secret, j), "BFEFA7C57052DB81965DF5C168916360");
+        let appended = format!(r#"{},"sign":"BFEFA7C57052DB81965DF5C168916360"}}"#, &j[..j.len() - 1]);
+        let (unsigned, sign) = strip_sign(&appended).unwrap();
+        assert_eq!(
+            (unsigned.as_str(), sign.as_str()),
+            (j, "BFEFA7C57052DB81965DF5C168916360")
+        );
+        // The Java client's layout (sign between sessionkey and method) gives back the same J.
+        let java = r#"{"appkey":"100000","sessionkey":"abcdef0123456789abcdef0123456789","sign":"BFEFA7C57052DB81965DF5C168916360","method":"gy.erp.shop.get","page_no":1,"page_size":10}"#;
+        assert_eq!(strip_sign(java).unwrap().0, j);
+        // The lowercase digest is a different text, so it is refused.
+        assert_ne!(md5_upper(secret, j), "bfefa7c57052db81965df5c168916360");
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //! modified at `base_time + i * spacing_secs` until touched. The tables are held in
 //! memory, which suits tests and demos; the million-row benchmark uses the shop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,13 +46,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::{
     instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl,
     SimHandle,
 };
-use crate::connector::jackyun::sign;
 
 /// The gateway path.
 pub const GATEWAY_PATH: &str = "/open/openapi/do";
@@ -238,8 +238,9 @@ impl JackyunSim {
     }
 
     /// Changes customer `index` (1-based; its VIP level and manager notes) and moves its
-    /// `gmtModified` to `now` (China time). False when there is no such customer.
-    pub fn touch(&self, index: u64, now: NaiveDateTime) -> bool {
+    /// `gmtModified` to the instant `at`, written as China time like every Jackyun time
+    /// (reference §4). False when there is no such customer.
+    pub fn touch(&self, index: u64, at: DateTime<Utc>) -> bool {
         let mut tables = lock(&self.state.tables);
         let Some(stored) = position(index).and_then(|at| tables.customers.get_mut(at)) else {
             return false;
@@ -252,7 +253,7 @@ impl JackyunSim {
         stored
             .row
             .insert("specialReminding".into(), json!(format!("第{revision}次资料更新")));
-        stored.modified = to_secs(now);
+        stored.modified = china_secs(at);
         stored
             .row
             .insert("gmtModified".into(), json!(format_time(stored.modified)));
@@ -260,8 +261,8 @@ impl JackyunSim {
     }
 
     /// Changes goods `index` (1-based; its retail price) and moves its modification
-    /// time to `now`. False when there is no such goods.
-    pub fn touch_goods(&self, index: u64, now: NaiveDateTime) -> bool {
+    /// time to the instant `at` (China time). False when there is no such goods.
+    pub fn touch_goods(&self, index: u64, at: DateTime<Utc>) -> bool {
         let mut tables = lock(&self.state.tables);
         let Some(stored) = position(index).and_then(|at| tables.goods.get_mut(at)) else {
             return false;
@@ -275,7 +276,7 @@ impl JackyunSim {
         stored
             .row
             .insert("retailPrice".into(), json!(format!("{:.2}", price + 1.0)));
-        stored.modified = to_secs(now);
+        stored.modified = china_secs(at);
         let text = format_time(stored.modified);
         stored.row.insert("gmtModified".into(), json!(text));
         stored.row.insert("skuGmtModified".into(), json!(text));
@@ -401,9 +402,14 @@ fn parse_time(text: &str) -> Option<i64> {
         .map(to_secs)
 }
 
+/// The China wall clock of the instant `at`, as seconds of the naive local time.
+fn china_secs(at: DateTime<Utc>) -> i64 {
+    to_secs(at.with_timezone(&chrono_tz::Asia::Shanghai).naive_local())
+}
+
 /// The server clock in China time, as seconds of the naive local time.
 fn china_now() -> i64 {
-    to_secs(Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).naive_local())
+    china_secs(Utc::now())
 }
 
 // ---------------------------------------------------------------------------
@@ -696,9 +702,7 @@ impl JackyunState {
                 format!("timestamp 已过期或超前: {} (服务器时间为北京时间)", field("timestamp")),
             ));
         }
-        let signed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let expected = sign::sign(&signed, &self.secret);
-        if field("sign") != expected {
+        if field("sign") != expected_sign(fields, &self.secret) {
             return Err(Refusal::new(401, "isv.invalid-signature", "签名错误"));
         }
         Ok(())
@@ -765,6 +769,37 @@ impl JackyunState {
         tables.written.push(at);
         Ok(json!({ "data": { "customerId": id.to_string(), "customerCode": code } }))
     }
+}
+
+// ---------------------------------------------------------------------------
+// The signature, as the gateway recomputes it (reference §4 "Sign")
+// ---------------------------------------------------------------------------
+
+/// Received fields that take no part in the signature (§4 "Sign", step 1).
+const UNSIGNED: &[&str] = &["sign", "contextid", "token"];
+
+/// `secret + key1value1key2value2… + secret` over the received fields other than
+/// [`UNSIGNED`], keys in ascending byte order, before any lowercasing (§4 steps 1–4).
+fn signing_text(fields: &HashMap<String, String>, secret: &str) -> String {
+    let sorted: BTreeMap<&str, &str> = fields
+        .iter()
+        .filter(|(key, _)| !UNSIGNED.contains(&key.as_str()))
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let mut text = String::from(secret);
+    for (key, value) in sorted {
+        text.push_str(key);
+        text.push_str(value);
+    }
+    text.push_str(secret);
+    text
+}
+
+/// The `sign` a correct client sends: the whole [`signing_text`] lowercased (the JSON in
+/// `bizcontent` too), then MD5 as lowercase hex (§4 steps 5–6).
+fn expected_sign(fields: &HashMap<String, String>, secret: &str) -> String {
+    let digest = Md5::digest(signing_text(fields, secret).to_lowercase().as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `pageIndex` (from 0) and `pageSize`, as numbers or numeric strings.
@@ -956,6 +991,50 @@ mod tests {
         NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap()
     }
 
+    /// The instant whose China wall-clock time is `text`.
+    fn china(text: &str) -> DateTime<Utc> {
+        chrono_tz::Asia::Shanghai
+            .from_local_datetime(&naive(text))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_gateway_signature_is_the_reference_vector() {
+        // Reference §9 "Jackyun".
+        let secret = "0123456789abcdef0123456789abcdef";
+        let vector = "af8f1ae1a98bd6c9c2052248f0f3c64c";
+        let mut fields: HashMap<String, String> = [
+            ("method", "erp.storage.goodslist"),
+            ("appkey", "12345678"),
+            ("version", "v1.0"),
+            ("contenttype", "json"),
+            ("timestamp", "2024-03-01 12:00:00"),
+            ("bizcontent", r#"{"pageIndex":0,"pageSize":50}"#),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(
+            signing_text(&fields, secret),
+            format!(
+                r#"{secret}appkey12345678bizcontent{{"pageIndex":0,"pageSize":50}}contenttypejsonmethoderp.storage.goodslisttimestamp2024-03-01 12:00:00versionv1.0{secret}"#
+            )
+        );
+        assert_eq!(expected_sign(&fields, secret), vector);
+        // sign, contextid and token travel but are not signed.
+        for (key, value) in [("sign", vector), ("contextid", "ctx-1"), ("token", "tok")] {
+            fields.insert(key.to_owned(), value.to_owned());
+        }
+        assert_eq!(expected_sign(&fields, secret), vector);
+        // The whole text is lowercased before hashing, so letter case inside values does not
+        // count, but every other byte does.
+        fields.insert("bizcontent".into(), r#"{"PAGEINDEX":0,"PAGESIZE":50}"#.into());
+        assert_eq!(expected_sign(&fields, secret), vector);
+        fields.insert("bizcontent".into(), r#"{"pageIndex":0,"pageSize":51}"#.into());
+        assert_ne!(expected_sign(&fields, secret), vector);
+    }
+
     #[tokio::test]
     async fn signed_calls_pass_and_every_auth_mistake_is_refused() {
         let (sim, handle, client) = start(JackyunConfig::default()).await;
@@ -1135,8 +1214,11 @@ mod tests {
         );
 
         let before = sim.customer(3).unwrap();
-        assert!(sim.touch(3, naive("2024-06-01 08:00:00")));
-        assert!(!sim.touch(9999, naive("2024-06-01 08:00:00")));
+        // 00:00 UTC is 08:00 in China: the customer is stamped on the China clock.
+        let instant = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
+        assert_eq!(instant, china("2024-06-01 08:00:00"));
+        assert!(sim.touch(3, instant));
+        assert!(!sim.touch(9999, instant));
         let after = sim.customer(3).unwrap();
         assert_ne!(before["specialReminding"], after["specialReminding"]);
         let (_, body) = call(

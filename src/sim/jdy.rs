@@ -7,9 +7,10 @@
 //! `GET /jdy/v2/scm/pur_inbound` (list), `POST /jdy/v2/scm/pur_inbound` (save, one bill per
 //! call; with `id` it updates) and `GET /jdy/v2/scm/pur_inbound_detail?id=|number=`.
 //! Every v2 call must carry valid `X-Api-*` headers: the simulator recomputes the signature
-//! from the bytes it received (its own implementation, not the connector's), rejects a
-//! timestamp more than [`JdyConfig::timestamp_window_ms`] away from its clock, and answers
-//! failures with HTTP 519 like the gateway. Business calls also need a live `app-token`
+//! from the bytes it received (its own implementation of reference §3, not the connector's),
+//! rejects a timestamp that is not in milliseconds or more than
+//! [`JdyConfig::timestamp_window_ms`] away from its clock (HTTP 519 errcode 4006, as the
+//! gateway answers), and answers an unknown path with HTTP 519 errcode 5001. Business calls also need a live `app-token`
 //! (else errcode `1030002006`, 授权密钥失效) and the tenant's `X-GW-Router-Addr`.
 //!
 //! **v1 routes.** `GET|POST /auth/user/access_token`, `POST /jdy/sys/accountGroup`,
@@ -31,8 +32,8 @@
 //! milliseconds (the real format is undocumented) and both bounds are inclusive.
 //!
 //! **Simulator choices where the vendor is silent.** Refused saves and bad credentials answer
-//! errcode [`PARAM_ERRCODE`] / [`AUTH_ERRCODE`]; signature problems answer HTTP 519 with
-//! errcode 519; throttling answers [`JdyThrottle`] (HTTP 429 and errcode 429 by default); a
+//! errcode [`PARAM_ERRCODE`] / [`AUTH_ERRCODE`]; other gateway refusals (client id, auth
+//! version, signed headers, signature, router address) answer HTTP 519 with errcode 519; throttling answers [`JdyThrottle`] (HTTP 429 and errcode 429 by default); a
 //! `fail_rate` fault answers HTTP 500 with errcode `2000002000` (系统异常).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,7 +56,6 @@ use super::{
     instrument, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog,
     SimControl, SimHandle,
 };
-use crate::connector::jdy::Settings;
 
 /// The errcode of a refused save or a malformed parameter (simulator choice).
 pub const PARAM_ERRCODE: i64 = 1000;
@@ -177,25 +177,6 @@ impl Default for JdyConfig {
     }
 }
 
-impl JdyConfig {
-    /// Connector settings (v2) that log in to this simulator.
-    pub fn v2_settings(&self) -> Settings {
-        Settings::v2(&self.client_id, &self.client_secret, &self.outer_instance_id)
-    }
-
-    /// Connector settings (v1) that log in to this simulator.
-    pub fn v1_settings(&self) -> Settings {
-        Settings::v1(
-            &self.client_id,
-            &self.client_secret,
-            &self.v1_username,
-            &self.v1_password,
-            &self.account_id,
-            &self.group_name,
-        )
-    }
-}
-
 /// A jdy simulator; clones share the same state.
 #[derive(Clone)]
 pub struct JdySim {
@@ -291,14 +272,15 @@ impl JdySim {
     }
 
     /// Changes bill `index` (first line quantity, status, remark) and moves its modify time
-    /// to `now`. False when there is no such bill.
-    pub fn touch(&self, index: u64, now: NaiveDateTime) -> bool {
+    /// to the instant `at`, shown as Asia/Shanghai wall-clock time like every jdy time.
+    /// False when there is no such bill.
+    pub fn touch(&self, index: u64, at: DateTime<Utc>) -> bool {
         let lazy = self.state.lazy;
         let mut book = lock(&self.state.book);
         if index == 0 || index > lazy.records + book.added {
             return false;
         }
-        let secs = to_secs(now);
+        let secs = shanghai_secs(at);
         let previous = book.stored.get(&index).cloned().unwrap_or_else(|| Stored {
             modified: lazy.modified_of(index),
             created: lazy.created_of(index),
@@ -1187,20 +1169,28 @@ fn refuse(errcode: i64, description: impl Into<String>) -> Response {
 }
 
 fn gateway_refusal(description: impl Into<String>) -> Response {
+    gateway_error(519, &description.into(), None)
+}
+
+/// A refusal of the api.kingdee.com gateway: HTTP 519 with `errcode`, `description` and
+/// (for the codes the probes recorded) `description_cn` (reference §2 step 7, §3 envelope).
+fn gateway_error(errcode: i64, description: &str, description_cn: Option<&str>) -> Response {
     let status = StatusCode::from_u16(519).unwrap_or(StatusCode::BAD_GATEWAY);
-    (status, Json(json!({"errcode": 519, "description": description.into()}))).into_response()
+    let mut body = json!({"errcode": errcode, "description": description});
+    if let Some(text) = description_cn {
+        body["description_cn"] = json!(text);
+    }
+    (status, Json(body)).into_response()
 }
 
 fn v1_refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"success": false, "msg": message.into()}))).into_response()
 }
 
+/// An unknown path: the gateway's HTTP 519 errcode 5001 "API not found" (reference §2
+/// step 7; jdy sits behind the same api.kingdee.com gateway, §3).
 async fn not_found(uri: Uri) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"errcode": 404, "description": format!("接口不存在: {}", uri.path())})),
-    )
-        .into_response()
+    gateway_error(5001, "API not found", Some(&format!("接口不存在: {}", uri.path())))
 }
 
 // ---------------------------------------------------------------------------
@@ -1264,13 +1254,22 @@ impl JdyState {
             return Err(Box::new(gateway_refusal("缺少 X-Api-TimeStamp 或 X-Api-Nonce")));
         };
         let Ok(sent_ms) = timestamp.parse::<i64>() else {
-            return Err(Box::new(gateway_refusal("X-Api-TimeStamp 必须是毫秒时间戳")));
+            return Err(Box::new(gateway_error(
+                4006,
+                "Unauthorized, the request header X-Api-TimeStamp is invalid or expired",
+                Some("X-Api-TimeStamp 必须是毫秒时间戳"),
+            )));
         };
         if (now_ms() - sent_ms).abs() > self.cfg.timestamp_window_ms {
-            return Err(Box::new(gateway_refusal(format!(
-                "X-Api-TimeStamp {timestamp} 已过期 (允许误差 {} 毫秒)",
-                self.cfg.timestamp_window_ms
-            ))));
+            // The gateway's stale-timestamp answer (reference §2 step 7, the same gateway).
+            return Err(Box::new(gateway_error(
+                4006,
+                "Unauthorized, the request header X-Api-TimeStamp is invalid or expired",
+                Some(&format!(
+                    "请求头X-Api-TimeStamp {timestamp} 无效或已过期 (允许误差 {} 毫秒)",
+                    self.cfg.timestamp_window_ms
+                )),
+            )));
         }
         let expected = hmac_hex_base64(&self.cfg.client_secret, &canonical_text(method, uri, nonce, timestamp));
         if header(headers, "x-api-signature") != Some(expected.as_str()) {
@@ -1859,10 +1858,27 @@ mod tests {
     use super::*;
     use crate::connector::jdy::envelope::{self, classify_with, verify_count};
     use crate::connector::jdy::request::{self, GatewaySend, Session};
-    use crate::connector::jdy::{sign, Generation};
+    use crate::connector::jdy::{Generation, Settings};
     use crate::connector::types::{RowOutcome, Verdict, WireRequest};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    /// Connector settings (v2) that log in to a simulator run with `cfg`.
+    fn v2_settings(cfg: &JdyConfig) -> Settings {
+        Settings::v2(&cfg.client_id, &cfg.client_secret, &cfg.outer_instance_id)
+    }
+
+    /// Connector settings (v1) that log in to a simulator run with `cfg`.
+    fn v1_settings(cfg: &JdyConfig) -> Settings {
+        Settings::v1(
+            &cfg.client_id,
+            &cfg.client_secret,
+            &cfg.v1_username,
+            &cfg.v1_password,
+            &cfg.account_id,
+            &cfg.group_name,
+        )
+    }
 
     const LIST: &str = "scm/pur_inbound";
 
@@ -1877,7 +1893,7 @@ mod tests {
     impl Harness {
         async fn new(cfg: JdyConfig) -> Harness {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let settings = cfg.v2_settings();
+            let settings = v2_settings(&cfg);
             let (sim, handle) = JdySim::start(cfg, listener).await.unwrap();
             Harness {
                 sim,
@@ -2000,6 +2016,14 @@ mod tests {
         NaiveDateTime::parse_from_str(text, WALL_CLOCK).unwrap()
     }
 
+    /// The instant whose Asia/Shanghai wall-clock time is `time`.
+    fn china(time: NaiveDateTime) -> DateTime<Utc> {
+        chrono_tz::Asia::Shanghai
+            .from_local_datetime(&time)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     fn good_bill(bill_no: &str) -> Value {
         json!({
             "bill_no": bill_no, "bill_date": "2024-03-05", "supplier_number": "GYS0003",
@@ -2054,7 +2078,7 @@ mod tests {
         for _ in 0..40 {
             let index = rng.gen_range(1..=300);
             let when = from_secs(base + rng.gen_range(-3_000..200_000));
-            assert!(sim.touch(index, when));
+            assert!(sim.touch(index, china(when)));
         }
         sim.state.save(&good_bill("CGRK-SIM-1")).unwrap();
         let lazy = sim.state.lazy;
@@ -2168,7 +2192,9 @@ mod tests {
         // Bills 12..=24 are modified every 10 minutes from 10:00 to 12:00, both ends included.
         assert_eq!(rows.len(), 13);
         assert_eq!(rows[0]["modify_time"], "2024-03-01 10:00:00");
-        assert!(h.sim.touch(3, at("2024-03-01 11:05:00")));
+        let instant = "2024-03-01T03:05:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(instant, china(at("2024-03-01 11:05:00")));
+        assert!(h.sim.touch(3, instant));
         let rows = h.read_all(&session, filter).await;
         assert_eq!(rows.len(), 14);
         let touched = rows
@@ -2226,8 +2252,9 @@ mod tests {
         let stale = Utc::now() - chrono::Duration::minutes(10);
         let wire = request::build(&h.settings, &h.base(), LIST, &json!({}), Some(&session), stale, 6).unwrap();
         let (status, body) = h.send(wire).await;
-        assert_eq!(status, 519);
-        assert!(body["description"].as_str().unwrap().contains("已过期"));
+        assert_eq!((status, body["errcode"].clone()), (519, json!(4006)));
+        assert!(body["description"].as_str().unwrap().contains("X-Api-TimeStamp"));
+        assert!(body["description_cn"].as_str().unwrap().contains("已过期"));
         // A query changed after signing.
         let mut wire = request::build(
             &h.settings,
@@ -2417,7 +2444,7 @@ mod tests {
     #[tokio::test]
     async fn v1_flow_speaks_the_legacy_shape() {
         let mut h = Harness::new(cfg(130)).await;
-        let settings = h.sim.config().v1_settings();
+        let settings = v1_settings(h.sim.config());
         h.settings = settings.clone();
         let wire = request::v1_token_request(&settings, &h.base()).unwrap();
         let (_, body) = h.send(wire).await;
@@ -2464,9 +2491,31 @@ mod tests {
             .unwrap();
         let text = canonical_text(&Method::GET, &uri, "1234567890", "1709251200000");
         assert_eq!(
+            text,
+            "GET\n%2Fjdy%2Fv2%2Fscm%2Fpur_inbound\nmodify_start_time=2024-03-01%252000%253A00%253A00&page=1&page_size=100\nx-api-nonce:1234567890\nx-api-timestamp:1709251200000\n"
+        );
+        assert_eq!(
             hmac_hex_base64("0123456789abcdef0123456789abcdef", &text),
             "NWQyMDBiNzBhNGJkMjkwMjM5YWQ1NTVjM2E0YzFlNjRiMjc1ZDYxZjhlOWNiYTY1NWZjNzQ5MWRkZmRmODdhNA=="
         );
-        assert_eq!(hmac_hex_base64("abc123", "abc"), sign::app_signature("abc", "abc123"));
+        // The official doc's token request (reference §9 "jdy"): app_signature's `==` padding
+        // is encoded once in the URL and twice in the signed text.
+        let uri: Uri = "/jdyconnector/app_management/kingdee_auth_token?app_key=bVZgAZOv1&app_signature=MzZlYTk0ODk4MWZlNjdiODNmNWU4YzViNzYxNGM5MTFlOGJkN2NjMzk0MTJkZGNhZGM0NzZhN2YxZDJmOTlkZA%3D%3D"
+            .parse()
+            .unwrap();
+        let text = canonical_text(&Method::GET, &uri, "4427456950", "1670305063559");
+        assert_eq!(
+            text,
+            "GET\n%2Fjdyconnector%2Fapp_management%2Fkingdee_auth_token\napp_key=bVZgAZOv1&app_signature=MzZlYTk0ODk4MWZlNjdiODNmNWU4YzViNzYxNGM5MTFlOGJkN2NjMzk0MTJkZGNhZGM0NzZhN2YxZDJmOTlkZA%253D%253D\nx-api-nonce:4427456950\nx-api-timestamp:1670305063559\n"
+        );
+        assert_eq!(
+            hmac_hex_base64("f2adcfef73369bfc4e1384677d38a0ff", &text),
+            "OTFiZTliNDFiMjNkYTI3YzVhNzg4MDI4ZGU3MWY1ZTA5ZTk1NjVlNGM1YTI1ZjIxY2Y5YTA3ZGY2OGI1MGQ1MQ=="
+        );
+        // The app_signature the token endpoint expects (reference §9, S-JDY-GW).
+        assert_eq!(
+            hmac_hex_base64("abc123", "abc"),
+            "ZDljMTI3NGIyNTE1MTRkYzlkNjc1MDNhYjUzMzgzNWMyY2M4YTdjMzdmNmM3YTVlNDkxMTkzNjdiOTFjNzUyZQ=="
+        );
     }
 }

@@ -22,9 +22,17 @@
 //! **Data.** `records` accounts (crmid `i`, id `11x<i>`, `ACC<i>`) and as many contacts
 //! (crmid `records + i`, id `12x…`, `CON<i>`, working at account `i`) are generated at
 //! start from their index: Chinese company and person names, regions, phones. Record `i`
-//! was modified at `base_time + i * spacing_secs` (UTC, the server's time zone). Every
+//! was modified at the instant `base_time + i * spacing_secs` (UTC). Every
 //! [`SimplyConfig::other_owner_every`]-th record belongs to a second user (`19x5`), so a
-//! plain `sync` by the admin skips it while `query` sees it, as in vtiger.
+//! plain `sync` by the admin skips it while `query` sees it, as in vtiger. Tests change
+//! data with [`SimplySim::touch`], [`SimplySim::touch_many`] and
+//! [`SimplySim::delete_record`].
+//!
+//! **Time (reference §5).** Records keep instants. `createdtime`/`modifiedtime` are shown,
+//! and compared by VTQL, as `yyyy-MM-dd HH:mm:ss` text in the database zone
+//! [`SimplyConfig::server_zone`] (UTC by default, as in a standard vtiger install), never in
+//! the user's or China time. `getchallenge`'s `serverTime`/`expireTime` and `sync`'s
+//! `modifiedTime`/`lastModifiedTime` are epoch seconds.
 //!
 //! **Operations.** `query` understands
 //! `SELECT * | count(*) | f1, f2 FROM <Module> [WHERE <f> <op> '<v>' [AND|OR …]]
@@ -57,13 +65,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::{
     instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl,
     SimHandle,
 };
-use crate::connector::simply::sign;
 
 /// The endpoint path.
 pub const ENDPOINT_PATH: &str = "/webservice.php";
@@ -82,9 +91,12 @@ pub const API_VERSION: &str = "0.22";
 pub struct SimplyConfig {
     /// Accounts generated at start, and as many contacts (default 300).
     pub records: u64,
-    /// Record `i` is modified at `base_time + i * spacing_secs` (UTC; default
-    /// 2024-01-01 00:00:00).
+    /// Record `i` is modified at `base_time + i * spacing_secs` (an instant, read as UTC;
+    /// default 2024-01-01 00:00:00).
     pub base_time: NaiveDateTime,
+    /// The database time zone (vtiger's `$default_timezone`, reference §5): the zone of the
+    /// `createdtime`/`modifiedtime` text records show and VTQL compares (default UTC).
+    pub server_zone: Tz,
     /// Seconds between consecutive records (default 600).
     pub spacing_secs: i64,
     /// Faults at start; change them later with [`SimplySim::set_faults`].
@@ -112,6 +124,7 @@ impl Default for SimplyConfig {
                 .and_then(|day| day.and_hms_opt(0, 0, 0))
                 .unwrap_or_default(),
             spacing_secs: 600,
+            server_zone: chrono_tz::UTC,
             faults: Faults::default(),
             username: "admin".to_owned(),
             access_key: "AbCdEfGhIjKlMnOp".to_owned(),
@@ -140,6 +153,7 @@ impl std::fmt::Debug for SimplySim {
 }
 
 struct SimplyState {
+    zone: Tz,
     username: String,
     access_key: String,
     challenge_ttl_secs: i64,
@@ -343,14 +357,15 @@ impl Record {
         format!("{}x{crmid}", self.module.prefix())
     }
 
-    /// The record as the API shows it: every field of its module, strings throughout.
-    fn render(&self, crmid: u64) -> Map<String, Value> {
+    /// The record as the API shows it: every field of its module, strings throughout,
+    /// times as wall-clock text in the database zone `zone`.
+    fn render(&self, crmid: u64, zone: Tz) -> Map<String, Value> {
         let mut out = Map::new();
         for field in self.module.fields() {
             let value = match field.name {
                 "assigned_user_id" => json!(format!("{USER_PREFIX}x{}", self.owner)),
-                "createdtime" => json!(format_time(self.created)),
-                "modifiedtime" => json!(format_time(self.modified)),
+                "createdtime" => json!(format_time(self.created, zone)),
+                "modifiedtime" => json!(format_time(self.modified, zone)),
                 name => self.fields.get(name).cloned().unwrap_or_else(|| json!("")),
             };
             out.insert(field.name.to_owned(), value);
@@ -440,6 +455,7 @@ impl SimplySim {
         let control = SimControl::new(cfg.faults, RequestLog::new(LogMode::Full), SimplyReplies);
         SimplySim {
             state: Arc::new(SimplyState {
+                zone: cfg.server_zone,
                 username: cfg.username,
                 access_key: cfg.access_key,
                 challenge_ttl_secs: cfg.challenge_ttl_secs,
@@ -470,46 +486,60 @@ impl SimplySim {
     }
 
     /// Changes account `index` (1-based; its phone and description) and moves its
-    /// `modifiedtime` to `now` (UTC). False when there is no such live account.
-    pub fn touch(&self, index: u64, now: NaiveDateTime) -> bool {
-        self.touch_crmid(index, Module::Accounts, now)
+    /// `modifiedtime` to the instant `at` (shown in the server zone). False when there is
+    /// no such live account.
+    pub fn touch(&self, index: u64, at: DateTime<Utc>) -> bool {
+        let mut crm = lock(&self.state.crm);
+        touch_record(&mut crm, index, Module::Accounts, at.timestamp())
     }
 
     /// Changes contact `index` (1-based; its title and description) and moves its
-    /// `modifiedtime` to `now`.
-    pub fn touch_contact(&self, index: u64, now: NaiveDateTime) -> bool {
+    /// `modifiedtime` to `at`.
+    pub fn touch_contact(&self, index: u64, at: DateTime<Utc>) -> bool {
         if index == 0 || index > self.state.records {
             return false;
         }
-        self.touch_crmid(self.state.records + index, Module::Contacts, now)
+        let mut crm = lock(&self.state.crm);
+        touch_record(&mut crm, self.state.records + index, Module::Contacts, at.timestamp())
     }
 
-    fn touch_crmid(&self, crmid: u64, module: Module, now: NaiveDateTime) -> bool {
+    /// Touches many accounts at once: the `n`-th index of `indexes` (from 0) is modified
+    /// at `first + n * spacing`, so distinct spacing gives each its own timestamp (as
+    /// `sync` batches by timestamp). Returns how many live accounts were changed.
+    pub fn touch_many(
+        &self,
+        indexes: impl IntoIterator<Item = u64>,
+        first: DateTime<Utc>,
+        spacing: chrono::Duration,
+    ) -> usize {
         let mut crm = lock(&self.state.crm);
-        let Some(record) = crm.records.get_mut(&crmid).filter(|r| r.module == module && !r.deleted) else {
+        let (start, step) = (first.timestamp(), spacing.num_seconds());
+        let mut changed = 0;
+        for (n, index) in (0i64..).zip(indexes) {
+            let at = start.saturating_add(n.saturating_mul(step));
+            if touch_record(&mut crm, index, Module::Accounts, at) {
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Deletes the live record with webservice id `id` (e.g. `11x42`) as of `at`, as a
+    /// user deleting it in the CRM would: `retrieve` and `query` no longer see it and
+    /// `sync` lists the id under `deleted`. False when there is no such live record.
+    pub fn delete_record(&self, id: &str, at: DateTime<Utc>) -> bool {
+        let Ok((module, crmid)) = parse_record_id(id) else {
             return false;
         };
-        let revision = record
-            .fields
-            .get("description")
-            .and_then(Value::as_str)
-            .and_then(|text| text.strip_prefix("资料更新第"))
-            .and_then(|rest| rest.trim_end_matches('次').parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        record
-            .fields
-            .insert("description".into(), json!(format!("资料更新第{revision}次")));
-        let changed = match module {
-            Module::Accounts => (
-                "phone",
-                json!(format!("0571-8{:07}", mix(crmid + revision) % 10_000_000)),
-            ),
-            Module::Contacts => ("title", json!(pick(TITLES, mix(crmid) + revision))),
-        };
-        record.fields.insert(changed.0.into(), changed.1);
-        record.modified = to_secs(now);
-        true
+        let mut crm = lock(&self.state.crm);
+        match crm.records.get_mut(&crmid) {
+            Some(record) if record.module == module && !record.deleted => {
+                record.deleted = true;
+                record.modified = at.timestamp();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Account `index` (1-based) as `retrieve` shows it, deleted or not.
@@ -518,7 +548,7 @@ impl SimplySim {
         crm.records
             .get(&index)
             .filter(|record| record.module == Module::Accounts)
-            .map(|record| Value::Object(record.render(index)))
+            .map(|record| Value::Object(record.render(index, self.state.zone)))
     }
 
     /// Contact `index` (1-based).
@@ -530,7 +560,7 @@ impl SimplySim {
         let crm = lock(&self.state.crm);
         crm.records
             .get(&crmid)
-            .map(|record| Value::Object(record.render(crmid)))
+            .map(|record| Value::Object(record.render(crmid, self.state.zone)))
     }
 
     /// The live record with webservice id `id` (e.g. `11x42`).
@@ -538,7 +568,7 @@ impl SimplySim {
         let (module, crmid) = parse_record_id(id).ok()?;
         let crm = lock(&self.state.crm);
         crm.live(crmid, module)
-            .map(|record| Value::Object(record.render(crmid)))
+            .map(|record| Value::Object(record.render(crmid, self.state.zone)))
     }
 
     /// Live records created or changed through the API, in first-write order.
@@ -550,7 +580,7 @@ impl SimplySim {
                 crm.records
                     .get(crmid)
                     .filter(|record| !record.deleted)
-                    .map(|record| Value::Object(record.render(*crmid)))
+                    .map(|record| Value::Object(record.render(*crmid, self.state.zone)))
             })
             .collect()
     }
@@ -612,6 +642,35 @@ impl SimplySim {
     }
 }
 
+/// Changes record `crmid` of `module` (a new phone or title, a revision note) and stamps
+/// it modified at epoch second `at`. False when there is no such live record.
+fn touch_record(crm: &mut Crm, crmid: u64, module: Module, at: i64) -> bool {
+    let Some(record) = crm.records.get_mut(&crmid).filter(|r| r.module == module && !r.deleted) else {
+        return false;
+    };
+    let revision = record
+        .fields
+        .get("description")
+        .and_then(Value::as_str)
+        .and_then(|text| text.strip_prefix("资料更新第"))
+        .and_then(|rest| rest.trim_end_matches('次').parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    record
+        .fields
+        .insert("description".into(), json!(format!("资料更新第{revision}次")));
+    let changed = match module {
+        Module::Accounts => (
+            "phone",
+            json!(format!("0571-8{:07}", mix(crmid + revision) % 10_000_000)),
+        ),
+        Module::Contacts => ("title", json!(pick(TITLES, mix(crmid) + revision))),
+    };
+    record.fields.insert(changed.0.into(), changed.1);
+    record.modified = at;
+    true
+}
+
 /// Simply's answers to throttled and failed requests.
 struct SimplyReplies;
 
@@ -635,18 +694,30 @@ impl FaultReplies for SimplyReplies {
 // Time and generated data
 // ---------------------------------------------------------------------------
 
+/// Epoch seconds of a naive time read as UTC.
 fn to_secs(time: NaiveDateTime) -> i64 {
     time.and_utc().timestamp()
 }
 
-fn format_time(secs: i64) -> String {
+/// Epoch second `secs` as wall-clock text in `zone`, the way vtiger's database stores it.
+fn format_time(secs: i64, zone: Tz) -> String {
     DateTime::from_timestamp(secs, 0)
-        .map(|time| time.naive_utc().format(DATETIME_FORMAT).to_string())
+        .map(|time| time.with_timezone(&zone).format(DATETIME_FORMAT).to_string())
         .unwrap_or_default()
 }
 
+/// The server clock in epoch seconds (`serverTime`, `sync` times; zone-free).
 fn now_secs() -> i64 {
     Utc::now().timestamp()
+}
+
+/// The login proof the server expects (reference §5 "Login", step 2): PHP's
+/// `md5($token . $userAccessKey)`, i.e. the lowercase hex MD5 of the challenge token
+/// followed by the user's access key. Written here from the reference, not borrowed from
+/// the connector, so a client-side mistake cannot be mirrored.
+fn expected_access_key(token: &str, user_access_key: &str) -> String {
+    let digest = Md5::digest(format!("{token}{user_access_key}").as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// splitmix64: a seeded, well-spread hash of an index.
@@ -952,7 +1023,7 @@ impl SimplyState {
                 ))
             }
         };
-        if sign::access_key(&token, &self.access_key) != access_key {
+        if expected_access_key(&token, &self.access_key) != access_key {
             return Err(invalid());
         }
         auth.challenges.remove(&user);
@@ -1016,7 +1087,7 @@ impl SimplyState {
         let (module, crmid) = parse_record_id(id)?;
         let crm = lock(&self.crm);
         let record = crm.live(crmid, module).ok_or_else(WsError::not_found)?;
-        Ok(Value::Object(record.render(crmid)))
+        Ok(Value::Object(record.render(crmid, self.zone)))
     }
 
     fn query(&self, text: &str) -> WsResult {
@@ -1026,7 +1097,7 @@ impl SimplyState {
             .records
             .iter()
             .filter(|(_, record)| record.module == query.module && !record.deleted)
-            .map(|(crmid, record)| record.render(*crmid))
+            .map(|(crmid, record)| record.render(*crmid, self.zone))
             .filter(|row| query.matches(row))
             .collect();
         drop(crm);
@@ -1100,7 +1171,7 @@ impl SimplyState {
             if record.deleted {
                 deleted.push(json!(record.id(*crmid)));
             } else {
-                updated.push(Value::Object(record.render(*crmid)));
+                updated.push(Value::Object(record.render(*crmid, self.zone)));
             }
         }
         let more = changed.iter().any(|(modified, _, _)| *modified > last);
@@ -1130,7 +1201,7 @@ impl SimplyState {
             modified: now,
             deleted: false,
         };
-        let rendered = record.render(crmid);
+        let rendered = record.render(crmid, self.zone);
         crm.records.insert(crmid, record);
         crm.remember_write(crmid);
         Ok(Value::Object(rendered))
@@ -1146,7 +1217,11 @@ impl SimplyState {
         let (module, crmid) = parse_record_id(id)?;
         let mut crm = lock(&self.crm);
         let current = crm.live(crmid, module).ok_or_else(WsError::not_found)?;
-        let base = if partial { current.render(crmid) } else { Map::new() };
+        let base = if partial {
+            current.render(crmid, self.zone)
+        } else {
+            Map::new()
+        };
         let (mut fields, owner) = checked_fields(&crm, module, &element, &base)?;
         let (number_field, _) = module.number_field();
         if let Some(number) = current.fields.get(number_field) {
@@ -1161,7 +1236,7 @@ impl SimplyState {
             modified: now_secs(),
             deleted: false,
         };
-        let rendered = record.render(crmid);
+        let rendered = record.render(crmid, self.zone);
         crm.records.insert(crmid, record);
         crm.remember_write(crmid);
         Ok(Value::Object(rendered))
@@ -1784,6 +1859,11 @@ mod tests {
         Settings::new("admin", "AbCdEfGhIjKlMnOp")
     }
 
+    /// The instant whose UTC wall-clock time is `text`.
+    fn utc(text: &str) -> DateTime<Utc> {
+        NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap().and_utc()
+    }
+
     async fn start(cfg: SimplyConfig) -> (SimplySim, SimHandle) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         SimplySim::start(cfg, listener).await.unwrap()
@@ -2135,10 +2215,7 @@ mod tests {
 
         // A touched account and a deleted contact show up after the last cursor.
         let cursor = to_secs(NaiveDateTime::parse_from_str("2024-03-01 00:00:00", DATETIME_FORMAT).unwrap());
-        assert!(sim.touch(
-            7,
-            NaiveDateTime::parse_from_str("2024-05-01 10:00:00", DATETIME_FORMAT).unwrap()
-        ));
+        assert!(sim.touch(7, utc("2024-05-01 10:00:00")));
         let (verdict, _) = client.call("delete", json!({"id": "12x253"})).await;
         assert_eq!(verdict, Verdict::Ok);
         let (updated, deleted, _) = client.sync_all(None, cursor).await;
@@ -2158,6 +2235,224 @@ mod tests {
             "INTERNAL_SERVER_ERROR",
             "a date string is not epoch seconds"
         );
+    }
+
+    /// A call straight to the endpoint, without the connector: GET with `params` in the
+    /// query string, or POST with them as a form, plus the client's session.
+    async fn raw(client: &Client, method: Method, params: &[(&str, &str)]) -> Value {
+        let session = client.session.as_ref().unwrap().session_name.clone();
+        let mut fields: Vec<(&str, &str)> = vec![("sessionName", session.as_str())];
+        fields.extend_from_slice(params);
+        let url = format!("{}{ENDPOINT_PATH}", client.base);
+        let builder = if method == Method::POST {
+            client.http.post(url).form(&fields)
+        } else {
+            client.http.get(url).query(&fields)
+        };
+        builder.send().await.unwrap().json().await.unwrap()
+    }
+
+    fn error_code(body: &Value) -> &str {
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {body}"))
+    }
+
+    fn ids(rows: &Value) -> Vec<String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_login_proof_is_the_reference_vector() {
+        // Reference §9 "vtiger".
+        assert_eq!(
+            expected_access_key("5e9f4b2a1c3d7", "AbCdEfGhIjKlMnOp"),
+            "169e887eac9fa70350afb7c5abfe06cb"
+        );
+        assert_ne!(
+            expected_access_key("AbCdEfGhIjKlMnOp", "5e9f4b2a1c3d7"),
+            "169e887eac9fa70350afb7c5abfe06cb"
+        );
+    }
+
+    #[tokio::test]
+    async fn times_are_utc_text_in_records_and_vtql_and_epoch_seconds_on_the_wire() {
+        let (sim, _handle, client) = logged_in(SimplyConfig {
+            records: 20,
+            ..SimplyConfig::default()
+        })
+        .await;
+        let before = Utc::now().timestamp();
+        let body = raw(
+            &client,
+            Method::GET,
+            &[("operation", "getchallenge"), ("username", "admin")],
+        )
+        .await;
+        let server_time = body["result"]["serverTime"].as_i64().unwrap();
+        assert!((before..=Utc::now().timestamp()).contains(&server_time), "{body}");
+
+        // A change at 10:00 UTC (18:00 in China) is stored and compared as UTC text.
+        let instant = utc("2024-05-01 10:00:00");
+        assert!(sim.touch(7, instant));
+        assert_eq!(sim.account(7).unwrap()["modifiedtime"], "2024-05-01 10:00:00");
+        let since = |start: &str| format!("SELECT id FROM Accounts WHERE modifiedtime >= '{start}';");
+        let body = raw(
+            &client,
+            Method::GET,
+            &[("operation", "query"), ("query", &since("2024-05-01 10:00:00"))],
+        )
+        .await;
+        assert_eq!(ids(&body["result"]), ["11x7"]);
+        let body = raw(
+            &client,
+            Method::GET,
+            &[("operation", "query"), ("query", &since("2024-05-01 18:00:00"))],
+        )
+        .await;
+        assert_eq!(
+            ids(&body["result"]),
+            Vec::<String>::new(),
+            "China wall-clock text is 8 h late"
+        );
+
+        // sync reads and answers epoch seconds.
+        let cursor = (instant.timestamp() - 1).to_string();
+        let body = raw(
+            &client,
+            Method::GET,
+            &[
+                ("operation", "sync"),
+                ("modifiedTime", &cursor),
+                ("elementType", "Accounts"),
+            ],
+        )
+        .await;
+        assert_eq!(ids(&body["result"]["updated"]), ["11x7"]);
+        assert_eq!(body["result"]["lastModifiedTime"], instant.timestamp());
+        assert_eq!(body["result"]["more"], false);
+    }
+
+    #[tokio::test]
+    async fn the_server_zone_is_a_setting() {
+        let (sim, _handle, client) = logged_in(SimplyConfig {
+            records: 20,
+            server_zone: chrono_tz::Asia::Shanghai,
+            ..SimplyConfig::default()
+        })
+        .await;
+        // Account 17 was modified at 02:50 UTC: 10:50 on a Shanghai database's clock.
+        assert_eq!(sim.account(17).unwrap()["modifiedtime"], "2024-01-01 10:50:00");
+        let query = "SELECT id FROM Accounts WHERE modifiedtime >= '2024-01-01 10:50:00';";
+        let body = raw(&client, Method::GET, &[("operation", "query"), ("query", query)]).await;
+        assert_eq!(ids(&body["result"]), ["11x17", "11x18", "11x19", "11x20"]);
+        // Epoch seconds do not depend on the zone (account 20 belongs to another user).
+        let cursor = utc("2024-01-01 02:40:00").timestamp().to_string();
+        let body = raw(
+            &client,
+            Method::GET,
+            &[
+                ("operation", "sync"),
+                ("modifiedTime", &cursor),
+                ("elementType", "Accounts"),
+            ],
+        )
+        .await;
+        assert_eq!(ids(&body["result"]["updated"]), ["11x17", "11x18", "11x19"]);
+        assert_eq!(
+            body["result"]["lastModifiedTime"],
+            utc("2024-01-01 03:10:00").timestamp()
+        );
+        assert!(sim.touch(3, utc("2024-05-01 10:00:00")));
+        assert_eq!(sim.account(3).unwrap()["modifiedtime"], "2024-05-01 18:00:00");
+    }
+
+    #[tokio::test]
+    async fn sync_pages_many_changes_by_100_and_reports_deletions() {
+        let (sim, _handle, client) = logged_in(SimplyConfig {
+            records: 300,
+            other_owner_every: 0,
+            ..SimplyConfig::default()
+        })
+        .await;
+        let first = utc("2024-06-01 00:00:00");
+        assert_eq!(sim.touch_many(1..=250, first, chrono::Duration::seconds(1)), 250);
+        assert_eq!(sim.touch_many([0, 301], first, chrono::Duration::seconds(1)), 0);
+        let sync = |cursor: i64| {
+            let client = &client;
+            async move {
+                let cursor = cursor.to_string();
+                let params = [
+                    ("operation", "sync"),
+                    ("modifiedTime", cursor.as_str()),
+                    ("elementType", "Accounts"),
+                ];
+                raw(client, Method::GET, &params).await["result"].clone()
+            }
+        };
+        let (mut cursor, mut seen, mut mores) = (first.timestamp() - 1, Vec::new(), Vec::new());
+        loop {
+            let result = sync(cursor).await;
+            let updated = ids(&result["updated"]);
+            assert!(updated.len() <= SYNC_BATCH, "{}", updated.len());
+            seen.extend(updated);
+            mores.push(result["more"].as_bool().unwrap());
+            cursor = result["lastModifiedTime"].as_i64().unwrap();
+            if mores.last() == Some(&false) {
+                break;
+            }
+        }
+        assert_eq!(mores, [true, true, false]);
+        let expected: Vec<String> = (1..=250).map(|i| format!("11x{i}")).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(cursor, first.timestamp() + 249);
+
+        // A record deleted in the CRM: sync names it, retrieve and query no longer see it.
+        let gone = first + chrono::Duration::seconds(600);
+        assert!(sim.delete_record("11x5", gone));
+        assert!(!sim.delete_record("11x5", gone), "already deleted");
+        assert!(!sim.delete_record("12x5", gone), "contact 5 is crmid 305");
+        assert!(!sim.delete_record("5", gone));
+        let result = sync(cursor).await;
+        assert_eq!(result["deleted"], json!(["11x5"]));
+        assert_eq!(result["updated"], json!([]));
+        assert_eq!(result["lastModifiedTime"], gone.timestamp());
+        assert_eq!(result["more"], false);
+        let body = raw(&client, Method::GET, &[("operation", "retrieve"), ("id", "11x5")]).await;
+        assert_eq!(error_code(&body), "RECORD_NOT_FOUND");
+        let query = "SELECT id FROM Accounts WHERE id IN ('11x4', '11x5', '11x6');";
+        let body = raw(&client, Method::GET, &[("operation", "query"), ("query", query)]).await;
+        assert_eq!(ids(&body["result"]), ["11x4", "11x6"]);
+        assert!(sim.record("11x5").is_none());
+    }
+
+    #[tokio::test]
+    async fn delete_is_a_post_operation_answering_successful() {
+        let (sim, _handle, client) = logged_in(SimplyConfig {
+            records: 20,
+            ..SimplyConfig::default()
+        })
+        .await;
+        // Sent as GET the id is not read: POST operations take parameters from the body.
+        let body = raw(&client, Method::GET, &[("operation", "delete"), ("id", "11x3")]).await;
+        assert_eq!(error_code(&body), "INVALID_ID_ATTRIBUTE");
+        assert!(sim.record("11x3").is_some());
+        let body = raw(&client, Method::POST, &[("operation", "delete"), ("id", "11x3")]).await;
+        assert_eq!(body, json!({"success": true, "result": {"status": "successful"}}));
+        assert!(sim.record("11x3").is_none());
+        let body = raw(&client, Method::POST, &[("operation", "delete"), ("id", "11x3")]).await;
+        assert_eq!(error_code(&body), "RECORD_NOT_FOUND");
+        let body = raw(&client, Method::POST, &[("operation", "delete"), ("id", "3")]).await;
+        assert_eq!(error_code(&body), "INVALID_ID_ATTRIBUTE");
+        // The deletion is dated now, so a sync from just before reports it.
+        let since = (Utc::now().timestamp() - 5).to_string();
+        let body = raw(&client, Method::GET, &[("operation", "sync"), ("modifiedTime", &since)]).await;
+        assert_eq!(body["result"]["deleted"], json!(["11x3"]));
+        assert_eq!(sim.write_calls(), 4);
     }
 
     #[tokio::test]
@@ -2363,8 +2658,8 @@ mod tests {
         assert_eq!(contact["id"], "12x317");
         assert_eq!(contact["account_id"], "11x17");
         assert!(one.account(301).is_none());
-        assert!(one.touch_contact(1, NaiveDateTime::default()));
-        assert!(!one.touch(0, NaiveDateTime::default()));
+        assert!(one.touch_contact(1, DateTime::<Utc>::default()));
+        assert!(!one.touch(0, DateTime::<Utc>::default()));
     }
 
     #[test]
