@@ -178,3 +178,42 @@ async fn replaying_after_the_scheme_is_fixed_sends_the_right_values() {
         .unwrap();
     assert_eq!(resolved.len(), 1);
 }
+
+#[tokio::test]
+async fn times_cross_the_wire_in_each_servers_zone() {
+    // The source keeps UTC, the target China time: the window is written in UTC, a naive
+    // time in a record is read as UTC and written for the target in China time.
+    let scheme = SCHEME
+        .replace(
+            "src: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 1}}",
+            "src: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 1}, timezone: UTC}",
+        )
+        .replace(
+            "query: {page: \"<< page.number >>\"}",
+            "query: {page: \"<< page.number >>\", from: \"<< window.start | datetime >>\"}",
+        )
+        .replace(
+            "FCustomer: \"<< customer_code >>\"",
+            "FDate: \"<< changed | datetime >>\"",
+        );
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                page(json!([{"code": "A", "changed": "2024-03-01 00:30:00"}])),
+                page(json!([])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let plan = s.plan(&scheme);
+    assert_eq!(plan.source_connection().zone, chrono_tz::UTC);
+    assert_eq!(plan.target_connection().zone, chrono_tz::Asia::Shanghai);
+    let summary = s.run(&scheme).await;
+    assert_eq!((summary.created, summary.failed), (1, 0), "{summary:?}");
+    assert_eq!(
+        written(&s),
+        vec![json!({"FNumber": "A", "FDate": "2024-03-01 08:30:00"})]
+    );
+}

@@ -258,3 +258,35 @@ async fn replayed_records_are_fetched_again_from_the_source() {
     assert_eq!(store.count_open_failures(&plan.name).await.unwrap(), 0);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simply_account_changed_on_vtigers_utc_clock_is_read_and_updated() {
+    // vtiger stamps and compares `modifiedtime` in its database zone, UTC by default
+    // (reference §5); the seed scheme's window must reach it in that zone.
+    let (running, plan, store) = start(Flow::SimplyToK3Cloud).await;
+    let simply = running.sims.simply.clone().unwrap();
+    let first = run_once(&plan, &store).await;
+    assert_eq!((first.created, first.failed), (150, 0), "{first:?}");
+    let second = run_once(&plan, &store).await;
+    assert_eq!((second.created, second.updated), (0, 0), "{second:?}");
+
+    assert!(running.change_one());
+    let third = run_once(&plan, &store).await;
+    assert_eq!((third.read, third.updated, third.failed), (1, 1, 0), "{third:?}");
+    // The VTQL window was written in UTC: its end is within a minute or two of UTC now.
+    let queries: Vec<String> = simply
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.query_param("query"))
+        .filter(|q| q.contains("modifiedtime <"))
+        .collect();
+    let last = queries.last().expect("a windowed query");
+    let end = last.split("modifiedtime < '").nth(1).unwrap().get(..19).unwrap();
+    let end = chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%d %H:%M:%S").unwrap();
+    let drift = (Utc::now().naive_utc() - end).num_seconds();
+    assert!(
+        (0..180).contains(&drift),
+        "window end {end} is {drift}s from UTC now: {last}"
+    );
+    running.shutdown().await;
+}

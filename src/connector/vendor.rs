@@ -195,6 +195,29 @@ impl Vendor {
         }
     }
 
+    /// The zone the vendor's server keeps its times in, where the vendor fixes one
+    /// (`None`: the scheme's zone). Vendor settings that name a zone win.
+    pub fn server_zone(&self) -> Result<Option<chrono_tz::Tz>, String> {
+        let named = |name: &str| {
+            name.parse::<chrono_tz::Tz>()
+                .map(Some)
+                .map_err(|_| format!("`{name}` is not an IANA time zone; use e.g. UTC or Asia/Shanghai"))
+        };
+        match self {
+            Vendor::Http | Vendor::ErpStandard(_) => Ok(None),
+            // China-local `yyyy-MM-dd HH:mm:ss` (reference §1 "Incremental windows") [INF: the zone].
+            Vendor::Guanyi(_) => Ok(Some(chrono_tz::Asia::Shanghai)),
+            // Server-local FModifyDate (reference §2 "ExecuteBillQuery"); China servers [INF].
+            Vendor::K3Cloud(_) => Ok(Some(chrono_tz::Asia::Shanghai)),
+            Vendor::Jdy(s) => s.time_zone().map(Some),
+            Vendor::Jackyun(s) => named(s.timezone()),
+            // The database zone, UTC in a default install (reference §5 "Sync").
+            Vendor::Simply(s) => named(s.server_timezone()),
+            // Times are epoch milliseconds (reference §6); text is China-local [INF].
+            Vendor::Fxiaoke(_) => Ok(Some(chrono_tz::Asia::Shanghai)),
+        }
+    }
+
     /// Judges an answer by the vendor's envelope.
     pub fn classify(&self, status: u16, body: &Value) -> Verdict {
         match self {

@@ -32,9 +32,11 @@ pub(crate) async fn fetch_all(
     for (index, window) in windows.iter().enumerate() {
         let mut vars: Map<String, Value> = (*ctx.vars).clone();
         if let Some(window) = window {
+            // In the source server's zone, so a template that prints it raw is right too.
+            let zone = ctx.plan.source_connection().zone;
             vars.insert(
                 "window".into(),
-                json!({"start": format_time(window.start, ctx.plan.timezone), "end": format_time(window.end, ctx.plan.timezone)}),
+                json!({"start": format_time(window.start, zone), "end": format_time(window.end, zone)}),
             );
         }
         let vars = Arc::new(vars);

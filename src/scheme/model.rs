@@ -71,6 +71,9 @@ pub struct ConnectionPlan {
     pub max_response_bytes: usize,
     pub retry: RetryPolicy,
     pub rate: Option<RatePlan>,
+    /// The server's time zone: window limits in requests are written in it, and times
+    /// without an offset in its answers are read in it.
+    pub zone: chrono_tz::Tz,
 }
 
 /// Retry policy of a connection.

@@ -164,6 +164,10 @@ pub struct VendorConnection<S> {
     pub retry: Option<RawRetry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RawRate>,
+    /// The server's time zone (IANA name): window limits are written in it and times in its
+    /// records without an offset are read in it. Default: the vendor's (see its README section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.
     pub settings: S,
 }
@@ -178,6 +182,7 @@ impl<S> VendorConnection<S> {
             max_response_mib: self.max_response_mib,
             retry: self.retry.clone(),
             rate: self.rate.clone(),
+            timezone: self.timezone.clone(),
         }
     }
 }
@@ -206,6 +211,10 @@ pub struct HttpConnection {
     /// Rate limit: `{per_second, burst, max_in_flight, shared}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RawRate>,
+    /// The server's time zone (IANA name): window limits are written in it and times in its
+    /// records without an offset are read in it (default: the scheme's `timezone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// Retries with exponential backoff and jitter.

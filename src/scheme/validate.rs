@@ -73,7 +73,10 @@ struct Ctx<'a> {
     /// Paths with structural errors (already reported).
     structural: &'a [String],
     env_paths: &'a HashSet<String>,
+    /// Templates of the connections (the scheme's zone).
     templates: Arc<TemplateEnv>,
+    /// Templates that talk to one side, with that server's zone (see [`SideEnvs`]).
+    sides: Option<SideEnvs>,
     diags: Vec<Diagnostic>,
     /// The protocol of each connection, for checks that depend on it.
     vendors: std::collections::HashMap<String, Vendor>,
@@ -134,8 +137,28 @@ impl Ctx<'_> {
         self.structural.iter().any(|p| p == path) || self.diags.iter().any(|d| d.is_error() && d.path == path)
     }
 
+    /// The environment a template at `path` compiles in: each template reads and writes
+    /// times in the zone of the server it talks to.
+    fn env_for(&self, path: &str) -> &TemplateEnv {
+        let Some(sides) = &self.sides else {
+            return &self.templates;
+        };
+        if ["source.request", "source.response", "source.detail"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
+            &sides.source
+        } else if path.starts_with("source.") || path.starts_with("target.fields") {
+            &sides.record
+        } else if path.starts_with("target.") {
+            &sides.target
+        } else {
+            &self.templates
+        }
+    }
+
     fn template(&mut self, path: &str, text: &str, names: Names) -> Option<Template> {
-        match self.templates.compile(text) {
+        match self.env_for(path).compile(text) {
             Ok(template) => {
                 if let Names::Record = names {
                     for variable in template.variables() {
@@ -471,6 +494,36 @@ pub(crate) fn collect_variables(template: &ValueTemplate, names: &mut BTreeSet<S
     }
 }
 
+/// The template environments of the two sides of a scheme.
+///
+/// The rule: a time that crosses the wire is written and read in the zone of the server
+/// it crosses to or from. Source requests and answers use the source's zone; a record's
+/// own templates (`source.id`, `target.fields`) read times without an offset in the
+/// source's zone and write them in the target's; target requests and answers use the
+/// target's zone. An explicit `tz=`/`from_tz=` always wins.
+struct SideEnvs {
+    source: TemplateEnv,
+    record: TemplateEnv,
+    target: TemplateEnv,
+}
+
+impl SideEnvs {
+    fn new(base: &TemplateOptions, source: chrono_tz::Tz, target: chrono_tz::Tz) -> SideEnvs {
+        let with = |timezone, naive_zone| {
+            TemplateEnv::new(TemplateOptions {
+                timezone,
+                naive_zone,
+                ..base.clone()
+            })
+        };
+        SideEnvs {
+            source: with(source, None),
+            record: with(target, Some(source)),
+            target: with(target, None),
+        }
+    }
+}
+
 /// Validates a scheme value and builds its plan.
 pub fn validate(
     value: &Value,
@@ -515,16 +568,19 @@ pub fn validate(
         })
         .unwrap_or_default();
     let strict = !matches!(root.get("undefined").and_then(Value::as_str), Some("lenient"));
-    let templates = Arc::new(TemplateEnv::new(TemplateOptions {
+    let options = TemplateOptions {
         timezone,
+        naive_zone: None,
         value_maps,
         strict,
-    }));
+    };
+    let templates = Arc::new(TemplateEnv::new(options.clone()));
     let mut ctx = Ctx {
         spans,
         structural,
         env_paths,
         templates: templates.clone(),
+        sides: None,
         diags: early,
         vendors: Default::default(),
         root: value,
@@ -543,7 +599,7 @@ pub fn validate(
                 continue;
             };
             ctx.vendors.insert(name.clone(), Vendor::from_raw(&raw));
-            match build_connection(&mut ctx, &path, name, &raw) {
+            match build_connection(&mut ctx, &path, name, &raw, timezone) {
                 Some(plan) => {
                     connections.insert(name.clone(), plan);
                 }
@@ -575,6 +631,16 @@ pub fn validate(
             Some("give the scheme a short unique name, e.g. shop-orders-to-erp".into()),
         );
     }
+
+    // Each side's templates in its server's zone.
+    let zone_of = |side: &str| {
+        root.get(side)
+            .and_then(|s| s.get("connection"))
+            .and_then(Value::as_str)
+            .and_then(|name| connections.get(name))
+            .map_or(timezone, |c: &ConnectionPlan| c.zone)
+    };
+    ctx.sides = Some(SideEnvs::new(&options, zone_of("source"), zone_of("target")));
 
     // Source.
     let raw_source = ctx.section::<RawSource>(root.get("source"), "source");
@@ -628,8 +694,47 @@ pub fn validate(
     (Some(plan), diags)
 }
 
-fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) -> Option<ConnectionPlan> {
+/// A connection's zone: its `timezone`, else its vendor's, else the scheme's.
+fn connection_zone(
+    ctx: &mut Ctx,
+    path: &str,
+    common: &HttpConnection,
+    vendor: &Vendor,
+    scheme_zone: chrono_tz::Tz,
+) -> Option<chrono_tz::Tz> {
+    let vendor_zone = match vendor.server_zone() {
+        Ok(zone) => zone,
+        Err(message) => {
+            ctx.error(&child_path(path, "settings"), message, None);
+            return None;
+        }
+    };
+    let Some(name) = &common.timezone else {
+        return Some(vendor_zone.unwrap_or(scheme_zone));
+    };
+    let zone_path = child_path(path, "timezone");
+    match name.parse::<chrono_tz::Tz>() {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+            let hint = did_you_mean(name, names.iter().copied())
+                .map(|best| format!("did you mean `{best}`? use an IANA name such as Asia/Shanghai or UTC"))
+                .unwrap_or_else(|| "use an IANA name such as Asia/Shanghai or UTC".into());
+            ctx.error(&zone_path, format!("unknown time zone `{name}`"), Some(hint));
+            None
+        }
+    }
+}
+
+fn build_connection(
+    ctx: &mut Ctx,
+    path: &str,
+    name: &str,
+    raw: &RawConnection,
+    scheme_zone: chrono_tz::Tz,
+) -> Option<ConnectionPlan> {
     let common = raw.common();
+    let zone = connection_zone(ctx, path, &common, &Vendor::from_raw(raw), scheme_zone);
     let url_path = child_path(path, "base_url");
     let mut ok = true;
     match url::Url::parse(&common.base_url) {
@@ -760,6 +865,7 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
         }
     };
     let timeout = timeout?;
+    let zone = zone?;
     let vendor = Vendor::from_raw(raw);
     for field in vendor.secret_fields() {
         let field_path = child_path(&child_path(path, "settings"), field);
@@ -788,6 +894,7 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
         max_response_bytes: common.max_response_mib.unwrap_or(64) as usize * 1024 * 1024,
         retry,
         rate,
+        zone,
     })
 }
 

@@ -241,8 +241,12 @@ const KEYWORDS: &[&str] = &["true", "false", "none", "True", "False", "None"];
 /// Scheme-level settings every template of the scheme shares.
 #[derive(Debug, Clone)]
 pub struct TemplateOptions {
-    /// Zone for reading naive times and writing times (default `Asia/Shanghai`).
+    /// Zone time filters write in, and read naive times in unless `naive_zone` says
+    /// otherwise (default `Asia/Shanghai`).
     pub timezone: Tz,
+    /// Zone for reading times without an offset, when it differs from `timezone`: a
+    /// record's fields are in its source's zone while its row is written in the target's.
+    pub naive_zone: Option<Tz>,
     /// Named value maps for the `map('name')` filter.
     pub value_maps: BTreeMap<String, Map<String, Json>>,
     /// Whether reading a name that is not there fails the render (the scheme's
@@ -254,6 +258,7 @@ impl Default for TemplateOptions {
     fn default() -> Self {
         TemplateOptions {
             timezone: chrono_tz::Asia::Shanghai,
+            naive_zone: None,
             value_maps: BTreeMap::new(),
             strict: true,
         }

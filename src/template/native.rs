@@ -357,7 +357,7 @@ impl NativeFilter {
                 let filter = TimeFilter::named(other)?;
                 let count = usize::from(filter.default_format().is_some());
                 let format = args.positional::<Option<String>>(0, count)?;
-                TimeCall::prepare(filter, format, &args.kwargs, options.timezone)
+                TimeCall::prepare(filter, format, &args.kwargs, super::time::Zones::of(options))
                     .ok()
                     .map(NativeFilter::Time)
             }

@@ -100,9 +100,9 @@ impl TimeCall {
         filter: TimeFilter,
         format: Option<String>,
         kwargs: &Kwargs,
-        default_zone: Tz,
+        zones: Zones,
     ) -> Result<TimeCall, Error> {
-        let args = TimeArgs::read(kwargs, default_zone)?;
+        let args = TimeArgs::read(kwargs, zones)?;
         let format = match filter.default_format() {
             Some(default) => format_arg(format, kwargs, default)?,
             None => String::new(),
@@ -150,15 +150,35 @@ struct TimeArgs {
     from_format: Option<String>,
 }
 
+/// The zones a time filter uses when its call names none: `output` for writing, and
+/// `naive` for reading input that carries no offset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Zones {
+    pub(crate) output: Tz,
+    pub(crate) naive: Tz,
+}
+
+impl Zones {
+    pub(crate) fn of(options: &super::TemplateOptions) -> Zones {
+        Zones {
+            output: options.timezone,
+            naive: options.naive_zone.unwrap_or(options.timezone),
+        }
+    }
+}
+
 impl TimeArgs {
-    fn read(kwargs: &Kwargs, default_zone: Tz) -> Result<TimeArgs, Error> {
-        let zone = match kwargs.get::<Option<&str>>("tz")? {
+    fn read(kwargs: &Kwargs, zones: Zones) -> Result<TimeArgs, Error> {
+        let explicit = kwargs.get::<Option<&str>>("tz")?;
+        let zone = match explicit {
             Some(name) => parse_zone(name)?,
-            None => default_zone,
+            None => zones.output,
         };
+        // `tz=` alone names the zone of naive input too, as it always has.
         let from_zone = match kwargs.get::<Option<&str>>("from_tz")? {
             Some(name) => parse_zone(name)?,
-            None => zone,
+            None if explicit.is_some() => zone,
+            None => zones.naive,
         };
         let from_format = kwargs.get::<Option<String>>("from")?;
         Ok(TimeArgs {
@@ -391,7 +411,7 @@ fn format_arg(positional: Option<String>, kwargs: &Kwargs, default: &str) -> Res
 
 /// Adds the time filters to `env`.
 pub(crate) fn register(env: &mut Environment<'static>, options: &Arc<TemplateOptions>) {
-    let zone = options.timezone;
+    let zone = Zones::of(options);
     for (name, filter) in TimeFilter::ALL {
         if filter.default_format().is_some() {
             env.add_filter(
@@ -537,7 +557,16 @@ mod tests {
             .flat_map(|zone| {
                 [TimeFilter::Datetime, TimeFilter::Date].map(|filter| {
                     let kwargs = Kwargs::from_iter([("tz", Value::from(zone))]);
-                    let call = TimeCall::prepare(filter, None, &kwargs, Tz::UTC).unwrap();
+                    let call = TimeCall::prepare(
+                        filter,
+                        None,
+                        &kwargs,
+                        Zones {
+                            output: Tz::UTC,
+                            naive: Tz::UTC,
+                        },
+                    )
+                    .unwrap();
                     (call, zone.parse::<Tz>().unwrap())
                 })
             })
