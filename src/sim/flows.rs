@@ -211,7 +211,7 @@ impl Running {
             Source::Guanyi(sim) => sim.touch(3, local),
             Source::Jdy(sim) => sim.touch(3, local),
             Source::Simply(sim) => sim.touch(3, local),
-            Source::K3Cloud(sim) => sim.touch(3, local),
+            Source::K3Cloud(sim) => sim.touch(3, at),
             Source::ErpStandard(sim) => sim.touch(3, at),
         }
     }
