@@ -9,12 +9,6 @@ use ferry::scheme::{load_str, Plan};
 use ferry::sim::flows::{self, Flow, Running};
 use ferry::store::Store;
 
-fn shanghai_now_minus(seconds: i64) -> chrono::NaiveDateTime {
-    (Utc::now() - chrono::Duration::seconds(seconds))
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .naive_local()
-}
-
 /// The plan of `flow`'s scheme, pointed at `running`'s simulators.
 fn plan_for(flow: Flow, running: &Running) -> Plan {
     let loaded = load_str(flow.scheme(), flow.file(), &running.env());
@@ -129,7 +123,7 @@ async fn simply_accounts_and_k3cloud_customers_flow_both_ways() {
     assert_eq!(first.read, customers_before as u64, "{first:?}");
     assert_eq!(first.created, first.read, "{first:?}");
     assert_eq!(simply.write_calls() - writes_before, first.created);
-    assert!(k3.touch(2, shanghai_now_minus(90)));
+    assert!(k3.touch(2, Utc::now() - chrono::Duration::seconds(90)));
     let second = run_once(&plan, &store).await;
     assert_eq!((second.created, second.updated, second.failed), (0, 1, 0), "{second:?}");
     running.shutdown().await;

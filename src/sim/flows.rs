@@ -10,7 +10,7 @@ use super::jdy::{JdyConfig, JdySim};
 use super::k3cloud::{K3CloudConfig, K3CloudSim};
 use super::simply::{SimplyConfig, SimplySim};
 use super::SimHandle;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::io;
 
@@ -209,12 +209,11 @@ impl Running {
     /// (§1, §3), the ERP standard interface in epoch milliseconds (seed 000 §3).
     pub fn change_one(&self) -> bool {
         let at: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(90);
-        let local: NaiveDateTime = at.with_timezone(&chrono_tz::Asia::Shanghai).naive_local();
         match &self.source {
             Source::Guanyi(sim) => sim.touch(3, at),
             Source::Jdy(sim) => sim.touch(3, at),
             Source::Simply(sim) => sim.touch(3, at),
-            Source::K3Cloud(sim) => sim.touch(3, local),
+            Source::K3Cloud(sim) => sim.touch(3, at),
             Source::ErpStandard(sim) => sim.touch(3, at),
         }
     }

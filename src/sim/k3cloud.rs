@@ -1,48 +1,68 @@
 //! The Kingdee K3Cloud (金蝶云星空) WebAPI simulator, for tests, `ferry demo` and
-//! `ferry simulate k3cloud`.
+//! `ferry simulate kingdee-k3cloud`. It is a witness, not a mirror: it is written from
+//! reference §2 and checks signatures with its own code (`verify`), never the connector's.
 //!
 //! **Transport.** Every `POST …/<Service>.common.kdsvc` under any prefix (e.g. `/k3cloud/`) is
 //! dispatched on the service name; an unknown service gets the gateway's HTTP 519
 //! `{"errcode":5001,…}`. Business errors are HTTP 200 with `Result.ResponseStatus`, as on the
 //! real server.
 //!
-//! **Auth, verified like the real server.**
-//! * Signed headers (SDK 8.2.0): the gateway half is recomputed from the received path,
-//!   `x-api-nonce` and `x-api-timestamp` with the configured AppID's decoded tail. A missing
-//!   AppID gets 519 errcode 4002, a timestamp more than `max_clock_skew_secs` away (or not in
-//!   seconds) 519 errcode 4006, a wrong client id 519 errcode 4001 and a wrong signature 519
-//!   errcode 4003 (the last two codes are this simulator's choice; the reference lists none).
-//!   The K3Cloud half (`X-Kd-Appdata` naming the configured AcctID and user, `X-Kd-Signature`
-//!   keyed with the AppSecret) failing gets the "会话信息已丢失，请重新登录" answer (MsgCode 1),
-//!   which is how a real server reports a wrong AcctID or app.
+//! **Auth.**
+//! * Signed headers (SDK 8.2.0, reference §2 option A), checked by `verify`: gateway
+//!   refusals are HTTP 519 (4002 no AppID, 4006 timestamp more than `max_clock_skew_secs`
+//!   away or not in seconds, 4001 unknown client, 4003 bad signature); a failing K3Cloud half
+//!   (`X-Kd-Appdata` / `X-Kd-Signature`) is the session-lost answer (MsgCode 1).
 //! * Legacy sessions: `AuthService.ValidateUser` (named or `parameters` body),
 //!   `LoginByAppSecret` and `LoginBySign` set the `kdservice-sessionid` cookie; unsigned calls
 //!   must carry it (cookie or header) or get the session-lost answer.
 //!   [`K3CloudSim::expire_sessions`] forgets every session.
 //!
-//! **Data.** Seeded `BD_Customer` (ids from 100001, numbers `CUST0001`…) and `BD_MATERIAL`
-//! (ids from 200001, numbers `WL00001`…) rows with Chinese names, modified at
-//! `base_time + i * spacing_secs`. Rows are materialised at start (rejected alternative: the
-//! shop's lazy index arithmetic, which does not fit arbitrary `FilterString`s and in-place
-//! updates; a few thousand rows cost little).
+//! **Data.** Seeded `BD_Customer` (ids from 100001, numbers `CUST0001`…), `BD_MATERIAL`
+//! (ids from 200001, `WL00001`…) and `SAL_SaleOrder` bills (ids from 300001, `FBillNo`
+//! `XSDD000001`…, entry rows under `FSaleOrderEntry`), all audited (`C`), modified at
+//! `base_time + i * spacing_secs` in the server's zone. Rows are materialised at start.
 //!
-//! **Operations.** `Save`/`BatchSave` validate each package on its own (`FName` and a known
-//! `FCreateOrgId.FNumber` are required, `FNumber` must be unique and is generated when absent)
-//! and answer `SuccessEntitys[{Id,Number,DIndex}]` and `Errors[{FieldName,Message,DIndex}]`; a
-//! package whose key field (`FCUSTID`/`FMATERIALID`, or `FID`) is non-zero updates that row,
-//! honouring `NeedUpDateFields` and `IsDeleteEntry` (default true: entry rows not repeated are
-//! deleted). `Submit`/`Audit`/`UnAudit`/`Delete` take `Ids` or `Numbers`; `View` takes `Id` or
-//! `Number` and answers with the row (field keys, not the real server's property names).
-//! `ExecuteBillQuery` (arrays of arrays) and `BillQuery` (objects) support `FieldKeys` with
-//! sub-keys (`FCreateOrgId.FNumber`), a SQL-like `FilterString` (`=`, `<>`, `!=`, `>`, `>=`,
-//! `<`, `<=`, `LIKE`, joined by `AND`/`OR`, values quoted or numeric; dates compare as dates),
-//! `OrderString`, `TopRowCount`, `StartRow` and `Limit` (0 = all; capped at `max_limit`).
-//! Query errors come back nested in the array, as on the real server. The SDK's async query
-//! mode (`beginmethod`) is answered at once with `Status: 2`.
+//! **Document status and locks.** Every row has `FDocumentStatus` ([`status`]): Save and
+//! BatchSave create rows in `A` (`C` with `IsAutoSubmitAndAudit`), `Draft` in `Z`; `Submit`
+//! A/D→B, `Audit` B→C, `UnAudit` C→D, `Delete` only A/D/Z. With `locks_audited` (default, as
+//! K3Cloud does) a Save/BatchSave package that changes a `B` or `C` row is refused on its own
+//! (`Errors` entry with its `DIndex`, message ending `单据已经审核！` or `单据已经提交！`) and the
+//! row is left as it was; an update of an `A`/`D` row keeps its status, or ends in `C` with
+//! `IsAutoSubmitAndAudit`.
+//!
+//! **Answers.** `ResponseStatus.IsSuccess` is false (ErrorCode 500, MsgCode 11) as soon as one
+//! package or id failed, as K3Cloud reports it, while `SuccessEntitys` still lists every
+//! package or id that succeeded with its `DIndex` (its position in `Model`, or in the
+//! request's `Ids`/`Numbers`). Save answers `Result.Id`/`Result.Number`; Save and BatchSave
+//! answer `Result.NeedReturnData`, one object per *successful* package in `SuccessEntitys`
+//! order, shaped like the model: `FNumber` → `{"FNumber":…}`, `FCreateOrgId.FNumber` →
+//! `{"FCreateOrgId":{"FNumber":…}}`, `FSaleOrderEntry.FEntryID` →
+//! `{"FSaleOrderEntry":[{"FEntryID":…},…]}` ([INF]: the reference gives only `[{}]`).
+//! Submit/Audit/UnAudit/Delete answer `Result.ResponseStatus` alone. `View` answers
+//! `Result.Result`: the stored row (field keys, not the real server's property names) with
+//! `Id` and `Number` added.
+//!
+//! **Entries.** An array of objects in a model is an entry list. Each stored entry row gets a
+//! table-wide unique `FEntryID` (ids a create sends are replaced). On update a row carrying an
+//! `FEntryID` changes that row (an id the bill does not have is refused), a row without one is
+//! appended, and with `IsDeleteEntry` true (the default) stored rows the payload does not
+//! repeat are deleted. `NeedUpDateFields`, when not empty, limits the update to the listed
+//! header fields, entry keys and entry fields.
+//!
+//! **Queries.** `ExecuteBillQuery` (arrays of arrays) and `BillQuery` (objects) support
+//! `FieldKeys` with sub-keys (`FCreateOrgId.FNumber`), entry fields and `<Entry>_FEntryId` /
+//! `<Entry>_FSeq` (one answer row per entry row then; a bill without entry rows gives one row
+//! of nulls), a SQL-like `FilterString` (`filter`: comparisons, `LIKE`, `IN`, `IS NULL`,
+//! `AND`/`OR`, parentheses), `OrderString`, `TopRowCount`, `StartRow` and `Limit` (0 = all;
+//! capped at `max_limit`). Errors come back nested in the array, as on the real server. The
+//! SDK's async query mode (`beginmethod`) is answered at once with `Status: 2`.
 //!
 //! **Faults.** Over `faults.rate_limit_per_sec` the answer is the MsgCode 14 envelope (always
 //! the object form, even for queries: the fault layer does not know the operation);
 //! `fail_rate` answers HTTP 500 with a MsgCode 4 envelope.
+
+mod filter;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -54,13 +74,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
 use super::{instrument, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl, SimHandle};
-use crate::connector::k3cloud::sign;
+use filter::{parse_time, Filter};
+use verify::{AppCredentials, Refusal};
 
 /// Default tolerance between a signed request's timestamp and the simulator's clock.
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -74,10 +94,27 @@ pub const ORGS: &[(&str, &str)] = &[
     ("103", "生产中心"),
 ];
 
+/// `FDocumentStatus` letters. [INF] Kingdee domain knowledge, not in the reference.
+pub mod status {
+    /// 创建: saved, editable.
+    pub const CREATED: &str = "A";
+    /// 审核中: submitted, locked.
+    pub const SUBMITTED: &str = "B";
+    /// 已审核: audited, locked.
+    pub const AUDITED: &str = "C";
+    /// 重新审核: un-audited again, editable.
+    pub const REAUDIT: &str = "D";
+    /// 暂存: a draft.
+    pub const DRAFT: &str = "Z";
+    /// Every letter.
+    pub const ALL: [&str; 5] = [CREATED, SUBMITTED, AUDITED, REAUDIT, DRAFT];
+}
+
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const KDSVC_SUFFIX: &str = ".common.kdsvc";
 const FORM_SERVICE_PREFIX: &str = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.";
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+const ENTRY_ID: &str = "FEntryID";
 
 /// How the simulator behaves. The default credentials are the §9 test-vector credentials.
 #[derive(Clone, Debug)]
@@ -86,6 +123,15 @@ pub struct K3CloudConfig {
     pub records: u64,
     /// Seeded `BD_MATERIAL` rows (default 40).
     pub materials: u64,
+    /// Seeded `SAL_SaleOrder` bills, 1 to 3 entry rows each (default 20; none without
+    /// customers and materials to refer to).
+    pub sale_orders: u64,
+    /// Refuse Save/BatchSave packages that change a submitted (`B`) or audited (`C`) row, as
+    /// K3Cloud does (default true). Turn it off only to test code that does not UnAudit yet.
+    pub locks_audited: bool,
+    /// The server's time zone: `FModifyDate` and the other dates are its local time
+    /// (default Asia/Shanghai; [INF]: the reference leaves the zone unstated).
+    pub server_zone: Tz,
     /// Faults at start; change them with [`K3CloudSim::set_faults`].
     pub faults: Faults,
     /// Data-center id (default `65a0b1c2d3e4f5`).
@@ -117,6 +163,9 @@ impl Default for K3CloudConfig {
         K3CloudConfig {
             records: 120,
             materials: 40,
+            sale_orders: 20,
+            locks_audited: true,
+            server_zone: chrono_tz::Asia::Shanghai,
             faults: Faults::default(),
             acct_id: "65a0b1c2d3e4f5".to_owned(),
             username: "apiuser".to_owned(),
@@ -142,6 +191,7 @@ impl std::fmt::Debug for K3CloudSim {
         f.debug_struct("K3CloudSim")
             .field("customers", &self.row_count("BD_Customer"))
             .field("materials", &self.row_count("BD_MATERIAL"))
+            .field("sale_orders", &self.row_count("SAL_SaleOrder"))
             .field("write_calls", &self.write_calls())
             .finish_non_exhaustive()
     }
@@ -154,6 +204,13 @@ struct SimState {
     sessions: Mutex<HashSet<String>>,
     session_counter: AtomicU64,
     write_calls: AtomicU64,
+}
+
+impl SimState {
+    /// `at` on the server's wall clock.
+    fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {
+        at.with_timezone(&self.cfg.server_zone).naive_local()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,10 +251,12 @@ impl K3CloudSim {
         instrument(routes, Arc::clone(&self.state.control))
     }
 
-    /// Changes seeded customer `index` (1-based): its phone and description, and moves its
-    /// `FModifyDate` to `now`. False when there is no such customer.
-    pub fn touch(&self, index: u64, now: NaiveDateTime) -> bool {
+    /// Changes seeded customer `index` (1-based) the way a user in K3Cloud would: its phone
+    /// and description, with `FModifyDate` set to `at` on the server's clock (its zone is
+    /// `server_zone`). The status is left alone. False when there is no such customer.
+    pub fn touch(&self, index: u64, at: DateTime<Utc>) -> bool {
         let Ok(offset) = i64::try_from(index) else { return false };
+        let modified = self.state.local(at);
         let mut store = lock(&self.state.store);
         let Some(table) = store.table_mut("BD_Customer") else {
             return false;
@@ -215,7 +274,68 @@ impl K3CloudSim {
             "FTEL".to_owned(),
             Value::String(format!("021-{:08}", mix(index + revision) % 100_000_000)),
         );
-        row.insert("FModifyDate".to_owned(), Value::String(format_time(now)));
+        row.insert("FModifyDate".to_owned(), Value::String(format_time(modified)));
+        true
+    }
+
+    /// Changes entry row `entry_id` of the row of `form` numbered `number` (`FNumber`, or
+    /// `FBillNo` for bills): `changes` (an object) is merged into it (its `FEntryID` cannot
+    /// change) and the bill's `FModifyDate` moves to `at` on the server's clock. False when
+    /// the row, the entry row or an object of changes is missing.
+    pub fn change_entry(&self, form: &str, number: &str, entry_id: i64, changes: &Value, at: DateTime<Utc>) -> bool {
+        let Some(changes) = changes.as_object() else {
+            return false;
+        };
+        let modified = self.state.local(at);
+        let mut store = lock(&self.state.store);
+        let Some(row) = store.row_mut(form, number) else {
+            return false;
+        };
+        let found = row
+            .values_mut()
+            .filter_map(Value::as_array_mut)
+            .flatten()
+            .filter_map(Value::as_object_mut)
+            .find(|entry| entry_id_of(entry) == entry_id);
+        let Some(entry) = found else { return false };
+        for (key, value) in changes {
+            if !key.eq_ignore_ascii_case(ENTRY_ID) {
+                entry.insert(key.clone(), value.clone());
+            }
+        }
+        row.insert("FModifyDate".to_owned(), Value::String(format_time(modified)));
+        true
+    }
+
+    /// The entry rows under `entry_key` (e.g. `FSaleOrderEntry`) of the row of `form`
+    /// numbered `number`, each with its `FEntryID`; `None` when there is no such row, an
+    /// empty list when it has no such entry rows.
+    pub fn entries(&self, form: &str, number: &str, entry_key: &str) -> Option<Vec<Value>> {
+        let store = lock(&self.state.store);
+        let row = store.row(form, number)?;
+        Some(match get_ci(row, entry_key) {
+            Some(Value::Array(rows)) => rows.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// The `FDocumentStatus` of the row of `form` numbered `number` (see [`status`]).
+    pub fn status(&self, form: &str, number: &str) -> Option<String> {
+        let store = lock(&self.state.store);
+        store.row(form, number).map(|row| status_of(row).to_owned())
+    }
+
+    /// Sets the `FDocumentStatus` of a row directly (as a user in K3Cloud would through the
+    /// UI); false for an unknown row or a letter that is not one of [`status::ALL`].
+    pub fn set_status(&self, form: &str, number: &str, letter: &str) -> bool {
+        if !status::ALL.contains(&letter) {
+            return false;
+        }
+        let mut store = lock(&self.state.store);
+        let Some(row) = store.row_mut(form, number) else {
+            return false;
+        };
+        row.insert("FDocumentStatus".to_owned(), json!(letter));
         true
     }
 
@@ -229,30 +349,29 @@ impl K3CloudSim {
         lock(&self.state.sessions).len()
     }
 
-    /// Every package saved by `Save`/`BatchSave`, in order, as stored right after its write
-    /// (with `FormId` added).
+    /// Every package saved by `Save`/`BatchSave`/`Draft`, in order, as stored right after its
+    /// write (with `FormId` added).
     pub fn written(&self) -> Vec<Value> {
         lock(&self.state.store).written.clone()
     }
 
-    /// The current row whose `FNumber` is `number` in any form, if it was ever written by
-    /// `Save`/`BatchSave` (seeded rows are not "written").
+    /// The current row whose number (`FNumber`, or `FBillNo` for bills) is `number` in any
+    /// form, if it was ever written by `Save`/`BatchSave` (seeded rows are not "written").
     pub fn written_by_key(&self, number: &str) -> Option<Value> {
         let store = lock(&self.state.store);
-        let form = store
-            .written
-            .iter()
-            .rev()
-            .find(|row| row.get("FNumber").and_then(Value::as_str) == Some(number))?
-            .get("FormId")?
-            .as_str()?
-            .to_owned();
-        store.row_by_number(&form, number)
+        let form = store.written.iter().rev().find_map(|row| {
+            let form = row.get("FormId")?.as_str()?;
+            let spec = store.table(form)?.spec;
+            (row.get(spec.number_field).and_then(text_of).as_deref() == Some(number)).then(|| form.to_owned())
+        })?;
+        store.row(&form, number).map(|row| Value::Object(row.clone()))
     }
 
-    /// The current row of `form` with `FNumber` `number` (seeded or written).
+    /// The current row of `form` numbered `number` (seeded or written).
     pub fn row(&self, form: &str, number: &str) -> Option<Value> {
-        lock(&self.state.store).row_by_number(form, number)
+        lock(&self.state.store)
+            .row(form, number)
+            .map(|row| Value::Object(row.clone()))
     }
 
     /// Rows `form` holds (0 for an unknown form).
@@ -260,7 +379,7 @@ impl K3CloudSim {
         lock(&self.state.store).table(form).map_or(0, |table| table.rows.len())
     }
 
-    /// `Save`/`BatchSave` requests that reached the handler.
+    /// `Save`/`BatchSave`/`Draft` requests that reached the handler.
     pub fn write_calls(&self) -> u64 {
         self.state.write_calls.load(Ordering::Relaxed)
     }
@@ -324,7 +443,8 @@ fn error_entry(field: &str, message: &str, index: usize) -> Value {
     json!({"FieldName": field, "Message": message, "DIndex": index})
 }
 
-/// `{"Result":{"ResponseStatus":{…}, …extra}}`; success when `errors` is empty.
+/// `{"Result":{"ResponseStatus":{…}, …extra}}`: `IsSuccess` only when `errors` is empty, as
+/// K3Cloud reports a partly failed batch; `successes` lists what did succeed.
 fn status_body(errors: Vec<Value>, successes: Vec<Value>, msg_code: i64, extra: Map<String, Value>) -> Value {
     let ok = errors.is_empty();
     let mut result = Map::new();
@@ -358,37 +478,11 @@ fn gateway_error(errcode: i64, description: &str, description_cn: &str) -> Respo
 }
 
 // ---------------------------------------------------------------------------
-// Time and small helpers
+// Small helpers
 // ---------------------------------------------------------------------------
 
 fn format_time(time: NaiveDateTime) -> String {
     time.format(TIME_FORMAT).to_string()
-}
-
-/// The server's local time (UTC+8).
-fn server_now() -> NaiveDateTime {
-    Utc::now().naive_utc() + Duration::hours(8)
-}
-
-/// Parses the date-time spellings clients send and the server returns.
-fn parse_time(text: &str) -> Option<NaiveDateTime> {
-    let text = text.trim();
-    const FORMATS: &[&str] = &[
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y/%m/%d %H:%M:%S",
-    ];
-    FORMATS
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|day| day.and_hms_opt(0, 0, 0))
-        })
 }
 
 /// A deterministic 64-bit mix (splitmix64).
@@ -408,6 +502,7 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
+/// A boolean option, sent as a JSON bool or as `"true"`/`"false"` (reference §2).
 fn flag(data: &Map<String, Value>, key: &str, default: bool) -> bool {
     match get_ci(data, key) {
         Some(Value::Bool(value)) => *value,
@@ -433,6 +528,21 @@ fn key_of(map: &Map<String, Value>, key: &str) -> Option<String> {
     map.keys().find(|name| name.eq_ignore_ascii_case(key)).cloned()
 }
 
+fn status_of(row: &Map<String, Value>) -> &str {
+    row.get("FDocumentStatus").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn entry_id_of(row: &Map<String, Value>) -> i64 {
+    get_ci(row, ENTRY_ID)
+        .and_then(text_of)
+        .and_then(|id| id.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_entry_list(value: &Value) -> bool {
+    matches!(value, Value::Array(rows) if rows.iter().all(Value::is_object))
+}
+
 fn percent_decode_path(path: &str) -> String {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -456,28 +566,62 @@ fn percent_decode_path(path: &str) -> String {
 // The store
 // ---------------------------------------------------------------------------
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FormKind {
+    /// Base data: `FName` and a known `FCreateOrgId` are required.
+    BaseData,
+    /// A sale order: a known `FSaleOrgId`, an existing `FCustId` and at least one entry row
+    /// with an existing `FMaterialId` and a positive `FQty` are required ([INF]: a small part
+    /// of the real form's rules).
+    SaleOrder,
+}
+
 struct FormSpec {
     id: &'static str,
+    /// The primary key in `Model` (`FID` is accepted as its alias).
     key: &'static str,
     label: &'static str,
+    /// `FNumber` for base data, `FBillNo` for bills.
+    number_field: &'static str,
     number_prefix: &'static str,
     first_id: i64,
+    kind: FormKind,
+    /// Entry lists the form always has.
+    entries: &'static [&'static str],
 }
+
+const SALE_ORDER_ENTRY: &str = "FSaleOrderEntry";
 
 const FORMS: &[FormSpec] = &[
     FormSpec {
         id: "BD_Customer",
         key: "FCUSTID",
         label: "客户",
+        number_field: "FNumber",
         number_prefix: "CUST",
         first_id: 100_001,
+        kind: FormKind::BaseData,
+        entries: &[],
     },
     FormSpec {
         id: "BD_MATERIAL",
         key: "FMATERIALID",
         label: "物料",
+        number_field: "FNumber",
         number_prefix: "WL",
         first_id: 200_001,
+        kind: FormKind::BaseData,
+        entries: &[],
+    },
+    FormSpec {
+        id: "SAL_SaleOrder",
+        key: "FID",
+        label: "销售订单",
+        number_field: "FBillNo",
+        number_prefix: "XSDD",
+        first_id: 300_001,
+        kind: FormKind::SaleOrder,
+        entries: &[SALE_ORDER_ENTRY],
     },
 ];
 
@@ -485,39 +629,77 @@ struct Table {
     spec: &'static FormSpec,
     rows: BTreeMap<i64, Map<String, Value>>,
     by_number: HashMap<String, i64>,
-    /// Every field key ever stored (for "field does not exist" errors), upper-cased.
-    known_fields: HashSet<String>,
+    /// Header field keys ever stored (for "field does not exist" errors), upper-cased.
+    header_fields: HashSet<String>,
+    /// Entry keys as first spelled, by upper-cased key, with their rows' field keys
+    /// (upper-cased).
+    entry_fields: BTreeMap<String, (String, HashSet<String>)>,
     next_id: i64,
     next_entry_id: i64,
 }
 
 impl Table {
     fn new(spec: &'static FormSpec) -> Table {
-        let mut known_fields: HashSet<String> = ["FID", "FNUMBER", "FNAME", "FCREATEORGID", "FUSEORGID", "FMODIFYDATE"]
+        let header_fields = [
+            "FID",
+            "FNAME",
+            "FCREATEORGID",
+            "FUSEORGID",
+            "FMODIFYDATE",
+            "FCREATEDATE",
+            "FDOCUMENTSTATUS",
+        ]
+        .iter()
+        .map(|key| (*key).to_owned())
+        .chain([spec.key.to_ascii_uppercase(), spec.number_field.to_ascii_uppercase()])
+        .collect();
+        let entry_fields = spec
+            .entries
             .iter()
-            .map(|key| (*key).to_owned())
+            .map(|key| {
+                let fields = HashSet::from([ENTRY_ID.to_ascii_uppercase()]);
+                (key.to_ascii_uppercase(), ((*key).to_owned(), fields))
+            })
             .collect();
-        known_fields.insert(spec.key.to_ascii_uppercase());
         Table {
             spec,
             rows: BTreeMap::new(),
             by_number: HashMap::new(),
-            known_fields,
+            header_fields,
+            entry_fields,
             next_id: spec.first_id,
-            next_entry_id: 1,
+            // Entry ids are table-wide and far from every header id.
+            next_entry_id: spec.first_id * 10 + 1,
         }
     }
 
+    fn number_of(&self, row: &Map<String, Value>) -> String {
+        get_ci(row, self.spec.number_field)
+            .and_then(text_of)
+            .unwrap_or_default()
+    }
+
     fn insert(&mut self, id: i64, row: Map<String, Value>) {
-        if let Some(number) = row.get("FNumber").and_then(text_of) {
+        if let Some(old) = self.rows.get(&id).map(|old| self.number_of(old)) {
+            self.by_number.remove(&old);
+        }
+        let number = self.number_of(&row);
+        if !number.is_empty() {
             self.by_number.insert(number, id);
         }
-        for key in row.keys() {
-            self.known_fields.insert(key.to_ascii_uppercase());
-            if let Some(Value::Array(entries)) = row.get(key) {
-                for entry in entries.iter().filter_map(Value::as_object) {
-                    self.known_fields
-                        .extend(entry.keys().map(|inner| inner.to_ascii_uppercase()));
+        for (key, value) in &row {
+            match value {
+                Value::Array(rows) if is_entry_list(value) => {
+                    let (_, fields) = self
+                        .entry_fields
+                        .entry(key.to_ascii_uppercase())
+                        .or_insert_with(|| (key.clone(), HashSet::from([ENTRY_ID.to_ascii_uppercase()])));
+                    for entry in rows.iter().filter_map(Value::as_object) {
+                        fields.extend(entry.keys().map(|inner| inner.to_ascii_uppercase()));
+                    }
+                }
+                _ => {
+                    self.header_fields.insert(key.to_ascii_uppercase());
                 }
             }
         }
@@ -525,12 +707,28 @@ impl Table {
         self.rows.insert(id, row);
     }
 
+    fn remove(&mut self, id: i64) {
+        if let Some(row) = self.rows.remove(&id) {
+            let number = self.number_of(&row);
+            self.by_number.remove(&number);
+        }
+    }
+
     fn id_by_number(&self, number: &str) -> Option<i64> {
         self.by_number.get(number).copied()
     }
 
-    fn public_row(&self, id: i64) -> Option<Value> {
-        self.rows.get(&id).map(|row| Value::Object(row.clone()))
+    fn take_entry_id(&mut self) -> i64 {
+        let id = self.next_entry_id;
+        self.next_entry_id += 1;
+        id
+    }
+
+    /// The stored spelling of an entry key, if the form has that entry list.
+    fn entry_key(&self, key: &str) -> Option<&str> {
+        self.entry_fields
+            .get(&key.to_ascii_uppercase())
+            .map(|(name, _)| name.as_str())
     }
 }
 
@@ -557,28 +755,27 @@ impl Store {
                 .saturating_mul(cfg.spacing_secs.max(0));
             cfg.base_time + Duration::seconds(offset)
         };
+        let as_index = |i: u64| usize::try_from(i).unwrap_or(0);
+        let as_offset = |i: u64| i64::try_from(i).unwrap_or(0);
         if let Some(customers) = tables.get_mut(0) {
             for i in 1..=cfg.records {
-                let index = usize::try_from(i).unwrap_or(0);
-                let name = format!(
-                    "{}{}{}有限公司",
-                    CITIES[index % CITIES.len()],
-                    CORES[(index / CITIES.len()) % CORES.len()],
-                    TRADES[(index / (CITIES.len() * CORES.len())) % TRADES.len()]
-                );
+                let index = as_index(i);
+                let city = CITIES[index % CITIES.len()];
+                let core = CORES[(index / CITIES.len()) % CORES.len()];
+                let trade = TRADES[(index / (CITIES.len() * CORES.len())) % TRADES.len()];
                 let modified = time_of(i);
                 let org = ORGS[index % 3].0;
-                let id = customers.spec.first_id + i64::try_from(i).unwrap_or(0) - 1;
+                let id = customers.spec.first_id + as_offset(i) - 1;
                 let row = json!({
                     "FCUSTID": id,
                     "FNumber": format!("CUST{i:04}"),
-                    "FName": name,
-                    "FShortName": format!("{}{}", CITIES[index % CITIES.len()], CORES[(index / CITIES.len()) % CORES.len()]),
+                    "FName": format!("{city}{core}{trade}有限公司"),
+                    "FShortName": format!("{city}{core}"),
                     "FCreateOrgId": {"FNumber": org},
                     "FUseOrgId": {"FNumber": org},
                     "FTEL": format!("021-{:08}", mix(i) % 100_000_000),
                     "FDescription": "",
-                    "FDocumentStatus": "C",
+                    "FDocumentStatus": status::AUDITED,
                     "FForbidStatus": "A",
                     "FCreateDate": format_time(modified - Duration::days(30)),
                     "FModifyDate": format_time(modified),
@@ -590,9 +787,9 @@ impl Store {
         }
         if let Some(materials) = tables.get_mut(1) {
             for i in 1..=cfg.materials {
-                let index = usize::try_from(i).unwrap_or(0);
+                let index = as_index(i);
                 let modified = time_of(i);
-                let id = materials.spec.first_id + i64::try_from(i).unwrap_or(0) - 1;
+                let id = materials.spec.first_id + as_offset(i) - 1;
                 let row = json!({
                     "FMATERIALID": id,
                     "FNumber": format!("WL{i:05}"),
@@ -601,13 +798,48 @@ impl Store {
                     "FCreateOrgId": {"FNumber": "100"},
                     "FUseOrgId": {"FNumber": "100"},
                     "FBaseUnitId": {"FNumber": "Pcs"},
-                    "FDocumentStatus": "C",
+                    "FDocumentStatus": status::AUDITED,
                     "FForbidStatus": "A",
                     "FCreateDate": format_time(modified - Duration::days(60)),
                     "FModifyDate": format_time(modified),
                 });
                 if let Value::Object(row) = row {
                     materials.insert(id, row);
+                }
+            }
+        }
+        let (customers, materials) = (cfg.records, cfg.materials);
+        if let Some(orders) = tables.get_mut(2).filter(|_| customers > 0 && materials > 0) {
+            for i in 1..=cfg.sale_orders {
+                let modified = time_of(i);
+                let id = orders.spec.first_id + as_offset(i) - 1;
+                let lines: Vec<Value> = (0..1 + mix(i) % 3)
+                    .map(|line| {
+                        let material = 1 + mix(i * 7 + line) % materials;
+                        json!({
+                            "FEntryID": orders.take_entry_id(),
+                            "FMaterialId": {"FNumber": format!("WL{material:05}")},
+                            "FQty": 1 + mix(i * 13 + line) % 50,
+                            "FTaxPrice": (1 + mix(i * 17 + line) % 400) as f64 / 4.0,
+                            "FEntryNote": "",
+                        })
+                    })
+                    .collect();
+                let row = json!({
+                    "FID": id,
+                    "FBillNo": format!("XSDD{i:06}"),
+                    "FBillTypeID": {"FNUMBER": "XSDD01_SYS"},
+                    "FDate": format_time(modified.date().and_hms_opt(0, 0, 0).unwrap_or(modified)),
+                    "FSaleOrgId": {"FNumber": "100"},
+                    "FCustId": {"FNumber": format!("CUST{:04}", 1 + mix(i) % customers)},
+                    "FNote": "",
+                    "FDocumentStatus": status::AUDITED,
+                    "FCreateDate": format_time(modified - Duration::days(1)),
+                    "FModifyDate": format_time(modified),
+                    "FSaleOrderEntry": lines,
+                });
+                if let Value::Object(row) = row {
+                    orders.insert(id, row);
                 }
             }
         }
@@ -629,9 +861,26 @@ impl Store {
             .find(|table| table.spec.id.eq_ignore_ascii_case(form))
     }
 
-    fn row_by_number(&self, form: &str, number: &str) -> Option<Value> {
+    fn row(&self, form: &str, number: &str) -> Option<&Map<String, Value>> {
         let table = self.table(form)?;
-        table.public_row(table.id_by_number(number)?)
+        table.rows.get(&table.id_by_number(number)?)
+    }
+
+    fn row_mut(&mut self, form: &str, number: &str) -> Option<&mut Map<String, Value>> {
+        let table = self.table_mut(form)?;
+        let id = table.id_by_number(number)?;
+        table.rows.get_mut(&id)
+    }
+
+    /// `number → FDocumentStatus` of every row of `form` (for reference checks).
+    fn statuses(&self, form: &str) -> HashMap<String, String> {
+        self.table(form).map_or_else(HashMap::new, |table| {
+            table
+                .rows
+                .values()
+                .map(|row| (table.number_of(row), status_of(row).to_owned()))
+                .collect()
+        })
     }
 }
 
@@ -646,6 +895,7 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let now = Utc::now();
     let path = uri.path();
     let Some(service) = path.rsplit('/').next().and_then(|last| last.strip_suffix(KDSVC_SUFFIX)) else {
         return gateway_error(5001, "API not found", "接口不存在");
@@ -660,7 +910,7 @@ async fn dispatch(
     match service {
         "Kingdee.BOS.WebApi.ServicesStub.AuthService.ValidateUser"
         | "Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginByAppSecret"
-        | "Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginBySign" => login(&state, service, &request),
+        | "Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginBySign" => login(&state, service, &request, now),
         "Kingdee.BOS.ServiceFacade.ServicesStub.Account.AccountService.GetDataCenterList" => ok_json(json!([{
             "Id": state.cfg.acct_id, "Number": "K3SIM", "Name": "Ferry 模拟账套", "DatabaseType": 3, "Edition": "8.2"
         }])),
@@ -672,7 +922,7 @@ async fn dispatch(
                 return gateway_error(5001, "API not found", "接口不存在");
             }
             let is_query = matches!(op, "ExecuteBillQuery" | "BillQuery");
-            let cookie = match authenticate(&state, &headers, path) {
+            let cookie = match authenticate(&state, &headers, path, now) {
                 Ok(cookie) => cookie,
                 Err(Refusal::Gateway(errcode, description, description_cn)) => {
                     return gateway_error(errcode, description, description_cn)
@@ -682,7 +932,7 @@ async fn dispatch(
                     return ok_json(if is_query { json!([[lost]]) } else { lost });
                 }
             };
-            let answer = business(&state, op, &request);
+            let answer = business(&state, op, &request, state.local(now));
             let answer = if get_str(&request, "beginmethod") == Some("BeginQueryImpl") {
                 json!({"TaskId": format!("{:032x}", mix(state.session_counter.fetch_add(1, Ordering::Relaxed))), "Status": 2, "Result": answer})
             } else {
@@ -702,6 +952,7 @@ async fn dispatch(
 const KNOWN_OPS: &[&str] = &[
     "Save",
     "BatchSave",
+    "Draft",
     "Submit",
     "Audit",
     "UnAudit",
@@ -715,19 +966,13 @@ fn get_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
-enum Refusal {
-    /// A gateway refusal: HTTP 519 with this errcode and descriptions.
-    Gateway(i64, &'static str, &'static str),
-    SessionLost,
-}
-
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
 /// The session id a request carries (header or cookie).
 fn session_id(headers: &HeaderMap) -> Option<String> {
-    if let Some(id) = header_text(headers, "kdservice-sessionid").filter(|id| !id.is_empty()) {
+    if let Some(id) = headers
+        .get("kdservice-sessionid")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty())
+    {
         return Some(id.to_owned());
     }
     headers
@@ -742,7 +987,12 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 
 /// Checks a business call; on success returns a `Set-Cookie` value to send (signed calls
 /// get a fresh context cookie, as the real server sets one).
-fn authenticate(state: &SimState, headers: &HeaderMap, path: &str) -> Result<Option<String>, Refusal> {
+fn authenticate(
+    state: &SimState,
+    headers: &HeaderMap,
+    path: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, Refusal> {
     let signed = ["X-Api-Signature", "X-Kd-Appkey", "X-Api-ClientID"]
         .iter()
         .any(|name| headers.contains_key(*name));
@@ -751,51 +1001,19 @@ fn authenticate(state: &SimState, headers: &HeaderMap, path: &str) -> Result<Opt
         return if known { Ok(None) } else { Err(Refusal::SessionLost) };
     }
     let cfg = &state.cfg;
-    let app_key = header_text(headers, "X-Kd-Appkey").unwrap_or_default();
-    if app_key.is_empty() {
-        return Err(Refusal::Gateway(4002, "APP_ID is empty", "应用ID为空"));
-    }
-    let timestamp = header_text(headers, "x-api-timestamp").unwrap_or_default();
-    let fresh = timestamp
-        .parse::<i64>()
-        .is_ok_and(|ts| (Utc::now().timestamp() - ts).abs() <= cfg.max_clock_skew_secs);
-    if !fresh {
-        return Err(Refusal::Gateway(
-            4006,
-            "Unauthorized, the request header X-Api-TimeStamp is invalid or expired",
-            "请求头X-Api-TimeStamp无效或已过期",
-        ));
-    }
-    let (client_id, client_sec) = sign::split_app_id(&cfg.app_id, sign::DEFAULT_XOR_KEY);
-    if header_text(headers, "X-Api-ClientID") != Some(client_id.as_str()) || app_key != cfg.app_id {
-        return Err(Refusal::Gateway(
-            4001,
-            "Unauthorized, X-Api-ClientID or X-Kd-Appkey is invalid",
-            "应用ID无效",
-        ));
-    }
-    let nonce = header_text(headers, "x-api-nonce").unwrap_or_default();
-    let expected = sign::api_signature(&client_sec, &percent_decode_path(path), nonce, timestamp);
-    let sign_headers_ok =
-        header_text(headers, "x-api-signheaders").is_some_and(|value| value.eq_ignore_ascii_case(sign::SIGN_HEADERS));
-    if !sign_headers_ok || header_text(headers, "X-Api-Signature") != Some(expected.as_str()) {
-        return Err(Refusal::Gateway(
-            4003,
-            "Unauthorized, X-Api-Signature is invalid",
-            "签名验证失败",
-        ));
-    }
-    let app_data = header_text(headers, "X-Kd-Appdata")
-        .and_then(|encoded| STANDARD.decode(encoded).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .unwrap_or_default();
-    let parts: Vec<&str> = app_data.split(',').collect();
-    let names_us = parts.len() == 4 && parts[0] == cfg.acct_id && parts[1] == cfg.username;
-    let kd_ok = header_text(headers, "X-Kd-Signature")
-        == Some(sign::kd_signature(&cfg.app_id, &cfg.app_secret, &app_data).as_str());
-    if !names_us || !kd_ok {
-        return Err(Refusal::SessionLost);
-    }
+    let app = AppCredentials {
+        app_id: &cfg.app_id,
+        app_secret: &cfg.app_secret,
+        acct_id: &cfg.acct_id,
+        username: &cfg.username,
+    };
+    verify::check_signed(
+        &app,
+        headers,
+        &percent_decode_path(path),
+        now.timestamp(),
+        cfg.max_clock_skew_secs,
+    )?;
     Ok(Some(format!(
         "kdservice-sessionid={}; path=/; HttpOnly",
         new_session_token(state)
@@ -807,7 +1025,7 @@ fn new_session_token(state: &SimState) -> String {
     format!("{:08x}-{:016x}", n, mix(n ^ 0x004B_3343_4C4F_5544))
 }
 
-fn login(state: &SimState, service: &str, request: &Value) -> Response {
+fn login(state: &SimState, service: &str, request: &Value, now: DateTime<Utc>) -> Response {
     let cfg = &state.cfg;
     // `parameters` may be an array or (legacy envelope) a JSON string holding one.
     let parameters: Vec<Value> = match request.get("parameters") {
@@ -832,11 +1050,10 @@ fn login(state: &SimState, service: &str, request: &Value) -> Response {
             arg(2, "appId") == cfg.app_id && arg(3, "appSecret") == cfg.app_secret
         } else {
             let timestamp = arg(3, "timestamp");
-            let fresh = timestamp
-                .parse::<i64>()
-                .is_ok_and(|ts| (Utc::now().timestamp() - ts).abs() <= cfg.max_clock_skew_secs);
-            let expected = sign::login_by_sign_hash(&acct, &user, &cfg.app_id, &cfg.app_secret, &timestamp);
-            fresh && arg(2, "appId") == cfg.app_id && arg(4, "sign") == expected
+            let expected = verify::login_sign(&acct, &user, &cfg.app_id, &cfg.app_secret, &timestamp);
+            verify::fresh(&timestamp, now.timestamp(), cfg.max_clock_skew_secs)
+                && arg(2, "appId") == cfg.app_id
+                && arg(4, "sign") == expected
         };
     if !accepted {
         return ok_json(json!({
@@ -909,7 +1126,7 @@ fn request_form(request: &Value) -> Option<String> {
         .or_else(|| request.get("parameters")?.as_array()?.first().and_then(text_of))
 }
 
-fn business(state: &SimState, op: &str, request: &Value) -> Value {
+fn business(state: &SimState, op: &str, request: &Value, now: NaiveDateTime) -> Value {
     let Some(data) = request_data(request) else {
         let message = "参数data不能为空，且必须是JSON对象";
         return if matches!(op, "ExecuteBillQuery" | "BillQuery") {
@@ -929,65 +1146,115 @@ fn business(state: &SimState, op: &str, request: &Value) -> Value {
                 return failure(&format!("业务对象“{form}”不存在"), 4);
             }
             match op {
-                "Save" | "BatchSave" => {
+                "Save" | "BatchSave" | "Draft" => {
                     state.write_calls.fetch_add(1, Ordering::Relaxed);
-                    save(&mut store, &form, &data, op == "BatchSave")
+                    let mode = match op {
+                        "BatchSave" => SaveMode::Batch,
+                        "Draft" => SaveMode::Draft,
+                        _ => SaveMode::Single,
+                    };
+                    save(&mut store, &form, &data, mode, state.cfg.locks_audited, now)
                 }
                 "View" => view(&store, &form, &data),
-                _ => change_status(&mut store, &form, op, &data),
+                _ => change_status(&mut store, &form, op, &data, now),
             }
         }
     }
 }
 
-// --- Save / BatchSave -------------------------------------------------------
+// --- Save / BatchSave / Draft ---------------------------------------------------
 
-struct SaveOptions {
-    need_update: Option<Vec<String>>,
-    delete_entry: bool,
-    auto_audit: bool,
-    return_fields: Vec<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SaveMode {
+    Single,
+    Batch,
+    Draft,
 }
 
-fn save(store: &mut Store, form: &str, data: &Map<String, Value>, batch: bool) -> Value {
-    let packages: Vec<Value> = match (get_ci(data, "Model"), batch) {
-        (Some(Value::Array(items)), true) => items.clone(),
-        (Some(model @ Value::Object(_)), false) => vec![model.clone()],
-        (_, true) => return failure("BatchSave的Model必须是数组", 8),
-        (_, false) => return failure("Save的Model必须是对象", 8),
+struct SaveOptions {
+    /// `NeedUpDateFields`, upper-cased; `None` when absent or empty (then every sent field
+    /// is updated, as the official templates' `"NeedUpDateFields":[]` means).
+    need_update: Option<HashSet<String>>,
+    delete_entry: bool,
+    auto_audit: bool,
+    verify_base_data: bool,
+    return_fields: Vec<String>,
+    draft: bool,
+    locks: bool,
+}
+
+impl SaveOptions {
+    fn wanted(&self, key: &str) -> bool {
+        self.need_update
+            .as_ref()
+            .is_none_or(|fields| fields.contains(&key.to_ascii_uppercase()))
+    }
+}
+
+/// Numbers and statuses of the base data a bill refers to.
+#[derive(Default)]
+struct References {
+    customers: HashMap<String, String>,
+    materials: HashMap<String, String>,
+}
+
+fn save(
+    store: &mut Store,
+    form: &str,
+    data: &Map<String, Value>,
+    mode: SaveMode,
+    locks: bool,
+    now: NaiveDateTime,
+) -> Value {
+    let packages: Vec<Value> = match (get_ci(data, "Model"), mode) {
+        (Some(Value::Array(items)), SaveMode::Batch) => items.clone(),
+        (Some(model @ Value::Object(_)), SaveMode::Single | SaveMode::Draft) => vec![model.clone()],
+        (_, SaveMode::Batch) => return failure("BatchSave的Model必须是数组", 8),
+        (_, _) => return failure("Save的Model必须是对象", 8),
     };
-    let options = SaveOptions {
-        need_update: get_ci(data, "NeedUpDateFields")
-            .and_then(Value::as_array)
-            .map(|fields| fields.iter().filter_map(text_of).collect()),
-        delete_entry: flag(data, "IsDeleteEntry", true),
-        auto_audit: flag(data, "IsAutoSubmitAndAudit", false),
-        return_fields: get_ci(data, "NeedReturnFields")
+    let list = |key: &str| -> Vec<String> {
+        get_ci(data, key)
             .and_then(Value::as_array)
             .map(|fields| fields.iter().filter_map(text_of).collect())
-            .unwrap_or_default(),
+            .unwrap_or_default()
     };
-    let mut errors = Vec::new();
-    let mut successes = Vec::new();
-    let mut returned = Vec::new();
+    let need_update: HashSet<String> = list("NeedUpDateFields")
+        .iter()
+        .map(|field| field.to_ascii_uppercase())
+        .collect();
+    let options = SaveOptions {
+        need_update: (!need_update.is_empty()).then_some(need_update),
+        delete_entry: flag(data, "IsDeleteEntry", true),
+        auto_audit: mode != SaveMode::Draft && flag(data, "IsAutoSubmitAndAudit", false),
+        verify_base_data: flag(data, "IsVerifyBaseDataField", false),
+        return_fields: list("NeedReturnFields"),
+        draft: mode == SaveMode::Draft,
+        locks,
+    };
+    let refs = match store.table(form).map(|table| table.spec.kind) {
+        Some(FormKind::SaleOrder) => References {
+            customers: store.statuses("BD_Customer"),
+            materials: store.statuses("BD_MATERIAL"),
+        },
+        _ => References::default(),
+    };
     let Some(table) = store.table_mut(form) else {
         return failure(&format!("业务对象“{form}”不存在"), 4);
     };
     let form_id = table.spec.id;
+    let mut errors = Vec::new();
+    let mut successes = Vec::new();
+    let mut returned = Vec::new();
     let mut written = Vec::new();
     for (index, package) in packages.iter().enumerate() {
-        match save_package(table, package, &options) {
-            Ok((id, number)) => {
-                successes.push(json!({"Id": id, "Number": number, "DIndex": index}));
-                if let Some(Value::Object(mut row)) = table.public_row(id) {
-                    let mut picked = Map::new();
-                    for field in &options.return_fields {
-                        picked.insert(field.clone(), resolve(&row, table.spec, field).unwrap_or(Value::Null));
-                    }
-                    returned.push(Value::Object(picked));
-                    row.insert("FormId".to_owned(), Value::String(form_id.to_owned()));
-                    written.push(Value::Object(row));
-                }
+        match save_package(table, package, &options, &refs, now) {
+            Ok(id) => {
+                let Some(row) = table.rows.get(&id) else { continue };
+                successes.push(json!({"Id": id, "Number": table.number_of(row), "DIndex": index}));
+                returned.push(return_data(table, row, &options.return_fields));
+                let mut row = row.clone();
+                row.insert("FormId".to_owned(), Value::String(form_id.to_owned()));
+                written.push(Value::Object(row));
             }
             Err(problems) => {
                 errors.extend(
@@ -1000,161 +1267,274 @@ fn save(store: &mut Store, form: &str, data: &Map<String, Value>, batch: bool) -
     }
     store.written.extend(written);
     let mut extra = Map::new();
-    let single = (!batch).then(|| successes.first().cloned()).flatten();
-    extra.insert(
-        "Id".to_owned(),
-        single.as_ref().and_then(|s| s.get("Id").cloned()).unwrap_or(json!("")),
-    );
-    extra.insert(
-        "Number".to_owned(),
-        single
-            .as_ref()
-            .and_then(|s| s.get("Number").cloned())
-            .unwrap_or(json!("")),
-    );
+    if mode != SaveMode::Batch {
+        let single = successes.first();
+        let field = |name: &str| single.and_then(|s| s.get(name).cloned()).unwrap_or(json!(""));
+        extra.insert("Id".to_owned(), field("Id"));
+        extra.insert("Number".to_owned(), field("Number"));
+    }
     extra.insert("NeedReturnData".to_owned(), Value::Array(returned));
     status_body(errors, successes, 11, extra)
 }
 
-type Problems = Vec<(String, String)>;
-
-fn is_entry_list(value: &Value) -> bool {
-    matches!(value, Value::Array(rows) if rows.iter().all(Value::is_object))
-}
-
-fn entry_id(row: &Map<String, Value>) -> i64 {
-    get_ci(row, "FEntryID")
-        .and_then(text_of)
-        .and_then(|id| id.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Gives entry rows without an id a fresh `FEntryID`.
-fn number_entries(rows: &mut [Value], next_entry_id: &mut i64) {
-    for row in rows.iter_mut().filter_map(Value::as_object_mut) {
-        if entry_id(row) == 0 {
-            let key = key_of(row, "FEntryID").unwrap_or_else(|| "FEntryID".to_owned());
-            row.insert(key, Value::from(*next_entry_id));
-            *next_entry_id += 1;
+/// One `NeedReturnData` object, shaped like the model (see the module doc).
+fn return_data(table: &Table, row: &Map<String, Value>, fields: &[String]) -> Value {
+    let mut out = Map::new();
+    for field in fields {
+        let (head, sub) = match field.split_once('.') {
+            Some((head, sub)) => (head, Some(sub)),
+            None => (field.as_str(), None),
+        };
+        match (table.entry_key(head), sub) {
+            (Some(entry_key), Some(sub)) => {
+                let rows = match get_ci(row, entry_key) {
+                    Some(Value::Array(rows)) => rows.as_slice(),
+                    _ => &[],
+                };
+                let slot = out
+                    .entry(head.to_owned())
+                    .or_insert_with(|| Value::Array(rows.iter().map(|_| json!({})).collect()));
+                if let Value::Array(items) = slot {
+                    for (item, entry) in items.iter_mut().zip(rows) {
+                        let value = entry
+                            .as_object()
+                            .and_then(|entry| resolve(entry, None, sub))
+                            .unwrap_or(Value::Null);
+                        if let Value::Object(item) = item {
+                            item.insert(sub.to_owned(), value);
+                        }
+                    }
+                }
+            }
+            (_, Some(sub)) => {
+                let value = resolve(row, Some(table.spec), field).unwrap_or(Value::Null);
+                let slot = out.entry(head.to_owned()).or_insert_with(|| json!({}));
+                if let Value::Object(slot) = slot {
+                    slot.insert(sub.to_owned(), value);
+                }
+            }
+            (_, None) => {
+                out.insert(
+                    field.clone(),
+                    resolve(row, Some(table.spec), field).unwrap_or(Value::Null),
+                );
+            }
         }
     }
+    Value::Object(out)
 }
 
-/// Saves one package on its own: creates it, or updates the row its key names.
-fn save_package(table: &mut Table, package: &Value, options: &SaveOptions) -> Result<(i64, String), Problems> {
+type Problems = Vec<(String, String)>;
+
+fn problem(field: &str, message: String) -> Problems {
+    vec![(field.to_owned(), message)]
+}
+
+/// Saves one package on its own: creates it, or updates the row its key names. The table
+/// is changed only when the package succeeds.
+fn save_package(
+    table: &mut Table,
+    package: &Value,
+    options: &SaveOptions,
+    refs: &References,
+    now: NaiveDateTime,
+) -> Result<i64, Problems> {
     let spec = table.spec;
     let Some(model) = package.as_object() else {
-        return Err(vec![(String::new(), "数据包必须是JSON对象".to_owned())]);
+        return Err(problem("", "数据包必须是JSON对象".to_owned()));
     };
     let key_value = get_ci(model, spec.key).or_else(|| get_ci(model, "FID"));
-    let target = match key_value.and_then(text_of).map(|text| text.trim().parse::<i64>()) {
-        None => 0,
-        Some(Ok(id)) => id,
-        Some(Err(_)) => return Err(vec![(spec.key.to_owned(), format!("{}内码必须是整数", spec.label))]),
+    let target = match key_value {
+        None | Some(Value::Null) => 0,
+        Some(value) => {
+            let text = text_of(value).unwrap_or_else(|| value.to_string());
+            match text.trim() {
+                "" => 0,
+                id => id
+                    .parse::<i64>()
+                    .map_err(|_| problem(spec.key, format!("{}内码“{text}”必须是整数", spec.label)))?,
+            }
+        }
     };
+    let is_key = |key: &str| key.eq_ignore_ascii_case(spec.key) || key.eq_ignore_ascii_case("FID");
     let mut next_entry_id = table.next_entry_id;
-    let (id, mut row) = if target == 0 {
+    let (id, mut row, before) = if target == 0 {
         let mut row = Map::new();
         row.insert(spec.key.to_owned(), Value::from(table.next_id));
-        for (key, value) in model {
-            if key.eq_ignore_ascii_case(spec.key) || key.eq_ignore_ascii_case("FID") {
-                continue;
-            }
+        for (key, value) in model.iter().filter(|(key, _)| !is_key(key)) {
             let mut value = value.clone();
             if let Value::Array(rows) = &mut value {
-                number_entries(rows, &mut next_entry_id);
+                if rows.iter().all(Value::is_object) {
+                    for entry in rows.iter_mut().filter_map(Value::as_object_mut) {
+                        entry.retain(|inner, _| !inner.eq_ignore_ascii_case(ENTRY_ID));
+                        entry.insert(ENTRY_ID.to_owned(), Value::from(next_entry_id));
+                        next_entry_id += 1;
+                    }
+                }
             }
             row.insert(key.clone(), value);
         }
-        (table.next_id, row)
+        (table.next_id, row, None)
     } else {
         let Some(existing) = table.rows.get(&target) else {
-            return Err(vec![(
-                spec.key.to_owned(),
+            return Err(problem(
+                spec.key,
                 format!("{}内码“{target}”不存在，无法修改", spec.label),
-            )]);
+            ));
         };
+        let before = status_of(existing).to_owned();
+        if options.locks {
+            let number = table.number_of(existing);
+            match before.as_str() {
+                status::AUDITED => {
+                    return Err(problem(
+                        "",
+                        format!("{}“{number}”不允许修改：单据已经审核！", spec.label),
+                    ))
+                }
+                // [INF] The wording for a submitted row; the reference quotes only the audited one.
+                status::SUBMITTED => {
+                    return Err(problem(
+                        "",
+                        format!("{}“{number}”不允许修改：单据已经提交！", spec.label),
+                    ))
+                }
+                _ => {}
+            }
+        }
         let mut row = existing.clone();
-        merge_update(&mut row, model, spec, options, &mut next_entry_id);
-        (target, row)
+        for (key, value) in model.iter().filter(|(key, _)| !is_key(key) && options.wanted(key)) {
+            let slot = key_of(&row, key).unwrap_or_else(|| key.clone());
+            match value {
+                Value::Array(incoming) if is_entry_list(value) => {
+                    let stored = match row.get(&slot) {
+                        Some(Value::Array(stored)) => stored.as_slice(),
+                        _ => &[],
+                    };
+                    let merged = merge_entries(&slot, stored, incoming, options, &mut next_entry_id)?;
+                    row.insert(slot, Value::Array(merged));
+                }
+                _ => {
+                    row.insert(slot, value.clone());
+                }
+            }
+        }
+        (target, row, Some(before))
     };
-    if target == 0 && get_ci(&row, "FNumber").and_then(text_of).is_none_or(|n| n.is_empty()) {
-        row.insert(
-            "FNumber".to_owned(),
-            Value::String(format!("{}{id}", spec.number_prefix)),
-        );
+    if before.is_none() && table.number_of(&row).is_empty() {
+        let number = match spec.kind {
+            FormKind::SaleOrder => format!("{}{:06}", spec.number_prefix, id - spec.first_id + 1),
+            FormKind::BaseData => format!("{}{id}", spec.number_prefix),
+        };
+        let slot = key_of(&row, spec.number_field).unwrap_or_else(|| spec.number_field.to_owned());
+        row.insert(slot, Value::String(number));
     }
-    let number = get_ci(&row, "FNumber").and_then(text_of).unwrap_or_default();
-    let mut problems = validate(&row, spec);
+    let number = table.number_of(&row);
+    let mut problems = if options.draft {
+        Vec::new()
+    } else {
+        validate(&row, spec, refs, options.verify_base_data)
+    };
     if let Some(owner) = table.id_by_number(&number).filter(|owner| *owner != id) {
         problems.push((
-            "FNumber".to_owned(),
+            spec.number_field.to_owned(),
             format!("{}编码“{number}”已经被使用（内码{owner}），编码必须唯一", spec.label),
         ));
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let now = format_time(server_now());
-    if target == 0 {
-        row.insert("FCreateDate".to_owned(), Value::String(now.clone()));
-        let status = if options.auto_audit { "C" } else { "A" };
-        row.insert("FDocumentStatus".to_owned(), Value::String(status.to_owned()));
+    let stamp = Value::String(format_time(now));
+    let after = match (before.as_deref(), options.draft, options.auto_audit) {
+        (None, true, _) => status::DRAFT,
+        (_, _, true) => status::AUDITED,
+        (None, false, false) => status::CREATED,
+        // Saving a draft makes it a created row; a draft saved again stays a draft.
+        (Some(status::DRAFT), false, false) => status::CREATED,
+        (Some(status::DRAFT), true, false) => status::DRAFT,
+        // A, D, or (with locks off) B and C keep their status.
+        (Some(_), _, false) => before.as_deref().unwrap_or(status::CREATED),
+    }
+    .to_owned();
+    if before.is_none() {
+        row.insert("FCreateDate".to_owned(), stamp.clone());
         row.entry("FForbidStatus".to_owned()).or_insert_with(|| json!("A"));
-    } else if options.auto_audit {
-        row.insert("FDocumentStatus".to_owned(), json!("C"));
+        if spec.kind == FormKind::SaleOrder && get_ci(&row, "FDate").is_none() {
+            let today = now.date().and_hms_opt(0, 0, 0).unwrap_or(now);
+            row.insert("FDate".to_owned(), Value::String(format_time(today)));
+        }
     }
-    row.insert("FModifyDate".to_owned(), Value::String(now));
-    if let Some(old) = table.rows.get(&id).and_then(|old| old.get("FNumber")).and_then(text_of) {
-        table.by_number.remove(&old);
+    if after == status::AUDITED && before.as_deref() != Some(status::AUDITED) {
+        row.insert("FApproveDate".to_owned(), stamp.clone());
     }
+    row.insert("FDocumentStatus".to_owned(), Value::String(after));
+    row.insert("FModifyDate".to_owned(), stamp);
     table.next_entry_id = next_entry_id;
     table.insert(id, row);
-    Ok((id, number))
+    Ok(id)
 }
 
-/// Applies an update package: only `NeedUpDateFields` when given; entries replaced when
-/// `IsDeleteEntry` is true, merged by `FEntryID` otherwise.
-fn merge_update(
-    row: &mut Map<String, Value>,
-    model: &Map<String, Value>,
-    spec: &FormSpec,
+/// The entry rows after an update (see the module doc). With `IsDeleteEntry` they are the
+/// payload's rows in its order (updated or appended); without it every stored row stays in
+/// its place (updated when the payload names it) and new rows follow.
+fn merge_entries(
+    entry_key: &str,
+    stored: &[Value],
+    incoming: &[Value],
     options: &SaveOptions,
     next_entry_id: &mut i64,
-) {
-    let wanted = |key: &str| {
-        options
-            .need_update
-            .as_ref()
-            .is_none_or(|fields| fields.iter().any(|field| field.eq_ignore_ascii_case(key)))
+) -> Result<Vec<Value>, Problems> {
+    let stored_row = |id: i64| {
+        stored
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|old| entry_id_of(old) == id)
     };
-    for (key, value) in model {
-        if key.eq_ignore_ascii_case(spec.key) || key.eq_ignore_ascii_case("FID") || !wanted(key) {
+    let mut in_payload_order = Vec::new();
+    let mut updated: HashMap<i64, Value> = HashMap::new();
+    let mut appended = Vec::new();
+    for (line, entry) in incoming.iter().filter_map(Value::as_object).enumerate() {
+        let id = entry_id_of(entry);
+        if id == 0 {
+            let mut fresh = entry.clone();
+            fresh.retain(|inner, _| !inner.eq_ignore_ascii_case(ENTRY_ID));
+            fresh.insert(ENTRY_ID.to_owned(), Value::from(*next_entry_id));
+            *next_entry_id += 1;
+            in_payload_order.push(Value::Object(fresh.clone()));
+            appended.push(Value::Object(fresh));
             continue;
         }
-        let slot = key_of(row, key).unwrap_or_else(|| key.clone());
-        let (Value::Array(incoming), true) = (value, is_entry_list(value)) else {
-            row.insert(slot, value.clone());
-            continue;
+        let field = format!("{entry_key}.{ENTRY_ID}");
+        if updated.contains_key(&id) {
+            return Err(problem(&field, format!("第{}行分录的内码{id}重复", line + 1)));
+        }
+        let Some(old) = stored_row(id) else {
+            // [INF] The real message is unknown; a row id the bill does not have is refused.
+            return Err(problem(&field, format!("第{}行分录的内码{id}在单据中不存在", line + 1)));
         };
-        let mut merged = match row.get(&slot) {
-            Some(Value::Array(existing)) if !options.delete_entry => existing.clone(),
-            _ => Vec::new(),
-        };
-        for entry in incoming.iter().filter_map(Value::as_object) {
-            let id = entry_id(entry);
-            let found = merged
-                .iter_mut()
-                .filter_map(Value::as_object_mut)
-                .find(|old| id != 0 && entry_id(old) == id);
-            match found {
-                Some(old) => old.extend(entry.iter().map(|(k, v)| (k.clone(), v.clone()))),
-                None => merged.push(Value::Object(entry.clone())),
+        let mut row = old.clone();
+        for (inner, value) in entry {
+            if inner.eq_ignore_ascii_case(ENTRY_ID) || !options.wanted(inner) {
+                continue;
             }
+            let slot = key_of(&row, inner).unwrap_or_else(|| inner.clone());
+            row.insert(slot, value.clone());
         }
-        number_entries(&mut merged, next_entry_id);
-        row.insert(slot, Value::Array(merged));
+        in_payload_order.push(Value::Object(row.clone()));
+        updated.insert(id, Value::Object(row));
     }
+    if options.delete_entry {
+        return Ok(in_payload_order);
+    }
+    let mut kept: Vec<Value> = stored
+        .iter()
+        .map(|old| {
+            let id = old.as_object().map_or(0, entry_id_of);
+            updated.remove(&id).unwrap_or_else(|| old.clone())
+        })
+        .collect();
+    kept.extend(appended);
+    Ok(kept)
 }
 
 fn org_ref_problem(row: &Map<String, Value>, field: &str, label: &str, required: bool) -> Option<(String, String)> {
@@ -1178,18 +1558,93 @@ fn org_ref_problem(row: &Map<String, Value>, field: &str, label: &str, required:
     }
 }
 
-fn validate(row: &Map<String, Value>, spec: &FormSpec) -> Problems {
-    let mut problems = Vec::new();
-    let name_ok = match get_ci(row, "FName") {
-        Some(Value::String(name)) => !name.trim().is_empty(),
-        Some(Value::Object(names)) => !names.is_empty(),
-        _ => false,
+/// A base-data reference `{"FNumber": ..}` that must name a row of `known`; with
+/// `IsVerifyBaseDataField` that row must also be audited.
+fn base_ref_problem(
+    row: &Map<String, Value>,
+    field: &str,
+    label: &str,
+    known: &HashMap<String, String>,
+    verify: bool,
+    line: Option<usize>,
+) -> Option<(String, String)> {
+    let prefix = line.map_or_else(String::new, |line| format!("第{line}行分录，"));
+    let number = get_ci(row, field)
+        .and_then(Value::as_object)
+        .and_then(|object| get_ci(object, "FNumber"))
+        .and_then(text_of)
+        .filter(|number| !number.is_empty());
+    let Some(number) = number else {
+        return Some((
+            field.to_owned(),
+            format!("{prefix}字段“{label}”是必填项，请按 {{\"FNumber\":\"编码\"}} 填写"),
+        ));
     };
-    if !name_ok {
-        problems.push(("FName".to_owned(), format!("字段“{}名称”是必填项", spec.label)));
+    match known.get(&number) {
+        None => Some((
+            field.to_owned(),
+            format!("{prefix}字段“{label}”的值“{number}”在系统中不存在"),
+        )),
+        Some(letter) if verify && letter != status::AUDITED => {
+            Some((field.to_owned(), format!("{prefix}字段“{label}”的值“{number}”未审核")))
+        }
+        Some(_) => None,
     }
-    problems.extend(org_ref_problem(row, "FCreateOrgId", "创建组织", true));
-    problems.extend(org_ref_problem(row, "FUseOrgId", "使用组织", false));
+}
+
+fn validate(row: &Map<String, Value>, spec: &FormSpec, refs: &References, verify_base_data: bool) -> Problems {
+    let mut problems = Vec::new();
+    match spec.kind {
+        FormKind::BaseData => {
+            let name_ok = match get_ci(row, "FName") {
+                Some(Value::String(name)) => !name.trim().is_empty(),
+                Some(Value::Object(names)) => !names.is_empty(),
+                _ => false,
+            };
+            if !name_ok {
+                problems.push(("FName".to_owned(), format!("字段“{}名称”是必填项", spec.label)));
+            }
+            problems.extend(org_ref_problem(row, "FCreateOrgId", "创建组织", true));
+            problems.extend(org_ref_problem(row, "FUseOrgId", "使用组织", false));
+        }
+        FormKind::SaleOrder => {
+            problems.extend(org_ref_problem(row, "FSaleOrgId", "销售组织", true));
+            problems.extend(base_ref_problem(
+                row,
+                "FCustId",
+                "客户",
+                &refs.customers,
+                verify_base_data,
+                None,
+            ));
+            let lines = match get_ci(row, SALE_ORDER_ENTRY) {
+                Some(Value::Array(lines)) => lines.as_slice(),
+                _ => &[],
+            };
+            if lines.is_empty() {
+                problems.push((
+                    SALE_ORDER_ENTRY.to_owned(),
+                    "单据体“订单明细”至少需要一行分录".to_owned(),
+                ));
+            }
+            for (line, entry) in lines.iter().filter_map(Value::as_object).enumerate() {
+                problems.extend(base_ref_problem(
+                    entry,
+                    "FMaterialId",
+                    "物料编码",
+                    &refs.materials,
+                    verify_base_data,
+                    Some(line + 1),
+                ));
+                let quantity = get_ci(entry, "FQty")
+                    .and_then(text_of)
+                    .and_then(|qty| qty.trim().parse::<f64>().ok());
+                if !quantity.is_some_and(|qty| qty > 0.0) {
+                    problems.push(("FQty".to_owned(), format!("第{}行分录，销售数量必须大于0", line + 1)));
+                }
+            }
+        }
+    }
     problems
 }
 
@@ -1199,95 +1654,100 @@ fn view(store: &Store, form: &str, data: &Map<String, Value>) -> Value {
     let Some(table) = store.table(form) else {
         return failure(&format!("业务对象“{form}”不存在"), 4);
     };
-    let id = get_ci(data, "Id").and_then(text_of).filter(|id| !id.is_empty());
+    let id = get_ci(data, "Id").and_then(text_of).filter(|id| !id.trim().is_empty());
     let number = get_ci(data, "Number").and_then(text_of).filter(|n| !n.is_empty());
     let found = match (id, number) {
-        (Some(id), _) => id.parse::<i64>().ok().filter(|id| table.rows.contains_key(id)),
+        (Some(id), _) => id.trim().parse::<i64>().ok().filter(|id| table.rows.contains_key(id)),
         (None, Some(number)) => table.id_by_number(&number),
         (None, None) => return failure("Id和Number不能同时为空", 8),
     };
-    match found.and_then(|id| table.public_row(id).map(|row| (id, row))) {
-        Some((id, Value::Object(row))) => {
+    match found.and_then(|id| table.rows.get(&id).map(|row| (id, row))) {
+        Some((id, row)) => {
             let mut record = Map::new();
             record.insert("Id".to_owned(), Value::from(id));
-            record.insert("Number".to_owned(), row.get("FNumber").cloned().unwrap_or(Value::Null));
-            record.extend(row);
+            record.insert("Number".to_owned(), Value::String(table.number_of(row)));
+            record.extend(row.iter().map(|(k, v)| (k.clone(), v.clone())));
             let mut extra = Map::new();
             extra.insert("Result".to_owned(), Value::Object(record));
             status_body(Vec::new(), Vec::new(), 0, extra)
         }
-        _ => failure("单据不存在或已被删除", 10),
+        None => failure("单据不存在或已被删除", 10),
     }
 }
 
-/// Submit / Audit / UnAudit / Delete on `Ids` (comma string) or `Numbers` (array).
-fn change_status(store: &mut Store, form: &str, op: &str, data: &Map<String, Value>) -> Value {
+/// Submit / Audit / UnAudit / Delete on `Ids` (a comma string, preferred) or `Numbers` (an
+/// array); each id succeeds or fails on its own, `DIndex` being its position in that list.
+fn change_status(store: &mut Store, form: &str, op: &str, data: &Map<String, Value>, now: NaiveDateTime) -> Value {
     let Some(table) = store.table_mut(form) else {
         return failure(&format!("业务对象“{form}”不存在"), 4);
     };
-    let ids_text = get_ci(data, "Ids").and_then(text_of).unwrap_or_default();
-    let targets: Vec<(String, Option<i64>)> = if !ids_text.trim().is_empty() {
-        ids_text
+    let targets: Vec<(String, Option<i64>)> = match (get_ci(data, "Ids"), get_ci(data, "Numbers")) {
+        (Some(Value::String(ids)), _) if !ids.trim().is_empty() => ids
             .split(',')
             .map(|id| {
-                (
-                    id.trim().to_owned(),
-                    id.trim().parse().ok().filter(|id| table.rows.contains_key(id)),
-                )
+                let id = id.trim().to_owned();
+                let found = id.parse().ok().filter(|id| table.rows.contains_key(id));
+                (id, found)
             })
-            .collect()
-    } else {
-        get_ci(data, "Numbers")
-            .and_then(Value::as_array)
-            .map(|numbers| {
-                numbers
-                    .iter()
-                    .filter_map(text_of)
-                    .map(|number| {
-                        let id = table.id_by_number(&number);
-                        (number, id)
-                    })
-                    .collect()
+            .collect(),
+        (Some(Value::Array(_) | Value::Number(_) | Value::Object(_)), _) => {
+            return failure("参数Ids必须是以逗号分隔的字符串，如\"100001,100002\"", 8)
+        }
+        (_, Some(Value::Array(numbers))) if !numbers.is_empty() => numbers
+            .iter()
+            .map(|number| match number {
+                Value::String(number) => (number.clone(), table.id_by_number(number)),
+                other => (other.to_string(), None),
             })
-            .unwrap_or_default()
+            .collect(),
+        (_, Some(Value::String(text))) if !text.trim().is_empty() => {
+            return failure("参数Numbers必须是数组，如[\"CUST0001\"]", 8)
+        }
+        _ => return failure("Ids和Numbers不能同时为空", 8),
     };
-    if targets.is_empty() {
-        return failure("Ids和Numbers不能同时为空", 8);
-    }
+    let label = table.spec.label;
     let mut errors = Vec::new();
     let mut successes = Vec::new();
     for (index, (name, id)) in targets.into_iter().enumerate() {
-        let Some(id) = id else {
-            errors.push(error_entry("", &format!("“{name}”对应的数据不存在"), index));
+        let Some((id, row)) = id.and_then(|id| table.rows.get_mut(&id).map(|row| (id, row))) else {
+            errors.push(error_entry("", &format!("{label}“{name}”对应的数据不存在"), index));
             continue;
         };
-        let Some(row) = table.rows.get_mut(&id) else { continue };
-        let number = row.get("FNumber").and_then(text_of).unwrap_or_default();
-        let status = row.get("FDocumentStatus").and_then(text_of).unwrap_or_default();
-        let next = match (op, status.as_str()) {
-            ("Submit", "A" | "D" | "Z") => Ok("B"),
-            ("Submit", _) => Err("数据状态不是创建或重新审核，不能提交"),
-            ("Audit", "B") => Ok("C"),
-            ("Audit", "C") => Err("单据已经审核！"),
-            ("Audit", _) => Err("数据未提交，不能审核"),
-            ("UnAudit", "C") => Ok("D"),
-            ("UnAudit", _) => Err("数据未审核，不能反审核"),
-            ("Delete", "C" | "B") => Err("已审核或审核中的数据不能删除"),
-            ("Delete", _) => Ok(""),
-            _ => Err("不支持的操作"),
+        let number = get_ci(row, table.spec.number_field)
+            .and_then(text_of)
+            .unwrap_or_default();
+        let current = status_of(row).to_owned();
+        let refuse = |why: &str| format!("{label}“{number}”{why}（单据状态为{current}）");
+        let next = match (op, current.as_str()) {
+            ("Submit", status::CREATED | status::REAUDIT) => Ok(status::SUBMITTED),
+            ("Submit", status::SUBMITTED) => Err(refuse("已经提交，不能重复提交")),
+            ("Submit", status::AUDITED) => Err(refuse("已经审核，不能提交")),
+            ("Submit", _) => Err(refuse("不是创建或重新审核状态，请先保存再提交")),
+            ("Audit", status::SUBMITTED) => Ok(status::AUDITED),
+            ("Audit", status::AUDITED) => Err(format!("{label}“{number}”：单据已经审核！")),
+            ("Audit", _) => Err(refuse("未提交，不能审核")),
+            ("UnAudit", status::AUDITED) => Ok(status::REAUDIT),
+            ("UnAudit", _) => Err(refuse("未审核，不能反审核")),
+            ("Delete", status::CREATED | status::REAUDIT | status::DRAFT) => Ok(""),
+            ("Delete", _) => Err(refuse("已提交或已审核，不能删除")),
+            _ => Err(format!("不支持的操作{op}")),
         };
         match next {
             Ok("") => {
-                table.rows.remove(&id);
-                table.by_number.remove(&number);
+                table.remove(id);
                 successes.push(json!({"Id": id, "Number": number, "DIndex": index}));
             }
             Ok(next) => {
+                // [INF] Status operations leave FModifyDate alone; the audit date is stamped.
+                if next == status::AUDITED {
+                    row.insert("FApproveDate".to_owned(), Value::String(format_time(now)));
+                } else {
+                    row.remove("FApproveDate");
+                }
                 row.insert("FDocumentStatus".to_owned(), json!(next));
-                row.insert("FModifyDate".to_owned(), Value::String(format_time(server_now())));
                 successes.push(json!({"Id": id, "Number": number, "DIndex": index}));
             }
-            Err(message) => errors.push(error_entry("", message, index)),
+            Err(message) => errors.push(error_entry("", &message, index)),
         }
     }
     status_body(errors, successes, 11, Map::new())
@@ -1295,18 +1755,17 @@ fn change_status(store: &mut Store, form: &str, op: &str, data: &Map<String, Val
 
 // --- ExecuteBillQuery / BillQuery ---------------------------------------------
 
-/// A field of a stored row by field key: case-insensitive, `FID` names the key field,
-/// `Ref.Sub` reads inside a base-data reference, and an organisation reference without a
-/// sub-key gives its internal id.
-fn resolve(row: &Map<String, Value>, spec: &FormSpec, field_key: &str) -> Option<Value> {
+/// A field of a stored row by field key: case-insensitive; with the form's `spec`, `FID`
+/// names the key field; `Ref.Sub` reads inside a base-data reference, and an organisation
+/// reference without a sub-key gives its internal id.
+fn resolve(row: &Map<String, Value>, spec: Option<&FormSpec>, field_key: &str) -> Option<Value> {
     let (head, sub) = match field_key.split_once('.') {
         Some((head, sub)) => (head, Some(sub)),
         None => (field_key, None),
     };
-    let head = if head.eq_ignore_ascii_case("FID") {
-        spec.key
-    } else {
-        head
+    let head = match spec {
+        Some(spec) if head.eq_ignore_ascii_case("FID") => spec.key,
+        _ => head,
     };
     let value = get_ci(row, head)?;
     let is_org = head.to_ascii_uppercase().ends_with("ORGID");
@@ -1328,9 +1787,57 @@ fn resolve(row: &Map<String, Value>, spec: &FormSpec, field_key: &str) -> Option
     }
 }
 
-fn field_exists(table: &Table, field_key: &str) -> bool {
-    let head = field_key.split('.').next().unwrap_or_default();
-    table.known_fields.contains(&head.to_ascii_uppercase())
+/// What a query's field key reads.
+#[derive(Debug, Clone)]
+enum Column {
+    Header(String),
+    EntryId,
+    EntrySeq,
+    Entry(String),
+}
+
+/// Classifies a field key against the form: `<Entry>_FEntryId` / `<Entry>_FSeq`, a header
+/// field, or a field of one entry list (whose stored key is returned too).
+fn classify(table: &Table, key: &str) -> Option<(Column, Option<String>)> {
+    if let Some((prefix, suffix)) = key.rsplit_once('_') {
+        if let Some(entry) = table.entry_key(prefix) {
+            if suffix.eq_ignore_ascii_case("FEntryId") {
+                return Some((Column::EntryId, Some(entry.to_owned())));
+            }
+            if suffix.eq_ignore_ascii_case("FSeq") {
+                return Some((Column::EntrySeq, Some(entry.to_owned())));
+            }
+        }
+    }
+    let head = key.split('.').next().unwrap_or_default().to_ascii_uppercase();
+    if table.header_fields.contains(&head) {
+        return Some((Column::Header(key.to_owned()), None));
+    }
+    table
+        .entry_fields
+        .values()
+        .find(|(_, fields)| fields.contains(&head))
+        .map(|(name, _)| (Column::Entry(key.to_owned()), Some(name.clone())))
+}
+
+/// One answer row: a bill's header, and one of its entry rows with its 0-based position
+/// when the query reads entry fields.
+struct Flat<'a> {
+    id: i64,
+    header: &'a Map<String, Value>,
+    entry: Option<(&'a Map<String, Value>, usize)>,
+}
+
+impl Flat<'_> {
+    fn value(&self, column: &Column, spec: &FormSpec) -> Value {
+        match column {
+            Column::Header(key) => resolve(self.header, Some(spec), key),
+            Column::EntryId => self.entry.and_then(|(entry, _)| get_ci(entry, ENTRY_ID).cloned()),
+            Column::EntrySeq => self.entry.map(|(_, seq)| json!(seq + 1)),
+            Column::Entry(key) => self.entry.and_then(|(entry, _)| resolve(entry, None, key)),
+        }
+        .unwrap_or(Value::Null)
+    }
 }
 
 fn query(state: &SimState, data: &Map<String, Value>, as_objects: bool) -> Value {
@@ -1342,6 +1849,7 @@ fn query(state: &SimState, data: &Map<String, Value>, as_objects: bool) -> Value
     let Some(table) = store.table(&form) else {
         return nested(&format!("业务对象“{form}”不存在"), 4);
     };
+    let spec = table.spec;
     let field_keys = get_ci(data, "FieldKeys").and_then(text_of).unwrap_or_default();
     let keys: Vec<&str> = field_keys
         .split(',')
@@ -1351,23 +1859,83 @@ fn query(state: &SimState, data: &Map<String, Value>, as_objects: bool) -> Value
     if keys.is_empty() {
         return nested("FieldKeys不能为空", 8);
     }
-    if let Some(missing) = keys.iter().find(|key| !field_exists(table, key)) {
-        return nested(&format!("元数据中标识为{missing}的字段不存在"), 9);
-    }
     let filter = match get_ci(data, "FilterString") {
-        None | Some(Value::Null) => Ok(Filter::default()),
+        None | Some(Value::Null) => Ok(Filter::All),
         Some(Value::String(text)) => Filter::parse(text),
-        Some(Value::Array(items)) if items.is_empty() => Ok(Filter::default()),
+        Some(Value::Array(items)) if items.is_empty() => Ok(Filter::All),
         Some(_) => Err("模拟器只支持字符串形式的FilterString".to_owned()),
     };
     let filter = match filter {
         Ok(filter) => filter,
         Err(message) => return nested(&format!("过滤条件FilterString有误：{message}"), 8),
     };
-    if let Some(field) = filter.fields().find(|field| !field_exists(table, field)) {
-        return nested(&format!("元数据中标识为{field}的字段不存在"), 9);
+    let order_text = get_ci(data, "OrderString").and_then(text_of).unwrap_or_default();
+    let mut order: Vec<(String, bool)> = Vec::new();
+    for part in order_text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        let descending = match words.as_slice() {
+            [_] => false,
+            [_, direction] if direction.eq_ignore_ascii_case("ASC") => false,
+            [_, direction] if direction.eq_ignore_ascii_case("DESC") => true,
+            _ => return nested(&format!("排序条件OrderString有误：“{part}”"), 8),
+        };
+        order.push((words[0].to_owned(), descending));
     }
-    let order = get_ci(data, "OrderString").and_then(text_of).unwrap_or_default();
+    // Every field the query reads, classified once.
+    let mut columns: HashMap<String, Column> = HashMap::new();
+    let mut entry_lists: HashSet<String> = HashSet::new();
+    let filter_fields = filter.fields();
+    let all_fields = keys
+        .iter()
+        .copied()
+        .chain(filter_fields.iter().copied())
+        .chain(order.iter().map(|(field, _)| field.as_str()));
+    for field in all_fields {
+        let Some((column, entry)) = classify(table, field) else {
+            return nested(&format!("元数据中标识为{field}的字段不存在"), 9);
+        };
+        entry_lists.extend(entry);
+        columns.insert(field.to_owned(), column);
+    }
+    if entry_lists.len() > 1 {
+        let mut names: Vec<&String> = entry_lists.iter().collect();
+        names.sort();
+        return nested(&format!("模拟器一次查询只支持一个单据体，本次涉及：{names:?}"), 8);
+    }
+    let entry_list = entry_lists.into_iter().next();
+    let mut rows: Vec<Flat<'_>> = Vec::new();
+    for (id, header) in &table.rows {
+        let entries: Vec<&Map<String, Value>> = match entry_list.as_deref().and_then(|key| header.get(key)) {
+            Some(Value::Array(entries)) => entries.iter().filter_map(Value::as_object).collect(),
+            _ => Vec::new(),
+        };
+        if entry_list.is_none() || entries.is_empty() {
+            rows.push(Flat {
+                id: *id,
+                header,
+                entry: None,
+            });
+        } else {
+            rows.extend(entries.into_iter().enumerate().map(|(seq, entry)| Flat {
+                id: *id,
+                header,
+                entry: Some((entry, seq)),
+            }));
+        }
+    }
+    let column = |field: &str| columns.get(field).cloned().unwrap_or(Column::Header(field.to_owned()));
+    rows.retain(|row| filter.matches(&|field| row.value(&column(field), spec)));
+    rows.sort_by(|a, b| {
+        for (field, descending) in &order {
+            let ordering = order_values(&a.value(&column(field), spec), &b.value(&column(field), spec));
+            let ordering = if *descending { ordering.reverse() } else { ordering };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        let seq = |row: &Flat<'_>| row.entry.map_or(0, |(_, seq)| seq);
+        a.id.cmp(&b.id).then(seq(a).cmp(&seq(b)))
+    });
     let number = |key: &str| {
         get_ci(data, key)
             .and_then(text_of)
@@ -1379,252 +1947,44 @@ fn query(state: &SimState, data: &Map<String, Value>, as_objects: bool) -> Value
         limit => limit.min(state.cfg.max_limit.max(1)),
     };
     let top = number("TopRowCount").unwrap_or(0);
-    let mut rows: Vec<&Map<String, Value>> = table
-        .rows
-        .values()
-        .filter(|row| filter.matches(row, table.spec))
-        .collect();
-    sort_rows(&mut rows, &order, table.spec);
     if top > 0 {
         rows.truncate(usize::try_from(top).unwrap_or(usize::MAX));
     }
-    let page = rows
+    let out: Vec<Value> = rows
         .into_iter()
         .skip(start)
-        .take(usize::try_from(limit).unwrap_or(usize::MAX));
-    let out: Vec<Value> = page
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|row| {
             if as_objects {
                 let named: Map<String, Value> = keys
                     .iter()
-                    .map(|key| ((*key).to_owned(), resolve(row, table.spec, key).unwrap_or(Value::Null)))
+                    .map(|key| ((*key).to_owned(), row.value(&column(key), spec)))
                     .collect();
                 Value::Object(named)
             } else {
-                Value::Array(
-                    keys.iter()
-                        .map(|key| resolve(row, table.spec, key).unwrap_or(Value::Null))
-                        .collect(),
-                )
+                Value::Array(keys.iter().map(|key| row.value(&column(key), spec)).collect())
             }
         })
         .collect();
     Value::Array(out)
 }
 
-fn compare_values(left: &Value, right: &Value) -> std::cmp::Ordering {
+/// Ordering for `OrderString`: NULL first, numbers numerically, date-times as date-times,
+/// other text as text.
+fn order_values(left: &Value, right: &Value) -> std::cmp::Ordering {
     use std::cmp::Ordering as O;
-    let as_text = |value: &Value| text_of(value).unwrap_or_default();
-    let (l, r) = (as_text(left), as_text(right));
-    if let (Some(a), Some(b)) = (parse_time(&l), parse_time(&r)) {
-        return a.cmp(&b);
-    }
-    if let (Ok(a), Ok(b)) = (l.trim().parse::<f64>(), r.trim().parse::<f64>()) {
-        return a.partial_cmp(&b).unwrap_or(O::Equal);
-    }
     match (left, right) {
         (Value::Null, Value::Null) => O::Equal,
         (Value::Null, _) => O::Less,
         (_, Value::Null) => O::Greater,
-        _ => l.cmp(&r),
-    }
-}
-
-fn sort_rows(rows: &mut [&Map<String, Value>], order: &str, spec: &FormSpec) {
-    let keys: Vec<(String, bool)> = order
-        .split(',')
-        .filter_map(|part| {
-            let mut words = part.split_whitespace();
-            let field = words.next()?.to_owned();
-            let descending = words.next().is_some_and(|word| word.eq_ignore_ascii_case("DESC"));
-            Some((field, descending))
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        for (field, descending) in &keys {
-            let left = resolve(a, spec, field).unwrap_or(Value::Null);
-            let right = resolve(b, spec, field).unwrap_or(Value::Null);
-            let ordering = compare_values(&left, &right);
-            let ordering = if *descending { ordering.reverse() } else { ordering };
-            if ordering.is_ne() {
-                return ordering;
-            }
-        }
-        let id = |row: &Map<String, Value>| get_ci(row, spec.key).and_then(Value::as_i64).unwrap_or(0);
-        id(a).cmp(&id(b))
-    });
-}
-
-/// A parsed SQL-like `FilterString`: OR of ANDs of comparisons.
-#[derive(Debug, Default)]
-struct Filter {
-    any_of: Vec<Vec<Condition>>,
-}
-
-#[derive(Debug)]
-struct Condition {
-    field: String,
-    op: String,
-    value: Value,
-}
-
-#[derive(Debug, PartialEq)]
-enum Token {
-    Word(String),
-    Text(String),
-    Number(String),
-    Op(String),
-}
-
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() || c == '(' || c == ')' {
-            // Parentheses are accepted but not given meaning beyond AND-over-OR precedence.
-            i += 1;
-        } else if c == '\'' {
-            let mut out = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err("引号不成对".to_owned()),
-                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                        out.push('\'');
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(other) => {
-                        out.push(*other);
-                        i += 1;
-                    }
-                }
-            }
-            tokens.push(Token::Text(out));
-        } else if "<>=!".contains(c) {
-            let mut op = String::from(c);
-            if let Some(next) = chars.get(i + 1).filter(|next| "<>=".contains(**next)) {
-                op.push(*next);
-            }
-            i += op.chars().count();
-            tokens.push(Token::Op(op));
-        } else if c.is_ascii_digit() || c == '-' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '-') {
-                i += 1;
-            }
-            tokens.push(Token::Number(chars[start..i].iter().collect()));
-        } else if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
-                i += 1;
-            }
-            tokens.push(Token::Word(chars[start..i].iter().collect()));
-        } else {
-            return Err(format!("无法识别的字符“{c}”"));
-        }
-    }
-    Ok(tokens)
-}
-
-impl Filter {
-    fn parse(text: &str) -> Result<Filter, String> {
-        let tokens = tokenize(text)?;
-        let mut filter = Filter::default();
-        let mut group = Vec::new();
-        let mut i = 0;
-        while i < tokens.len() {
-            let Token::Word(field) = &tokens[i] else {
-                return Err(format!("第{}个记号应为字段名", i + 1));
-            };
-            let op = match tokens.get(i + 1) {
-                Some(Token::Op(op)) if ["=", "<>", "!=", ">", ">=", "<", "<="].contains(&op.as_str()) => op.clone(),
-                Some(Token::Word(word)) if word.eq_ignore_ascii_case("LIKE") => "LIKE".to_owned(),
-                _ => return Err(format!("字段{field}后应为比较运算符")),
-            };
-            let value = match tokens.get(i + 2) {
-                Some(Token::Text(text)) => Value::String(text.clone()),
-                Some(Token::Number(number)) => Value::String(number.clone()),
-                _ => return Err(format!("字段{field}的比较值应为'文本'或数字")),
-            };
-            group.push(Condition {
-                field: field.clone(),
-                op,
-                value,
-            });
-            i += 3;
-            match tokens.get(i) {
-                None => {}
-                Some(Token::Word(word)) if word.eq_ignore_ascii_case("AND") => i += 1,
-                Some(Token::Word(word)) if word.eq_ignore_ascii_case("OR") => {
-                    filter.any_of.push(std::mem::take(&mut group));
-                    i += 1;
-                }
-                Some(other) => return Err(format!("多余的内容：{other:?}")),
-            }
-            if i == tokens.len()
-                && matches!(tokens.last(), Some(Token::Word(w)) if w.eq_ignore_ascii_case("AND") || w.eq_ignore_ascii_case("OR"))
-            {
-                return Err("条件不完整".to_owned());
-            }
-        }
-        if !group.is_empty() {
-            filter.any_of.push(group);
-        }
-        Ok(filter)
-    }
-
-    fn fields(&self) -> impl Iterator<Item = &str> {
-        self.any_of.iter().flatten().map(|condition| condition.field.as_str())
-    }
-
-    fn matches(&self, row: &Map<String, Value>, spec: &FormSpec) -> bool {
-        self.any_of.is_empty()
-            || self.any_of.iter().any(|group| {
-                group.iter().all(|condition| {
-                    let actual = resolve(row, spec, &condition.field).unwrap_or(Value::Null);
-                    condition.holds(&actual)
-                })
-            })
-    }
-}
-
-impl Condition {
-    fn holds(&self, actual: &Value) -> bool {
-        use std::cmp::Ordering as O;
-        if self.op == "LIKE" {
-            let text = text_of(actual).unwrap_or_default();
-            let pattern = text_of(&self.value).unwrap_or_default();
-            return like(&text.chars().collect::<Vec<_>>(), &pattern.chars().collect::<Vec<_>>());
-        }
-        if actual.is_null() {
-            return false;
-        }
-        let ordering = compare_values(actual, &self.value);
-        match self.op.as_str() {
-            "=" => ordering == O::Equal,
-            "<>" | "!=" => ordering != O::Equal,
-            ">" => ordering == O::Greater,
-            ">=" => ordering != O::Less,
-            "<" => ordering == O::Less,
-            "<=" => ordering != O::Greater,
-            _ => false,
-        }
-    }
-}
-
-/// SQL LIKE with `%` and `_`.
-fn like(text: &[char], pattern: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('%', rest)) => (0..=text.len()).any(|skip| like(&text[skip..], rest)),
-        Some(('_', rest)) => !text.is_empty() && like(&text[1..], rest),
-        Some((c, rest)) => text.first() == Some(c) && like(&text[1..], rest),
+        (Value::Number(a), Value::Number(b)) => a.as_f64().partial_cmp(&b.as_f64()).unwrap_or(O::Equal),
+        (Value::String(a), Value::String(b)) => match (parse_time(a), parse_time(b)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => a.cmp(b),
+        },
+        _ => text_of(left)
+            .unwrap_or_default()
+            .cmp(&text_of(right).unwrap_or_default()),
     }
 }
 
@@ -1633,7 +1993,7 @@ mod tests {
     use super::*;
     use crate::connector::k3cloud::{envelope, request, AuthMode, Settings, ValidateUserBody};
     use crate::connector::types::{RowOutcome, Verdict, WireRequest};
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, TimeZone, Utc};
     use tokio::net::TcpListener;
 
     async fn start(cfg: K3CloudConfig) -> (K3CloudSim, SimHandle, String) {
@@ -1839,7 +2199,8 @@ mod tests {
         let numbers = query_numbers(&settings(), &base, since, 50).await;
         let expected: Vec<String> = (96..=120).map(|i| format!("CUST{i:04}")).collect();
         assert_eq!(numbers, expected);
-        let later = parse_time("2024-03-05 09:00:00").unwrap();
+        // 01:00 UTC is 09:00 on the server's (Shanghai) clock.
+        let later = Utc.with_ymd_and_hms(2024, 3, 5, 1, 0, 0).unwrap();
         assert!(sim.touch(7, later));
         assert!(!sim.touch(121, later));
         let after = query_numbers(&settings(), &base, "FModifyDate >= '2024-03-05 00:00:00'", 50).await;
@@ -1852,7 +2213,10 @@ mod tests {
         )
         .await;
         assert_eq!(both.len(), 11);
-        assert_eq!(sim.row("BD_Customer", "CUST0007").unwrap()["FDescription"], "修改1");
+        let touched = sim.row("BD_Customer", "CUST0007").unwrap();
+        assert_eq!(touched["FDescription"], "修改1");
+        assert_eq!(touched["FModifyDate"], "2024-03-05T09:00:00");
+        assert_eq!(touched["FDocumentStatus"], "C", "a change in K3Cloud keeps the status");
     }
 
     #[tokio::test]
@@ -2192,36 +2556,565 @@ mod tests {
     }
 
     #[test]
-    fn filters_parse_and_match() {
-        let spec = &FORMS[0];
-        let row = json!({"FCUSTID": 5, "FNumber": "CUST0005", "FModifyDate": "2024-03-01T10:30:00", "FCreateOrgId": {"FNumber": "101"}});
-        let row = row.as_object().unwrap();
-        let holds = |text: &str| Filter::parse(text).unwrap().matches(row, spec);
-        assert!(holds("FNumber = 'CUST0005'"));
-        assert!(!holds("FNumber = 'CUST0006'"));
-        assert!(holds(
-            "FModifyDate >= '2024-03-01 10:30:00' and FModifyDate < '2024-03-02'"
-        ));
-        assert!(!holds("FModifyDate > '2024-03-01 10:30:00'"));
-        assert!(holds("FCUSTID <= 5 AND FCreateOrgId.FNumber <> '100'"));
-        assert!(holds("FNumber = 'x' OR FNumber LIKE 'CUST%5'"));
-        assert!(holds("(FID = 5)"));
-        assert!(Filter::parse("FNumber 'x'").is_err());
-        assert!(Filter::parse("FNumber = 'x' AND").is_err());
-        assert!(Filter::parse("FNumber = 'unterminated").is_err());
-        assert!(like(&['a', 'b'], &['%']));
-        assert!(!like(&['a'], &['_', '_']));
-    }
-
-    #[test]
     fn seeded_data_is_deterministic() {
         let one = Store::seeded(&K3CloudConfig::default());
         let two = Store::seeded(&K3CloudConfig::default());
-        let first = one.row_by_number("BD_Customer", "CUST0001").unwrap();
-        assert_eq!(first, two.row_by_number("BD_Customer", "CUST0001").unwrap());
+        let first = one.row("BD_Customer", "CUST0001").unwrap();
+        assert_eq!(first, two.row("BD_Customer", "CUST0001").unwrap());
         assert_eq!(first["FModifyDate"], "2024-03-01T08:30:00");
         assert!(first["FName"].as_str().unwrap().ends_with("有限公司"));
         assert_eq!(one.table("bd_material").unwrap().rows.len(), 40);
         assert_eq!(percent_decode_path("/a%2Fb%zz%4"), "/a/b%zz%4");
+        let order = one.row("SAL_SaleOrder", "XSDD000001").unwrap();
+        assert_eq!(order, two.row("SAL_SaleOrder", "XSDD000001").unwrap());
+        assert_eq!(order["FDocumentStatus"], "C");
+        let lines = order["FSaleOrderEntry"].as_array().unwrap();
+        assert!((1..=3).contains(&lines.len()));
+        assert!(lines.iter().all(|line| line["FEntryID"].as_i64().unwrap() > 0));
+        assert_eq!(one.table("SAL_SaleOrder").unwrap().rows.len(), 20);
+        let bare = Store::seeded(&K3CloudConfig {
+            records: 0,
+            ..K3CloudConfig::default()
+        });
+        assert!(
+            bare.table("SAL_SaleOrder").unwrap().rows.is_empty(),
+            "orders need customers"
+        );
+    }
+
+    // --- Document status and locks ---------------------------------------------
+
+    async fn batch_save(base: &str, form: &str, data: Value) -> Answer {
+        let body = json!({"formid": form, "data": data});
+        call(&settings(), base, "BatchSave", body, None, Utc::now()).await
+    }
+
+    async fn operate(base: &str, op: &str, form: &str, data: Value) -> Value {
+        let body = json!({"formid": form, "data": data});
+        let answer = call(&settings(), base, op, body, None, Utc::now()).await;
+        assert_eq!(answer.status, 200);
+        answer.body
+    }
+
+    #[tokio::test]
+    async fn updates_of_audited_or_submitted_rows_are_refused_per_package() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        let created = batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [customer("LOCK01", "审核后的客户"), customer("LOCK02", "只保存的客户")], "IsAutoSubmitAndAudit": true}),
+        )
+        .await;
+        assert_eq!(created.body["Result"]["ResponseStatus"]["IsSuccess"], true);
+        let ids: Vec<i64> = created.body["Result"]["ResponseStatus"]["SuccessEntitys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entity| entity["Id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(sim.status("BD_Customer", "LOCK01").as_deref(), Some("C"));
+        let kept = sim.row("BD_Customer", "LOCK01").unwrap();
+
+        // Package 0 changes an audited row, package 1 a new one, package 2 a seeded (audited)
+        // row by FID, package 3 a row in A.
+        let plain = batch_save(&base, "BD_Customer", json!({"Model": [customer("LOCK03", "x")]})).await;
+        let created_id = plain.body["Result"]["ResponseStatus"]["SuccessEntitys"][0]["Id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(sim.status("BD_Customer", "LOCK03").as_deref(), Some("A"));
+        let update = batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [
+                {"FCUSTID": ids[0], "FName": "改名"},
+                customer("LOCK04", "新客户"),
+                {"FID": 100_005, "FName": "改名"},
+                {"FCUSTID": created_id, "FName": "改名成功"}
+            ], "NeedUpDateFields": ["FName"], "IsAutoSubmitAndAudit": "true"}),
+        )
+        .await;
+        let status = &update.body["Result"]["ResponseStatus"];
+        assert_eq!(
+            status["IsSuccess"], false,
+            "one failed package makes the answer unsuccessful"
+        );
+        assert_eq!(status["ErrorCode"], 500);
+        assert_eq!(status["MsgCode"], 11);
+        let errors = status["Errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0]["DIndex"], 0);
+        assert_eq!(errors[0]["FieldName"], "");
+        assert!(errors[0]["Message"].as_str().unwrap().ends_with("单据已经审核！"));
+        assert_eq!(errors[1]["DIndex"], 2);
+        let succeeded: Vec<i64> = status["SuccessEntitys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entity| entity["DIndex"].as_i64().unwrap())
+            .collect();
+        assert_eq!(succeeded, [1, 3]);
+        assert_eq!(
+            sim.row("BD_Customer", "LOCK01").unwrap(),
+            kept,
+            "a refused row is unchanged"
+        );
+        assert_ne!(sim.row("BD_Customer", "CUST0005").unwrap()["FName"], "改名");
+        assert_eq!(sim.row("BD_Customer", "LOCK03").unwrap()["FName"], "改名成功");
+        assert_eq!(
+            sim.status("BD_Customer", "LOCK03").as_deref(),
+            Some("C"),
+            "auto-audit re-audits"
+        );
+
+        // The connector reads the same answer per row.
+        let rows = envelope::row_outcomes("BatchSave", &update.body, 4).unwrap();
+        assert!(matches!(&rows[0], RowOutcome::Failed { message, .. } if message.contains("单据已经审核")));
+        assert!(matches!(&rows[1], RowOutcome::Written { .. }));
+
+        // Submitted rows are locked too; UnAudit (C → D) unlocks, and D stays D.
+        assert!(sim.set_status("BD_Customer", "LOCK02", "B"));
+        let submitted = batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [{"FCUSTID": ids[1], "FName": "y"}]}),
+        )
+        .await;
+        let message = submitted.body["Result"]["ResponseStatus"]["Errors"][0]["Message"].clone();
+        assert!(message.as_str().unwrap().ends_with("单据已经提交！"), "{message}");
+        let unaudit = operate(&base, "UnAudit", "BD_Customer", json!({"Numbers": ["LOCK01"]})).await;
+        assert_eq!(unaudit["Result"]["ResponseStatus"]["IsSuccess"], true, "{unaudit}");
+        let again = batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [{"FCUSTID": ids[0], "FName": "反审核后改名"}]}),
+        )
+        .await;
+        assert_eq!(
+            again.body["Result"]["ResponseStatus"]["IsSuccess"], true,
+            "{}",
+            again.body
+        );
+        assert_eq!(sim.status("BD_Customer", "LOCK01").as_deref(), Some("D"));
+        assert_eq!(sim.row("BD_Customer", "LOCK01").unwrap()["FName"], "反审核后改名");
+    }
+
+    #[tokio::test]
+    async fn the_lock_can_be_switched_off_for_code_that_does_not_unaudit_yet() {
+        let cfg = K3CloudConfig {
+            locks_audited: false,
+            ..K3CloudConfig::default()
+        };
+        let (sim, _handle, base) = start(cfg).await;
+        let update = batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [{"FCUSTID": 100_002, "FName": "改名"}], "NeedUpDateFields": ["FName"]}),
+        )
+        .await;
+        assert_eq!(update.body["Result"]["ResponseStatus"]["IsSuccess"], true);
+        assert_eq!(sim.row("BD_Customer", "CUST0002").unwrap()["FName"], "改名");
+        assert_eq!(sim.status("BD_Customer", "CUST0002").as_deref(), Some("C"));
+    }
+
+    #[tokio::test]
+    async fn status_operations_answer_per_id_in_request_order() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        let created = batch_save(
+            &base,
+            "BD_MATERIAL",
+            json!({"Model": [
+                {"FNumber": "M1", "FName": "甲", "FCreateOrgId": {"FNumber": "100"}},
+                {"FNumber": "M2", "FName": "乙", "FCreateOrgId": {"FNumber": "100"}}
+            ]}),
+        )
+        .await;
+        let ids: Vec<String> = created.body["Result"]["ResponseStatus"]["SuccessEntitys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entity| entity["Id"].to_string())
+            .collect();
+        // M1 is submitted first, so submitting both fails only for M1 (DIndex 1 in this list).
+        operate(&base, "Submit", "BD_MATERIAL", json!({"Numbers": ["M1"]})).await;
+        let both = operate(
+            &base,
+            "Submit",
+            "BD_MATERIAL",
+            json!({"CreateOrgId": 0, "Numbers": [], "Ids": format!("{}, {}", ids[1], ids[0]), "NetworkCtrl": ""}),
+        )
+        .await;
+        let status = &both["Result"]["ResponseStatus"];
+        assert_eq!(status["IsSuccess"], false);
+        assert_eq!(status["MsgCode"], 11);
+        assert_eq!(
+            status["SuccessEntitys"],
+            json!([{"Id": ids[1].parse::<i64>().unwrap(), "Number": "M2", "DIndex": 0}])
+        );
+        assert_eq!(status["Errors"][0]["DIndex"], 1);
+        assert!(status["Errors"][0]["Message"].as_str().unwrap().contains("已经提交"));
+        assert_eq!(both["Result"].as_object().unwrap().len(), 1, "only ResponseStatus");
+
+        let audit = operate(&base, "Audit", "BD_MATERIAL", json!({"Numbers": ["M1", "NOPE", "M2"]})).await;
+        let status = &audit["Result"]["ResponseStatus"];
+        let ok: Vec<i64> = status["SuccessEntitys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["DIndex"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ok, [0, 2]);
+        assert_eq!(status["Errors"][0]["DIndex"], 1);
+        assert_eq!(sim.status("BD_MATERIAL", "M1").as_deref(), Some("C"));
+        assert!(sim.row("BD_MATERIAL", "M1").unwrap()["FApproveDate"].is_string());
+
+        let view = operate(
+            &base,
+            "View",
+            "BD_MATERIAL",
+            json!({"CreateOrgId": 0, "Number": "M2", "Id": ""}),
+        )
+        .await;
+        assert_eq!(view["Result"]["Result"]["FDocumentStatus"], "C");
+        assert_eq!(view["Result"]["Result"]["Number"], "M2");
+        assert_eq!(view["Result"]["ResponseStatus"]["IsSuccess"], true);
+
+        for (op, from) in [("UnAudit", "A"), ("Audit", "A"), ("Delete", "B"), ("Delete", "C")] {
+            assert!(sim.set_status("BD_MATERIAL", "M2", from));
+            let refused = operate(&base, op, "BD_MATERIAL", json!({"Numbers": ["M2"]})).await;
+            let message = refused["Result"]["ResponseStatus"]["Errors"][0]["Message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                message.contains(&format!("单据状态为{from}")),
+                "{op} from {from}: {message}"
+            );
+        }
+        for bad in [
+            json!({"Ids": [ids[0].clone()]}),
+            json!({"Numbers": "M1"}),
+            json!({"Numbers": []}),
+        ] {
+            let refused = operate(&base, "Submit", "BD_MATERIAL", bad.clone()).await;
+            assert_eq!(refused["Result"]["ResponseStatus"]["MsgCode"], 8, "{bad}");
+        }
+        // UnAudit → D, then Delete is allowed.
+        assert!(sim.set_status("BD_MATERIAL", "M2", "C"));
+        operate(&base, "UnAudit", "BD_MATERIAL", json!({"Ids": ids[1].clone()})).await;
+        assert_eq!(sim.status("BD_MATERIAL", "M2").as_deref(), Some("D"));
+        let bad_key = batch_save(
+            &base,
+            "BD_MATERIAL",
+            json!({"Model": [{"FMATERIALID": {"FNumber": "M1"}, "FName": "x"}]}),
+        )
+        .await;
+        assert_eq!(
+            bad_key.body["Result"]["ResponseStatus"]["Errors"][0]["FieldName"],
+            "FMATERIALID"
+        );
+        let deleted = operate(&base, "Delete", "BD_MATERIAL", json!({"Ids": ids[1].clone()})).await;
+        assert_eq!(deleted["Result"]["ResponseStatus"]["IsSuccess"], true);
+        assert!(sim.row("BD_MATERIAL", "M2").is_none());
+    }
+
+    #[tokio::test]
+    async fn drafts_are_z_and_become_a_when_saved() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        let body = json!({"formid": "BD_Customer", "data": {"Model": {"FNumber": "DRAFT1"}}});
+        let draft = call(&settings(), &base, "Draft", body, None, Utc::now()).await;
+        assert_eq!(
+            draft.body["Result"]["ResponseStatus"]["IsSuccess"], true,
+            "{}",
+            draft.body
+        );
+        assert_eq!(sim.status("BD_Customer", "DRAFT1").as_deref(), Some("Z"));
+        let submit = operate(&base, "Submit", "BD_Customer", json!({"Numbers": ["DRAFT1"]})).await;
+        assert_eq!(submit["Result"]["ResponseStatus"]["IsSuccess"], false);
+        let id = draft.body["Result"]["Id"].as_i64().unwrap();
+        let mut model = customer("DRAFT1", "补全后的客户");
+        model["FCUSTID"] = json!(id);
+        let saved = call(
+            &settings(),
+            &base,
+            "Save",
+            json!({"formid": "BD_Customer", "data": {"Model": model}}),
+            None,
+            Utc::now(),
+        )
+        .await;
+        assert_eq!(
+            saved.body["Result"]["ResponseStatus"]["IsSuccess"], true,
+            "{}",
+            saved.body
+        );
+        assert_eq!(sim.status("BD_Customer", "DRAFT1").as_deref(), Some("A"));
+    }
+
+    #[tokio::test]
+    async fn queries_select_and_filter_on_status_and_in_lists() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        assert!(sim.set_status("BD_Customer", "CUST0004", "A"));
+        let numbers = query_numbers(
+            &settings(),
+            &base,
+            "FNumber IN ('CUST0002','CUST0004', 'CUST0009','NOPE')",
+            50,
+        )
+        .await;
+        assert_eq!(numbers, ["CUST0002", "CUST0004", "CUST0009"]);
+        let audited = query_numbers(
+            &settings(),
+            &base,
+            "FNumber IN ('CUST0002','CUST0004') AND FDocumentStatus = 'C'",
+            50,
+        )
+        .await;
+        assert_eq!(audited, ["CUST0002"]);
+        let grouped = query_numbers(
+            &settings(),
+            &base,
+            "(FNumber IN ('CUST0002','CUST0004') OR FNumber = 'CUST0010') AND FDocumentStatus NOT IN ('A','B')",
+            50,
+        )
+        .await;
+        assert_eq!(grouped, ["CUST0002", "CUST0010"]);
+        let body = json!({"data": {"FormId": "BD_Customer", "FieldKeys": "FNumber,FDocumentStatus", "FilterString": "FNumber IN ('CUST0004')"}});
+        let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+        assert_eq!(answer.body, json!([["CUST0004", "A"]]));
+        for bad in [
+            "FNumber IN ()",
+            "FNumber IN ('a'",
+            "FNumber IN 'a'",
+            "FNumber = 'a' FName = 'b'",
+        ] {
+            let body = json!({"data": {"FormId": "BD_Customer", "FieldKeys": "FNumber", "FilterString": bad}});
+            let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+            assert!(
+                matches!(envelope::classify(answer.status, &answer.body), Verdict::Failed { code, .. } if code == "8"),
+                "{bad}: {}",
+                answer.body
+            );
+        }
+    }
+
+    // --- Bills with entry rows ---------------------------------------------------
+
+    fn sale_order(customer: &str, lines: &[(&str, u64)]) -> Value {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(material, qty)| json!({"FMaterialId": {"FNumber": material}, "FQty": qty, "FTaxPrice": 2.5}))
+            .collect();
+        json!({"FID": 0, "FBillTypeID": {"FNUMBER": "XSDD01_SYS"}, "FSaleOrgId": {"FNumber": "100"},
+               "FCustId": {"FNumber": customer}, "FSaleOrderEntry": lines})
+    }
+
+    fn entry_ids(sim: &K3CloudSim, number: &str) -> Vec<i64> {
+        sim.entries("SAL_SaleOrder", number, "FSaleOrderEntry")
+            .unwrap()
+            .iter()
+            .map(|line| line["FEntryID"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sale_order_entries_get_ids_and_are_matched_by_them() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        let created = batch_save(
+            &base,
+            "SAL_SaleOrder",
+            json!({"Model": [
+                sale_order("CUST0001", &[("WL00001", 5), ("WL00002", 7)]),
+                sale_order("NOPE", &[("WL00001", 1)]),
+                sale_order("CUST0002", &[("WL00003", 0)]),
+                sale_order("CUST0003", &[])
+            ], "NeedReturnFields": ["FBillNo", "FSaleOrderEntry.FEntryID", "FSaleOrgId.FNumber"]}),
+        )
+        .await;
+        let status = &created.body["Result"]["ResponseStatus"];
+        assert_eq!(
+            status["SuccessEntitys"].as_array().unwrap().len(),
+            1,
+            "{}",
+            created.body
+        );
+        let failed: Vec<(i64, String)> = status["Errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["DIndex"].as_i64().unwrap(),
+                    e["FieldName"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                (1, "FCustId".to_owned()),
+                (2, "FQty".to_owned()),
+                (3, "FSaleOrderEntry".to_owned())
+            ]
+        );
+        let number = status["SuccessEntitys"][0]["Number"].as_str().unwrap().to_owned();
+        assert!(number.starts_with("XSDD"), "{number}");
+        let ids = entry_ids(&sim, &number);
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert_eq!(
+            created.body["Result"]["NeedReturnData"],
+            json!([{"FBillNo": number, "FSaleOrderEntry": [{"FEntryID": ids[0]}, {"FEntryID": ids[1]}], "FSaleOrgId": {"FNumber": "100"}}])
+        );
+        assert_eq!(sim.status("SAL_SaleOrder", &number).as_deref(), Some("A"));
+
+        // One query row per entry row.
+        let body = json!({"data": {"FormId": "SAL_SaleOrder", "FieldKeys": "FID,FBillNo,FSaleOrderEntry_FEntryId,FSaleOrderEntry_FSeq,FMaterialId.FNumber,FQty",
+                                   "FilterString": format!("FBillNo = '{number}'"), "OrderString": "FSaleOrderEntry_FSeq DESC"}});
+        let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+        let order_id = status["SuccessEntitys"][0]["Id"].clone();
+        assert_eq!(
+            answer.body,
+            json!([
+                [order_id, number, ids[1], 2, "WL00002", 7],
+                [order_id, number, ids[0], 1, "WL00001", 5]
+            ])
+        );
+
+        // Update: line 0 by its id, line 1 left out, one new line; IsDeleteEntry false keeps line 1.
+        let id = order_id.as_i64().unwrap();
+        let update = json!({"Model": [{"FID": id, "FSaleOrderEntry": [
+            {"FEntryID": ids[0], "FQty": 50},
+            {"FMaterialId": {"FNumber": "WL00004"}, "FQty": 1}
+        ]}], "IsDeleteEntry": "false", "NeedReturnFields": ["FSaleOrderEntry.FEntryID"]});
+        let answer = batch_save(&base, "SAL_SaleOrder", update).await;
+        assert_eq!(
+            answer.body["Result"]["ResponseStatus"]["IsSuccess"], true,
+            "{}",
+            answer.body
+        );
+        let after = entry_ids(&sim, &number);
+        assert_eq!(after.len(), 3);
+        assert_eq!(&after[..2], &ids[..], "kept rows stay in place, new ones follow");
+        assert!(after[2] > ids[1]);
+        let lines = sim.entries("SAL_SaleOrder", &number, "FSaleOrderEntry").unwrap();
+        assert_eq!(lines[0]["FQty"], 50);
+        assert_eq!(
+            lines[0]["FMaterialId"]["FNumber"], "WL00001",
+            "unsent entry fields are kept"
+        );
+        assert_eq!(lines[1]["FQty"], 7);
+        assert_eq!(
+            answer.body["Result"]["NeedReturnData"][0]["FSaleOrderEntry"],
+            json!([{"FEntryID": after[0]}, {"FEntryID": after[1]}, {"FEntryID": after[2]}])
+        );
+
+        // The default IsDeleteEntry (true) deletes rows the payload does not repeat.
+        let update = json!({"Model": [{"FID": id, "FSaleOrderEntry": [{"FEntryID": after[2], "FQty": 3}]}]});
+        batch_save(&base, "SAL_SaleOrder", update).await;
+        assert_eq!(entry_ids(&sim, &number), [after[2]]);
+
+        // An entry id the bill does not have is refused, and nothing changes.
+        let update = json!({"Model": [{"FID": id, "FSaleOrderEntry": [{"FEntryID": ids[0], "FQty": 9}]}]});
+        let refused = batch_save(&base, "SAL_SaleOrder", update).await;
+        let error = &refused.body["Result"]["ResponseStatus"]["Errors"][0];
+        assert_eq!(error["FieldName"], "FSaleOrderEntry.FEntryID");
+        assert_eq!(entry_ids(&sim, &number), [after[2]]);
+
+        // The change helper edits one line and moves the bill's FModifyDate.
+        let at = Utc.with_ymd_and_hms(2024, 6, 1, 4, 0, 0).unwrap();
+        assert!(sim.change_entry(
+            "SAL_SaleOrder",
+            &number,
+            after[2],
+            &json!({"FQty": 11, "FEntryID": 1}),
+            at
+        ));
+        assert!(!sim.change_entry("SAL_SaleOrder", &number, ids[0], &json!({"FQty": 1}), at));
+        let row = sim.row("SAL_SaleOrder", &number).unwrap();
+        assert_eq!(row["FSaleOrderEntry"][0]["FQty"], 11);
+        assert_eq!(row["FSaleOrderEntry"][0]["FEntryID"], after[2]);
+        assert_eq!(row["FModifyDate"], "2024-06-01T12:00:00");
+    }
+
+    #[tokio::test]
+    async fn entry_queries_cover_seeded_bills_and_unknown_fields_fail() {
+        let (sim, _handle, base) = start(K3CloudConfig::default()).await;
+        let body = json!({"data": {"FormId": "SAL_SaleOrder", "FieldKeys": "FBillNo,FSaleOrderEntry_FEntryId",
+                                   "FilterString": "FDocumentStatus = 'C'", "Limit": 0}});
+        let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+        let rows = answer.body.as_array().unwrap();
+        let expected: usize = (1..=20)
+            .map(|i| {
+                sim.entries("SAL_SaleOrder", &format!("XSDD{i:06}"), "FSaleOrderEntry")
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(rows.len(), expected);
+        let entry_ids: HashSet<i64> = rows.iter().map(|row| row[1].as_i64().unwrap()).collect();
+        assert_eq!(entry_ids.len(), expected, "entry ids are unique");
+
+        let body = json!({"data": {"FormId": "SAL_SaleOrder", "FieldKeys": "FBillNo", "FilterString": "FMaterialId.FNumber = 'WL00001'"}});
+        let answer = call(&settings(), &base, "BillQuery", body, None, Utc::now()).await;
+        let found: Vec<&str> = answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["FBillNo"].as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = (1..=20)
+            .map(|i| format!("XSDD{i:06}"))
+            .filter(|number| {
+                let lines = sim.entries("SAL_SaleOrder", number, "FSaleOrderEntry").unwrap();
+                lines.iter().any(|line| line["FMaterialId"]["FNumber"] == "WL00001")
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(found, expected.iter().map(String::as_str).collect::<Vec<_>>());
+
+        for keys in ["FBillNo,FEntity_FEntryId", "FBillNo,FNope"] {
+            let body = json!({"data": {"FormId": "SAL_SaleOrder", "FieldKeys": keys}});
+            let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+            assert!(
+                matches!(envelope::classify(answer.status, &answer.body), Verdict::Failed { code, .. } if code == "9"),
+                "{keys}: {}",
+                answer.body
+            );
+        }
+        // A customer with contact rows: the generic entry key works the same way.
+        let mut model = customer("CONTACTS", "有联系人的客户");
+        model["FT_BD_CUSTCONTACT"] = json!([{"FContact": "甲"}, {"FContact": "乙"}]);
+        batch_save(
+            &base,
+            "BD_Customer",
+            json!({"Model": [model], "NeedReturnFields": ["FT_BD_CUSTCONTACT.FEntryID"]}),
+        )
+        .await;
+        let body = json!({"data": {"FormId": "BD_Customer", "FieldKeys": "FNumber,FT_BD_CUSTCONTACT_FEntryId,FContact",
+                                   "FilterString": "FNumber IN ('CONTACTS','CUST0001')", "OrderString": "FNumber"}});
+        let answer = call(&settings(), &base, "ExecuteBillQuery", body, None, Utc::now()).await;
+        let rows = answer.body.as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{}", answer.body);
+        assert_eq!(rows[0][2], "甲");
+        assert_eq!(
+            rows[2],
+            json!(["CUST0001", null, null]),
+            "a row without entries gives nulls"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_server_zone_is_a_setting() {
+        let cfg = K3CloudConfig {
+            server_zone: chrono_tz::UTC,
+            ..K3CloudConfig::default()
+        };
+        let (sim, _handle, _base) = start(cfg).await;
+        assert!(sim.touch(1, Utc.with_ymd_and_hms(2024, 5, 1, 23, 30, 0).unwrap()));
+        assert_eq!(
+            sim.row("BD_Customer", "CUST0001").unwrap()["FModifyDate"],
+            "2024-05-01T23:30:00"
+        );
     }
 }
