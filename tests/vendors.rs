@@ -284,3 +284,172 @@ async fn a_simply_account_changed_on_vtigers_utc_clock_is_read_and_updated() {
     );
     running.shutdown().await;
 }
+
+/// Runs the Guanyi → K3Cloud flow once, then changes shops `changed`; returns what the
+/// next run needs. The first run's customers are audited (`IsAutoSubmitAndAudit: true`).
+async fn seed_003_with_changes(scheme: &str, changed: &[u64]) -> (Running, Plan, Store) {
+    let running = flows::start(Flow::GuanyiToK3Cloud).await.unwrap();
+    let loaded = load_str(scheme, Flow::GuanyiToK3Cloud.file(), &running.env());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    let store = Store::memory();
+    let first = run_once(&plan, &store).await;
+    assert_eq!((first.created, first.failed), (230, 0), "{first:?}");
+    let (gy, k3) = (
+        running.sims.guanyi.clone().unwrap(),
+        running.sims.k3cloud.clone().unwrap(),
+    );
+    for &index in changed {
+        let code = gy.shop(index).unwrap()["code"].as_str().unwrap().to_string();
+        assert_eq!(k3.status("BD_Customer", &code).as_deref(), Some("C"), "created audited");
+        assert!(gy.touch(index, Utc::now() - chrono::Duration::seconds(90)));
+    }
+    (running, plan, store)
+}
+
+fn shop_code(running: &Running, index: u64) -> String {
+    let gy = running.sims.guanyi.clone().unwrap();
+    gy.shop(index).unwrap()["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_updates_audited_customers_and_leaves_them_audited() {
+    let (running, plan, store) = seed_003_with_changes(Flow::GuanyiToK3Cloud.scheme(), &[5, 9]).await;
+    let (gy, k3) = (
+        running.sims.guanyi.clone().unwrap(),
+        running.sims.k3cloud.clone().unwrap(),
+    );
+    let customers = k3.row_count("BD_Customer");
+    let second = run_once(&plan, &store).await;
+    assert_eq!(
+        (second.updated, second.failed, second.aborted.clone()),
+        (2, 0, None),
+        "{second:?}"
+    );
+    assert_eq!(second.exit_code(), 0);
+    assert_eq!(k3.row_count("BD_Customer"), customers, "one row per FNumber");
+    for index in [5, 9] {
+        let code = shop_code(&running, index);
+        let row = k3.row("BD_Customer", &code).unwrap();
+        assert_eq!(row["FDescription"], gy.shop(index).unwrap()["note"], "{row}");
+        assert_eq!(k3.status("BD_Customer", &code).as_deref(), Some("C"), "audited again");
+    }
+    // One UnAudit for the batch; the save re-audited by itself (IsAutoSubmitAndAudit).
+    let ops: Vec<String> = k3.requests().iter().map(|r| r.path.clone()).collect();
+    let count = |op: &str| ops.iter().filter(|p| p.contains(&format!(".{op}."))).count();
+    assert_eq!(
+        (count("UnAudit"), count("Submit"), count("Audit")),
+        (1, 0, 0),
+        "{ops:?}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_audit_the_update_is_submitted_and_audited_again() {
+    let scheme = Flow::GuanyiToK3Cloud.scheme().replacen(
+        "update:\n    request:\n      api: BatchSave\n      body: {formid: BD_Customer, data: {Model: \"<< rows >>\", IsAutoSubmitAndAudit: true,",
+        "update:\n    request:\n      api: BatchSave\n      body: {formid: BD_Customer, data: {Model: \"<< rows >>\", IsAutoSubmitAndAudit: false,",
+        1,
+    );
+    assert_ne!(scheme, Flow::GuanyiToK3Cloud.scheme());
+    let (running, plan, store) = seed_003_with_changes(&scheme, &[5, 9]).await;
+    let k3 = running.sims.k3cloud.clone().unwrap();
+    let second = run_once(&plan, &store).await;
+    assert_eq!((second.updated, second.failed), (2, 0), "{second:?}");
+    for index in [5, 9] {
+        assert_eq!(
+            k3.status("BD_Customer", &shop_code(&running, index)).as_deref(),
+            Some("C")
+        );
+    }
+    let ops: Vec<String> = k3.requests().iter().map(|r| r.path.clone()).collect();
+    let count = |op: &str| ops.iter().filter(|p| p.contains(&format!(".{op}."))).count();
+    assert_eq!(
+        (count("UnAudit"), count("Submit"), count("Audit")),
+        (1, 1, 1),
+        "{ops:?}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_row_fails_alone_and_refuse_leaves_audited_rows_alone() {
+    let (running, plan, store) = seed_003_with_changes(Flow::GuanyiToK3Cloud.scheme(), &[5, 9]).await;
+    let k3 = running.sims.k3cloud.clone().unwrap();
+    let submitted = shop_code(&running, 9);
+    assert!(k3.set_status("BD_Customer", &submitted, "B"));
+    let second = run_once(&plan, &store).await;
+    assert_eq!((second.updated, second.failed), (1, 1), "{second:?}");
+    let failures = ferry::store::FailureLedger::list_failures(&store, Some(&plan.name), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].message.contains("submitted and waiting for approval"),
+        "{}",
+        failures[0].message
+    );
+    assert_eq!(
+        k3.status("BD_Customer", &submitted).as_deref(),
+        Some("B"),
+        "never withdrawn"
+    );
+    running.shutdown().await;
+
+    let scheme = Flow::GuanyiToK3Cloud.scheme().replace(
+        "app_secret: \"${K3CLOUD_APP_SECRET}\"",
+        "app_secret: \"${K3CLOUD_APP_SECRET}\"\n      locked_rows: refuse",
+    );
+    let (running, plan, store) = seed_003_with_changes(&scheme, &[5]).await;
+    let k3 = running.sims.k3cloud.clone().unwrap();
+    let second = run_once(&plan, &store).await;
+    assert_eq!((second.updated, second.failed), (0, 1), "{second:?}");
+    let failures = ferry::store::FailureLedger::list_failures(&store, Some(&plan.name), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        failures[0].message.contains("`locked_rows` is `refuse`"),
+        "{}",
+        failures[0].message
+    );
+    assert!(!k3.requests().iter().any(|r| r.path.contains(".UnAudit.")));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_left_unaudited_by_a_dead_run_is_audited_by_the_next() {
+    use ferry::store::{IntentLog, WriteIntent, WriteOperation};
+    let (running, plan, store) = seed_003_with_changes(Flow::GuanyiToK3Cloud.scheme(), &[]).await;
+    let k3 = running.sims.k3cloud.clone().unwrap();
+    let code = shop_code(&running, 7);
+    let mapping =
+        ferry::store::MappingStore::mappings_for(&store, &plan.name, &plan.source.object, std::slice::from_ref(&code))
+            .await
+            .unwrap()
+            .remove(&code)
+            .unwrap();
+    // The dead run: it recorded the relock, unaudited the row, and died.
+    store
+        .record_intents(&[WriteIntent {
+            scheme: plan.name.clone(),
+            source_object: plan.source.object.clone(),
+            source_id: code.clone(),
+            source_name: None,
+            batch_id: "99-0".into(),
+            operation: WriteOperation::Relock,
+            business_key: None,
+            target_id: mapping.target_id.clone(),
+            payload_hash: "x".into(),
+            payload: None,
+            created_at: Utc::now(),
+        }])
+        .await
+        .unwrap();
+    assert!(k3.set_status("BD_Customer", &code, "D"));
+    let next = run_once(&plan, &store).await;
+    assert_eq!((next.failed, next.aborted.clone()), (0, None), "{next:?}");
+    assert_eq!(k3.status("BD_Customer", &code).as_deref(), Some("C"));
+    assert!(store.pending_intents(&plan.name).await.unwrap().is_empty());
+    running.shutdown().await;
+}

@@ -358,6 +358,15 @@ impl Vendor {
         }
     }
 
+    /// How an update through `api` deals with rows the vendor locks (K3Cloud's submitted
+    /// and audited rows); `None` for vendors and operations without locks.
+    pub fn relock(&self, api: &str, params: &Value) -> Option<k3cloud::locks::Relock> {
+        match self {
+            Vendor::K3Cloud(s) => k3cloud::locks::relock_for(s.locked_rows(), api, params),
+            _ => None,
+        }
+    }
+
     /// Per-row outcomes of a batch write, when the vendor reports them.
     pub fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
         match self {

@@ -23,6 +23,7 @@
 
 mod fetch;
 mod recover;
+mod relock;
 mod vendor_call;
 mod write;
 

@@ -102,6 +102,7 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
             settled: vec![(plan.name.clone(), batch_id)],
             ..BatchCommit::default()
         };
+        finish_relocks(ctx, &intents, &mut commit).await;
         let now = Utc::now();
         for (intent, found) in intents.iter().zip(found) {
             match found? {
@@ -150,10 +151,40 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
     Ok(())
 }
 
+/// Rows a dead run unlocked for an update and never locked again are locked now; the
+/// ones that cannot be go to the ledger, saying so.
+async fn finish_relocks(ctx: &RunContext, intents: &[WriteIntent], commit: &mut BatchCommit) {
+    let relocks: Vec<&WriteIntent> = intents
+        .iter()
+        .filter(|i| i.operation == WriteOperation::Relock)
+        .collect();
+    if relocks.is_empty() {
+        return;
+    }
+    let relock = super::relock::scheme_relock(ctx);
+    let problems = super::relock::finish_abandoned(ctx, relock.as_ref(), &relocks).await;
+    for (intent, problem) in relocks.into_iter().zip(problems) {
+        let Some(problem) = problem else { continue };
+        commit.failures.push(NewFailure {
+            scheme: ctx.plan.name.clone(),
+            source_id: intent.source_id.clone(),
+            stage: FailureStage::Write,
+            error_class: "left_unaudited".into(),
+            message: format!(
+                "an earlier run unaudited target row {} to update it and stopped before auditing it again; \
+                 auditing it now failed: {problem}. Audit it in K3Cloud",
+                intent.target_id.as_deref().unwrap_or("?")
+            ),
+            payload: None,
+        });
+    }
+}
+
 /// What an unsettled intent turned out to be: `Some(Some(id))` found in the target,
 /// `Some(None)` nothing to adopt (absent, or an update), `None` cannot be checked.
 async fn check_intent(ctx: &RunContext, intent: &WriteIntent) -> Result<Option<Option<String>>, Error> {
-    if intent.operation == WriteOperation::Update {
+    // An update is sent again when the record is read again; a relock is finished apart.
+    if intent.operation != WriteOperation::Create {
         return Ok(Some(None));
     }
     match (&ctx.plan.target.lookup, &intent.business_key) {

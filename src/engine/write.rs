@@ -124,6 +124,7 @@ fn operation_name(operation: WriteOperation) -> &'static str {
     match operation {
         WriteOperation::Create => "create",
         WriteOperation::Update => "update",
+        WriteOperation::Relock => "relock",
     }
 }
 
@@ -194,8 +195,18 @@ async fn write_operation(
     if !ctx.dry_run {
         record_intents(ctx, operation, &rendered, batch_id).await?;
     }
-    let all: Vec<&Rendered> = rendered.iter().collect();
-    let (mut outcomes, rows) = send_rows(ctx, op, operation, &all, rows, result).await?;
+    let relock = if is_update && !ctx.dry_run {
+        super::relock::scheme_relock(ctx)
+    } else {
+        None
+    };
+    let (mut outcomes, rows) = match relock {
+        Some(relock) => guarded_update(ctx, op, relock, &rendered, rows, batch_id, result).await?,
+        None => {
+            let all: Vec<&Rendered> = rendered.iter().collect();
+            send_rows(ctx, op, operation, &all, rows, result).await?
+        }
+    };
     if ctx.dry_run {
         return Ok(());
     }
@@ -264,6 +275,53 @@ async fn write_operation(
         }
     }
     Ok(())
+}
+
+/// An update of rows the target may lock (see [`super::relock`]): unlock what is locked,
+/// save what may be saved, lock again. The rows are not handed back (updates need them
+/// no more).
+async fn guarded_update(
+    ctx: &RunContext,
+    op: &OperationPlan,
+    relock: crate::connector::k3cloud::locks::Relock,
+    rendered: &[Rendered<'_>],
+    rows: Rows,
+    batch_id: &str,
+    result: &mut JobResult,
+) -> Result<(Vec<RowOutcome>, Rows), Error> {
+    use super::relock::{self, LockedRow};
+    let locked: Vec<LockedRow> = rendered
+        .iter()
+        .map(|r| LockedRow {
+            source_id: &r.item.source_id,
+            source_name: r.item.source_name.as_deref(),
+            target_id: r.item.target_id.as_deref().unwrap_or_default(),
+            hash: &r.item.hash,
+        })
+        .collect();
+    let unlocked = relock::unlock(ctx, relock, &locked, batch_id, &mut result.requests).await?;
+    let mut outcomes: Vec<Option<RowOutcome>> = unlocked.blocked.clone();
+    let to_save: Vec<usize> = (0..rendered.len()).filter(|&i| outcomes[i].is_none()).collect();
+    if !to_save.is_empty() {
+        let mut rows: Vec<Option<Value>> = rows.into_iter().map(Some).collect();
+        let subset: Vec<&Rendered> = to_save.iter().map(|&i| &rendered[i]).collect();
+        let subset_rows: Rows = to_save.iter().filter_map(|&i| rows[i].take()).collect();
+        let (saved, _) = send_rows(ctx, op, WriteOperation::Update, &subset, subset_rows, result).await?;
+        for (&index, outcome) in to_save.iter().zip(saved) {
+            outcomes[index] = Some(outcome);
+        }
+    }
+    let mut outcomes: Vec<RowOutcome> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or(RowOutcome::Failed {
+                message: "the target gave no outcome for this row".to_string(),
+                class: UNKNOWN_OUTCOME,
+            })
+        })
+        .collect();
+    relock::relock(ctx, &unlocked, &locked, &mut outcomes, &mut result.requests).await;
+    Ok((outcomes, Vec::new()))
 }
 
 /// The ledger class of a create whose outcome nobody could establish.

@@ -234,7 +234,7 @@ mod tests {
 
     /// The instant a `yyyy-MM-dd HH:mm:ss` text names on a clock in `zone`.
     fn read_clock(text: &serde_json::Value, zone: Tz) -> DateTime<Utc> {
-        let naive = NaiveDateTime::parse_from_str(text.as_str().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
+        let naive = chrono::NaiveDateTime::parse_from_str(text.as_str().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
         zone.from_local_datetime(&naive).unwrap().with_timezone(&Utc)
     }
 

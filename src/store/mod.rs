@@ -137,7 +137,7 @@ macro_rules! text_enum {
 
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
-text_enum!(WriteOperation, "write operation", Create => "create", Update => "update");
+text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
@@ -245,6 +245,9 @@ impl StoreError {
 pub enum WriteOperation {
     Create,
     Update,
+    /// A row the target locks (an audited K3Cloud row) was unlocked for an update and is
+    /// not yet locked again; a run that finds one left behind locks it again.
+    Relock,
 }
 
 /// A row about to be written to the target, committed before the request goes out and

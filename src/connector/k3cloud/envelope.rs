@@ -297,7 +297,9 @@ fn id_text(entity: &Value) -> Option<String> {
 /// answer does not mention are "rejected" when the answer has errors it could not place, and
 /// "uncertain" otherwise.
 pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<RowOutcome>> {
-    if api != "BatchSave" {
+    // BatchSave reports per package; the list operations (Submit, Audit, UnAudit, Delete)
+    // report per id of `Ids`, both by `DIndex` (reference §2 "Write response").
+    if !["BatchSave", "Submit", "Audit", "UnAudit", "Delete"].contains(&api) {
         return None;
     }
     let uncertain = |message: String| {

@@ -30,6 +30,7 @@
 //! seconds, and so do we.
 
 pub mod envelope;
+pub mod locks;
 pub mod request;
 pub mod sign;
 
@@ -124,6 +125,11 @@ pub struct Settings {
     /// missing from an update are kept; the server itself defaults to true).
     #[serde(default)]
     pub update_is_delete_entry: Option<bool>,
+    /// What an update does with a submitted or audited row, which K3Cloud refuses to
+    /// change: `reaudit` (default: UnAudit, save, audit again), `unaudit` (leave it
+    /// unaudited) or `refuse` (fail it into the ledger). See [`locks`].
+    #[serde(default)]
+    pub locked_rows: Option<locks::LockedRows>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -143,6 +149,7 @@ impl std::fmt::Debug for Settings {
             .field("query_limit", &self.query_limit())
             .field("query_max_limit", &self.query_max_limit())
             .field("update_is_delete_entry", &self.update_is_delete_entry())
+            .field("locked_rows", &self.locked_rows())
             .finish()
     }
 }
@@ -186,6 +193,11 @@ impl Settings {
     /// Largest query `Limit` (default 10000).
     pub fn query_max_limit(&self) -> u64 {
         self.query_max_limit.unwrap_or(DEFAULT_QUERY_MAX_LIMIT).max(1)
+    }
+
+    /// What updates do with submitted and audited rows (default `reaudit`).
+    pub fn locked_rows(&self) -> locks::LockedRows {
+        self.locked_rows.unwrap_or_default()
     }
 
     /// `IsDeleteEntry` for updates that do not set it (default false).
