@@ -217,3 +217,67 @@ async fn times_cross_the_wire_in_each_servers_zone() {
         vec![json!({"FNumber": "A", "FDate": "2024-03-01 08:30:00"})]
     );
 }
+
+#[tokio::test]
+async fn an_answer_whose_ids_cannot_be_matched_stops_the_run_after_the_first_batch() {
+    let scheme = SCHEME.replace("batch: 10", "batch: 2").replace(
+        "response: {success: \"<< body.code == 0 >>\"}",
+        "response: {success: \"<< body.code == 0 >>\", row_ids: \"$.data.ids[*]\"}",
+    );
+    let items = || {
+        vec![
+            page(json!([{"code": "A", "customer_code": "1"}, {"code": "B", "customer_code": "2"}])),
+            page(json!([{"code": "C", "customer_code": "3"}, {"code": "D", "customer_code": "4"}])),
+            page(json!([])),
+        ]
+    };
+    let answer = vec![Reply::json(json!({"code": 0, "ids": [11, 12]}))];
+    let s = Scripted::start(vec![("/items", items()), ("/write", answer.clone())]).await;
+    let summary = s.run(&scheme).await;
+    let reason = summary.aborted.clone().unwrap_or_default();
+    assert!(
+        reason.contains("`target.create.response.row_ids` (`$.data.ids[*]`) found 0 id(s)")
+            && reason.contains("top-level keys are: code, ids")
+            && reason.contains("stopped before sending another batch"),
+        "{reason}"
+    );
+    assert_eq!(summary.exit_code(), ferry::error::exit::ABORTED);
+    assert_eq!(s.sim.hits("/write"), 1, "no batch after the first");
+    assert_eq!(s.store.checkpoint("strict", "window_end").await.unwrap(), None);
+    // Without a look-up the rows may have landed: held, never created again blindly.
+    let failures = s.open_failures("strict").await;
+    assert_eq!(failures.len(), 2);
+    assert!(failures.iter().all(|f| f.error_class == "uncertain"), "{failures:?}");
+    let held = ferry::store::MappingStore::mappings_for(&s.store, "strict", "strict", &["A".into(), "B".into()])
+        .await
+        .unwrap();
+    assert!(
+        held.values().all(|m| m.status == ferry::store::MappingStatus::Pending),
+        "{held:?}"
+    );
+
+    // With a look-up, the batch's rows are settled through it.
+    let with_lookup = scheme.replace(
+        "  fields:",
+        "  key: \"<< FNumber >>\"\n  lookup:\n    request: {method: GET, path: /find, query: {no: \"<< key >>\"}}\n    id: $.id\n  fields:",
+    );
+    let s = Scripted::start(vec![
+        ("/items", items()),
+        ("/write", answer),
+        ("/find", vec![Reply::json(json!({"id": "T-A"})), Reply::json(json!({}))]),
+    ])
+    .await;
+    let summary = s.run(&with_lookup).await;
+    assert!(summary.aborted.is_some());
+    assert_eq!(s.sim.hits("/write"), 1);
+    let mapped = ferry::store::MappingStore::mappings_for(&s.store, "strict", "strict", &["A".into(), "B".into()])
+        .await
+        .unwrap();
+    assert_eq!(mapped["A"].target_id.as_deref(), Some("T-A"));
+    let failures = s.open_failures("strict").await;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (failures[0].source_id.as_str(), failures[0].error_class.as_str()),
+        ("B", "not_written")
+    );
+}

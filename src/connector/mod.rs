@@ -17,7 +17,7 @@ pub mod simply;
 pub mod types;
 pub mod vendor;
 
-pub use types::{RowOutcome, Verdict, WireRequest, UNKNOWN_OUTCOME};
+pub use types::{RowOutcome, Verdict, WireRequest, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
@@ -286,12 +286,15 @@ pub fn records_parent(records: &JsonPath) -> Option<JsonPath> {
 }
 
 /// Splits a write answer into one outcome per row sent.
-/// `keys` are the rows' business keys (when `target.key` is set), for matching by key.
+/// `keys` are the rows' business keys (when `target.key` is set), for matching by key;
+/// `path` is where the operation's response is written in the scheme (for messages, e.g.
+/// `target.create.response`).
 pub fn read_write_outcome(
     op: &OperationPlan,
     response: &HttpResponse,
     row_count: usize,
     keys: &[Option<String>],
+    path: &str,
 ) -> Vec<RowOutcome> {
     let plan: &WriteResponsePlan = &op.response;
     let all_failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; row_count];
@@ -366,21 +369,32 @@ pub fn read_write_outcome(
     }
 
     let ok_positions: Vec<usize> = (0..row_count).filter(|i| failures[*i].is_none()).collect();
-    let ids: Option<Vec<Option<String>>> = plan
-        .row_ids
-        .as_ref()
-        .map(|p| p.select(&body).into_iter().map(value_to_text).collect())
-        .or_else(|| plan.id.as_ref().map(|p| vec![p.first(&body).and_then(value_to_text)]));
+    // Where the ids are read (for messages) and the ids found there.
+    let id_path: Option<(&str, &JsonPath)> = match (&plan.row_ids, &plan.id) {
+        (Some(p), _) => Some(("row_ids", p)),
+        (None, Some(p)) => Some(("id", p)),
+        (None, None) => None,
+    };
+    let ids: Option<Vec<Option<String>>> = match id_path {
+        Some(("row_ids", p)) => Some(p.select(&body).into_iter().map(value_to_text).collect()),
+        Some((_, p)) => Some(vec![p.first(&body).and_then(value_to_text)]),
+        None => None,
+    };
     let id_for = |position: usize, rank: usize| -> Result<Option<String>, String> {
         match &ids {
             None => Ok(None),
             Some(ids) if ids.len() == ok_positions.len() => Ok(ids[rank].clone()),
             Some(ids) if ids.len() == row_count => Ok(ids[position].clone()),
-            Some(ids) => Err(format!(
-                "the target returned {} ids for {} successful rows, so ids cannot be matched to rows",
-                ids.len(),
-                ok_positions.len()
-            )),
+            Some(ids) => {
+                let (key, json_path) = id_path.map_or(("row_ids", ""), |(key, p)| (key, p.as_str()));
+                Err(format!(
+                    "`{path}.{key}` (`{json_path}`) found {} id(s) in the answer for {} successful row(s), so ids \
+                     cannot be matched to rows; the answer's top-level keys are: {}",
+                    ids.len(),
+                    ok_positions.len(),
+                    top_level_keys(&body)
+                ))
+            }
         }
     };
     let mut outcomes = Vec::with_capacity(row_count);
@@ -396,7 +410,7 @@ pub fn read_write_outcome(
                     Ok(target_id) => RowOutcome::Written { target_id },
                     Err(message) => RowOutcome::Failed {
                         message,
-                        class: "uncertain",
+                        class: UNMATCHED_ANSWER,
                     },
                 };
                 rank += 1;
@@ -405,6 +419,16 @@ pub fn read_write_outcome(
         }
     }
     outcomes
+}
+
+/// The keys of an answer's top level, for messages about paths that found nothing.
+fn top_level_keys(body: &Value) -> String {
+    match body {
+        Value::Object(map) if map.is_empty() => "(none: an empty object)".to_string(),
+        Value::Object(map) => map.keys().take(20).map(String::as_str).collect::<Vec<_>>().join(", "),
+        Value::Array(_) => "(none: the answer is a list)".to_string(),
+        other => format!("(none: the answer is {other})"),
+    }
 }
 
 #[cfg(test)]

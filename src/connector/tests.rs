@@ -143,7 +143,13 @@ fn per_row_outcomes_by_index() {
     let plan = plan();
     let body =
         json!({"code": 0, "data": {"ids": ["T1", "T3"], "errors": [{"index": 1, "message": "FNumber is required"}]}});
-    let outcomes = read_write_outcome(&plan.target.create, &response(body), 3, &[None, None, None]);
+    let outcomes = read_write_outcome(
+        &plan.target.create,
+        &response(body),
+        3,
+        &[None, None, None],
+        "target.create.response",
+    );
     assert_eq!(
         outcomes,
         vec![
@@ -169,6 +175,7 @@ fn whole_request_failure_fails_every_row() {
         &response(json!({"code": 9, "message": "locked"})),
         2,
         &[None, None],
+        "target.create.response",
     );
     assert_eq!(outcomes.len(), 2);
     assert!(outcomes
@@ -180,13 +187,29 @@ fn whole_request_failure_fails_every_row() {
 fn unplaceable_errors_and_id_count_mismatch_are_not_guessed() {
     let plan = plan();
     let body = json!({"code": 0, "data": {"ids": [], "errors": [{"index": 7, "message": "?"}]}});
-    let outcomes = read_write_outcome(&plan.target.create, &response(body), 2, &[None, None]);
+    let outcomes = read_write_outcome(
+        &plan.target.create,
+        &response(body),
+        2,
+        &[None, None],
+        "target.create.response",
+    );
     assert!(outcomes.iter().all(|o| matches!(o, RowOutcome::Failed { .. })));
     let body = json!({"code": 0, "data": {"ids": ["T1"], "errors": []}});
-    let outcomes = read_write_outcome(&plan.target.create, &response(body), 2, &[None, None]);
-    assert!(outcomes
-        .iter()
-        .all(|o| matches!(o, RowOutcome::Failed { class: "uncertain", .. })));
+    let outcomes = read_write_outcome(
+        &plan.target.create,
+        &response(body),
+        2,
+        &[None, None],
+        "target.create.response",
+    );
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        RowOutcome::Failed {
+            class: crate::connector::UNMATCHED_ANSWER,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -198,6 +221,7 @@ fn per_row_errors_by_key_and_single_id() {
         &response(json!({"code": 0, "data": {"id": "T9"}})),
         1,
         &[Some("A".into())],
+        "target.create.response",
     );
     assert_eq!(
         ok,
@@ -210,6 +234,7 @@ fn per_row_errors_by_key_and_single_id() {
         &response(json!({"code": 0, "data": {"errors": [{"no": "A", "message": "closed"}]}})),
         1,
         &[Some("A".into())],
+        "target.create.response",
     );
     assert_eq!(
         failed,

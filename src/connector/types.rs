@@ -18,6 +18,13 @@ pub enum Verdict {
 /// lost, garbled or a server error): it must be checked, never blindly sent again.
 pub const UNKNOWN_OUTCOME: &str = "unknown_outcome";
 
+/// The `class` of a row the target answered for, in an answer Ferry cannot match to its
+/// rows (ids that do not add up, a package the answer does not mention, no envelope). The
+/// write may well have happened, so it is settled like [`UNKNOWN_OUTCOME`]; and since the
+/// scheme's response paths or the vendor's answers are not what Ferry expects, the run
+/// stops before sending more.
+pub const UNMATCHED_ANSWER: &str = "unmatched_answer";
+
 /// The result of writing one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {

@@ -173,6 +173,8 @@ pub(crate) struct JobResult {
     pub ids: Vec<String>,
     /// Missing fields of the rows that failed to render (see [`Summary::missing_fields`]).
     pub missing: Vec<String>,
+    /// Why the run must stop after this batch (its outcomes are committed).
+    pub abort: Option<Error>,
 }
 
 /// Messages from the fetch task.
@@ -380,6 +382,7 @@ async fn drive(
     let mut done_records = 0u64;
     let mut stop = options.stop.clone();
     let mut first_page_checked = false;
+    let mut probed = false;
 
     // Dispatches the current batch (possibly empty, to carry failures or close a window).
     macro_rules! dispatch {
@@ -418,8 +421,27 @@ async fn drive(
                     );
                 }
             }
-            let writer_ctx = ctx.clone();
-            writers.spawn(async move { write::write_job(writer_ctx, job).await });
+            // A stopping run sends nothing more (its windows stay unchecked).
+            if failure.is_none() {
+                let probe = !probed && !job.items.is_empty();
+                let writer_ctx = ctx.clone();
+                writers.spawn(async move { write::write_job(writer_ctx, job).await });
+                // The run's first batch goes alone: an answer that cannot be matched to its
+                // rows stops the run before a second batch is sent.
+                if probe {
+                    probed = true;
+                    while let Some(joined) = writers.join_next().await {
+                        finish_job(
+                            joined,
+                            summary,
+                            &mut in_flight_ids,
+                            &mut checkpoints,
+                            &mut done_records,
+                            &mut failure,
+                        );
+                    }
+                }
+            }
             seq
         }};
     }
@@ -563,6 +585,9 @@ fn finish_job(
             summary.skipped += result.skipped;
             for name in result.missing {
                 *summary.missing_fields.entry(name).or_default() += 1;
+            }
+            if let Some(abort) = result.abort {
+                failure.get_or_insert(abort);
             }
             *done_records += result.created + result.updated + result.failed + result.unchanged + result.skipped;
             for id in &result.ids {

@@ -2,7 +2,7 @@
 
 use super::vendor_call;
 use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
-use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome, UNKNOWN_OUTCOME};
+use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::error::Error;
 use crate::http::{backoff_delay, Repeat};
 use crate::scheme::model::OperationPlan;
@@ -210,6 +210,7 @@ async fn write_operation(
     if ctx.dry_run {
         return Ok(());
     }
+    note_unmatched(ctx, &outcomes, is_update, result);
     if !is_update {
         settle_unknown(ctx, op, &rendered, &rows, &mut outcomes, result).await?;
     }
@@ -248,7 +249,7 @@ async fn write_operation(
                         .push(failure(ctx, r.item, FailureStage::Write, class, &message));
                     continue;
                 }
-                let uncertain = class == UNKNOWN_OUTCOME;
+                let uncertain = class == UNKNOWN_OUTCOME || class == UNMATCHED_ANSWER;
                 let (class, message, status) = if uncertain {
                     (
                         UNCERTAIN,
@@ -369,9 +370,39 @@ async fn record_intents(
     Ok(())
 }
 
+/// An answer that cannot be matched to its rows means the scheme's response paths (or the
+/// vendor's answers) are not what Ferry expects: the batch is settled as usual, and the
+/// run stops before sending more.
+fn note_unmatched(ctx: &RunContext, outcomes: &[RowOutcome], is_update: bool, result: &mut JobResult) {
+    let Some(message) = outcomes.iter().find_map(|outcome| match outcome {
+        RowOutcome::Failed { message, class } if *class == UNMATCHED_ANSWER => Some(message),
+        _ => None,
+    }) else {
+        return;
+    };
+    let settled = if is_update {
+        "its rows are in the ledger; an update is safe to send again"
+    } else if ctx.plan.target.lookup.is_some() {
+        "its rows were looked up with target.lookup: found ones are mapped, absent ones are in the ledger, \
+         unverifiable ones held `pending`"
+    } else {
+        "its rows are in the ledger as `uncertain` and their mappings held `pending` (no target.lookup to check them)"
+    };
+    result.abort.get_or_insert_with(|| {
+        Error::new(
+            crate::error::ErrorKind::Aborted,
+            format!(
+                "{}. The run stopped before sending another batch; {settled}. Correct the scheme, then run again",
+                ctx.plan.redactor.redact(message)
+            ),
+        )
+    });
+}
+
 /// Settles creates whose answer was lost: looks each up by business key, adopts the ids it
 /// finds, and sends the rest again, up to the connection's retry attempts. Rows it cannot
-/// settle stay [`UNKNOWN_OUTCOME`].
+/// settle stay [`UNKNOWN_OUTCOME`]. Rows of an unmatched answer are looked up once and
+/// never sent again (the run is stopping).
 async fn settle_unknown(
     ctx: &RunContext,
     op: &OperationPlan,
@@ -389,7 +420,9 @@ async fn settle_unknown(
         let unknown: Vec<usize> = outcomes
             .iter()
             .enumerate()
-            .filter(|(_, o)| matches!(o, RowOutcome::Failed { class, .. } if *class == UNKNOWN_OUTCOME))
+            .filter(|(_, o)| {
+                matches!(o, RowOutcome::Failed { class, .. } if *class == UNKNOWN_OUTCOME || *class == UNMATCHED_ANSWER)
+            })
             .filter(|(i, _)| rendered[*i].key.is_some())
             .map(|(i, _)| i)
             .collect();
@@ -407,28 +440,31 @@ async fn settle_unknown(
         }
         result.requests += found.len() as u64;
         let mut resend = Vec::new();
+        let mut absent = Vec::new();
         for (i, answer) in found {
+            let unmatched = matches!(outcomes[i], RowOutcome::Failed { class, .. } if class == UNMATCHED_ANSWER);
             match answer {
                 Ok(Some(id)) => outcomes[i] = RowOutcome::Written { target_id: Some(id) },
+                Ok(None) if unmatched => absent.push(i),
                 Ok(None) => resend.push(i),
                 Err(e) => {
                     tracing::warn!(error = %ctx.plan.redactor.redact(&e.message), "look-up by business key failed")
                 }
             }
         }
-        if resend.is_empty() {
-            return Ok(());
-        }
         if round >= conn.retry.attempts {
-            // Checked and absent: a plain failure, safe to replay.
-            for &i in &resend {
-                if let RowOutcome::Failed { message, .. } = &outcomes[i] {
-                    outcomes[i] = RowOutcome::Failed {
-                        message: format!("{message} (checked: the record is not in the target)"),
-                        class: "not_written",
-                    };
-                }
+            absent.append(&mut resend);
+        }
+        // Checked and absent: a plain failure, safe to replay.
+        for &i in &absent {
+            if let RowOutcome::Failed { message, .. } = &outcomes[i] {
+                outcomes[i] = RowOutcome::Failed {
+                    message: format!("{message} (checked: the record is not in the target)"),
+                    class: "not_written",
+                };
             }
+        }
+        if resend.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(backoff_delay(&conn.retry, round, None, rand::random::<f64>())).await;
@@ -572,7 +608,13 @@ async fn send(
     match ctx.http.send(conn, &request, Repeat::OnlyIfNotDelivered).await {
         Ok((response, attempts)) => {
             result.requests += u64::from(attempts.saturating_sub(1));
-            Ok(read_write_outcome(op, &response, rows, keys))
+            Ok(read_write_outcome(
+                op,
+                &response,
+                rows,
+                keys,
+                &format!("target.{operation}.response"),
+            ))
         }
         Err(e) => Ok(vec![
             RowOutcome::Failed {
@@ -641,7 +683,13 @@ async fn send_vendor(
                     return Ok(vec![RowOutcome::Written { target_id: Some(id) }]);
                 }
             }
-            Ok(read_write_outcome(op, &response, rows, keys))
+            Ok(read_write_outcome(
+                op,
+                &response,
+                rows,
+                keys,
+                &format!("target.{operation}.response"),
+            ))
         }
         Err(e) => {
             result.requests += 1;

@@ -2532,7 +2532,10 @@ mod tests {
         .await;
         assert!(matches!(
             &envelope::row_outcomes("BatchSave", &batch.body, 1).unwrap()[0],
-            RowOutcome::Failed { class: "uncertain", .. }
+            RowOutcome::Failed {
+                class: crate::connector::UNMATCHED_ANSWER,
+                ..
+            }
         ));
         assert_eq!(sim.write_calls(), 0, "throttled writes never reach the handler");
         sim.set_faults(Faults {

@@ -198,7 +198,7 @@ pub fn write_outcome(settings: &Settings, api: &str, http_status: u16, body: &Va
             None if api == Api::Update.name() => RowOutcome::Written { target_id: None },
             None => RowOutcome::Failed {
                 message: "the ERP reported success but returned no data.masterDataId".into(),
-                class: "uncertain",
+                class: crate::connector::UNMATCHED_ANSWER,
             },
         }),
         Verdict::Failed { code, message } => Some(RowOutcome::Failed {
@@ -330,7 +330,10 @@ mod tests {
         );
         assert!(matches!(
             write_outcome(&settings, "create", 200, &json!({"code": "0", "data": {}})),
-            Some(RowOutcome::Failed { class: "uncertain", .. })
+            Some(RowOutcome::Failed {
+                class: crate::connector::UNMATCHED_ANSWER,
+                ..
+            })
         ));
         assert_eq!(
             write_outcome(&settings, "update", 200, &json!({"code": "0", "data": {}})),

@@ -258,7 +258,11 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
                 .collect()
         }
         Verdict::Failed { code, message } => {
-            let class = if code == "no-envelope" { "uncertain" } else { "rejected" };
+            let class = if code == "no-envelope" {
+                crate::connector::UNMATCHED_ANSWER
+            } else {
+                "rejected"
+            };
             let mut text = format!("[{code}] {message}");
             if let Some(chinese) = body.get("description_cn").and_then(Value::as_str) {
                 if !text.contains(chinese) {
@@ -270,7 +274,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         Verdict::Throttled(message) | Verdict::SessionExpired(message) => vec![
             RowOutcome::Failed {
                 message: format!("not saved, retry: {message}"),
-                class: "uncertain",
+                class: crate::connector::UNMATCHED_ANSWER,
             };
             rows_sent
         ],
@@ -465,7 +469,10 @@ mod tests {
         assert!(row_outcomes("scm/pur_inbound_detail", &ok, 1).is_none());
         assert!(matches!(
             row_outcomes("scm/pur_inbound", &json!({"errcode": 1030002006}), 1).unwrap()[0],
-            RowOutcome::Failed { class: "uncertain", .. }
+            RowOutcome::Failed {
+                class: crate::connector::UNMATCHED_ANSWER,
+                ..
+            }
         ));
     }
 }

@@ -306,7 +306,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         vec![
             RowOutcome::Failed {
                 message,
-                class: "uncertain"
+                class: crate::connector::UNMATCHED_ANSWER
             };
             rows_sent
         ]
@@ -364,7 +364,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
             },
             (None, true) => RowOutcome::Failed {
                 message: "the BatchSave answer names neither success nor error for this package".to_owned(),
-                class: "uncertain",
+                class: crate::connector::UNMATCHED_ANSWER,
             },
         })
         .collect();
@@ -585,7 +585,13 @@ mod tests {
                 class: "rejected"
             }
         );
-        assert!(matches!(&rows[3], RowOutcome::Failed { class: "uncertain", .. }));
+        assert!(matches!(
+            &rows[3],
+            RowOutcome::Failed {
+                class: crate::connector::UNMATCHED_ANSWER,
+                ..
+            }
+        ));
         assert_eq!(row_outcomes("Save", &mixed, 1), None);
     }
 
@@ -600,11 +606,17 @@ mod tests {
         assert!(row_outcomes("BatchSave", &throttled, 2)
             .unwrap()
             .iter()
-            .all(|row| matches!(row, RowOutcome::Failed { class: "uncertain", .. })));
+            .all(|row| matches!(
+                row,
+                RowOutcome::Failed {
+                    class: crate::connector::UNMATCHED_ANSWER,
+                    ..
+                }
+            )));
         let gateway = json!({"errcode": 4006, "description": "stale"});
         assert!(matches!(
             &row_outcomes("BatchSave", &gateway, 1).unwrap()[0],
-            RowOutcome::Failed { class: "uncertain", message } if message.contains("4006")
+            RowOutcome::Failed { class: crate::connector::UNMATCHED_ANSWER, message } if message.contains("4006")
         ));
         let positional = status(json!({"IsSuccess": true, "Errors": [], "SuccessEntitys": [{"Id": "7"}, {"Id": 8}]}));
         assert_eq!(
