@@ -42,6 +42,8 @@ pub enum Repeat {
     Safe,
     /// Writes: repeat only when the peer cannot have acted.
     OnlyIfNotDelivered,
+    /// Writes to a target that never acts on a request it answers with 5xx: also those.
+    AlsoServerErrors,
 }
 
 /// The pause before attempt `attempt + 1` (pure). `jitter` in [0, 1) spreads clients apart.
@@ -63,6 +65,10 @@ pub fn should_retry(error: &Error, repeat: Repeat, delivered: bool) -> bool {
         Repeat::OnlyIfNotDelivered => {
             matches!(error.kind, ErrorKind::Throttled | ErrorKind::Status(429))
                 || (!delivered && error.kind == ErrorKind::Transport)
+        }
+        Repeat::AlsoServerErrors => {
+            should_retry(error, Repeat::OnlyIfNotDelivered, delivered)
+                || matches!(error.kind, ErrorKind::Status(code) if code >= 500)
         }
     }
 }

@@ -212,6 +212,8 @@ pub struct OperationPlan {
     pub request: RequestPlan,
     pub response: WriteResponsePlan,
     pub per: Per,
+    /// When a write whose answer was lost may be sent again (`retry_writes`).
+    pub retry_writes: Option<crate::scheme::raw::RetryWrites>,
 }
 
 #[derive(Clone)]

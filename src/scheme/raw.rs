@@ -497,6 +497,22 @@ pub struct RawOperation {
     /// `batch` (body uses `rows`) or `row` (body uses `row`); inferred from the templates when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per: Option<Per>,
+    /// When a write whose answer was lost (a timeout, a 5xx) may be sent again. By default
+    /// never blindly: it is looked up (`target.lookup`) or held as uncertain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_writes: Option<RetryWrites>,
+}
+
+/// Ways to let a write be sent again when its answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryWrites {
+    /// The request carries `<< batch.key >>` (e.g. in an `Idempotency-Key` header) and the
+    /// target applies a key once: timeouts, lost answers and 5xx are retried like reads.
+    IdempotencyKey,
+    /// The target never acts on a request it answers with a 5xx status: those are retried.
+    /// Timeouts and lost answers are still checked, never resent blindly.
+    ServerErrors,
 }
 
 /// How to read a write response, including per-row outcomes.

@@ -1388,7 +1388,18 @@ fn build_operation(
         Names::Any,
     );
     let id = ctx.optional_json_path(&child_path(&response_path, "id"), raw_response.id.as_ref());
+    if raw.retry_writes == Some(RetryWrites::IdempotencyKey) && !request_reads(&request, "batch.key") {
+                ctx.error(
+                    &child_path(path, "retry_writes"),
+                    "`retry_writes: idempotency_key` needs the request to carry `<< batch.key >>`",
+                    Some(
+                        "send it where the target reads its idempotency key, e.g. `headers: {Idempotency-Key: \"<< batch.key >>\"}`"
+                            .into(),
+                    ),
+                );
+    }
     Some(OperationPlan {
+        retry_writes: raw.retry_writes,
         request,
         per,
         response: WriteResponsePlan {
@@ -1403,6 +1414,23 @@ fn build_operation(
             id: id?,
         },
     })
+}
+
+/// Whether any template of a request reads `member` (e.g. `batch.key`).
+fn request_reads(request: &RequestPlan, member: &str) -> bool {
+    fn in_tree(template: &ValueTemplate, member: &str) -> bool {
+        match template {
+            ValueTemplate::Template(t) => t.source().contains(member),
+            ValueTemplate::Array(items) => items.iter().any(|i| in_tree(i, member)),
+            ValueTemplate::Object(items) => items.iter().any(|(_, i)| in_tree(i, member)),
+            ValueTemplate::ForEach { fields, .. } => in_tree(fields, member),
+            ValueTemplate::Literal(_) | ValueTemplate::Path(_) => false,
+        }
+    }
+    request.headers.iter().any(|(_, t)| t.source().contains(member))
+        || request.query.iter().any(|(_, t)| in_tree(t, member))
+        || request.body.as_ref().is_some_and(|t| in_tree(t, member))
+        || request.path.as_ref().is_some_and(|t| t.source().contains(member))
 }
 
 /// Whether any template in `template` calls `name` (a filter or function).
