@@ -9,7 +9,7 @@ use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
 use crate::window::{format_time, Window};
 use futures::stream::{FuturesOrdered, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,10 @@ pub(crate) async fn fetch_all(
         if let Some(window) = window {
             vars.insert(
                 "window".into(),
-                json!({"start": format_time(window.start, ctx.plan.timezone), "end": format_time(window.end, ctx.plan.timezone)}),
+                crate::scheme::context::window_value(
+                    format_time(window.start, ctx.plan.timezone),
+                    format_time(window.end, ctx.plan.timezone),
+                ),
             );
         }
         let vars = Arc::new(vars);

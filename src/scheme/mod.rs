@@ -5,6 +5,7 @@
 //! All problems are reported at once, each with file, line:column, field path and hint.
 
 pub mod check;
+pub mod context;
 pub mod model;
 pub mod raw;
 pub mod validate;
