@@ -96,6 +96,9 @@ struct Ctx<'a> {
     /// Paths with structural errors (already reported).
     structural: &'a [String],
     env_paths: &'a HashSet<String>,
+    /// Paths holding a placeholder for an unset variable (`--no-env`): their content is
+    /// unknown, so it is not checked.
+    unset: &'a HashSet<String>,
     templates: Arc<TemplateEnv>,
     diags: Vec<Diagnostic>,
     /// The protocol of each connection, for checks that depend on it.
@@ -141,7 +144,8 @@ impl Ctx<'_> {
             } else {
                 child_path(path, &inner)
             };
-            if !self.structural.iter().any(|p| p.starts_with(path)) {
+            let placeholder = self.unset.contains(&full);
+            if !placeholder && !self.structural.iter().any(|p| p.starts_with(path)) {
                 self.error(&full, error.inner().to_string(), None);
                 return None;
             }
@@ -275,6 +279,7 @@ impl Ctx<'_> {
     }
 
     fn json_path(&mut self, path: &str, text: &str) -> Option<JsonPath> {
+        let text = if self.unset.contains(path) { "$" } else { text };
         if !JsonPath::looks_like_path(text) {
             self.error(
                 path,
@@ -311,7 +316,10 @@ impl Ctx<'_> {
     }
 
     fn duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<chrono::Duration> {
-        let text = text.map(String::as_str).unwrap_or(default);
+        let text = text
+            .map(String::as_str)
+            .filter(|_| !self.unset.contains(path))
+            .unwrap_or(default);
         match parse_duration(text) {
             Ok(d) => Some(d),
             Err(message) => {
@@ -323,7 +331,10 @@ impl Ctx<'_> {
     }
 
     fn std_duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<std::time::Duration> {
-        let text = text.map(String::as_str).unwrap_or(default);
+        let text = text
+            .map(String::as_str)
+            .filter(|_| !self.unset.contains(path))
+            .unwrap_or(default);
         match parse_std_duration(text) {
             Ok(d) => Some(d),
             Err(message) => {
@@ -574,6 +585,7 @@ pub fn validate(
     value: &Value,
     spans: &Spans,
     env_paths: &HashSet<String>,
+    unset: &HashSet<String>,
     secrets: Vec<String>,
     file: &str,
     structural: &[String],
@@ -587,6 +599,7 @@ pub fn validate(
     let mut early = Vec::new();
     let timezone = match root.get("timezone").and_then(Value::as_str) {
         None => chrono_tz::Asia::Shanghai,
+        Some(_) if unset.contains("timezone") => chrono_tz::Asia::Shanghai,
         Some(name) => match name.parse::<chrono_tz::Tz>() {
             Ok(tz) => tz,
             Err(_) => {
@@ -617,6 +630,7 @@ pub fn validate(
         spans,
         structural,
         env_paths,
+        unset,
         templates: templates.clone(),
         diags: early,
         vendors: Default::default(),
@@ -732,6 +746,7 @@ fn build_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) 
     let mut ok = true;
     match url::Url::parse(&common.base_url) {
         _ if ctx.has_error_at(&url_path) => ok = false,
+        _ if ctx.unset.contains(&url_path) => {}
         Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {}
         Ok(url) => {
             ctx.error(
@@ -944,7 +959,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
     };
     let id = ctx.template("source.id", &raw.id, Names::Record(SOURCE_RECORD_NAMES));
     if let Some(t) = &id {
-        if t.is_literal() {
+        if t.is_literal() && !ctx.unset.contains("source.id") {
             ctx.error(
                 "source.id",
                 format!("`{}` is a constant, so every record would get the same id", raw.id),
@@ -983,6 +998,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         None => Some(None),
         Some(inc) => {
             let start = match parse_time(&inc.start, tz) {
+                _ if ctx.unset.contains("source.incremental.start") => Some(chrono::DateTime::UNIX_EPOCH),
                 Ok(t) => Some(t),
                 Err(message) => {
                     let (message, hint) = split_advice(message);
