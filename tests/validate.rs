@@ -243,6 +243,28 @@ fn env_references_take_the_type_their_place_expects() {
     assert_eq!(code, "007", "a free-form value keeps the text");
 }
 
+/// A value that came whole from a variable and is wrong for another reason (here: below the
+/// minimum) says where it came from.
+#[test]
+fn problems_with_a_value_from_the_environment_name_the_variable() {
+    let text = minimal_with(&[("  batch: 50\n", "  batch: ${FERRY_BATCH:-0}\n")]);
+    let loaded = load_str(&text, "zero.yaml", &fixture_env);
+    let batch = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.path == "target.batch")
+        .expect("an error at target.batch");
+    assert!(batch.is_error());
+    assert!(
+        batch
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the value comes from ${FERRY_BATCH}"),
+        "{batch:?}"
+    );
+}
+
 /// Under `--no-env` a missing variable is a note, a placeholder stands in (no type or URL
 /// errors from it), real problems are still reported, and no plan comes out.
 #[test]
