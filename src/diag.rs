@@ -12,6 +12,9 @@ use std::fmt::Write as _;
 pub enum Severity {
     Error,
     Warning,
+    /// Information that is neither wrong nor suspicious, e.g. an environment variable
+    /// `ferry validate --no-env` checked with a placeholder. `--strict` leaves notes alone.
+    Note,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +55,12 @@ impl Diagnostic {
             ..Diagnostic::error(path, message)
         }
     }
+    pub fn note(path: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Note,
+            ..Diagnostic::error(path, message)
+        }
+    }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
         self.hint = Some(hint.into());
         self
@@ -68,6 +77,9 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
 
     /// Renders like a compiler: a headline, the source line with a caret, the path and the hint.
     pub fn render(&self, source: &str) -> String {
@@ -75,6 +87,7 @@ impl Diagnostic {
         let label = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         let _ = writeln!(out, "{label}: {}", self.message);
         let _ = writeln!(out, "  --> {}:{}:{}", self.file, self.line, self.column);
@@ -117,6 +130,18 @@ pub fn choices_hint(word: &str, candidates: &[&str]) -> String {
     match did_you_mean(word, candidates.iter().copied()) {
         Some(best) => format!("did you mean `{best}`? (choose from: {})", candidates.join(", ")),
         None => format!("choose from: {}", candidates.join(", ")),
+    }
+}
+
+/// `--strict`: every warning becomes an error (notes stay notes).
+pub fn promote_warnings(diagnostics: &mut [Diagnostic]) {
+    for d in diagnostics.iter_mut().filter(|d| d.is_warning()) {
+        d.severity = Severity::Error;
+        let strict = "an error under --strict";
+        d.hint = Some(match d.hint.take() {
+            Some(hint) => format!("{hint} ({strict})"),
+            None => strict.to_string(),
+        });
     }
 }
 

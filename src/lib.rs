@@ -15,7 +15,8 @@
 //! | 4 | [`engine`] | runs a plan: the only place IO is wired together |
 //! | 5 | [`sim`], [`cli`] | simulators (real servers on 127.0.0.1) and the command line |
 //!
-//! Layers 0–2 do no IO (no tokio, reqwest, sqlx or filesystem), except [`scheme::load_file`].
+//! Layers 0–2 do no IO (no tokio, reqwest, sqlx or filesystem), except [`scheme::load_file`] and
+//! [`scheme::load_file_with`], which read a scheme file.
 
 pub mod cli;
 pub mod codec;

@@ -405,6 +405,26 @@ fn dry_run_prints_redacted_requests_and_writes_nothing() {
     assert!(stdout.contains("dry run: nothing written"));
     assert_eq!(sim.target_count(), 0);
     assert!(!store.exists(), "a dry run must not create the store");
+
+    // A key from --env-file is a secret like one from the environment.
+    let env_file = dir.path().join("run.env");
+    std::fs::write(&env_file, "ERP_KEY='erp-key-from-file-987'\n").unwrap();
+    let out = ferry(
+        &[
+            "run",
+            scheme_path.to_str().unwrap(),
+            "--dry-run",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &envs[..3],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("X-Api-Key: ***"), "{stdout}");
+    assert!(!stdout.contains("erp-key-from-file-987") && !text(&out.stderr).contains("erp-key-from-file-987"));
 }
 
 #[test]
@@ -634,4 +654,234 @@ fn failures_retry_sends_named_rows_again() {
     assert_eq!(list().as_array().unwrap().len(), 0);
     assert_eq!(sim.target_count(), 200);
     assert_eq!(sim.duplicate_creates(), 0);
+}
+
+/// Runs ferry without the listed variables, whatever the test process has.
+fn ferry_without(args: &[&str], envs: &[(&str, &str)], removed: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
+    for name in removed {
+        command.env_remove(name);
+    }
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run ferry")
+}
+
+/// CI has no secrets: `--no-env` checks the scheme anyway, noting each missing variable.
+#[test]
+fn validate_without_the_environment_for_ci() {
+    let unset = ["SHOP_URL", "SHOP_TOKEN"];
+    let minimal = "tests/fixtures/valid/minimal.yaml";
+    let plain = ferry_without(&["validate", minimal], &[], &unset);
+    assert_eq!(plain.status.code(), Some(2), "{}", text(&plain.stderr));
+
+    let out = ferry_without(&["validate", "--no-env", minimal], &[], &unset);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("minimal.yaml: ok (2 note(s))"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("note: environment variable `SHOP_URL` is not set"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("minimal.yaml:3:38"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    let json = ferry_without(&["validate", "--no-env", "--format", "json", minimal], &[], &unset);
+    assert_eq!(json.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["diagnostics"][0]["severity"], "note");
+
+    // Real problems still fail the check.
+    let broken = ferry_without(
+        &[
+            "validate",
+            "--no-env",
+            "tests/fixtures/invalid/36-unknown-page-member.yaml",
+        ],
+        &[],
+        &unset,
+    );
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(text(&broken.stderr).contains("unknown member `sise` of `page`"));
+}
+
+#[test]
+fn env_file_supplies_variables_and_its_secrets_stay_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("ci.env");
+    std::fs::write(
+        &env_file,
+        "# CI stand-ins\nSHOP_URL=http://127.0.0.1:9\nexport SHOP_TOKEN=\"env-file-secret-42\"\n",
+    )
+    .unwrap();
+    let env_arg = env_file.to_str().unwrap();
+    let unset = ["SHOP_URL", "SHOP_TOKEN"];
+    let ok = ferry_without(
+        &["validate", "--env-file", env_arg, "tests/fixtures/valid/minimal.yaml"],
+        &[],
+        &unset,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+
+    // The token, put where a duration belongs, is reported without its value.
+    let scheme = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml")
+        .unwrap()
+        .replace(
+            "headers: {Authorization",
+            "timeout: \"${SHOP_TOKEN}\", headers: {Authorization",
+        );
+    let scheme_path = dir.path().join("leak.yaml");
+    std::fs::write(&scheme_path, scheme).unwrap();
+    for format in ["text", "json"] {
+        let out = ferry_without(
+            &[
+                "validate",
+                "--env-file",
+                env_arg,
+                "--format",
+                format,
+                scheme_path.to_str().unwrap(),
+            ],
+            &[],
+            &unset,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(all.contains("timeout"), "{all}");
+        assert!(!all.contains("env-file-secret-42"), "{all}");
+        assert!(all.contains("***"), "{all}");
+    }
+
+    // Exported variables win over the file.
+    let exported = ferry_without(
+        &["validate", "--env-file", env_arg, scheme_path.to_str().unwrap()],
+        &[("SHOP_TOKEN", "30s")],
+        &["SHOP_URL"],
+    );
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported.stderr));
+
+    // A malformed line is a configuration error at its line.
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "SHOP_URL=http://x\nnot a pair\n").unwrap();
+    let out = ferry_without(
+        &[
+            "validate",
+            "--env-file",
+            bad.to_str().unwrap(),
+            "tests/fixtures/valid/minimal.yaml",
+        ],
+        &[],
+        &unset,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.env:2:1"), "{stderr}");
+    assert!(stderr.contains("expected `KEY=VALUE`"), "{stderr}");
+    let missing = ferry(
+        &[
+            "validate",
+            "--env-file",
+            "no/such.env",
+            "tests/fixtures/valid/minimal.yaml",
+        ],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read the environment file"));
+}
+
+#[test]
+fn strict_turns_warnings_into_errors_for_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml")
+        .unwrap()
+        .replace(
+            "FBillNo: \"<< order_no >>\"",
+            "FBillNo: \"<< order_no >>\"\n    W: \"<< page.number >>\"",
+        );
+    let path = dir.path().join("warn.yaml");
+    std::fs::write(&path, scheme).unwrap();
+    let path = path.to_str().unwrap();
+    let lenient = ferry(&["validate", path], FIXTURE_ENV);
+    assert_eq!(lenient.status.code(), Some(0), "{}", text(&lenient.stderr));
+    assert!(text(&lenient.stdout).contains("ok (1 warning(s))"));
+
+    let strict = ferry(&["validate", "--strict", path], FIXTURE_ENV);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(text(&strict.stderr).contains("(an error under --strict)"));
+    assert!(text(&strict.stdout).contains("1 error(s)"), "{}", text(&strict.stdout));
+
+    let store = dir.path().join("s.db");
+    let run = ferry(
+        &["run", path, "--strict", "--dry-run", "--store", store.to_str().unwrap()],
+        FIXTURE_ENV,
+    );
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run.stderr).contains("is not valid; nothing was run"));
+}
+
+/// `--format json` is the one spelling of machine output; `--json` stays as its alias.
+#[test]
+fn every_machine_output_takes_format_json_and_the_json_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("f.db");
+    let store = store.to_str().unwrap();
+    let set = ferry(
+        &[
+            "mappings",
+            "set",
+            "--scheme",
+            "s",
+            "--source-id",
+            "A",
+            "--target-id",
+            "1",
+            "--source-object",
+            "o",
+            "--target-object",
+            "t",
+            "--store",
+            store,
+        ],
+        &[],
+    );
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    let commands: [&[&str]; 4] = [
+        &["mappings", "list", "--scheme", "s", "--store", store],
+        &["mappings", "get", "--scheme", "s", "--source-id", "A", "--store", store],
+        &["failures", "list", "--store", store],
+        &["validate", "tests/fixtures/valid/minimal.yaml"],
+    ];
+    for command in commands {
+        let mut by_format = command.to_vec();
+        by_format.extend(["--format", "json"]);
+        let mut by_alias = command.to_vec();
+        by_alias.push("--json");
+        let a = ferry(&by_format, FIXTURE_ENV);
+        let b = ferry(&by_alias, FIXTURE_ENV);
+        assert_eq!(a.status.code(), Some(0), "{command:?}: {}", text(&a.stderr));
+        let parsed: serde_json::Value = serde_json::from_slice(&a.stdout).expect("JSON");
+        assert_eq!(a.stdout, b.stdout, "{command:?}");
+        assert!(!parsed.is_null());
+        let mut both = command.to_vec();
+        both.extend(["--json", "--format", "text"]);
+        assert_eq!(
+            ferry(&both, FIXTURE_ENV).status.code(),
+            Some(2),
+            "{command:?}: contradicting flags"
+        );
+    }
+    let show = ferry(&["failures", "show", "1", "--format", "json", "--store", store], &[]);
+    assert_eq!(show.status.code(), Some(1), "no failure 1, but the flag is accepted");
+    for command in [&["run", "--help"][..], &["failures", "retry", "--help"][..]] {
+        let help = text(&ferry(command, &[]).stdout);
+        assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");
+    }
 }

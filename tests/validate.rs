@@ -197,3 +197,156 @@ fn committed_json_schema_is_current() {
         "schema/scheme.schema.json is stale; regenerate it with `FERRY_UPDATE_SCHEMA=1 cargo test --test validate committed_json_schema_is_current` (or `ferry schema > schema/scheme.schema.json`)"
     );
 }
+
+/// Replaces `old` with `new` in the minimal valid scheme (which must contain `old`).
+fn minimal_with(edits: &[(&str, &str)]) -> String {
+    let mut text = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml").unwrap();
+    for (old, new) in edits {
+        assert!(text.contains(old), "the fixture has no {old:?}");
+        text = text.replacen(old, new, 1);
+    }
+    text
+}
+
+/// A scalar that is exactly one `${VAR}` takes the type its place expects: numbers,
+/// booleans and durations from the environment work; strings stay strings.
+#[test]
+fn env_references_take_the_type_their_place_expects() {
+    let text = minimal_with(&[
+        (
+            "erp: {connector: http, base_url: \"http://127.0.0.1:8080\"}",
+            "erp: {connector: http, base_url: \"http://127.0.0.1:8080\", in_flight: \"${FERRY_IN_FLIGHT:-4}\", timeout: \"${FERRY_TIMEOUT:-45s}\", rate: {per_second: \"${FERRY_RATE}\"}}",
+        ),
+        ("  batch: 50\n", "  batch: ${FERRY_BATCH}\n  object: ${CODE}\n"),
+        ("value_maps:", "failures: {replay: \"${FERRY_REPLAY:-false}\", max_attempts: \"${FERRY_ATTEMPTS}\"}\nvalue_maps:"),
+        ("size: \"<< page.size >>\"", "size: \"<< page.size >>\", code: \"${CODE}\""),
+    ]);
+    let env = |name: &str| match name {
+        "FERRY_BATCH" => Some("25".to_string()),
+        "FERRY_RATE" => Some("1.5".to_string()),
+        "FERRY_ATTEMPTS" => Some(" 3 ".to_string()),
+        "CODE" => Some("007".to_string()),
+        other => fixture_env(other),
+    };
+    let loaded = load_str(&text, "typed.yaml", &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.expect("a plan");
+    let erp = &plan.connections["erp"];
+    assert_eq!(erp.in_flight, 4);
+    assert_eq!(erp.timeout, std::time::Duration::from_secs(45));
+    assert_eq!(erp.rate.as_ref().map(|r| r.per_second), Some(1.5));
+    assert_eq!(plan.target.batch, 25);
+    assert!(!plan.failures.replay);
+    assert_eq!(plan.failures.max_attempts, 3);
+    assert_eq!(plan.target.object, "007", "a string place keeps the text");
+    let code = &plan.raw.source.request.query["code"];
+    assert_eq!(code, "007", "a free-form value keeps the text");
+}
+
+/// A value that came whole from a variable and is wrong for another reason (here: below the
+/// minimum) says where it came from.
+#[test]
+fn problems_with_a_value_from_the_environment_name_the_variable() {
+    let text = minimal_with(&[("  batch: 50\n", "  batch: ${FERRY_BATCH:-0}\n")]);
+    let loaded = load_str(&text, "zero.yaml", &fixture_env);
+    let batch = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.path == "target.batch")
+        .expect("an error at target.batch");
+    assert!(batch.is_error());
+    assert!(
+        batch
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the value comes from ${FERRY_BATCH}"),
+        "{batch:?}"
+    );
+}
+
+/// Under `--no-env` a missing variable is a note, a placeholder stands in (no type or URL
+/// errors from it), real problems are still reported, and no plan comes out.
+#[test]
+fn no_env_notes_missing_variables_and_checks_the_rest() {
+    use ferry::scheme::{load_str_with, LoadOptions, MissingEnv};
+    let text = minimal_with(&[
+        (
+            "erp: {connector: http, base_url: \"http://127.0.0.1:8080\"}",
+            "erp: {connector: http, base_url: \"http://${ERP_HOST}:8080\", in_flight: \"${FERRY_IN_FLIGHT}\", timeout: \"${FERRY_TIMEOUT}\", retry: {attempts: \"${FERRY_ATTEMPTS}\"}}",
+        ),
+        ("  batch: 50\n", "  batch: ${FERRY_BATCH}\n"),
+        ("start: \"2024-01-01 00:00:00\"", "start: \"${SYNC_START}\""),
+        ("value_maps:", "failures: {replay: \"${FERRY_REPLAY}\"}\nvalue_maps:"),
+    ]);
+    let nothing = |_: &str| None;
+    let options = LoadOptions {
+        env: &nothing,
+        missing_env: MissingEnv::Note,
+    };
+    let loaded = load_str_with(&text, "ci.yaml", &options);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    assert!(loaded.plan.is_none(), "a placeholder never reaches a plan");
+    let mut noted: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == ferry::diag::Severity::Note)
+        .map(|d| d.message.split('`').nth(1).unwrap())
+        .collect();
+    noted.sort();
+    assert_eq!(
+        noted,
+        [
+            "ERP_HOST",
+            "FERRY_ATTEMPTS",
+            "FERRY_BATCH",
+            "FERRY_IN_FLIGHT",
+            "FERRY_REPLAY",
+            "FERRY_TIMEOUT",
+            "SHOP_TOKEN",
+            "SHOP_URL",
+            "SYNC_START"
+        ],
+        "one note per variable"
+    );
+    assert!(loaded.diagnostics.iter().all(|d| d.line > 0 && d.column > 0));
+
+    // Without --no-env the same scheme fails on every missing variable.
+    let strict = load_str(&text, "ci.yaml", &nothing);
+    let missing = strict
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.message.contains("is not set"))
+        .count();
+    assert_eq!(missing, 9, "{:#?}", strict.diagnostics);
+    assert_eq!(
+        strict.diagnostics.len(),
+        9,
+        "only the missing variables, no errors about their stand-ins: {:#?}",
+        strict.diagnostics
+    );
+
+    // Real mistakes still surface under --no-env.
+    let broken = text.replace("<< page.size >>", "<< page.sise >>");
+    let loaded = load_str_with(&broken, "ci.yaml", &options);
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].message.contains("unknown member `sise` of `page`"));
+}
+
+/// `--strict` turns warnings into errors; notes stay notes.
+#[test]
+fn strict_makes_warnings_errors() {
+    let text = minimal_with(&[(
+        "FBillNo: \"<< order_no >>\"",
+        "FBillNo: \"<< order_no >>\"\n    W: \"<< window.start >>\"",
+    )]);
+    let mut loaded = load_str(&text, "w.yaml", &fixture_env);
+    assert!(!loaded.has_errors() && loaded.plan.is_some());
+    loaded.make_strict();
+    assert!(loaded.has_errors());
+    assert!(loaded.plan.is_none());
+    let promoted = loaded.diagnostics.iter().find(|d| d.path == "target.fields.W").unwrap();
+    assert!(promoted.is_error());
+    assert!(promoted.hint.as_deref().unwrap().ends_with("(an error under --strict)"));
+}

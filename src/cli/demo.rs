@@ -42,13 +42,16 @@ pub enum System {
 
 #[derive(Args)]
 pub struct SimulateArgs {
+    /// Which system to serve.
     #[arg(value_enum)]
     system: System,
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Records the source holds.
     #[arg(long, default_value_t = 2500)]
     records: u64,
+    /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
     /// Fraction of requests answered with HTTP 500.
@@ -67,10 +70,13 @@ pub struct SimulateArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Records to sync.
     #[arg(long, default_value_t = 100_000)]
     records: u64,
+    /// Records per source page.
     #[arg(long, default_value_t = 100)]
     page_size: u64,
+    /// Rows per target write.
     #[arg(long, default_value_t = 100)]
     batch: u64,
     /// Source pages and target batches in flight at once (the scheme's `in_flight`).

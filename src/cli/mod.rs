@@ -4,6 +4,7 @@
 mod demo;
 mod output;
 
+use crate::diag as scheme_diag;
 use crate::engine::{self, RunOptions};
 use crate::error::exit;
 use crate::http::HttpClient;
@@ -38,6 +39,33 @@ enum OutputFormat {
     Json,
 }
 
+/// How a command prints its result. `--format` is the one spelling every command takes;
+/// `--json` stays as a short form so existing scripts keep working.
+#[derive(Args, Clone, Copy)]
+struct FormatArg {
+    /// Output format: `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+impl FormatArg {
+    fn is_json(self) -> bool {
+        self.json || self.format == OutputFormat::Json
+    }
+}
+
+/// Where `${NAME}` references in a scheme find their values.
+#[derive(Args, Clone, Default)]
+struct EnvArg {
+    /// Also read variables from this file of `KEY=VALUE` lines (dotenv style); variables
+    /// exported in the environment take precedence.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+}
+
 #[derive(Args, Clone)]
 struct StoreArg {
     /// Store location: a SQLite file path (default ./ferry.db) or `memory`.
@@ -48,12 +76,7 @@ struct StoreArg {
 #[derive(Subcommand)]
 enum Command {
     /// Check scheme files offline and report every problem.
-    Validate {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
-    },
+    Validate(ValidateArgs),
     /// Run a scheme: read the source, transform, write the target.
     Run(RunArgs),
     /// Print the JSON Schema of the scheme language.
@@ -82,7 +105,26 @@ enum Command {
 }
 
 #[derive(Args)]
+struct ValidateArgs {
+    /// Scheme files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    output: FormatArg,
+    /// Check without the environment (e.g. in CI, which has no secrets): a variable that is
+    /// not set is a note, and a placeholder stands in for its value.
+    #[arg(long)]
+    no_env: bool,
+    #[command(flatten)]
+    env: EnvArg,
+    /// Treat warnings as errors (exit code 2).
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args)]
 struct RunArgs {
+    /// The scheme file.
     scheme: PathBuf,
     #[command(flatten)]
     store: StoreArg,
@@ -98,51 +140,64 @@ struct RunArgs {
     /// End of a backfill window (overrides now - lag).
     #[arg(long)]
     until: Option<String>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: FormatArg,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
     /// If another run of this scheme holds the run lock, wait for it instead of exiting.
     #[arg(long)]
     wait: bool,
+    #[command(flatten)]
+    env: EnvArg,
+    /// Refuse to run a scheme that has validation warnings (exit code 2).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Subcommand)]
 enum MappingsAction {
     /// List the mappings of a scheme.
     List {
+        /// The scheme's `name`.
         #[arg(long)]
         scheme: String,
+        /// Only mappings in this state: created, updated, failed or pending.
         #[arg(long)]
         status: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: FormatArg,
         #[command(flatten)]
         store: StoreArg,
     },
     /// Query mappings by source ids or by target ids.
     Get {
+        /// The scheme's `name`.
         #[arg(long)]
         scheme: String,
+        /// A source id to look up (repeatable).
         #[arg(long = "source-id")]
         source_ids: Vec<String>,
+        /// A target id to look up (repeatable).
         #[arg(long = "target-id")]
         target_ids: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: FormatArg,
         #[command(flatten)]
         store: StoreArg,
     },
     /// Create a mapping, or change the target id of a source id.
     Set {
+        /// The scheme's `name`.
         #[arg(long)]
         scheme: String,
+        /// The source record's id.
         #[arg(long = "source-id")]
         source_id: String,
+        /// The target record's id.
         #[arg(long = "target-id")]
         target_id: String,
         /// Source object (default: the one this source id, or else the scheme's other
@@ -152,6 +207,7 @@ enum MappingsAction {
         /// Target object (default: as for --source-object).
         #[arg(long)]
         target_object: Option<String>,
+        /// A display name for the record.
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -159,8 +215,10 @@ enum MappingsAction {
     },
     /// Delete a mapping (the next run creates the record again).
     Delete {
+        /// The scheme's `name`.
         #[arg(long)]
         scheme: String,
+        /// The source record's id.
         #[arg(long = "source-id")]
         source_id: String,
         /// Source object (default: the one this source id is mapped under).
@@ -175,23 +233,26 @@ enum MappingsAction {
 enum FailuresAction {
     /// List failed records.
     List {
+        /// Only this scheme's failures (the scheme's `name`).
         #[arg(long)]
         scheme: Option<String>,
-        /// open, skipped or resolved (default: open).
+        /// open, skipped or resolved.
         #[arg(long, default_value = "open")]
         status: String,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: FormatArg,
         #[command(flatten)]
         store: StoreArg,
     },
     /// Show one failure with its payload.
     Show {
+        /// The failure's id (see `ferry failures list`).
         id: i64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: FormatArg,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -211,6 +272,7 @@ struct CloseArgs {
     /// Every open failure of `--scheme`.
     #[arg(long, requires = "scheme")]
     all: bool,
+    /// The scheme's `name` (with --all).
     #[arg(long)]
     scheme: Option<String>,
     #[command(flatten)]
@@ -230,12 +292,16 @@ struct RetryArgs {
     all: bool,
     #[command(flatten)]
     store: StoreArg,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: FormatArg,
     /// If a run of this scheme holds the run lock, wait for it instead of exiting.
     #[arg(long)]
     wait: bool,
+    #[command(flatten)]
+    env: EnvArg,
+    /// Refuse to run a scheme that has validation warnings (exit code 2).
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Entry point: returns the process exit code.
@@ -302,7 +368,7 @@ fn init_logging(format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files, format } => validate(&files, format),
+        Command::Validate(args) => validate(&args),
         Command::Run(args) => run(args, cli.log_format, None).await,
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
@@ -322,38 +388,127 @@ async fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-fn validate(files: &[PathBuf], format: OutputFormat) -> i32 {
+/// The variables of `--env-file`, or its problems rendered for the terminal.
+fn read_env_file(
+    env: &EnvArg,
+) -> Result<std::collections::BTreeMap<String, String>, Vec<(scheme_diag::Diagnostic, String)>> {
+    let Some(path) = &env.env_file else {
+        return Ok(Default::default());
+    };
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut d = scheme_diag::Diagnostic::error("", format!("cannot read the environment file: {e}"))
+            .with_hint("check the path given to --env-file");
+        d.file = file.clone();
+        vec![(d, String::new())]
+    })?;
+    scheme::envfile::parse(&text, &file).map_err(|problems| problems.into_iter().map(|d| (d, text.clone())).collect())
+}
+
+/// Loads a scheme, looking variables up in the environment and then in `--env-file`.
+fn load_scheme(
+    path: &std::path::Path,
+    file_vars: &std::collections::BTreeMap<String, String>,
+    missing_env: scheme::MissingEnv,
+) -> scheme::Loaded {
+    let lookup = |name: &str| std::env::var(name).ok().or_else(|| file_vars.get(name).cloned());
+    scheme::load_file_with(
+        path,
+        &scheme::LoadOptions {
+            env: &lookup,
+            missing_env,
+        },
+    )
+}
+
+/// Loads the scheme a run needs, printing its diagnostics; `Err` is the exit code.
+fn load_for_run(path: &std::path::Path, env: &EnvArg, strict: bool) -> Result<scheme::Plan, i32> {
+    let file_vars = match read_env_file(env) {
+        Ok(vars) => vars,
+        Err(problems) => {
+            for (d, text) in &problems {
+                eprint!("{}", d.render(text));
+            }
+            return Err(exit::CONFIG);
+        }
+    };
+    let mut loaded = load_scheme(path, &file_vars, scheme::MissingEnv::Error);
+    if strict {
+        loaded.make_strict();
+    }
+    for d in &loaded.diagnostics {
+        eprint!("{}", d.render(&loaded.text));
+    }
+    loaded.plan.ok_or_else(|| {
+        eprintln!("error: {} is not valid; nothing was run", path.display());
+        exit::CONFIG
+    })
+}
+
+fn validate(args: &ValidateArgs) -> i32 {
+    let json = args.output.is_json();
+    let file_vars = match read_env_file(&args.env) {
+        Ok(vars) => vars,
+        Err(problems) => {
+            if json {
+                let diagnostics: Vec<_> = problems.into_iter().map(|(d, _)| d).collect();
+                let report = serde_json::json!({"valid": false, "diagnostics": diagnostics});
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                for (d, text) in &problems {
+                    eprint!("{}", d.render(text));
+                    eprintln!();
+                }
+            }
+            return exit::CONFIG;
+        }
+    };
+    let missing_env = if args.no_env {
+        scheme::MissingEnv::Note
+    } else {
+        scheme::MissingEnv::Error
+    };
     let mut all = Vec::new();
     let mut errors = 0;
-    for file in files {
-        let loaded = scheme::load_file(file);
+    for file in &args.files {
+        let mut loaded = load_scheme(file, &file_vars, missing_env);
+        if args.strict {
+            loaded.make_strict();
+        }
         if loaded.has_errors() {
             errors += 1;
         }
-        if format == OutputFormat::Text {
+        if !json {
             for d in &loaded.diagnostics {
                 eprint!("{}", d.render(&loaded.text));
                 eprintln!();
             }
-            let problems = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
-            let warnings = loaded.diagnostics.len() - problems;
+            let count = |severity| loaded.diagnostics.iter().filter(|d| d.severity == severity).count();
+            let problems = count(scheme_diag::Severity::Error);
+            let warnings = count(scheme_diag::Severity::Warning);
+            let notes = count(scheme_diag::Severity::Note);
+            let mut extra = Vec::new();
+            if problems > 0 || warnings > 0 {
+                extra.push(format!("{warnings} warning(s)"));
+            }
+            if notes > 0 {
+                extra.push(format!("{notes} note(s)"));
+            }
             if problems == 0 {
-                println!(
-                    "{}: ok{}",
-                    file.display(),
-                    if warnings > 0 {
-                        format!(" ({warnings} warning(s))")
-                    } else {
-                        String::new()
-                    }
-                );
+                let extra = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", extra.join(", "))
+                };
+                println!("{}: ok{extra}", file.display());
             } else {
-                println!("{}: {problems} error(s), {warnings} warning(s)", file.display());
+                extra.insert(0, format!("{problems} error(s)"));
+                println!("{}: {}", file.display(), extra.join(", "));
             }
         }
         all.extend(loaded.diagnostics);
     }
-    if format == OutputFormat::Json {
+    if json {
         let report = serde_json::json!({"valid": errors == 0, "diagnostics": all});
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     }
@@ -429,13 +584,9 @@ async fn open_store(location: &str) -> Result<Store, i32> {
 }
 
 async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay>) -> i32 {
-    let loaded = scheme::load_file(&args.scheme);
-    for d in &loaded.diagnostics {
-        eprint!("{}", d.render(&loaded.text));
-    }
-    let Some(plan) = loaded.plan else {
-        eprintln!("error: {} is not valid; nothing was run", args.scheme.display());
-        return exit::CONFIG;
+    let plan = match load_for_run(&args.scheme, &args.env, args.strict) {
+        Ok(plan) => plan,
+        Err(code) => return code,
     };
     let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
         match text {
@@ -496,7 +647,8 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
             }
         }
     };
-    let show_progress = !args.quiet && !args.json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
+    let json = args.output.is_json();
+    let show_progress = !args.quiet && !json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(output::ProgressBar::new()));
     let options = RunOptions {
         stop: Some(stop_on_signal()),
@@ -536,7 +688,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                     "run finished"
                 );
             }
-            if args.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             } else {
                 print!("{}", output::summary_table(&summary));
@@ -627,7 +779,7 @@ async fn mappings(action: MappingsAction) -> i32 {
             scheme,
             status,
             limit,
-            json,
+            output: format,
             store,
         } => {
             let status = match status.as_deref().map(str::parse::<MappingStatus>) {
@@ -652,13 +804,13 @@ async fn mappings(action: MappingsAction) -> i32 {
             if found.as_ref().is_ok_and(|rows| rows.len() as i64 == limit) {
                 eprintln!("note: showing the first {limit} mappings; pass --limit to see more");
             }
-            print_mappings(found, json)
+            print_mappings(found, format.is_json())
         }
         MappingsAction::Get {
             scheme,
             source_ids,
             target_ids,
-            json,
+            output: format,
             store,
         } => {
             if source_ids.is_empty() && target_ids.is_empty() {
@@ -675,7 +827,7 @@ async fn mappings(action: MappingsAction) -> i32 {
                 target_ids,
                 ..MappingQuery::default()
             };
-            print_mappings(store.query_mappings(&query).await, json)
+            print_mappings(store.query_mappings(&query).await, format.is_json())
         }
         MappingsAction::Set {
             scheme,
@@ -784,7 +936,7 @@ async fn failures(action: FailuresAction) -> i32 {
             scheme,
             status,
             limit,
-            json,
+            output: format,
             store,
         } => {
             let status = match status.parse::<FailureStatus>() {
@@ -800,7 +952,7 @@ async fn failures(action: FailuresAction) -> i32 {
             };
             match store.list_failures(scheme.as_deref(), Some(status), limit).await {
                 Ok(rows) => {
-                    if json {
+                    if format.is_json() {
                         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
                     } else {
                         print!("{}", output::failures_table(&rows));
@@ -830,22 +982,28 @@ async fn failures(action: FailuresAction) -> i32 {
                 limit: None,
                 since: None,
                 until: None,
-                json: args.json,
+                output: args.output,
                 quiet: true,
                 wait: args.wait,
+                env: args.env,
+                strict: args.strict,
             };
             run(run_args, LogFormat::Text, Some(replay)).await
         }
         FailuresAction::Skip(args) => close_failures(args, FailureStatus::Skipped).await,
         FailuresAction::Resolve(args) => close_failures(args, FailureStatus::Resolved).await,
-        FailuresAction::Show { id, json, store } => {
+        FailuresAction::Show {
+            id,
+            output: format,
+            store,
+        } => {
             let store = match open_store(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             match store.failure(id).await {
                 Ok(Some(f)) => {
-                    if json {
+                    if format.is_json() {
                         println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
                     } else {
                         print!("{}", output::failure_detail(&f));

@@ -14,6 +14,7 @@ source:
   response: {success: "<< body.ok >>", error: "<< body.msg >>"}
   records: $.data.items[*]
   pagination: {style: page_number, size: 10}
+  incremental: {field: modified, start: "2024-01-01 00:00:00"}
   id: "<< id >>"
 target:
   connection: dst

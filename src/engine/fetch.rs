@@ -9,7 +9,7 @@ use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
 use crate::window::{format_time, Window};
 use futures::stream::{FuturesOrdered, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub(crate) async fn fetch_all(
             let zone = ctx.plan.source_connection().zone;
             vars.insert(
                 "window".into(),
-                json!({"start": format_time(window.start, zone), "end": format_time(window.end, zone)}),
+                crate::scheme::context::window_value(format_time(window.start, zone), format_time(window.end, zone)),
             );
         }
         let vars = Arc::new(vars);

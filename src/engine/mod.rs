@@ -36,7 +36,7 @@ use crate::transform::value_to_text;
 use crate::window::{format_time, parse_time, plan_windows, Window, WindowSpec};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -249,7 +249,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     base_vars.insert("now".into(), Value::String(format_time(now, plan.timezone)));
     base_vars.insert(
         "run".into(),
-        json!({"id": run_id, "scheme": plan.name, "dry_run": options.dry_run}),
+        crate::scheme::context::run_value(run_id, &plan.name, options.dry_run),
     );
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);

@@ -14,7 +14,7 @@ use crate::template::Scope;
 use crate::transform::{render, value_to_text};
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// A request a dry run would have sent (secrets masked).
@@ -495,7 +495,10 @@ async fn send_rows(
         Per::Batch => {
             let mut vars: Map<String, Value> = (*ctx.vars).clone();
             vars.insert("rows".into(), Value::Array(rows));
-            vars.insert("batch".into(), json!({"seq": result.seq, "size": rendered.len()}));
+            vars.insert(
+                "batch".into(),
+                crate::scheme::context::batch_value(result.seq, rendered.len()),
+            );
             let scope = Scope {
                 vars: Arc::new(vars),
                 ..Scope::default()

@@ -6,26 +6,83 @@
 //! second problem. The walk supports the subset of JSON Schema that schemars emits: `$ref`,
 //! `type`, `properties`, `required`, `additionalProperties`, `enum`, `const`, `oneOf`,
 //! `anyOf`, `allOf`, `items` and `minimum`.
+//!
+//! A scalar that is exactly one `${NAME}` reference is typed here, by what the schema
+//! expects at its place: where a number or a boolean is wanted and a string is not, the
+//! resolved text is read as YAML would read it (`4`, `1.5`, `true`); text that does not
+//! read as the wanted type is an error naming the variable. Where a string is wanted the
+//! text stays a string (`code: ${CODE}` with `CODE=007` stays `"007"`). The typed values are
+//! returned in [`Checked::typed`] for the caller to put into the scheme value. A value that
+//! holds a placeholder for an unset variable (`--no-env`) passes every content check.
 
-use super::yaml::{child_path, index_path, Spans};
+use super::yaml::{child_path, index_path, typed_scalar, Spans};
 use crate::diag::{choices_hint, Diagnostic};
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// What the structural check found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Whole-scalar `${NAME}` values read as the type their place expects: (path, value).
+    pub typed: Vec<(String, Value)>,
+}
+
+/// Where the scheme's values came from the environment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EnvFacts<'a> {
+    /// Scalars that are exactly one reference: path → variable name.
+    pub scalars: Option<&'a HashMap<String, String>>,
+    /// Paths holding a placeholder for an unset variable.
+    pub unset: Option<&'a HashSet<String>>,
+}
+
+impl EnvFacts<'_> {
+    fn variable(&self, path: &str) -> Option<&str> {
+        self.scalars.and_then(|s| s.get(path)).map(String::as_str)
+    }
+    fn is_unset(&self, path: &str) -> bool {
+        self.unset.is_some_and(|u| u.contains(path))
+    }
+}
 
 /// Checks `value` against `schema` and returns every problem found.
 pub fn check(schema: &Value, value: &Value, spans: &Spans) -> Vec<Diagnostic> {
+    check_with_env(schema, value, spans, EnvFacts::default()).diagnostics
+}
+
+/// [`check`], typing whole-scalar `${NAME}` values by the schema (see the module doc).
+pub fn check_with_env(schema: &Value, value: &Value, spans: &Spans, env: EnvFacts<'_>) -> Checked {
     let mut walker = Walker {
         root: schema,
         spans,
+        env,
         out: Vec::new(),
+        typed: Vec::new(),
     };
     walker.walk(schema, value, "", &[]);
-    walker.out
+    Checked {
+        diagnostics: walker.out,
+        typed: walker.typed,
+    }
 }
 
 struct Walker<'a> {
     root: &'a Value,
     spans: &'a Spans,
+    env: EnvFacts<'a>,
     out: Vec<Diagnostic>,
+    typed: Vec<(String, Value)>,
+}
+
+/// What a whole-scalar reference becomes where the schema wants something else than its text.
+enum EnvTyped {
+    /// Read as the wanted type.
+    Typed(Value),
+    /// A placeholder (`--no-env`) where a list or mapping is wanted: nothing can be checked.
+    Unknown,
+    /// The text does not read as the wanted type.
+    Wrong(String, String),
 }
 
 fn describe(value: &Value) -> String {
@@ -97,7 +154,52 @@ fn discriminator<'s>(
     key.map(|k| (k, tags))
 }
 
+/// How to write a value of a type, for hints.
+fn type_example(name: &str) -> &'static str {
+    match name {
+        "integer" => "a whole number such as 4",
+        "number" => "a number such as 4 or 1.5",
+        "boolean" => "true or false",
+        _ => "a value of that type",
+    }
+}
+
 impl<'a> Walker<'a> {
+    /// Types a whole-scalar `${NAME}` string where `names` (the schema's types) do not
+    /// include a string; `None` when the value is not such a reference.
+    fn env_typed(&self, path: &str, value: &Value, names: &[&str]) -> Option<EnvTyped> {
+        let text = value.as_str()?;
+        let variable = self.env.variable(path)?;
+        let wanted: Vec<&str> = names.iter().copied().filter(|n| *n != "null").collect();
+        if self.env.is_unset(path) {
+            // A stand-in of the wanted type, so no type error is invented; the plan built
+            // from it is never run.
+            return Some(match wanted.first().copied() {
+                Some("integer") | Some("number") => EnvTyped::Typed(Value::from(1)),
+                Some("boolean") => EnvTyped::Typed(Value::Bool(false)),
+                _ => EnvTyped::Unknown,
+            });
+        }
+        let typed = typed_scalar(text.trim());
+        if names.iter().any(|name| type_matches(name, &typed)) {
+            return Some(EnvTyped::Typed(typed));
+        }
+        let expected: Vec<&str> = wanted.iter().map(|n| type_words(n)).collect();
+        let short: String = text.chars().take(40).collect();
+        Some(EnvTyped::Wrong(
+            format!(
+                "`${{{variable}}}` gives \"{short}\", which is not {}",
+                expected.join(" or ")
+            ),
+            format!(
+                "set {variable} to {}",
+                wanted
+                    .first()
+                    .map_or("a value of the expected type", |n| type_example(n))
+            ),
+        ))
+    }
+
     fn resolve(&self, schema: &'a Value) -> &'a Value {
         let mut current = schema;
         for _ in 0..16 {
@@ -131,6 +233,8 @@ impl<'a> Walker<'a> {
         if schema.as_bool() == Some(true) {
             return;
         }
+        let typed_holder: Value;
+        let mut value = value;
 
         if let Some(branches) = schema.get("allOf").and_then(Value::as_array) {
             for branch in branches {
@@ -152,6 +256,21 @@ impl<'a> Walker<'a> {
                 Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
                 _ => Vec::new(),
             };
+            if !names.is_empty() && !names.iter().any(|name| type_matches(name, value)) {
+                match self.env_typed(path, value, &names) {
+                    Some(EnvTyped::Typed(typed)) => {
+                        self.typed.push((path.to_string(), typed.clone()));
+                        typed_holder = typed;
+                        value = &typed_holder;
+                    }
+                    Some(EnvTyped::Unknown) => return,
+                    Some(EnvTyped::Wrong(message, hint)) => {
+                        self.error(path, message, Some(hint), false);
+                        return;
+                    }
+                    None => {}
+                }
+            }
             if !names.is_empty() && !names.iter().any(|name| type_matches(name, value)) {
                 // "or nothing" (null) only confuses: an absent optional field is simply left out.
                 let expected: Vec<&str> = names
@@ -187,6 +306,10 @@ impl<'a> Walker<'a> {
             }
         }
 
+        // A placeholder for an unset variable has no content to check.
+        if self.env.is_unset(path) {
+            return;
+        }
         if let Some(constant) = schema.get("const") {
             if constant != value {
                 self.error(
@@ -311,7 +434,7 @@ impl<'a> Walker<'a> {
             })
             .collect();
         if let Some(choices) = choices {
-            if !choices.contains(&value) {
+            if !choices.contains(&value) && !self.env.is_unset(path) {
                 let names: Vec<&str> = choices.iter().filter_map(|c| c.as_str()).collect();
                 let shown = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
                 self.error(
@@ -335,6 +458,8 @@ impl<'a> Walker<'a> {
                             true,
                         );
                     }
+                    // The tag is a placeholder (`--no-env`): which variant this is cannot be known.
+                    Some(Value::String(_)) if self.env.is_unset(&child_path(path, &tag_key)) => {}
                     Some(Value::String(tag)) => match tags.iter().find(|(t, _)| t == tag) {
                         Some((_, branch)) => {
                             let others: Vec<(String, &'a Value)> = tags
@@ -367,10 +492,13 @@ impl<'a> Walker<'a> {
             let mut trial = Walker {
                 root: self.root,
                 spans: self.spans,
+                env: self.env,
                 out: Vec::new(),
+                typed: Vec::new(),
             };
             trial.walk(branch, value, path, &[]);
             if trial.out.is_empty() {
+                self.typed.extend(trial.typed);
                 return;
             }
             let type_only = trial

@@ -5,6 +5,7 @@
 //! Each section (each connection, the source, the target) is deserialized on its own, so a
 //! type error in the target does not hide a bad template in the source.
 
+use super::context;
 use super::model::*;
 use super::raw::*;
 use super::yaml::{child_path, index_path, Spans};
@@ -13,7 +14,7 @@ use crate::connector::vendor::Vendor;
 use crate::diag::{choices_hint, did_you_mean, Diagnostic};
 use crate::extract::JsonPath;
 use crate::redact::Redactor;
-use crate::template::{Template, TemplateEnv, TemplateOptions};
+use crate::template::{Shape, Template, TemplateEnv, TemplateOptions};
 use crate::window::{parse_duration, parse_std_duration, parse_time};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -28,16 +29,27 @@ fn split_advice(message: String) -> (String, Option<String>) {
     }
 }
 
-/// Names a template may read, by place in the scheme.
+/// Names a template may read, by place in the scheme. Every name listed is one Ferry
+/// provides there, so the members read from it are checked (see [`super::context`]).
 #[derive(Clone, Copy)]
 enum Names {
-    /// Record fields are allowed, so any name is accepted.
-    Any,
+    /// Record fields (or an answer's elements) are in scope, so any other name is accepted
+    /// as one of their fields.
+    Any(&'static [&'static str]),
     /// Templates over one source record (`target.fields`, `source.id`, …): any name, but
     /// run context that exists only around requests draws a warning, since it resolves
     /// only if the record happens to have a field of that name.
-    Record,
+    Record(&'static [&'static str]),
+    /// Only these names exist here; any other is an error.
     Only(&'static [&'static str]),
+}
+
+impl Names {
+    fn provided(self) -> &'static [&'static str] {
+        match self {
+            Names::Any(names) | Names::Record(names) | Names::Only(names) => names,
+        }
+    }
 }
 
 /// Names defined for request or response templates but not for templates over a record.
@@ -45,11 +57,22 @@ enum Names {
 const REQUEST_ONLY_NAMES: &[&str] = &["window", "page", "rows", "row", "batch"];
 
 const SOURCE_REQUEST_NAMES: &[&str] = &["window", "page", "now", "run"];
-const READ_RESPONSE_NAMES: &[&str] = &["body", "status", "page", "window"];
+/// A detail request reads the listed record's fields, plus the run's context.
+const DETAIL_REQUEST_NAMES: &[&str] = &["window", "now", "run"];
+/// Response templates see the decoded answer and its status, nothing else.
+const READ_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
-const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status", "rows", "row", "target_id"];
+const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
 const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
+/// `source.id` and `source.name`: the record, plus the run's context.
+const SOURCE_RECORD_NAMES: &[&str] = &["now", "run"];
+/// `target.fields`, `target.key`, `target.name`.
+const TARGET_RECORD_NAMES: &[&str] = &["now", "run", "target_id"];
+/// Inside a `for_each` of `target.fields`.
+const DETAIL_ROW_NAMES: &[&str] = &["now", "run", "target_id", "index"];
+/// Elements of a write answer's `row_errors`: only the element's own fields.
+const ROW_ERROR_NAMES: &[&str] = &[];
 
 /// Header names whose literal values look like credentials.
 fn is_credential_header(name: &str) -> bool {
@@ -74,6 +97,9 @@ struct Ctx<'a> {
     structural: &'a [String],
     env_paths: &'a HashSet<String>,
     /// Templates of the connections (the scheme's zone).
+    /// Paths holding a placeholder for an unset variable (`--no-env`): their content is
+    /// unknown, so it is not checked.
+    unset: &'a HashSet<String>,
     templates: Arc<TemplateEnv>,
     /// Templates that talk to one side, with that server's zone (see [`SideEnvs`]).
     sides: Option<SideEnvs>,
@@ -82,6 +108,10 @@ struct Ctx<'a> {
     vendors: std::collections::HashMap<String, Vendor>,
     /// The whole scheme value, for looking at raw fields.
     root: &'a Value,
+    /// Whether `source.incremental` is set (only then does `window` exist).
+    incremental: bool,
+    /// The members of a written row: the keys of `target.fields`.
+    row: Shape,
 }
 
 impl Ctx<'_> {
@@ -117,7 +147,8 @@ impl Ctx<'_> {
             } else {
                 child_path(path, &inner)
             };
-            if !self.structural.iter().any(|p| p.starts_with(path)) {
+            let placeholder = self.unset.contains(&full);
+            if !placeholder && !self.structural.iter().any(|p| p.starts_with(path)) {
                 self.error(&full, error.inner().to_string(), None);
                 return None;
             }
@@ -157,36 +188,91 @@ impl Ctx<'_> {
         }
     }
 
+    /// What a name Ferry provides holds, if `names` provides it here.
+    fn provided_shape(&self, name: &str, names: Names) -> Option<Shape> {
+        if !names.provided().contains(&name) {
+            return None;
+        }
+        Some(match name {
+            "page" => context::page(),
+            "window" if self.incremental => context::window(),
+            "window" => return None,
+            "run" => context::run(),
+            "batch" => context::batch(),
+            "now" => context::now(),
+            "status" => context::status(),
+            "row" => self.row.clone(),
+            "rows" => Shape::List(Box::new(self.row.clone())),
+            "target_id" => Shape::Scalar("text (the target id), or nothing before the record is written"),
+            "key" => Shape::Scalar("text (the business key)"),
+            "index" => Shape::Scalar("a number (the detail row's position)"),
+            _ => Shape::Open,
+        })
+    }
+
+    /// Where `template` first reads `name`, or else where the template's value starts.
+    fn name_position(&self, path: &str, template: &Template, name: &str) -> crate::diag::Position {
+        match template.name_offset(name) {
+            Some(offset) => self.spans.offset_position(path, offset),
+            None => self.spans.value_position(path),
+        }
+    }
+
     fn template(&mut self, path: &str, text: &str, names: Names) -> Option<Template> {
         match self.env_for(path).compile(text) {
             Ok(template) => {
-                if let Names::Record = names {
+                if let Names::Record(_) = names {
                     for variable in template.variables() {
                         if REQUEST_ONLY_NAMES.contains(&variable.as_str()) {
-                            self.warning(
-                                path,
-                                format!("`{variable}` is not defined for a record's templates; here it is read as the record's own field `{variable}`"),
-                                Some("record templates can read the record's fields, `record`, `now`, `run` and `target_id`; `window` and `page` exist only in source request and response templates".to_string()),
+                            let at = self.name_position(path, &template, &variable);
+                            self.diags.push(
+                                Diagnostic::warning(
+                                    path,
+                                    format!("`{variable}` is not defined for a record's templates; here it is read as the record's own field `{variable}`"),
+                                )
+                                .with_hint("record templates can read the record's fields, `record`, `now`, `run` and `target_id`; `window` and `page` exist only in source request templates")
+                                .at(at),
                             );
                         }
                     }
                 }
                 if let Names::Only(allowed) = names {
                     for variable in template.variables() {
-                        if !allowed.contains(&variable.as_str()) {
+                        let at = self.name_position(path, &template, &variable);
+                        if variable == "window" && allowed.contains(&"window") && !self.incremental {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    path,
+                                    format!("`window` is only set when `source.incremental` is, so it would be empty here (in template `{text}`)"),
+                                )
+                                .with_hint("add `source.incremental` (field, start, window) to read in time windows, or remove the window filter")
+                                .at(at),
+                            );
+                        } else if !allowed.contains(&variable.as_str()) {
                             let hint = match did_you_mean(&variable, allowed.iter().copied()) {
                                 Some(best) => {
                                     format!("did you mean `{best}`? names available here: {}", allowed.join(", "))
                                 }
                                 None => format!("names available here: {}", allowed.join(", ")),
                             };
-                            self.error(
-                                path,
-                                format!("unknown variable `{variable}` in template `{text}`"),
-                                Some(hint),
+                            self.diags.push(
+                                Diagnostic::error(path, format!("unknown variable `{variable}` in template `{text}`"))
+                                    .with_hint(hint)
+                                    .at(at),
                             );
                         }
                     }
+                }
+                for problem in template.unknown_members(&|name| self.provided_shape(name, names)) {
+                    let at = match problem.offset {
+                        Some(offset) => self.spans.offset_position(path, offset),
+                        None => self.spans.value_position(path),
+                    };
+                    self.diags.push(
+                        Diagnostic::error(path, format!("{} in template `{text}`", problem.message))
+                            .with_hint_opt(problem.hint)
+                            .at(at),
+                    );
                 }
                 Some(template)
             }
@@ -216,6 +302,7 @@ impl Ctx<'_> {
     }
 
     fn json_path(&mut self, path: &str, text: &str) -> Option<JsonPath> {
+        let text = if self.unset.contains(path) { "$" } else { text };
         if !JsonPath::looks_like_path(text) {
             self.error(
                 path,
@@ -252,7 +339,10 @@ impl Ctx<'_> {
     }
 
     fn duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<chrono::Duration> {
-        let text = text.map(String::as_str).unwrap_or(default);
+        let text = text
+            .map(String::as_str)
+            .filter(|_| !self.unset.contains(path))
+            .unwrap_or(default);
         match parse_duration(text) {
             Ok(d) => Some(d),
             Err(message) => {
@@ -264,7 +354,10 @@ impl Ctx<'_> {
     }
 
     fn std_duration(&mut self, path: &str, text: Option<&String>, default: &str) -> Option<std::time::Duration> {
-        let text = text.map(String::as_str).unwrap_or(default);
+        let text = text
+            .map(String::as_str)
+            .filter(|_| !self.unset.contains(path))
+            .unwrap_or(default);
         match parse_std_duration(text) {
             Ok(d) => Some(d),
             Err(message) => {
@@ -344,6 +437,11 @@ impl Ctx<'_> {
             }
         };
         let fields_path = child_path(path, "fields");
+        // A detail row's templates also see its position as `index`.
+        let names = match names {
+            Names::Record(TARGET_RECORD_NAMES) => Names::Record(DETAIL_ROW_NAMES),
+            other => other,
+        };
         let fields = match map.get("fields") {
             Some(fields @ Value::Object(_)) => self.value_template(&fields_path, fields, names, true),
             Some(_) => {
@@ -466,6 +564,17 @@ impl Ctx<'_> {
     }
 }
 
+/// The members of a written row: the keys of `target.fields`, unless the fields are one
+/// `for_each` block (then a row is a list) or not a mapping at all.
+fn row_shape(fields: Option<&Value>) -> Shape {
+    match fields {
+        Some(Value::Object(map)) if !map.contains_key("for_each") => {
+            Shape::Map(map.keys().map(|key| (key.clone(), Shape::Open)).collect())
+        }
+        _ => Shape::Open,
+    }
+}
+
 /// Every variable the templates of a request read.
 fn request_variables(request: &RequestPlan) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -529,6 +638,7 @@ pub fn validate(
     value: &Value,
     spans: &Spans,
     env_paths: &HashSet<String>,
+    unset: &HashSet<String>,
     secrets: Vec<String>,
     file: &str,
     structural: &[String],
@@ -542,6 +652,7 @@ pub fn validate(
     let mut early = Vec::new();
     let timezone = match root.get("timezone").and_then(Value::as_str) {
         None => chrono_tz::Asia::Shanghai,
+        Some(_) if unset.contains("timezone") => chrono_tz::Asia::Shanghai,
         Some(name) => match name.parse::<chrono_tz::Tz>() {
             Ok(tz) => tz,
             Err(_) => {
@@ -579,11 +690,17 @@ pub fn validate(
         spans,
         structural,
         env_paths,
+        unset,
         templates: templates.clone(),
         sides: None,
         diags: early,
         vendors: Default::default(),
         root: value,
+        incremental: root
+            .get("source")
+            .and_then(|source| source.get("incremental"))
+            .is_some_and(|inc| !inc.is_null()),
+        row: row_shape(root.get("target").and_then(|target| target.get("fields"))),
     };
 
     // Connections.
@@ -739,6 +856,7 @@ fn build_connection(
     let mut ok = true;
     match url::Url::parse(&common.base_url) {
         _ if ctx.has_error_at(&url_path) => ok = false,
+        _ if ctx.unset.contains(&url_path) => {}
         Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {}
         Ok(url) => {
             ctx.error(
@@ -951,9 +1069,9 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         (None, Some(api)) => vendor.paging(api),
         _ => None,
     };
-    let id = ctx.template("source.id", &raw.id, Names::Record);
+    let id = ctx.template("source.id", &raw.id, Names::Record(SOURCE_RECORD_NAMES));
     if let Some(t) = &id {
-        if t.is_literal() {
+        if t.is_literal() && !ctx.unset.contains("source.id") {
             ctx.error(
                 "source.id",
                 format!("`{}` is a constant, so every record would get the same id", raw.id),
@@ -961,11 +1079,17 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             );
         }
     }
-    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Record);
+    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Record(SOURCE_RECORD_NAMES));
     let detail = match &raw.detail {
         None => Some(None),
         Some(d) => {
-            let request = ctx.request("source.detail.request", &d.request, Method::Get, Names::Any, &vendor);
+            let request = ctx.request(
+                "source.detail.request",
+                &d.request,
+                Method::Get,
+                Names::Any(DETAIL_REQUEST_NAMES),
+                &vendor,
+            );
             let literal = d.request.api.as_deref().filter(|a| !a.contains("<<"));
             let path = match (&d.records, literal.and_then(|api| vendor.records_path(api))) {
                 (Some(text), _) => ctx.json_path("source.detail.records", text),
@@ -986,6 +1110,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         None => Some(None),
         Some(inc) => {
             let start = match parse_time(&inc.start, tz) {
+                _ if ctx.unset.contains("source.incremental.start") => Some(chrono::DateTime::UNIX_EPOCH),
                 Ok(t) => Some(t),
                 Err(message) => {
                     let (message, hint) = split_advice(message);
@@ -1211,7 +1336,7 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         );
     }
     let fields = match &raw.fields {
-        Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Record, true),
+        Value::Object(_) => ctx.value_template("target.fields", &raw.fields, Names::Record(TARGET_RECORD_NAMES), true),
         other => {
             ctx.error(
                 "target.fields",
@@ -1224,8 +1349,8 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
             None
         }
     };
-    let key = ctx.optional_template("target.key", raw.key.as_ref(), Names::Record);
-    let name = ctx.optional_template("target.name", raw.name.as_ref(), Names::Record);
+    let key = ctx.optional_template("target.key", raw.key.as_ref(), Names::Record(TARGET_RECORD_NAMES));
+    let name = ctx.optional_template("target.name", raw.name.as_ref(), Names::Record(TARGET_RECORD_NAMES));
     if raw.update.is_some() && raw.create.is_none() {
         ctx.error_at_key(
             "target.update",
@@ -1347,6 +1472,11 @@ fn build_operation(
             "`rows` is only available when the request sends a batch (`per: batch`)",
             Some("use `row` for one-row requests, or set `per: batch`".into()),
         ),
+        Per::Row if used.contains("batch") => ctx.error(
+            &request_path,
+            "`batch` is only set when the request sends a batch (`per: batch`), so it would be empty here",
+            Some("remove `batch`, or send the rows as a batch with `rows` and `per: batch`".into()),
+        ),
         _ => {}
     }
     let response_path = child_path(path, "response");
@@ -1367,12 +1497,12 @@ fn build_operation(
     let row_error_index = ctx.template(
         &child_path(&response_path, "row_error_index"),
         raw_response.row_error_index.as_ref().unwrap_or(&default_index),
-        Names::Any,
+        Names::Any(ROW_ERROR_NAMES),
     );
     let row_error_key = ctx.optional_template(
         &child_path(&response_path, "row_error_key"),
         raw_response.row_error_key.as_ref(),
-        Names::Any,
+        Names::Any(ROW_ERROR_NAMES),
     );
     if raw_response.row_error_key.is_some() && !has_key {
         ctx.error(
@@ -1385,11 +1515,11 @@ fn build_operation(
     let row_error_message = ctx.template(
         &child_path(&response_path, "row_error_message"),
         raw_response.row_error_message.as_ref().unwrap_or(&default_message),
-        Names::Any,
+        Names::Any(ROW_ERROR_NAMES),
     );
     let id = ctx.optional_json_path(&child_path(&response_path, "id"), raw_response.id.as_ref());
     if raw.retry_writes == Some(RetryWrites::IdempotencyKey) && !request_reads(&request, "batch.key") {
-                ctx.error(
+        ctx.error(
                     &child_path(path, "retry_writes"),
                     "`retry_writes: idempotency_key` needs the request to carry `<< batch.key >>`",
                     Some(

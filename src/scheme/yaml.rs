@@ -13,6 +13,16 @@
 //! when the scheme loads (the default also stands in for a variable set to the empty string); `$${` writes a literal `${`. Values substituted under
 //! `connections` (other than `base_url`) or from variables whose name looks secret are
 //! collected as secrets so that output can redact them.
+//!
+//! The substituted text is always a string here. A scalar that is exactly one reference
+//! (`in_flight: ${IN_FLIGHT:-4}`) is listed in [`Loaded::env_scalars`], so the structural
+//! check can type it by what the schema expects at that place (see [`typed_scalar`]).
+//!
+//! A variable that is not set (and has no default) is an error, or with [`MissingEnv::Note`]
+//! (`ferry validate --no-env`) a note. Either way its reference becomes a placeholder
+//! ([`placeholder`]) that no real value looks like, and the paths holding one are listed in
+//! [`Loaded::unset_paths`] so that checks of a value's content (a URL, a duration, an
+//! allowed choice, a type) skip them instead of adding errors about a value nobody wrote.
 
 use crate::diag::{Diagnostic, Position};
 use serde_json::{Map, Number, Value};
@@ -83,6 +93,28 @@ pub fn parent_path(path: &str) -> Option<&str> {
     Some(&path[..cut])
 }
 
+/// The node at a dotted path (`a.b[2].c`), for writing into it.
+pub fn value_at_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    let mut node = value;
+    for segment in path.split('.') {
+        let (key, indexes) = match segment.find('[') {
+            Some(at) => (&segment[..at], &segment[at..]),
+            None => (segment, ""),
+        };
+        if !key.is_empty() {
+            node = node.as_object_mut()?.get_mut(key)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.strip_suffix(']')?.parse().ok()?;
+            node = node.as_array_mut()?.get_mut(index)?;
+        }
+    }
+    Some(node)
+}
+
 /// Joins a parent path and a key.
 pub fn child_path(parent: &str, key: &str) -> String {
     if parent.is_empty() {
@@ -97,6 +129,28 @@ pub fn index_path(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
+/// What a reference to a variable that is not set (and has no default) means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MissingEnv {
+    /// An error: the scheme cannot run without it.
+    #[default]
+    Error,
+    /// A note, and a placeholder stands in for the value (`ferry validate --no-env`).
+    Note,
+}
+
+/// The text that stands in for a variable that is not set, under [`MissingEnv::Note`].
+/// No real value looks like it, and it holds no template or reference markers.
+pub fn placeholder(name: &str) -> String {
+    format!("\u{ab}unset {name}\u{bb}")
+}
+
+/// The YAML typing (core schema) of the text a whole-scalar reference resolved to:
+/// `4` is an integer, `1.5` a number, `true` a boolean, anything else text.
+pub fn typed_scalar(text: &str) -> Value {
+    scalar_value(text, TScalarStyle::Plain)
+}
+
 /// Result of loading YAML text.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -108,10 +162,20 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// Paths of the values that contained a `${ENV}` reference.
     pub env_paths: std::collections::HashSet<String>,
+    /// Scalars that are exactly one `${NAME}` or `${NAME:-default}`: path → variable name.
+    pub env_scalars: HashMap<String, String>,
+    /// Paths whose value holds a [`placeholder`] for a variable that is not set. A scheme
+    /// with any never yields a plan.
+    pub unset_paths: std::collections::HashSet<String>,
 }
 
-/// Parses `text`, resolving `${ENV}` through `env`.
+/// Parses `text`, resolving `${ENV}` through `env`; a variable that is not set is an error.
 pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
+    load_with(text, env, MissingEnv::Error)
+}
+
+/// Parses `text`, resolving `${ENV}` through `env`; `missing` says what an unset variable is.
+pub fn load_with(text: &str, env: &dyn Fn(&str) -> Option<String>, missing: MissingEnv) -> Loaded {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, false) {
@@ -146,11 +210,24 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
         value: root.position,
         ..Span::default()
     };
-    loaded.value = convert(root, "", root_span, env, &mut loaded);
+    let resolver = Resolver {
+        env,
+        missing,
+        noted: Default::default(),
+    };
+    loaded.value = convert(root, "", root_span, &resolver, &mut loaded);
     loaded
 }
 
-fn convert(node: Node, path: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, out: &mut Loaded) -> Value {
+/// How references are resolved while converting.
+struct Resolver<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    missing: MissingEnv,
+    /// Variables already noted as unset (one note per variable).
+    noted: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+fn convert(node: Node, path: &str, span: Span, env: &Resolver, out: &mut Loaded) -> Value {
     let span = Span {
         quoted: node.quoted,
         multiline: node.multiline,
@@ -161,6 +238,9 @@ fn convert(node: Node, path: &str, span: Span, env: &dyn Fn(&str) -> Option<Stri
         NodeKind::Scalar(value) => match value {
             Value::String(text) if text.contains("${") => {
                 out.env_paths.insert(path.to_string());
+                if let Some(name) = whole_reference(&text) {
+                    out.env_scalars.insert(path.to_string(), name.to_string());
+                }
                 Value::String(resolve_env(&text, path, span, env, out))
             }
             other => other,
@@ -195,6 +275,15 @@ fn convert(node: Node, path: &str, span: Span, env: &dyn Fn(&str) -> Option<Stri
     }
 }
 
+/// The variable name when `text` is exactly one `${NAME}` or `${NAME:-default}`.
+fn whole_reference(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix("${")?.strip_suffix('}')?;
+    if inner.contains('}') || inner.contains("${") {
+        return None;
+    }
+    Some(inner.split_once(":-").map_or(inner, |(name, _)| name))
+}
+
 fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     [
@@ -212,7 +301,8 @@ fn looks_secret(name: &str) -> bool {
     .any(|word| upper.contains(word))
 }
 
-fn resolve_env(text: &str, path: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, out: &mut Loaded) -> String {
+fn resolve_env(text: &str, path: &str, span: Span, resolver: &Resolver, out: &mut Loaded) -> String {
+    let env = resolver.env;
     let secret_place = path.starts_with("connections.") && !path.ends_with(".base_url");
     let mut result = String::with_capacity(text.len());
     let mut rest = text;
@@ -264,13 +354,35 @@ fn resolve_env(text: &str, path: &str, span: Span, env: &dyn Fn(&str) -> Option<
                     result.push_str(&value);
                 }
                 (None, Some(default)) => result.push_str(default),
-                (None, None) => out.diagnostics.push(
-                    Diagnostic::error(path, format!("environment variable `{name}` is not set"))
-                        .with_hint(format!(
-                            "export {name}=… before running, or give a default: ${{{name}:-value}}"
-                        ))
-                        .at(position),
-                ),
+                (None, None) if resolver.missing == MissingEnv::Note => {
+                    result.push_str(&placeholder(name));
+                    out.unset_paths.insert(path.to_string());
+                    if resolver.noted.borrow_mut().insert(name.to_string()) {
+                        out.diagnostics.push(
+                            Diagnostic::note(
+                                path,
+                                format!("environment variable `{name}` is not set; checked with a placeholder"),
+                            )
+                            .with_hint(format!(
+                                "--no-env checks the scheme without its environment; set {name} or pass --env-file to check its value too"
+                            ))
+                            .at(position),
+                        );
+                    }
+                }
+                (None, None) => {
+                    // The placeholder keeps checks of this value's content from piling
+                    // more errors onto the one that matters.
+                    result.push_str(&placeholder(name));
+                    out.unset_paths.insert(path.to_string());
+                    out.diagnostics.push(
+                        Diagnostic::error(path, format!("environment variable `{name}` is not set"))
+                            .with_hint(format!(
+                                "export {name}=… before running, or give a default: ${{{name}:-value}}"
+                            ))
+                            .at(position),
+                    );
+                }
             }
         }
         consumed += at + close + 1;
@@ -508,6 +620,56 @@ mod tests {
         assert_eq!(loaded.diagnostics.len(), 1);
         assert!(loaded.diagnostics[0].message.contains("`MISSING`"));
         assert_eq!((loaded.diagnostics[0].line, loaded.diagnostics[0].column), (4, 5));
+    }
+
+    #[test]
+    fn whole_references_are_listed_for_typing() {
+        let env = |name: &str| (name == "N").then(|| "4".to_string());
+        let text = "a: ${N}\nb: \"${N:-1}\"\nc: x${N}\nd: ${N}${N}\ne: $${N}\n";
+        let loaded = load(text, &env);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.value["a"], "4", "typing is the schema's job");
+        let mut whole: Vec<(&str, &str)> = loaded
+            .env_scalars
+            .iter()
+            .map(|(path, name)| (path.as_str(), name.as_str()))
+            .collect();
+        whole.sort();
+        assert_eq!(whole, [("a", "N"), ("b", "N")]);
+        assert_eq!(typed_scalar("4"), Value::from(4));
+        assert_eq!(typed_scalar("1.5"), Value::from(1.5));
+        assert_eq!(typed_scalar("true"), Value::Bool(true));
+        assert_eq!(typed_scalar("007"), Value::from(7));
+        assert_eq!(typed_scalar("4 apples"), Value::from("4 apples"));
+    }
+
+    #[test]
+    fn unset_variables_become_placeholders_noted_once_under_no_env() {
+        let text = "a: ${GONE}\nb: \"x-${GONE}-${OTHER:-d}\"\nc: ok\n";
+        let loaded = load_with(text, &no_env, MissingEnv::Note);
+        assert_eq!(loaded.diagnostics.len(), 1, "{:?}", loaded.diagnostics);
+        let note = &loaded.diagnostics[0];
+        assert_eq!(note.severity, crate::diag::Severity::Note);
+        assert!(note.message.contains("`GONE`"));
+        assert_eq!((note.line, note.column), (1, 4));
+        assert_eq!(loaded.value["a"], placeholder("GONE"));
+        assert_eq!(loaded.value["b"], format!("x-{}-d", placeholder("GONE")));
+        let mut unset: Vec<&str> = loaded.unset_paths.iter().map(String::as_str).collect();
+        unset.sort();
+        assert_eq!(unset, ["a", "b"]);
+
+        let failing = load(text, &no_env);
+        assert_eq!(failing.diagnostics.len(), 2, "one error per reference");
+        assert!(failing.diagnostics.iter().all(Diagnostic::is_error));
+    }
+
+    #[test]
+    fn value_at_mut_follows_dotted_and_indexed_paths() {
+        let mut value = serde_json::json!({"a": {"b": [1, {"c": 2}]}});
+        *value_at_mut(&mut value, "a.b[1].c").unwrap() = Value::from(3);
+        assert_eq!(value["a"]["b"][1]["c"], 3);
+        assert!(value_at_mut(&mut value, "a.b[5]").is_none());
+        assert!(value_at_mut(&mut value, "a.x.c").is_none());
     }
 
     #[test]

@@ -112,7 +112,8 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
-use self::check::Usage;
+pub use self::check::Shape;
+use self::check::{Read, Usage};
 use self::native::{FastExpr, Outcome};
 use self::scope::{
     json_text, missing_mark, push_json_text, value_text, value_to_json, MissLog, ScopeContext, SCOPE_HANDLE,
@@ -433,6 +434,10 @@ impl TemplateEnv {
                 }
             }
         }
+        let mut first_reads: BTreeMap<String, usize> = BTreeMap::new();
+        for used in &usage.names {
+            first_reads.entry(used.name.clone()).or_insert(used.offset);
+        }
         let calls = usage
             .filters
             .iter()
@@ -448,6 +453,8 @@ impl TemplateEnv {
                 variables,
                 calls,
                 strict: self.shared.options.strict,
+                reads: usage.reads,
+                first_reads,
             }),
         })
     }
@@ -555,6 +562,10 @@ struct Inner {
     calls: BTreeSet<String>,
     /// Whether a name that is not there fails the render (see [`TemplateOptions::strict`]).
     strict: bool,
+    /// Constant member chains read from top-level names, for [`Template::unknown_members`].
+    reads: Vec<Read>,
+    /// Byte offset of the first read of each top-level name.
+    first_reads: BTreeMap<String, usize>,
 }
 
 enum Body {
@@ -619,6 +630,8 @@ impl Template {
                 variables: BTreeSet::new(),
                 calls: BTreeSet::new(),
                 strict: false,
+                reads: Vec::new(),
+                first_reads: BTreeMap::new(),
             }),
         }
     }
@@ -707,6 +720,19 @@ impl Template {
     /// Top-level names the template reads (e.g. `window` for `window.start | datetime`).
     pub fn variables(&self) -> BTreeSet<String> {
         self.inner.variables.clone()
+    }
+
+    /// Byte offset of the first place the template reads the top-level name `name`.
+    pub fn name_offset(&self, name: &str) -> Option<usize> {
+        self.inner.first_reads.get(name).copied()
+    }
+
+    /// Every member the template reads that its value cannot have, such as
+    /// `page.sise`: `shape_of` says what each top-level name holds, and names it
+    /// returns `None` for (record fields) are not checked. Each error carries the
+    /// byte offset of the member and a did-you-mean hint.
+    pub fn unknown_members(&self, shape_of: &dyn Fn(&str) -> Option<Shape>) -> Vec<TemplateError> {
+        check::unknown_members(&self.inner.reads, shape_of)
     }
 
     /// Filters, functions and tests the template uses.
