@@ -440,3 +440,89 @@ async fn a_shared_rate_budget_limits_runs_together() {
     );
     rig.handle.shutdown().await;
 }
+
+/// A generic target with no look-up that fails 3% of writes with a 500 (before acting
+/// for `server_errors`; acting first, a lost answer, for `idempotency_key`): each opt-in
+/// lets every record land exactly once, exit 0, with an empty ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_without_a_lookup_finish_with_retry_writes() {
+    let records = 10_000;
+    let retry = "    retry: {attempts: 10, backoff: 5ms, max_backoff: 50ms}\n";
+    let cases = [
+        ("retry_writes: server_errors", false, ""),
+        (
+            "retry_writes: idempotency_key",
+            true,
+            ", headers: {Idempotency-Key: \"<< batch.key >>\"}",
+        ),
+    ];
+    for (setting, acts_first, headers) in cases {
+        let rig = Rig::start(ShopConfig {
+            records,
+            faults: Faults {
+                fail_rate: 0.03,
+                fail_after_handler: acts_first,
+                only_path_prefix: Some("/orders/batch".into()),
+                seed: 11,
+                ..Faults::default()
+            },
+            ..ShopConfig::default()
+        })
+        .await;
+        let scheme = scheme_with_erp(retry)
+            .replace(
+                "  lookup:\n    request: {method: GET, path: /orders/lookup, query: {number: \"<< key >>\"}}\n    response: {success: \"<< body.code == 0 >>\", error: \"<< body.message >>\"}\n    id: $.data.id\n",
+                "",
+            )
+            .replace(
+                "    request: {method: POST, path: /orders/batch, body: {items: \"<< rows >>\"}}\n",
+                &format!(
+                    "    request: {{method: POST, path: /orders/batch, body: {{items: \"<< rows >>\"}}{headers}}}\n    {setting}\n"
+                ),
+            );
+        assert!(
+            !scheme.contains("/orders/lookup") && scheme.contains(setting),
+            "{scheme}"
+        );
+        let plan = rig.plan(&scheme);
+        let summary = rig.run(&plan, RunOptions::default()).await;
+        assert_eq!(
+            (summary.created, summary.failed),
+            (records, 0),
+            "{setting}: {summary:?}"
+        );
+        assert_eq!(summary.exit_code(), 0);
+        rig.assert_exactly_once(&plan, records).await;
+        if acts_first {
+            assert!(
+                rig.sim.replayed_keys() > 0,
+                "lost answers were sent again with their key"
+            );
+        }
+        rig.handle.shutdown().await;
+    }
+
+    // Without either setting, the same faults stay safe: held, and the message says what to add.
+    let rig = Rig::start(ShopConfig {
+        records: 500,
+        faults: Faults {
+            fail_rate: 0.3,
+            only_path_prefix: Some("/orders/batch".into()),
+            seed: 11,
+            ..Faults::default()
+        },
+        ..ShopConfig::default()
+    })
+    .await;
+    let plan = rig.plan(&scheme_without_lookup());
+    let summary = rig.run(&plan, RunOptions::default()).await;
+    assert!(summary.failed > 0);
+    let open = rig.open_failures(&plan).await;
+    assert!(
+        open[0].message.contains("retry_writes: idempotency_key")
+            && open[0].message.contains("retry_writes: server_errors"),
+        "{}",
+        open[0].message
+    );
+    rig.handle.shutdown().await;
+}

@@ -108,12 +108,36 @@ async fn login(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session
 }
 
 /// Calls `api` with `params` on a vendor connection; returns the answer and its JSON body.
+/// A call that may not be repeated freely is a write (jdy builds reads and writes to one
+/// path differently).
 pub(crate) async fn call(
     ctx: &RunContext,
     conn: &ConnectionPlan,
     api: &str,
     params: &Value,
     repeat: Repeat,
+) -> Result<(HttpResponse, Value, u32), Error> {
+    call_as(ctx, conn, api, params, repeat, repeat != Repeat::Safe).await
+}
+
+/// A write through a vendor connection, however freely it may be repeated.
+pub(crate) async fn call_write(
+    ctx: &RunContext,
+    conn: &ConnectionPlan,
+    api: &str,
+    params: &Value,
+    repeat: Repeat,
+) -> Result<(HttpResponse, Value, u32), Error> {
+    call_as(ctx, conn, api, params, repeat, true).await
+}
+
+async fn call_as(
+    ctx: &RunContext,
+    conn: &ConnectionPlan,
+    api: &str,
+    params: &Value,
+    repeat: Repeat,
+    write: bool,
 ) -> Result<(HttpResponse, Value, u32), Error> {
     let vendor: &Vendor = &conn.vendor;
     let mut logged_in_again = false;
@@ -122,14 +146,7 @@ pub(crate) async fn call(
     loop {
         attempt += 1;
         let session = session_for(ctx, conn).await?;
-        let wire = vendor.build(
-            &conn.base_url,
-            api,
-            params,
-            session.as_ref(),
-            Utc::now(),
-            repeat == Repeat::OnlyIfNotDelivered,
-        )?;
+        let wire = vendor.build(&conn.base_url, api, params, session.as_ref(), Utc::now(), write)?;
         let request = wire_to_http(conn, wire, &Scope::default())?;
         let (response, sent) = ctx.http.send(conn, &request, repeat).await?;
         requests += sent;

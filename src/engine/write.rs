@@ -204,7 +204,7 @@ async fn write_operation(
         Some(relock) => guarded_update(ctx, op, relock, &rendered, rows, batch_id, result).await?,
         None => {
             let all: Vec<&Rendered> = rendered.iter().collect();
-            send_rows(ctx, op, operation, &all, rows, result).await?
+            send_rows(ctx, op, operation, &all, rows, result, 0).await?
         }
     };
     if ctx.dry_run {
@@ -307,7 +307,7 @@ async fn guarded_update(
         let mut rows: Vec<Option<Value>> = rows.into_iter().map(Some).collect();
         let subset: Vec<&Rendered> = to_save.iter().map(|&i| &rendered[i]).collect();
         let subset_rows: Rows = to_save.iter().filter_map(|&i| rows[i].take()).collect();
-        let (saved, _) = send_rows(ctx, op, WriteOperation::Update, &subset, subset_rows, result).await?;
+        let (saved, _) = send_rows(ctx, op, WriteOperation::Update, &subset, subset_rows, result, 0).await?;
         for (&index, outcome) in to_save.iter().zip(saved) {
             outcomes[index] = Some(outcome);
         }
@@ -334,9 +334,16 @@ pub(crate) fn uncertain_message(cause: &str, has_lookup: bool) -> String {
     } else {
         "the target has no `lookup` to check it"
     };
+    let prevent = if has_lookup {
+        ""
+    } else {
+        ". To settle such writes by themselves, give the target a `lookup`, or set `retry_writes: idempotency_key` \
+         on the operation (sending `<< batch.key >>` where the target reads an idempotency key), or \
+         `retry_writes: server_errors` if the target never acts on a request it answers with 5xx"
+    };
     format!(
         "this create may or may not have reached the target ({cause}); {how}. Check the target: if the \
-         record is there, record its id with `ferry mappings set`; if not, run `ferry failures retry` on this entry"
+         record is there, record its id with `ferry mappings set`; if not, run `ferry failures retry` on this entry{prevent}"
     )
 }
 
@@ -471,7 +478,7 @@ async fn settle_unknown(
         round += 1;
         let subset: Vec<&Rendered> = resend.iter().map(|&i| &rendered[i]).collect();
         let subset_rows: Rows = resend.iter().map(|&i| rows[i].clone()).collect();
-        let (again, _) = send_rows(ctx, op, WriteOperation::Create, &subset, subset_rows, result).await?;
+        let (again, _) = send_rows(ctx, op, WriteOperation::Create, &subset, subset_rows, result, round).await?;
         for (i, outcome) in resend.into_iter().zip(again) {
             outcomes[i] = outcome;
         }
@@ -481,6 +488,8 @@ async fn settle_unknown(
 /// Sends `rows` as one batch request or one request per row, as the operation says, and
 /// hands the rows back. They are moved into the request's scope (`rows`, or `row` and
 /// `record` per row) and out again, never copied.
+/// `attempt` is 0 for the first send of these rows and counts resends of a subset (which
+/// must not reuse the idempotency key of the whole batch).
 async fn send_rows(
     ctx: &RunContext,
     op: &OperationPlan,
@@ -488,8 +497,13 @@ async fn send_rows(
     rendered: &[&Rendered<'_>],
     rows: Rows,
     result: &mut JobResult,
+    attempt: u32,
 ) -> Result<(Vec<RowOutcome>, Rows), Error> {
     let operation = operation_name(operation);
+    let mut key = request_key(ctx.run_id, result.seq, operation);
+    if attempt > 0 {
+        key.push_str(&format!("-resend{attempt}"));
+    }
     let mut outcomes: Vec<RowOutcome> = Vec::with_capacity(rendered.len());
     match op.per {
         Per::Batch => {
@@ -497,7 +511,7 @@ async fn send_rows(
             vars.insert("rows".into(), Value::Array(rows));
             vars.insert(
                 "batch".into(),
-                crate::scheme::context::batch_value(result.seq, rendered.len()),
+                crate::scheme::context::batch_value(result.seq, rendered.len(), &key),
             );
             let scope = Scope {
                 vars: Arc::new(vars),
@@ -525,6 +539,10 @@ async fn send_rows(
                     "target_id".into(),
                     r.item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
                 );
+                vars.insert(
+                    "batch".into(),
+                    crate::scheme::context::batch_value(result.seq, 1, &format!("{key}-{}", r.item.source_id)),
+                );
                 let scope = Scope {
                     vars: Arc::new(vars),
                     ..Scope::default()
@@ -536,6 +554,21 @@ async fn send_rows(
             }
             Ok((outcomes, back))
         }
+    }
+}
+
+/// The key of one write request (`batch.key`): the same for every send of it, in this run
+/// or, after a crash, in the run that resends it.
+pub(crate) fn request_key(run_id: i64, seq: u64, operation: &str) -> String {
+    format!("{run_id}-{seq}-{operation}")
+}
+
+/// How the transport may repeat a write of `op` (its `retry_writes`).
+fn write_repeat(op: &OperationPlan) -> Repeat {
+    match op.retry_writes {
+        None => Repeat::OnlyIfNotDelivered,
+        Some(crate::scheme::raw::RetryWrites::IdempotencyKey) => Repeat::Safe,
+        Some(crate::scheme::raw::RetryWrites::ServerErrors) => Repeat::AlsoServerErrors,
     }
 }
 
@@ -608,7 +641,7 @@ async fn send(
         return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
     }
     result.requests += 1;
-    match ctx.http.send(conn, &request, Repeat::OnlyIfNotDelivered).await {
+    match ctx.http.send(conn, &request, write_repeat(op)).await {
         Ok((response, attempts)) => {
             result.requests += u64::from(attempts.saturating_sub(1));
             Ok(read_write_outcome(
@@ -675,7 +708,7 @@ async fn send_vendor(
         }
         return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
     }
-    match vendor_call::call(ctx, conn, &api, &params, Repeat::OnlyIfNotDelivered).await {
+    match vendor_call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
         Ok((response, body, requests)) => {
             result.requests += u64::from(requests);
             if let Some(outcomes) = conn.vendor.row_outcomes(&api, &body, rows) {

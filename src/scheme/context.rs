@@ -36,11 +36,15 @@ pub fn run() -> Shape {
     Shape::scalars(&[("id", "a number"), ("scheme", "text"), ("dry_run", "true or false")])
 }
 
-/// What `batch` holds in a batch write request (`per: batch`).
+/// What `batch` holds in a write request.
 pub fn batch() -> Shape {
     Shape::scalars(&[
         ("seq", "a number (the batch's position in the run)"),
-        ("size", "a number (rows in this batch)"),
+        ("size", "a number (rows in this batch; 1 for `per: row`)"),
+        (
+            "key",
+            "text naming this request, the same when it is sent again (for an idempotency key)",
+        ),
     ])
 }
 
@@ -64,9 +68,10 @@ pub fn window_value(start: String, end: String) -> Value {
     json!({"start": start, "end": end})
 }
 
-/// The `batch` value the engine passes to batch write requests.
-pub fn batch_value(seq: u64, size: usize) -> Value {
-    json!({"seq": seq, "size": size})
+/// The `batch` value the engine passes to write requests. `key` is the same every time
+/// this request is sent: in a retry, and when a later run resends it after a crash.
+pub fn batch_value(seq: u64, size: usize, key: &str) -> Value {
+    json!({"seq": seq, "size": size, "key": key})
 }
 
 #[cfg(test)]
@@ -89,7 +94,7 @@ mod tests {
     fn declared_members_are_the_members_the_engine_builds() {
         assert_eq!(members(&run_value(7, "s", true)), declared(&run()));
         assert_eq!(members(&window_value("a".into(), "b".into())), declared(&window()));
-        assert_eq!(members(&batch_value(1, 2)), declared(&batch()));
+        assert_eq!(members(&batch_value(1, 2, "7-1-create")), declared(&batch()));
         let page_value = crate::paginate::PageRequest {
             index: 0,
             number: 1,

@@ -1472,11 +1472,6 @@ fn build_operation(
             "`rows` is only available when the request sends a batch (`per: batch`)",
             Some("use `row` for one-row requests, or set `per: batch`".into()),
         ),
-        Per::Row if used.contains("batch") => ctx.error(
-            &request_path,
-            "`batch` is only set when the request sends a batch (`per: batch`), so it would be empty here",
-            Some("remove `batch`, or send the rows as a batch with `rows` and `per: batch`".into()),
-        ),
         _ => {}
     }
     let response_path = child_path(path, "response");

@@ -18,7 +18,7 @@
 //! correct when orders move between requests; page and offset do not, as with
 //! real APIs. With no paging parameter the request is page 1 of 100.
 //!
-//! **Target** (`POST /orders/batch`, `PUT /orders/{id}`,
+//! **Target** (`POST /orders/batch`, honouring an `Idempotency-Key` header, `PUT /orders/{id}`,
 //! `GET /orders/lookup?number=`). Rows are validated one by one; a bad or
 //! duplicate row fails alone and is reported with its index in the request.
 //!
@@ -268,6 +268,12 @@ impl ShopSim {
     /// a duplicate the client tried to write.
     pub fn duplicate_creates(&self) -> u64 {
         lock(&self.state.target).duplicate_creates
+    }
+
+    /// Batches sent again with an `Idempotency-Key` already answered (answered the same,
+    /// nothing written again).
+    pub fn replayed_keys(&self) -> u64 {
+        lock(&self.state.target).replayed_keys
     }
 
     /// `POST /orders/batch` requests handled.
@@ -970,6 +976,11 @@ struct TargetTable {
     by_bill_no: HashMap<String, usize>,
     /// Creates refused because the bill number was already stored (attempted duplicates).
     duplicate_creates: u64,
+    /// Answers to batches sent with an `Idempotency-Key`, by key: a batch sent again with
+    /// the same key gets the first answer and changes nothing.
+    answers_by_key: HashMap<String, Vec<u8>>,
+    /// Batches answered from `answers_by_key`.
+    replayed_keys: u64,
 }
 
 /// A stored row keeps the text it arrived as; it is parsed only when a test reads it back.
@@ -1105,7 +1116,33 @@ fn target_error(status: StatusCode, code: u32, message: String) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
-async fn create_batch(State(state): State<Arc<ShopState>>, body: Bytes) -> Response {
+async fn create_batch(State(state): State<Arc<ShopState>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Some(key) = &key {
+        let mut table = lock(&state.target);
+        if let Some(answer) = table.answers_by_key.get(key).cloned() {
+            table.replayed_keys += 1;
+            return ([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response();
+        }
+    }
+    let response = create_batch_once(&state, body);
+    match key {
+        None => response,
+        Some(key) => {
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            if parts.status.is_success() {
+                lock(&state.target).answers_by_key.insert(key, bytes.to_vec());
+            }
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+    }
+}
+
+fn create_batch_once(state: &Arc<ShopState>, body: Bytes) -> Response {
     state.create_calls.fetch_add(1, Ordering::Relaxed);
     let items = match serde_json::from_slice::<BatchRequest>(&body) {
         Ok(batch) => batch.items,
