@@ -465,13 +465,31 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         );
         return exit::CONFIG;
     }
-    // A dry run must not create or migrate a store file.
-    let store = if args.dry_run && !std::path::Path::new(&args.store.store).exists() {
-        Store::memory()
+    // Two runs of one scheme against one store never overlap; with SQLite the lock is taken
+    // before the store is created or migrated. A dry run writes nothing, so it takes no
+    // lock, and it must not create or migrate a store file.
+    let (store, _lock) = if args.dry_run {
+        let store = if std::path::Path::new(&args.store.store).exists() {
+            match open_store(&args.store.store).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            }
+        } else {
+            Store::memory()
+        };
+        (store, None)
     } else {
-        match open_store(&args.store.store).await {
-            Ok(store) => store,
-            Err(code) => return code,
+        match crate::store::lock::open_locked(&args.store.store, &plan.name, args.wait).await {
+            Ok((store, lock)) => (store, Some(lock)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
+                    crate::store::lock::LockError::Failed { .. } | crate::store::lock::LockError::Store(_) => {
+                        exit::CONFIG
+                    }
+                };
+            }
         }
     };
     let http = match HttpClient::new() {
@@ -479,21 +497,6 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         Err(e) => {
             eprintln!("error: {e}");
             return exit::ABORTED;
-        }
-    };
-    // Two runs of one scheme against one store never overlap (a dry run writes nothing).
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match crate::store::lock::acquire(&store, &plan.name, args.wait).await {
-            Ok(lock) => Some(lock),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return match e {
-                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
-                    crate::store::lock::LockError::Failed { .. } => exit::CONFIG,
-                };
-            }
         }
     };
     let show_progress = !args.quiet && !args.json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
