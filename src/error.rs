@@ -167,4 +167,8 @@ pub mod exit {
     /// Standard output was closed by its reader (`ferry schema | head`): 128 + SIGPIPE, as a
     /// shell reports a program stopped that way.
     pub const BROKEN_PIPE: i32 = 141;
+    /// A second SIGINT while a run was stopping ended the process at once: 128 + SIGINT.
+    pub const INTERRUPTED: i32 = 130;
+    /// A second SIGTERM while a run was stopping ended the process at once: 128 + SIGTERM.
+    pub const TERMINATED: i32 = 143;
 }

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, sets up logging, and maps outcomes to exit codes
-//! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted).
+//! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted, 4 the run
+//! lock is held; 130/143 when a second SIGINT/SIGTERM ended a stopping run).
 
 mod demo;
 mod output;
@@ -616,13 +617,31 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         );
         return exit::CONFIG;
     }
-    // A dry run must not create or migrate a store file.
-    let store = if args.dry_run && !std::path::Path::new(&args.store.store).exists() {
-        Store::memory()
+    // Two runs of one scheme against one store never overlap; with SQLite the lock is taken
+    // before the store is created or migrated. A dry run writes nothing, so it takes no
+    // lock, and it must not create or migrate a store file.
+    let (store, _lock) = if args.dry_run {
+        let store = if std::path::Path::new(&args.store.store).exists() {
+            match open_store(&args.store.store).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            }
+        } else {
+            Store::memory()
+        };
+        (store, None)
     } else {
-        match open_store(&args.store.store).await {
-            Ok(store) => store,
-            Err(code) => return code,
+        match crate::store::lock::open_locked(&args.store.store, &plan.name, args.wait).await {
+            Ok((store, lock)) => (store, Some(lock)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
+                    crate::store::lock::LockError::Failed { .. } | crate::store::lock::LockError::Store(_) => {
+                        exit::CONFIG
+                    }
+                };
+            }
         }
     };
     let http = match HttpClient::new() {
@@ -630,21 +649,6 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         Err(e) => {
             eprintln!("error: {e}");
             return exit::ABORTED;
-        }
-    };
-    // Two runs of one scheme against one store never overlap (a dry run writes nothing).
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match crate::store::lock::acquire(&store, &plan.name, args.wait).await {
-            Ok(lock) => Some(lock),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return match e {
-                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
-                    crate::store::lock::LockError::Failed { .. } => exit::CONFIG,
-                };
-            }
         }
     };
     let json = args.output.is_json();
@@ -711,30 +715,52 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
 }
 
 /// A switch that turns on at SIGINT or SIGTERM: the run then stops reading, finishes and
-/// commits the writes in flight, and exits with code 3.
+/// commits the writes in flight, and exits with code 3. A second SIGINT or SIGTERM ends the
+/// process at once with 130 or 143 (128 + the signal's number, as a shell reports a process
+/// killed by it); the next run settles the writes whose answers were not seen, as after a kill.
 fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        // Both listeners exist before the first signal, so a quick second one is not missed.
+        // One that cannot be set up leaves its signal's default action: it ends ferry at once.
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .map_err(|e| tracing::warn!("cannot watch for {name} ({e}); it will end ferry without a graceful stop"))
+                .ok()
         };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async fn next(listener: &mut Option<Signal>) {
+            match listener {
+                Some(listener) => {
+                    listener.recv().await;
+                }
+                None => std::future::pending().await,
+            }
         }
-        eprintln!("stopping: finishing the writes in flight (send the signal again to kill)");
-        let _ = sender.send(true);
-        // A second signal ends the process at once.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = next(&mut interrupt) => {}
+                _ = next(&mut terminate) => {}
+            }
+            eprintln!("stopping: finishing the writes in flight (send the signal again to end at once)");
+            let _ = sender.send(true);
+            let code = tokio::select! {
+                _ = next(&mut interrupt) => exit::INTERRUPTED,
+                _ = next(&mut terminate) => exit::TERMINATED,
+            };
+            std::process::exit(code);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(exit::ABORTED);
+        eprintln!("stopping: finishing the writes in flight (press Ctrl-C again to end at once)");
+        let _ = sender.send(true);
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(exit::INTERRUPTED);
     });
     receiver
 }

@@ -6,11 +6,22 @@
 //! run is taken over by the next one without any stale-lock bookkeeping. Rejected: a lock
 //! row with a heartbeat, which needs a takeover timeout that is either too short (two runs
 //! overlap) or too long (a crashed run blocks the next timer).
+//!
+//! - **One file, one lock.** The lock file is named after the database file with every
+//!   symlink, `.` and `..` resolved, so `ferry.db`, `./ferry.db`, an absolute path and a
+//!   symlink to it all share one lock (and it lies beside the real file).
+//! - **Lock before create.** [`open_locked`] takes a SQLite lock before the database is
+//!   created or migrated, so of two runs started together on a new store the loser never
+//!   touches it. A Postgres advisory lock needs a session, so there the store is opened
+//!   (and migrated, under sqlx's own advisory lock) first.
 
-use super::Store;
+use super::{parse_location, sqlite, Location, Store, StoreError};
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How often a waiting run (`--wait`) tries the lock again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// Held for the whole run; dropping it releases the lock.
 #[must_use = "the lock is released when this is dropped"]
@@ -30,6 +41,9 @@ pub enum LockError {
         place: String,
         reason: String,
     },
+    /// The store could not be opened (only from [`open_locked`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn file_name_safe(scheme: &str) -> String {
@@ -45,43 +59,32 @@ fn file_name_safe(scheme: &str) -> String {
         .collect()
 }
 
-/// Takes the run lock of `scheme`; with `wait`, queues until it is free.
+/// `<database>.<scheme>.lock`, beside the resolved database file.
+fn lock_file_path(resolved_database: &Path, scheme: &str) -> PathBuf {
+    let mut name = resolved_database.as_os_str().to_owned();
+    name.push(format!(".{}.lock", file_name_safe(scheme)));
+    PathBuf::from(name)
+}
+
+/// Opens the store at `location` (see [`Store::open`]) holding the run lock of `scheme`;
+/// with `wait`, queues until the lock is free. For SQLite the lock is taken first, so a run
+/// that is refused (or waits) never creates nor migrates the database.
+pub async fn open_locked(location: &str, scheme: &str, wait: bool) -> Result<(Store, RunLock), LockError> {
+    if let Location::SqliteFile(path) = parse_location(location)? {
+        let resolved = sqlite::prepare_file(Path::new(path)).await?;
+        let lock = lock_file(&lock_file_path(&resolved, scheme), scheme, wait).await?;
+        return Ok((Store::open(location).await?, lock));
+    }
+    let store = Store::open(location).await?;
+    let lock = acquire(&store, scheme, wait).await?;
+    Ok((store, lock))
+}
+
+/// Takes the run lock of `scheme` on an open store; with `wait`, queues until it is free.
 pub async fn acquire(store: &Store, scheme: &str, wait: bool) -> Result<RunLock, LockError> {
     match store {
         Store::Memory(_) => Ok(RunLock { _file: None, _pg: None }),
-        Store::Sqlite(sqlite) => {
-            let path = PathBuf::from(format!("{}.{}.lock", sqlite.location(), file_name_safe(scheme)));
-            let place = path.display().to_string();
-            let failed = |reason: String| LockError::Failed {
-                scheme: scheme.to_string(),
-                place: place.clone(),
-                reason,
-            };
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| failed(e.to_string()))?;
-            loop {
-                match file.try_lock() {
-                    Ok(()) => {
-                        return Ok(RunLock {
-                            _file: Some(file),
-                            _pg: None,
-                        })
-                    }
-                    Err(TryLockError::WouldBlock) if wait => tokio::time::sleep(Duration::from_millis(200)).await,
-                    Err(TryLockError::WouldBlock) => {
-                        return Err(LockError::Held {
-                            scheme: scheme.to_string(),
-                            place,
-                        })
-                    }
-                    Err(TryLockError::Error(e)) => return Err(failed(e.to_string())),
-                }
-            }
-        }
+        Store::Sqlite(sqlite) => lock_file(&lock_file_path(sqlite.resolved_path(), scheme), scheme, wait).await,
         Store::Postgres(pg) => {
             let place = format!("advisory lock in {}", pg.location());
             let failed = |e: &dyn std::fmt::Display| LockError::Failed {
@@ -109,8 +112,42 @@ pub async fn acquire(store: &Store, scheme: &str, wait: bool) -> Result<RunLock,
                         place,
                     });
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(RETRY_EVERY).await;
             }
+        }
+    }
+}
+
+/// An exclusive OS lock on the file at `path`, created if missing.
+async fn lock_file(path: &Path, scheme: &str, wait: bool) -> Result<RunLock, LockError> {
+    let place = path.display().to_string();
+    let failed = |reason: String| LockError::Failed {
+        scheme: scheme.to_string(),
+        place: place.clone(),
+        reason,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| failed(e.to_string()))?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                return Ok(RunLock {
+                    _file: Some(file),
+                    _pg: None,
+                })
+            }
+            Err(TryLockError::WouldBlock) if wait => tokio::time::sleep(RETRY_EVERY).await,
+            Err(TryLockError::WouldBlock) => {
+                return Err(LockError::Held {
+                    scheme: scheme.to_string(),
+                    place,
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(failed(e.to_string())),
         }
     }
 }
@@ -142,6 +179,39 @@ mod tests {
         let _other = acquire(&store, "customers", false).await.unwrap();
         drop(first);
         let _again = acquire(&store, "orders", false).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_run_never_creates_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("s.db");
+        let resolved = sqlite::prepare_file(&path).await.unwrap();
+        let _held = lock_file(&lock_file_path(&resolved, "orders"), "orders", false)
+            .await
+            .unwrap();
+        let location = path.display().to_string();
+        let refused = open_locked(&location, "orders", false)
+            .await
+            .err()
+            .expect("must be refused");
+        assert!(matches!(refused, LockError::Held { .. }), "{refused}");
+        assert!(!path.exists(), "the refused run created the database");
+        // Another scheme opens (and creates) it.
+        let (store, _lock) = open_locked(&location, "customers", false).await.unwrap();
+        assert!(path.exists());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unusable_store_is_a_store_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().display().to_string();
+        let err = open_locked(&location, "orders", false)
+            .await
+            .err()
+            .expect("a directory");
+        assert!(matches!(err, LockError::Store(StoreError::Open { .. })), "{err:?}");
+        assert!(err.to_string().contains("it is a directory"), "{err}");
     }
 
     #[tokio::test]

@@ -1400,6 +1400,53 @@ mod tests {
         assert!(!text.contains("pw-never-shown"), "{text}");
     }
 
+    /// Ferry processes on several hosts may open one new store together: the migration runs
+    /// under sqlx's advisory lock, so one migrates and the others find it done. The run lock
+    /// is the same for all of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_opened_together_on_a_new_schema_all_migrate_it() {
+        let Some(url) = server_url().await else { return };
+        let schema = fresh_schema();
+        let outcome = async {
+            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+            let opened = futures::future::join_all((0..6).map(|_| Store::open(&in_schema))).await;
+            for (n, opened) in opened.into_iter().enumerate() {
+                let store = opened.unwrap_or_else(|e| panic!("store {n}: {e}"));
+                store.set_checkpoint("orders", "cursor", "1").await.unwrap();
+                store.close().await;
+            }
+
+            let scheme = format!("orders-{schema}");
+            let (store, held) = crate::store::lock::open_locked(&in_schema, &scheme, false)
+                .await
+                .unwrap();
+            let refused = crate::store::lock::open_locked(&in_schema, &scheme, false).await;
+            assert!(
+                matches!(refused, Err(crate::store::lock::LockError::Held { .. })),
+                "a second run must be refused"
+            );
+            drop(held);
+            let (again, lock) = crate::store::lock::open_locked(&in_schema, &scheme, false)
+                .await
+                .unwrap();
+            // Closing a pool waits for its connections, the lock's one too.
+            drop(lock);
+            store.close().await;
+            again.close().await;
+        };
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        drop_schema(&url, &schema).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
     #[tokio::test]
     async fn store_open_takes_the_schema_from_the_url() {
         let Some(url) = server_url().await else { return };

@@ -1,5 +1,10 @@
 //! The SQLite store: one database file, migrated on open.
 //!
+//! - **Opening.** The path is resolved first (symlinks, `.`, `..`; [`resolve_file`]) so
+//!   the run lock can name the real file. Several processes may open a new store at
+//!   once: sqlx takes no migration lock for SQLite, so a store that needs migrating is
+//!   migrated in one `BEGIN IMMEDIATE` transaction (the others wait and find it done), and
+//!   the switch to WAL, which SQLite does not wait for, is retried until `busy_timeout`.
 //! - **Connections.** Writes go through a pool of exactly one connection, so
 //!   writers in this process queue in Rust instead of spinning on SQLite's lock,
 //!   and write transactions start with `BEGIN IMMEDIATE`, so a transaction never
@@ -30,9 +35,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
@@ -40,7 +45,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -58,6 +63,8 @@ const IN_CHUNK: usize = 498;
 const READ_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Pause between tries to open a store that another process is creating.
+const OPEN_RETRY_EVERY: Duration = Duration::from_millis(20);
 
 const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
      target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at";
@@ -94,6 +101,8 @@ pub struct SqliteStore {
 
 struct Inner {
     location: String,
+    /// The database file with every symlink, `.` and `..` resolved ([`prepare_file`]).
+    resolved: PathBuf,
     writer: SqlitePool,
     readers: SqlitePool,
     /// Queue of the group writer ([`group_writer`]).
@@ -121,28 +130,9 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let location = path.display().to_string();
-        let refuse = |reason: String| StoreError::Open {
-            location: location.clone(),
-            reason,
-        };
-        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-            return Err(refuse(format!(
-                "it is a directory, not a file (try {})",
-                path.join("ferry.db").display()
-            )));
-        }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Err(err) = tokio::fs::create_dir_all(parent).await {
-                let is_file = tokio::fs::metadata(parent).await.is_ok_and(|m| !m.is_dir());
-                return Err(refuse(if is_file {
-                    format!("{} is a file, not a directory", parent.display())
-                } else {
-                    format!("cannot create its directory {}: {err}", parent.display())
-                }));
-            }
-        }
+        let resolved = prepare_file(path).await?;
         let options = SqliteConnectOptions::new()
-            .filename(path)
+            .filename(&resolved)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -152,18 +142,19 @@ impl SqliteStore {
             // the background on a reader connection, off the writer's path (`checkpointer`);
             // the writer's own, at 4000 pages (16 MiB), only bounds the WAL's size.
             .pragma("wal_autocheckpoint", "4000");
-        // No ping before each use: the file is local, and each ping was one more round trip
-        // to SQLite's thread.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(|err| open_error(&location, err))?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|err| migrate_error(&location, err))?;
+        // Switching a new file to WAL takes an exclusive lock that SQLite does not wait for
+        // (busy_timeout does not apply to it), so a process that opens a new store while
+        // another one creates it tries again, until busy_timeout has passed.
+        let give_up_at = Instant::now() + busy_timeout;
+        let writer = loop {
+            match open_writer(&options, &location).await {
+                Ok(writer) => break writer,
+                Err(err) if err.is_retryable() && Instant::now() < give_up_at => {
+                    tokio::time::sleep(OPEN_RETRY_EVERY).await
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let readers = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)
@@ -174,6 +165,7 @@ impl SqliteStore {
         tokio::spawn(group_writer(writer.clone(), location.clone(), queue));
         let inner = Arc::new(Inner {
             location,
+            resolved,
             writer,
             readers,
             group,
@@ -185,6 +177,12 @@ impl SqliteStore {
     /// The file this store lives in, as it was given.
     pub fn location(&self) -> &str {
         &self.inner.location
+    }
+
+    /// The database file itself: absolute, with every symlink, `.` and `..` resolved, so
+    /// every spelling of one store's path gives the same value.
+    pub fn resolved_path(&self) -> &Path {
+        &self.inner.resolved
     }
 
     /// Close every connection (checkpointing the WAL). Later calls fail.
@@ -971,6 +969,122 @@ fn decode_run(row: &SqliteRow) -> Result<RunRecord, String> {
         status: column(row, 4)?,
         summary: json(column(row, 5)?)?,
     })
+}
+
+// ---- opening ------------------------------------------------------------------------
+
+/// Symlinks followed by hand before giving up (the kernel's own limit is 40).
+const MAX_SYMLINKS: usize = 40;
+
+/// Checks that `path` can name a database file, creates its directory if missing, and
+/// returns the file's resolved path ([`resolve_file`]). Creates nothing else, so the run
+/// lock can be taken with it before the database is created or migrated.
+pub(crate) async fn prepare_file(path: &Path) -> Result<PathBuf, StoreError> {
+    let refuse = |reason: String| StoreError::Open {
+        location: path.display().to_string(),
+        reason,
+    };
+    if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
+        return Err(refuse(format!(
+            "it is a directory, not a file (try {})",
+            path.join("ferry.db").display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Err(err) = tokio::fs::create_dir_all(parent).await {
+            let is_file = tokio::fs::metadata(parent).await.is_ok_and(|m| !m.is_dir());
+            return Err(refuse(if is_file {
+                format!("{} is a file, not a directory", parent.display())
+            } else {
+                format!("cannot create its directory {}: {err}", parent.display())
+            }));
+        }
+    }
+    resolve_file(path)
+        .await
+        .map_err(|err| refuse(format!("cannot resolve its path: {err}")))
+}
+
+/// The absolute path of the file `path` names, with every symlink, `.` and `..` resolved.
+/// A file that does not exist yet resolves through its directory; a dangling symlink
+/// resolves to the file it points at, which is where SQLite creates the database.
+pub(crate) async fn resolve_file(path: &Path) -> std::io::Result<PathBuf> {
+    let mut path = std::path::absolute(path)?;
+    for _ in 0..MAX_SYMLINKS {
+        match tokio::fs::canonicalize(&path).await {
+            Ok(resolved) => return Ok(resolved),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            Err(_) => {}
+        }
+        match tokio::fs::read_link(&path).await {
+            // Relative link targets start from the link's directory.
+            Ok(target) => path = path.parent().map_or_else(|| target.clone(), |dir| dir.join(&target)),
+            Err(_) => break,
+        }
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok(tokio::fs::canonicalize(dir).await?.join(name)),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", path.display()),
+        )),
+    }
+}
+
+/// The pool of the one writing connection, on a store brought up to date.
+async fn open_writer(options: &SqliteConnectOptions, location: &str) -> Result<SqlitePool, StoreError> {
+    // No ping before each use: the file is local, and each ping was one more round trip
+    // to SQLite's thread.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options.clone())
+        .await
+        .map_err(|err| open_error(location, err))?;
+    migrate(&writer, location).await?;
+    Ok(writer)
+}
+
+/// Brings the schema up to date. Several processes may open a new store at the same
+/// moment (two timers firing together, a run and `ferry mappings`), and sqlx takes no lock
+/// for SQLite, so a store that needs migrating is migrated inside one `BEGIN IMMEDIATE`
+/// transaction: the first process to take SQLite's write lock migrates, the others wait
+/// for it (`busy_timeout`) and then find nothing left to do. A current store only has its
+/// recorded migrations checked, which writes nothing.
+async fn migrate(writer: &SqlitePool, location: &str) -> Result<(), StoreError> {
+    let failed = |err: sqlx::Error| {
+        let (busy, reason) = describe_sqlx(&err);
+        StoreError::statement(location.to_owned(), "migrating", busy, reason)
+    };
+    let mut conn = writer.acquire().await.map_err(|err| open_error(location, err))?;
+    if is_current(&mut conn).await {
+        return MIGRATOR
+            .run_direct(&mut *conn)
+            .await
+            .map_err(|err| migrate_error(location, err));
+    }
+    let mut transaction = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+    // Each migration runs in a savepoint of this transaction.
+    MIGRATOR
+        .run_direct(&mut *transaction)
+        .await
+        .map_err(|err| migrate_error(location, err))?;
+    transaction.commit().await.map_err(failed)
+}
+
+/// True when every shipped migration is recorded as applied (false on a new file).
+async fn is_current(conn: &mut SqliteConnection) -> bool {
+    let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(applied) => applied,
+        Err(_) => return false,
+    };
+    MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .all(|m| applied.contains(&m.version))
 }
 
 // ---- errors ------------------------------------------------------------------------

@@ -1114,6 +1114,63 @@ async fn a_locked_file_is_reported_as_retryable() {
     waiter.close().await;
 }
 
+/// Processes opening a new store together (two timers, a run and `ferry mappings`, runs of
+/// two schemes) all find it migrated: none fails on a table another one just created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_together_on_a_new_file_all_migrate_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..10 {
+        let path = dir.path().join(format!("new-{round}.db"));
+        let opening: Vec<_> = (0..6).map(|_| tokio::spawn(SqliteStore::open(path.clone()))).collect();
+        for (n, opened) in opening.into_iter().enumerate() {
+            let store = opened
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}, store {n}: {e}"));
+            store.set_checkpoint("orders", "cursor", "1").await.unwrap();
+            store.close().await;
+        }
+    }
+}
+
+/// Every spelling of one database file resolves to the same path, also before the file
+/// exists and through a symlink whose target does not exist yet.
+#[cfg(unix)]
+#[tokio::test]
+async fn every_spelling_of_a_store_path_resolves_to_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = sqlite::resolve_file(dir.path()).await.unwrap();
+    let data = root.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::symlink(&data, root.join("linked-dir")).unwrap();
+    std::os::unix::fs::symlink("data/ferry.db", root.join("link.db")).unwrap();
+    std::os::unix::fs::symlink("link.db", root.join("link-to-link.db")).unwrap();
+    let real = data.join("ferry.db");
+    for exists in [false, true] {
+        for spelling in [
+            real.clone(),
+            root.join("link.db"),
+            root.join("link-to-link.db"),
+            root.join("linked-dir/ferry.db"),
+            root.join("data/../linked-dir/./ferry.db"),
+        ] {
+            assert_eq!(
+                sqlite::resolve_file(&spelling).await.unwrap(),
+                real,
+                "{} (file exists: {exists})",
+                spelling.display()
+            );
+        }
+        std::fs::write(&real, b"").unwrap();
+    }
+    let looped = root.join("loop.db");
+    std::os::unix::fs::symlink("loop.db", &looped).unwrap();
+    assert!(
+        sqlite::resolve_file(&looped).await.is_err(),
+        "a symlink loop is an error"
+    );
+}
+
 /// Manual measurement: `cargo test --release store::tests::sqlite_batch_throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run by hand"]
