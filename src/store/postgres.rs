@@ -1581,7 +1581,19 @@ mod tests {
         db.run(|store| async move {
             let separator = if url.contains('?') { '&' } else { '?' };
             let impatient = format!("{url}{separator}options=-csearch_path%3D{schema}%20-clock_timeout%3D100");
-            let waiter = Store::open(&impatient).await.unwrap();
+            // Opening checks the migrations under sqlx's database-wide advisory lock, which
+            // other tests migrating their own schemas may hold for longer than 100 ms.
+            let mut opened = Store::open(&impatient).await;
+            for _ in 0..50 {
+                match &opened {
+                    Err(e) if e.is_retryable() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        opened = Store::open(&impatient).await;
+                    }
+                    _ => break,
+                }
+            }
+            let waiter = opened.unwrap();
             let mut tx = postgres(&store).inner.pool.begin().await.unwrap();
             sqlx::raw_sql("LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")
                 .execute(&mut *tx)
