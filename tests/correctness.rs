@@ -281,3 +281,54 @@ async fn an_answer_whose_ids_cannot_be_matched_stops_the_run_after_the_first_bat
         ("B", "not_written")
     );
 }
+
+#[tokio::test]
+async fn soft_errors_marked_retryable_are_repeated_with_backoff() {
+    // A 200 that says "busy": without `retry` the run dies on it; with it, the request is
+    // simply repeated, on reads and on writes.
+    let busy = || Reply::json(json!({"success": false, "code": "BUSY", "message": "server busy"}));
+    let routes = || {
+        vec![
+            (
+                "/items",
+                vec![
+                    page(json!([{"code": "A", "customer_code": "1"}, {"code": "B", "customer_code": "2"}])),
+                    busy(),
+                    busy(),
+                    page(json!([{"code": "C", "customer_code": "3"}])),
+                ],
+            ),
+            ("/write", vec![busy(), Reply::json(json!({"code": 0}))]),
+        ]
+    };
+    let soft = SCHEME
+        .replace(
+            "retry: {attempts: 1}}\n  dst:",
+            "retry: {attempts: 4, backoff: 1ms}}\n  dst:",
+        )
+        .replace(
+            "dst: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 1}}",
+            "dst: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 4, backoff: 1ms}}",
+        )
+        .replace(
+            "  records: $.items[*]",
+            "  response: {retry: \"<< body.code | default('') == 'BUSY' >>\", error: \"<< body.message | default('') >>\"}\n  records: $.items[*]",
+        )
+        .replace(
+            "response: {success: \"<< body.code == 0 >>\"}",
+            "response: {success: \"<< body.code == 0 >>\", retry: \"<< body.code == 'BUSY' >>\"}",
+        );
+    let s = Scripted::start(routes()).await;
+    let summary = s.run(&soft).await;
+    assert_eq!(
+        (summary.aborted.clone(), summary.created, summary.failed),
+        (None, 3, 0),
+        "{summary:?}"
+    );
+    assert!(s.sim.hits("/items") >= 4, "the busy pages were asked again");
+    assert_eq!(s.sim.hits("/write"), 2);
+
+    let s = Scripted::start(routes()).await;
+    let summary = s.run(SCHEME).await;
+    assert!(summary.aborted.is_some() || summary.failed > 0, "{summary:?}");
+}

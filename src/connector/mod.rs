@@ -17,7 +17,7 @@ pub mod simply;
 pub mod types;
 pub mod vendor;
 
-pub use types::{RowOutcome, Verdict, WireRequest, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+pub use types::{RowOutcome, Verdict, WireRequest, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
@@ -193,12 +193,31 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
+/// Judges an answer by the scheme's templates: `Ok(None)` when it succeeded, the error
+/// message when it failed, and a [`ErrorKind::Throttled`] error when `retry` says the peer
+/// asks for the same request again later (a "soft" error in a 200, such as `busy`).
 fn envelope_verdict(
     success: &Option<Template>,
     error: &Option<Template>,
+    retry: &Option<Template>,
     scope: &Scope,
     what: &str,
 ) -> Result<Option<String>, Error> {
+    let message = || match error {
+        Some(template) => template.render_string(scope).unwrap_or_default(),
+        None => String::new(),
+    };
+    if let Some(retry) = retry {
+        let again = retry
+            .render(scope)
+            .map_err(|e| Error::decode(format!("{what}: evaluating `retry` failed: {}", e.message)))?;
+        if truthy(&again) {
+            return Err(Error::new(
+                ErrorKind::Throttled,
+                format!("the {what} asks to be retried (`retry` was true): {}", message()),
+            ));
+        }
+    }
     let Some(success) = success else { return Ok(None) };
     let ok = success
         .render(scope)
@@ -206,10 +225,7 @@ fn envelope_verdict(
     if truthy(&ok) {
         return Ok(None);
     }
-    let message = match error {
-        Some(template) => template.render_string(scope).unwrap_or_default(),
-        None => String::new(),
-    };
+    let message = message();
     Ok(Some(if message.is_empty() {
         "the response's success test was false".to_string()
     } else {
@@ -225,7 +241,7 @@ pub fn check_read_envelope(
     status: u16,
 ) -> (Value, Result<Option<String>, Error>) {
     with_response(body, status, |scope| {
-        envelope_verdict(&plan.success, &plan.error, scope, "source answer")
+        envelope_verdict(&plan.success, &plan.error, &plan.retry, scope, "source answer")
     })
 }
 
@@ -249,7 +265,7 @@ pub fn read_page(
         .decode(&response.body)
         .map_err(|e| Error::decode(format!("source answer could not be read: {e}")))?;
     let (mut body, verdict) = with_response(body, response.status, |scope| {
-        envelope_verdict(&plan.success, &plan.error, scope, "source answer")
+        envelope_verdict(&plan.success, &plan.error, &plan.retry, scope, "source answer")
     });
     if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
@@ -308,10 +324,11 @@ pub fn read_write_outcome(
         }
     };
     let (body, verdict) = with_response(body, response.status, |scope| {
-        envelope_verdict(&plan.success, &plan.error, scope, "target answer")
+        envelope_verdict(&plan.success, &plan.error, &plan.retry, scope, "target answer")
     });
     let request_error = match verdict {
         Ok(verdict) => verdict,
+        Err(e) if e.kind == ErrorKind::Throttled => return all_failed(e.message, RETRY_LATER),
         Err(e) => return all_failed(e.message, "decode"),
     };
 

@@ -25,6 +25,10 @@ pub const UNKNOWN_OUTCOME: &str = "unknown_outcome";
 /// stops before sending more.
 pub const UNMATCHED_ANSWER: &str = "unmatched_answer";
 
+/// The `class` of a row whose request the target asked to repeat later without acting on
+/// it (the operation's `response.retry` was true): safe to send again.
+pub const RETRY_LATER: &str = "retry_later";
+
 /// The result of writing one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {

@@ -70,9 +70,38 @@ async fn fetch_page(
         ..Scope::default()
     };
     if !conn.vendor.is_http() {
+        // Vendor throttles are retried by the vendor call itself.
         return fetch_vendor_page(ctx, &scope, &page).await;
     }
-    let request = build_request(conn, &plan.source.request, &scope, page.next_url.as_deref())?;
+    let mut attempt = 1;
+    loop {
+        match fetch_http_page(ctx, &scope, parent, &page).await {
+            // The answer asked for the same request again (`source.response.retry`).
+            Err(e) if e.kind == crate::error::ErrorKind::Throttled && attempt < conn.retry.attempts => {
+                let delay = crate::http::backoff_delay(&conn.retry, attempt, None, rand::random::<f64>());
+                tracing::debug!(
+                    page = page.index + 1,
+                    delay_ms = delay.as_millis() as u64,
+                    "{}",
+                    e.message
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_http_page(
+    ctx: &RunContext,
+    scope: &Scope,
+    parent: Option<&crate::extract::JsonPath>,
+    page: &PageRequest,
+) -> Result<Page, Error> {
+    let plan = &ctx.plan;
+    let conn = plan.source_connection();
+    let request = build_request(conn, &plan.source.request, scope, page.next_url.as_deref())?;
     let (response, _attempts) = ctx.http.send(conn, &request, Repeat::Safe).await?;
     read_page(
         &plan.source.response,

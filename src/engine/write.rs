@@ -2,7 +2,9 @@
 
 use super::vendor_call;
 use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
-use crate::connector::{build_request, read_write_outcome, render_call, RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+use crate::connector::{
+    build_request, read_write_outcome, render_call, RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER,
+};
 use crate::error::Error;
 use crate::http::{backoff_delay, Repeat};
 use crate::scheme::model::OperationPlan;
@@ -640,25 +642,31 @@ async fn send(
         }
         return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
     }
-    result.requests += 1;
-    match ctx.http.send(conn, &request, write_repeat(op)).await {
-        Ok((response, attempts)) => {
-            result.requests += u64::from(attempts.saturating_sub(1));
-            Ok(read_write_outcome(
-                op,
-                &response,
-                rows,
-                keys,
-                &format!("target.{operation}.response"),
-            ))
+    let mut attempt = 1;
+    loop {
+        result.requests += 1;
+        let outcomes = match ctx.http.send(conn, &request, write_repeat(op)).await {
+            Ok((response, attempts)) => {
+                result.requests += u64::from(attempts.saturating_sub(1));
+                read_write_outcome(op, &response, rows, keys, &format!("target.{operation}.response"))
+            }
+            Err(e) => vec![
+                RowOutcome::Failed {
+                    message: ctx.plan.redactor.redact(&e.message).into_owned(),
+                    class: write_error_class(&e),
+                };
+                rows
+            ],
+        };
+        // The target did not act and asked for the same request again (`response.retry`).
+        let again = outcomes
+            .iter()
+            .any(|o| matches!(o, RowOutcome::Failed { class, .. } if *class == RETRY_LATER));
+        if !again || attempt >= conn.retry.attempts {
+            return Ok(outcomes);
         }
-        Err(e) => Ok(vec![
-            RowOutcome::Failed {
-                message: ctx.plan.redactor.redact(&e.message).into_owned(),
-                class: write_error_class(&e),
-            };
-            rows
-        ]),
+        tokio::time::sleep(backoff_delay(&conn.retry, attempt, None, rand::random::<f64>())).await;
+        attempt += 1;
     }
 }
 

@@ -130,6 +130,8 @@ pub struct ReadResponsePlan {
     pub codec: Codec,
     pub success: Option<Template>,
     pub error: Option<Template>,
+    /// True when the answer asks for the same request again later (`response.retry`).
+    pub retry: Option<Template>,
 }
 
 #[derive(Clone)]
@@ -221,6 +223,8 @@ pub struct WriteResponsePlan {
     pub codec: Codec,
     pub success: Option<Template>,
     pub error: Option<Template>,
+    /// True when the answer asks for the same request again later (`response.retry`).
+    pub retry: Option<Template>,
     pub row_ids: Option<JsonPath>,
     pub row_errors: Option<JsonPath>,
     pub row_error_index: Template,

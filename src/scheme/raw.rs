@@ -299,6 +299,10 @@ pub struct RawReadResponse {
     /// Template over `body` giving the message when `success` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Template over `body` and `status`: true when the answer asks for the same request again
+    /// later (a "busy" error in a 200); it is repeated with the connection's backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
 }
 
 /// The source: where records come from.
@@ -527,6 +531,10 @@ pub struct RawWriteResponse {
     /// Template over `body` giving the message of a failed request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Template over `body` and `status`: true when the target did not act and asks for the
+    /// same request again later; it is repeated with the connection's backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
     /// JSONPath to the target ids of the rows that succeeded, in row order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_ids: Option<String>,

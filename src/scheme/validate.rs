@@ -1038,6 +1038,11 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         response_raw.error.as_ref(),
         Names::Only(READ_RESPONSE_NAMES),
     );
+    let retry = ctx.optional_template(
+        "source.response.retry",
+        response_raw.retry.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
     let records = match (&raw.records, literal_api.and_then(|api| vendor.records_path(api))) {
         (Some(text), _) => ctx.json_path("source.records", text),
         (None, Some(default)) => ctx.json_path("source.records", default),
@@ -1137,6 +1142,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         }
     };
     let detail = detail?;
+    let retry = retry?;
     let (request, success, error, records, id, name, pagination, incremental) = (
         request?,
         success?,
@@ -1177,6 +1183,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             codec: response_raw.codec.unwrap_or_default(),
             success,
             error,
+            retry,
         },
         records,
         pagination,
@@ -1417,6 +1424,11 @@ fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) 
         response_raw.error.as_ref(),
         Names::Only(READ_RESPONSE_NAMES),
     );
+    let retry = ctx.optional_template(
+        "target.lookup.response.retry",
+        response_raw.retry.as_ref(),
+        Names::Only(READ_RESPONSE_NAMES),
+    );
     let id = ctx.json_path("target.lookup.id", &raw.id);
     Some(LookupPlan {
         request: request?,
@@ -1424,6 +1436,7 @@ fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) 
             codec: response_raw.codec.unwrap_or_default(),
             success: success?,
             error: error?,
+            retry: retry?,
         },
         id: id?,
     })
@@ -1483,6 +1496,7 @@ fn build_operation(
         names,
     );
     let error = ctx.optional_template(&child_path(&response_path, "error"), raw_response.error.as_ref(), names);
+    let retry = ctx.optional_template(&child_path(&response_path, "retry"), raw_response.retry.as_ref(), names);
     let row_ids = ctx.optional_json_path(&child_path(&response_path, "row_ids"), raw_response.row_ids.as_ref());
     let row_errors = ctx.optional_json_path(
         &child_path(&response_path, "row_errors"),
@@ -1531,6 +1545,7 @@ fn build_operation(
             codec: raw_response.codec.unwrap_or_default(),
             success: success?,
             error: error?,
+            retry: retry?,
             row_ids: row_ids?,
             row_errors: row_errors?,
             row_error_index: row_error_index?,
