@@ -1,8 +1,12 @@
 //! Pagination decisions (pure): given what a page returned, what to request next — or stop.
 //!
-//! Guards are always on: a cursor or next link seen before, a non-empty page identical to the
-//! one before, more records than `total` announced, or more pages than `max_pages` abort the
-//! read with a [`GuardError`] instead of looping or silently truncating.
+//! Guards are always on: a cursor or next link seen before, a cursor missing while the page
+//! says more follow, a non-empty page identical to the one before, more records than
+//! `total` announced, or more pages than `max_pages` abort the read with a [`GuardError`]
+//! instead of looping or silently truncating.
+//!
+//! A page is empty only when it has neither records nor deleted ids: a source that
+//! reports deletions (Simply CRM's `sync`) may fill a page with deletions alone.
 
 use crate::extract::JsonPath;
 use crate::scheme::model::{PageStyle, PaginationPlan};
@@ -40,6 +44,8 @@ impl PageRequest {
 pub struct PageSeen<'a> {
     pub body: &'a Value,
     pub records: usize,
+    /// Ids the page reported deleted (`source.deleted`).
+    pub deleted: usize,
     /// A fingerprint of the page's records, to catch a source that repeats itself.
     pub fingerprint: u64,
 }
@@ -160,11 +166,12 @@ impl Pager {
             }
         }
         let more = self.plan.has_more.as_ref().and_then(|p| read_bool(p, seen.body));
+        let empty = records == 0 && seen.deleted == 0;
 
         let stop = match self.plan.style {
             PageStyle::None => true,
             PageStyle::PageNumber { .. } | PageStyle::Offset { .. } => {
-                records == 0
+                empty
                     || match self.plan.stop {
                         StopRule::EmptyPage => false,
                         StopRule::ShortPage => self.plan.size.is_some_and(|size| records < size),
@@ -172,7 +179,7 @@ impl Pager {
                         StopRule::HasMore => more == Some(false),
                     }
             }
-            PageStyle::Cursor { .. } | PageStyle::NextLink { .. } => records == 0 || more == Some(false),
+            PageStyle::Cursor { .. } | PageStyle::NextLink { .. } => empty || more == Some(false),
         };
         if stop {
             // A source that announced a total must deliver it (jdy's silent page cap, or
@@ -216,6 +223,12 @@ impl Pager {
                 }
             }
             PageStyle::Cursor { cursor } => match read_token(cursor, seen.body) {
+                None if more == Some(true) => {
+                    return Err(GuardError(format!(
+                        "page {page_no} says more records follow but has no cursor at `{}`; the rest cannot be read",
+                        cursor.as_str()
+                    )))
+                }
                 None => return Ok(None),
                 Some(token) => {
                     if !self.seen_tokens.insert(token.clone()) {
@@ -269,8 +282,52 @@ mod tests {
         PageSeen {
             body,
             records,
+            deleted: 0,
             fingerprint,
         }
+    }
+
+    fn cursor_plan(has_more: Option<&str>) -> PaginationPlan {
+        let mut plan = plan(
+            PageStyle::Cursor {
+                cursor: JsonPath::parse("$.next").unwrap(),
+            },
+            StopRule::HasMore,
+            None,
+            has_more,
+            None,
+        );
+        plan.size = None;
+        plan
+    }
+
+    #[test]
+    fn a_page_of_deletions_alone_is_not_the_end() {
+        let mut pager = Pager::new(&cursor_plan(Some("$.more")));
+        let body = json!({"next": 7, "more": true});
+        let only_deleted = PageSeen {
+            body: &body,
+            records: 0,
+            deleted: 3,
+            fingerprint: 0,
+        };
+        let next = pager.advance(&only_deleted).unwrap().unwrap();
+        assert_eq!(next.cursor.as_deref(), Some("7"));
+        let body = json!({"next": 9, "more": true});
+        assert_eq!(
+            pager.advance(&seen(&body, 0, 0)).unwrap(),
+            None,
+            "nothing at all ends it"
+        );
+    }
+
+    #[test]
+    fn more_without_a_cursor_is_a_guard_error() {
+        let mut pager = Pager::new(&cursor_plan(Some("$.more")));
+        let err = pager.advance(&seen(&json!({"more": true}), 2, 1)).unwrap_err();
+        assert!(err.0.contains("no cursor at `$.next`"), "{err}");
+        let mut pager = Pager::new(&cursor_plan(Some("$.more")));
+        assert_eq!(pager.advance(&seen(&json!({"more": false}), 2, 1)).unwrap(), None);
     }
 
     #[test]

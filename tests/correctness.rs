@@ -332,3 +332,395 @@ async fn soft_errors_marked_retryable_are_repeated_with_backoff() {
     let summary = s.run(SCHEME).await;
     assert!(summary.aborted.is_some() || summary.failed > 0, "{summary:?}");
 }
+
+// ---- records deleted at the source -----------------------------------------------------
+
+/// A generic source whose answers list deleted ids next to the records, and a target
+/// that creates in batches (answering the new ids), updates and deletes.
+const DELETING: &str = r#"
+name: gone
+connections:
+  src: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}}
+  dst: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}, in_flight: 1}
+source:
+  connection: src
+  request: {method: GET, path: /items, query: {page: "<< page.number >>"}}
+  records: $.items[*]
+  deleted: $.deleted[*]
+  pagination: {style: page_number, start: 1, size: 2, stop: empty_page}
+  id: "<< code >>"
+target:
+  connection: dst
+  batch: 10
+  create:
+    request: {method: POST, path: /write, body: {rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>", row_ids: "$.ids[*]"}
+  update:
+    request: {method: POST, path: /update, body: {rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>"}
+  delete:
+    request: {method: POST, path: /delete, body: {id: "<< target_id >>", source: "<< source_id >>"}}
+    response: {success: "<< body.code == 0 >>", error: "<< body.message >>"}
+  fields:
+    FNumber: "<< code >>"
+    FName: "<< name >>"
+"#;
+
+fn changes(items: Value, deleted: Value) -> Reply {
+    Reply::json(json!({ "items": items, "deleted": deleted }))
+}
+
+fn nothing() -> Reply {
+    changes(json!([]), json!([]))
+}
+
+fn ids(ids: Value) -> Vec<Reply> {
+    vec![Reply::json(json!({"code": 0, "ids": ids}))]
+}
+
+async fn mapping_of(s: &Scripted, scheme: &str, source_id: &str) -> Option<ferry::store::Mapping> {
+    use ferry::store::MappingStore;
+    s.store
+        .mappings_for(scheme, scheme, &[source_id.to_string()])
+        .await
+        .unwrap()
+        .remove(source_id)
+}
+
+#[tokio::test]
+async fn a_record_deleted_at_the_source_is_deleted_in_the_target_and_created_anew_if_it_returns() {
+    let a = || json!({"code": "A", "name": "Alpha"});
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                changes(json!([a(), {"code": "B", "name": "Beta"}]), json!([])),
+                nothing(),
+                // Run 2: deletions alone fill a page; Z was never written.
+                changes(json!([]), json!(["A", "Z"])),
+                nothing(),
+                // Run 3: A is back.
+                changes(json!([a()]), json!([])),
+                nothing(),
+            ],
+        ),
+        (
+            "/write",
+            vec![
+                Reply::json(json!({"code": 0, "ids": ["TA", "TB"]})),
+                Reply::json(json!({"code": 0, "ids": ["TA2"]})),
+            ],
+        ),
+        ("/delete", ok()),
+    ])
+    .await;
+    let first = s.run(DELETING).await;
+    assert_eq!((first.created, first.deleted, first.failed), (2, 0, 0), "{first:?}");
+
+    let second = s.run(DELETING).await;
+    assert_eq!(second.aborted, None, "{second:?}");
+    assert_eq!(
+        (second.read, second.deleted, second.failed, second.created),
+        (0, 2, 0, 0),
+        "{second:?}"
+    );
+    assert_eq!(second.exit_code(), ferry::error::exit::OK);
+    assert_eq!(s.sim.bodies("/delete"), vec![json!({"id": "TA", "source": "A"})]);
+    let deleted = mapping_of(&s, "gone", "A").await.unwrap();
+    assert_eq!(deleted.status, ferry::store::MappingStatus::Deleted);
+    assert_eq!(
+        deleted.target_id.as_deref(),
+        Some("TA"),
+        "the deleted record is remembered"
+    );
+    assert!(mapping_of(&s, "gone", "Z").await.is_none());
+
+    let third = s.run(DELETING).await;
+    assert_eq!((third.created, third.updated, third.deleted), (1, 0, 0), "{third:?}");
+    let back = mapping_of(&s, "gone", "A").await.unwrap();
+    assert_eq!(
+        (back.status, back.target_id.as_deref()),
+        (ferry::store::MappingStatus::Created, Some("TA2"))
+    );
+    assert_eq!(s.sim.hits("/delete"), 1);
+}
+
+#[tokio::test]
+async fn without_a_delete_operation_deleted_records_are_counted_and_the_target_keeps_them() {
+    let scheme = DELETING.split("  delete:\n").next().unwrap().to_string()
+        + "  fields:\n    FNumber: \"<< code >>\"\n    FName: \"<< name >>\"\n";
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                changes(json!([{"code": "A", "name": "Alpha"}]), json!([])),
+                nothing(),
+                changes(json!([]), json!(["A", "Z"])),
+                nothing(),
+            ],
+        ),
+        ("/write", ids(json!(["TA"]))),
+        ("/delete", ok()),
+    ])
+    .await;
+    assert_eq!(s.run(&scheme).await.created, 1);
+    let second = s.run(&scheme).await;
+    assert_eq!(
+        (second.deleted, second.failed, second.aborted.clone()),
+        (2, 0, None),
+        "{second:?}"
+    );
+    assert_eq!(s.sim.hits("/delete"), 0);
+    let kept = mapping_of(&s, "gone", "A").await.unwrap();
+    assert_eq!(
+        (kept.status, kept.target_id.as_deref()),
+        (ferry::store::MappingStatus::Created, Some("TA"))
+    );
+}
+
+#[tokio::test]
+async fn of_two_events_of_one_id_in_a_run_the_later_wins() {
+    let pages = |s: &str| -> Vec<Reply> {
+        let _ = s;
+        vec![
+            changes(
+                json!([{"code": "A", "name": "Alpha"}, {"code": "B", "name": "Beta"}]),
+                json!([]),
+            ),
+            nothing(),
+            // Run 2: A changes then goes; B goes then comes back changed.
+            changes(json!([{"code": "A", "name": "Alpha 2"}]), json!(["B"])),
+            changes(json!([{"code": "B", "name": "Beta 2"}]), json!(["A"])),
+            nothing(),
+        ]
+    };
+    // One batch: the later event replaces the earlier one before anything is sent.
+    let s = Scripted::start(vec![
+        ("/items", pages("batch")),
+        ("/write", ids(json!(["TA", "TB"]))),
+        ("/update", ok()),
+        ("/delete", ok()),
+    ])
+    .await;
+    s.run(DELETING).await;
+    let second = s.run(DELETING).await;
+    assert_eq!(
+        (second.updated, second.deleted, second.created, second.duplicates),
+        (1, 1, 0, 1),
+        "{second:?}"
+    );
+    assert_eq!(s.sim.bodies("/delete"), vec![json!({"id": "TA", "source": "A"})]);
+    assert_eq!(
+        s.sim.bodies("/update"),
+        vec![json!({"rows": [{"FNumber": "B", "FName": "Beta 2"}]})]
+    );
+
+    // One event per batch: batches sharing an id run in order, so B is deleted and then
+    // created anew, and A is updated and then deleted.
+    let scheme = DELETING.replace("batch: 10", "batch: 1");
+    let s = Scripted::start(vec![
+        ("/items", pages("row")),
+        (
+            "/write",
+            vec![
+                Reply::json(json!({"code": 0, "ids": ["TA"]})),
+                Reply::json(json!({"code": 0, "ids": ["TB"]})),
+                Reply::json(json!({"code": 0, "ids": ["TB2"]})),
+            ],
+        ),
+        ("/update", ok()),
+        ("/delete", ok()),
+    ])
+    .await;
+    s.run(&scheme).await;
+    let second = s.run(&scheme).await;
+    assert_eq!(
+        (second.updated, second.deleted, second.created, second.duplicates),
+        (1, 2, 1, 0),
+        "{second:?}"
+    );
+    assert_eq!(
+        s.sim.bodies("/delete"),
+        vec![json!({"id": "TB", "source": "B"}), json!({"id": "TA", "source": "A"})]
+    );
+    assert_eq!(
+        s.sim.bodies("/update"),
+        vec![json!({"rows": [{"FNumber": "A", "FName": "Alpha 2"}]})]
+    );
+    let a = mapping_of(&s, "gone", "A").await.unwrap();
+    let b = mapping_of(&s, "gone", "B").await.unwrap();
+    assert_eq!(a.status, ferry::store::MappingStatus::Deleted);
+    assert_eq!(
+        (b.status, b.target_id.as_deref()),
+        (ferry::store::MappingStatus::Created, Some("TB2"))
+    );
+}
+
+#[tokio::test]
+async fn a_delete_the_target_refuses_goes_to_the_ledger_and_keeps_the_mapping() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                changes(json!([{"code": "A", "name": "Alpha"}]), json!([])),
+                nothing(),
+                changes(json!([]), json!(["A"])),
+                nothing(),
+            ],
+        ),
+        ("/write", ids(json!(["TA"]))),
+        (
+            "/delete",
+            vec![Reply::json(json!({"code": 7, "message": "customer TA is audited"}))],
+        ),
+    ])
+    .await;
+    s.run(DELETING).await;
+    let second = s.run(DELETING).await;
+    assert_eq!((second.deleted, second.failed), (0, 1), "{second:?}");
+    assert_eq!(second.exit_code(), ferry::error::exit::ROWS_FAILED);
+    let failures = s.open_failures("gone").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].source_id, "A");
+    assert!(
+        failures[0].message.contains("deleting its target record TA failed")
+            && failures[0].message.contains("customer TA is audited"),
+        "{}",
+        failures[0].message
+    );
+    assert_eq!(failures[0].payload, None, "nothing to replay as a record");
+    let kept = mapping_of(&s, "gone", "A").await.unwrap();
+    assert_eq!(kept.status, ferry::store::MappingStatus::Created);
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_not_brought_back_by_replaying_its_old_failure() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                // B lacks `name`: it fails and waits in the ledger.
+                changes(json!([{"code": "A", "name": "Alpha"}, {"code": "B"}]), json!([])),
+                nothing(),
+                changes(json!([]), json!(["B"])),
+                nothing(),
+                nothing(),
+            ],
+        ),
+        ("/write", ids(json!(["TA"]))),
+        ("/delete", ok()),
+    ])
+    .await;
+    let first = s.run(DELETING).await;
+    assert_eq!((first.created, first.failed), (1, 1), "{first:?}");
+    let second = s.run(DELETING).await;
+    assert_eq!(second.deleted, 1, "{second:?}");
+    assert!(
+        s.open_failures("gone").await.is_empty(),
+        "the deletion settled B's failure"
+    );
+    let writes = s.sim.hits("/write");
+    let third = s.run(DELETING).await;
+    assert_eq!((third.replayed, third.created, third.failed), (0, 0, 0), "{third:?}");
+    assert_eq!(s.sim.hits("/write"), writes);
+    assert_eq!(s.sim.hits("/delete"), 0, "B never reached the target");
+}
+
+// ---- Simply CRM `sync` -----------------------------------------------------------------
+
+/// Simply CRM accounts read with `sync` from the scripted simulator, written to a generic
+/// target that deletes what the CRM deleted.
+const SYNCING: &str = r#"
+name: synced
+connections:
+  crm:
+    connector: simply-crm
+    base_url: "${SIM_URL}"
+    retry: {attempts: 1}
+    settings: {username: admin, access_key: k, sync_type: application}
+  dst: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}}
+source:
+  connection: crm
+  request: {api: sync, body: {modifiedTime: 1709280000, elementType: Accounts}}
+  id: "<< id >>"
+target:
+  connection: dst
+  create:
+    request: {method: POST, path: /write, body: {rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>", row_ids: "$.ids[*]"}
+  delete:
+    request: {method: POST, path: /delete, body: {ids: "<< target_ids | join(',') >>", rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>"}
+  fields: {name: "<< accountname >>"}
+"#;
+
+fn vtiger(result: Value) -> Reply {
+    Reply::json(json!({"success": true, "result": result}))
+}
+
+fn login() -> Vec<Reply> {
+    vec![
+        vtiger(json!({"token": "5e9f4b2a1c3d7", "serverTime": 1709280000, "expireTime": 1709280300})),
+        vtiger(json!({"sessionName": "s1", "userId": "19x1", "version": "0.22"})),
+    ]
+}
+
+fn account(id: &str) -> Value {
+    json!({"id": id, "accountname": format!("Account {id}")})
+}
+
+#[tokio::test]
+async fn simply_sync_pages_while_more_and_its_deleted_ids_reach_target_delete() {
+    let mut crm = login();
+    crm.push(vtiger(json!({"updated": [account("11x1"), account("11x2")], "deleted": [], "lastModifiedTime": 1709280100, "more": true})));
+    crm.push(vtiger(
+        json!({"updated": [account("11x3")], "deleted": [], "lastModifiedTime": 1709280200, "more": false}),
+    ));
+    crm.extend(login());
+    crm.push(vtiger(
+        json!({"updated": [], "deleted": ["11x1", "11x3", "11x9"], "lastModifiedTime": 1709280300, "more": false}),
+    ));
+    let s = Scripted::start(vec![
+        ("/webservice.php", crm),
+        ("/write", ids(json!(["T1", "T2", "T3"]))),
+        ("/delete", ok()),
+    ])
+    .await;
+    let first = s.run(SYNCING).await;
+    assert_eq!(first.aborted, None, "{first:?}");
+    assert_eq!((first.read, first.created, first.pages), (3, 3, 2), "{first:?}");
+
+    let second = s.run(SYNCING).await;
+    assert_eq!((second.deleted, second.failed), (3, 0), "{second:?}");
+    assert_eq!(
+        s.sim.bodies("/delete"),
+        vec![json!({
+            "ids": "T1,T3",
+            "rows": [{"source_id": "11x1", "target_id": "T1"}, {"source_id": "11x3", "target_id": "T3"}]
+        })]
+    );
+}
+
+#[tokio::test]
+async fn a_simply_sync_whose_last_modified_time_stalls_stops_the_run() {
+    let mut crm = login();
+    crm.push(vtiger(json!({"updated": [account("11x1"), account("11x2")], "deleted": [], "lastModifiedTime": 1709280100, "more": true})));
+    // More changes wait, says the server, but the cursor stays where it was.
+    crm.push(vtiger(
+        json!({"updated": [account("11x3")], "deleted": [], "lastModifiedTime": 1709280100, "more": true}),
+    ));
+    let s = Scripted::start(vec![
+        ("/webservice.php", crm),
+        ("/write", ids(json!(["T1", "T2", "T3"]))),
+    ])
+    .await;
+    let summary = s.run(SYNCING).await;
+    let reason = summary.aborted.clone().unwrap_or_default();
+    assert!(
+        reason.contains("page 2 of the source")
+            && reason.contains("lastModifiedTime 1709280100 did not advance past the modifiedTime 1709280100"),
+        "{reason}"
+    );
+    assert_eq!(summary.exit_code(), ferry::error::exit::ABORTED);
+    assert_eq!(s.sim.hits("/webservice.php"), 4, "no third sync call");
+}

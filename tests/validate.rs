@@ -350,3 +350,94 @@ fn strict_makes_warnings_errors() {
     assert!(promoted.is_error());
     assert!(promoted.hint.as_deref().unwrap().ends_with("(an error under --strict)"));
 }
+
+/// The Simply → K3Cloud seed scheme with its source request replaced by `request`.
+fn simply_source(request: &str, settings_extra: &str) -> String {
+    let seed = std::fs::read_to_string("schemes/simply-accounts-to-kingdee-customers.yaml").unwrap();
+    let start = seed.find("  request:\n    api: query").unwrap();
+    let end = seed[start..].find("  incremental:").unwrap() + start;
+    let text = format!("{}{request}{}", &seed[..start], &seed[end..]);
+    text.replace(
+        "      access_key: \"${SIMPLY_ACCESS_KEY}\"\n",
+        &format!("      access_key: \"${{SIMPLY_ACCESS_KEY}}\"\n{settings_extra}"),
+    )
+}
+
+fn any_env(name: &str) -> Option<String> {
+    Some(if name.ends_with("_URL") {
+        "http://127.0.0.1:9/".to_string()
+    } else {
+        format!("{name}-value")
+    })
+}
+
+#[test]
+fn simply_sync_warns_that_it_reads_only_the_login_users_records() {
+    let sync = "  request:\n    api: sync\n    body: {modifiedTime: \"<< window.start | timestamp >>\", elementType: Accounts}\n";
+    let loaded = load_str(&simply_source(sync, ""), "sync.yaml", &any_env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let warning = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.path == "source.request.api")
+        .expect("the owner warning");
+    assert_eq!(
+        warning.message,
+        "sync returns only records the login user owns (reference §5): use an admin user or `query` on modifiedtime"
+    );
+    assert!(warning.line > 0);
+    let plan = loaded.plan.unwrap();
+    assert_eq!(
+        plan.source.deleted.as_ref().map(|p| p.as_str()),
+        Some("$.result.deleted[*]"),
+        "sync reports deleted ids"
+    );
+
+    // An application sync reads every user's records; `query` has no such limit.
+    let application = simply_source(sync, "      sync_type: application\n");
+    let loaded = load_str(&application, "sync.yaml", &any_env);
+    assert!(loaded.diagnostics.iter().all(|d| d.path != "source.request.api"));
+    let seed = std::fs::read_to_string("schemes/simply-accounts-to-kingdee-customers.yaml").unwrap();
+    let loaded = load_str(&seed, "seed.yaml", &any_env);
+    assert!(loaded.diagnostics.iter().all(|d| d.path != "source.request.api"));
+    assert!(loaded.plan.unwrap().source.deleted.is_none());
+}
+
+#[test]
+fn delete_operations_read_ids_only() {
+    let base = std::fs::read_to_string("tests/fixtures/valid/minimal.yaml").unwrap();
+    let with_delete = |delete: &str| {
+        let fields = base.find("  fields:\n").unwrap();
+        format!("{}  delete:\n{delete}{}", &base[..fields], &base[fields..])
+    };
+    let ok = [
+        "    request: {method: DELETE, path: \"/orders/<< target_id >>\", query: {source: \"<< source_id >>\"}}\n",
+        "    request: {method: POST, path: /orders/delete, body: {ids: \"<< target_ids >>\", rows: \"<< rows >>\"}}\n",
+    ];
+    for delete in ok {
+        let loaded = load_str(&with_delete(delete), "d.yaml", &fixture_env);
+        assert!(!loaded.has_errors(), "{delete}: {:#?}", loaded.diagnostics);
+        let per = loaded.plan.unwrap().target.delete.unwrap().per;
+        assert_eq!(
+            per == ferry::scheme::raw::Per::Batch,
+            delete.contains("target_ids"),
+            "{delete}"
+        );
+    }
+    let wrong = [
+        ("    request: {method: DELETE, path: \"/orders/<< record.id >>\"}\n", "unknown variable `record`"),
+        ("    request: {method: POST, path: /d, body: {ids: \"<< target_ids >>\", one: \"<< target_id >>\"}}\n", "this delete sends a whole batch"),
+        ("    request: {method: POST, path: /d, body: {ids: \"<< target_ids >>\"}}\n    per: row\n", "only available when the delete sends a batch"),
+        ("    request: {method: POST, path: /d, body: {ids: \"<< target_ids >>\"}}\n    response: {row_error_key: \"<< key >>\"}\n", "a delete sends no row"),
+    ];
+    for (delete, expected) in wrong {
+        let loaded = load_str(&with_delete(delete), "d.yaml", &fixture_env);
+        let errors: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.as_str())
+            .collect();
+        assert!(errors.iter().any(|m| m.contains(expected)), "{delete}: {errors:#?}");
+    }
+}

@@ -453,3 +453,152 @@ async fn a_row_left_unaudited_by_a_dead_run_is_audited_by_the_next() {
     assert!(store.pending_intents(&plan.name).await.unwrap().is_empty());
     running.shutdown().await;
 }
+
+/// A Simply CRM simulator with `records` accounts that all belong to the admin, and a
+/// K3Cloud simulator; the environment points the Simply → K3Cloud seed scheme at them.
+async fn simply_and_k3(
+    records: u64,
+) -> (
+    ferry::sim::simply::SimplySim,
+    ferry::sim::k3cloud::K3CloudSim,
+    std::collections::HashMap<&'static str, String>,
+    Vec<ferry::sim::SimHandle>,
+) {
+    use ferry::sim::k3cloud::{K3CloudConfig, K3CloudSim};
+    use ferry::sim::simply::{SimplyConfig, SimplySim};
+    let listener = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let simply_config = SimplyConfig {
+        records,
+        other_owner_every: 0,
+        ..SimplyConfig::default()
+    };
+    let k3_config = K3CloudConfig::default();
+    let (simply, simply_handle) = SimplySim::start(simply_config.clone(), listener().await.unwrap())
+        .await
+        .unwrap();
+    let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await.unwrap())
+        .await
+        .unwrap();
+    let env = std::collections::HashMap::from([
+        ("SIMPLY_URL", simply_handle.base_url()),
+        ("SIMPLY_USERNAME", simply_config.username.clone()),
+        ("SIMPLY_ACCESS_KEY", simply_config.access_key.clone()),
+        ("K3CLOUD_URL", format!("{}/k3cloud/", k3_handle.base_url())),
+        ("K3CLOUD_ACCT_ID", k3_config.acct_id.clone()),
+        ("K3CLOUD_USERNAME", k3_config.username.clone()),
+        ("K3CLOUD_APP_ID", k3_config.app_id.clone()),
+        ("K3CLOUD_APP_SECRET", k3_config.app_secret.clone()),
+    ]);
+    (simply, k3, env, vec![simply_handle, k3_handle])
+}
+
+/// The Simply → K3Cloud seed scheme reading with `sync` (the variant its comment shows):
+/// one window per run, because `sync` reads every change after `modifiedTime`.
+fn simply_sync_scheme() -> String {
+    let seed = Flow::SimplyToK3Cloud.scheme();
+    let start = seed.find("    api: query\n").expect("the seed reads with query");
+    let end = seed[start..].find("  id: ").expect("source.id follows") + start;
+    format!(
+        "{}    api: sync\n    body: {{modifiedTime: \"<< window.start | timestamp >>\", elementType: Accounts}}\n  incremental: {{field: modifiedtime, start: \"2024-02-01 00:00:00\", window: 3650d, lookback: 10m, lag: 1m}}\n{}",
+        &seed[..start],
+        &seed[end..]
+    )
+}
+
+fn sync_plan(scheme: &str, env: &std::collections::HashMap<&'static str, String>) -> Plan {
+    let loaded = load_str(scheme, "simply-sync.yaml", &|name| env.get(name).cloned());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    loaded.plan.unwrap()
+}
+
+/// The `modifiedTime` of every `sync` call the simulator received.
+fn sync_calls(simply: &ferry::sim::simply::SimplySim) -> Vec<i64> {
+    simply
+        .requests()
+        .into_iter()
+        .filter(|r| r.query_param("operation").as_deref() == Some("sync"))
+        .map(|r| r.query_param("modifiedTime").unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simply_sync_pages_by_last_modified_time_and_reads_each_change_once() {
+    let (simply, k3, env, handles) = simply_and_k3(300).await;
+    let plan = sync_plan(&simply_sync_scheme(), &env);
+    // 250 accounts changed a second apart: vtiger answers 100 changes per call.
+    let first_change = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        simply.touch_many(1..=250, first_change, chrono::Duration::seconds(1)),
+        250
+    );
+    let store = Store::memory();
+    let customers_before = k3.row_count("BD_Customer");
+    let summary = run_once(&plan, &store).await;
+    assert_eq!(summary.aborted, None, "{summary:?}");
+    assert_eq!(
+        (summary.read, summary.created, summary.duplicates, summary.failed),
+        (250, 250, 0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(k3.row_count("BD_Customer"), customers_before + 250);
+    let calls = sync_calls(&simply);
+    assert_eq!(calls.len(), 3, "100 + 100 + 50 changes: {calls:?}");
+    // The first call starts at the window (2024-02-01 in the scheme's zone, less the
+    // lookback); each later one at the lastModifiedTime of the answer before it.
+    let first = first_change.timestamp();
+    assert_eq!(calls[0], 1_706_716_200, "{calls:?}");
+    assert_eq!(calls[1..], [first + 99, first + 199], "{calls:?}");
+    for handle in handles {
+        handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simply_accounts_deleted_in_the_crm_are_deleted_from_k3cloud() {
+    let (simply, k3, env, handles) = simply_and_k3(300).await;
+    // Customers saved unaudited, since K3Cloud deletes only those (reference §2), and a
+    // `Delete` of the mapped ids, comma-separated.
+    let scheme = simply_sync_scheme()
+        .replace("IsAutoSubmitAndAudit: true", "IsAutoSubmitAndAudit: false")
+        .replace(
+            "  fields:\n",
+            "  delete:\n    request:\n      api: Delete\n      body: {formid: BD_Customer, data: {Ids: \"<< target_ids | join(',') >>\"}}\n  fields:\n",
+        );
+    let plan = sync_plan(&scheme, &env);
+    assert!(plan.target.delete.is_some());
+    assert_eq!(
+        simply.touch_many(
+            1..=20,
+            Utc::now() - chrono::Duration::hours(1),
+            chrono::Duration::seconds(1)
+        ),
+        20
+    );
+    let store = Store::memory();
+    let first = run_once(&plan, &store).await;
+    assert_eq!((first.created, first.failed), (20, 0), "{first:?}");
+    let customers = k3.row_count("BD_Customer");
+    let number = |index: u64| {
+        simply.account(index).unwrap()["account_no"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(k3.row("BD_Customer", &number(5)).is_some());
+
+    // Two accounts deleted in the CRM, and one that never reached K3Cloud.
+    let at = Utc::now() - chrono::Duration::minutes(5);
+    for id in ["11x5", "11x7", "11x250"] {
+        assert!(simply.delete_record(id, at), "{id}");
+    }
+    let second = run_once(&plan, &store).await;
+    assert_eq!(second.aborted, None, "{second:?}");
+    assert_eq!((second.deleted, second.failed, second.read), (3, 0, 0), "{second:?}");
+    assert_eq!(k3.row_count("BD_Customer"), customers - 2);
+    assert!(k3.row("BD_Customer", &number(5)).is_none());
+    assert!(k3.row("BD_Customer", &number(7)).is_none());
+    assert!(k3.row("BD_Customer", &number(6)).is_some());
+    for handle in handles {
+        handle.shutdown().await;
+    }
+}

@@ -812,7 +812,7 @@ async fn mappings(action: MappingsAction) -> i32 {
                 None => None,
                 Some(Ok(s)) => Some(s),
                 Some(Err(_)) => {
-                    eprintln!("error: --status must be one of created, updated, failed, pending");
+                    eprintln!("error: --status must be one of created, updated, failed, pending, deleted");
                     return exit::CONFIG;
                 }
             };

@@ -27,8 +27,9 @@ pub fn summary_table(s: &Summary) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:<11}{value:>9}");
     }
-    // Recovery counters appear only when something happened.
+    // Deletions and recovery counters appear only when something happened.
     for (label, value) in [
+        ("deleted", s.deleted),
         ("replayed", s.replayed),
         ("reconciled", s.reconciled),
         ("uncertain", s.uncertain),

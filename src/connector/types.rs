@@ -46,3 +46,21 @@ pub struct WireRequest {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
 }
+
+/// How a vendor pages one of its list apis when the scheme leaves `pagination` out: the
+/// scheme's own paging styles (`page_number`, `offset`, `cursor`), as data a vendor
+/// folder can write down as a constant. The validator turns it into the scheme's paging
+/// plan, so a vendor's default pages exactly like the same style written in a scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingStyle {
+    /// A page number counting up by one from `start`.
+    PageNumber,
+    /// A row offset counting up by the page size from `start`.
+    Offset,
+    /// Each answer names where the next request starts: the token at the JSONPath
+    /// `cursor`, sent while the flag at `has_more` is true.
+    Cursor {
+        cursor: &'static str,
+        has_more: &'static str,
+    },
+}

@@ -2,11 +2,11 @@
 //! calling that vendor folder's pure functions. Adding a vendor means adding a variant
 //! here and in `scheme::raw::RawConnection`; the `every_vendor_is_wired` test walks the table.
 
-use super::types::{RowOutcome, Verdict, WireRequest};
+use super::types::{PagingStyle, RowOutcome, Verdict, WireRequest};
 use super::{erp_standard, fxiaoke, guanyi, jackyun, jdy, k3cloud, simply};
 use crate::error::{Error, ErrorKind};
 use crate::paginate::PageRequest;
-use crate::scheme::raw::RawConnection;
+use crate::scheme::raw::{RawConnection, StopRule};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
@@ -37,13 +37,16 @@ pub enum Session {
 /// Paging a vendor applies to an api when the scheme does not describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PagingDefaults {
-    pub style: &'static str,
+    pub style: PagingStyle,
     pub start: i64,
     pub size: u64,
     pub max_size: Option<u64>,
     pub total_path: Option<&'static str>,
     pub number_param: &'static str,
     pub size_param: &'static str,
+    /// When a numbered read stops; `None`: once `total_path`'s count has arrived when
+    /// there is one, else at a short page. (Cursor styles stop on their `has_more` flag.)
+    pub stop: Option<StopRule>,
 }
 
 macro_rules! paging_from {
@@ -56,6 +59,7 @@ macro_rules! paging_from {
             total_path: p.total_path,
             number_param: p.number_param,
             size_param: p.size_param,
+            stop: None,
         })
     };
 }
@@ -254,9 +258,37 @@ impl Vendor {
             Vendor::K3Cloud(s) => paging_from!(k3cloud::envelope::paging_for(s, api)),
             Vendor::Jdy(_) => paging_from!(jdy::envelope::default_paging(api)),
             Vendor::Jackyun(s) => paging_from!(s.paging(api)),
-            Vendor::Simply(s) => paging_from!(s.paging(api)),
+            Vendor::Simply(s) => paging_from!(s.paging(api)).map(|mut paging| {
+                // Rows the user may not see are dropped from a page, so a short page comes
+                // mid-way: only an empty page ends a query (reference §5 "Query").
+                if paging.style == PagingStyle::Offset {
+                    paging.stop = Some(StopRule::EmptyPage);
+                }
+                paging
+            }),
             Vendor::Fxiaoke(_) => paging_from!(fxiaoke::envelope::default_paging(api)),
             Vendor::ErpStandard(_) => paging_from!(erp_standard::envelope::default_paging(api)),
+        }
+    }
+
+    /// The default JSONPath of the ids of records an api reports deleted (Simply CRM's
+    /// `sync`); `None` when the api reports no deletions.
+    pub fn deleted_path(&self, api: &str) -> Option<&'static str> {
+        match self {
+            Vendor::Simply(_) => simply::envelope::deleted_path(api),
+            _ => None,
+        }
+    }
+
+    /// Checks a page's answer against the call that got it, beyond what the pager can
+    /// see: Simply CRM's `sync` must move its cursor past the `modifiedTime` it was sent.
+    /// The error says why reading must stop.
+    pub fn check_page(&self, api: &str, params: &Value, body: &Value) -> Result<(), String> {
+        match self {
+            Vendor::Simply(_) if api.eq_ignore_ascii_case("sync") => {
+                simply::envelope::check_sync_page(params, body).map_err(|e| format!("{}: {e}", simply::NAME))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -268,10 +300,10 @@ impl Vendor {
         page: &PageRequest,
         paging: &PagingDefaults,
     ) -> Result<(), Error> {
-        let position = if paging.style == "offset" {
-            page.offset
-        } else {
-            page.number
+        let position = match paging.style {
+            PagingStyle::Offset => page.offset,
+            PagingStyle::PageNumber => page.number,
+            PagingStyle::Cursor { .. } => return self.apply_cursor(api, params, page, paging),
         };
         let size = page.size.unwrap_or(paging.size);
         match self {
@@ -307,6 +339,36 @@ impl Vendor {
                 };
                 map.insert(paging.number_param.to_string(), Value::from(position));
                 map.insert(paging.size_param.to_string(), Value::from(size));
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts a cursor page into the parameters. The first page keeps what the scheme's
+    /// template gave (e.g. `sync`'s `modifiedTime` from the window); each later one sends
+    /// the cursor the previous answer named.
+    fn apply_cursor(
+        &self,
+        api: &str,
+        params: &mut Value,
+        page: &PageRequest,
+        paging: &PagingDefaults,
+    ) -> Result<(), Error> {
+        let Some(cursor) = &page.cursor else {
+            return Ok(());
+        };
+        match self {
+            Vendor::Simply(_) if api.eq_ignore_ascii_case("sync") => {
+                simply::request::continue_sync(params, cursor).map_err(|e| setting_error(simply::NAME, e))
+            }
+            _ => {
+                let Some(map) = params.as_object_mut() else {
+                    return Err(Error::config(format!(
+                        "{}: the parameters of {api} must be a mapping",
+                        self.name()
+                    )));
+                };
+                map.insert(paging.number_param.to_string(), Value::String(cursor.clone()));
                 Ok(())
             }
         }
@@ -415,7 +477,54 @@ pub fn verdict_error(vendor: &Vendor, api: &str, verdict: Verdict) -> Option<Err
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::scheme::raw::RawConnection;
+
+    fn simply() -> Vendor {
+        Vendor::Simply(Arc::new(simply::Settings::new("admin", "k")))
+    }
+
+    fn page(index: u64, cursor: Option<&str>) -> PageRequest {
+        PageRequest {
+            index,
+            number: index as i64 + 1,
+            offset: index as i64 * 100,
+            size: None,
+            cursor: cursor.map(str::to_string),
+            next_url: None,
+        }
+    }
+
+    #[test]
+    fn simply_query_pages_by_offset_until_empty_and_sync_by_its_cursor() {
+        let query = simply().paging("query").unwrap();
+        assert_eq!(
+            (query.style, query.stop),
+            (PagingStyle::Offset, Some(StopRule::EmptyPage))
+        );
+        let sync = simply().paging("sync").unwrap();
+        assert!(matches!(sync.style, PagingStyle::Cursor { .. }), "{sync:?}");
+        assert_eq!(simply().deleted_path("sync"), Some("$.result.deleted[*]"));
+
+        let mut params = serde_json::json!({"modifiedTime": 1709280000, "elementType": "Accounts"});
+        simply().apply_page("sync", &mut params, &page(0, None), &sync).unwrap();
+        assert_eq!(
+            params["modifiedTime"], 1709280000,
+            "the first page keeps the template's value"
+        );
+        simply()
+            .apply_page("sync", &mut params, &page(1, Some("1709280600")), &sync)
+            .unwrap();
+        assert_eq!(params["modifiedTime"], 1709280600);
+
+        let stalled = serde_json::json!({"success": true, "result": {"updated": [], "deleted": ["11x1"], "lastModifiedTime": 1709280600, "more": true}});
+        let message = simply().check_page("sync", &params, &stalled).unwrap_err();
+        assert!(
+            message.starts_with("simply-crm: ") && message.contains("did not advance"),
+            "{message}"
+        );
+        assert!(simply().check_page("query", &params, &stalled).is_ok());
+    }
 
     #[test]
     fn every_listed_connector_is_a_scheme_variant() {

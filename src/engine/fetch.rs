@@ -1,4 +1,9 @@
 //! The fetch task: walks windows and pages, sending decoded pages to the planner.
+//!
+//! Each page goes out as its records and, where the source reports deletions
+//! (`source.deleted`, or the connector's default such as Simply CRM's `sync`), the ids it
+//! lists deleted, in that order. A connector's check of an answer against its request
+//! (a `sync` cursor that does not advance) stops the read as a paging guard.
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
@@ -7,6 +12,7 @@ use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
+use crate::transform::value_to_text;
 use crate::window::{format_time, Window};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
@@ -24,7 +30,12 @@ pub(crate) async fn fetch_all(
 ) {
     for chunk in replay.chunks(ctx.plan.target.batch.max(1)) {
         let records = chunk.to_vec();
-        if sender.send(Fetched::Page { records, replay: true }).await.is_err() {
+        let page = Fetched::Page {
+            records,
+            deleted: Vec::new(),
+            replay: true,
+        };
+        if sender.send(page).await.is_err() {
             return;
         }
     }
@@ -167,9 +178,35 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
     }
+    conn.vendor
+        .check_page(&api, &params, &body)
+        .map_err(|message| Error::guard(format!("page {} of the source: {message}", page.index + 1)))?;
     let rows = plan.source.records.take_from(&mut body);
     let records = conn.vendor.shape_records(&api, &params, rows)?;
     Ok(Page { body, records })
+}
+
+/// The ids a page lists as deleted at the source, as text (the form `source.id` gives).
+fn deleted_ids(path: Option<&crate::extract::JsonPath>, body: &mut Value) -> Result<Vec<String>, Error> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    path.take_from(body)
+        .into_iter()
+        .filter(|id| !id.is_null())
+        .map(|id| match id {
+            Value::Array(_) | Value::Object(_) => Err(Error::decode(format!(
+                "`source.deleted` ({}) selects {id} rather than an id; point it at the ids themselves, e.g. `$.deleted[*].id`",
+                path.as_str()
+            ))),
+            id => value_to_text(&id).ok_or_else(|| {
+                Error::decode(format!(
+                    "`source.deleted` ({}) selects an empty id",
+                    path.as_str()
+                ))
+            }),
+        })
+        .collect()
 }
 
 fn fingerprint(hashes: &[(Value, String)]) -> u64 {
@@ -202,7 +239,9 @@ async fn fetch_window(
     while let Some(result) = queue.next().await {
         let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         pages.fetch_add(1, Ordering::Relaxed);
-        let Page { body, records } = page;
+        let Page { mut body, records } = page;
+        let deleted = deleted_ids(ctx.plan.source.deleted.as_ref(), &mut body)
+            .map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         let records = match &ctx.plan.source.detail {
             Some(detail) => fetch_details(ctx, detail, vars, records).await?,
             None => records,
@@ -217,6 +256,7 @@ async fn fetch_window(
         let seen = PageSeen {
             body: &body,
             records: hashed.len(),
+            deleted: deleted.len(),
             fingerprint: fingerprint(&hashed),
         };
         let next = pager.advance(&seen).map_err(|e| Error::guard(e.0))?;
@@ -224,6 +264,7 @@ async fn fetch_window(
         if sender
             .send(Fetched::Page {
                 records: hashed,
+                deleted,
                 replay: false,
             })
             .await

@@ -20,7 +20,13 @@
 //!   A create whose answer was lost is looked up by business key before it is sent again.
 //! - `--dry-run` renders and prints the requests it would send (secrets masked) and writes
 //!   nothing to the target or the store.
+//! - Records deleted at the source travel the same path as records, in the order the
+//!   source reported them (a page's records first, then its deleted ids), so of two events
+//!   of one id in a run the later wins: a deletion replaces a pending write of the id in
+//!   its batch, a record read after its deletion replaces the deletion, and batches that
+//!   share an id run one after the other. What a deletion does is [`delete`]'s business.
 
+mod delete;
 mod fetch;
 mod recover;
 mod relock;
@@ -98,11 +104,15 @@ pub struct Summary {
     pub updated: u64,
     pub unchanged: u64,
     /// Records read again in the same run under a source id already seen (the latest
-    /// version was kept), e.g. one supplier on many bills; also ledger rows replayed by
+    /// version, or a later deletion of the record, was kept), e.g. one supplier on many bills; also ledger rows replayed by
     /// this run and then read unchanged from the source again (sent once, not twice).
     pub duplicates: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Records the source reported deleted that this run settled: deleted in the target
+    /// through `target.delete`, or, without one (or without a mapped target record), only
+    /// counted and logged. Failed deletes count under `failed`.
+    pub deleted: u64,
     /// Records that failed because a template read a field they do not have, by field.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub missing_fields: BTreeMap<String, u64>,
@@ -143,6 +153,22 @@ pub(crate) struct Item {
     pub source_name: Option<String>,
     pub hash: String,
     pub target_id: Option<String>,
+    /// The source reported this record deleted (`record` is null, `hash` empty).
+    pub deleted: bool,
+}
+
+impl Item {
+    /// A record the source reported deleted.
+    fn deletion(source_id: String) -> Item {
+        Item {
+            record: Arc::new(Value::Null),
+            source_id,
+            source_name: None,
+            hash: String::new(),
+            target_id: None,
+            deleted: true,
+        }
+    }
 }
 
 /// A batch handed to a writer, which looks it up and sorts it into creates and updates.
@@ -156,6 +182,7 @@ pub(crate) struct Job {
 pub(crate) struct PlannedJob {
     pub creates: Vec<Item>,
     pub updates: Vec<Item>,
+    pub deletions: Vec<delete::Deletion>,
     pub unchanged: u64,
     pub skipped: u64,
 }
@@ -167,6 +194,7 @@ pub(crate) struct JobResult {
     pub created: u64,
     pub updated: u64,
     pub failed: u64,
+    pub deleted: u64,
     pub requests: u64,
     pub unchanged: u64,
     pub skipped: u64,
@@ -182,6 +210,8 @@ pub(crate) enum Fetched {
     /// Records with their payload hashes (computed in the fetch task, off the planner).
     Page {
         records: Vec<(Value, String)>,
+        /// Ids of records the page reported deleted at the source, after its records.
+        deleted: Vec<String>,
         /// Rows from the failure ledger rather than the source.
         replay: bool,
     },
@@ -471,7 +501,11 @@ async fn drive(
         };
         let Some(message) = message else { break };
         match message {
-            Fetched::Page { records, replay } => {
+            Fetched::Page {
+                records,
+                deleted,
+                replay,
+            } => {
                 if replay {
                     summary.replayed += records.len() as u64;
                 } else {
@@ -498,10 +532,13 @@ async fn drive(
                             if replay {
                                 replayed_hashes.insert(item.source_id.clone(), item.hash.clone());
                             }
-                            // A record seen twice in one batch keeps its latest version.
+                            // A record seen twice in one batch keeps its latest version (a
+                            // deletion before it is simply replaced).
                             if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
+                                if !existing.deleted {
+                                    summary.duplicates += 1;
+                                }
                                 *existing = item;
-                                summary.duplicates += 1;
                             } else {
                                 batch.push(item);
                             }
@@ -520,6 +557,21 @@ async fn drive(
                 }
                 if limit_reached {
                     break;
+                }
+                for source_id in deleted {
+                    let item = Item::deletion(source_id);
+                    // The later event of an id in this batch wins: here, the deletion.
+                    if let Some(existing) = batch.iter_mut().find(|i| i.source_id == item.source_id) {
+                        if !existing.deleted {
+                            summary.duplicates += 1;
+                        }
+                        *existing = item;
+                    } else {
+                        batch.push(item);
+                    }
+                    if batch.len() >= batch_size {
+                        dispatch!();
+                    }
                 }
             }
             Fetched::WindowDone { window } => {
@@ -583,13 +635,15 @@ fn finish_job(
             summary.requests += result.requests;
             summary.unchanged += result.unchanged;
             summary.skipped += result.skipped;
+            summary.deleted += result.deleted;
             for name in result.missing {
                 *summary.missing_fields.entry(name).or_default() += 1;
             }
             if let Some(abort) = result.abort {
                 failure.get_or_insert(abort);
             }
-            *done_records += result.created + result.updated + result.failed + result.unchanged + result.skipped;
+            *done_records +=
+                result.created + result.updated + result.failed + result.unchanged + result.skipped + result.deleted;
             for id in &result.ids {
                 if in_flight_ids.get(id) == Some(&result.seq) {
                     in_flight_ids.remove(id);
@@ -703,6 +757,7 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<U
         source_name,
         hash,
         target_id: None,
+        deleted: false,
     })
 }
 
@@ -793,10 +848,16 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
     let mut job = PlannedJob {
         creates: Vec::new(),
         updates: Vec::new(),
+        deletions: Vec::new(),
         unchanged: 0,
         skipped: 0,
     };
     for mut item in items {
+        if item.deleted {
+            let mapping = existing.get(&item.source_id).cloned();
+            job.deletions.push(delete::Deletion::new(item, mapping));
+            continue;
+        }
         match existing.get(&item.source_id) {
             Some(mapping)
                 if mapping.target_id.is_some()

@@ -7,7 +7,8 @@
 //!   simply forgotten (the source record is read again, because its window was never
 //!   checkpointed). A create that cannot be checked goes to the ledger as `uncertain` and its
 //!   mapping is held `pending`, so no run creates it again until an operator decides.
-//!   An update intent is dropped: sending an update again is harmless.
+//!   An update intent is dropped: sending an update again is harmless. So is a delete
+//!   intent: the deletion is read again from the source and sent again (see [`super::delete`]).
 //! - A look-up that fails aborts the run and leaves every intent in place.
 //! - Replayed ledger rows are fetched again from the source where the scheme has a
 //!   per-record `source.detail` request, else taken from the ledger's copy.

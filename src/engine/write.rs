@@ -85,7 +85,8 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
             .await?;
         }
     }
-    let wrote_anything = !(job.creates.is_empty() && job.updates.is_empty());
+    let deleted_any = super::delete::settle_deletions(&ctx, job.deletions, &batch_id, &mut commit, &mut result).await?;
+    let wrote_anything = !(job.creates.is_empty() && job.updates.is_empty()) || deleted_any;
     if ctx.dry_run {
         // Nothing reaches the ledger in a dry run, so say here why each row would fail.
         for failure in &commit.failures {
@@ -127,6 +128,7 @@ fn operation_name(operation: WriteOperation) -> &'static str {
         WriteOperation::Create => "create",
         WriteOperation::Update => "update",
         WriteOperation::Relock => "relock",
+        WriteOperation::Delete => "delete",
     }
 }
 
@@ -595,7 +597,7 @@ fn failure(ctx: &RunContext, item: &Item, stage: FailureStage, class: &str, mess
 }
 
 /// Sends one request (or prints it in a dry run) and returns the per-row outcomes.
-async fn send(
+pub(super) async fn send(
     ctx: &RunContext,
     op: &OperationPlan,
     operation: &'static str,

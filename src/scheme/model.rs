@@ -141,6 +141,8 @@ pub struct SourcePlan {
     pub request: RequestPlan,
     pub response: ReadResponsePlan,
     pub records: JsonPath,
+    /// Where a page lists the ids of records deleted at the source.
+    pub deleted: Option<JsonPath>,
     pub pagination: PaginationPlan,
     /// When the scheme left paging to the connector: where the page goes in the parameters.
     pub auto_page: Option<crate::connector::vendor::PagingDefaults>,
@@ -196,6 +198,8 @@ pub struct TargetPlan {
     pub name: Option<Template>,
     pub create: OperationPlan,
     pub update: Option<OperationPlan>,
+    /// Deletes the target record of a record deleted at the source.
+    pub delete: Option<OperationPlan>,
     /// Finds a target record by business key, to settle writes whose answer was lost.
     pub lookup: Option<LookupPlan>,
     pub fields: ValueTemplate,

@@ -321,6 +321,11 @@ pub struct RawSource {
     /// connectors know the list key of each api, so they may leave it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
+    /// JSONPath selecting the ids of records deleted at the source, e.g.
+    /// `$.data.deleted[*]`, written as `id` gives them (Simply CRM's `sync` knows its own).
+    /// Each goes to `target.delete`, or is counted and logged when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<RawPagination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -467,6 +472,12 @@ pub struct RawTarget {
     /// Operation for records already mapped to a target id (`target_id` in templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<RawOperation>,
+    /// Operation deleting the target record of a record deleted at the source
+    /// (`source.deleted`). Its templates read `source_id` and `target_id` (per row), or
+    /// `rows` (each `{source_id, target_id}`) and `target_ids` (per batch); there is no
+    /// record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<RawOperation>,
     /// The row sent to the target: a tree of field templates, with `for_each` for detail rows.
     #[schemars(schema_with = "field_tree_schema")]
     pub fields: Value,

@@ -10,6 +10,7 @@ use super::model::*;
 use super::raw::*;
 use super::yaml::{child_path, index_path, Spans};
 use crate::codec::Codec;
+use crate::connector::types::PagingStyle;
 use crate::connector::vendor::Vendor;
 use crate::diag::{choices_hint, did_you_mean, Diagnostic};
 use crate::extract::JsonPath;
@@ -63,6 +64,7 @@ const DETAIL_REQUEST_NAMES: &[&str] = &["window", "now", "run"];
 const READ_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
 const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status"];
+const DELETE_REQUEST_NAMES: &[&str] = &["rows", "target_ids", "source_id", "target_id", "now", "run", "batch"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
 const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
 /// `source.id` and `source.name`: the record, plus the run's context.
@@ -1070,10 +1072,24 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             None
         }
     };
+    let deleted = match (&raw.deleted, literal_api.and_then(|api| vendor.deleted_path(api))) {
+        (Some(text), _) => ctx.json_path("source.deleted", text).map(Some),
+        (None, Some(default)) => ctx.json_path("source.deleted", default).map(Some),
+        (None, None) => Some(None),
+    };
     let auto_page = match (&raw.pagination, literal_api) {
         (None, Some(api)) => vendor.paging(api),
         _ => None,
     };
+    if let (Vendor::Simply(settings), Some(api)) = (&vendor, literal_api) {
+        if api.eq_ignore_ascii_case("sync") && settings.sync_type.as_deref() != Some("application") {
+            ctx.warning(
+                "source.request.api",
+                "sync returns only records the login user owns (reference §5): use an admin user or `query` on modifiedtime",
+                Some("an admin user reads every user's records with `settings: {sync_type: application}`".into()),
+            );
+        }
+    }
     let id = ctx.template("source.id", &raw.id, Names::Record(SOURCE_RECORD_NAMES));
     if let Some(t) = &id {
         if t.is_literal() && !ctx.unset.contains("source.id") {
@@ -1143,11 +1159,12 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
     };
     let detail = detail?;
     let retry = retry?;
-    let (request, success, error, records, id, name, pagination, incremental) = (
+    let (request, success, error, records, deleted, id, name, pagination, incremental) = (
         request?,
         success?,
         error?,
         records?,
+        deleted?,
         id?,
         name?,
         pagination?,
@@ -1186,6 +1203,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
             retry,
         },
         records,
+        deleted,
         pagination,
         auto_page,
         incremental,
@@ -1195,25 +1213,42 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
     })
 }
 
-/// The pagination plan of a connector's default paging.
+/// The pagination plan of a connector's default paging: the same plan the scheme would
+/// get by writing that style itself.
 fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::connector::vendor::PagingDefaults) -> PaginationPlan {
     let total = defaults
         .total_path
         .and_then(|p| ctx.json_path("source.pagination.total", p));
-    PaginationPlan {
-        style: match defaults.style {
-            "offset" => PageStyle::Offset { start: defaults.start },
-            _ => PageStyle::PageNumber { start: defaults.start },
+    let numbered_stop = defaults.stop.unwrap_or(if total.is_some() {
+        StopRule::Total
+    } else {
+        StopRule::ShortPage
+    });
+    match defaults.style {
+        PagingStyle::PageNumber | PagingStyle::Offset => PaginationPlan {
+            style: if defaults.style == PagingStyle::Offset {
+                PageStyle::Offset { start: defaults.start }
+            } else {
+                PageStyle::PageNumber { start: defaults.start }
+            },
+            size: Some(defaults.size),
+            stop: numbered_stop,
+            total,
+            has_more: None,
+            max_pages: None,
         },
-        size: Some(defaults.size),
-        stop: if total.is_some() {
-            StopRule::Total
-        } else {
-            StopRule::ShortPage
+        PagingStyle::Cursor { cursor, has_more } => PaginationPlan {
+            style: match ctx.json_path("source.pagination.cursor", cursor) {
+                Some(cursor) => PageStyle::Cursor { cursor },
+                None => PageStyle::None,
+            },
+            // The server picks how many rows a cursor page holds.
+            size: None,
+            stop: StopRule::HasMore,
+            total: None,
+            has_more: ctx.json_path("source.pagination.has_more", has_more),
+            max_pages: None,
         },
-        total,
-        has_more: None,
-        max_pages: None,
     }
 }
 
@@ -1375,16 +1410,21 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
     let create = raw
         .create
         .as_ref()
-        .and_then(|op| build_operation(ctx, "target.create", op, false, raw.key.is_some(), &vendor));
+        .and_then(|op| build_operation(ctx, "target.create", op, OpKind::Create, raw.key.is_some(), &vendor));
     let update = match &raw.update {
         None => Some(None),
-        Some(op) => build_operation(ctx, "target.update", op, true, raw.key.is_some(), &vendor).map(Some),
+        Some(op) => build_operation(ctx, "target.update", op, OpKind::Update, raw.key.is_some(), &vendor).map(Some),
+    };
+    let delete = match &raw.delete {
+        None => Some(None),
+        Some(op) => build_operation(ctx, "target.delete", op, OpKind::Delete, raw.key.is_some(), &vendor).map(Some),
     };
     let lookup = match &raw.lookup {
         None => Some(None),
         Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), &vendor).map(Some),
     };
-    let (fields, key, name, create, update, lookup) = (fields?, key?, name?, create?, update?, lookup?);
+    let (fields, key, name, create, update, delete, lookup) =
+        (fields?, key?, name?, create?, update?, delete?, lookup?);
     (batch > 0).then(|| TargetPlan {
         connection: raw.connection.clone(),
         object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
@@ -1393,6 +1433,7 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         name,
         create,
         update,
+        delete,
         lookup,
         fields,
     })
@@ -1443,44 +1484,64 @@ fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) 
     .filter(|_| has_key)
 }
 
+/// Which target operation a request belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Create,
+    Update,
+    Delete,
+}
+
 fn build_operation(
     ctx: &mut Ctx,
     path: &str,
     raw: &RawOperation,
-    is_update: bool,
+    kind: OpKind,
     has_key: bool,
     vendor: &Vendor,
 ) -> Option<OperationPlan> {
     let request_path = child_path(path, "request");
-    let request = ctx.request(
-        &request_path,
-        &raw.request,
-        Method::Post,
-        Names::Only(WRITE_REQUEST_NAMES),
-        vendor,
-    )?;
+    let names = if kind == OpKind::Delete {
+        DELETE_REQUEST_NAMES
+    } else {
+        WRITE_REQUEST_NAMES
+    };
+    let request = ctx.request(&request_path, &raw.request, Method::Post, Names::Only(names), vendor)?;
     let used = request_variables(&request);
-    if !is_update && used.contains("target_id") {
+    if kind == OpKind::Create && used.contains("target_id") {
         ctx.error(
             &request_path,
             "`target_id` is only known when updating; a created record has no target id yet",
             Some("move this request to `target.update`, or remove `target_id`".into()),
         );
     }
-    let uses_rows = used.contains("rows");
-    let uses_row = used.contains("row") || used.contains("record") || (is_update && used.contains("target_id"));
+    let uses_rows = used.contains("rows") || used.contains("target_ids");
+    let uses_row = used.contains("row")
+        || used.contains("record")
+        || used.contains("source_id")
+        || (kind != OpKind::Create && used.contains("target_id"));
     let per = match raw.per {
         Some(per) => per,
         None if uses_rows => Per::Batch,
         None => Per::Row,
     };
-    match per {
-        Per::Batch if uses_row => ctx.error(
+    match (per, kind) {
+        (Per::Batch, OpKind::Delete) if uses_row => ctx.error(
+            &request_path,
+            "this delete sends a whole batch (`rows`, `target_ids`) but also reads one row (`source_id` or `target_id`)",
+            Some("use `rows`/`target_ids` with `per: batch`, or `source_id`/`target_id` with `per: row`".into()),
+        ),
+        (Per::Row, OpKind::Delete) if uses_rows => ctx.error(
+            &request_path,
+            "`rows` and `target_ids` are only available when the delete sends a batch (`per: batch`)",
+            Some("use `target_id` for one-row deletes, or set `per: batch`".into()),
+        ),
+        (Per::Batch, _) if uses_row => ctx.error(
             &request_path,
             "this request sends a whole batch (`rows`) but also reads one row (`row`, `record` or `target_id`)",
             Some("use `rows` with `per: batch`, or `row`/`target_id` with `per: row`".into()),
         ),
-        Per::Row if uses_rows => ctx.error(
+        (Per::Row, _) if uses_rows => ctx.error(
             &request_path,
             "`rows` is only available when the request sends a batch (`per: batch`)",
             Some("use `row` for one-row requests, or set `per: batch`".into()),
@@ -1513,7 +1574,13 @@ fn build_operation(
         raw_response.row_error_key.as_ref(),
         Names::Any(ROW_ERROR_NAMES),
     );
-    if raw_response.row_error_key.is_some() && !has_key {
+    if raw_response.row_error_key.is_some() && kind == OpKind::Delete {
+        ctx.error(
+            &child_path(&response_path, "row_error_key"),
+            "`row_error_key` matches failed rows by business key, but a delete sends no row to have one",
+            Some("match failed deletes by position with `row_error_index`".into()),
+        );
+    } else if raw_response.row_error_key.is_some() && !has_key {
         ctx.error(
             &child_path(&response_path, "row_error_key"),
             "`row_error_key` matches failed rows by business key, but `target.key` is not set",

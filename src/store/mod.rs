@@ -26,6 +26,9 @@
 //!   cheaply and map to `BIGINT` in Postgres unchanged.
 //! - **Listing order** is stable: mappings by `(scheme, source_object, source_id)`
 //!   in byte order, failures newest `last_seen` first, runs newest first.
+//! - **Mapping statuses** are `created`, `updated`, `failed`, `pending` and `deleted` (the
+//!   target record was deleted because its source record was); only `created` and
+//!   `updated` mappings answer `mapped_id`.
 //! - **Write intents** ([`IntentLog`]) are committed before a target write and deleted by
 //!   the batch commit that stores its answer ([`BatchCommit::settled`]); the ones found at
 //!   the start of a run mark writes whose outcome is unknown.
@@ -71,6 +74,9 @@ pub enum MappingStatus {
     Failed,
     /// Seen but not written yet.
     Pending,
+    /// The source deleted the record and ferry deleted its target record (`target_id`
+    /// names the record that was deleted). A record that comes back is created anew.
+    Deleted,
 }
 
 /// The stage of the pipeline at which a record failed.
@@ -135,9 +141,9 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending");
+text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending", Deleted => "deleted");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
-text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock");
+text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
@@ -248,6 +254,8 @@ pub enum WriteOperation {
     /// A row the target locks (an audited K3Cloud row) was unlocked for an update and is
     /// not yet locked again; a run that finds one left behind locks it again.
     Relock,
+    /// The target record of a record deleted at the source is being deleted.
+    Delete,
 }
 
 /// A row about to be written to the target, committed before the request goes out and
@@ -840,6 +848,7 @@ mod unit_tests {
             MappingStatus::Updated,
             MappingStatus::Failed,
             MappingStatus::Pending,
+            MappingStatus::Deleted,
         ] {
             assert_eq!(status.to_string().parse::<MappingStatus>(), Ok(status));
             let json = serde_json::to_string(&status).unwrap();
@@ -854,7 +863,7 @@ mod unit_tests {
         let err = "done".parse::<MappingStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown mapping status 'done' — choose from created, updated, failed, pending"
+            "unknown mapping status 'done' — choose from created, updated, failed, pending, deleted"
         );
     }
 

@@ -343,6 +343,56 @@ async fn delete_forgets_a_mapping(store: &Store) {
     assert_eq!(store.target_id_for("customers", "C1").await.unwrap(), None);
 }
 
+async fn a_deleted_mapping_keeps_its_target_id_but_answers_no_lookup(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![mapping("customers", "C1", Some("T1"))],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let mut deleted = mapping("customers", "C1", Some("T1"));
+    deleted.status = MappingStatus::Deleted;
+    deleted.payload_hash = None;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![deleted],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap();
+    assert_eq!(found["C1"].status, MappingStatus::Deleted);
+    assert_eq!(found["C1"].target_id.as_deref(), Some("T1"));
+    assert_eq!(store.target_id_for("customers", "C1").await.unwrap(), None);
+    let listed = store
+        .query_mappings(&MappingQuery {
+            status: Some(MappingStatus::Deleted),
+            ..MappingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    // Created again later: the new target id replaces the deleted one.
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![mapping("customers", "C1", Some("T2"))],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.target_id_for("customers", "C1").await.unwrap().as_deref(),
+        Some("T2")
+    );
+}
+
 async fn target_id_by_object_or_scheme(store: &Store) {
     let mut material = mapping("materials", "M1", Some("KD-M1"));
     material.target_object = "BD_MATERIAL".to_owned();
@@ -888,6 +938,7 @@ conformance_suite!(
     later_entry_in_a_batch_wins,
     query_filters_and_pages,
     delete_forgets_a_mapping,
+    a_deleted_mapping_keeps_its_target_id_but_answers_no_lookup,
     target_id_by_object_or_scheme,
     target_id_prefers_most_recent_object_match,
     checkpoints_overwrite,
@@ -1064,6 +1115,67 @@ async fn concurrent_commits_share_transactions_but_not_failures() {
     assert_eq!(store.target_id_for("orders", "BAD").await.unwrap(), None);
     let pending = store.pending_intents("orders").await.unwrap();
     assert_eq!(pending.len(), 10, "every intent write landed: {pending:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_store_from_before_deleted_mappings_keeps_its_mappings_when_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("ferry.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(Path::new("./migrations/sqlite"))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 4)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO mappings (scheme, source_object, source_id, source_name, target_object, target_id, \
+         status, payload_hash, attempts) VALUES ('customers', 'customer', 'C1', 'one', 'bd_customer', 'T1', \
+         'updated', 'h1', 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refused = sqlx::query("UPDATE mappings SET status = 'deleted'")
+        .execute(&pool)
+        .await;
+    assert!(refused.is_err(), "version 3 has no `deleted` status");
+    pool.close().await;
+
+    let store = open_sqlite(dir.path()).await;
+    let found = store
+        .mappings_for("customers", "customer", &ids(&["C1"]))
+        .await
+        .unwrap();
+    let kept = &found["C1"];
+    assert_eq!(
+        (
+            kept.target_id.as_deref(),
+            kept.status,
+            kept.attempts,
+            kept.source_name.as_deref()
+        ),
+        (Some("T1"), MappingStatus::Updated, 2, Some("one"))
+    );
+    let mut deleted = kept.clone();
+    deleted.status = MappingStatus::Deleted;
+    commit(
+        &store,
+        BatchCommit {
+            mappings: vec![deleted],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(store.target_id_for("customers", "C1").await.unwrap(), None);
     store.close().await;
 }
 

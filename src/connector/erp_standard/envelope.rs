@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::{Api, Settings, DEFAULT_SUCCESS_CODES};
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// The platform's success literal.
 pub const PLATFORM_SUCCESS: &str = "s106240000";
@@ -21,8 +21,8 @@ pub const PLATFORM_SUCCESS: &str = "s106240000";
 /// Default paging of a list api.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// First page number or offset.
     pub start: i64,
     /// Default page size.
@@ -132,7 +132,7 @@ pub fn records_path(api: &str) -> Option<&'static str> {
 /// The page size cap is not documented [UNK]; the default is 100.
 pub fn default_paging(api: &str) -> Option<Paging> {
     (Api::parse(api)? == Api::QueryMasterBatch).then_some(Paging {
-        style: "offset",
+        style: PagingStyle::Offset,
         start: 0,
         size: super::DEFAULT_PAGE_SIZE,
         max_size: None,
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(records_path("queryMasterById"), Some("$.data"));
         assert_eq!(records_path("create"), None);
         let paging = default_paging("queryMasterBatch").unwrap();
-        assert_eq!((paging.style, paging.start, paging.size), ("offset", 0, 100));
+        assert_eq!((paging.style, paging.start, paging.size), (PagingStyle::Offset, 0, 100));
         assert_eq!((paging.number_param, paging.size_param), ("offset", "limit"));
         assert_eq!(paging.total_path, Some("$.data.totalNum"));
         assert_eq!(default_paging("queryMasterById"), None);

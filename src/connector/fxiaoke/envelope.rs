@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::request::{CREATE_API, CUSTOM_QUERY_API, MAX_QUERY_LIMIT, PUSH_API, QUERY_API};
 use super::sign::number_field;
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// The ERP integration platform's success code (its `errCode` family).
 pub const PLATFORM_SUCCESS: &str = "s106240000";
@@ -34,8 +34,8 @@ pub const QUOTA_CODES: &[i64] = &[30002, 30003];
 /// Default paging of a list api.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// First page number or offset.
     pub start: i64,
     /// Default page size.
@@ -167,7 +167,7 @@ pub fn records_path(api: &str) -> Option<&'static str> {
 /// `find_explicit_total_num` is false. Offsets stop at 10000.
 pub fn default_paging(api: &str) -> Option<Paging> {
     is_query(api).then_some(Paging {
-        style: "offset",
+        style: PagingStyle::Offset,
         start: 0,
         size: MAX_QUERY_LIMIT,
         max_size: Some(MAX_QUERY_LIMIT),
@@ -308,7 +308,7 @@ mod tests {
         let paging = default_paging(QUERY_API).unwrap();
         assert_eq!(
             (paging.style, paging.start, paging.size, paging.max_size),
-            ("offset", 0, 100, Some(100))
+            (PagingStyle::Offset, 0, 100, Some(100))
         );
         assert_eq!(paging.number_param, "search_query_info.offset");
         assert_eq!(paging.total_path, Some("$.data.total"));

@@ -11,13 +11,13 @@
 use serde_json::Value;
 
 use super::{DEFAULT_PAGE_SIZE, DEFAULT_THROTTLE_CODES, DEFAULT_THROTTLE_HINTS};
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a list method pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// The first page number (or offset).
     pub start: i64,
     /// Rows asked for per page.
@@ -111,7 +111,7 @@ pub fn records_path(api: &str) -> Option<&'static str> {
 pub fn default_paging(api: &str) -> Option<Paging> {
     list_method(api)?;
     Some(Paging {
-        style: "page_number",
+        style: PagingStyle::PageNumber,
         start: 1,
         size: DEFAULT_PAGE_SIZE,
         max_size: Some(DEFAULT_PAGE_SIZE),
@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(
             paging,
             Paging {
-                style: "page_number",
+                style: PagingStyle::PageNumber,
                 start: 1,
                 size: 100,
                 max_size: Some(100),

@@ -14,13 +14,13 @@
 use serde_json::Value;
 
 use super::DEFAULT_PAGE_SIZE;
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a list method pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// The first page's number.
     pub start: i64,
     /// Rows per page.
@@ -152,7 +152,7 @@ pub fn rows<'a>(api: &str, body: &'a Value) -> &'a [Value] {
 pub fn default_paging(api: &str) -> Option<Paging> {
     let pages = records_path(api).is_some() || api == "wms.order.query-info.page";
     pages.then_some(Paging {
-        style: "page_number",
+        style: PagingStyle::PageNumber,
         start: 0,
         size: DEFAULT_PAGE_SIZE,
         max_size: None,
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn paging_starts_at_zero_and_stops_on_a_short_page() {
         let paging = default_paging("crm.customer.list").unwrap();
-        assert_eq!(paging.style, "page_number");
+        assert_eq!(paging.style, PagingStyle::PageNumber);
         assert_eq!(paging.start, 0);
         assert_eq!(paging.size, 200);
         assert_eq!(paging.total_path, None);

@@ -17,13 +17,13 @@
 use serde_json::Value;
 
 use super::Settings;
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a list api pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// The first page's number.
     pub start: i64,
     /// Rows asked for per page.
@@ -77,7 +77,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
     }
     let v1 = is_v1_list_api(api);
     Some(Paging {
-        style: "page_number",
+        style: PagingStyle::PageNumber,
         start: 1,
         size: super::DEFAULT_PAGE_SIZE_CAP,
         max_size: Some(super::DEFAULT_PAGE_SIZE_CAP),

@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// MsgCode of a lost session/context.
 pub const MSG_CODE_SESSION_LOST: i64 = 1;
@@ -35,8 +35,8 @@ pub const RESPONSE_ERROR_PREFIX: &str = "response_error:";
 /// How a list api pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// The first `number_param` value.
     pub start: i64,
     /// Rows per page.
@@ -55,7 +55,7 @@ pub struct Paging {
 /// at most 10000, no total; the last page is the first one shorter than `Limit`.
 pub fn default_paging(api: &str) -> Option<Paging> {
     matches!(api, "ExecuteBillQuery" | "BillQuery").then_some(Paging {
-        style: "offset",
+        style: PagingStyle::Offset,
         start: 0,
         size: super::DEFAULT_QUERY_LIMIT,
         max_size: Some(super::DEFAULT_QUERY_MAX_LIMIT),
@@ -635,7 +635,10 @@ mod tests {
     #[test]
     fn paging_defaults() {
         let paging = default_paging("ExecuteBillQuery").unwrap();
-        assert_eq!((paging.style, paging.start, paging.size), ("offset", 0, 2000));
+        assert_eq!(
+            (paging.style, paging.start, paging.size),
+            (PagingStyle::Offset, 0, 2000)
+        );
         assert_eq!((paging.number_param, paging.size_param), ("StartRow", "Limit"));
         assert_eq!(paging.max_size, Some(10000));
         assert!(default_paging("Save").is_none());

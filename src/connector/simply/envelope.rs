@@ -11,13 +11,13 @@
 
 use serde_json::Value;
 
-use crate::connector::types::{RowOutcome, Verdict};
+use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a read operation pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
-    /// `page_number`, `offset` or `cursor`.
-    pub style: &'static str,
+    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
+    pub style: PagingStyle,
     /// The first offset or cursor value.
     pub start: i64,
     /// Rows per page.
@@ -140,12 +140,24 @@ pub fn records_path(operation: &str) -> Option<&'static str> {
     }
 }
 
+/// Where a `sync` answer names the next call's `modifiedTime`.
+pub const SYNC_CURSOR_PATH: &str = "$.result.lastModifiedTime";
+/// Where a `sync` answer says whether more changes wait.
+pub const SYNC_MORE_PATH: &str = "$.result.more";
+
+/// The default JSONPath of the ids of deleted records an operation reports: `sync`
+/// lists them under `result.deleted` (reference §5 "Sync").
+pub fn deleted_path(operation: &str) -> Option<&'static str> {
+    operation.eq_ignore_ascii_case("sync").then_some("$.result.deleted[*]")
+}
+
 /// The default paging: `query` by offset (inside the VTQL `LIMIT`, at most 100 rows),
-/// `sync` by the `modifiedTime` cursor (the server picks ~100 changes per call).
+/// `sync` by the `modifiedTime` cursor: each call sends the previous answer's
+/// `lastModifiedTime` while its `more` is true (the server picks ~100 changes per call).
 pub fn default_paging(operation: &str) -> Option<Paging> {
     match operation.to_ascii_lowercase().as_str() {
         "query" => Some(Paging {
-            style: "offset",
+            style: PagingStyle::Offset,
             start: 0,
             size: super::DEFAULT_QUERY_PAGE_SIZE,
             max_size: Some(super::DEFAULT_QUERY_PAGE_SIZE),
@@ -154,7 +166,10 @@ pub fn default_paging(operation: &str) -> Option<Paging> {
             size_param: "count",
         }),
         "sync" => Some(Paging {
-            style: "cursor",
+            style: PagingStyle::Cursor {
+                cursor: SYNC_CURSOR_PATH,
+                has_more: SYNC_MORE_PATH,
+            },
             start: 0,
             size: 100,
             max_size: Some(100),
@@ -209,7 +224,10 @@ pub fn sync_step(body: &Value) -> Result<SyncStep, String> {
 
 /// The `modifiedTime` of the next `sync` call after one sent with `current`, or `None`
 /// when the answer says nothing more waits. A `more` answer that does not move the
-/// cursor forward is an error (looping would never end).
+/// cursor forward is an error: asking again would loop, and skipping ahead would lose
+/// the changes at that second. It cannot happen on a sound server, because the records
+/// sharing the last timestamp come together, so a `more` answer always ends later than
+/// the call's `modifiedTime`.
 pub fn next_modified_time(current: i64, body: &Value) -> Result<Option<i64>, String> {
     let step = sync_step(body)?;
     if !step.more {
@@ -217,11 +235,25 @@ pub fn next_modified_time(current: i64, body: &Value) -> Result<Option<i64>, Str
     }
     if step.last_modified_time <= current {
         return Err(format!(
-            "sync says more changes wait but lastModifiedTime {} does not pass {current}",
+            "sync answered more=true but lastModifiedTime {} did not advance past the modifiedTime {current} \
+             it was sent; asking again would return the same changes forever and skipping ahead would lose \
+             changes, so reading stops here. Read this module with `query` on modifiedtime instead",
             step.last_modified_time
         ));
     }
     Ok(Some(step.last_modified_time))
+}
+
+/// Checks a `sync` answer against the call that got it (`params`, the business
+/// parameters sent): a `more` answer must move the cursor past the `modifiedTime` sent.
+pub fn check_sync_page(params: &Value, body: &Value) -> Result<(), String> {
+    let sent = match params.get("modifiedTime") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(text)) => text.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or("sync needs an integer `modifiedTime` (epoch seconds), e.g. `<< window.start | timestamp >>`")?;
+    next_modified_time(sent, body).map(|_| ())
 }
 
 /// The module's id prefix from a `describe` answer (`result.idPrefix`).
@@ -367,9 +399,17 @@ mod tests {
         let query = default_paging("query").unwrap();
         assert_eq!(
             (query.style, query.start, query.size, query.max_size),
-            ("offset", 0, 100, Some(100))
+            (PagingStyle::Offset, 0, 100, Some(100))
         );
-        assert_eq!(default_paging("sync").unwrap().style, "cursor");
+        assert_eq!(
+            default_paging("sync").unwrap().style,
+            PagingStyle::Cursor {
+                cursor: "$.result.lastModifiedTime",
+                has_more: "$.result.more"
+            }
+        );
+        assert_eq!(deleted_path("sync"), Some("$.result.deleted[*]"));
+        assert_eq!(deleted_path("query"), None);
         assert!(default_paging("create").is_none());
         assert!(is_last_query_page(0));
         assert!(!is_last_query_page(37), "short pages happen when rows are hidden");
@@ -395,6 +435,19 @@ mod tests {
         let done = json!({"success": true, "result": {"updated": [], "deleted": [], "lastModifiedTime": "1709280600", "more": false}});
         assert_eq!(next_modified_time(1709280600, &done).unwrap(), None);
         assert!(sync_step(&json!({"success": true, "result": {"more": false}})).is_err());
+    }
+
+    #[test]
+    fn a_sync_page_must_move_past_the_modified_time_it_was_sent() {
+        let stalled = json!({"success": true, "result": {"updated": [{"id": "11x1"}], "deleted": [], "lastModifiedTime": 1709280600, "more": true}});
+        let message = check_sync_page(&json!({"modifiedTime": 1709280600}), &stalled).unwrap_err();
+        assert!(message.contains("did not advance"), "{message}");
+        assert!(check_sync_page(&json!({"modifiedTime": "1709280000"}), &stalled).is_ok());
+        let done = json!({"success": true, "result": {"updated": [], "deleted": [], "lastModifiedTime": 1709280600, "more": false}});
+        assert!(check_sync_page(&json!({"modifiedTime": 1709280600}), &done).is_ok());
+        assert!(check_sync_page(&json!({"modifiedTime": "2024-03-01"}), &done)
+            .unwrap_err()
+            .contains("epoch seconds"));
     }
 
     #[test]

@@ -26,9 +26,13 @@
 //!   `LIMIT offset, count` ([`request::query_page`]), and because rows the user cannot
 //!   see are dropped silently, only an empty page ends the paging.
 //! * `sync` takes `modifiedTime` in epoch seconds, answers at most ~100 changes per call
-//!   (records sharing the last timestamp come together) and sets `more`;
-//!   [`envelope::next_modified_time`] computes the next cursor. It only returns records
-//!   owned by the calling user unless `syncType=application` (admin only) is sent.
+//!   (records sharing the last timestamp come together) and sets `more`. Its default
+//!   paging is a cursor: each next call sends the answer's `lastModifiedTime`
+//!   ([`request::continue_sync`]) while `more` is true, and an answer whose cursor does
+//!   not pass the `modifiedTime` sent stops the read ([`envelope::check_sync_page`]).
+//!   Its `deleted` ids are deletions ([`envelope::deleted_path`]). It only returns
+//!   records owned by the calling user unless `syncType=application` (admin only) is
+//!   sent, which `validate` warns about.
 //! * Ids are `<prefix>x<crmid>`; the prefix is per module and per instance, read from
 //!   `describe(...).idPrefix` ([`envelope::id_prefix`], [`request::RecordId`]).
 //! * `update` replaces the whole record (missing fields are blanked), `revise` changes

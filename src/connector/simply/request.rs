@@ -377,6 +377,20 @@ pub fn sync_params(settings: &Settings, element_type: Option<&str>, modified_tim
     Value::Object(params)
 }
 
+/// Points the parameters of a `sync` call at the next page: `modifiedTime` becomes the
+/// previous answer's `lastModifiedTime` (`cursor`, epoch seconds).
+pub fn continue_sync(params: &mut Value, cursor: &str) -> Result<(), String> {
+    let seconds: i64 = cursor
+        .trim()
+        .parse()
+        .map_err(|_| format!("sync answered lastModifiedTime '{cursor}', which is not epoch seconds"))?;
+    let Some(map) = params.as_object_mut() else {
+        return Err("the parameters of sync must be a mapping".into());
+    };
+    map.insert("modifiedTime".into(), Value::from(seconds));
+    Ok(())
+}
+
 /// A webservice record id, `<prefix>x<crmid>` (e.g. `11x42`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordId {
@@ -654,6 +668,15 @@ mod tests {
             "SELECT * FROM Contacts WHERE modifiedtime > '2024-03-01 08:00:00' ORDER BY modifiedtime;"
         );
         assert!(modified_since_query("Contacts", since, "Nowhere/Town").is_err());
+    }
+
+    #[test]
+    fn a_sync_page_continues_from_the_last_modified_time() {
+        let mut params = json!({"modifiedTime": "1709280000", "elementType": "Accounts"});
+        continue_sync(&mut params, "1709280600").unwrap();
+        assert_eq!(params, json!({"modifiedTime": 1709280600, "elementType": "Accounts"}));
+        assert!(continue_sync(&mut params, "soon").is_err());
+        assert!(continue_sync(&mut json!([]), "1").is_err());
     }
 
     #[test]
