@@ -1,6 +1,7 @@
 //! The command line: parses arguments, sets up logging, and maps outcomes to exit codes
 //! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted).
 
+mod check;
 mod demo;
 mod output;
 
@@ -53,7 +54,14 @@ enum Command {
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Also render the record templates over this sample (one source record as JSON, or
+        /// a list of them) and report each field they read that it lacks.
+        #[arg(long)]
+        sample: Option<PathBuf>,
     },
+    /// Probe a live source: read the first page of the newest and oldest windows, render every
+    /// record as a run would and report what would fail; sends nothing to the target, writes no store.
+    Check(check::CheckArgs),
     /// Run a scheme: read the source, transform, write the target.
     Run(RunArgs),
     /// Print the JSON Schema of the scheme language.
@@ -302,7 +310,8 @@ fn init_logging(format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files, format } => validate(&files, format),
+        Command::Validate { files, format, sample } => validate(&files, format, sample.as_deref()),
+        Command::Check(args) => check::check(args).await,
         Command::Run(args) => run(args, cli.log_format, None).await,
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
@@ -322,11 +331,14 @@ async fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-fn validate(files: &[PathBuf], format: OutputFormat) -> i32 {
+fn validate(files: &[PathBuf], format: OutputFormat, sample: Option<&std::path::Path>) -> i32 {
     let mut all = Vec::new();
     let mut errors = 0;
     for file in files {
-        let loaded = scheme::load_file(file);
+        let mut loaded = scheme::load_file(file);
+        if let Some(sample) = sample {
+            check::add_sample_diagnostics(&mut loaded, file, sample);
+        }
         if loaded.has_errors() {
             errors += 1;
         }

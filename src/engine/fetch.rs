@@ -1,4 +1,8 @@
 //! The fetch task: walks windows and pages, sending decoded pages to the planner.
+//!
+//! It also checks each source page's `incremental.field` against the window the page was
+//! read in ([`ChangeChecks`], the decisions in [`crate::window::PageTimes`]); the planner
+//! counts the results and warns.
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
@@ -7,7 +11,9 @@ use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
-use crate::window::{format_time, Window};
+use crate::transform::value_to_text;
+use crate::window::{format_time, PageTimes, TimeTally, Window};
+use chrono::{DateTime, Utc};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{json, Map, Value};
 use std::hash::{Hash, Hasher};
@@ -24,23 +30,19 @@ pub(crate) async fn fetch_all(
 ) {
     for chunk in replay.chunks(ctx.plan.target.batch.max(1)) {
         let records = chunk.to_vec();
-        if sender.send(Fetched::Page { records, replay: true }).await.is_err() {
+        let page = Fetched::Page {
+            records,
+            replay: true,
+            times: None,
+        };
+        if sender.send(page).await.is_err() {
             return;
         }
     }
     let parent = records_parent(&ctx.plan.source.records);
     for (index, window) in windows.iter().enumerate() {
-        let mut vars: Map<String, Value> = (*ctx.vars).clone();
-        if let Some(window) = window {
-            // In the source server's zone, so a template that prints it raw is right too.
-            let zone = ctx.plan.source_connection().zone;
-            vars.insert(
-                "window".into(),
-                json!({"start": format_time(window.start, zone), "end": format_time(window.end, zone)}),
-            );
-        }
-        let vars = Arc::new(vars);
-        match fetch_window(&ctx, &vars, parent.as_ref(), index, &sender, &pages).await {
+        let vars = window_vars(&ctx, window.as_ref());
+        match fetch_window(&ctx, &vars, parent.as_ref(), (index, window.as_ref()), &sender, &pages).await {
             Ok(true) => {
                 if sender.send(Fetched::WindowDone { window: index }).await.is_err() {
                     return;
@@ -55,7 +57,80 @@ pub(crate) async fn fetch_all(
     }
 }
 
-async fn fetch_page(
+/// The run's variables plus `window`, in the source server's zone (so a template that
+/// prints it raw is right too).
+pub(crate) fn window_vars(ctx: &RunContext, window: Option<&Window>) -> Arc<Map<String, Value>> {
+    let mut vars: Map<String, Value> = (*ctx.vars).clone();
+    if let Some(window) = window {
+        let zone = ctx.plan.source_connection().zone;
+        vars.insert(
+            "window".into(),
+            json!({"start": format_time(window.start, zone), "end": format_time(window.end, zone)}),
+        );
+    }
+    Arc::new(vars)
+}
+
+/// What the `incremental.field` checks need besides the page and its window.
+pub(crate) struct ChangeChecks {
+    /// `source.incremental.field`.
+    pub field: String,
+    /// The source server's zone.
+    pub zone: chrono_tz::Tz,
+    /// A pinned "now" (tests); otherwise the clock when the page arrives.
+    pub now: Option<DateTime<Utc>>,
+    /// The checkpoint the run resumed from, minus lookback.
+    pub resume: Option<DateTime<Utc>>,
+}
+
+impl ChangeChecks {
+    /// The checks of `plan`, when its source names an `incremental.field`.
+    pub(crate) fn of(
+        plan: &crate::scheme::model::Plan,
+        now: Option<DateTime<Utc>>,
+        resume: Option<DateTime<Utc>>,
+    ) -> Option<ChangeChecks> {
+        let field = plan.source.incremental.as_ref()?.field.clone()?;
+        Some(ChangeChecks {
+            field,
+            zone: plan.source_connection().zone,
+            now,
+            resume,
+        })
+    }
+}
+
+/// Checks the `incremental.field` of a source page read in `window`.
+pub(crate) fn check_times(ctx: &RunContext, window: Option<&Window>, records: &[Value]) -> Option<TimeTally> {
+    let checks = ctx.change_checks.as_ref()?;
+    let window = window?;
+    if records.is_empty() {
+        return None;
+    }
+    let page = PageTimes {
+        field: &checks.field,
+        zone: checks.zone,
+        window: *window,
+        now: checks.now.unwrap_or_else(Utc::now),
+        resume: checks.resume,
+    };
+    Some(page.tally(records, |record| record_label(ctx, record)))
+}
+
+/// Names a record in a message by its source id (``record `SO-1` ``).
+pub(crate) fn record_label(ctx: &RunContext, record: &Value) -> String {
+    let scope = Scope {
+        record: Some(Arc::new(record.clone())),
+        vars: ctx.vars.clone(),
+        ..Scope::default()
+    };
+    match ctx.plan.source.id.render(&scope).ok().as_ref().and_then(value_to_text) {
+        Some(id) => format!("record `{id}`"),
+        None => "a record".to_string(),
+    }
+}
+
+pub(crate) async fn fetch_page(
     ctx: &RunContext,
     vars: &Arc<Map<String, Value>>,
     parent: Option<&crate::extract::JsonPath>,
@@ -84,7 +159,6 @@ async fn fetch_page(
     .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))
 }
 
-/// Fingerprint of a page, from its records' payload hashes.
 /// Replaces each listed record with its full version, `in_flight` requests at a time.
 pub(crate) async fn fetch_details(
     ctx: &RunContext,
@@ -143,6 +217,7 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     Ok(Page { body, records })
 }
 
+/// Fingerprint of a page, from its records' payload hashes.
 fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for (_, hash) in hashes {
@@ -151,12 +226,12 @@ fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     hasher.finish()
 }
 
-/// Reads one window. Returns false when the planner stopped listening.
+/// Reads one window (its index and its times). Returns false when the planner stopped listening.
 async fn fetch_window(
     ctx: &RunContext,
     vars: &Arc<Map<String, Value>>,
     parent: Option<&crate::extract::JsonPath>,
-    window: usize,
+    (window, times): (usize, Option<&Window>),
     sender: &Sender<Fetched>,
     pages: &AtomicU64,
 ) -> Result<bool, Error> {
@@ -178,6 +253,7 @@ async fn fetch_window(
             Some(detail) => fetch_details(ctx, detail, vars, records).await?,
             None => records,
         };
+        let checked = check_times(ctx, times, &records).map(Box::new);
         let hashed: Vec<(Value, String)> = records
             .into_iter()
             .map(|record| {
@@ -196,6 +272,7 @@ async fn fetch_window(
             .send(Fetched::Page {
                 records: hashed,
                 replay: false,
+                times: checked,
             })
             .await
             .is_err()

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod model;
 pub mod raw;
+pub mod sample;
 pub mod validate;
 pub mod yaml;
 
