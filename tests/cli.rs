@@ -885,3 +885,264 @@ fn every_machine_output_takes_format_json_and_the_json_alias() {
         assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");
     }
 }
+
+/// A scripted simulator serving `routes`, alive as long as the returned runtime.
+fn start_scripted(
+    routes: Vec<(&str, Vec<ferry::sim::scripted::Reply>)>,
+) -> (tokio::runtime::Runtime, ferry::sim::scripted::ScriptedSim, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sim, url) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (sim, handle) = ferry::sim::scripted::ScriptedSim::start(listener, routes)
+            .await
+            .unwrap();
+        let url = handle.base_url();
+        std::mem::forget(handle); // lives as long as the runtime
+        (sim, url)
+    });
+    (runtime, sim, url)
+}
+
+/// A generic source of `items` with a change time, and a batch target at `/write`.
+const ITEMS_SCHEME: &str = r#"
+name: items
+connections:
+  src: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}, in_flight: 1}
+  dst: {connector: http, base_url: "${SIM_URL}", retry: {attempts: 1}}
+source:
+  connection: src
+  request: {method: GET, path: /items, query: {page: "<< page.number >>", from: "<< window.start | datetime >>"}}
+  records: $.items[*]
+  pagination: {style: page_number, start: 1, size: 2, stop: short_page}
+  incremental: {field: changed, start: "2024-01-01 00:00:00", window: 3650d}
+  id: "<< code >>"
+target:
+  connection: dst
+  batch: 10
+  create:
+    request: {method: POST, path: /write, body: {rows: "<< rows >>"}}
+    response: {success: "<< body.code == 0 >>"}
+  fields:
+    FNumber: "<< code >>"
+    FCustomer: "<< customer_code >>"
+"#;
+
+fn items_routes(items: serde_json::Value) -> Vec<(&'static str, Vec<ferry::sim::scripted::Reply>)> {
+    use ferry::sim::scripted::Reply;
+    vec![
+        ("/items", vec![Reply::json(serde_json::json!({ "items": items }))]),
+        ("/write", vec![Reply::json(serde_json::json!({"code": 0}))]),
+    ]
+}
+
+#[test]
+fn check_probes_the_source_reports_what_would_fail_and_writes_nothing() {
+    let items = serde_json::json!([
+        {"code": "A", "customer_code": "C1", "changed": "2024-03-01 10:00:00"},
+        {"code": "B", "customer": "C2", "changed": "2024-03-01 11:00:00"},
+    ]);
+    let (_rt, sim, url) = start_scripted(items_routes(items));
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, ITEMS_SCHEME).unwrap();
+    let envs = [("SIM_URL", url.as_str())];
+
+    let out = ferry(&["check", broken.to_str().unwrap()], &envs);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("FAIL  missing field `customer_code` in 1 record(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("e.g. record `B`: target.fields.FCustomer: missing field `customer_code`")
+            && stdout.contains("the record has: code, customer, changed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("time  newest `changed`: 2024-03-01 11:00:00, now "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: 1 of 2 record(s) would fail"), "{stdout}");
+
+    let json = ferry(
+        &["check", broken.to_str().unwrap(), "--format", "json", "--limit", "1"],
+        &envs,
+    );
+    assert_eq!(json.status.code(), Some(0), "the first record alone renders");
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (report["records"].as_u64(), report["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(report["times"]["field"], "changed");
+
+    let fixed = dir.path().join("fixed.yaml");
+    std::fs::write(
+        &fixed,
+        ITEMS_SCHEME.replace("<< customer_code >>", "<< customer_code | default(customer) >>"),
+    )
+    .unwrap();
+    let ok = ferry(&["check", fixed.to_str().unwrap()], &envs);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    assert!(text(&ok.stdout).contains("result: ok: all 2 record(s) render"));
+    assert_eq!(sim.hits("/write"), 0, "check never writes to the target");
+    assert!(!dir.path().join("ferry.db").exists() && !Path::new("ferry.db").exists());
+
+    let down = ferry(
+        &["check", fixed.to_str().unwrap()],
+        &[("SIM_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(down.status.code(), Some(3));
+    assert!(
+        text(&down.stderr).contains("the source could not be read"),
+        "{}",
+        text(&down.stderr)
+    );
+
+    let invalid = ferry(
+        &["check", "tests/fixtures/invalid/06-unknown-connection.yaml"],
+        FIXTURE_ENV,
+    );
+    assert_eq!(invalid.status.code(), Some(2));
+}
+
+#[test]
+fn validate_sample_reports_each_missing_field_at_its_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = dir.path().join("items.yaml");
+    std::fs::write(&scheme, ITEMS_SCHEME).unwrap();
+    let sample = dir.path().join("sample.json");
+    std::fs::write(
+        &sample,
+        r#"[{"code": "A", "customer_code": "C1", "changed": "2024-03-01 10:00:00"},
+            {"code": "B", "customer": "C2", "changed": "2024-03-01 11:00:00"}]"#,
+    )
+    .unwrap();
+    let envs = [("SIM_URL", "http://127.0.0.1:9")];
+    let scheme_arg = scheme.to_str().unwrap();
+
+    let plain = ferry(&["validate", scheme_arg], &envs);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+
+    let out = ferry(&["validate", scheme_arg, "--sample", sample.to_str().unwrap()], &envs);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error: missing field `customer_code`")
+            && stderr.contains("sample record 2 of 2 in")
+            && stderr.contains("items.yaml:21:20")
+            && stderr.contains("= field: target.fields.FCustomer")
+            && stderr.contains("did you mean `customer`?"),
+        "{stderr}"
+    );
+
+    let json = ferry(
+        &[
+            "validate",
+            scheme_arg,
+            "--sample",
+            sample.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &envs,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["diagnostics"][0]["path"], "target.fields.FCustomer");
+    assert_eq!(report["diagnostics"][0]["line"], 21);
+
+    std::fs::write(
+        &sample,
+        r#"{"code": "A", "customer_code": "C1", "changed": "2024-03-01 10:00:00"}"#,
+    )
+    .unwrap();
+    let good = ferry(&["validate", scheme_arg, "--sample", sample.to_str().unwrap()], &envs);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+
+    std::fs::write(&sample, "{not json").unwrap();
+    let bad = ferry(&["validate", scheme_arg, "--sample", sample.to_str().unwrap()], &envs);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("the sample is not JSON"));
+}
+
+#[test]
+fn dry_run_says_which_field_a_failing_record_lacks() {
+    let items = serde_json::json!([
+        {"code": "A", "customer_code": "C1", "changed": "2024-03-01 10:00:00"},
+        {"code": "B", "customer": "C2", "changed": "2024-03-01 11:00:00"},
+    ]);
+    let (_rt, sim, url) = start_scripted(items_routes(items));
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = dir.path().join("items.yaml");
+    // One page only, so the run ends.
+    std::fs::write(&scheme, ITEMS_SCHEME.replace("size: 2,", "size: 5,")).unwrap();
+    let store = dir.path().join("dry.db");
+    let out = ferry(
+        &[
+            "run",
+            scheme.to_str().unwrap(),
+            "--dry-run",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &[("SIM_URL", url.as_str())],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("this record would fail")
+            && stderr.contains("target.fields.FCustomer: missing field `customer_code`")
+            && stderr.contains("the record has: code, customer, changed"),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("customer_code missing in 1 record"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(sim.hits("/write"), 0);
+}
+
+#[test]
+fn a_run_warns_about_records_outside_their_window_and_counts_them() {
+    // The source ignores the window: a second window gets the first one's records again.
+    let items = serde_json::json!([
+        {"code": "A", "customer_code": "C1", "changed": "2024-03-01 10:00:00"},
+    ]);
+    let (_rt, _sim, url) = start_scripted(items_routes(items));
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = dir.path().join("items.yaml");
+    std::fs::write(&scheme, ITEMS_SCHEME.replace("window: 3650d", "window: 1d")).unwrap();
+    let store = dir.path().join("run.db").display().to_string();
+    let out = ferry(
+        &[
+            "run",
+            scheme.to_str().unwrap(),
+            "--store",
+            &store,
+            "--since",
+            "2024-03-01 00:00:00",
+            "--until",
+            "2024-03-03 00:00:00",
+        ],
+        &[("SIM_URL", url.as_str())],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("warning: 1 record(s) changed outside the window"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "record `A`: `changed` `2024-03-01 10:00:00` is before the window it was read in, \
+             [2024-03-02 00:00:00, 2024-03-03 00:00:00) Asia/Shanghai"
+        ),
+        "{stderr}"
+    );
+}

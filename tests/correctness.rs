@@ -724,3 +724,278 @@ async fn a_simply_sync_whose_last_modified_time_stalls_stops_the_run() {
     assert_eq!(summary.exit_code(), ferry::error::exit::ABORTED);
     assert_eq!(s.sim.hits("/webservice.php"), 4, "no third sync call");
 }
+
+/// [`SCHEME`] with windows of one day on `changed` (naive China time, the source's zone)
+/// and one request at a time, so that the scripted pages arrive in order.
+fn windowed() -> String {
+    SCHEME
+        .replace(
+            "src: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 1}}",
+            "src: {connector: http, base_url: \"${SIM_URL}\", retry: {attempts: 1}, in_flight: 1}",
+        )
+        .replace(
+            "query: {page: \"<< page.number >>\"}",
+            "query: {page: \"<< page.number >>\", from: \"<< window.start | datetime >>\"}",
+        )
+        .replace(
+            "incremental: {start: \"2024-01-01 00:00:00\", window: 3650d}",
+            "incremental: {field: changed, start: \"2024-03-01 00:00:00\", window: 1d, lookback: 10m}",
+        )
+}
+
+/// A time written in China time (the scheme's zone).
+fn china(text: &str) -> chrono::DateTime<chrono::Utc> {
+    ferry::window::parse_time(text, chrono_tz::Asia::Shanghai).unwrap()
+}
+
+fn pinned(now: &str) -> ferry::engine::RunOptions {
+    ferry::engine::RunOptions {
+        now: Some(china(now)),
+        ..Default::default()
+    }
+}
+
+fn order(code: &str, changed: Option<&str>) -> Value {
+    let mut record = json!({"code": code, "customer_code": format!("C-{code}")});
+    if let Some(changed) = changed {
+        record["changed"] = json!(changed);
+    }
+    record
+}
+
+#[tokio::test]
+async fn records_outside_their_window_in_the_future_or_without_the_field_are_counted_not_failed() {
+    // Two windows, [02-29 23:50, 03-02 00:00) and [03-01 23:50, 03-03 00:00).
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                page(json!([
+                    order("A", Some("2024-03-01 10:00:00")),
+                    order("B", Some("2023-06-01 00:00:00"))
+                ])),
+                page(json!([])),
+                page(json!([
+                    order("C", Some("2024-03-02 10:00:00")),
+                    order("D", Some("2024-03-09 00:00:00"))
+                ])),
+                page(json!([order("E", None)])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let summary = s.run_with(&windowed(), pinned("2024-03-03 00:00:00")).await;
+    assert_eq!(summary.aborted, None);
+    assert_eq!(
+        (summary.windows, summary.read, summary.created, summary.failed),
+        (2, 5, 5, 0),
+        "{summary:?}"
+    );
+    assert_eq!(
+        (
+            summary.outside_window,
+            summary.in_future,
+            summary.field_unreadable,
+            summary.stale_pages
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(summary.exit_code(), ferry::error::exit::OK, "warnings, not failures");
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(
+        (json["outside_window"].as_u64(), json["in_future"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_first_page_entirely_outside_its_window_stops_the_run() {
+    // The source ignores the window filter and sends its oldest records.
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                page(json!([
+                    order("A", Some("2019-05-01 08:00:00")),
+                    order("B", Some("2019-06-01 08:00:00"))
+                ])),
+                page(json!([])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let summary = s.run_with(&windowed(), pinned("2024-03-03 00:00:00")).await;
+    let reason = summary.aborted.clone().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "every record of the first page (2) lies outside the window it was read in, \
+             [2024-02-29 23:50:00, 2024-03-02 00:00:00) Asia/Shanghai"
+        ) && reason.contains("`changed` values run from `2019-05-01 08:00:00` to `2019-06-01 08:00:00`")
+            && reason.contains("record `A`"),
+        "{reason}"
+    );
+    assert_eq!(summary.exit_code(), ferry::error::exit::ABORTED);
+    assert_eq!(s.sim.hits("/write"), 0, "nothing may be sent");
+    assert_eq!(s.store.checkpoint("strict", "window_end").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_page_older_than_the_checkpoint_is_counted() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![
+                // First run: one window ending 03-02 00:00.
+                page(json!([
+                    order("A", Some("2024-03-01 10:00:00")),
+                    order("B", Some("2024-03-01 11:00:00"))
+                ])),
+                page(json!([])),
+                // Second run, resumed from 03-02 00:00: a new page, then A again.
+                page(json!([
+                    order("C", Some("2024-03-02 10:00:00")),
+                    order("D", Some("2024-03-02 11:00:00"))
+                ])),
+                page(json!([order("A", Some("2024-03-01 10:00:00"))])),
+            ],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let first = s.run_with(&windowed(), pinned("2024-03-02 00:00:00")).await;
+    assert_eq!(
+        (first.created, first.stale_pages, first.outside_window),
+        (2, 0, 0),
+        "{first:?}"
+    );
+    let second = s.run_with(&windowed(), pinned("2024-03-03 00:00:00")).await;
+    assert_eq!(second.aborted, None);
+    assert_eq!(
+        (second.read, second.failed, second.stale_pages, second.outside_window),
+        (3, 0, 1, 1),
+        "{second:?}"
+    );
+}
+
+/// [`SCHEME`] plus an amount, for `ferry check`.
+fn with_amount(scheme: &str) -> String {
+    scheme.replace(
+        "    FCustomer: \"<< customer_code >>\"",
+        "    FCustomer: \"<< customer_code >>\"\n    FAmount: \"<< amount | float >>\"",
+    )
+}
+
+#[tokio::test]
+async fn check_renders_live_records_and_reports_each_problem_without_writing() {
+    let s = Scripted::start(vec![
+        (
+            "/items",
+            vec![page(json!([
+                // In both windows (the later one starts 10 minutes early).
+                {"code": "A", "customer_code": "C1", "amount": 1, "changed": "2024-03-01 23:55:00"},
+                {"code": "B", "customer": "C2", "amount": 2, "changed": "2024-03-01 23:56:00"},
+                {"code": "C", "customer_code": "C3", "amount": "x", "changed": "2024-03-01 23:57:00"},
+            ]))],
+        ),
+        ("/write", ok()),
+    ])
+    .await;
+    let options = ferry::engine::CheckOptions {
+        now: Some(china("2024-03-03 00:00:00")),
+        ..Default::default()
+    };
+    let report = s.check(&with_amount(&windowed()), options).await.unwrap();
+    assert_eq!((report.windows, report.windows_read), (2, 2));
+    assert_eq!((report.records, report.ok, report.failed), (6, 2, 4), "{report:#?}");
+    let missing = &report.missing_fields["customer_code"];
+    assert_eq!(missing.records, 2);
+    assert!(
+        missing
+            .example
+            .starts_with("record `B`: target.fields.FCustomer: missing field `customer_code`")
+            && missing
+                .example
+                .contains("the record has: code, customer, amount, changed"),
+        "{}",
+        missing.example
+    );
+    let amount = &report.errors["target.fields.FAmount"];
+    assert_eq!(amount.records, 2);
+    assert!(amount.example.starts_with("record `C`:"), "{}", amount.example);
+    assert_eq!(report.stops, None);
+    assert_eq!(report.exit_code(), ferry::error::exit::ROWS_FAILED);
+    let times = report.times.as_ref().unwrap();
+    assert_eq!((times.tally.records, times.tally.outside_window), (6, 0));
+    assert_eq!(times.newest_local.as_deref(), Some("2024-03-01 23:57:00"));
+    assert_eq!(s.sim.hits("/write"), 0, "check sends nothing to the target");
+    assert_eq!(s.sim.hits("/items"), 2, "one page per window");
+}
+
+#[tokio::test]
+async fn check_shows_a_zone_mistake_as_whole_hours_between_the_newest_change_and_now() {
+    // The server keeps UTC but the scheme reads its times as China time: a record changed a
+    // minute ago shows as changed eight hours ago. Nothing else can see that mistake.
+    let s = Scripted::start(vec![(
+        "/items",
+        vec![page(json!([order("A", Some("2024-03-01 02:00:00"))]))],
+    )])
+    .await;
+    let options = ferry::engine::CheckOptions {
+        now: Some("2024-03-01T02:01:00Z".parse().unwrap()),
+        ..Default::default()
+    };
+    let report = s.check(&windowed(), options).await.unwrap();
+    let times = report.times.as_ref().unwrap();
+    assert_eq!(times.tally.outside_window + times.tally.in_future, 0);
+    assert_eq!(times.newest_local.as_deref(), Some("2024-03-01 02:00:00"));
+    assert_eq!(times.now, "2024-03-01 10:01:00");
+    assert_eq!(times.zone, "Asia/Shanghai");
+    assert_eq!(
+        (times.newest_age_seconds, times.whole_hours),
+        (Some(8 * 3600 + 60), Some(8))
+    );
+    assert!(report.has_warnings());
+    assert_eq!(report.exit_code(), ferry::error::exit::OK);
+
+    // The other way round (the server keeps China time, the scheme says UTC) puts the change
+    // in the future, and a run would stop on it.
+    let scheme = windowed().replace("in_flight: 1}", "in_flight: 1, timezone: UTC}");
+    let s = Scripted::start(vec![(
+        "/items",
+        vec![page(json!([order("A", Some("2024-03-01 10:00:00"))]))],
+    )])
+    .await;
+    let options = ferry::engine::CheckOptions {
+        now: Some("2024-03-01T02:01:00Z".parse().unwrap()),
+        ..Default::default()
+    };
+    let report = s.check(&scheme, options).await.unwrap();
+    let times = report.times.as_ref().unwrap();
+    assert_eq!((times.tally.in_future, times.whole_hours), (1, Some(-8)));
+    assert!(
+        times
+            .tally
+            .examples
+            .in_future
+            .as_deref()
+            .unwrap()
+            .contains("is 7h 59m 0s in the future"),
+        "{times:?}"
+    );
+    assert!(report
+        .stops
+        .as_deref()
+        .unwrap_or_default()
+        .contains("lies outside the window"));
+    assert_eq!(report.exit_code(), ferry::error::exit::ROWS_FAILED);
+}
+
+#[tokio::test]
+async fn check_fails_when_the_source_cannot_be_read() {
+    let s = Scripted::start(vec![("/items", vec![Reply::raw(500, "text/plain", "down")])]).await;
+    let error = s.check(&windowed(), Default::default()).await.unwrap_err();
+    assert_ne!(error.kind, ferry::error::ErrorKind::Config);
+    assert!(error.message.contains("reading window"), "{}", error.message);
+}

@@ -2,6 +2,7 @@
 //! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted, 4 the run
 //! lock is held; 130/143 when a second SIGINT/SIGTERM ended a stopping run).
 
+mod check;
 mod demo;
 mod output;
 
@@ -78,6 +79,9 @@ struct StoreArg {
 enum Command {
     /// Check scheme files offline and report every problem.
     Validate(ValidateArgs),
+    /// Probe a live source: read the first page of the newest and oldest windows, render every
+    /// record as a run would and report what would fail; sends nothing to the target, writes no store.
+    Check(check::CheckArgs),
     /// Run a scheme: read the source, transform, write the target.
     Run(RunArgs),
     /// Print the JSON Schema of the scheme language.
@@ -121,6 +125,10 @@ struct ValidateArgs {
     /// Treat warnings as errors (exit code 2).
     #[arg(long)]
     strict: bool,
+    /// Also render the record templates over this sample (one source record as JSON, or a
+    /// list of them) and report each field they read that it lacks.
+    #[arg(long)]
+    sample: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -370,6 +378,7 @@ fn init_logging(format: LogFormat) {
 async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Check(args) => check::check(args).await,
         Command::Run(args) => run(args, cli.log_format, None).await,
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
@@ -473,6 +482,9 @@ fn validate(args: &ValidateArgs) -> i32 {
     let mut errors = 0;
     for file in &args.files {
         let mut loaded = load_scheme(file, &file_vars, missing_env);
+        if let Some(sample) = &args.sample {
+            check::add_sample_diagnostics(&mut loaded, file, sample);
+        }
         if args.strict {
             loaded.make_strict();
         }

@@ -49,6 +49,29 @@ pub fn summary_table(s: &Summary) -> String {
             if *count == 1 { "" } else { "s" }
         );
     }
+    // The `incremental.field` checks (warnings: the data may still be right).
+    for (count, what) in [
+        (
+            s.outside_window,
+            "record(s) changed outside the window they were read in (incremental.field): check the window parameters",
+        ),
+        (
+            s.in_future,
+            "record(s) changed in the future (incremental.field): check the source connection's timezone",
+        ),
+        (
+            s.field_unreadable,
+            "record(s) without a readable incremental.field: check its name",
+        ),
+        (
+            s.stale_pages,
+            "page(s) older than the checkpoint: the source seems to ignore the window filter",
+        ),
+    ] {
+        if count > 0 {
+            let _ = writeln!(out, "  warning: {count} {what} (examples in the log)");
+        }
+    }
     if s.failed > 0 && !s.dry_run {
         let _ = writeln!(
             out,

@@ -4,6 +4,9 @@
 //! (`source.deleted`, or the connector's default such as Simply CRM's `sync`), the ids it
 //! lists deleted, in that order. A connector's check of an answer against its request
 //! (a `sync` cursor that does not advance) stops the read as a paging guard.
+//! It also checks each source page's `incremental.field` against the window the page was
+//! read in ([`ChangeChecks`], the decisions in [`crate::window::PageTimes`]); the planner
+//! counts the results and warns.
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
@@ -13,7 +16,8 @@ use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
 use crate::transform::value_to_text;
-use crate::window::{format_time, Window};
+use crate::window::{format_time, PageTimes, TimeTally, Window};
+use chrono::{DateTime, Utc};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
@@ -34,6 +38,7 @@ pub(crate) async fn fetch_all(
             records,
             deleted: Vec::new(),
             replay: true,
+            times: None,
         };
         if sender.send(page).await.is_err() {
             return;
@@ -41,17 +46,8 @@ pub(crate) async fn fetch_all(
     }
     let parent = records_parent(&ctx.plan.source.records);
     for (index, window) in windows.iter().enumerate() {
-        let mut vars: Map<String, Value> = (*ctx.vars).clone();
-        if let Some(window) = window {
-            // In the source server's zone, so a template that prints it raw is right too.
-            let zone = ctx.plan.source_connection().zone;
-            vars.insert(
-                "window".into(),
-                crate::scheme::context::window_value(format_time(window.start, zone), format_time(window.end, zone)),
-            );
-        }
-        let vars = Arc::new(vars);
-        match fetch_window(&ctx, &vars, parent.as_ref(), index, &sender, &pages).await {
+        let vars = window_vars(&ctx, window.as_ref());
+        match fetch_window(&ctx, &vars, parent.as_ref(), (index, window.as_ref()), &sender, &pages).await {
             Ok(true) => {
                 if sender.send(Fetched::WindowDone { window: index }).await.is_err() {
                     return;
@@ -66,7 +62,81 @@ pub(crate) async fn fetch_all(
     }
 }
 
-async fn fetch_page(
+/// The run's variables plus `window`, in the source server's zone (so a template that
+/// prints it raw is right too).
+pub(crate) fn window_vars(ctx: &RunContext, window: Option<&Window>) -> Arc<Map<String, Value>> {
+    let mut vars: Map<String, Value> = (*ctx.vars).clone();
+    if let Some(window) = window {
+        // In the source server's zone, so a template that prints it raw is right too.
+        let zone = ctx.plan.source_connection().zone;
+        vars.insert(
+            "window".into(),
+            crate::scheme::context::window_value(format_time(window.start, zone), format_time(window.end, zone)),
+        );
+    }
+    Arc::new(vars)
+}
+
+/// What the `incremental.field` checks need besides the page and its window.
+pub(crate) struct ChangeChecks {
+    /// `source.incremental.field`.
+    pub field: String,
+    /// The source server's zone.
+    pub zone: chrono_tz::Tz,
+    /// A pinned "now" (tests); otherwise the clock when the page arrives.
+    pub now: Option<DateTime<Utc>>,
+    /// The checkpoint the run resumed from, minus lookback.
+    pub resume: Option<DateTime<Utc>>,
+}
+
+impl ChangeChecks {
+    /// The checks of `plan`, when its source names an `incremental.field`.
+    pub(crate) fn of(
+        plan: &crate::scheme::model::Plan,
+        now: Option<DateTime<Utc>>,
+        resume: Option<DateTime<Utc>>,
+    ) -> Option<ChangeChecks> {
+        let field = plan.source.incremental.as_ref()?.field.clone()?;
+        Some(ChangeChecks {
+            field,
+            zone: plan.source_connection().zone,
+            now,
+            resume,
+        })
+    }
+}
+
+/// Checks the `incremental.field` of a source page read in `window`.
+pub(crate) fn check_times(ctx: &RunContext, window: Option<&Window>, records: &[Value]) -> Option<TimeTally> {
+    let checks = ctx.change_checks.as_ref()?;
+    let window = window?;
+    if records.is_empty() {
+        return None;
+    }
+    let page = PageTimes {
+        field: &checks.field,
+        zone: checks.zone,
+        window: *window,
+        now: checks.now.unwrap_or_else(Utc::now),
+        resume: checks.resume,
+    };
+    Some(page.tally(records, |record| record_label(ctx, record)))
+}
+
+/// Names a record in a message by its source id (``record `SO-1` ``).
+pub(crate) fn record_label(ctx: &RunContext, record: &Value) -> String {
+    let scope = Scope {
+        record: Some(Arc::new(record.clone())),
+        vars: ctx.vars.clone(),
+        ..Scope::default()
+    };
+    match ctx.plan.source.id.render(&scope).ok().as_ref().and_then(value_to_text) {
+        Some(id) => format!("record `{id}`"),
+        None => "a record".to_string(),
+    }
+}
+
+pub(crate) async fn fetch_page(
     ctx: &RunContext,
     vars: &Arc<Map<String, Value>>,
     parent: Option<&crate::extract::JsonPath>,
@@ -124,7 +194,6 @@ async fn fetch_http_page(
     .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))
 }
 
-/// Fingerprint of a page, from its records' payload hashes.
 /// Replaces each listed record with its full version, `in_flight` requests at a time.
 pub(crate) async fn fetch_details(
     ctx: &RunContext,
@@ -209,6 +278,7 @@ fn deleted_ids(path: Option<&crate::extract::JsonPath>, body: &mut Value) -> Res
         .collect()
 }
 
+/// Fingerprint of a page, from its records' payload hashes.
 fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for (_, hash) in hashes {
@@ -217,12 +287,12 @@ fn fingerprint(hashes: &[(Value, String)]) -> u64 {
     hasher.finish()
 }
 
-/// Reads one window. Returns false when the planner stopped listening.
+/// Reads one window (its index and its times). Returns false when the planner stopped listening.
 async fn fetch_window(
     ctx: &RunContext,
     vars: &Arc<Map<String, Value>>,
     parent: Option<&crate::extract::JsonPath>,
-    window: usize,
+    (window, times): (usize, Option<&Window>),
     sender: &Sender<Fetched>,
     pages: &AtomicU64,
 ) -> Result<bool, Error> {
@@ -246,6 +316,7 @@ async fn fetch_window(
             Some(detail) => fetch_details(ctx, detail, vars, records).await?,
             None => records,
         };
+        let checked = check_times(ctx, times, &records).map(Box::new);
         let hashed: Vec<(Value, String)> = records
             .into_iter()
             .map(|record| {
@@ -266,6 +337,7 @@ async fn fetch_window(
                 records: hashed,
                 deleted,
                 replay: false,
+                times: checked,
             })
             .await
             .is_err()

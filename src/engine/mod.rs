@@ -25,7 +25,16 @@
 //!   of one id in a run the later wins: a deletion replaces a pending write of the id in
 //!   its batch, a record read after its deletion replaces the deletion, and batches that
 //!   share an id run one after the other. What a deletion does is [`delete`]'s business.
+//! - Each source page's `incremental.field` is checked against the window it was read in
+//!   (see [`crate::window::PageTimes`]): records outside it, in the future or without the
+//!   field, and pages older than the resumed checkpoint are counted in the [`Summary`] and
+//!   the first of each kind is logged as a warning; they still go through. Only a first
+//!   page whose every record lies outside its window stops the run (as one whose every
+//!   record lacks a field does), before anything is sent.
+//! - [`check`] (`ferry check`) reads first pages with the same fetch code and renders their
+//!   records as a run would, sending nothing to the target and writing no store.
 
+mod check;
 mod delete;
 mod fetch;
 mod recover;
@@ -39,7 +48,7 @@ use crate::scheme::model::Plan;
 use crate::store::{CheckpointStore, FailureLedger, FailureStage, MappingStore, NewFailure, RunHistory, Store};
 use crate::template::{MappedIds, Scope};
 use crate::transform::value_to_text;
-use crate::window::{format_time, parse_time, plan_windows, Window, WindowSpec};
+use crate::window::{format_time, parse_time, plan_windows, TimeTally, Window, WindowSpec};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -49,6 +58,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use recover::Replay;
 pub use write::PlannedRequest;
 
@@ -116,6 +126,19 @@ pub struct Summary {
     /// Records that failed because a template read a field they do not have, by field.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub missing_fields: BTreeMap<String, u64>,
+    /// Records whose `incremental.field` lies outside the window they were read in
+    /// (beyond `lookback`): the window parameters or the source's filter look wrong.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub outside_window: u64,
+    /// Records whose `incremental.field` lies in the future (beyond a small clock skew).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub in_future: u64,
+    /// Records without a readable `incremental.field` (missing, or not a time).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub field_unreadable: u64,
+    /// Pages whose every record is older than the checkpoint the run resumed from.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stale_pages: u64,
     /// Ledger rows fed through the run again.
     pub replayed: u64,
     /// Creates left unfinished by an earlier run that were found in the target and adopted.
@@ -131,6 +154,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
     pub dry_run: bool,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Summary {
@@ -214,6 +241,8 @@ pub(crate) enum Fetched {
         deleted: Vec<String>,
         /// Rows from the failure ledger rather than the source.
         replay: bool,
+        /// The `incremental.field` checks of the page (source pages of a scheme with one).
+        times: Option<Box<TimeTally>>,
     },
     WindowDone {
         window: usize,
@@ -237,6 +266,8 @@ pub(crate) struct RunContext {
     /// Whether the scheme may have open ledger rows; while false, successful rows need not
     /// resolve anything (saves a statement per batch).
     pub ledger_open: std::sync::atomic::AtomicBool,
+    /// The `incremental.field` checks; `None` when the scheme names no field.
+    pub change_checks: Option<fetch::ChangeChecks>,
 }
 
 const CHECKPOINT_KEY: &str = "window_end";
@@ -251,36 +282,18 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         store.start_run(&plan.name).await?
     };
 
-    let windows: Vec<Option<Window>> = match &plan.source.incremental {
-        _ if options.replay_only => Vec::new(),
-        None => vec![None],
-        Some(inc) => {
-            let checkpoint = match store.checkpoint(&plan.name, CHECKPOINT_KEY).await? {
-                Some(text) => Some(
-                    parse_time(&text, plan.timezone)
-                        .map_err(|e| Error::store(format!("stored checkpoint is unreadable: {e}")))?,
-                ),
-                None => None,
-            };
-            let spec = WindowSpec {
-                start: inc.start,
-                window: inc.window,
-                lookback: inc.lookback,
-                lag: inc.lag,
-            };
-            plan_windows(&spec, checkpoint, now, options.since, options.until)
-                .into_iter()
-                .map(Some)
-                .collect()
-        }
+    let (windows, checkpoint) = if options.replay_only {
+        (Vec::new(), None)
+    } else {
+        run_windows(plan, store, now, options.since, options.until).await?
+    };
+    // A page older than the checkpoint this run resumed from was synced before (a backfill
+    // reads old windows on purpose, so it is not judged).
+    let resume = match (&plan.source.incremental, checkpoint, options.since) {
+        (Some(inc), Some(checkpoint), None) => Some(checkpoint - inc.lookback),
+        _ => None,
     };
 
-    let mut base_vars = Map::new();
-    base_vars.insert("now".into(), Value::String(format_time(now, plan.timezone)));
-    base_vars.insert(
-        "run".into(),
-        crate::scheme::context::run_value(run_id, &plan.name, options.dry_run),
-    );
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
@@ -288,7 +301,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         plan: plan.clone(),
         store: store.clone(),
         http: http.clone().with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
-        vars: Arc::new(base_vars),
+        vars: Arc::new(base_vars(plan, now, run_id, options.dry_run)),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
         payload_hasher,
         dry_run: options.dry_run,
@@ -298,6 +311,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         ledger_open: std::sync::atomic::AtomicBool::new(
             options.dry_run || store.count_open_failures(&plan.name).await? > 0,
         ),
+        change_checks: fetch::ChangeChecks::of(plan, options.now, resume),
     });
 
     let mut summary = Summary {
@@ -326,6 +340,49 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         store.finish_run(run_id, status, &summary_json).await?;
     }
     Ok(summary)
+}
+
+/// The windows a run reads (one `None` for a source without `incremental`), and the
+/// stored checkpoint they start from.
+pub(crate) async fn run_windows(
+    plan: &Plan,
+    store: &Store,
+    now: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(Vec<Option<Window>>, Option<DateTime<Utc>>), Error> {
+    let Some(inc) = &plan.source.incremental else {
+        return Ok((vec![None], None));
+    };
+    let checkpoint = match store.checkpoint(&plan.name, CHECKPOINT_KEY).await? {
+        Some(text) => Some(
+            parse_time(&text, plan.timezone)
+                .map_err(|e| Error::store(format!("stored checkpoint is unreadable: {e}")))?,
+        ),
+        None => None,
+    };
+    let spec = WindowSpec {
+        start: inc.start,
+        window: inc.window,
+        lookback: inc.lookback,
+        lag: inc.lag,
+    };
+    let windows = plan_windows(&spec, checkpoint, now, since, until)
+        .into_iter()
+        .map(Some)
+        .collect();
+    Ok((windows, checkpoint))
+}
+
+/// The variables every record and request template sees: `now` and `run`.
+fn base_vars(plan: &Plan, now: DateTime<Utc>, run_id: i64, dry_run: bool) -> Map<String, Value> {
+    let mut vars = Map::new();
+    vars.insert("now".into(), Value::String(format_time(now, plan.timezone)));
+    vars.insert(
+        "run".into(),
+        crate::scheme::context::run_value(run_id, &plan.name, dry_run),
+    );
+    vars
 }
 
 /// Settles an earlier run's unfinished writes, then gathers the ledger rows to replay.
@@ -413,6 +470,7 @@ async fn drive(
     let mut stop = options.stop.clone();
     let mut first_page_checked = false;
     let mut probed = false;
+    let mut run_times = TimeTally::default();
 
     // Dispatches the current batch (possibly empty, to carry failures or close a window).
     macro_rules! dispatch {
@@ -505,6 +563,7 @@ async fn drive(
                 records,
                 deleted,
                 replay,
+                times,
             } => {
                 if replay {
                     summary.replayed += records.len() as u64;
@@ -512,11 +571,16 @@ async fn drive(
                     summary.pages += 1;
                     if !first_page_checked && !records.is_empty() {
                         first_page_checked = true;
-                        if let Some(error) = first_page_verdict(ctx, &records) {
+                        let verdict = first_page_verdict(ctx, &records)
+                            .or_else(|| times.as_ref().and_then(|times| window_verdict(ctx, times)));
+                        if let Some(error) = verdict {
                             failure = Some(error);
                             break;
                         }
                     }
+                }
+                if let Some(times) = times {
+                    note_times(ctx, &mut run_times, summary, *times);
                 }
                 for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
@@ -766,6 +830,23 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<U
 /// field name that this source does not use): the run stops before anything is written,
 /// and the checkpoint stays where it was.
 fn first_page_verdict(ctx: &RunContext, records: &[(Value, String)]) -> Option<Error> {
+    let (names, example) = fields_every_record_lacks(ctx, records)?;
+    let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    Some(Error::new(
+        ErrorKind::Aborted,
+        format!(
+            "every record of the first page ({}) lacks {}, so the scheme's field names do not match this source; \
+             nothing was sent and the checkpoint stays. Correct the template (or mark the field optional with \
+             `| default(…)` / `| optional`) and run again. First failure: {}",
+            records.len(),
+            names.join(", "),
+            ctx.plan.redactor.redact(&example)
+        ),
+    ))
+}
+
+/// The fields every one of `records` lacks (none: `None`), with the first failure's message.
+fn fields_every_record_lacks(ctx: &RunContext, records: &[(Value, String)]) -> Option<(Vec<String>, String)> {
     let mut common: Option<Vec<String>> = None;
     let mut example = String::new();
     for (record, hash) in records {
@@ -796,18 +877,93 @@ fn first_page_verdict(ctx: &RunContext, records: &[(Value, String)]) -> Option<E
         }
         common = Some(shared);
     }
-    let names: Vec<String> = common?.iter().map(|name| format!("`{name}`")).collect();
+    Some((common?, example))
+}
+
+/// Stops the run when every record of its first source page lies outside the window it
+/// was read in: the source ignores the window filter (or the parameter is misspelt), so
+/// the run would re-read and re-send whatever the source sends every time.
+fn window_verdict(ctx: &RunContext, times: &TimeTally) -> Option<Error> {
+    if !times.all_outside() {
+        return None;
+    }
+    let field = ctx.change_checks.as_ref().map_or("", |checks| checks.field.as_str());
+    let values = match (&times.oldest, &times.newest) {
+        (Some(oldest), Some(newest)) if oldest.value != newest.value => {
+            format!("its `{field}` values run from `{}` to `{}`", oldest.value, newest.value)
+        }
+        (Some(only), _) => format!("its `{field}` is `{}`", only.value),
+        _ => String::new(),
+    };
+    let example = times
+        .examples
+        .outside_window
+        .as_deref()
+        .or(times.examples.in_future.as_deref())
+        .unwrap_or_default();
     Some(Error::new(
         ErrorKind::Aborted,
-        format!(
-            "every record of the first page ({}) lacks {}, so the scheme's field names do not match this source; \
-             nothing was sent and the checkpoint stays. Correct the template (or mark the field optional with \
-             `| default(…)` / `| optional`) and run again. First failure: {}",
-            records.len(),
-            names.join(", "),
-            ctx.plan.redactor.redact(&example)
-        ),
+        ctx.plan
+            .redactor
+            .redact(&format!(
+                "every record of the first page ({}) lies outside the window it was read in, {}: {values}. The source \
+                 ignores the window filter (a misspelt parameter name, a filter it does not support), or \
+                 source.incremental.field names another time than the one the source filters on; nothing was sent \
+                 and the checkpoint stays. Check the window parameters of source.request against the source's \
+                 documentation (`ferry check` shows what the source returns) and run again. First: {example}",
+                times.records,
+                times.window.as_deref().unwrap_or("?"),
+            ))
+            .into_owned(),
     ))
+}
+
+/// Adds a page's `incremental.field` checks to the run: the counters go to the summary,
+/// and the first record of each kind is logged as a warning with what it suggests.
+fn note_times(ctx: &RunContext, run: &mut TimeTally, summary: &mut Summary, page: TimeTally) {
+    let redact = |text: &Option<String>| {
+        ctx.plan
+            .redactor
+            .redact(text.as_deref().unwrap_or_default())
+            .into_owned()
+    };
+    let scheme = ctx.plan.name.as_str();
+    if run.outside_window == 0 && page.outside_window > 0 {
+        tracing::warn!(
+            scheme,
+            "{}; the window parameters or the source's filter look wrong (a misspelt parameter, a filter the \
+             source ignores). Further such records are only counted (see the summary)",
+            redact(&page.examples.outside_window)
+        );
+    }
+    if run.in_future == 0 && page.in_future > 0 {
+        tracing::warn!(
+            scheme,
+            "{}; the source connection's `timezone` may be wrong, or the source's clock. Further such records \
+             are only counted (see the summary)",
+            redact(&page.examples.in_future)
+        );
+    }
+    if run.field_unreadable == 0 && page.field_unreadable > 0 {
+        tracing::warn!(
+            scheme,
+            "{}; source.incremental.field probably names the wrong field, and the window checks cannot judge these \
+             records. Further such records are only counted (see the summary)",
+            redact(&page.examples.field_unreadable)
+        );
+    }
+    if run.stale_pages == 0 && page.stale_pages > 0 {
+        tracing::warn!(
+            scheme,
+            "{}; the source seems to ignore the window filter. Further such pages are only counted (see the summary)",
+            redact(&page.examples.stale_page)
+        );
+    }
+    run.absorb(page);
+    summary.outside_window = run.outside_window;
+    summary.in_future = run.in_future;
+    summary.field_unreadable = run.field_unreadable;
+    summary.stale_pages = run.stale_pages;
 }
 
 /// A record failure's message; when fields were missing, it lists the keys the record

@@ -14,6 +14,7 @@ pub mod context;
 pub mod envfile;
 pub mod model;
 pub mod raw;
+pub mod sample;
 pub mod validate;
 pub mod yaml;
 

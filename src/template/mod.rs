@@ -118,7 +118,8 @@ use self::native::{FastExpr, Outcome};
 use self::scope::{
     json_text, missing_mark, push_json_text, value_text, value_to_json, MissLog, ScopeContext, SCOPE_HANDLE,
 };
-pub use self::scope::{MappedIds, Scope, RECORD};
+pub use self::scope::{MappedIds, PlaceholderIds, Scope, RECORD};
+pub use self::time::read_time;
 
 /// Every filter name a Ferry template may use: minijinja's builtins plus Ferry's own.
 pub const FILTERS: &[&str] = &[

@@ -130,6 +130,28 @@ pub trait MappedIds: Send + Sync {
     fn mapped_id(&self, object: &str, source_id: &str) -> Result<Option<String>, String>;
 }
 
+/// Answers every `mapped_id` with a stand-in id, `<object:source id>`, and counts the
+/// look-ups: for checks that render records without a store (`ferry check`,
+/// `ferry validate --sample`), where a real look-up would only say "not synced yet".
+#[derive(Debug, Default)]
+pub struct PlaceholderIds {
+    lookups: std::sync::atomic::AtomicU64,
+}
+
+impl PlaceholderIds {
+    /// How many look-ups were answered with a stand-in.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl MappedIds for PlaceholderIds {
+    fn mapped_id(&self, object: &str, source_id: &str) -> Result<Option<String>, String> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(format!("<{object}:{source_id}>")))
+    }
+}
+
 /// Everything one render can read. Cloning is cheap except for `locals`.
 #[derive(Clone, Default)]
 pub struct Scope {

@@ -214,6 +214,14 @@ impl From<DateTime<Utc>> for Reading {
     }
 }
 
+/// Reads a JSON value as an instant with the filters' lenient rules (see the module doc):
+/// RFC 3339, `YYYY-MM-DD HH:MM:SS` and its relatives, dates, epoch seconds or milliseconds.
+/// Naive values are read in `naive_zone`. Used outside templates, e.g. for the record's
+/// `incremental.field`, so that it reads exactly as `<< field | datetime >>` would.
+pub fn read_time(value: &Json, naive_zone: Tz) -> Result<DateTime<Utc>, String> {
+    read_instant(&FilterInput::Json(value), naive_zone, None).map(|reading| reading.instant)
+}
+
 /// Reads one instant from a filter input (see the module doc for the accepted forms).
 fn read_instant(input: &FilterInput<'_>, naive_zone: Tz, from_format: Option<&str>) -> Result<Reading, String> {
     let epoch = match input {

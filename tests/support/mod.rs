@@ -2,7 +2,8 @@
 //! 127.0.0.1:0, with a store the test can inspect afterwards.
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use ferry::engine::{run, RunOptions, Summary};
+use ferry::engine::{check, run, CheckOptions, CheckReport, RunOptions, Summary};
+use ferry::error::Error;
 use ferry::http::HttpClient;
 use ferry::scheme::{load_str, Plan};
 use ferry::sim::scripted::{Reply, ScriptedSim};
@@ -53,6 +54,11 @@ impl Scripted {
         run(&self.plan(scheme), &self.store, &HttpClient::new().unwrap(), &options)
             .await
             .expect("a run reports problems in its summary")
+    }
+
+    /// `ferry check` of `scheme` against this simulator (the harness store is not used).
+    pub async fn check(&self, scheme: &str, options: CheckOptions) -> Result<CheckReport, Error> {
+        check(&self.plan(scheme), &HttpClient::new().unwrap(), &options).await
     }
 
     /// The scheme's open ledger rows.
