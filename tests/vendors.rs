@@ -190,8 +190,19 @@ async fn unfinished_k3cloud_creates_are_adopted_by_fnumber_lookup() {
         })
         .collect();
     store.record_intents(&intents).await.unwrap();
+    let queries = |k3: &ferry::sim::k3cloud::K3CloudSim| {
+        k3.requests()
+            .iter()
+            .filter(|r| {
+                r.path.contains(".ExecuteBillQuery.") && String::from_utf8_lossy(&r.body).contains("FNumber IN")
+            })
+            .count()
+    };
+    let queries_before = queries(&k3);
     let second = run_once(&plan, &store).await;
     assert_eq!(second.reconciled, 230, "{second:?}");
+    // One look-up per 100 keys (FNumber IN (…)), not one per customer.
+    assert_eq!(queries(&k3) - queries_before, 3);
     assert_eq!(second.uncertain, 0);
     assert_eq!(second.created, 0, "{second:?}");
     assert_eq!(k3.row_count("BD_Customer"), customers, "no customer was created twice");

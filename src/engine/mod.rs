@@ -37,6 +37,7 @@
 mod check;
 mod delete;
 mod fetch;
+mod lookup;
 mod recover;
 mod relock;
 mod vendor_call;

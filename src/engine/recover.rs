@@ -15,61 +15,18 @@
 //! - Replayed ledger rows flow through the normal planner (mapping look-up, create or
 //!   update, per-row outcome); success resolves them, failure counts another attempt.
 
-use super::vendor_call;
 use super::write::{uncertain_message, UNCERTAIN};
 use super::{identify, unsynced_mapping, RunContext, Summary, Synced};
-use crate::connector::{build_request, check_read_envelope, render_call};
 use crate::error::Error;
-use crate::http::Repeat;
-use crate::scheme::model::LookupPlan;
 use crate::store::{
     BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, MappingStatus, MappingStore,
     NewFailure, WriteIntent, WriteOperation,
 };
-use crate::template::Scope;
-use crate::transform::value_to_text;
 use chrono::Utc;
-use serde_json::{Map, Value};
-use std::sync::Arc;
+use serde_json::Value;
 
 /// Most ledger rows one run replays.
 const REPLAY_LIMIT: i64 = 10_000;
-
-/// Looks a target record up by business key; `Ok(None)` when it is not there.
-pub(crate) async fn lookup_target_id(
-    ctx: &RunContext,
-    lookup: &LookupPlan,
-    key: &str,
-    row: &Value,
-) -> Result<Option<String>, Error> {
-    let conn = ctx.plan.target_connection();
-    let mut vars: Map<String, Value> = (*ctx.vars).clone();
-    vars.insert("key".into(), Value::String(key.to_string()));
-    vars.insert("row".into(), row.clone());
-    let scope = Scope {
-        vars: Arc::new(vars),
-        ..Scope::default()
-    };
-    let (status, body) = if conn.vendor.is_http() {
-        let request = build_request(conn, &lookup.request, &scope, None)?;
-        let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
-        let body = lookup
-            .response
-            .codec
-            .decode(&response.body)
-            .map_err(|e| Error::decode(format!("the look-up answer could not be read: {e}")))?;
-        (response.status, body)
-    } else {
-        let (api, params) = render_call(&lookup.request, &scope)?;
-        let (response, body, _) = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await?;
-        (response.status, body)
-    };
-    let (body, verdict) = check_read_envelope(&lookup.response, body, status);
-    if let Some(message) = verdict? {
-        return Err(Error::envelope(format!("the look-up of `{key}` failed: {message}")));
-    }
-    Ok(lookup.id.first(&body).and_then(value_to_text))
-}
 
 /// Settles the intents a previous run left pending (see the module doc).
 pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -> Result<(), Error> {
@@ -83,9 +40,8 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
         rows = intents.len(),
         "settling writes left unfinished by an earlier run"
     );
-    // Look the creates up concurrently; commit batch by batch, so a run killed while
-    // reconciling keeps what it settled.
-    let lookups = (ctx.plan.target_connection().in_flight * 4).max(4);
+    // Look the creates up; commit batch by batch, so a run killed while reconciling keeps
+    // what it settled.
     let mut by_batch: Vec<(String, Vec<WriteIntent>)> = Vec::new();
     for intent in intents {
         match by_batch.last_mut() {
@@ -94,11 +50,7 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
         }
     }
     for (batch_id, intents) in by_batch {
-        // Chunks of concurrent look-ups (a buffered stream here would make `run` unspawnable).
-        let mut found: Vec<Result<Option<Option<String>>, Error>> = Vec::with_capacity(intents.len());
-        for chunk in intents.chunks(lookups) {
-            found.extend(futures::future::join_all(chunk.iter().map(|intent| check_intent(ctx, intent))).await);
-        }
+        let found = check_intents(ctx, &intents).await;
         let mut commit = BatchCommit {
             settled: vec![(plan.name.clone(), batch_id)],
             ..BatchCommit::default()
@@ -181,20 +133,40 @@ async fn finish_relocks(ctx: &RunContext, intents: &[WriteIntent], commit: &mut 
     }
 }
 
-/// What an unsettled intent turned out to be: `Some(Some(id))` found in the target,
-/// `Some(None)` nothing to adopt (absent, or an update), `None` cannot be checked.
-async fn check_intent(ctx: &RunContext, intent: &WriteIntent) -> Result<Option<Option<String>>, Error> {
+/// What each unsettled intent turned out to be: `Some(Some(id))` found in the target,
+/// `Some(None)` nothing to adopt (absent, or not a create), `None` cannot be checked.
+async fn check_intents(ctx: &RunContext, intents: &[WriteIntent]) -> Vec<Result<Option<Option<String>>, Error>> {
     // An update is sent again when the record is read again; a relock is finished apart.
-    if intent.operation != WriteOperation::Create {
-        return Ok(Some(None));
+    let mut out: Vec<Result<Option<Option<String>>, Error>> = intents
+        .iter()
+        .map(|intent| {
+            if intent.operation != WriteOperation::Create {
+                Ok(Some(None))
+            } else {
+                Ok(None)
+            }
+        })
+        .collect();
+    let Some(lookup) = &ctx.plan.target.lookup else {
+        return out;
+    };
+    let creates: Vec<(usize, &str)> = intents
+        .iter()
+        .enumerate()
+        .filter(|(_, intent)| intent.operation == WriteOperation::Create)
+        .filter_map(|(index, intent)| intent.business_key.as_deref().map(|key| (index, key)))
+        .collect();
+    let keys: Vec<(&str, &Value)> = creates.iter().map(|(_, key)| (*key, &Value::Null)).collect();
+    let found = super::lookup::find_target_ids(ctx, lookup, &keys).await;
+    for ((index, _), found) in creates.into_iter().zip(found) {
+        out[index] = found.map(Some).map_err(|e| {
+            e.context(format!(
+                "settling the unfinished create of `{}`",
+                intents[index].source_id
+            ))
+        });
     }
-    match (&ctx.plan.target.lookup, &intent.business_key) {
-        (Some(lookup), Some(key)) => lookup_target_id(ctx, lookup, key, &Value::Null)
-            .await
-            .map(Some)
-            .map_err(|e| e.context(format!("settling the unfinished create of `{}`", intent.source_id))),
-        _ => Ok(None),
-    }
+    out
 }
 
 /// Which ledger rows to replay.

@@ -440,16 +440,16 @@ async fn settle_unknown(
         if unknown.is_empty() {
             return Ok(());
         }
-        let mut found: Vec<(usize, Result<Option<String>, Error>)> = Vec::with_capacity(unknown.len());
-        for chunk in unknown.chunks((conn.in_flight * 4).max(4)) {
-            let answers = futures::future::join_all(chunk.iter().map(|&i| {
-                let key = rendered[i].key.as_deref().unwrap_or_default();
-                super::recover::lookup_target_id(ctx, lookup, key, &rows[i])
-            }))
-            .await;
-            found.extend(chunk.iter().copied().zip(answers));
-        }
-        result.requests += found.len() as u64;
+        let keys: Vec<(&str, &Value)> = unknown
+            .iter()
+            .map(|&i| (rendered[i].key.as_deref().unwrap_or_default(), &rows[i]))
+            .collect();
+        let answers = super::lookup::find_target_ids(ctx, lookup, &keys).await;
+        result.requests += match &lookup.batch {
+            Some(batch) => unknown.len().div_ceil(batch.size.max(1)) as u64,
+            None => unknown.len() as u64,
+        };
+        let found: Vec<(usize, Result<Option<String>, Error>)> = unknown.iter().copied().zip(answers).collect();
         let mut resend = Vec::new();
         let mut absent = Vec::new();
         for (i, answer) in found {

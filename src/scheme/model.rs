@@ -210,7 +210,21 @@ pub struct TargetPlan {
 pub struct LookupPlan {
     pub request: RequestPlan,
     pub response: ReadResponsePlan,
+    /// The target id: over the answer, or over each found record of a batched look-up.
     pub id: JsonPath,
+    /// A look-up of many keys per request (its templates read `keys`).
+    pub batch: Option<LookupBatch>,
+}
+
+/// How a batched look-up's answer is read.
+#[derive(Clone)]
+pub struct LookupBatch {
+    /// The records found.
+    pub rows: JsonPath,
+    /// Each found record's business key.
+    pub key: JsonPath,
+    /// Most keys per request.
+    pub size: usize,
 }
 
 #[derive(Clone)]

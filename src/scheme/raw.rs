@@ -491,7 +491,18 @@ pub struct RawLookup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RawReadResponse>,
     /// JSONPath to the found record's target id; nothing there (or null) means "not found".
+    /// With `rows`, a JSONPath over each found record.
     pub id: String,
+    /// Look many keys up in one request: JSONPath selecting the records found. The request's
+    /// templates then read `keys` (the list of business keys) instead of `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<String>,
+    /// With `rows`: JSONPath over each found record giving its business key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// With `rows`: most keys per request (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 /// Whether an operation sends one request per batch or per row.

@@ -67,6 +67,7 @@ const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const DELETE_REQUEST_NAMES: &[&str] = &["rows", "target_ids", "source_id", "target_id", "now", "run", "batch"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
 const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
+const LOOKUP_BATCH_REQUEST_NAMES: &[&str] = &["keys", "now", "run"];
 /// `source.id` and `source.name`: the record, plus the run's context.
 const SOURCE_RECORD_NAMES: &[&str] = &["now", "run"];
 /// `target.fields`, `target.key`, `target.name`.
@@ -1447,13 +1448,62 @@ fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) 
             Some("add `target.key`, e.g. `key: \"<< FNumber >>\"`".into()),
         );
     }
+    let batched = raw.rows.is_some();
     let request = ctx.request(
         "target.lookup.request",
         &raw.request,
         Method::Get,
-        Names::Only(LOOKUP_REQUEST_NAMES),
+        Names::Only(if batched {
+            LOOKUP_BATCH_REQUEST_NAMES
+        } else {
+            LOOKUP_REQUEST_NAMES
+        }),
         vendor,
     );
+    let batch = match (&raw.rows, &raw.key) {
+        (None, None) => Some(None),
+        (None, Some(_)) => {
+            ctx.error(
+                "target.lookup.key",
+                "`key` reads each record a batched look-up found, but `rows` is not set",
+                Some("add `rows: $.path[*]` selecting the records found, and read `keys` in the request".into()),
+            );
+            None
+        }
+        (Some(_), None) => {
+            ctx.error_at_key(
+                "target.lookup.rows",
+                "a batched look-up needs `key`, a JSONPath to each found record's business key",
+                Some("e.g. `key: $[1]` when the query answers `[id, number]` rows".into()),
+            );
+            None
+        }
+        (Some(rows), Some(key)) => {
+            let rows = ctx.json_path("target.lookup.rows", rows);
+            let key = ctx.json_path("target.lookup.key", key);
+            if raw.batch == Some(0) {
+                ctx.error("target.lookup.batch", "the look-up batch must be at least 1", None);
+            }
+            match (rows, key) {
+                (Some(rows), Some(key)) => Some(Some(LookupBatch {
+                    rows,
+                    key,
+                    size: raw.batch.unwrap_or(100).max(1) as usize,
+                })),
+                _ => None,
+            }
+        }
+    };
+    if let Some(request) = &request {
+        let used = request_variables(request);
+        if batched && !used.contains("keys") {
+            ctx.error(
+                "target.lookup.request",
+                "a batched look-up (`rows`) sends many keys at once, but the request never reads `keys`",
+                Some("e.g. `FilterString: \"FNumber IN (<< keys | sql_list >>)\"`".into()),
+            );
+        }
+    }
     let response_raw = raw.response.clone().unwrap_or_default();
     let success = ctx.optional_template(
         "target.lookup.response.success",
@@ -1480,6 +1530,7 @@ fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) 
             retry: retry?,
         },
         id: id?,
+        batch: batch?,
     })
     .filter(|_| has_key)
 }

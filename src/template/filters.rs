@@ -287,6 +287,35 @@ fn default(value: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Err
     })
 }
 
+/// `sql_list`: a list as the inside of an SQL `IN (…)`: text single-quoted with quotes
+/// doubled, numbers as they are, joined by commas (`['a', "o'k", 3]` → `'a','o''k',3`).
+pub(crate) fn sql_list(input: &FilterInput<'_>) -> Result<String, String> {
+    let items = match input {
+        FilterInput::Json(Json::Array(items)) => items,
+        other => return Err(format!("sql_list needs a list, not {}", describe_input(other))),
+    };
+    let mut out = String::new();
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        match item {
+            Json::Number(number) => out.push_str(&number.to_string()),
+            Json::String(text) => {
+                out.push('\'');
+                out.push_str(&text.replace('\'', "''"));
+                out.push('\'');
+            }
+            other => return Err(format!("sql_list takes text and numbers, not {other}")),
+        }
+    }
+    if out.is_empty() {
+        // `IN ()` is a syntax error in every SQL dialect; no key can equal NULL.
+        out.push_str("NULL");
+    }
+    Ok(out)
+}
+
 /// `optional`: a field that may be absent reads as null instead of failing the record.
 fn optional(value: Value) -> Value {
     if value.is_undefined() {
@@ -480,6 +509,7 @@ pub(crate) fn register(env: &mut Environment<'static>, options: &Arc<TemplateOpt
     env.add_filter("default", default);
     env.add_filter("d", default);
     env.add_filter("optional", optional);
+    env.add_filter("sql_list", |value: Value| with_input(&value, sql_list).map_err(invalid));
     env.add_test("defined", |value: &Value| is_defined(value));
     env.add_test("undefined", |value: &Value| !is_defined(value));
     env.add_filter("md5", |value: Value| with_input(&value, md5_hex).map_err(invalid));
@@ -522,6 +552,15 @@ mod tests {
 
     fn decimal(value: Value, scale: u32) -> Result<String, String> {
         with_input(&value, |input| to_decimal(input, scale))
+    }
+
+    #[test]
+    fn sql_lists_quote_text_and_keep_numbers() {
+        let list = |json: Json| with_input(&Value::from_serialize(&json), sql_list);
+        assert_eq!(list(serde_json::json!(["a", "o'k", 3])).unwrap(), "'a','o''k',3");
+        assert_eq!(list(serde_json::json!([])).unwrap(), "NULL");
+        assert!(list(serde_json::json!("a")).is_err());
+        assert!(list(serde_json::json!([{"a": 1}])).is_err());
     }
 
     #[test]

@@ -136,6 +136,7 @@ pub const FILTERS: &[&str] = &[
     "default",
     "d",
     "optional",
+    "sql_list",
     "md5",
     "sha256",
     "hmac",
