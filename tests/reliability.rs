@@ -526,3 +526,40 @@ async fn targets_without_a_lookup_finish_with_retry_writes() {
     );
     rig.handle.shutdown().await;
 }
+
+/// A run dies after its idempotent create reached the target but before the answer came
+/// back: the next run sends the same rows under the same key, the target answers as the
+/// first time, and the records are adopted, never created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_create_left_by_a_dead_run_is_sent_again_under_its_key() {
+    let rig = Rig::start(ShopConfig {
+        records: 100,
+        faults: Faults {
+            latency_after_ms: 3_000,
+            only_path_prefix: Some("/orders/batch".into()),
+            ..Faults::default()
+        },
+        ..ShopConfig::default()
+    })
+    .await;
+    let scheme = scheme_without_lookup().replace(
+        "    request: {method: POST, path: /orders/batch, body: {items: \"<< rows >>\"}}\n",
+        "    request: {method: POST, path: /orders/batch, body: {items: \"<< rows >>\"}, headers: {Idempotency-Key: \"<< batch.key >>\"}}\n    retry_writes: idempotency_key\n",
+    );
+    assert!(scheme.contains("retry_writes"));
+    let plan = rig.plan(&scheme);
+    // The run is killed while the target holds its answer.
+    let killed = tokio::time::timeout(Duration::from_millis(800), rig.run(&plan, RunOptions::default())).await;
+    assert!(killed.is_err(), "the run should still be waiting for its answer");
+    assert_eq!(rig.sim.target_count(), 100, "the batch landed");
+    let pending = rig.store.pending_intents(&plan.name).await.unwrap();
+    assert_eq!(pending.len(), 100);
+    assert!(pending.iter().all(|i| i.sent.is_some()), "rows kept as sent");
+
+    rig.sim.set_faults(Faults::default());
+    let next = rig.run(&plan, RunOptions::default()).await;
+    assert_eq!((next.reconciled, next.uncertain, next.failed), (100, 0, 0), "{next:?}");
+    assert_eq!(rig.sim.replayed_keys(), 1, "the same request, answered from its key");
+    rig.assert_exactly_once(&plan, 100).await;
+    rig.handle.shutdown().await;
+}

@@ -192,6 +192,7 @@ async fn record_intents(ctx: &RunContext, deletions: &[Deletion], batch_id: &str
             target_id: d.item.target_id.clone(),
             payload_hash: String::new(),
             payload: None,
+            sent: None,
             created_at: now,
         })
         .collect();

@@ -50,7 +50,8 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
         }
     }
     for (batch_id, intents) in by_batch {
-        let found = check_intents(ctx, &intents).await;
+        let mut found = check_intents(ctx, &intents).await;
+        resend_idempotent(ctx, &batch_id, &intents, &mut found).await;
         let mut commit = BatchCommit {
             settled: vec![(plan.name.clone(), batch_id)],
             ..BatchCommit::default()
@@ -102,6 +103,90 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
         ctx.store.commit_batch(commit).await?;
     }
     Ok(())
+}
+
+/// Creates sent under an idempotency key (`retry_writes: idempotency_key`) that nothing
+/// else could settle are sent again exactly as they were, under the same key: the target
+/// applies the key once, so this finishes them without a second record. Rows it cannot
+/// settle keep their `found` (uncertain).
+async fn resend_idempotent(
+    ctx: &RunContext,
+    batch_id: &str,
+    intents: &[WriteIntent],
+    found: &mut [Result<Option<Option<String>>, Error>],
+) {
+    use crate::connector::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+    use crate::scheme::raw::{Per, RetryWrites};
+    let op = &ctx.plan.target.create;
+    if op.retry_writes != Some(RetryWrites::IdempotencyKey) {
+        return;
+    }
+    let open: Vec<usize> = (0..intents.len())
+        .filter(|&i| matches!(found[i], Ok(None)) && intents[i].operation == WriteOperation::Create)
+        .collect();
+    // The same request means every row of it, as it was.
+    if open.is_empty() || open.iter().any(|&i| intents[i].sent.is_none()) {
+        return;
+    }
+    let key = super::write::request_key_of(batch_id, "create");
+    let seq: u64 = batch_id
+        .rsplit('-')
+        .next()
+        .and_then(|seq| seq.parse().ok())
+        .unwrap_or(0);
+    let mut result = super::JobResult::default();
+    let mut outcomes = Vec::with_capacity(open.len());
+    let scope_with = |vars: Vec<(&str, Value)>| {
+        let mut all = (*ctx.vars).clone();
+        for (name, value) in vars {
+            all.insert(name.to_string(), value);
+        }
+        crate::template::Scope {
+            vars: std::sync::Arc::new(all),
+            ..crate::template::Scope::default()
+        }
+    };
+    match op.per {
+        Per::Batch => {
+            let rows: Vec<Value> = open.iter().filter_map(|&i| intents[i].sent.clone()).collect();
+            let batch = crate::scheme::context::batch_value(seq, rows.len(), &key);
+            let scope = scope_with(vec![("rows", Value::Array(rows)), ("batch", batch)]);
+            let ids = vec![None; open.len()];
+            let keys: Vec<Option<String>> = open.iter().map(|&i| intents[i].business_key.clone()).collect();
+            match super::write::send(ctx, op, "create", &scope, &ids, &keys, &mut result).await {
+                Ok(sent) => outcomes = sent,
+                Err(_) => return,
+            }
+        }
+        Per::Row => {
+            for &i in &open {
+                let intent = &intents[i];
+                let batch = crate::scheme::context::batch_value(seq, 1, &format!("{key}-{}", intent.source_id));
+                let scope = scope_with(vec![
+                    ("row", intent.sent.clone().unwrap_or_default()),
+                    ("record", intent.payload.clone().unwrap_or_default()),
+                    ("target_id", Value::Null),
+                    ("batch", batch),
+                ]);
+                let keys = [intent.business_key.clone()];
+                match super::write::send(ctx, op, "create", &scope, &[None], &keys, &mut result).await {
+                    Ok(mut sent) => outcomes.push(sent.pop().unwrap_or(RowOutcome::Failed {
+                        message: String::new(),
+                        class: UNKNOWN_OUTCOME,
+                    })),
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+    for (&i, outcome) in open.iter().zip(outcomes) {
+        found[i] = match outcome {
+            RowOutcome::Written { target_id } => Ok(Some(target_id.or_else(|| intents[i].business_key.clone()))),
+            RowOutcome::Failed { class, .. } if class == UNKNOWN_OUTCOME || class == UNMATCHED_ANSWER => Ok(None),
+            // Refused: nothing was created; the record is read again and sent then.
+            RowOutcome::Failed { .. } => Ok(Some(None)),
+        };
+    }
 }
 
 /// Rows a dead run unlocked for an update and never locked again are locked now; the

@@ -242,6 +242,7 @@ async fn record_relocks(
                 target_id: Some(row.target_id.to_string()),
                 payload_hash: row.hash.to_string(),
                 payload: None,
+                sent: None,
                 created_at: now,
             }
         })

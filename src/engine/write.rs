@@ -197,7 +197,7 @@ async fn write_operation(
         return Ok(());
     }
     if !ctx.dry_run {
-        record_intents(ctx, operation, &rendered, batch_id).await?;
+        record_intents(ctx, operation, &rendered, &rows, batch_id).await?;
     }
     let relock = if is_update && !ctx.dry_run {
         super::relock::scheme_relock(ctx)
@@ -356,14 +356,26 @@ async fn record_intents(
     ctx: &RunContext,
     operation: WriteOperation,
     rendered: &[Rendered<'_>],
+    rows: &[Value],
     batch_id: &str,
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
     let keep_payload = operation == WriteOperation::Create && plan.target.lookup.is_none();
+    // A create sent under an idempotency key is sent again as it was (see `recover`); a row
+    // that would have to be stored redacted cannot be, so it is not kept.
+    let keep_sent = operation == WriteOperation::Create
+        && plan.target.create.retry_writes == Some(crate::scheme::raw::RetryWrites::IdempotencyKey);
+    let sent = |row: &Value| {
+        keep_sent
+            .then(|| plan.redactor.redact_value(row))
+            .filter(|kept| kept == row)
+    };
     let now = Utc::now();
     let intents: Vec<WriteIntent> = rendered
         .iter()
-        .map(|r| WriteIntent {
+        .zip(rows)
+        .map(|(r, row)| WriteIntent {
+            sent: sent(row),
             scheme: plan.name.clone(),
             source_object: plan.source.object.clone(),
             source_id: r.item.source_id.clone(),
@@ -564,7 +576,12 @@ async fn send_rows(
 /// The key of one write request (`batch.key`): the same for every send of it, in this run
 /// or, after a crash, in the run that resends it.
 pub(crate) fn request_key(run_id: i64, seq: u64, operation: &str) -> String {
-    format!("{run_id}-{seq}-{operation}")
+    request_key_of(&format!("{run_id}-{seq}"), operation)
+}
+
+/// [`request_key`] from a batch id (`run-seq`, as intents store it).
+pub(crate) fn request_key_of(batch_id: &str, operation: &str) -> String {
+    format!("{batch_id}-{operation}")
 }
 
 /// How the transport may repeat a write of `op` (its `retry_writes`).

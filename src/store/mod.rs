@@ -278,6 +278,10 @@ pub struct WriteIntent {
     /// The source record, redacted; kept only when the target has no look-up, so that an
     /// uncertain row can be replayed from the ledger.
     pub payload: Option<serde_json::Value>,
+    /// The row exactly as sent, kept for a create with `retry_writes: idempotency_key`: a
+    /// run that finds the intent left behind sends the same rows under the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -458,6 +462,9 @@ struct IntentBatchOut<'a> {
     operation: WriteOperation,
     created_at: i64,
     rows: Vec<IntentRowOut<'a>>,
+    /// The rows as sent ([`WriteIntent::sent`]), parallel to `rows`; absent when none was kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sent: Vec<Option<&'a serde_json::Value>>,
 }
 
 type IntentRowOut<'a> = (
@@ -477,6 +484,8 @@ struct IntentBatchIn {
     operation: WriteOperation,
     created_at: i64,
     rows: Vec<IntentRowIn>,
+    #[serde(default)]
+    sent: Vec<Option<serde_json::Value>>,
 }
 
 type IntentRowIn = (
@@ -515,6 +524,11 @@ pub(crate) fn intent_batches(intents: &[WriteIntent]) -> Result<Vec<IntentBatch<
                 batch_id: &first.batch_id,
                 operation: first.operation,
                 created_at: first.created_at.timestamp_millis(),
+                sent: if intents[start..end].iter().any(|i| i.sent.is_some()) {
+                    intents[start..end].iter().map(|i| i.sent.as_ref()).collect()
+                } else {
+                    Vec::new()
+                },
                 rows: intents[start..end]
                     .iter()
                     .map(|i| {
@@ -554,8 +568,10 @@ pub(crate) fn unpack_intents<'a>(rows: impl Iterator<Item = &'a str>) -> Result<
         let batch: IntentBatchIn = serde_json::from_str(row).map_err(invalid)?;
         let created_at = DateTime::<Utc>::from_timestamp_millis(batch.created_at)
             .ok_or_else(|| format!("stored write intents have an impossible time: {}", batch.created_at))?;
+        let mut sent = batch.sent.into_iter();
         out.extend(batch.rows.into_iter().map(
             |(source_id, source_name, business_key, target_id, payload_hash, payload)| WriteIntent {
+                sent: sent.next().flatten(),
                 scheme: batch.scheme.clone(),
                 source_object: batch.source_object.clone(),
                 source_id,

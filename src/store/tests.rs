@@ -818,8 +818,19 @@ fn intent(scheme: &str, source_id: &str, batch_id: &str, created_ms: i64) -> Wri
         target_id: None,
         payload_hash: format!("hash-{source_id}"),
         payload: Some(json!({"order_no": source_id, "lines": [1, 2]})),
+        sent: None,
         created_at: at(created_ms),
     }
+}
+
+/// Rows kept as sent (idempotent creates) come back with their intents, also when only
+/// some intents of a batch keep one.
+async fn sent_rows_survive_with_their_intents(store: &Store) {
+    let mut kept = intent("orders", "A", "5-1", 1_700_000_000_000);
+    kept.sent = Some(json!({"FBillNo": "A", "FQty": 2}));
+    let plain = intent("orders", "B", "5-1", 1_700_000_000_000);
+    store.record_intents(&[kept.clone(), plain.clone()]).await.unwrap();
+    assert_eq!(store.pending_intents("orders").await.unwrap(), vec![kept, plain]);
 }
 
 async fn intents_survive_until_settled(store: &Store) {
@@ -951,6 +962,7 @@ conformance_suite!(
     large_batches_are_chunked,
     clones_share_data,
     intents_survive_until_settled,
+    sent_rows_survive_with_their_intents,
     rate_budget_is_a_token_bucket,
 );
 
