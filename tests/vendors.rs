@@ -186,6 +186,7 @@ async fn unfinished_k3cloud_creates_are_adopted_by_fnumber_lookup() {
             target_id: None,
             payload_hash: "unknown".into(),
             payload: None,
+            sent: None,
             created_at: Utc::now(),
         })
         .collect();
@@ -453,6 +454,7 @@ async fn a_row_left_unaudited_by_a_dead_run_is_audited_by_the_next() {
             target_id: mapping.target_id.clone(),
             payload_hash: "x".into(),
             payload: None,
+            sent: None,
             created_at: Utc::now(),
         }])
         .await
