@@ -615,3 +615,28 @@ async fn simply_accounts_deleted_in_the_crm_are_deleted_from_k3cloud() {
         handle.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refused_k3cloud_row_carries_only_its_own_error() {
+    // A second store that knows nothing: every customer is created again, and K3Cloud
+    // refuses each as a duplicate FNumber, one error per package by DIndex (reference §2).
+    let (running, plan, store) = start(Flow::GuanyiToK3Cloud).await;
+    assert_eq!(run_once(&plan, &store).await.created, 230);
+    let fresh = Store::memory();
+    let again = run_once(&plan, &fresh).await;
+    assert_eq!((again.created, again.failed), (0, 230), "{again:?}");
+    let failures = ferry::store::FailureLedger::list_failures(&fresh, Some(&plan.name), None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 230);
+    let codes: Vec<String> = failures.iter().map(|f| f.source_id.clone()).collect();
+    for failure in &failures {
+        assert!(failure.message.contains(&failure.source_id), "{}", failure.message);
+        let others = codes
+            .iter()
+            .filter(|code| **code != failure.source_id && failure.message.contains(&format!("“{code}”")))
+            .count();
+        assert_eq!(others, 0, "a row's message names other rows: {}", failure.message);
+    }
+    running.shutdown().await;
+}

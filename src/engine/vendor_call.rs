@@ -153,6 +153,11 @@ async fn call_as(
         let body = decode_answer(&response)?;
         match verdict_error(vendor, api, vendor.classify(response.status, &body)) {
             None => return Ok((response, body, requests)),
+            // A refused write may still say which rows it refused (K3Cloud's Errors by
+            // DIndex): the caller splits the answer per row.
+            Some(e) if write && e.kind == ErrorKind::Envelope && vendor.row_outcomes(api, &body, 1).is_some() => {
+                return Ok((response, body, requests))
+            }
             Some(e) if e.kind == ErrorKind::SessionExpired && !logged_in_again => {
                 tracing::info!(connection = %conn.name, "session expired; logging in again");
                 ctx.sessions.lock().await.remove(&conn.name);
