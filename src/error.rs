@@ -1,7 +1,8 @@
 //! The crate's runtime error: one type with a [`ErrorKind`] that decides retry and exit code.
 //!
 //! Module errors (`CodecError`, `StoreError`, `TemplateError`, …) convert into [`Error`] with one
-//! `From` each; classification happens here, so `is_retryable()` is answered in one place.
+//! `From` each, written next to the module's own error (this module imports no module above
+//! it); the conversion picks the [`ErrorKind`], so `is_retryable()` survives it.
 //! Scheme problems found before a run are not errors of this type: they are
 //! [`crate::diag::Diagnostic`]s, reported all at once.
 
@@ -32,6 +33,8 @@ pub enum ErrorKind {
     Guard,
     /// The store failed.
     Store,
+    /// The store is held by another writer for now (retryable).
+    StoreBusy,
     /// The run was stopped (signal) or a worker died.
     Aborted,
 }
@@ -86,7 +89,7 @@ impl Error {
     /// Whether repeating the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ErrorKind::Transport | ErrorKind::Throttled | ErrorKind::SessionExpired => true,
+            ErrorKind::Transport | ErrorKind::Throttled | ErrorKind::SessionExpired | ErrorKind::StoreBusy => true,
             ErrorKind::Status(code) => code == 429 || code == 408 || code >= 500,
             _ => false,
         }
@@ -117,6 +120,7 @@ impl Error {
             ErrorKind::MissingField => "missing_field",
             ErrorKind::Guard => "pagination_guard",
             ErrorKind::Store => "store",
+            ErrorKind::StoreBusy => "store_busy",
             ErrorKind::Aborted => "aborted",
         }
     }
@@ -135,24 +139,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<crate::codec::CodecError> for Error {
-    fn from(e: crate::codec::CodecError) -> Error {
-        Error::decode(e.to_string())
-    }
-}
-
-impl From<crate::template::TemplateError> for Error {
-    fn from(e: crate::template::TemplateError) -> Error {
-        Error::transform(e.to_string())
-    }
-}
-
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Error {
-        Error::store(e.to_string())
-    }
-}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -234,6 +234,12 @@ pub enum CodecError {
     Encode { codec: Codec, message: String },
 }
 
+impl From<CodecError> for crate::error::Error {
+    fn from(e: CodecError) -> Self {
+        crate::error::Error::decode(e.to_string())
+    }
+}
+
 impl CodecError {
     /// The codec that failed.
     pub fn codec(&self) -> Codec {

@@ -1113,7 +1113,7 @@ impl crate::http::SharedBudgets for StoreBudgets {
             self.0
                 .take_token(name, per_second, burst)
                 .await
-                .map_err(|e| Error::store(format!("rate budget `{name}`: {e}")))
+                .map_err(|e| Error::from(e).context(format!("rate budget `{name}`")))
         })
     }
 }

@@ -349,6 +349,17 @@ impl StoreError {
     }
 }
 
+impl From<StoreError> for crate::error::Error {
+    fn from(e: StoreError) -> Self {
+        let kind = if e.is_retryable() {
+            crate::error::ErrorKind::StoreBusy
+        } else {
+            crate::error::ErrorKind::Store
+        };
+        crate::error::Error::new(kind, e.to_string())
+    }
+}
+
 /// Mapping look-ups and edits.
 pub trait MappingStore {
     /// The stored mappings among `source_ids`, keyed by source id; absent ids are

@@ -1346,3 +1346,22 @@ async fn sqlite_batch_throughput() {
     }
     store.close().await;
 }
+
+#[test]
+fn a_busy_store_stays_retryable_as_a_run_error() {
+    let busy = StoreError::Busy {
+        location: "ferry.db".into(),
+        action: "committing a batch",
+        reason: "database is locked".into(),
+    };
+    assert!(busy.is_retryable());
+    let error = crate::error::Error::from(busy);
+    assert!(error.is_retryable(), "{error:?}");
+    assert_eq!(error.class(), "store_busy");
+    let failed = crate::error::Error::from(StoreError::Query {
+        location: "ferry.db".into(),
+        action: "committing a batch",
+        reason: "disk I/O error".into(),
+    });
+    assert!(!failed.is_retryable());
+}

@@ -283,6 +283,16 @@ pub struct TemplateError {
     pub missing: Vec<String>,
 }
 
+impl From<TemplateError> for crate::error::Error {
+    fn from(e: TemplateError) -> Self {
+        if e.missing.is_empty() {
+            crate::error::Error::transform(e.message)
+        } else {
+            crate::error::Error::missing_field(e.message, e.missing)
+        }
+    }
+}
+
 impl TemplateError {
     /// 1-based line and column (in characters) of `offset` within `source`.
     pub fn line_col(&self, source: &str) -> Option<(usize, usize)> {
