@@ -6,6 +6,8 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Two arenas (one per core) and quick return of freed pages keep the resident set small.
+/// (jemalloc reads its options from this exported symbol; the one exception to `unsafe_code`.)
+#[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &[u8] = b"narenas:2,dirty_decay_ms:500,muzzy_decay_ms:0\0";
 
