@@ -28,6 +28,7 @@ pub mod extract;
 pub mod http;
 pub mod paginate;
 pub mod rate;
+pub mod receiver;
 pub mod redact;
 pub mod scheme;
 pub mod sim;
