@@ -1171,21 +1171,11 @@ mod tests {
             let (status, body) = send(build(&settings, &base, "create", row).unwrap()).await;
             outcomes.push(write_outcome(&settings, "create", status, &body).unwrap());
         }
-        assert_eq!(
-            outcomes[0],
-            RowOutcome::Written {
-                target_id: Some("2000000001".into())
-            }
-        );
+        assert_eq!(outcomes[0], RowOutcome::written(Some("2000000001".into())));
         assert!(
             matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("第 2 行"))
         );
-        assert_eq!(
-            outcomes[2],
-            RowOutcome::Written {
-                target_id: Some("2000000002".into())
-            }
-        );
+        assert_eq!(outcomes[2], RowOutcome::written(Some("2000000002".into())));
         assert!(matches!(&outcomes[3], RowOutcome::Failed { message, .. } if message.starts_with("409")));
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.create_calls(), 4);
@@ -1211,9 +1201,7 @@ mod tests {
         let (status, body) = send(build(&settings, &base, "update", &change).unwrap()).await;
         assert_eq!(
             write_outcome(&settings, "update", status, &body),
-            Some(RowOutcome::Written {
-                target_id: Some("2000000001".into())
-            })
+            Some(RowOutcome::written(Some("2000000001".into())))
         );
         let stored = sim.written_by_id("2000000001").unwrap();
         assert_eq!(stored["masterFieldVal"]["totalAmount"], "280.00");
