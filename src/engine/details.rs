@@ -87,11 +87,29 @@ pub(crate) fn learned(
     is_update: bool,
     source_id: &str,
 ) -> Option<Value> {
+    stored_map(
+        &ctx.plan.target.detail_lists,
+        rows,
+        answer,
+        is_update,
+        &ctx.plan.name,
+        source_id,
+    )
+}
+
+fn stored_map(
+    lists: &[DetailList],
+    rows: &RowDetails,
+    answer: Option<DetailIds>,
+    is_update: bool,
+    scheme: &str,
+    source_id: &str,
+) -> Option<Value> {
     if is_update && answer.is_none() {
         return None;
     }
     let mut map = Map::new();
-    for (list, rows) in ctx.plan.target.detail_lists.iter().zip(&rows.lists) {
+    for (list, rows) in lists.iter().zip(&rows.lists) {
         let path = list.key();
         let ids = match answer.as_ref().and_then(|answer| answer.get(&path)) {
             Some(answered) => match_ids(&rows.sent, answered),
@@ -100,7 +118,7 @@ pub(crate) fn learned(
         let missing = ids.iter().filter(|id| id.is_none()).count();
         if missing > 0 {
             tracing::warn!(
-                scheme = %ctx.plan.name,
+                scheme,
                 source_id,
                 list = %path,
                 "the target's answer gave no id for {missing} of {} detail rows; their next update will send them \
@@ -207,6 +225,43 @@ mod tests {
         assert_eq!(
             match_ids(&[None, None], &[json!(1), Value::Null]),
             ids(&[json!(1), Value::Null])
+        );
+    }
+
+    #[test]
+    fn updates_learn_new_rows_and_forget_rows_the_source_dropped() {
+        let lists = [DetailList {
+            path: vec!["FEntity".into()],
+            id_field: "FEntryID".into(),
+        }];
+        // Stored {A: 101, B: 102, gone: 103}; the update sends B (102) and a new row C.
+        let rows = RowDetails {
+            lists: vec![ListRows {
+                keys: vec!["B".into(), "C".into()],
+                sent: ids(&[json!(102), Value::Null]),
+            }],
+        };
+        let answer: DetailIds = [(
+            "FEntity".to_string(),
+            vec![json!(101), json!(102), json!(103), json!(104)],
+        )]
+        .into();
+        assert_eq!(
+            stored_map(&lists, &rows, Some(answer), true, "s", "SO1"),
+            Some(json!({"FEntity": {"B": 102, "C": 104}}))
+        );
+        // An update whose answer named no ids keeps the stored map.
+        assert_eq!(stored_map(&lists, &rows, None, true, "s", "SO1"), None);
+        // A create that learned none stores an empty map, replacing ids of an earlier record.
+        let fresh = RowDetails {
+            lists: vec![ListRows {
+                keys: vec!["0".into()],
+                sent: vec![None],
+            }],
+        };
+        assert_eq!(
+            stored_map(&lists, &fresh, None, false, "s", "SO1"),
+            Some(json!({"FEntity": {}}))
         );
     }
 
