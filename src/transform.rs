@@ -173,27 +173,98 @@ fn render_inner(template: &ValueTemplate, scope: &Scope) -> Result<Value, Failur
             }
             Ok(Value::Object(out))
         }
-        ValueTemplate::ForEach { rows, fields } => {
+        ValueTemplate::ForEach { rows, fields, .. } => {
             let Some(record) = scope.record.clone() else {
                 return Ok(Value::Array(Vec::new()));
             };
             let selected = rows.select(&record);
             let mut out = Vec::with_capacity(selected.len());
             for (i, row) in selected.into_iter().enumerate() {
-                let mut locals = Vec::with_capacity(scope.locals.len() + 1);
-                locals.extend(scope.locals.iter().cloned());
-                locals.push(("index".to_string(), Value::from(i)));
-                let detail = Scope {
-                    record: Some(Arc::new(row.clone())),
-                    vars: scope.vars.clone(),
-                    locals,
-                    parent: Some(record.clone()),
-                    mapped_ids: scope.mapped_ids.clone(),
-                };
+                let detail = detail_scope(scope, &record, row, i);
                 out.push(render_inner(fields, &detail).map_err(|e| under(format!("[{i}]"), e))?);
             }
             Ok(Value::Array(out))
         }
+    }
+}
+
+/// The scope of detail row `i` of a `for_each` over `record`: the row is the record, the
+/// master is `parent`, the position is `index`.
+fn detail_scope(scope: &Scope, record: &Arc<Value>, row: &Value, i: usize) -> Scope {
+    let mut locals = Vec::with_capacity(scope.locals.len() + 1);
+    locals.extend(scope.locals.iter().cloned());
+    locals.push(("index".to_string(), Value::from(i)));
+    Scope {
+        record: Some(Arc::new(row.clone())),
+        vars: scope.vars.clone(),
+        locals,
+        parent: Some(record.clone()),
+        mapped_ids: scope.mapped_ids.clone(),
+    }
+}
+
+/// The identities of the rows of each `for_each` list of `template` that declares a
+/// `target_id`, by list path (`a.b`, as [`crate::connector::DetailList::key`] names it), in
+/// the order [`render`] renders the rows: each row's `key`, or its position. Fails when a
+/// key is empty or two rows of one list share one (their target ids could not be told
+/// apart).
+pub fn detail_keys(template: &ValueTemplate, scope: &Scope) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut out = Vec::new();
+    collect_detail_keys(template, scope, "", &mut out)?;
+    Ok(out)
+}
+
+fn collect_detail_keys(
+    template: &ValueTemplate,
+    scope: &Scope,
+    path: &str,
+    out: &mut Vec<(String, Vec<String>)>,
+) -> Result<(), Error> {
+    match template {
+        ValueTemplate::Object(fields) => {
+            for (name, item) in fields {
+                collect_detail_keys(item, scope, &join_path(path, name), out)?;
+            }
+            Ok(())
+        }
+        ValueTemplate::ForEach {
+            rows,
+            identity: Some(identity),
+            ..
+        } => {
+            let Some(record) = scope.record.clone() else {
+                out.push((path.to_string(), Vec::new()));
+                return Ok(());
+            };
+            let selected = rows.select(&record);
+            let mut keys: Vec<String> = Vec::with_capacity(selected.len());
+            for (i, row) in selected.into_iter().enumerate() {
+                let key = match &identity.key {
+                    None => i.to_string(),
+                    Some(template) => {
+                        let detail = detail_scope(scope, &record, row, i);
+                        let value = template
+                            .render(&detail)
+                            .map_err(|e| render_error(&format!("{path}[{i}] (its key)"), e.into()))?;
+                        value_to_text(&value).ok_or_else(|| {
+                            Error::transform(format!(
+                                "{path}[{i}]: the detail row's key `{}` is empty; each row needs a key to be matched to the target's row",
+                                template.source()
+                            ))
+                        })?
+                    }
+                };
+                if let Some(first) = keys.iter().position(|known| *known == key) {
+                    return Err(Error::transform(format!(
+                        "{path}: detail rows {first} and {i} have the same key `{key}`, so their target ids could not be told apart; make `key` unique within a record"
+                    )));
+                }
+                keys.push(key);
+            }
+            out.push((path.to_string(), keys));
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -285,6 +356,7 @@ mod tests {
                         ("FQty".into(), template(&env, "<< qty | int >>")),
                         ("Bill".into(), template(&env, "<< parent.order_no >>-<< index >>")),
                     ])),
+                    identity: None,
                 },
             ),
         ]);

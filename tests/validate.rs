@@ -441,3 +441,123 @@ fn delete_operations_read_ids_only() {
         assert!(errors.iter().any(|m| m.contains(expected)), "{delete}: {errors:#?}");
     }
 }
+
+/// A bill scheme whose `FSaleOrderEntry` block is `entries` (indented under it), writing to
+/// `target` (a K3Cloud or an http connection).
+fn bill_scheme(target: &str, entries: &str) -> String {
+    let request = if target == "k3" {
+        "{api: BatchSave, body: {formid: SAL_SaleOrder, data: {Model: \"<< rows >>\"}}}"
+    } else {
+        "{method: POST, path: /orders/batch, body: {items: \"<< rows >>\"}}"
+    };
+    format!(
+        r#"
+name: bills
+connections:
+  shop: {{connector: http, base_url: "http://127.0.0.1:8080"}}
+  k3: {{connector: kingdee-k3cloud, base_url: "http://127.0.0.1:8081/k3cloud/", settings: {{acct_id: a, username: u, password: p, auth: validate_user}}}}
+source:
+  connection: shop
+  request: {{method: GET, path: /orders}}
+  records: $.orders[*]
+  id: "<< order_no >>"
+target:
+  connection: {target}
+  create:
+    request: {request}
+  fields:
+    FBillNo: "<< order_no >>"
+    FSaleOrderEntry:
+      for_each: $.lines[*]
+{entries}
+"#
+    )
+}
+
+fn errors_of(text: &str) -> Vec<(String, String)> {
+    let loaded = load_str(text, "bills.yaml", &|_: &str| None);
+    loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.path.clone(), d.message.clone()))
+        .collect()
+}
+
+#[test]
+fn for_each_key_and_target_id_name_the_detail_lists_to_match() {
+    let text = bill_scheme(
+        "k3",
+        "      key: \"<< line_no >>\"\n      target_id: FEntryID\n      fields: {FQty: \"<< qty >>\"}",
+    );
+    let loaded = load_str(&text, "bills.yaml", &|_: &str| None);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let plan = loaded.plan.unwrap();
+    assert_eq!(
+        plan.target.detail_lists,
+        [ferry::connector::DetailList {
+            path: vec!["FSaleOrderEntry".into()],
+            id_field: "FEntryID".into()
+        }]
+    );
+    // Without `target_id` nothing is matched.
+    let plain = bill_scheme("k3", "      fields: {FQty: \"<< qty >>\"}");
+    assert!(load_str(&plain, "bills.yaml", &|_: &str| None)
+        .plan
+        .unwrap()
+        .target
+        .detail_lists
+        .is_empty());
+}
+
+#[test]
+fn detail_identities_that_cannot_work_are_refused_where_they_are_written() {
+    let at = |entries: &str, target: &str| errors_of(&bill_scheme(target, entries));
+    let base = "target.fields.FSaleOrderEntry";
+    // Ferry fills the id field; the scheme must not.
+    let errors = at(
+        "      target_id: FEntryID\n      fields: {FQty: \"<< qty >>\", FEntryID: \"<< id >>\"}",
+        "k3",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{base}.fields.FEntryID"));
+    assert!(errors[0].1.contains("Ferry fills it"), "{errors:?}");
+    // A key that is the same for every row.
+    for key in ["\"LINE\"", "\"<< 'x' >>\"", "\"<< now >>\""] {
+        let errors = at(
+            &format!("      key: {key}\n      target_id: FEntryID\n      fields: {{FQty: \"<< qty >>\"}}"),
+            "k3",
+        );
+        assert_eq!(errors.len(), 1, "{key}: {errors:?}");
+        assert_eq!(errors[0].0, format!("{base}.key"));
+        assert!(errors[0].1.contains("cannot tell them apart"), "{errors:?}");
+    }
+    // A key without target_id.
+    let errors = at("      key: \"<< sku >>\"\n      fields: {FQty: \"<< qty >>\"}", "k3");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].1.contains("lacks"), "{errors:?}");
+    // A misspelt member gets a suggestion.
+    let loaded = load_str(
+        &bill_scheme("k3", "      targetid: FEntryID\n      fields: {FQty: \"<< qty >>\"}"),
+        "bills.yaml",
+        &|_: &str| None,
+    );
+    let misspelt = loaded.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert!(
+        misspelt.hint.as_deref().unwrap_or_default().contains("`target_id`"),
+        "{misspelt:?}"
+    );
+    // A target whose answers carry no detail ids could never fill it.
+    let errors = at("      target_id: id\n      fields: {FQty: \"<< qty >>\"}", "shop");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{base}.target_id"));
+    assert!(
+        errors[0].1.contains("does not report the ids of detail rows"),
+        "{errors:?}"
+    );
+    // Rows nested in another for_each have no one place to be matched at.
+    let nested = "      fields:\n        FQty: \"<< qty >>\"\n        FSub:\n          for_each: $.parts[*]\n          target_id: FDetailID\n          fields: {FNo: \"<< no >>\"}";
+    let errors = at(nested, "k3");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{base}.fields.FSub.target_id"));
+}

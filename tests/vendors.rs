@@ -640,3 +640,343 @@ async fn each_refused_k3cloud_row_carries_only_its_own_error() {
     }
     running.shutdown().await;
 }
+
+// ---- detail rows are matched, never duplicated -------------------------------------------
+
+/// A shop (the order source, with `lines`) and a target simulator, with the environment a
+/// detail-row scheme reads.
+struct BillFlow {
+    shop: ferry::sim::shop::ShopSim,
+    env: std::collections::HashMap<&'static str, String>,
+    handles: Vec<ferry::sim::SimHandle>,
+}
+
+impl BillFlow {
+    async fn start_shop(orders: u64) -> BillFlow {
+        use ferry::sim::shop::{ShopConfig, ShopSim};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ShopConfig {
+            records: orders,
+            ..ShopConfig::default()
+        };
+        let (shop, handle) = ShopSim::start(config, listener).await.unwrap();
+        let mut env = std::collections::HashMap::new();
+        env.insert("SHOP_URL", handle.base_url());
+        BillFlow {
+            shop,
+            env,
+            handles: vec![handle],
+        }
+    }
+
+    fn plan(&self, scheme: &str) -> Plan {
+        let loaded = load_str(scheme, "bills.yaml", &|name: &str| self.env.get(name).cloned());
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        loaded.plan.unwrap()
+    }
+
+    /// Changes the first line's quantity of shop order `index` (as a person editing the
+    /// order would), inside the next run's window.
+    fn change_first_line(&self, index: u64) -> String {
+        let before = self.shop.order(index).unwrap()["lines"][0]["qty"].clone();
+        let at = (Utc::now() - chrono::Duration::seconds(90))
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .naive_local();
+        assert!(self.shop.touch(index, at));
+        let after = self.shop.order(index).unwrap()["lines"][0]["qty"].clone();
+        assert_ne!(before, after, "the first line's quantity changes");
+        after.as_str().unwrap().to_string()
+    }
+
+    async fn shutdown(self) {
+        for handle in self.handles {
+            handle.shutdown().await;
+        }
+    }
+}
+
+/// The shop's orders source (incremental, paged), shared by the bill schemes.
+const SHOP_ORDERS_SOURCE: &str = r#"
+timezone: Asia/Shanghai
+source:
+  connection: shop
+  object: order
+  request:
+    method: GET
+    path: /orders
+    query:
+      modified_from: "<< window.start | datetime >>"
+      modified_to: "<< window.end | datetime >>"
+      page: "<< page.number >>"
+      size: "<< page.size >>"
+  response: {codec: json, success: "<< body.ok >>", error: "<< body.message >>"}
+  records: $.data.orders[*]
+  pagination: {style: page_number, start: 1, size: 50, stop: total, total: $.data.total}
+  incremental: {field: modified_at, start: "2024-01-01 00:00:00", window: 3650d, lookback: 10m, lag: 1m}
+  id: "<< order_no >>"
+  name: "<< customer_name >>"
+"#;
+
+/// Shop orders → K3Cloud sale orders (`SAL_SaleOrder`, entry rows `FSaleOrderEntry`),
+/// created audited; `entry_identity` is the `for_each`'s `key`/`target_id` lines (or none).
+fn k3_bill_scheme(entry_identity: &str) -> String {
+    format!(
+        r#"
+name: shop-orders-to-k3-bills
+connections:
+  shop: {{connector: http, base_url: "${{SHOP_URL}}"}}
+  k3cloud:
+    connector: kingdee-k3cloud
+    base_url: "${{K3CLOUD_URL}}"
+    settings:
+      acct_id: "${{K3CLOUD_ACCT_ID}}"
+      username: "${{K3CLOUD_USERNAME}}"
+      app_id: "${{K3CLOUD_APP_ID}}"
+      app_secret: "${{K3CLOUD_APP_SECRET}}"
+{SHOP_ORDERS_SOURCE}
+target:
+  connection: k3cloud
+  object: SAL_SaleOrder
+  batch: 20
+  create:
+    request:
+      api: BatchSave
+      body: {{formid: SAL_SaleOrder, data: {{Model: "<< rows >>", IsAutoSubmitAndAudit: true}}}}
+  update:
+    request:
+      api: BatchSave
+      body: {{formid: SAL_SaleOrder, data: {{Model: "<< rows >>", IsAutoSubmitAndAudit: true}}}}
+  fields:
+    FBillNo: "<< order_no >>"
+    FBillTypeID: {{FNUMBER: XSDD01_SYS}}
+    FSaleOrgId: {{FNumber: "100"}}
+    FCustId: {{FNumber: "CUST0<< 100 + (customer_code[1:] | int) % 100 >>"}}
+    FSaleOrderEntry:
+      for_each: $.lines[*]
+{entry_identity}
+      fields:
+        FMaterialId: {{FNumber: "WL000<< 10 + (sku[4:] | int) % 90 >>"}}
+        FQty: "<< qty | int >>"
+        FTaxPrice: "<< price | float >>"
+"#
+    )
+}
+
+async fn k3_bill_flow(orders: u64) -> (BillFlow, ferry::sim::k3cloud::K3CloudSim) {
+    use ferry::sim::k3cloud::{K3CloudConfig, K3CloudSim};
+    let mut flow = BillFlow::start_shop(orders).await;
+    // Enough customers and materials for the numbers the scheme derives.
+    let config = K3CloudConfig {
+        records: 200,
+        materials: 100,
+        ..K3CloudConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (k3, handle) = K3CloudSim::start(config.clone(), listener).await.unwrap();
+    flow.env
+        .insert("K3CLOUD_URL", format!("{}/k3cloud/", handle.base_url()));
+    flow.env.insert("K3CLOUD_ACCT_ID", config.acct_id.clone());
+    flow.env.insert("K3CLOUD_USERNAME", config.username.clone());
+    flow.env.insert("K3CLOUD_APP_ID", config.app_id.clone());
+    flow.env.insert("K3CLOUD_APP_SECRET", config.app_secret.clone());
+    flow.handles.push(handle);
+    (flow, k3)
+}
+
+fn entry_ids(lines: &[serde_json::Value]) -> Vec<i64> {
+    lines.iter().map(|line| line["FEntryID"].as_i64().unwrap()).collect()
+}
+
+/// Changing one line of a bill updates that entry row of the K3Cloud bill: the bill keeps
+/// its number of rows and their FEntryIDs (the audited bill is unaudited, saved and audited
+/// again on the way). Without `target_id` the same update appends a copy of every line,
+/// which is what Ferry did before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_bill_line_updates_its_k3cloud_entry_row_instead_of_appending_one() {
+    const ORDERS: u64 = 12;
+    const CHANGED: u64 = 3;
+    let bill = "SO0000003";
+    let (flow, k3) = k3_bill_flow(ORDERS).await;
+    let plan = flow.plan(&k3_bill_scheme("      target_id: FEntryID"));
+    let store = Store::memory();
+    let lines = flow.shop.order(CHANGED).unwrap()["lines"].as_array().unwrap().len();
+
+    let first = run_once(&plan, &store).await;
+    assert_eq!(
+        (first.aborted.clone(), first.created, first.failed),
+        (None, ORDERS, 0),
+        "{first:?}"
+    );
+    let before = k3.entries("SAL_SaleOrder", bill, "FSaleOrderEntry").unwrap();
+    assert_eq!(before.len(), lines);
+    assert_eq!(k3.status("SAL_SaleOrder", bill).as_deref(), Some("C"));
+    // The create asked for the entry ids and the mapping keeps them by line position.
+    let mapping = ferry::store::MappingStore::mappings_for(&store, &plan.name, "order", &[bill.to_string()])
+        .await
+        .unwrap()
+        .remove(bill)
+        .unwrap();
+    let stored: Vec<i64> = (0..lines)
+        .map(|i| {
+            mapping.detail_ids.as_ref().unwrap()["FSaleOrderEntry"][i.to_string()]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stored, entry_ids(&before));
+
+    let qty = flow.change_first_line(CHANGED);
+    let second = run_once(&plan, &store).await;
+    assert_eq!(
+        (second.aborted.clone(), second.updated, second.failed),
+        (None, 1, 0),
+        "{second:?}"
+    );
+    let after = k3.entries("SAL_SaleOrder", bill, "FSaleOrderEntry").unwrap();
+    assert_eq!(after.len(), lines, "no entry row was appended: {after:?}");
+    assert_eq!(entry_ids(&after), entry_ids(&before), "every row keeps its FEntryID");
+    assert_eq!(after[0]["FQty"].to_string(), qty, "{after:?}");
+    assert_eq!(after[1..], before[1..], "the other rows are as they were");
+    assert_eq!(k3.status("SAL_SaleOrder", bill).as_deref(), Some("C"), "audited again");
+    assert_eq!(k3.row_count("SAL_SaleOrder"), 20 + ORDERS as usize, "no bill was added");
+
+    // The same scheme without `target_id` (Ferry before): the update appends every line again.
+    let (other_flow, other_k3) = k3_bill_flow(ORDERS).await;
+    let blind = other_flow.plan(&k3_bill_scheme(""));
+    let blind_store = Store::memory();
+    assert_eq!(run_once(&blind, &blind_store).await.created, ORDERS);
+    other_flow.change_first_line(CHANGED);
+    assert_eq!(run_once(&blind, &blind_store).await.updated, 1);
+    let copied = other_k3.entries("SAL_SaleOrder", bill, "FSaleOrderEntry").unwrap();
+    assert_eq!(copied.len(), 2 * lines, "without ids every line was appended again");
+    other_flow.shutdown().await;
+    flow.shutdown().await;
+}
+
+/// Shop orders → an ERP behind the standard interface (seed 000): `masterFieldVal` with the
+/// order, `detailFieldVals.SaleOrderEntryObj` with its lines, identified by SKU.
+fn erp_bill_scheme(entry_identity: &str) -> String {
+    format!(
+        r#"
+name: shop-orders-to-erp-standard
+connections:
+  shop: {{connector: http, base_url: "${{SHOP_URL}}"}}
+  erp:
+    connector: erp-standard
+    base_url: "${{ERP_STD_URL}}"
+    settings: {{token: "${{ERP_STD_TOKEN}}"}}
+{SHOP_ORDERS_SOURCE}
+target:
+  connection: erp
+  object: SaleOrderObj
+  batch: 10
+  create:
+    request: {{api: create, body: "<< row >>"}}
+  update:
+    request: {{api: update, body: "<< row >>"}}
+  fields:
+    objAPIName: SaleOrderObj
+    masterFieldVal:
+      id: "<< target_id >>"
+      billNo: "<< order_no >>"
+      customerName: "<< customer_name >>"
+      totalAmount: "<< amount >>"
+    detailFieldVals:
+      SaleOrderEntryObj:
+        for_each: $.lines[*]
+{entry_identity}
+        fields:
+          productCode: "<< sku >>"
+          qty: "<< qty >>"
+          price: "<< price >>"
+"#
+    )
+}
+
+async fn erp_bill_flow(orders: u64) -> (BillFlow, ferry::sim::erp_standard::ErpStandardSim) {
+    use ferry::sim::erp_standard::{ErpStandardConfig, ErpStandardSim};
+    let mut flow = BillFlow::start_shop(orders).await;
+    let config = ErpStandardConfig {
+        records: 0,
+        ..ErpStandardConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (erp, handle) = ErpStandardSim::start(config.clone(), listener).await.unwrap();
+    flow.env.insert("ERP_STD_URL", handle.base_url());
+    flow.env.insert("ERP_STD_TOKEN", config.token.clone());
+    flow.handles.push(handle);
+    (flow, erp)
+}
+
+/// The same scenario through the ERP-standard interface: the update names each line by
+/// the id `detailDataIds` gave it, so the ERP updates that line; without `target_id` the
+/// update appends every line again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_bill_line_updates_its_erp_standard_detail_row_instead_of_appending_one() {
+    const ORDERS: u64 = 12;
+    const CHANGED: u64 = 3;
+    let bill = "SO0000003";
+    let lines_of = |erp: &ferry::sim::erp_standard::ErpStandardSim| {
+        erp.written_by_key(bill).unwrap()["detailFieldVals"]["SaleOrderEntryObj"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let ids_of = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| line["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (flow, erp) = erp_bill_flow(ORDERS).await;
+    let plan = flow.plan(&erp_bill_scheme("        key: \"<< sku >>\"\n        target_id: id"));
+    let store = Store::memory();
+    let first = run_once(&plan, &store).await;
+    assert_eq!(
+        (first.aborted.clone(), first.created, first.failed),
+        (None, ORDERS, 0),
+        "{first:?}"
+    );
+    let before = lines_of(&erp);
+    let source_lines = flow.shop.order(CHANGED).unwrap()["lines"].as_array().unwrap().clone();
+    assert_eq!(before.len(), source_lines.len());
+    let mapping = ferry::store::MappingStore::mappings_for(&store, &plan.name, "order", &[bill.to_string()])
+        .await
+        .unwrap()
+        .remove(bill)
+        .unwrap();
+    let by_sku = &mapping.detail_ids.unwrap()["detailFieldVals.SaleOrderEntryObj"];
+    for (line, stored) in source_lines.iter().zip(&before) {
+        assert_eq!(by_sku[line["sku"].as_str().unwrap()], stored["id"], "{by_sku}");
+    }
+
+    let qty = flow.change_first_line(CHANGED);
+    let second = run_once(&plan, &store).await;
+    assert_eq!(
+        (second.aborted.clone(), second.updated, second.failed),
+        (None, 1, 0),
+        "{second:?}"
+    );
+    let after = lines_of(&erp);
+    assert_eq!(after.len(), before.len(), "no detail row was appended: {after:?}");
+    assert_eq!(ids_of(&after), ids_of(&before));
+    assert_eq!(after[0]["qty"], qty.as_str());
+    assert_eq!(after[1..], before[1..]);
+    assert_eq!(erp.written().len(), ORDERS as usize, "no order was added");
+
+    // Without `target_id` (Ferry before) the ERP appends every line again.
+    let (blind_flow, blind_erp) = erp_bill_flow(ORDERS).await;
+    let blind = blind_flow.plan(&erp_bill_scheme(""));
+    let blind_store = Store::memory();
+    assert_eq!(run_once(&blind, &blind_store).await.created, ORDERS);
+    blind_flow.change_first_line(CHANGED);
+    assert_eq!(run_once(&blind, &blind_store).await.updated, 1);
+    assert_eq!(
+        lines_of(&blind_erp).len(),
+        2 * before.len(),
+        "without ids every line was appended again"
+    );
+    blind_flow.shutdown().await;
+    flow.shutdown().await;
+}

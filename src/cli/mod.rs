@@ -900,6 +900,8 @@ async fn mappings(action: MappingsAction) -> i32 {
                 last_error: None,
                 first_synced_at: Some(now),
                 last_synced_at: Some(now),
+                // Ids of another target record's detail rows must not reach this one.
+                detail_ids: Some(serde_json::json!({})),
             };
             match store.upsert_mapping(&mapping).await {
                 Ok(()) => {

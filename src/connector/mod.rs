@@ -17,7 +17,9 @@ pub mod simply;
 pub mod types;
 pub mod vendor;
 
-pub use types::{RowOutcome, Verdict, WireRequest, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+pub use types::{
+    DetailIds, DetailList, RowOutcome, Verdict, WireRequest, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER,
+};
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
@@ -424,7 +426,7 @@ pub fn read_write_outcome(
             }),
             None => {
                 let outcome = match id_for(position, rank) {
-                    Ok(target_id) => RowOutcome::Written { target_id },
+                    Ok(target_id) => RowOutcome::written(target_id),
                     Err(message) => RowOutcome::Failed {
                         message,
                         class: UNMATCHED_ANSWER,

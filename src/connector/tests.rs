@@ -154,16 +154,12 @@ fn per_row_outcomes_by_index() {
     assert_eq!(
         outcomes,
         vec![
-            RowOutcome::Written {
-                target_id: Some("T1".into())
-            },
+            RowOutcome::written(Some("T1".into())),
             RowOutcome::Failed {
                 message: "FNumber is required".into(),
                 class: "rejected"
             },
-            RowOutcome::Written {
-                target_id: Some("T3".into())
-            },
+            RowOutcome::written(Some("T3".into())),
         ]
     );
 }
@@ -224,12 +220,7 @@ fn per_row_errors_by_key_and_single_id() {
         &[Some("A".into())],
         "target.create.response",
     );
-    assert_eq!(
-        ok,
-        vec![RowOutcome::Written {
-            target_id: Some("T9".into())
-        }]
-    );
+    assert_eq!(ok, vec![RowOutcome::written(Some("T9".into()))]);
     let failed = read_write_outcome(
         update,
         &response(json!({"code": 0, "data": {"errors": [{"no": "A", "message": "closed"}]}})),

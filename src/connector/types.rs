@@ -32,9 +32,55 @@ pub const RETRY_LATER: &str = "retry_later";
 /// The result of writing one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
-    Written { target_id: Option<String> },
-    Failed { message: String, class: &'static str },
+    /// The target took the row. `details` holds the ids of its detail rows when the answer
+    /// gave them (see [`DetailIds`]).
+    Written {
+        target_id: Option<String>,
+        details: Option<DetailIds>,
+    },
+    Failed {
+        message: String,
+        class: &'static str,
+    },
 }
+
+impl RowOutcome {
+    /// A written row without detail row ids.
+    pub fn written(target_id: Option<String>) -> RowOutcome {
+        RowOutcome::Written {
+            target_id,
+            details: None,
+        }
+    }
+}
+
+/// A `for_each` list of the written row whose rows the target identifies by id: where it
+/// sits in the rendered row and which field of its rows holds the target's row id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailList {
+    /// Field names from the row's top down to the list (e.g. `["FSaleOrderEntry"]`, or
+    /// `["detailFieldVals", "SaleOrderEntryObj"]`).
+    pub path: Vec<String>,
+    /// The field of a detail row holding the target's id of that row (e.g. `FEntryID`).
+    pub id_field: String,
+}
+
+impl DetailList {
+    /// The list's path as stored in mappings (`detailFieldVals.SaleOrderEntryObj`).
+    pub fn key(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// The list's own name (its path's last field), which is how targets name it in answers.
+    pub fn name(&self) -> &str {
+        self.path.last().map_or("", String::as_str)
+    }
+}
+
+/// The target's ids of a written row's detail rows, by [`DetailList::key`]: all rows the
+/// target reports for that list after the write, in the target's order. The engine matches
+/// them to the rows it sent.
+pub type DetailIds = std::collections::BTreeMap<String, Vec<serde_json::Value>>;
 
 /// A request ready for the wire, as a vendor's pure request builder produces it.
 /// `body` holds the exact bytes that were signed.

@@ -2,7 +2,7 @@
 //! calling that vendor folder's pure functions. Adding a vendor means adding a variant
 //! here and in `scheme::raw::RawConnection`; the `every_vendor_is_wired` test walks the table.
 
-use super::types::{PagingStyle, RowOutcome, Verdict, WireRequest};
+use super::types::{DetailList, PagingStyle, RowOutcome, Verdict, WireRequest};
 use super::{erp_standard, fxiaoke, guanyi, jackyun, jdy, k3cloud, simply};
 use crate::error::{Error, ErrorKind};
 use crate::paginate::PageRequest;
@@ -389,16 +389,18 @@ impl Vendor {
     }
 
     /// Prepares a write's parameters: for updates, puts the target ids in (K3Cloud FID,
-    /// NeedUpDateFields, IsDeleteEntry=false).
+    /// NeedUpDateFields, IsDeleteEntry=false); for creates and updates with detail `lists`,
+    /// asks for their row ids where the vendor must be asked (K3Cloud NeedReturnFields).
     pub fn prepare_write(
         &self,
         api: &str,
         params: &mut Value,
         target_ids: &[Option<&str>],
         is_update: bool,
+        lists: &[DetailList],
     ) -> Result<(), Error> {
         match self {
-            Vendor::K3Cloud(s) if is_update => {
+            Vendor::K3Cloud(s) => {
                 let form = params
                     .get("formid")
                     .and_then(Value::as_str)
@@ -406,17 +408,48 @@ impl Vendor {
                     .to_string();
                 let key = k3cloud::request::default_key_field(&form);
                 let Some(data) = params.get_mut("data") else {
-                    return Err(Error::config(format!("{}: {api} needs a `data` object", k3cloud::NAME)));
+                    if is_update {
+                        return Err(Error::config(format!("{}: {api} needs a `data` object", k3cloud::NAME)));
+                    }
+                    return Ok(());
                 };
-                if api == "BatchSave" {
-                    k3cloud::request::prepare_batch_update(data, key, target_ids, None, s.update_is_delete_entry())
-                } else {
-                    let id = target_ids.first().copied().flatten().unwrap_or_default();
-                    k3cloud::request::prepare_update(data, key, id, None, s.update_is_delete_entry())
+                if is_update {
+                    if api == "BatchSave" {
+                        k3cloud::request::prepare_batch_update(data, key, target_ids, None, s.update_is_delete_entry())
+                    } else {
+                        let id = target_ids.first().copied().flatten().unwrap_or_default();
+                        k3cloud::request::prepare_update(data, key, id, None, s.update_is_delete_entry())
+                    }
+                    .map_err(|e| setting_error(k3cloud::NAME, e))?;
                 }
-                .map_err(|e| setting_error(k3cloud::NAME, e))
+                if matches!(api, "Save" | "BatchSave") {
+                    k3cloud::request::ask_for_detail_ids(data, key, lists)
+                        .map_err(|e| setting_error(k3cloud::NAME, e))?;
+                }
+                Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Puts the target's ids of detail rows from a write answer on the written rows
+    /// (`details` of [`RowOutcome::Written`]), for vendors whose answers carry them.
+    pub fn attach_detail_ids(
+        &self,
+        api: &str,
+        params: &Value,
+        body: &Value,
+        lists: &[DetailList],
+        outcomes: &mut [RowOutcome],
+    ) {
+        match self {
+            Vendor::K3Cloud(_) if matches!(api, "Save" | "BatchSave") => {
+                let form = params.get("formid").and_then(Value::as_str).unwrap_or_default();
+                let key = k3cloud::request::default_key_field(form);
+                k3cloud::envelope::attach_detail_ids(body, key, lists, outcomes);
+            }
+            Vendor::ErpStandard(_) => erp_standard::envelope::attach_detail_ids(api, body, lists, outcomes),
+            _ => {}
         }
     }
 
@@ -427,6 +460,12 @@ impl Vendor {
             Vendor::K3Cloud(s) => k3cloud::locks::relock_for(s.locked_rows(), api, params),
             _ => None,
         }
+    }
+
+    /// Whether write answers name the target's ids of detail rows (see
+    /// [`Vendor::attach_detail_ids`]), so a `for_each` may declare `target_id`.
+    pub fn reports_detail_ids(&self) -> bool {
+        matches!(self, Vendor::K3Cloud(_) | Vendor::ErpStandard(_))
     }
 
     /// Per-row outcomes of a batch write, when the vendor reports them.

@@ -36,6 +36,7 @@
 
 mod check;
 mod delete;
+mod details;
 mod fetch;
 mod lookup;
 mod recover;
@@ -181,6 +182,8 @@ pub(crate) struct Item {
     pub source_name: Option<String>,
     pub hash: String,
     pub target_id: Option<String>,
+    /// The target ids of the record's detail rows, from its mapping (updates only).
+    pub detail_ids: Option<Value>,
     /// The source reported this record deleted (`record` is null, `hash` empty).
     pub deleted: bool,
 }
@@ -194,6 +197,7 @@ impl Item {
             source_name: None,
             hash: String::new(),
             target_id: None,
+            detail_ids: None,
             deleted: true,
         }
     }
@@ -822,6 +826,7 @@ fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<Item, Box<U
         source_name,
         hash,
         target_id: None,
+        detail_ids: None,
         deleted: false,
     })
 }
@@ -1027,6 +1032,7 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
                     job.unchanged += 1;
                 } else if plan.target.update.is_some() {
                     item.target_id = mapping.target_id.clone();
+                    item.detail_ids = mapping.detail_ids.clone();
                     job.updates.push(item);
                 } else {
                     job.skipped += 1;
@@ -1049,6 +1055,8 @@ pub(crate) struct Synced<'a> {
     pub target_name: Option<String>,
     pub status: crate::store::MappingStatus,
     pub hash: &'a str,
+    /// Detail row ids to store (`None` keeps the stored ones).
+    pub detail_ids: Option<Value>,
 }
 
 impl Synced<'_> {
@@ -1067,6 +1075,7 @@ impl Synced<'_> {
             last_error: None,
             first_synced_at: Some(now),
             last_synced_at: Some(now),
+            detail_ids: self.detail_ids,
         }
     }
 }
@@ -1095,6 +1104,7 @@ pub(crate) fn unsynced_mapping(
         last_error: Some(error),
         first_synced_at: None,
         last_synced_at: Some(now),
+        detail_ids: None,
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -
                         target_name: intent.source_name.clone(),
                         status: MappingStatus::Created,
                         hash: &intent.payload_hash,
+                        detail_ids: None,
                     };
                     commit.mappings.push(synced.mapping(plan, now));
                     commit.resolved.push((plan.name.clone(), intent.source_id.clone()));
@@ -181,7 +182,7 @@ async fn resend_idempotent(
     }
     for (&i, outcome) in open.iter().zip(outcomes) {
         found[i] = match outcome {
-            RowOutcome::Written { target_id } => Ok(Some(target_id.or_else(|| intents[i].business_key.clone()))),
+            RowOutcome::Written { target_id, .. } => Ok(Some(target_id.or_else(|| intents[i].business_key.clone()))),
             RowOutcome::Failed { class, .. } if class == UNKNOWN_OUTCOME || class == UNMATCHED_ANSWER => Ok(None),
             // Refused: nothing was created; the record is read again and sent then.
             RowOutcome::Failed { .. } => Ok(Some(None)),

@@ -36,6 +36,8 @@ struct Rendered<'a> {
     item: &'a Item,
     key: Option<String>,
     name: Option<String>,
+    /// The row's detail keys and the detail ids sent (schemes with `target_id` lists).
+    details: Option<super::details::RowDetails>,
 }
 
 /// The rendered rows of one operation, parallel to its [`Rendered`] entries.
@@ -148,7 +150,30 @@ async fn write_operation(
     for item in items {
         let scope = row_scope(ctx, item);
         match render(&plan.target.fields, &scope, "target.fields") {
-            Ok(row) => {
+            Ok(mut row) => {
+                let details = if plan.target.detail_lists.is_empty() {
+                    None
+                } else {
+                    let stored = if is_update { item.detail_ids.as_ref() } else { None };
+                    match super::details::prepare(
+                        &plan.target.detail_lists,
+                        &plan.target.fields,
+                        &scope,
+                        &mut row,
+                        stored,
+                    ) {
+                        Ok(details) => Some(details),
+                        Err(e) => {
+                            result.failed += 1;
+                            let message = format!("target.fields.{}", e.message);
+                            commit
+                                .failures
+                                .push(failure(ctx, item, FailureStage::Transform, e.class(), &message));
+                            result.missing.extend(e.missing);
+                            continue;
+                        }
+                    }
+                };
                 let row = Arc::new(row);
                 let row_scope = Scope {
                     record: Some(row.clone()),
@@ -180,7 +205,12 @@ async fn write_operation(
                     None => item.source_name.clone(),
                 };
                 drop(row_scope);
-                rendered.push(Rendered { item, key, name });
+                rendered.push(Rendered {
+                    item,
+                    key,
+                    name,
+                    details,
+                });
                 rows.push(Arc::try_unwrap(row).unwrap_or_else(|shared| Value::clone(&shared)));
             }
             Err(e) => {
@@ -221,7 +251,11 @@ async fn write_operation(
     let now = Utc::now();
     for (r, outcome) in rendered.iter().zip(outcomes) {
         match outcome {
-            RowOutcome::Written { target_id } => {
+            RowOutcome::Written { target_id, details } => {
+                let detail_ids = r
+                    .details
+                    .as_ref()
+                    .and_then(|rows| super::details::learned(ctx, rows, details, is_update, &r.item.source_id));
                 if is_update {
                     result.updated += 1;
                 } else {
@@ -238,6 +272,7 @@ async fn write_operation(
                         MappingStatus::Created
                     },
                     hash: &r.item.hash,
+                    detail_ids,
                 };
                 commit.mappings.push(synced.mapping(plan, now));
                 if ctx.ledger_open.load(std::sync::atomic::Ordering::Acquire) {
@@ -467,7 +502,7 @@ async fn settle_unknown(
         for (i, answer) in found {
             let unmatched = matches!(outcomes[i], RowOutcome::Failed { class, .. } if class == UNMATCHED_ANSWER);
             match answer {
-                Ok(Some(id)) => outcomes[i] = RowOutcome::Written { target_id: Some(id) },
+                Ok(Some(id)) => outcomes[i] = RowOutcome::written(Some(id)),
                 Ok(None) if unmatched => absent.push(i),
                 Ok(None) => resend.push(i),
                 Err(e) => {
@@ -659,7 +694,7 @@ pub(super) async fn send(
                 rows,
             });
         }
-        return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
+        return Ok(vec![RowOutcome::written(None); rows]);
     }
     let mut attempt = 1;
     loop {
@@ -715,9 +750,13 @@ async fn send_vendor(
         Ok(call) => call,
         Err(e) => return Ok(failed(e.message, "transform")),
     };
+    let lists = match operation {
+        "create" | "update" => ctx.plan.target.detail_lists.as_slice(),
+        _ => &[],
+    };
     if let Err(e) = conn
         .vendor
-        .prepare_write(&api, &mut params, target_ids, operation == "update")
+        .prepare_write(&api, &mut params, target_ids, operation == "update", lists)
     {
         return Ok(failed(e.message, "transform"));
     }
@@ -733,26 +772,21 @@ async fn send_vendor(
                 rows,
             });
         }
-        return Ok(vec![RowOutcome::Written { target_id: None }; rows]);
+        return Ok(vec![RowOutcome::written(None); rows]);
     }
     match vendor_call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
         Ok((response, body, requests)) => {
             result.requests += u64::from(requests);
-            if let Some(outcomes) = conn.vendor.row_outcomes(&api, &body, rows) {
-                return Ok(outcomes);
-            }
-            if rows == 1 {
-                if let Some(id) = conn.vendor.written_id(&api, &body) {
-                    return Ok(vec![RowOutcome::Written { target_id: Some(id) }]);
-                }
-            }
-            Ok(read_write_outcome(
-                op,
-                &response,
-                rows,
-                keys,
-                &format!("target.{operation}.response"),
-            ))
+            let mut outcomes = match conn.vendor.row_outcomes(&api, &body, rows) {
+                Some(outcomes) => outcomes,
+                None => match conn.vendor.written_id(&api, &body).filter(|_| rows == 1) {
+                    Some(id) => vec![RowOutcome::written(Some(id))],
+                    None => read_write_outcome(op, &response, rows, keys, &format!("target.{operation}.response")),
+                },
+            };
+            conn.vendor
+                .attach_detail_ids(&api, &params, &body, lists, &mut outcomes);
+            Ok(outcomes)
         }
         Err(e) => {
             result.requests += 1;

@@ -108,7 +108,20 @@ pub enum ValueTemplate {
     ForEach {
         rows: JsonPath,
         fields: Box<ValueTemplate>,
+        /// How the target identifies these rows, when the scheme says (`key`, `target_id`).
+        identity: Option<Box<DetailIdentity>>,
     },
+}
+
+/// How the rows of one `for_each` are matched to the target's rows across writes: each
+/// row's identity in the source, and the field of the rendered row that carries the
+/// target's id of the row (filled by Ferry on update from the stored mapping).
+#[derive(Clone)]
+pub struct DetailIdentity {
+    /// Template over the detail row giving its identity; `None`: its position in the list.
+    pub key: Option<Template>,
+    /// The field of the rendered detail row holding the target's row id (e.g. `FEntryID`).
+    pub target_id: String,
 }
 
 /// A request, templated.
@@ -203,6 +216,8 @@ pub struct TargetPlan {
     /// Finds a target record by business key, to settle writes whose answer was lost.
     pub lookup: Option<LookupPlan>,
     pub fields: ValueTemplate,
+    /// The `for_each` lists of `fields` whose rows the target identifies by id.
+    pub detail_lists: Vec<crate::connector::DetailList>,
 }
 
 /// A look-up by business key: templates read `key` and `row`.

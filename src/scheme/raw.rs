@@ -589,7 +589,9 @@ fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
                 "required": ["for_each", "fields"],
                 "properties": {
                     "for_each": { "type": "string", "description": "JSONPath over the record selecting detail rows" },
-                    "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } }
+                    "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } },
+                    "key": { "type": "string", "description": "Template over a detail row giving its identity in the source, unique within the record (default: its position in the list). Used with `target_id`." },
+                    "target_id": { "type": "string", "description": "The detail row's field that holds the target's id of the row (e.g. `FEntryID`). Ferry stores the ids the target answers and sends them on update, so changed rows are updated instead of appended. Not one of `fields`." }
                 },
                 "additionalProperties": false
             },
@@ -600,7 +602,7 @@ fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
         .definitions_mut()
         .insert("FieldValue".to_string(), field_value);
     schemars::json_schema!({
-        "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows.",
+        "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows (with `target_id`, and optionally `key`, matched to the target's rows on update).",
         "type": "object",
         "additionalProperties": { "$ref": "#/$defs/FieldValue" }
     })

@@ -195,7 +195,7 @@ fn walk(template: &ValueTemplate, scope: &Scope, path: &str, out: &mut Vec<Findi
                 walk(item, scope, &child_path(path, key), out);
             }
         }
-        ValueTemplate::ForEach { rows, fields } => {
+        ValueTemplate::ForEach { rows, fields, .. } => {
             let Some(record) = scope.record.clone() else {
                 return;
             };

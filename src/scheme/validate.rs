@@ -418,12 +418,17 @@ impl Ctx<'_> {
     }
 
     fn for_each(&mut self, path: &str, map: &Map<String, Value>, names: Names) -> Option<ValueTemplate> {
+        const MEMBERS: [&str; 4] = ["for_each", "fields", "key", "target_id"];
         for key in map.keys() {
-            if key != "for_each" && key != "fields" {
+            if !MEMBERS.contains(&key.as_str()) {
+                let hint = match did_you_mean(key, MEMBERS.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`? a `for_each` block takes `for_each` (a JSONPath), `fields`, and optionally `key` and `target_id`"),
+                    None => "a `for_each` block takes `for_each` (a JSONPath), `fields`, and optionally `key` and `target_id`".to_string(),
+                };
                 self.error_at_key(
                     &child_path(path, key),
                     format!("unknown field `{key}` in a `for_each` block"),
-                    Some("a `for_each` block takes exactly `for_each` (a JSONPath) and `fields`".into()),
+                    Some(hint),
                 );
             }
         }
@@ -464,10 +469,99 @@ impl Ctx<'_> {
                 None
             }
         };
+        let identity = self.detail_identity(path, map, names);
         Some(ValueTemplate::ForEach {
             rows: rows?,
             fields: Box::new(fields?),
+            identity: identity?.map(Box::new),
         })
+    }
+
+    /// The `key` and `target_id` of a `for_each` block (`Some(None)` when it has neither;
+    /// `None` after an error).
+    fn detail_identity(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        names: Names,
+    ) -> Option<Option<DetailIdentity>> {
+        let key_path = child_path(path, "key");
+        let id_path = child_path(path, "target_id");
+        if map.get("key").is_none() && map.get("target_id").is_none() {
+            return Some(None);
+        }
+        if !path.starts_with("target.fields") {
+            let which = if map.contains_key("target_id") {
+                "target_id"
+            } else {
+                "key"
+            };
+            self.error_at_key(
+                &child_path(path, which),
+                format!("`{which}` is only meaningful in a `for_each` of `target.fields`"),
+                Some("remove it: detail rows are matched to the target's rows only when they are written".into()),
+            );
+            return None;
+        }
+        let target_id = match map.get("target_id") {
+            Some(Value::String(field)) if !field.trim().is_empty() => Some(field.clone()),
+            Some(_) => {
+                self.error(
+                    &id_path,
+                    "`target_id` must name the detail row's field that holds the target's id of the row",
+                    Some("e.g. `target_id: FEntryID` (K3Cloud entry rows) or `target_id: id`".into()),
+                );
+                None
+            }
+            None => {
+                self.error_at_key(
+                    &key_path,
+                    "`key` identifies detail rows for `target_id`, which this block lacks",
+                    Some("add `target_id:` with the detail row's field that holds the target's id of the row (e.g. `FEntryID`), or remove `key`".into()),
+                );
+                None
+            }
+        };
+        if let (Some(field), Some(Value::Object(fields))) = (&target_id, map.get("fields")) {
+            if fields.contains_key(field) {
+                self.error_at_key(
+                    &child_path(&child_path(path, "fields"), field),
+                    format!(
+                        "`{field}` is this block's `target_id`: Ferry fills it from the ids the target gave the rows"
+                    ),
+                    Some(format!("remove `{field}` from `fields`")),
+                );
+                return None;
+            }
+        }
+        let key = match map.get("key") {
+            None => None,
+            Some(Value::String(text)) => {
+                let template = self.template(&key_path, text, names)?;
+                let reads_the_row = template.variables().iter().any(|name| name != "now" && name != "run");
+                if template.is_literal() || !reads_the_row {
+                    self.error(
+                        &key_path,
+                        "`key` is the same for every detail row, so it cannot tell them apart",
+                        Some("use a template over the detail row that is unique within its record, e.g. `key: \"<< line_no >>\"`, or leave `key` out to match rows by position".into()),
+                    );
+                    return None;
+                }
+                Some(template)
+            }
+            Some(_) => {
+                self.error(
+                    &key_path,
+                    "`key` must be a template over the detail row",
+                    Some("e.g. `key: \"<< line_no >>\"`".into()),
+                );
+                return None;
+            }
+        };
+        Some(Some(DetailIdentity {
+            key,
+            target_id: target_id?,
+        }))
     }
 
     fn request(
@@ -1426,6 +1520,21 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
     };
     let (fields, key, name, create, update, delete, lookup) =
         (fields?, key?, name?, create?, update?, delete?, lookup?);
+    let mut detail_lists = Vec::new();
+    collect_detail_lists(ctx, &fields, "target.fields", &mut Vec::new(), false, &mut detail_lists);
+    if let Some(first) = detail_lists.first() {
+        if !vendor.reports_detail_ids() {
+            ctx.error_at_key(
+                &format!("target.fields.{}.target_id", first.key()),
+                format!(
+                    "the `{}` connector does not report the ids of detail rows, so `target_id` could never be filled",
+                    vendor.name()
+                ),
+                Some("`target_id` works with targets whose answers name detail row ids: kingdee-k3cloud, erp-standard. Remove `key` and `target_id` here".into()),
+            );
+            return None;
+        }
+    }
     (batch > 0).then(|| TargetPlan {
         connection: raw.connection.clone(),
         object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
@@ -1437,7 +1546,53 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         delete,
         lookup,
         fields,
+        detail_lists,
     })
+}
+
+/// The `for_each` lists of `target.fields` with a `target_id`, found under named fields
+/// (`at`). One inside a list or inside another `for_each` is refused: its rows have no one
+/// place in the written row to be matched at.
+fn collect_detail_lists(
+    ctx: &mut Ctx,
+    tree: &ValueTemplate,
+    path: &str,
+    at: &mut Vec<String>,
+    nested: bool,
+    out: &mut Vec<crate::connector::DetailList>,
+) {
+    match tree {
+        ValueTemplate::Object(fields) => {
+            for (name, value) in fields {
+                at.push(name.clone());
+                collect_detail_lists(ctx, value, &child_path(path, name), at, nested, out);
+                at.pop();
+            }
+        }
+        ValueTemplate::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_detail_lists(ctx, item, &index_path(path, i), at, true, out);
+            }
+        }
+        ValueTemplate::ForEach { fields, identity, .. } => {
+            if let Some(identity) = identity {
+                if nested {
+                    ctx.error_at_key(
+                        &child_path(path, "target_id"),
+                        "`target_id` works only for a `for_each` directly under named fields, not inside a list or another `for_each`",
+                        Some("move the detail rows to a field of their own, or remove `key` and `target_id`".into()),
+                    );
+                } else {
+                    out.push(crate::connector::DetailList {
+                        path: at.clone(),
+                        id_field: identity.target_id.clone(),
+                    });
+                }
+            }
+            collect_detail_lists(ctx, fields, &child_path(path, "fields"), at, true, out);
+        }
+        ValueTemplate::Literal(_) | ValueTemplate::Template(_) | ValueTemplate::Path(_) => {}
+    }
 }
 
 fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) -> Option<LookupPlan> {
@@ -1697,7 +1852,13 @@ pub fn uses_call(template: &ValueTemplate, name: &str) -> bool {
         ValueTemplate::Template(t) => t.calls().contains(name),
         ValueTemplate::Array(items) => items.iter().any(|i| uses_call(i, name)),
         ValueTemplate::Object(items) => items.iter().any(|(_, i)| uses_call(i, name)),
-        ValueTemplate::ForEach { fields, .. } => uses_call(fields, name),
+        ValueTemplate::ForEach { fields, identity, .. } => {
+            uses_call(fields, name)
+                || identity
+                    .as_ref()
+                    .and_then(|identity| identity.key.as_ref())
+                    .is_some_and(|key| key.calls().contains(name))
+        }
         ValueTemplate::Literal(_) | ValueTemplate::Path(_) => false,
     }
 }

@@ -17,10 +17,15 @@
 //!
 //! **Writes** (POST JSON `{objAPIName, masterFieldVal, detailFieldVals}`). Each call is
 //! validated on its own: orders need `billNo` (unique) and `customerName`, a numeric
-//! `totalAmount` when given, and detail rows with `productCode` and a positive `qty`. `create`
-//! answers `data.masterDataId` and `data.detailDataIds` (`{detail: [ids]}`); `update` finds the
-//! record by `masterFieldVal.id`, merges the master fields, replaces the details when sent and
-//! moves its modification time to now — generated orders can be updated too.
+//! `totalAmount` when given, and detail rows with `productCode` and a positive `qty`. Every
+//! detail row has an `id` unique in its record (`<record id>-<n>`, never reused). `create` and
+//! `update` answer `data.masterDataId` and `data.detailDataIds` as `{detail: [ids of all its
+//! rows, in order]}` ([INF]: seed 000 shows `detailDataIds` as an object without saying what it
+//! holds). `update` finds the record by `masterFieldVal.id`, merges the master fields, merges
+//! each detail list sent row by row — a row carrying the `id` of one of the record's rows
+//! changes that row (an id the record does not have is refused with `404`), a row without one
+//! is appended, rows not sent stay ([INF], like K3Cloud with `IsDeleteEntry` false) — and
+//! moves its modification time to now; generated orders can be updated too.
 //!
 //! **Auth and envelopes.** Every call needs the `token` header; a wrong one answers code `401`.
 //! Answers are HTTP 200 with `{code, message, data}` (success `"0"`) or, with
@@ -846,11 +851,28 @@ impl ErpState {
         for (name, rows) in doc.details.iter_mut() {
             let mut ids = Vec::new();
             if let Value::Array(rows) = rows {
-                for (position, row) in rows.iter_mut().enumerate() {
-                    let id = format!("{}-{}", doc.id, position + 1);
-                    if let Value::Object(row) = row {
-                        row.insert("id".into(), Value::String(id.clone()));
-                    }
+                let mut next = rows
+                    .iter()
+                    .filter_map(|row| {
+                        row.get("id")?
+                            .as_str()?
+                            .strip_prefix(&format!("{}-", doc.id))?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                for row in rows.iter_mut() {
+                    let Value::Object(row) = row else { continue };
+                    let id = match row.get("id").and_then(Value::as_str) {
+                        Some(id) => id.to_owned(),
+                        None => {
+                            next += 1;
+                            let id = format!("{}-{next}", doc.id);
+                            row.insert("id".into(), Value::String(id.clone()));
+                            id
+                        }
+                    };
                     ids.push(Value::String(id));
                 }
             }
@@ -893,11 +915,18 @@ async fn create(State(state): State<Arc<ErpState>>, headers: HeaderMap, body: By
     let id = format!("2{:09}", book.next_doc + 1);
     let mut master = write.master;
     master.insert("createTime".into(), json!(now));
+    // A new record's detail rows get new ids, whatever a create sends.
+    let mut details = write.details.unwrap_or_default();
+    for row in details.values_mut().filter_map(Value::as_array_mut).flatten() {
+        if let Value::Object(row) = row {
+            row.remove("id");
+        }
+    }
     let doc = Doc {
         object: write.object,
         id,
         master,
-        details: write.details.unwrap_or_default(),
+        details,
         modified_ms: now,
     };
     let data = state.store(&mut book, doc, None, now);
@@ -942,8 +971,6 @@ async fn update(State(state): State<Arc<ErpState>>, headers: HeaderMap, body: By
             let details = rendered["detailFieldVals"].as_object().cloned().unwrap_or_default();
             // Only a touched order has a key among the stored records to remove.
             let previous = book.touched.get(&index).map(|t| (t.modified_ms, slot));
-            book.moved.insert(index);
-            book.touched.remove(&index);
             (
                 Doc {
                     object: write.object.clone(),
@@ -970,11 +997,59 @@ async fn update(State(state): State<Arc<ErpState>>, headers: HeaderMap, body: By
     }
     current.master.extend(write.master);
     if let Some(details) = write.details {
-        current.details = details;
+        if let Err(message) = merge_details(&mut current.details, details) {
+            drop(book);
+            return state.error("404", &message);
+        }
+    }
+    if let Slot::Order(index) = slot {
+        // The generated order is stored from now on.
+        book.moved.insert(index);
+        book.touched.remove(&index);
     }
     let data = state.store(&mut book, current, previous, now);
     drop(book);
     state.reply(data)
+}
+
+/// Merges the detail lists of an update into the record's (see the module doc): rows with
+/// the id of a stored row change it, rows without an id are appended (`store` numbers
+/// them), stored rows not sent stay.
+fn merge_details(stored: &mut Map<String, Value>, sent: Map<String, Value>) -> Result<(), String> {
+    for (name, rows) in sent {
+        let Value::Array(rows) = rows else { continue };
+        let list = stored.entry(name.clone()).or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(list) = list else {
+            *list = Value::Array(rows);
+            continue;
+        };
+        let mut appended = Vec::new();
+        for (position, row) in rows.into_iter().enumerate() {
+            let Value::Object(row) = row else { continue };
+            let id = match row.get("id") {
+                Some(Value::String(id)) if !id.is_empty() => id.clone(),
+                Some(Value::Number(id)) => id.to_string(),
+                _ => {
+                    appended.push(Value::Object(row));
+                    continue;
+                }
+            };
+            let found = list
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .find(|old| old.get("id").and_then(Value::as_str) == Some(id.as_str()));
+            let Some(old) = found else {
+                return Err(format!("第 {} 行明细的 id {id} 在 {name} 中不存在", position + 1));
+            };
+            for (key, value) in row {
+                if key != "id" {
+                    old.insert(key, value);
+                }
+            }
+        }
+        list.extend(appended);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1171,21 +1246,11 @@ mod tests {
             let (status, body) = send(build(&settings, &base, "create", row).unwrap()).await;
             outcomes.push(write_outcome(&settings, "create", status, &body).unwrap());
         }
-        assert_eq!(
-            outcomes[0],
-            RowOutcome::Written {
-                target_id: Some("2000000001".into())
-            }
-        );
+        assert_eq!(outcomes[0], RowOutcome::written(Some("2000000001".into())));
         assert!(
             matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("第 2 行"))
         );
-        assert_eq!(
-            outcomes[2],
-            RowOutcome::Written {
-                target_id: Some("2000000002".into())
-            }
-        );
+        assert_eq!(outcomes[2], RowOutcome::written(Some("2000000002".into())));
         assert!(matches!(&outcomes[3], RowOutcome::Failed { message, .. } if message.starts_with("409")));
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.create_calls(), 4);
@@ -1211,9 +1276,7 @@ mod tests {
         let (status, body) = send(build(&settings, &base, "update", &change).unwrap()).await;
         assert_eq!(
             write_outcome(&settings, "update", status, &body),
-            Some(RowOutcome::Written {
-                target_id: Some("2000000001".into())
-            })
+            Some(RowOutcome::written(Some("2000000001".into())))
         );
         let stored = sim.written_by_id("2000000001").unwrap();
         assert_eq!(stored["masterFieldVal"]["totalAmount"], "280.00");
@@ -1255,6 +1318,51 @@ mod tests {
         let clash = json!({"objAPIName": "SaleOrderObj", "masterFieldVal": {"id": "2000000002", "billNo": "XS-1"}});
         let (_, body) = send(build(&settings, &base, "update", &clash).unwrap()).await;
         assert_eq!(body["code"], "409");
+    }
+
+    #[tokio::test]
+    async fn detail_rows_are_updated_by_id_and_appended_without_one() {
+        let cfg = ErpStandardConfig::default();
+        let (sim, handle) = start(cfg.clone()).await;
+        let (settings, base) = (Settings::with_token(cfg.token.clone()), handle.base_url());
+        // Ids a create sends are replaced.
+        let mut order = new_order("D-1");
+        order["detailFieldVals"]["SaleOrderEntryObj"][0]["id"] = json!("9-9");
+        let (_, body) = send(build(&settings, &base, "create", &order).unwrap()).await;
+        assert_eq!(
+            body["data"]["detailDataIds"],
+            json!({"SaleOrderEntryObj": ["2000000001-1", "2000000001-2"]})
+        );
+        // Line 2 by its id with a new qty, plus a new line; line 1 is not sent and stays.
+        let change = json!({"objAPIName": "SaleOrderObj", "masterFieldVal": {"id": "2000000001"},
+            "detailFieldVals": {"SaleOrderEntryObj": [
+                {"id": "2000000001-2", "productCode": "WL00002", "qty": "7"},
+                {"productCode": "WL00003", "qty": "1"}]}});
+        let (status, body) = send(build(&settings, &base, "update", &change).unwrap()).await;
+        assert_eq!(classify(status, &body), Verdict::Ok, "{body}");
+        assert_eq!(
+            body["data"]["detailDataIds"],
+            json!({"SaleOrderEntryObj": ["2000000001-1", "2000000001-2", "2000000001-3"]})
+        );
+        let lines = sim.written_by_id("2000000001").unwrap()["detailFieldVals"]["SaleOrderEntryObj"].clone();
+        assert_eq!(lines[0]["qty"], "2");
+        assert_eq!(lines[1]["qty"], "7");
+        assert_eq!(lines[1]["price"], "100.00", "fields not sent stay");
+        assert_eq!(lines[2]["productCode"], "WL00003");
+        // An id the record does not have is refused, and nothing changes.
+        let stray = json!({"objAPIName": "SaleOrderObj", "masterFieldVal": {"id": "2000000001", "remark": "x"},
+            "detailFieldVals": {"SaleOrderEntryObj": [{"id": "2000000002-1", "productCode": "WL00002", "qty": "1"}]}});
+        let (_, body) = send(build(&settings, &base, "update", &stray).unwrap()).await;
+        assert_eq!(body["code"], "404", "{body}");
+        let after = sim.written_by_id("2000000001").unwrap();
+        assert_eq!(after["detailFieldVals"]["SaleOrderEntryObj"], lines);
+        assert!(after["masterFieldVal"].get("remark").is_none());
+        // A generated order keeps its place when an update is refused.
+        let generated = json!({"objAPIName": "SaleOrderObj", "masterFieldVal": {"id": generated_id(7)},
+            "detailFieldVals": {"SaleOrderEntryObj": [{"id": "nope", "productCode": "WL00002", "qty": "1"}]}});
+        let (_, body) = send(build(&settings, &base, "update", &generated).unwrap()).await;
+        assert_eq!(body["code"], "404");
+        assert!(sim.touch(7, Utc::now()), "still a generated order");
     }
 
     #[tokio::test]

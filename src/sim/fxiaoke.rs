@@ -1285,21 +1285,11 @@ mod tests {
             assert_eq!(status, 200);
             outcomes.push(push_outcome(PUSH_API, &body, record).unwrap());
         }
-        assert_eq!(
-            outcomes[0],
-            RowOutcome::Written {
-                target_id: Some("111".into())
-            }
-        );
+        assert_eq!(outcomes[0], RowOutcome::written(Some("111".into())));
         assert!(
             matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("objAPIName"))
         );
-        assert_eq!(
-            outcomes[2],
-            RowOutcome::Written {
-                target_id: Some("113".into())
-            }
-        );
+        assert_eq!(outcomes[2], RowOutcome::written(Some("113".into())));
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.written_for("erpSalesOrderObj").len(), 2);
         assert!(sim.written_for("other").is_empty());

@@ -1302,7 +1302,10 @@ mod tests {
         assert!(messages[3].contains("客户编号已存在: C-1001"), "{messages:?}");
         assert_eq!(sim.write_calls(), 6);
 
-        let RowOutcome::Written { target_id: Some(id) } = &outcomes[0] else {
+        let RowOutcome::Written {
+            target_id: Some(id), ..
+        } = &outcomes[0]
+        else {
             panic!("expected an id");
         };
         let stored = sim.written_by_key("C-1001").unwrap();

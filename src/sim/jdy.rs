@@ -2337,11 +2337,11 @@ mod tests {
             let (_, answer) = h.save(&session, body).await;
             outcomes.push(envelope::row_outcomes(LIST, &answer, 1).unwrap().remove(0));
         }
-        assert!(matches!(&outcomes[0], RowOutcome::Written { target_id: Some(id) } if id == "1710000000000000011"));
+        assert!(matches!(&outcomes[0], RowOutcome::Written { target_id: Some(id), .. } if id == "1710000000000000011"));
         assert!(
             matches!(&outcomes[1], RowOutcome::Failed { message, class: "rejected" } if message.contains("GYS9999"))
         );
-        assert!(matches!(&outcomes[2], RowOutcome::Written { target_id: Some(id) } if id == "1710000000000000012"));
+        assert!(matches!(&outcomes[2], RowOutcome::Written { target_id: Some(id), .. } if id == "1710000000000000012"));
         assert!(matches!(&outcomes[3], RowOutcome::Failed { message, .. } if message.contains("数量")));
         assert_eq!(h.sim.write_calls(), 4);
         assert_eq!(bill_nos(&h.sim.written()), ["CGRK-FERRY-0001", "CGRK-FERRY-0002"]);

@@ -2267,7 +2267,9 @@ mod tests {
         );
         let rows = envelope::row_outcomes("BatchSave", &answer.body, 5).unwrap();
         let first_id = match &rows[0] {
-            RowOutcome::Written { target_id: Some(id) } => id.clone(),
+            RowOutcome::Written {
+                target_id: Some(id), ..
+            } => id.clone(),
             other => panic!("{other:?}"),
         };
         assert!(
@@ -2277,7 +2279,7 @@ mod tests {
         assert!(
             matches!(&rows[3], RowOutcome::Failed { class: "rejected", message } if message.contains("已经被使用"))
         );
-        assert!(matches!(&rows[4], RowOutcome::Written { target_id: Some(_) }));
+        assert!(matches!(&rows[4], RowOutcome::Written { target_id: Some(_), .. }));
         assert_eq!(sim.written().len(), 2);
         assert_eq!(sim.write_calls(), 1);
         let stored = sim.written_by_key("NEW001").unwrap();

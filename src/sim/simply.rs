@@ -2498,7 +2498,7 @@ mod tests {
         let ids: Vec<Option<String>> = outcomes
             .iter()
             .map(|o| match o {
-                RowOutcome::Written { target_id } => target_id.clone(),
+                RowOutcome::Written { target_id, .. } => target_id.clone(),
                 RowOutcome::Failed { .. } => None,
             })
             .collect();

@@ -75,6 +75,7 @@ impl State {
             new.first_synced_at = old.first_synced_at.or(new.first_synced_at);
             new.target_id = new.target_id.or_else(|| old.target_id.take());
             new.target_name = new.target_name.or_else(|| old.target_name.take());
+            new.detail_ids = new.detail_ids.or_else(|| old.detail_ids.take());
             *old = new;
         } else {
             group.insert(m.source_id.clone(), new);

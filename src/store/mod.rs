@@ -16,6 +16,8 @@
 //! - **Mapping upserts never forget a target id**: an upsert whose `target_id`
 //!   (or `target_name`) is `None` keeps the stored one, and `first_synced_at` keeps
 //!   its first value. Call [`MappingStore::delete_mapping`] to forget a mapping.
+//!   [`Mapping::detail_ids`] follows the same rule as a whole: `Some` replaces the stored
+//!   map (the writer that learned ids passes the complete map), `None` keeps it.
 //! - **Failures**: at most one *open* failure per `(scheme, source_id, stage)`.
 //!   Recording it again adds one to `attempts`, moves `last_seen`, replaces
 //!   `error_class`, `message` and `payload`, and keeps `first_seen`. Skipped and
@@ -162,6 +164,11 @@ pub struct Mapping {
     pub last_error: Option<String>,
     pub first_synced_at: Option<DateTime<Utc>>,
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// The target's ids of the record's detail rows, as
+    /// `{"<list path>": {"<detail key>": <target row id>}}` (see `for_each` `key` and
+    /// `target_id`); an upsert with `None` keeps the stored map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_ids: Option<serde_json::Value>,
 }
 
 /// A ledger entry: one source record that failed at one stage.

@@ -73,14 +73,15 @@ const LAST_ANALYZE_AFTER: u64 = 512_000;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
-     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at";
+     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at, \
+     detail_ids";
 
 /// Upserts one row per array element; the arrays are bound in `MAPPING_COLUMNS` order.
 const MAPPING_UPSERT: &str = "INSERT INTO mappings (scheme, source_object, source_id, source_name, \
      target_object, target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, \
-     last_synced_at) \
+     last_synced_at, detail_ids) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[]) \
+       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[], $14::text[]) \
      ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
      source_name = excluded.source_name, \
      target_object = excluded.target_object, \
@@ -91,7 +92,8 @@ const MAPPING_UPSERT: &str = "INSERT INTO mappings (scheme, source_object, sourc
      attempts = excluded.attempts, \
      last_error = excluded.last_error, \
      first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at";
+     last_synced_at = excluded.last_synced_at, \
+     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
 
 /// Opens failures, or counts them again; `$7` is the time, `$8` how often each occurred.
 const FAILURE_UPSERT: &str = "INSERT INTO failures (scheme, source_id, stage, error_class, message, \
@@ -673,6 +675,7 @@ struct MappingRow<'a> {
     target_id: Option<&'a str>,
     target_name: Option<&'a str>,
     first_synced_at: Option<i64>,
+    detail_ids: Option<&'a serde_json::Value>,
 }
 
 impl<'a> MappingRow<'a> {
@@ -682,6 +685,7 @@ impl<'a> MappingRow<'a> {
             target_id: mapping.target_id.as_deref(),
             target_name: mapping.target_name.as_deref(),
             first_synced_at: mapping.first_synced_at.map(|t| t.timestamp_millis()),
+            detail_ids: mapping.detail_ids.as_ref(),
         }
     }
 
@@ -693,6 +697,7 @@ impl<'a> MappingRow<'a> {
             target_id: later_row.target_id.or(self.target_id),
             target_name: later_row.target_name.or(self.target_name),
             first_synced_at: self.first_synced_at.or(later_row.first_synced_at),
+            detail_ids: later_row.detail_ids.or(self.detail_ids),
         }
     }
 }
@@ -726,6 +731,7 @@ struct MappingColumns<'a> {
     last_error: Vec<Option<&'a str>>,
     first_synced_at: Vec<Option<i64>>,
     last_synced_at: Vec<Option<i64>>,
+    detail_ids: Vec<Option<String>>,
 }
 
 impl<'a> MappingColumns<'a> {
@@ -745,6 +751,7 @@ impl<'a> MappingColumns<'a> {
             last_error: Vec::with_capacity(n),
             first_synced_at: Vec::with_capacity(n),
             last_synced_at: Vec::with_capacity(n),
+            detail_ids: Vec::with_capacity(n),
         };
         for row in rows {
             let m = row.mapping;
@@ -763,6 +770,9 @@ impl<'a> MappingColumns<'a> {
             columns
                 .last_synced_at
                 .push(m.last_synced_at.map(|t| t.timestamp_millis()));
+            columns
+                .detail_ids
+                .push(row.detail_ids.map(serde_json::Value::to_string));
         }
         columns
     }
@@ -785,6 +795,7 @@ impl<'a> MappingColumns<'a> {
             .bind(self.last_error)
             .bind(self.first_synced_at)
             .bind(self.last_synced_at)
+            .bind(self.detail_ids)
     }
 }
 
@@ -894,6 +905,7 @@ fn decode_mapping(row: &PgRow) -> Result<Mapping, String> {
         last_error: column(row, 10)?,
         first_synced_at: optional_timestamp(column(row, 11)?)?,
         last_synced_at: optional_timestamp(column(row, 12)?)?,
+        detail_ids: json(column(row, 13)?)?,
     })
 }
 
@@ -1291,6 +1303,7 @@ mod tests {
             last_error: None,
             first_synced_at: DateTime::from_timestamp_millis(1_700_000_000_000),
             last_synced_at: DateTime::from_timestamp_millis(1_700_000_000_000),
+            detail_ids: None,
         }
     }
 

@@ -67,8 +67,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const OPEN_RETRY_EVERY: Duration = Duration::from_millis(20);
 
 const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
-     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at";
-const MAPPING_COLUMN_COUNT: usize = 13;
+     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at, \
+     detail_ids";
+const MAPPING_COLUMN_COUNT: usize = 14;
 const MAPPING_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
      source_name = excluded.source_name, \
      target_object = excluded.target_object, \
@@ -79,7 +80,8 @@ const MAPPING_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_object, source_i
      attempts = excluded.attempts, \
      last_error = excluded.last_error, \
      first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at";
+     last_synced_at = excluded.last_synced_at, \
+     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
 
 const FAILURE_COLUMNS: &str = "id, scheme, source_id, stage, error_class, message, attempts, \
      first_seen, last_seen, payload, status";
@@ -252,7 +254,7 @@ impl MappingStore for SqliteStore {
             let mut sql = String::from(
                 "SELECT json_group_array(json_array(source_id, source_name, target_object, \
                  target_id, target_name, status, payload_hash, attempts, last_error, \
-                 first_synced_at, last_synced_at)) \
+                 first_synced_at, last_synced_at, detail_ids)) \
                  FROM mappings WHERE scheme = ? AND source_object = ? AND source_id IN (",
             );
             push_params(&mut sql, chunk.len());
@@ -835,6 +837,7 @@ fn bind_mapping<'q>(query: Query<'q>, m: &'q Mapping) -> Query<'q> {
         .bind(m.last_error.as_deref())
         .bind(m.first_synced_at.map(|t| t.timestamp_millis()))
         .bind(m.last_synced_at.map(|t| t.timestamp_millis()))
+        .bind(m.detail_ids.as_ref().map(serde_json::Value::to_string))
 }
 
 fn bind_failure<'q>(query: Query<'q>, f: &'q NewFailure, at: i64, payload: Option<&'q str>) -> Query<'q> {
@@ -890,6 +893,7 @@ fn decode_mapping(row: &SqliteRow) -> Result<Mapping, String> {
         last_error: column(row, 10)?,
         first_synced_at: optional_timestamp(column(row, 11)?)?,
         last_synced_at: optional_timestamp(column(row, 12)?)?,
+        detail_ids: json(column(row, 13)?)?,
     })
 }
 
@@ -907,6 +911,7 @@ type PackedMapping = (
     Option<String>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 fn unpack_mapping(packed: PackedMapping, scheme: &str, source_object: &str) -> Result<Mapping, String> {
@@ -922,6 +927,7 @@ fn unpack_mapping(packed: PackedMapping, scheme: &str, source_object: &str) -> R
         last_error,
         first_synced_at,
         last_synced_at,
+        detail_ids,
     ) = packed;
     Ok(Mapping {
         scheme: scheme.to_owned(),
@@ -937,6 +943,7 @@ fn unpack_mapping(packed: PackedMapping, scheme: &str, source_object: &str) -> R
         last_error,
         first_synced_at: optional_timestamp(first_synced_at)?,
         last_synced_at: optional_timestamp(last_synced_at)?,
+        detail_ids: json(detail_ids)?,
     })
 }
 

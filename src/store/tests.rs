@@ -35,6 +35,7 @@ fn mapping(scheme: &str, source_id: &str, target_id: Option<&str>) -> Mapping {
         last_error: None,
         first_synced_at: Some(at(1_700_000_000_000)),
         last_synced_at: Some(at(1_700_000_000_000)),
+        detail_ids: None,
     }
 }
 
@@ -127,6 +128,77 @@ async fn upsert_then_get(store: &Store) {
     assert_eq!(got.target_id.as_deref(), Some("T2"));
     assert_eq!(got.target_name.as_deref(), Some("target T1"));
     assert_eq!(got.last_error.as_deref(), Some("rejected"));
+}
+
+async fn detail_ids_are_replaced_when_given_and_kept_when_not(store: &Store) {
+    let get = |source_id: &'static str| async move {
+        store
+            .mappings_for("orders", "customer", &ids(&[source_id]))
+            .await
+            .unwrap()
+            .remove(source_id)
+            .unwrap()
+    };
+    let mut created = mapping("orders", "SO1", Some("300021"));
+    let first = json!({"FSaleOrderEntry": {"0": 100_001, "1": 100_002}, "detailFieldVals.Lines": {"A-1": "L-9"}});
+    created.detail_ids = Some(first.clone());
+    store.upsert_mapping(&created).await.unwrap();
+    assert_eq!(get("SO1").await, created, "single upsert round-trips the map");
+    assert_eq!(
+        store
+            .query_mappings(&MappingQuery {
+                scheme: Some("orders".into()),
+                ..MappingQuery::default()
+            })
+            .await
+            .unwrap()[0]
+            .detail_ids,
+        Some(first.clone()),
+        "listing reads it too"
+    );
+
+    // An update that learned no ids (None) keeps them, in a batch as alone.
+    let mut updated = created.clone();
+    updated.status = MappingStatus::Updated;
+    updated.detail_ids = None;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![updated.clone()],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(get("SO1").await.detail_ids, Some(first.clone()));
+    store.upsert_mapping(&updated).await.unwrap();
+    assert_eq!(get("SO1").await.detail_ids, Some(first));
+
+    // One that learned ids replaces the whole map; a later entry of one batch wins.
+    let second = json!({"FSaleOrderEntry": {"0": 100_001, "1": 100_002, "2": 100_007}});
+    let mut learned = updated.clone();
+    learned.detail_ids = Some(second.clone());
+    let mut later = updated.clone();
+    later.detail_ids = None;
+    commit(
+        store,
+        BatchCommit {
+            mappings: vec![learned, later],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    assert_eq!(get("SO1").await.detail_ids, Some(second));
+    // An empty map is a map: it forgets the ids.
+    let mut cleared = updated;
+    cleared.detail_ids = Some(json!({}));
+    store.upsert_mapping(&cleared).await.unwrap();
+    assert_eq!(get("SO1").await.detail_ids, Some(json!({})));
+    // Mappings without detail rows have none.
+    store
+        .upsert_mapping(&mapping("orders", "SO2", Some("T")))
+        .await
+        .unwrap();
+    assert_eq!(get("SO2").await.detail_ids, None);
 }
 
 async fn timestamps_keep_milliseconds(store: &Store) {
@@ -943,6 +1015,7 @@ macro_rules! conformance_suite {
 
 conformance_suite!(
     upsert_then_get,
+    detail_ids_are_replaced_when_given_and_kept_when_not,
     timestamps_keep_milliseconds,
     batch_lookup_mixes_present_and_absent,
     batch_lookup_spans_many_chunks,

@@ -186,6 +186,31 @@ pub fn detail_ids(body: &Value) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// Puts `data.detailDataIds` on the written row of a create / update. [INF] Seed 000 shows
+/// `detailDataIds` as an object without saying what it holds; Ferry reads it as
+/// `{"<detail apiName>": [ids of that detail's rows, in row order]}` (a single id for a
+/// one-row detail), and matches a detail apiName to the list of the written row with that
+/// name (`detailFieldVals.<apiName>`).
+pub fn attach_detail_ids(api: &str, body: &Value, lists: &[crate::connector::DetailList], outcomes: &mut [RowOutcome]) {
+    if lists.is_empty() || !Api::parse(api).is_some_and(Api::is_write) {
+        return;
+    }
+    let [RowOutcome::Written { details, .. }] = outcomes else {
+        return;
+    };
+    let answered = detail_ids(body);
+    if answered.is_empty() {
+        return;
+    }
+    let mut ids = crate::connector::DetailIds::new();
+    for list in lists {
+        if let Some((_, row_ids)) = answered.iter().find(|(name, _)| name == list.name()) {
+            ids.insert(list.key(), row_ids.iter().cloned().map(Value::String).collect());
+        }
+    }
+    *details = Some(ids);
+}
+
 /// The outcome of one create / update: written with its `masterDataId`, or refused.
 /// Throttling is not a row outcome; `None` then (and for query apis).
 pub fn write_outcome(settings: &Settings, api: &str, http_status: u16, body: &Value) -> Option<RowOutcome> {
@@ -194,8 +219,8 @@ pub fn write_outcome(settings: &Settings, api: &str, http_status: u16, body: &Va
     }
     match classify_with(settings, http_status, body) {
         Verdict::Ok => Some(match written_id(api, body) {
-            Some(id) => RowOutcome::Written { target_id: Some(id) },
-            None if api == Api::Update.name() => RowOutcome::Written { target_id: None },
+            Some(id) => RowOutcome::written(Some(id)),
+            None if api == Api::Update.name() => RowOutcome::written(None),
             None => RowOutcome::Failed {
                 message: "the ERP reported success but returned no data.masterDataId".into(),
                 class: crate::connector::UNMATCHED_ANSWER,
@@ -322,11 +347,28 @@ mod tests {
             ]
         );
         assert_eq!(row_outcomes("create", &created, 1), None);
+        let lists = [crate::connector::DetailList {
+            path: vec!["detailFieldVals".into(), "SaleOrderEntry".into()],
+            id_field: "id".into(),
+        }];
+        let mut outcomes = vec![write_outcome(&settings, "create", 200, &created).unwrap()];
+        attach_detail_ids("create", &created, &lists, &mut outcomes);
+        assert_eq!(
+            outcomes[0],
+            RowOutcome::Written {
+                target_id: Some("100001".into()),
+                details: Some(
+                    [(
+                        "detailFieldVals.SaleOrderEntry".to_string(),
+                        vec![json!("100001-1"), json!("100001-2")]
+                    )]
+                    .into()
+                ),
+            }
+        );
         assert_eq!(
             write_outcome(&settings, "create", 200, &created),
-            Some(RowOutcome::Written {
-                target_id: Some("100001".into())
-            })
+            Some(RowOutcome::written(Some("100001".into())))
         );
         assert!(matches!(
             write_outcome(&settings, "create", 200, &json!({"code": "0", "data": {}})),
@@ -337,7 +379,7 @@ mod tests {
         ));
         assert_eq!(
             write_outcome(&settings, "update", 200, &json!({"code": "0", "data": {}})),
-            Some(RowOutcome::Written { target_id: None })
+            Some(RowOutcome::written(None))
         );
         assert!(matches!(
             write_outcome(

@@ -4,7 +4,9 @@
 //!
 //! The ERP side exposes four endpoints under one base URL ("http://MyDoman/path/"):
 //! * `create` and `update` (POST, JSON `{"objAPIName","masterFieldVal","detailFieldVals"}`),
-//!   answering `data.masterDataId` and `data.detailDataIds` — Ferry uses them as a target;
+//!   answering `data.masterDataId` and `data.detailDataIds` — Ferry uses them as a target, and
+//!   reads `detailDataIds` as `{"<detail apiName>": [row ids in order]}` [INF] to match detail
+//!   rows on update ([`envelope::attach_detail_ids`]);
 //! * `queryMasterBatch` (GET `objAPIName, startTime, endTime` in ms, `includeDetail, offset,
 //!   limit`; answers `data.totalNum` + `data.dataList`) and `queryMasterById` (GET `objAPIName,
 //!   dataId, includeDetail`) — Ferry uses them as a source.

@@ -202,9 +202,7 @@ pub fn push_outcome(api: &str, body: &Value, data: &Value) -> Option<RowOutcome>
         return None;
     }
     match classify(200, body) {
-        Verdict::Ok => Some(RowOutcome::Written {
-            target_id: pushed_id(data),
-        }),
+        Verdict::Ok => Some(RowOutcome::written(pushed_id(data))),
         Verdict::Failed { code, message } => Some(RowOutcome::Failed {
             message: format!("{code}: {message}"),
             class: "rejected",
@@ -328,9 +326,7 @@ mod tests {
         assert_eq!(pushed_id(&data).as_deref(), Some("111"));
         assert_eq!(
             push_outcome(PUSH_API, &json!({"errorCode": 0}), &data),
-            Some(RowOutcome::Written {
-                target_id: Some("111".into())
-            })
+            Some(RowOutcome::written(Some("111".into())))
         );
         assert!(matches!(
             push_outcome(

@@ -177,9 +177,7 @@ pub fn row_outcomes(_api: &str, _body: &Value, _rows_sent: usize) -> Option<Vec<
 /// retried rather than judged (throttled, token expired).
 pub fn row_outcome(api: &str, verdict: &Verdict, body: &Value) -> Option<RowOutcome> {
     match verdict {
-        Verdict::Ok => Some(RowOutcome::Written {
-            target_id: written_id(api, body),
-        }),
+        Verdict::Ok => Some(RowOutcome::written(written_id(api, body))),
         Verdict::Failed { code, message } => Some(RowOutcome::Failed {
             message: format!("{api} refused the row ({code}): {message}"),
             class: "rejected",
@@ -379,9 +377,7 @@ mod tests {
         assert_eq!(written_id("crm.customer.add", &json!({"code": 0})), None);
         assert_eq!(
             row_outcome("crm.customer.add", &classify(200, &ok), &ok),
-            Some(RowOutcome::Written {
-                target_id: Some("1650000000000007919".into())
-            })
+            Some(RowOutcome::written(Some("1650000000000007919".into())))
         );
         let refused = json!({"code": 400, "msg": "客户编号已存在: KH1", "subCode": "crm.customer.duplicate-code"});
         let Some(RowOutcome::Failed { message, class }) =

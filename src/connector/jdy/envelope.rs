@@ -249,6 +249,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
             let ids = returned_ids(body);
             (0..rows_sent)
                 .map(|row| RowOutcome::Written {
+                    details: None,
                     target_id: if ids.len() == rows_sent {
                         ids.get(row).cloned()
                     } else {
@@ -432,9 +433,7 @@ mod tests {
             "data": {"ids": ["1700000000000001001"], "id_number_map": {"1700000000000001001": "CGRK-20240301-0001"}}});
         assert_eq!(
             row_outcomes("scm/pur_inbound", &ok, 1),
-            Some(vec![RowOutcome::Written {
-                target_id: Some("1700000000000001001".to_owned())
-            }])
+            Some(vec![RowOutcome::written(Some("1700000000000001001".to_owned()))])
         );
         assert_eq!(
             written_id("scm/pur_inbound", &ok).as_deref(),
@@ -462,9 +461,7 @@ mod tests {
         let two = json!({"errcode": 0, "data": {"ids": ["1", "2"]}});
         assert_eq!(
             row_outcomes("scm/pur_inbound", &two, 2).unwrap()[1],
-            RowOutcome::Written {
-                target_id: Some("2".to_owned())
-            }
+            RowOutcome::written(Some("2".to_owned()))
         );
         assert!(row_outcomes("scm/pur_inbound_detail", &ok, 1).is_none());
         assert!(matches!(

@@ -336,9 +336,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
             None => None,
         };
         if let Some(slot) = index.and_then(|index| outcomes.get_mut(index)) {
-            *slot = Some(RowOutcome::Written {
-                target_id: id_text(entity),
-            });
+            *slot = Some(RowOutcome::written(id_text(entity)));
         }
     }
     for error in status.get("Errors").and_then(Value::as_array).unwrap_or(&empty) {
@@ -369,6 +367,61 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         })
         .collect();
     Some(rows)
+}
+
+/// Puts the detail row ids of a Save/BatchSave answer on its written rows: each
+/// `Result.NeedReturnData` object (asked for by [`super::request::ask_for_detail_ids`]) is
+/// matched to the written row whose target id its `key_field` carries, never by position
+/// (failed packages have no object), and gives, per list, the `id_field` of each of its
+/// entry rows in the answer's order (`Null` where a row has none). Rows without a match
+/// keep `details: None`.
+pub fn attach_detail_ids(
+    body: &Value,
+    key_field: &str,
+    lists: &[crate::connector::DetailList],
+    outcomes: &mut [RowOutcome],
+) {
+    if lists.is_empty() {
+        return;
+    }
+    let Some(Value::Array(returned)) = body.get("Result").and_then(|result| result.get("NeedReturnData")) else {
+        return;
+    };
+    let field = |object: &Map<String, Value>, name: &str| -> Option<Value> {
+        object
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    };
+    for outcome in outcomes.iter_mut() {
+        let RowOutcome::Written {
+            target_id: Some(id),
+            details,
+        } = outcome
+        else {
+            continue;
+        };
+        let found = returned
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|object| text_of(field(object, key_field).as_ref()).as_deref() == Some(id.as_str()));
+        let Some(object) = found else { continue };
+        let mut ids = crate::connector::DetailIds::new();
+        for list in lists {
+            if let Some(Value::Array(rows)) = field(object, list.name()) {
+                let row_ids = rows
+                    .iter()
+                    .map(|row| {
+                        row.as_object()
+                            .and_then(|row| field(row, &list.id_field))
+                            .unwrap_or(Value::Null)
+                    })
+                    .collect();
+                ids.insert(list.key(), row_ids);
+            }
+        }
+        *details = Some(ids);
+    }
 }
 
 /// The id a successful one-row write returned (`Result.Id`, else the first success entry).
@@ -556,6 +609,41 @@ mod tests {
     }
 
     #[test]
+    fn detail_row_ids_are_matched_to_packages_by_their_key() {
+        let lists = [crate::connector::DetailList {
+            path: vec!["FSaleOrderEntry".into()],
+            id_field: "FEntryID".into(),
+        }];
+        // Package 1 failed, so NeedReturnData has objects for packages 2 and 0 only (listed
+        // here out of order on purpose).
+        let body = json!({"Result": {"ResponseStatus": {"IsSuccess": false, "Errors": [{"Message": "x", "DIndex": 1}],
+        "SuccessEntitys": [{"Id": 300021, "DIndex": 0}, {"Id": 300022, "DIndex": 2}]},
+        "NeedReturnData": [
+            {"FID": 300022, "FSaleOrderEntry": [{"FEntryID": 9}]},
+            {"FID": 300021, "FSaleOrderEntry": [{"FEntryID": 7}, {"FEntryID": 8}, {"FQty": 1}]}
+        ]}});
+        let mut outcomes = row_outcomes("BatchSave", &body, 3).unwrap();
+        attach_detail_ids(&body, "FID", &lists, &mut outcomes);
+        let details = |i: usize| match &outcomes[i] {
+            RowOutcome::Written { details, .. } => details.clone(),
+            RowOutcome::Failed { .. } => None,
+        };
+        assert_eq!(
+            details(0).unwrap()["FSaleOrderEntry"],
+            vec![json!(7), json!(8), Value::Null]
+        );
+        assert!(matches!(outcomes[1], RowOutcome::Failed { .. }));
+        assert_eq!(details(2).unwrap()["FSaleOrderEntry"], vec![json!(9)]);
+
+        // No object for a package (or none at all): no details, nothing guessed.
+        let bare = json!({"Result": {"ResponseStatus": {"IsSuccess": true, "SuccessEntitys": [{"Id": 1, "DIndex": 0}]},
+            "NeedReturnData": [{"FSaleOrderEntry": [{"FEntryID": 5}]}]}});
+        let mut outcomes = row_outcomes("BatchSave", &bare, 1).unwrap();
+        attach_detail_ids(&bare, "FID", &lists, &mut outcomes);
+        assert_eq!(outcomes[0], RowOutcome::written(Some("1".into())));
+    }
+
+    #[test]
     fn batch_save_rows_follow_dindex() {
         let mixed = status(json!({
             "ErrorCode": 500, "IsSuccess": false, "MsgCode": 11,
@@ -566,18 +654,8 @@ mod tests {
             "SuccessEntitys": [{"Id": 100301, "Number": "C1", "DIndex": 1}, {"Id": 100300, "Number": "C0", "DIndex": 0}]
         }));
         let rows = row_outcomes("BatchSave", &mixed, 4).unwrap();
-        assert_eq!(
-            rows[0],
-            RowOutcome::Written {
-                target_id: Some("100300".into())
-            }
-        );
-        assert_eq!(
-            rows[1],
-            RowOutcome::Written {
-                target_id: Some("100301".into())
-            }
-        );
+        assert_eq!(rows[0], RowOutcome::written(Some("100300".into())));
+        assert_eq!(rows[1], RowOutcome::written(Some("100301".into())));
         assert_eq!(
             rows[2],
             RowOutcome::Failed {
@@ -622,12 +700,8 @@ mod tests {
         assert_eq!(
             row_outcomes("BatchSave", &positional, 2).unwrap(),
             [
-                RowOutcome::Written {
-                    target_id: Some("7".into())
-                },
-                RowOutcome::Written {
-                    target_id: Some("8".into())
-                }
+                RowOutcome::written(Some("7".into())),
+                RowOutcome::written(Some("8".into()))
             ]
         );
     }

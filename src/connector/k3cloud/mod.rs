@@ -6,11 +6,14 @@
 //!   `LoginBySign` hash;
 //! * [`request`]: the URL `{base}/<Service>.common.kdsvc`, the per-operation body shape
 //!   (`{"formid","data"}` or `{"data"}`), signed or session headers, the legacy login requests,
-//!   login parsing and cookie carrying, the ExecuteBillQuery paging parameters and
-//!   [`request::prepare_update`] (safe partial updates);
+//!   login parsing and cookie carrying, the ExecuteBillQuery paging parameters,
+//!   [`request::prepare_update`] (safe partial updates) and [`request::ask_for_detail_ids`]
+//!   (`NeedReturnFields` for the entry ids of `for_each` lists with `target_id`);
 //! * [`envelope`]: the verdict on an answer (`Result.ResponseStatus`, gateway 519 errors,
 //!   `response_error:` bodies, login answers and errors hidden inside query arrays), per-row
-//!   BatchSave outcomes by `DIndex`, the query rows named by `FieldKeys`, and default paging.
+//!   BatchSave outcomes by `DIndex`, entry ids from `NeedReturnData` matched to packages by the
+//!   form's key ([`envelope::attach_detail_ids`]), the query rows named by `FieldKeys`, and
+//!   default paging.
 //!
 //! Promises: no IO, no clock, no randomness. The caller passes the time; the SDK uses the
 //! Unix-seconds timestamp as the nonce too, and so do we. Business errors arrive with HTTP 200,

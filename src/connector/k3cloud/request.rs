@@ -591,10 +591,72 @@ pub fn prepare_batch_update(
     Ok(())
 }
 
+/// Asks a Save/BatchSave for the ids of the packages' detail rows: adds `key_field` (to
+/// match each `NeedReturnData` object to its package) and `<EntryKey>.<id field>` of every
+/// list to `NeedReturnFields`, keeping the fields the scheme asked for (reference §2:
+/// "NeedReturnFields: entry fields as `Entity.Key`"; "Entry IDs (`FEntryID`) are needed to
+/// update rows"). The entry key is the list's own name, as entries sit under the model.
+/// A `data` without `Model` is left alone (it is no Save `data` this can extend).
+pub fn ask_for_detail_ids(
+    data: &mut Value,
+    key_field: &str,
+    lists: &[crate::connector::DetailList],
+) -> Result<(), RequestError> {
+    if lists.is_empty() {
+        return Ok(());
+    }
+    let Some(data) = data.as_object_mut().filter(|data| data.contains_key("Model")) else {
+        return Ok(());
+    };
+    let wanted = std::iter::once(key_field.to_owned())
+        .chain(lists.iter().map(|list| format!("{}.{}", list.name(), list.id_field)));
+    let fields = data
+        .entry("NeedReturnFields")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(fields) = fields else {
+        return Err(RequestError::BadBody {
+            op: "Save".to_owned(),
+            problem: "`NeedReturnFields` must be an array of field keys".to_owned(),
+        });
+    };
+    for field in wanted {
+        let known = fields
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|known| known.eq_ignore_ascii_case(&field));
+        if !known {
+            fields.push(Value::String(field));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn detail_row_ids_are_asked_for_next_to_the_schemes_fields() {
+        let lists = [crate::connector::DetailList {
+            path: vec!["FSaleOrderEntry".into()],
+            id_field: "FEntryID".into(),
+        }];
+        let mut data = json!({"Model": [{"FBillNo": "SO1"}], "NeedReturnFields": ["FBillNo", "fid"]});
+        ask_for_detail_ids(&mut data, "FID", &lists).unwrap();
+        assert_eq!(
+            data["NeedReturnFields"],
+            json!(["FBillNo", "fid", "FSaleOrderEntry.FEntryID"])
+        );
+        let mut bare = json!({"Model": {"FBillNo": "SO1"}});
+        ask_for_detail_ids(&mut bare, "FID", &lists).unwrap();
+        assert_eq!(bare["NeedReturnFields"], json!(["FID", "FSaleOrderEntry.FEntryID"]));
+        let mut untouched = json!({"Model": {}});
+        ask_for_detail_ids(&mut untouched, "FID", &[]).unwrap();
+        assert_eq!(untouched, json!({"Model": {}}));
+        let mut odd = json!({"Model": {}, "NeedReturnFields": "FID"});
+        assert!(ask_for_detail_ids(&mut odd, "FID", &lists).is_err());
+    }
 
     fn settings() -> Settings {
         serde_json::from_value(json!({

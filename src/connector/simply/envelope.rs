@@ -281,9 +281,7 @@ pub fn row_outcomes(_operation: &str, _body: &Value, _rows_sent: usize) -> Optio
 /// retried rather than judged (throttled, session gone).
 pub fn row_outcome(operation: &str, verdict: &Verdict, body: &Value) -> Option<RowOutcome> {
     match verdict {
-        Verdict::Ok => Some(RowOutcome::Written {
-            target_id: written_id(operation, body),
-        }),
+        Verdict::Ok => Some(RowOutcome::written(written_id(operation, body))),
         Verdict::Failed { code, message } => Some(RowOutcome::Failed {
             message: format!("{operation} refused the row ({code}): {message}"),
             class: "rejected",
@@ -469,9 +467,7 @@ mod tests {
         );
         assert_eq!(
             row_outcome("create", &classify(200, &created), &created),
-            Some(RowOutcome::Written {
-                target_id: Some("12x345".into())
-            })
+            Some(RowOutcome::written(Some("12x345".into())))
         );
         let refused = json!({"success": false, "error": {"code": "REFERENCE_INVALID", "message": "account_id refers to a missing record"}});
         let Some(RowOutcome::Failed { message, class }) = row_outcome("create", &classify(200, &refused), &refused)
