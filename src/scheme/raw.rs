@@ -780,6 +780,7 @@ fn describe_tag(schema: &mut schemars::Schema, tag: &str) {
                     .to_string(),
             ),
         );
+        property.insert("examples".into(), Value::Array(vec![Value::String(value)]));
     }
 }
 
@@ -900,6 +901,7 @@ mod tests {
                     "{definition}.{tag} of `{value}`: {about:?}"
                 );
                 assert_eq!(variant["required"][0], tag, "{definition} variant `{value}`");
+                assert_eq!(property["examples"], serde_json::json!([value]), "{definition}.{tag}");
                 value
             })
             .collect()
