@@ -1146,3 +1146,423 @@ fn a_run_warns_about_records_outside_their_window_and_counts_them() {
         "{stderr}"
     );
 }
+
+/// Names of every built-in connector.
+fn connector_names() -> Vec<&'static str> {
+    ferry::connector::CONNECTORS.iter().map(|(name, _)| *name).collect()
+}
+
+/// The `env:` keys of a test file `ferry init` wrote.
+fn test_file_variables(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let loaded = ferry::scheme::yaml::load(&text, &|_| None);
+    loaded.value["env"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn init_writes_a_valid_generic_scheme_and_its_test_file_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes");
+    let schemes_arg = schemes.display().to_string();
+    let out = ferry(&["init", "--dir", &schemes_arg], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let scheme = schemes.join("my-scheme.yaml");
+    let test = schemes.join("tests").join("my-scheme.test.yaml");
+    let stdout = text(&out.stdout);
+    for wanted in [
+        format!("wrote {}", scheme.display()),
+        format!("wrote {}", test.display()),
+        format!("ferry validate {}", scheme.display()),
+        format!("ferry check {}", scheme.display()),
+        format!("ferry run --dry-run {}", scheme.display()),
+        "SHOP_TOKEN".to_string(),
+    ] {
+        assert!(stdout.contains(&wanted), "`{wanted}` missing from:\n{stdout}");
+    }
+    let scheme_text = std::fs::read_to_string(&scheme).unwrap();
+    assert!(scheme_text.contains("name: my-scheme\n"), "{scheme_text}");
+    assert!(scheme_text.contains("CHANGE"), "{scheme_text}");
+    let valid = ferry(
+        &["validate", "--no-env", "--strict", &scheme.display().to_string()],
+        &[],
+    );
+    assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
+
+    // The test file names its scheme relative to itself and stands in for every variable.
+    let test_text = std::fs::read_to_string(&test).unwrap();
+    assert!(test_text.contains("scheme: ../my-scheme.yaml\n"), "{test_text}");
+    assert!(
+        test_text.contains("runs: []\n") && test_text.contains("ferry test --record"),
+        "{test_text}"
+    );
+    assert_eq!(test_file_variables(&test), ["SHOP_URL", "SHOP_TOKEN", "ERP_URL"]);
+
+    // A second init refuses, names the file, and leaves the edited scheme alone.
+    std::fs::write(&scheme, "# edited by hand\n").unwrap();
+    let again = ferry(&["init", "--dir", &schemes_arg], &[]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = text(&again.stderr);
+    assert!(
+        stderr.contains("already exist") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&scheme.display().to_string()), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&scheme).unwrap(), "# edited by hand\n");
+    let forced = ferry(&["init", "--dir", &schemes_arg, "--force"], &[]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert_eq!(std::fs::read_to_string(&scheme).unwrap(), scheme_text);
+}
+
+#[test]
+fn init_for_every_connector_as_source_and_as_target_passes_strict_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes");
+    let schemes_arg = schemes.display().to_string();
+    let mut written = Vec::new();
+    for connector in connector_names() {
+        for (flag, name) in [
+            ("--connector", format!("{connector}-to-http")),
+            ("--target-connector", format!("http-to-{connector}")),
+        ] {
+            if connector == "http" && flag == "--target-connector" {
+                continue; // the same generic scheme as `--connector http`
+            }
+            let out = ferry(&["init", flag, connector, "--dir", &schemes_arg], &[]);
+            assert_eq!(out.status.code(), Some(0), "{flag} {connector}: {}", text(&out.stderr));
+            let path = schemes.join(format!("{name}.yaml"));
+            let path = if connector == "http" {
+                schemes.join("my-scheme.yaml")
+            } else {
+                path
+            };
+            assert!(path.is_file(), "{flag} {connector}: no {}", path.display());
+            written.push(path.display().to_string());
+        }
+    }
+    assert_eq!(written.len(), 2 * connector_names().len() - 1);
+    let mut args = vec!["validate", "--no-env", "--strict"];
+    args.extend(written.iter().map(String::as_str));
+    let valid = ferry(&args, &[]);
+    assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
+    assert_eq!(text(&valid.stdout).matches(": ok").count(), written.len());
+}
+
+#[test]
+fn init_refuses_an_unknown_connector_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes").display().to_string();
+    for (args, suggestion) in [
+        (vec!["--connector", "guanyii"], "did you mean `guanyi`?"),
+        (vec!["--target-connector", "k3cloud"], "did you mean `kingdee-k3cloud`?"),
+    ] {
+        let mut all = vec!["init", "--dir", schemes.as_str()];
+        all.extend(args);
+        let out = ferry(&all, &[]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("unknown connector") && stderr.contains(suggestion),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("schemes").exists(),
+        "nothing is written for a bad command"
+    );
+    let bad_name = ferry(&["init", "../escape", "--dir", &schemes], &[]);
+    assert_eq!(bad_name.status.code(), Some(2));
+}
+
+#[test]
+fn the_generic_scheme_runs_against_the_shop_simulator() {
+    let (_rt, sim, url) = start_sim(ShopConfig {
+        records: 120,
+        token: Some("demo-token".into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes");
+    let init = ferry(&["init", "--dir", &schemes.display().to_string()], &[]);
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
+    let store = dir.path().join("ferry.db").display().to_string();
+    let scheme = schemes.join("my-scheme.yaml").display().to_string();
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", "demo-token"),
+    ];
+    let run = ferry(
+        &[
+            "run",
+            &scheme,
+            "--store",
+            &store,
+            "--json",
+            "--since",
+            "2024-01-01 00:00:00",
+            "--until",
+            "2024-01-03 00:00:00",
+        ],
+        &envs,
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(summary["created"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(sim.target_count() as u64, summary["created"].as_u64().unwrap());
+}
+
+/// The seed flows' simulators, which together serve every built-in connector, and the
+/// variables (named as `ferry init` names them) that point a scheme at them.
+struct VendorSims {
+    runtime: tokio::runtime::Runtime,
+    running: Vec<ferry::sim::flows::Running>,
+}
+
+impl VendorSims {
+    fn start() -> VendorSims {
+        use ferry::sim::flows::{self, Flow};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let running = runtime.block_on(async {
+            let mut all = Vec::new();
+            for flow in [
+                Flow::GuanyiToK3Cloud,
+                Flow::JdyToJackyun,
+                Flow::SimplyToK3Cloud,
+                Flow::ErpStandardToFxiaoke,
+            ] {
+                all.push(flows::start(flow).await.unwrap());
+            }
+            all
+        });
+        VendorSims { runtime, running }
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        self.running.iter().find_map(|running| running.env()(name))
+    }
+
+    /// Records a target simulator holds that were written through its API.
+    fn written(&self, connector: &str) -> usize {
+        let sims = self.running.iter().map(|r| &r.sims);
+        let mut counts = sims.filter_map(|s| match connector {
+            "guanyi" => s.guanyi.as_ref().map(|sim| sim.written().len()),
+            "kingdee-k3cloud" => s.k3cloud.as_ref().map(|sim| sim.written().len()),
+            "kingdee-jdy" => s.jdy.as_ref().map(|sim| sim.written().len()),
+            "jackyun" => s.jackyun.as_ref().map(|sim| sim.written().len()),
+            "simply-crm" => s.simply.as_ref().map(|sim| sim.written().len()),
+            "fxiaoke" => s.fxiaoke.as_ref().map(|sim| sim.written().len()),
+            "erp-standard" => s.erp_standard.as_ref().map(|sim| sim.written().len()),
+            _ => None,
+        });
+        counts.next().unwrap_or_default()
+    }
+
+    fn shop_code(&self) -> String {
+        let guanyi = self.running.iter().find_map(|r| r.sims.guanyi.clone()).unwrap();
+        guanyi.shop(1).unwrap()["code"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for VendorSims {
+    fn drop(&mut self) {
+        let running = std::mem::take(&mut self.running);
+        self.runtime.block_on(async {
+            for r in running {
+                r.shutdown().await;
+            }
+        });
+    }
+}
+
+/// `ferry init --connector X`: the generated list request, paging and window read records
+/// from X's simulator (`ferry check` reads the source only and renders every record).
+#[test]
+fn each_generated_source_reads_its_vendors_simulator() {
+    let sims = VendorSims::start();
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes");
+    for connector in connector_names().into_iter().filter(|c| *c != "http") {
+        let init = ferry(
+            &[
+                "init",
+                "--connector",
+                connector,
+                "--dir",
+                &schemes.display().to_string(),
+            ],
+            &[],
+        );
+        assert_eq!(init.status.code(), Some(0), "{connector}: {}", text(&init.stderr));
+        let name = format!("{connector}-to-http");
+        let variables = test_file_variables(&schemes.join("tests").join(format!("{name}.test.yaml")));
+        let values: Vec<(String, String)> = variables
+            .iter()
+            .map(|var| {
+                let value = sims.value(var).unwrap_or_else(|| match var.as_str() {
+                    "TARGET_API_URL" => "http://127.0.0.1:9".to_string(),
+                    "TARGET_API_TOKEN" => "unused".to_string(),
+                    other => panic!("{connector}: no simulator value for {other}"),
+                });
+                (var.clone(), value)
+            })
+            .collect();
+        let envs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let scheme = schemes.join(format!("{name}.yaml")).display().to_string();
+        let mut args = vec!["check", scheme.as_str(), "--format", "json"];
+        if connector == "erp-standard" {
+            // Its simulator's orders were all changed on 2023-12-31, before the scheme's `start`.
+            args.extend(["--since", "2023-12-30 00:00:00", "--until", "2024-01-01 00:00:00"]);
+        }
+        let check = ferry(&args, &envs);
+        let report = text(&check.stdout);
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "{connector}: {report}\n{}",
+            text(&check.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert!(
+            report["records"].as_u64().unwrap_or_default() > 0,
+            "{connector} read nothing: {report}"
+        );
+        assert_eq!(report["failed"], 0, "{connector}: {report}");
+    }
+}
+
+/// `ferry init --target-connector X`: shop orders (from the shop simulator) are written
+/// to X's simulator by the generated target, which signs, logs in and shapes its creates
+/// and updates the way X's simulator checks them.
+#[test]
+fn each_generated_target_writes_to_its_vendors_simulator() {
+    let sims = VendorSims::start();
+    let (_shop_rt, shop, shop_url) = start_sim(ShopConfig {
+        records: 5,
+        token: Some("demo-token".into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let schemes = dir.path().join("schemes");
+    let shop_code = sims.shop_code();
+    let targets: Vec<&str> = connector_names().into_iter().filter(|c| *c != "http").collect();
+    let run = |connector: &str| -> (Option<i32>, serde_json::Value) {
+        let name = format!("http-to-{connector}");
+        let variables = test_file_variables(&schemes.join("tests").join(format!("{name}.test.yaml")));
+        let values: Vec<(String, String)> = variables
+            .iter()
+            .filter(|var| *var != "SIMPLY_ASSIGNED_USER_ID") // its default names the simulator's admin
+            .map(|var| {
+                let value = sims.value(var).unwrap_or_else(|| match var.as_str() {
+                    "SHOP_URL" => shop_url.clone(),
+                    "SHOP_TOKEN" => "demo-token".to_string(),
+                    "GUANYI_SHOP_CODE" => shop_code.clone(),
+                    "JDY_SUPPLIER_NUMBER" => "GYS0001".to_string(),
+                    other => panic!("{connector}: no simulator value for {other}"),
+                });
+                (var.clone(), value)
+            })
+            .collect();
+        let envs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let scheme = schemes.join(format!("{name}.yaml")).display().to_string();
+        let store = dir.path().join(format!("{connector}.db")).display().to_string();
+        let out = ferry(
+            &[
+                "run",
+                &scheme,
+                "--store",
+                &store,
+                "--json",
+                "--since",
+                "2024-01-01 00:00:00",
+                "--until",
+                "2024-01-02 00:00:00",
+            ],
+            &envs,
+        );
+        let summary = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{connector}: {}\n{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code(), summary)
+    };
+    for connector in &targets {
+        let init = ferry(
+            &[
+                "init",
+                "--target-connector",
+                connector,
+                "--dir",
+                &schemes.display().to_string(),
+            ],
+            &[],
+        );
+        assert_eq!(init.status.code(), Some(0), "{connector}: {}", text(&init.stderr));
+        let (code, summary) = run(connector);
+        assert_eq!(summary["read"], 5, "{connector}: {summary}");
+        if *connector == "kingdee-jdy" {
+            // Shop order lines name no Xingchen material: each bill is refused and parked.
+            assert_eq!(
+                (code, &summary["failed"]),
+                (Some(1), &serde_json::json!(5)),
+                "{connector}: {summary}"
+            );
+            continue;
+        }
+        assert_eq!(code, Some(0), "{connector}: {summary}");
+        assert_eq!(summary["created"], 5, "{connector}: {summary}");
+        assert_eq!(sims.written(connector), 5, "{connector}: {summary}");
+    }
+    // One order changes: each target updates its record (Jackyun, which has no update
+    // here, counts it as skipped).
+    let changed_at = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
+    assert!(shop.touch(2, changed_at));
+    for connector in targets.iter().filter(|c| **c != "kingdee-jdy") {
+        let (code, summary) = run(connector);
+        assert_eq!(code, Some(0), "{connector}: {summary}");
+        let (updated, skipped) = if *connector == "jackyun" { (0, 1) } else { (1, 0) };
+        assert_eq!(
+            (&summary["created"], &summary["updated"], &summary["skipped"]),
+            (
+                &serde_json::json!(0),
+                &serde_json::json!(updated),
+                &serde_json::json!(skipped)
+            ),
+            "{connector}: {summary}"
+        );
+    }
+}
+
+#[test]
+fn init_points_the_modeline_at_the_nearest_schema_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("ops").join("schemes");
+    let deep_arg = deep.display().to_string();
+    // No schema anywhere above: the scheme says how to get one instead of a dead modeline.
+    let out = ferry(&["init", "--dir", &deep_arg], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let without = std::fs::read_to_string(deep.join("my-scheme.yaml")).unwrap();
+    assert!(!without.starts_with("# yaml-language-server"), "{without}");
+    assert!(
+        without.contains("ferry schema > schema/scheme.schema.json"),
+        "{without}"
+    );
+
+    std::fs::create_dir_all(dir.path().join("schema")).unwrap();
+    std::fs::write(dir.path().join("schema").join("scheme.schema.json"), "{}").unwrap();
+    let out = ferry(&["init", "--dir", &deep_arg, "--force"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let with = std::fs::read_to_string(deep.join("my-scheme.yaml")).unwrap();
+    let first = with.lines().next().unwrap();
+    assert_eq!(first, "# yaml-language-server: $schema=../../schema/scheme.schema.json");
+    let target = first.split_once("$schema=").unwrap().1;
+    assert!(
+        deep.join(target).is_file(),
+        "the modeline resolves from the scheme's directory"
+    );
+}

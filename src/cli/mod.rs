@@ -4,6 +4,7 @@
 
 mod check;
 mod demo;
+mod init;
 mod output;
 
 use crate::diag as scheme_diag;
@@ -86,6 +87,9 @@ enum Command {
     Run(RunArgs),
     /// Print the JSON Schema of the scheme language.
     Schema,
+    /// Start a scheme: write SCHEME.yaml (generic, or for built-in connectors) and its test
+    /// file, both valid from the start.
+    Init(init::InitArgs),
     /// Inspect and edit source-id → target-id mappings.
     Mappings {
         #[command(subcommand)]
@@ -390,6 +394,7 @@ async fn dispatch(cli: Cli) -> i32 {
             }
             exit::OK
         }
+        Command::Init(args) => init::init(args),
         Command::Mappings { action } => mappings(action).await,
         Command::Failures { action } => failures(action).await,
         Command::Demo { dir } => demo::demo(dir).await,

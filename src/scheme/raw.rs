@@ -23,10 +23,13 @@ pub struct RawScheme {
     pub description: Option<String>,
     /// IANA time zone for date filters and naive timestamps (default `Asia/Shanghai`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["Asia/Shanghai", "UTC"]))]
     pub timezone: Option<String>,
     /// Named connections; `source.connection` and `target.connection` refer to them.
     pub connections: BTreeMap<String, RawConnection>,
+    /// Where records come from: the request, its paging and time windows, and each record's id.
     pub source: RawSource,
+    /// Where rows go: the create/update operations, batching and the field templates.
     pub target: RawTarget,
     /// Value maps for the `map('name')` filter: source value → target value, with an optional `default`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -70,6 +73,7 @@ pub struct RawFailurePolicy {
 pub struct RawRate {
     /// Requests per second, on average (fractions allowed, e.g. 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = [5, 0.5]))]
     pub per_second: Option<f64>,
     /// Requests that may go at once after a quiet spell (default: one second's worth, at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,36 +84,46 @@ pub struct RawRate {
     /// Share the budget through the store under this name, so every ferry process using the
     /// same store (a timer run and a CI run, say) stays under one limit together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["kingdee-prod"]))]
     pub shared: Option<String>,
 }
 
 /// A connection to one system; `connector` picks the protocol.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "connector", deny_unknown_fields)]
+#[schemars(title = "Connection", transform = describe_connector_tag)]
 pub enum RawConnection {
     /// A plain HTTP API described entirely by the scheme.
     #[serde(rename = "http")]
+    #[schemars(title = "HTTP connection (`connector: http`)")]
     Http(HttpConnection),
     /// Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.
     #[serde(rename = "guanyi")]
+    #[schemars(title = "Guanyiyun connection (`connector: guanyi`)")]
     Guanyi(VendorConnection<crate::connector::guanyi::Settings>),
     /// Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.
     #[serde(rename = "kingdee-k3cloud")]
+    #[schemars(title = "Kingdee K3Cloud connection (`connector: kingdee-k3cloud`)")]
     K3Cloud(VendorConnection<crate::connector::k3cloud::Settings>),
     /// Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.
     #[serde(rename = "kingdee-jdy")]
+    #[schemars(title = "Kingdee Xingchen connection (`connector: kingdee-jdy`)")]
     Jdy(VendorConnection<crate::connector::jdy::Settings>),
     /// Jackyun open API: form-encoded, lowercase-MD5 signed.
     #[serde(rename = "jackyun")]
+    #[schemars(title = "Jackyun connection (`connector: jackyun`)")]
     Jackyun(VendorConnection<crate::connector::jackyun::Settings>),
     /// Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.
     #[serde(rename = "simply-crm")]
+    #[schemars(title = "Simply CRM connection (`connector: simply-crm`)")]
     Simply(VendorConnection<crate::connector::simply::Settings>),
     /// ShareCRM / Fxiaoke OpenAPI, including the ERP data push.
     #[serde(rename = "fxiaoke")]
+    #[schemars(title = "Fxiaoke connection (`connector: fxiaoke`)")]
     Fxiaoke(VendorConnection<crate::connector::fxiaoke::Settings>),
     /// The ERP data-sync platform's standard interface for heterogeneous ERPs.
     #[serde(rename = "erp-standard")]
+    #[schemars(title = "ERP standard interface connection (`connector: erp-standard`)")]
     ErpStandard(VendorConnection<crate::connector::erp_standard::Settings>),
 }
 
@@ -146,13 +160,15 @@ impl RawConnection {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VendorConnection<S> {
-    /// The vendor's API address.
+    /// The vendor's API address (see the connector's README section for each vendor's host).
+    #[schemars(extend("examples" = ["${K3CLOUD_URL}", "https://api.kingdee.com", "https://open.fxiaoke.com"]))]
     pub base_url: String,
     /// Extra headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Per-request timeout, e.g. `30s` (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["30s", "2m"]))]
     pub timeout: Option<String>,
     /// Source pages or target batches in flight at once on this connection (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,13 +176,17 @@ pub struct VendorConnection<S> {
     /// Largest response body accepted, in MiB (default 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_response_mib: Option<u32>,
+    /// Retry policy for failed calls (throttling and session expiry are classified by the
+    /// connector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
+    /// Rate limit: `{per_second, burst, max_in_flight, shared}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RawRate>,
     /// The server's time zone (IANA name): window limits are written in it and times in its
     /// records without an offset are read in it. Default: the vendor's (see its README section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["Asia/Shanghai", "UTC"]))]
     pub timezone: Option<String>,
     /// Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.
     pub settings: S,
@@ -192,12 +212,14 @@ impl<S> VendorConnection<S> {
 #[serde(deny_unknown_fields)]
 pub struct HttpConnection {
     /// Base URL, e.g. `https://api.example.com`; request paths are appended to it.
+    #[schemars(extend("examples" = ["https://api.example.com", "${SHOP_URL}", "${ERP_URL:-http://127.0.0.1:8080}"]))]
     pub base_url: String,
     /// Headers sent with every request. Write credentials as `${ENV_VAR}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Per-request timeout, e.g. `30s` (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["30s", "2m"]))]
     pub timeout: Option<String>,
     /// Source pages or target batches in flight at once on this connection (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +236,7 @@ pub struct HttpConnection {
     /// The server's time zone (IANA name): window limits are written in it and times in its
     /// records without an offset are read in it (default: the scheme's `timezone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["Asia/Shanghai", "UTC"]))]
     pub timezone: Option<String>,
 }
 
@@ -226,12 +249,15 @@ pub struct RawRetry {
     pub attempts: Option<u32>,
     /// First backoff, e.g. `200ms` (default 200ms); doubles each attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["200ms", "1s"]))]
     pub backoff: Option<String>,
     /// Longest single backoff (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["10s", "1m"]))]
     pub max_backoff: Option<String>,
     /// Give up once this much time has passed since the first attempt (default 2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["2m", "10m"]))]
     pub max_elapsed: Option<String>,
 }
 
@@ -265,21 +291,34 @@ pub struct RawRequest {
     /// Default GET for a source, POST for a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
-    /// Path appended to the connection's base_url (`http` connector).
+    /// Path appended to the connection's base_url (`http` connector); may hold templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["/orders", "/orders/<< target_id >>"]))]
     pub path: Option<String>,
-    /// The vendor operation for built-in connectors, e.g. `gy.erp.shop.get` or `BatchSave`;
-    /// `body` then holds its business parameters.
+    /// The vendor operation for built-in connectors; `body` then holds its business
+    /// parameters. Per connector, e.g.: `guanyi` `gy.erp.shop.get`, `gy.erp.trade.get`,
+    /// `gy.erp.vip.add`; `kingdee-k3cloud` `ExecuteBillQuery`, `BatchSave`, `View`;
+    /// `kingdee-jdy` `scm/pur_inbound`, `scm/pur_inbound_detail`; `jackyun`
+    /// `crm.customer.list`, `crm.customer.add`; `simply-crm` `query`, `sync`, `create`,
+    /// `revise`; `fxiaoke` `/cgi/crm/v2/data/query`, `/cgi/crm/erp/syncdata/objdata/push`;
+    /// `erp-standard` `queryMasterBatch`, `create`, `update`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = [
+        "gy.erp.shop.get", "ExecuteBillQuery", "BatchSave", "scm/pur_inbound", "crm.customer.list",
+        "crm.customer.add", "query", "create", "/cgi/crm/v2/data/query",
+        "/cgi/crm/erp/syncdata/objdata/push", "queryMasterBatch"
+    ]))]
     pub api: Option<String>,
     /// Query parameters. An empty value after rendering is still sent.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(extend("examples" = [{"modified_from": "<< window.start | datetime >>", "page": "<< page.number >>"}]))]
     pub query: Map<String, Value>,
     /// Extra headers for this request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Body: a value tree whose strings are templates (`"<< rows >>"` keeps its type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = [{"items": "<< rows >>"}, "<< row >>"]))]
     pub body: Option<Value>,
     /// How the body is encoded (default json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,9 +334,11 @@ pub struct RawReadResponse {
     pub codec: Option<Codec>,
     /// Template over `body`; a false result fails the request, e.g. `<< body.ok >>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< body.ok >>", "<< body.code == 0 >>"]))]
     pub success: Option<String>,
     /// Template over `body` giving the message when `success` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< body.message >>"]))]
     pub error: Option<String>,
     /// Template over `body` and `status`: true when the answer asks for the same request again
     /// later (a "busy" error in a 200); it is repeated with the connection's backoff.
@@ -309,34 +350,47 @@ pub struct RawReadResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// Name of a connection.
+    /// Name of a connection (a key under `connections`).
+    #[schemars(extend("examples" = ["shop", "guanyi"]))]
     pub connection: String,
     /// Name of the source object in the mapping store (default: the scheme name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["order", "BD_Customer"]))]
     pub object: Option<String>,
+    /// The list request. Its templates read `window.start`/`window.end` (the incremental
+    /// window) and `page.number`, `page.size`, `page.offset`, `page.cursor`.
     pub request: RawRequest,
+    /// How to read and judge the answer (`http` connector; built-in connectors judge their
+    /// vendor's envelope themselves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RawReadResponse>,
     /// JSONPath selecting the records in a page, e.g. `$.data.orders[*]` (built-in
     /// connectors know the list key of each api, so they may leave it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data.orders[*]", "$.items[*]"]))]
     pub records: Option<String>,
     /// JSONPath selecting the ids of records deleted at the source, e.g.
     /// `$.data.deleted[*]`, written as `id` gives them (Simply CRM's `sync` knows its own).
     /// Each goes to `target.delete`, or is counted and logged when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data.deleted[*]"]))]
     pub deleted: Option<String>,
+    /// How the source is paged; choose a `style`. Built-in connectors page their list apis
+    /// themselves, so leave it out there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<RawPagination>,
+    /// Read in time windows from a checkpoint, so each run reads only what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<RawIncremental>,
     /// Fetch each listed record's full version (e.g. a bill with its detail rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<RawDetail>,
     /// Template giving a record's source id, e.g. `<< order_no >>`.
+    #[schemars(extend("examples" = ["<< order_no >>", "<< masterFieldVal.id >>"]))]
     pub id: String,
     /// Template giving a record's display name (stored with its mapping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< customer_name >>"]))]
     pub name: Option<String>,
 }
 
@@ -344,9 +398,12 @@ pub struct RawSource {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDetail {
+    /// The detail request, sent once per listed record; its templates read that record,
+    /// e.g. `body: {id: "<< id >>"}`.
     pub request: RawRequest,
     /// JSONPath of the full record in the answer (built-in connectors know it per api).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data"]))]
     pub records: Option<String>,
 }
 
@@ -364,60 +421,101 @@ pub enum StopRule {
     HasMore,
 }
 
-/// How the source is paged. Request templates read `page.number`, `page.size`,
-/// `page.offset` and `page.cursor`.
+/// How the source is paged: `style` is one of `none`, `page_number`, `offset`, `cursor` or
+/// `next_link`, and each style takes only its own fields. Request templates read
+/// `page.number`, `page.size`, `page.offset` and `page.cursor`.
+// Each variant carries a `title` naming its style, so an editor that matches no variant can
+// say which ones it tried; `ferry validate` names the style a misplaced field belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(title = "Pagination", transform = describe_style_tag)]
 pub enum RawPagination {
-    /// One request, no paging.
+    /// One request per window, no paging: `{style: none}`.
+    #[schemars(title = "No paging (`style: none`)")]
     None {},
-    /// `page.number` counts up from `start`.
+    /// Page numbers: `page.number` counts up from `start` (default 1), `size` records a
+    /// page, e.g. `{style: page_number, start: 1, size: 100, stop: total, total: $.data.total}`.
+    #[schemars(title = "Page numbers (`style: page_number`)")]
     PageNumber {
+        /// The first page's number (default 1; some APIs count from 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = [1, 0]))]
         start: Option<i64>,
+        /// Records asked for per page (`page.size` in templates).
+        #[schemars(extend("examples" = [100]))]
         size: u64,
+        /// When the read stops (default: `total` when `total` is set, else `has_more` when
+        /// `has_more` is set, else `empty_page`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stop: Option<StopRule>,
         /// JSONPath to the total record count.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = ["$.data.total", "$.total"]))]
         total: Option<String>,
         /// JSONPath to a has-more flag.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = ["$.data.has_more"]))]
         has_more: Option<String>,
+        /// Abort the read (never truncate it silently) after this many pages in one window.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_pages: Option<u64>,
     },
-    /// `page.offset` counts up by `size` from `start` (default 0).
+    /// Record offsets: `page.offset` counts up by `size` from `start` (default 0), e.g.
+    /// `{style: offset, size: 100, total: $.data.total}`.
+    #[schemars(title = "Record offsets (`style: offset`)")]
     Offset {
+        /// The first page's offset (default 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start: Option<i64>,
+        /// Records asked for per page (`page.size` in templates); the offset grows by it.
+        #[schemars(extend("examples" = [100]))]
         size: u64,
+        /// When the read stops (default: `total` when `total` is set, else `has_more` when
+        /// `has_more` is set, else `empty_page`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stop: Option<StopRule>,
+        /// JSONPath to the total record count.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = ["$.data.total", "$.total"]))]
         total: Option<String>,
+        /// JSONPath to a has-more flag.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = ["$.data.has_more"]))]
         has_more: Option<String>,
+        /// Abort the read (never truncate it silently) after this many pages in one window.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_pages: Option<u64>,
     },
-    /// `page.cursor` is a token read from the previous response; no token ends the read.
+    /// A cursor token: `page.cursor` is read from the previous response; no token ends the
+    /// read, e.g. `{style: cursor, cursor: $.data.next_cursor, size: 100}`.
+    #[schemars(title = "Cursor tokens (`style: cursor`)")]
     Cursor {
         /// JSONPath to the next cursor token.
+        #[schemars(extend("examples" = ["$.data.next_cursor", "$.meta.cursor"]))]
         cursor: String,
+        /// Records asked for per page, offered to templates as `page.size`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
+        /// JSONPath to a has-more flag; with it the read stops when the flag is false,
+        /// without it at the first empty page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("examples" = ["$.data.has_more"]))]
         has_more: Option<String>,
+        /// Abort the read (never truncate it silently) after this many pages in one window.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_pages: Option<u64>,
     },
-    /// The response names the next page's URL; no link ends the read.
+    /// A next-page link: the response names the next page's URL; no link ends the read, e.g.
+    /// `{style: next_link, next: $.links.next}`.
+    #[schemars(title = "Next-page links (`style: next_link`)")]
     NextLink {
         /// JSONPath to the next URL (absolute, or a path on the same connection).
+        #[schemars(extend("examples" = ["$.links.next", "$.next"]))]
         next: String,
+        /// Records asked for per page, offered to templates as `page.size`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
+        /// Abort the read (never truncate it silently) after this many pages in one window.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_pages: Option<u64>,
     },
@@ -429,17 +527,22 @@ pub enum RawPagination {
 pub struct RawIncremental {
     /// Record field holding the modification time (reported as the high-water mark).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["modified_at", "modify_date", "masterFieldVal.lastModifyTime"]))]
     pub field: Option<String>,
     /// First window start when there is no checkpoint, e.g. `2024-01-01 00:00:00`.
+    #[schemars(extend("examples" = ["2024-01-01 00:00:00", "2024-01-01"]))]
     pub start: String,
     /// Window length, e.g. `1d`, `6h`, `30m` (default 1d).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["1d", "6h", "30d"]))]
     pub window: Option<String>,
     /// Each window also re-reads this much before its start (default 0s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["10m"]))]
     pub lookback: Option<String>,
     /// Windows end no later than now minus lag (default 0s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["1m"]))]
     pub lag: Option<String>,
 }
 
@@ -447,10 +550,12 @@ pub struct RawIncremental {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    /// Name of a connection.
+    /// Name of a connection (a key under `connections`).
+    #[schemars(extend("examples" = ["erp", "k3cloud"]))]
     pub connection: String,
     /// Name of the target object in the mapping store, e.g. `BD_Customer` (default: the scheme name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["BD_Customer", "SAL_SaleOrder"]))]
     pub object: Option<String>,
     /// Rows per write request (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,9 +563,11 @@ pub struct RawTarget {
     pub batch: Option<u32>,
     /// Template over the row giving its business key, for matching per-row results by key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< FNumber >>", "<< FBillNo >>"]))]
     pub key: Option<String>,
     /// Template giving the target name stored in the mapping (default: the source name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< FName >>"]))]
     pub name: Option<String>,
     /// Operation for records without a mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -487,18 +594,23 @@ pub struct RawTarget {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLookup {
+    /// The look-up request; its templates read `key` (or `keys` with `rows`) and `row`.
     pub request: RawRequest,
+    /// How to read and judge the answer (`http` connector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RawReadResponse>,
     /// JSONPath to the found record's target id; nothing there (or null) means "not found".
     /// With `rows`, a JSONPath over each found record.
+    #[schemars(extend("examples" = ["$.data.id", "$[0]"]))]
     pub id: String,
     /// Look many keys up in one request: JSONPath selecting the records found. The request's
     /// templates then read `keys` (the list of business keys) instead of `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$[*]", "$.data.items[*]"]))]
     pub rows: Option<String>,
     /// With `rows`: JSONPath over each found record giving its business key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$[1]", "$.number"]))]
     pub key: Option<String>,
     /// With `rows`: most keys per request (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -509,7 +621,9 @@ pub struct RawLookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Per {
+    /// One request per batch of rows; its templates read `rows`.
     Batch,
+    /// One request per row; its templates read `row`.
     Row,
 }
 
@@ -517,7 +631,11 @@ pub enum Per {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOperation {
+    /// The write request; its templates read `rows` (per batch) or `row` (per row), and
+    /// `target_id` in an update.
     pub request: RawRequest,
+    /// How to read the answer: success, the ids written and the rows refused (`http`
+    /// connector; built-in connectors read their vendor's answers themselves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RawWriteResponse>,
     /// `batch` (body uses `rows`) or `row` (body uses `row`); inferred from the templates when absent.
@@ -545,13 +663,16 @@ pub enum RetryWrites {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWriteResponse {
+    /// Body codec (default json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<Codec>,
     /// Template over `body`; false fails the whole request, e.g. `<< body.code == 0 >>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< body.code == 0 >>", "<< body.ok >>"]))]
     pub success: Option<String>,
     /// Template over `body` giving the message of a failed request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["<< body.message >>"]))]
     pub error: Option<String>,
     /// Template over `body` and `status`: true when the target did not act and asks for the
     /// same request again later; it is repeated with the connection's backoff.
@@ -559,9 +680,11 @@ pub struct RawWriteResponse {
     pub retry: Option<String>,
     /// JSONPath to the target ids of the rows that succeeded, in row order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data.results[*].id"]))]
     pub row_ids: Option<String>,
     /// JSONPath to the elements describing failed rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data.errors[*]"]))]
     pub row_errors: Option<String>,
     /// Template over a failed element giving the row's 0-based position (default `<< index >>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -574,6 +697,7 @@ pub struct RawWriteResponse {
     pub row_error_message: Option<String>,
     /// For one-row requests: JSONPath to the target id in the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.data.id"]))]
     pub id: Option<String>,
 }
 
@@ -588,10 +712,26 @@ fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
                 "type": "object",
                 "required": ["for_each", "fields"],
                 "properties": {
-                    "for_each": { "type": "string", "description": "JSONPath over the record selecting detail rows" },
-                    "fields": { "type": "object", "additionalProperties": { "$ref": "#/$defs/FieldValue" } },
-                    "key": { "type": "string", "description": "Template over a detail row giving its identity in the source, unique within the record (default: its position in the list). Used with `target_id`." },
-                    "target_id": { "type": "string", "description": "The detail row's field that holds the target's id of the row (e.g. `FEntryID`). Ferry stores the ids the target answers and sends them on update, so changed rows are updated instead of appended. Not one of `fields`." }
+                    "for_each": {
+                        "type": "string",
+                        "description": "JSONPath over the record selecting detail rows",
+                        "examples": ["$.lines[*]"]
+                    },
+                    "fields": {
+                        "type": "object",
+                        "description": "The fields of each detail row; their templates read the detail row's own fields",
+                        "additionalProperties": { "$ref": "#/$defs/FieldValue" }
+                    },
+                    "key": {
+                        "type": "string",
+                        "description": "Template over a detail row giving its identity in the source, unique within the record (default: its position in the list). Used with `target_id`.",
+                        "examples": ["<< line_no >>"]
+                    },
+                    "target_id": {
+                        "type": "string",
+                        "description": "The detail row's field that holds the target's id of the row (e.g. `FEntryID`). Ferry stores the ids the target answers and sends them on update, so changed rows are updated instead of appended. Not one of `fields`.",
+                        "examples": ["FEntryID"]
+                    }
                 },
                 "additionalProperties": false
             },
@@ -604,12 +744,252 @@ fn field_tree_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schemars::json_schema!({
         "description": "Target fields. A string is a template (`<< expr >>`; a whole-value template keeps its type) or a JSONPath (`$.a.b`); an object nests fields; an object with `for_each` (a JSONPath over the record) and `fields` builds detail rows (with `target_id`, and optionally `key`, matched to the target's rows on update).",
         "type": "object",
-        "additionalProperties": { "$ref": "#/$defs/FieldValue" }
+        "additionalProperties": { "$ref": "#/$defs/FieldValue" },
+        "examples": [{
+            "FNumber": "<< code >>",
+            "FName": "<< name | trim >>",
+            "FEntity": { "for_each": "$.lines[*]", "fields": { "FQty": "<< qty | int >>" } }
+        }]
     })
 }
+
+/// Describes the tag property (`tag`) of every variant of a tagged enum's `oneOf`: an editor
+/// hovering `style: cursor` then shows what that style is, not a bare constant.
+///
+/// Every variant is a mapping, so the enum says so itself: an editor then reports a scalar
+/// written in its place against the enum's title, not against one variant's.
+fn describe_tag(schema: &mut schemars::Schema, tag: &str) {
+    schema.insert("type".into(), Value::String("object".into()));
+    let Some(variants) = schema.get_mut("oneOf").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for variant in variants {
+        let Some(variant) = variant.as_object_mut() else {
+            continue;
+        };
+        let what = variant
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let Some(property) = variant
+            .get_mut("properties")
+            .and_then(|properties| properties.get_mut(tag))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let Some(value) = property.get("const").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        property.insert(
+            "description".into(),
+            Value::String(
+                format!("`{tag}: {value}` selects this variant. {what}")
+                    .trim_end()
+                    .to_string(),
+            ),
+        );
+        property.insert("examples".into(), Value::Array(vec![Value::String(value)]));
+    }
+}
+
+fn describe_connector_tag(schema: &mut schemars::Schema) {
+    describe_tag(schema, "connector");
+}
+
+fn describe_style_tag(schema: &mut schemars::Schema) {
+    describe_tag(schema, "style");
+}
+
+/// The `$id` of the scheme language's JSON Schema. It names the schema and is never fetched:
+/// editors load the file itself (`schema/scheme.schema.json`, through the modeline at the top
+/// of a scheme or an editor setting). A URN, because Ferry owns no web address that a URL
+/// here could promise to serve; `v1` changes only with an incompatible scheme language.
+pub const SCHEMA_ID: &str = "urn:ferry:scheme-schema:v1";
 
 /// The JSON Schema of the scheme language.
 pub fn json_schema() -> Value {
     let schema = schemars::schema_for!(RawScheme);
-    schema.to_value()
+    let generated = match schema.to_value() {
+        Value::Object(generated) => generated,
+        other => return other,
+    };
+    // Identity first, then the rest in the generated order.
+    let mut ordered = Map::new();
+    for key in ["$schema", "$id", "title", "description"] {
+        match key {
+            "$id" => {
+                ordered.insert(key.into(), Value::String(SCHEMA_ID.into()));
+            }
+            _ => {
+                if let Some(value) = generated.get(key) {
+                    ordered.insert(key.into(), value.clone());
+                }
+            }
+        }
+    }
+    for (key, value) in generated {
+        ordered.entry(key).or_insert(value);
+    }
+    Value::Object(ordered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `(path, property schema)` under a `properties` map anywhere in `node`.
+    fn properties<'v>(node: &'v Value, path: &str, out: &mut Vec<(String, &'v Value)>) {
+        match node {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if key == "properties" {
+                        for (name, property) in child.as_object().into_iter().flatten() {
+                            let here = format!("{path}.{name}");
+                            out.push((here.clone(), property));
+                            properties(property, &here, out);
+                        }
+                    } else {
+                        properties(child, &format!("{path}/{key}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    properties(item, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_property_has_a_description() {
+        let schema = json_schema();
+        let mut all = Vec::new();
+        properties(&schema, "#", &mut all);
+        assert!(all.len() > 150, "the walk found only {} properties", all.len());
+        let undescribed: Vec<&str> = all
+            .iter()
+            .filter(|(_, property)| {
+                property
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(|text| text.trim().is_empty())
+            })
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert!(
+            undescribed.is_empty(),
+            "properties without a description (add a doc comment to the field):\n  {}",
+            undescribed.join("\n  ")
+        );
+    }
+
+    /// Each variant of a tagged enum names its tag value in its title, and the tag property
+    /// is a described constant. Returns the tag values in order.
+    fn tagged_variants(schema: &Value, definition: &str, tag: &str) -> Vec<String> {
+        let enum_schema = &schema["$defs"][definition];
+        assert!(enum_schema["title"].is_string(), "{definition} has no title");
+        assert_eq!(enum_schema["type"], "object", "{definition}");
+        let variants = enum_schema["oneOf"].as_array().expect("a oneOf");
+        variants
+            .iter()
+            .map(|variant| {
+                let property = &variant["properties"][tag];
+                let value = property["const"].as_str().expect("the tag is a constant").to_string();
+                let title = variant["title"].as_str().unwrap_or_default();
+                assert!(
+                    title.contains(&format!("`{tag}: {value}`")),
+                    "{definition} variant `{value}` has title {title:?}"
+                );
+                assert!(variant["description"].is_string(), "{definition} variant `{value}`");
+                let about = property["description"].as_str().unwrap_or_default();
+                assert!(
+                    about.starts_with(&format!("`{tag}: {value}` selects")),
+                    "{definition}.{tag} of `{value}`: {about:?}"
+                );
+                assert_eq!(variant["required"][0], tag, "{definition} variant `{value}`");
+                assert_eq!(property["examples"], serde_json::json!([value]), "{definition}.{tag}");
+                value
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tagged_variants_have_titles_and_described_tags() {
+        let schema = json_schema();
+        assert_eq!(
+            tagged_variants(&schema, "RawPagination", "style"),
+            ["none", "page_number", "offset", "cursor", "next_link"]
+        );
+        let connectors: Vec<&str> = crate::connector::CONNECTORS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(tagged_variants(&schema, "RawConnection", "connector"), connectors);
+    }
+
+    #[test]
+    fn the_schema_names_itself_first_with_a_stable_id() {
+        let schema = json_schema();
+        let keys: Vec<&str> = schema.as_object().unwrap().keys().map(String::as_str).take(4).collect();
+        assert_eq!(keys, ["$schema", "$id", "title", "description"]);
+        // Editors and users may pin this id; change it only with an incompatible language.
+        assert_eq!(schema["$id"], "urn:ferry:scheme-schema:v1");
+        assert_eq!(schema["title"], "Ferry integration scheme");
+    }
+
+    /// Every `(property name, example)` in the schema.
+    fn examples(schema: &Value) -> Vec<(String, Value)> {
+        let mut all = Vec::new();
+        properties(schema, "#", &mut all);
+        all.iter()
+            .flat_map(|(path, property)| {
+                let name = path.rsplit('.').next().unwrap_or_default().to_string();
+                property["examples"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(move |example| (name.clone(), example.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_typed_fields_have_examples_and_every_example_is_valid() {
+        let schema = json_schema();
+        let examples = examples(&schema);
+        for wanted in [
+            "timeout", "window", "lookback", "lag", "start", "records", "total", "cursor", "next", "row_ids", "id",
+            "api", "success", "timezone", "base_url", "for_each",
+        ] {
+            assert!(
+                examples.iter().any(|(name, _)| name == wanted),
+                "`{wanted}` has no examples"
+            );
+        }
+        let templates = crate::template::TemplateEnv::new(Default::default());
+        let mut checked = 0;
+        for (name, example) in &examples {
+            let Some(text) = example.as_str() else { continue };
+            let problem = if matches!(
+                name.as_str(),
+                "timeout" | "backoff" | "max_backoff" | "max_elapsed" | "window" | "lookback" | "lag"
+            ) {
+                crate::window::parse_duration(text).err()
+            } else if name == "start" {
+                crate::window::parse_time(text, chrono_tz::Asia::Shanghai).err()
+            } else if name == "timezone" {
+                text.parse::<chrono_tz::Tz>().err().map(|e| e.to_string())
+            } else if text.starts_with('$') && !text.starts_with("${") {
+                crate::extract::JsonPath::parse(text).err().map(|e| e.to_string())
+            } else if text.contains("<<") {
+                templates.compile(text).err().map(|e| e.message)
+            } else {
+                continue;
+            };
+            assert!(problem.is_none(), "example {text:?} of `{name}`: {problem:?}");
+            checked += 1;
+        }
+        assert!(checked > 30, "only {checked} examples were checked");
+    }
 }

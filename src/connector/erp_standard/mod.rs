@@ -86,6 +86,7 @@ impl Api {
 /// Credentials and knobs of one connection to a standard-interface ERP.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ErpStandardSettings")]
 pub struct Settings {
     /// The authentication string sent as the `token` header.
     pub token: String,

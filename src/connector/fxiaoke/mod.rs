@@ -43,6 +43,7 @@ pub const SECRET_FIELDS: &[&str] = &["app_secret", "permanent_code"];
 /// Which token scheme the tenant uses. The two must not be mixed in one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "FxiaokeGeneration")]
 pub enum Generation {
     /// `POST /cgi/corpAccessToken/get/V2`; token, corpId and operator in the JSON body.
     #[default]
@@ -54,6 +55,7 @@ pub enum Generation {
 /// Credentials and knobs of one Fxiaoke connection.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "FxiaokeSettings")]
 pub struct Settings {
     /// The custom app's id, `FSAID_…`.
     pub app_id: String,

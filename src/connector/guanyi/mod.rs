@@ -62,6 +62,7 @@ pub const DEFAULT_THROTTLE_HINTS: &[&str] = &["频繁", "限流", "频率", "rat
 /// retries…) live beside these in the connection, not here.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "GuanyiSettings")]
 pub struct Settings {
     /// `appkey` from ERP 控制面板 → 应用授权 → 云ERP授权.
     pub appkey: String,

@@ -59,6 +59,7 @@ pub const DEFAULT_MAX_WINDOW_HOURS: u32 = 24;
 /// Credentials and knobs of one Jackyun connection.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "JackyunSettings")]
 pub struct Settings {
     /// The `appkey` issued by the Jackyun open platform.
     pub appkey: String,

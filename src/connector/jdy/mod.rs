@@ -70,6 +70,7 @@ pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
 /// Which API generation the tenant uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "JdyGeneration")]
 pub enum Generation {
     /// Legacy `access_token` API (`/jdy/<module>/<obj>_list`).
     V1,
@@ -92,6 +93,7 @@ pub enum ModifyTimeFormat {
 /// Credentials and knobs of one jdy connection.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "JdySettings")]
 pub struct Settings {
     /// API generation: `v2` (default) or legacy `v1`.
     #[serde(default)]

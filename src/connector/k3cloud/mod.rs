@@ -87,6 +87,7 @@ pub enum ValidateUserBody {
 /// timeouts, retries, concurrency, extra headers) are added by the engine.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "K3CloudSettings")]
 pub struct Settings {
     /// Data-center id (AcctID, 数据中心ID) from 第三方系统登录授权.
     pub acct_id: String,

@@ -75,6 +75,7 @@ pub const DEFAULT_SERVER_TIMEZONE: &str = "UTC";
 /// Credentials and knobs of one Simply CRM connection.
 #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SimplyCrmSettings")]
 pub struct Settings {
     /// The CRM user name that logs in.
     pub username: String,
