@@ -319,6 +319,22 @@ impl RunHistory for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.lock().runs.get(&id).cloned())
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.lock();
+        let mut newest: std::collections::BTreeMap<&str, &RunRecord> = std::collections::BTreeMap::new();
+        for run in state.runs.values() {
+            if scheme.is_some_and(|s| s != run.scheme) || status.is_some_and(|s| s != run.status) {
+                continue;
+            }
+            newest.insert(&run.scheme, run);
+        }
+        Ok(newest.into_values().cloned().collect())
+    }
 }
 
 impl BatchWriter for MemoryStore {

@@ -304,6 +304,10 @@ pub enum StoreError {
     #[error("cannot open store at {location}: {reason} — pass --store or set FERRY_STORE to a writable path")]
     Open { location: String, reason: String },
 
+    /// A command that only reads found no store ([`Store::open_existing`]).
+    #[error("no store at {location}: {reason}")]
+    Missing { location: String, reason: String },
+
     #[error("cannot bring the store at {location} up to date: {reason} — {hint}")]
     Migrate {
         location: String,
@@ -608,6 +612,17 @@ pub trait RunHistory {
         scheme: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+
+    /// One run by id.
+    fn run(&self, id: i64) -> impl Future<Output = Result<Option<RunRecord>, StoreError>> + Send;
+
+    /// The newest run of each scheme (only of `scheme`, when given; only runs whose status
+    /// is `status`, when given), by scheme name.
+    fn latest_runs(
+        &self,
+        scheme: Option<&str>,
+        status: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
 }
 
 /// Atomic per-batch writes.
@@ -650,6 +665,37 @@ impl Store {
             Location::SqliteFile(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
             Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
         }
+    }
+
+    /// Open a store that already exists, creating nothing: a missing SQLite file, or a
+    /// database without Ferry's tables, is an error naming the location. For commands that
+    /// only read (listings, `ferry status`).
+    pub async fn open_existing(location: &str) -> Result<Store, StoreError> {
+        match parse_location(location)? {
+            Location::Memory => Ok(Store::memory()),
+            Location::SqliteFile(path) => {
+                if !std::path::Path::new(path).exists() {
+                    return Err(StoreError::Missing {
+                        location: path.to_owned(),
+                        reason: "nothing has run with this --store yet (a `ferry run` creates it); pass the \
+                                 --store (or FERRY_STORE) your runs use"
+                            .to_owned(),
+                    });
+                }
+                Ok(Store::Sqlite(SqliteStore::open(path).await?))
+            }
+            Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open_existing(url).await?)),
+        }
+    }
+
+    /// The directory a SQLite store's file lives in, when it does not exist (a store in
+    /// memory or in Postgres has none).
+    pub fn missing_directory(location: &str) -> Option<std::path::PathBuf> {
+        let Ok(Location::SqliteFile(path)) = parse_location(location) else {
+            return None;
+        };
+        let parent = std::path::Path::new(path).parent()?;
+        (!parent.as_os_str().is_empty() && !parent.exists()).then(|| parent.to_path_buf())
     }
 
     /// A fresh, empty in-memory store.
@@ -803,6 +849,14 @@ impl RunHistory for Store {
 
     async fn recent_runs(&self, scheme: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         dispatch!(self, s => s.recent_runs(scheme, limit).await)
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        dispatch!(self, s => s.run(id).await)
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, s => s.latest_runs(scheme, status).await)
     }
 }
 

@@ -502,6 +502,35 @@ impl RunHistory for SqliteStore {
             .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
             .collect()
     }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        const ACTION: &str = "reading a run";
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        row.as_ref()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .transpose()
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        const ACTION: &str = "listing the latest runs";
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
+             WHERE (?1 IS NULL OR scheme = ?1) AND (?2 IS NULL OR status = ?2) GROUP BY scheme) ORDER BY scheme"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scheme)
+            .bind(status)
+            .fetch_all(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .collect()
+    }
 }
 
 impl BatchWriter for SqliteStore {

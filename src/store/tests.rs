@@ -736,6 +736,16 @@ async fn run_history(store: &Store) {
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].id, third);
 
+    assert_eq!(store.run(first).await.unwrap().unwrap().status, "partial");
+    assert_eq!(store.run(987_654).await.unwrap(), None);
+    // The newest run of each scheme, by scheme name; or only runs of one status.
+    let latest = store.latest_runs(None, None).await.unwrap();
+    let latest: Vec<(&str, i64)> = latest.iter().map(|r| (r.scheme.as_str(), r.id)).collect();
+    assert_eq!(latest, [("invoices", second), ("orders", third)]);
+    let partial = store.latest_runs(Some("orders"), Some("partial")).await.unwrap();
+    assert_eq!(partial.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
+    assert!(store.latest_runs(Some("invoices"), Some("partial")).await.unwrap().is_empty());
+
     let missing = store.finish_run(987_654, "ok", &json!({})).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound { .. }));
     assert!(missing.to_string().contains("run 987654"), "{missing}");
