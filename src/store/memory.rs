@@ -171,7 +171,7 @@ impl MappingStore for MemoryStore {
         let source_ids: HashSet<&str> = q.source_ids.iter().map(String::as_str).collect();
         let target_ids: HashSet<&str> = q.target_ids.iter().map(String::as_str).collect();
         let state = self.lock();
-        let matches = state
+        let mut matches: Vec<&Mapping> = state
             .mappings
             .iter()
             .filter(|((scheme, _), _)| q.scheme.as_ref().is_none_or(|s| s == scheme))
@@ -179,6 +179,16 @@ impl MappingStore for MemoryStore {
             .filter(|m| source_ids.is_empty() || source_ids.contains(m.source_id.as_str()))
             .filter(|m| target_ids.is_empty() || m.target_id.as_deref().is_some_and(|t| target_ids.contains(t)))
             .filter(|m| q.status.is_none_or(|s| s == m.status))
+            .collect();
+        matches.sort_by(|a, b| {
+            (&a.scheme, &a.source_object, super::natural_key(&a.source_id)).cmp(&(
+                &b.scheme,
+                &b.source_object,
+                super::natural_key(&b.source_id),
+            ))
+        });
+        let matches = matches
+            .into_iter()
             .skip(limit_to_usize(q.offset))
             .take(q.limit.map_or(usize::MAX, limit_to_usize))
             .cloned()

@@ -25,7 +25,8 @@
 //!   were chosen over RFC 3339 text because they are smaller, sort and compare
 //!   cheaply and map to `BIGINT` in Postgres unchanged.
 //! - **Listing order** is stable: mappings by `(scheme, source_object, source_id)`
-//!   in byte order, failures newest `last_seen` first, runs newest first.
+//!   with source ids in natural order of their trailing number ([`natural_key`]: `1, 2,
+//!   10`, `SO-9, SO-10`), failures newest `last_seen` first, runs newest first.
 //! - **Mapping statuses** are `created`, `updated`, `failed`, `pending` and `deleted` (the
 //!   target record was deleted because its source record was); only `created` and
 //!   `updated` mappings answer `mapped_id`.
@@ -867,6 +868,13 @@ impl BatchWriter for Store {
 }
 
 // ---- helpers shared by the backends -------------------------------------------------
+
+/// The order of mapping listings: a source id's text before its trailing digits, then its
+/// length, then its bytes, so ids that differ in a trailing number sort by that number.
+/// The SQL backends order by the same key (`rtrim(id, '0123456789'), length(id), id`).
+pub fn natural_key(id: &str) -> (&str, usize, &str) {
+    (id.trim_end_matches(|c: char| c.is_ascii_digit()), id.chars().count(), id)
+}
 
 /// The current time at the stored precision (milliseconds).
 pub(crate) fn now() -> DateTime<Utc> {

@@ -350,7 +350,7 @@ impl MappingStore for PostgresStore {
         }
         // A NULL limit means "no limit" in PostgreSQL.
         sql.push_str(&format!(
-            " ORDER BY scheme, source_object, source_id LIMIT {} OFFSET {}",
+            " ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT {} OFFSET {}",
             params.next(),
             params.next()
         ));

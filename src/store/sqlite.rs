@@ -294,7 +294,7 @@ impl MappingStore for SqliteStore {
         if q.status.is_some() {
             sql.push_str(" AND status = ?");
         }
-        sql.push_str(" ORDER BY scheme, source_object, source_id LIMIT ? OFFSET ?");
+        sql.push_str(" ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT ? OFFSET ?");
         let mut query = sqlx::query(&sql);
         if let Some(scheme) = &q.scheme {
             query = query.bind(scheme.as_str());
