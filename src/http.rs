@@ -336,7 +336,9 @@ impl HttpClient {
             match &outcome {
                 Ok(_) => self.note_reach(&conn.name, Ok(())),
                 Err(failed) if failed.delivered => self.note_reach(&conn.name, Ok(())),
-                Err(failed) if failed.error.kind == ErrorKind::Transport => self.note_reach(&conn.name, Err(&failed.error)),
+                Err(failed) if failed.error.kind == ErrorKind::Transport => {
+                    self.note_reach(&conn.name, Err(&failed.error))
+                }
                 Err(_) => {}
             }
             match outcome {

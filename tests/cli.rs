@@ -428,7 +428,7 @@ fn dry_run_prints_redacted_requests_and_writes_nothing() {
 }
 
 #[test]
-fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
+fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_143() {
     let (rt, sim, url) = start_sim(ShopConfig {
         records: 3000,
         token: Some("demo-token".into()),
@@ -461,7 +461,7 @@ fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
     assert!(text(&refused.stderr).contains("--wait"));
     drop(lock);
 
-    // SIGTERM: the run stops, commits what it wrote, and exits 3.
+    // SIGTERM: the run stops, commits what it wrote, and exits 143 (stopped on request, no failure).
     let mut child = Command::new(BIN)
         .args([
             "run",
@@ -493,7 +493,7 @@ fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status.code(), Some(143));
     let written = sim.target_count();
     assert!(written < 20_000, "stopped before the end");
     let mappings = ferry(

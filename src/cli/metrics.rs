@@ -226,7 +226,11 @@ fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
         Some(open) => (&line[..open], &line[open + 1..]),
         None => {
             let (name, value) = line.split_once(' ')?;
-            return Some((name.to_string(), BTreeMap::new(), value.split_whitespace().next()?.parse().ok()?));
+            return Some((
+                name.to_string(),
+                BTreeMap::new(),
+                value.split_whitespace().next()?.parse().ok()?,
+            ));
         }
     };
     let mut labels = BTreeMap::new();
@@ -281,9 +285,7 @@ pub fn encode(all: &BTreeMap<String, SchemeMetrics>) -> Result<String, String> {
     // built on gauges with the counter type declared.
     let counter = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, String> {
         let family = GaugeVec::new(Opts::new(name, help), labels).map_err(failed)?;
-        registry
-            .register(Box::new(AsCounter(family.clone())))
-            .map_err(failed)?;
+        registry.register(Box::new(AsCounter(family.clone()))).map_err(failed)?;
         Ok(family)
     };
     let last_success = family(
@@ -306,7 +308,11 @@ pub fn encode(all: &BTreeMap<String, SchemeMetrics>) -> Result<String, String> {
         "How long the scheme's last run took.",
         &["scheme"],
     )?;
-    let runs = counter("ferry_runs_total", "Runs of the scheme, by outcome.", &["scheme", "outcome"])?;
+    let runs = counter(
+        "ferry_runs_total",
+        "Runs of the scheme, by outcome.",
+        &["scheme", "outcome"],
+    )?;
     let records = counter(
         "ferry_records_total",
         "Records of the scheme's runs, by what happened to them (read, created, updated, unchanged, duplicates, skipped, failed, deleted).",
@@ -362,7 +368,9 @@ pub fn encode(all: &BTreeMap<String, SchemeMetrics>) -> Result<String, String> {
         }
     }
     let mut out = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut out).map_err(failed)?;
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .map_err(failed)?;
     String::from_utf8(out).map_err(|e| format!("cannot encode the metrics: {e}"))
 }
 
@@ -436,7 +444,10 @@ mod tests {
             text.contains("# TYPE ferry_records_total counter"),
             "counters keep their type: {text}"
         );
-        assert!(text.contains("ferry_last_success_timestamp_seconds{scheme=\"orders\"} 1000"), "{text}");
+        assert!(
+            text.contains("ferry_last_success_timestamp_seconds{scheme=\"orders\"} 1000"),
+            "{text}"
+        );
 
         let mut again = parse(&text);
         assert_eq!(again, all, "the file reads back as written");
@@ -447,14 +458,38 @@ mod tests {
             &StoreFacts::default(),
         );
         let text = encode(&again).unwrap();
-        assert!(text.contains("ferry_last_success_timestamp_seconds{scheme=\"orders\"} 1000"), "{text}");
-        assert!(text.contains("ferry_last_run_timestamp_seconds{outcome=\"failed_rows\",scheme=\"orders\"} 2000"), "{text}");
-        assert!(text.contains("ferry_last_run_timestamp_seconds{outcome=\"ok\",scheme=\"orders\"} 1000"), "{text}");
-        assert!(text.contains("ferry_records_total{outcome=\"created\",scheme=\"orders\"} 10"), "{text}");
-        assert!(text.contains("ferry_records_total{outcome=\"failed\",scheme=\"orders\"} 4"), "{text}");
-        assert!(text.contains("ferry_source_requests_total{scheme=\"orders\"} 4"), "{text}");
-        assert!(text.contains("ferry_target_requests_total{scheme=\"orders\"} 6"), "{text}");
-        assert!(text.contains("ferry_last_success_timestamp_seconds{scheme=\"invoices\"} 5"), "{text}");
+        assert!(
+            text.contains("ferry_last_success_timestamp_seconds{scheme=\"orders\"} 1000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_last_run_timestamp_seconds{outcome=\"failed_rows\",scheme=\"orders\"} 2000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_last_run_timestamp_seconds{outcome=\"ok\",scheme=\"orders\"} 1000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_records_total{outcome=\"created\",scheme=\"orders\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_records_total{outcome=\"failed\",scheme=\"orders\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_source_requests_total{scheme=\"orders\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_target_requests_total{scheme=\"orders\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_last_success_timestamp_seconds{scheme=\"invoices\"} 5"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -764,11 +764,8 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         }
     };
     let json = args.output.is_json();
-    let show_progress = !args.quiet
-        && !args.no_progress
-        && !json
-        && log_format == LogFormat::Text
-        && std::io::stderr().is_terminal();
+    let show_progress =
+        !args.quiet && !args.no_progress && !json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(output::ProgressBar::new()));
     let (dry_run_sink, source_sink) = match (args.dry_run, json) {
         (false, _) => (None, None),
@@ -852,10 +849,11 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         "run finished"
     );
     // `--quiet`: no summary unless something failed.
-    let show_summary = !args.quiet || matches!(
-        outcome,
-        engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
-    );
+    let show_summary = !args.quiet
+        || matches!(
+            outcome,
+            engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
+        );
     if show_summary {
         if json && args.dry_run {
             // After the planned requests, one JSON object per line.
@@ -1258,7 +1256,9 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                     exit::OK
                 }
                 Ok(None) => {
-                    logging::error(format_args!("no failure with id {id}; list them with `ferry failures list`"));
+                    logging::error(format_args!(
+                        "no failure with id {id}; list them with `ferry failures list`"
+                    ));
                     exit::CONFIG
                 }
                 Err(e) => {

@@ -37,7 +37,10 @@ pub fn check_creatable(location: &str, create: CreateDirsArg) -> Result<(), i32>
     };
     if create.create_dirs {
         return std::fs::create_dir_all(&missing).map_err(|e| {
-            logging::error(format_args!("cannot create the store's directory {}: {e}", missing.display()));
+            logging::error(format_args!(
+                "cannot create the store's directory {}: {e}",
+                missing.display()
+            ));
             exit::CONFIG
         });
     }

@@ -417,6 +417,20 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
+    // A dry run counts the rows of the creates and updates it planned.
+    let planned = Arc::new(PlannedRows::default());
+    let dry_run_sink = if options.dry_run {
+        let inner = options.dry_run_sink.clone();
+        let counts = planned.clone();
+        Some(Arc::new(move |request: &PlannedRequest| {
+            counts.add(request);
+            if let Some(inner) = &inner {
+                inner(request);
+            }
+        }) as DryRunSink)
+    } else {
+        None
+    };
     let ctx = Arc::new(RunContext {
         plan: plan.clone(),
         store: store.clone(),
@@ -428,7 +442,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
         payload_hasher,
         dry_run: options.dry_run,
-        dry_run_sink: options.dry_run_sink.clone(),
+        dry_run_sink,
         sessions: Default::default(),
         run_id,
         ledger_open: std::sync::atomic::AtomicBool::new(
@@ -452,6 +466,10 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     };
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary.source_requests = ctx.source_requests.load(std::sync::atomic::Ordering::Relaxed);
+    if options.dry_run {
+        summary.created = planned.creates.load(std::sync::atomic::Ordering::Relaxed);
+        summary.updated = planned.updates.load(std::sync::atomic::Ordering::Relaxed);
+    }
     if let Err(e) = outcome {
         summary.aborted = Some(plan.redactor.redact(&e.message).into_owned());
         // Try again later: nothing changed in the target. A source read that failed in
@@ -461,9 +479,29 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     }
     if !options.dry_run {
         let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
-        store.finish_run(run_id, summary.outcome().as_str(), &summary_json).await?;
+        store
+            .finish_run(run_id, summary.outcome().as_str(), &summary_json)
+            .await?;
     }
     Ok(summary)
+}
+
+/// Rows of the creates and updates a dry run planned.
+#[derive(Default)]
+struct PlannedRows {
+    creates: std::sync::atomic::AtomicU64,
+    updates: std::sync::atomic::AtomicU64,
+}
+
+impl PlannedRows {
+    fn add(&self, request: &PlannedRequest) {
+        let counter = match request.operation {
+            "create" => &self.creates,
+            "update" => &self.updates,
+            _ => return,
+        };
+        counter.fetch_add(request.rows as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The windows a run reads (one `None` for a source without `incremental`), and the

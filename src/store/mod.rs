@@ -873,7 +873,11 @@ impl BatchWriter for Store {
 /// length, then its bytes, so ids that differ in a trailing number sort by that number.
 /// The SQL backends order by the same key (`rtrim(id, '0123456789'), length(id), id`).
 pub fn natural_key(id: &str) -> (&str, usize, &str) {
-    (id.trim_end_matches(|c: char| c.is_ascii_digit()), id.chars().count(), id)
+    (
+        id.trim_end_matches(|c: char| c.is_ascii_digit()),
+        id.chars().count(),
+        id,
+    )
 }
 
 /// The current time at the stored precision (milliseconds).

@@ -769,7 +769,11 @@ async fn run_history(store: &Store) {
     assert_eq!(latest, [("invoices", second), ("orders", third)]);
     let partial = store.latest_runs(Some("orders"), Some("partial")).await.unwrap();
     assert_eq!(partial.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
-    assert!(store.latest_runs(Some("invoices"), Some("partial")).await.unwrap().is_empty());
+    assert!(store
+        .latest_runs(Some("invoices"), Some("partial"))
+        .await
+        .unwrap()
+        .is_empty());
 
     let missing = store.finish_run(987_654, "ok", &json!({})).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound { .. }));
