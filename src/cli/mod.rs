@@ -1269,3 +1269,40 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every flag says what it does, and every command shows examples.
+    #[test]
+    fn every_flag_has_a_description_and_every_command_examples() {
+        fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    problems.push(format!("{path}: `{id}` has no description"));
+                }
+            }
+            let children: Vec<_> = command.get_subcommands().filter(|c| c.get_name() != "help").collect();
+            if children.is_empty() {
+                let examples = command
+                    .get_after_help()
+                    .is_some_and(|help| help.to_string().contains("Examples:"));
+                if !examples {
+                    problems.push(format!("{path}: no examples"));
+                }
+            }
+            for child in children {
+                walk(child, &format!("{path} {}", child.get_name()), problems);
+            }
+        }
+        let mut problems = Vec::new();
+        walk(&Cli::command(), "ferry", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
