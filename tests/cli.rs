@@ -881,7 +881,11 @@ fn every_machine_output_takes_format_json_and_the_json_alias() {
     let show = ferry(&["failures", "show", "1", "--format", "json", "--store", store], &[]);
     // An unknown id is a usage error (exit 2), and the flag is accepted.
     assert_eq!(show.status.code(), Some(2), "{}", text(&show.stderr));
-    assert!(text(&show.stderr).contains("no failure with id 1"), "{}", text(&show.stderr));
+    assert!(
+        text(&show.stderr).contains("no failure with id 1"),
+        "{}",
+        text(&show.stderr)
+    );
     for command in [&["run", "--help"][..], &["failures", "retry", "--help"][..]] {
         let help = text(&ferry(command, &[]).stdout);
         assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");

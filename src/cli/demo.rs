@@ -290,7 +290,10 @@ fn print_legend() {
             "skipped",
             "changed records the scheme cannot update (no target.update), or held back as uncertain",
         ),
-        ("failed", "records in the failure ledger (the simulated ERP rejects some on purpose)"),
+        (
+            "failed",
+            "records in the failure ledger (the simulated ERP rejects some on purpose)",
+        ),
         ("pages", "source pages read"),
         ("requests", "requests sent to the target (a batch is one request)"),
     ] {
