@@ -148,8 +148,8 @@ fn two_runs_started_together_on_a_fresh_store_never_overlap() {
                 describe(&outputs[1])
             );
             let reader = reader.wait_with_output().unwrap();
-            let too_early = reader.status.code() == Some(2)
-                && String::from_utf8_lossy(&reader.stderr).contains("no store at");
+            let too_early =
+                reader.status.code() == Some(2) && String::from_utf8_lossy(&reader.stderr).contains("no store at");
             assert!(
                 reader.status.code() == Some(0) || too_early,
                 "round {round}: mappings list {}",

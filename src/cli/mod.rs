@@ -454,7 +454,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
                 Ok(text) => println!("{text}"),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     return exit::ABORTED;
                 }
             }
@@ -536,8 +536,10 @@ fn validate(args: &ValidateArgs) -> i32 {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 for (d, text) in &problems {
-                    eprint!("{}", d.render(text));
-                    eprintln!();
+                    logging::diagnostic(d, text);
+                    if !logging::is_structured() {
+                        eprintln!();
+                    }
                 }
             }
             return exit::CONFIG;
@@ -563,8 +565,10 @@ fn validate(args: &ValidateArgs) -> i32 {
         }
         if !json {
             for d in &loaded.diagnostics {
-                eprint!("{}", d.render(&loaded.text));
-                eprintln!();
+                logging::diagnostic(d, &loaded.text);
+                if !logging::is_structured() {
+                    eprintln!();
+                }
             }
             let count = |severity| loaded.diagnostics.iter().filter(|d| d.severity == severity).count();
             let problems = count(scheme_diag::Severity::Error);
@@ -623,7 +627,7 @@ async fn mapping_objects(
         ..MappingQuery::default()
     };
     let failed = |e: StoreError| {
-        eprintln!("error: {e}");
+        logging::error(e);
         exit::ABORTED
     };
     let mut known = store
@@ -635,10 +639,10 @@ async fn mapping_objects(
     }
     if known.len() > 1 {
         let objects: Vec<&str> = known.iter().map(|m| m.source_object.as_str()).collect();
-        eprintln!(
-            "error: scheme {scheme} maps source id {source_id} under several source objects ({})\n  hint: pass --source-object to choose one",
+        logging::error(format_args!(
+            "scheme {scheme} maps source id {source_id} under several source objects ({})\n  hint: pass --source-object to choose one",
             objects.join(", ")
-        );
+        ));
         return Err(exit::CONFIG);
     }
     let found = match known.pop() {
@@ -651,9 +655,9 @@ async fn mapping_objects(
             target_object.unwrap_or(m.target_object),
         )),
         None => {
-            eprintln!(
-                "error: scheme {scheme} has no mappings yet, so its source and target objects are not known\n  hint: pass --source-object and --target-object (the scheme's source.object and target.object)"
-            );
+            logging::error(format_args!(
+                "scheme {scheme} has no mappings yet, so its source and target objects are not known\n  hint: pass --source-object and --target-object (the scheme's source.object and target.object)"
+            ));
             Err(exit::CONFIG)
         }
     }
@@ -661,7 +665,7 @@ async fn mapping_objects(
 
 async fn open_store(location: &str) -> Result<Store, i32> {
     Store::open(location).await.map_err(|e| {
-        eprintln!("error: {e}");
+        logging::error(e);
         exit::CONFIG
     })
 }
@@ -955,7 +959,7 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
 
 async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
     if args.ids.is_empty() && !args.all {
-        eprintln!("error: give failure ids, or --all with --scheme");
+        logging::error("give failure ids, or --all with --scheme");
         return exit::CONFIG;
     }
     let scheme = match args.scheme.as_deref().map(stores::scheme_name).transpose() {
@@ -974,7 +978,7 @@ async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
         {
             Ok(open) => ids.extend(open.iter().map(|f| f.id)),
             Err(e) => {
-                eprintln!("error: {e}");
+                logging::error(e);
                 return exit::ABORTED;
             }
         }
@@ -985,7 +989,7 @@ async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::error(e);
             exit::ABORTED
         }
     }
@@ -1004,7 +1008,7 @@ async fn mappings(action: MappingsAction) -> i32 {
                 None => None,
                 Some(Ok(s)) => Some(s),
                 Some(Err(_)) => {
-                    eprintln!("error: --status must be one of created, updated, failed, pending, deleted");
+                    logging::error("--status must be one of created, updated, failed, pending, deleted");
                     return exit::CONFIG;
                 }
             };
@@ -1024,7 +1028,9 @@ async fn mappings(action: MappingsAction) -> i32 {
             };
             let found = store.query_mappings(&query).await;
             if found.as_ref().is_ok_and(|rows| rows.len() as i64 == limit) {
-                eprintln!("note: showing the first {limit} mappings; pass --limit to see more");
+                logging::notice(format_args!(
+                    "note: showing the first {limit} mappings; pass --limit to see more"
+                ));
             }
             print_mappings(found, format.is_json())
         }
@@ -1036,7 +1042,7 @@ async fn mappings(action: MappingsAction) -> i32 {
             store,
         } => {
             if source_ids.is_empty() && target_ids.is_empty() {
-                eprintln!("error: give --source-id or --target-id (repeatable)");
+                logging::error("give --source-id or --target-id (repeatable)");
                 return exit::CONFIG;
             }
             let scheme = match stores::scheme_name(&scheme) {
@@ -1107,7 +1113,7 @@ async fn mappings(action: MappingsAction) -> i32 {
                     exit::OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
@@ -1139,11 +1145,13 @@ async fn mappings(action: MappingsAction) -> i32 {
                     exit::OK
                 }
                 Ok(false) => {
-                    eprintln!("error: scheme {scheme} has no mapping for source id {source_id} (object {object})");
+                    logging::error(format_args!(
+                        "scheme {scheme} has no mapping for source id {source_id} (object {object})"
+                    ));
                     exit::ROWS_FAILED
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
@@ -1162,7 +1170,7 @@ fn print_mappings(found: Result<Vec<Mapping>, crate::store::StoreError>, json: b
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::error(e);
             exit::ABORTED
         }
     }
@@ -1180,7 +1188,7 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
             let status = match status.parse::<FailureStatus>() {
                 Ok(s) => s,
                 Err(_) => {
-                    eprintln!("error: --status must be one of open, skipped, resolved");
+                    logging::error("--status must be one of open, skipped, resolved");
                     return exit::CONFIG;
                 }
             };
@@ -1202,14 +1210,14 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                     exit::OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
         }
         FailuresAction::Retry(args) => {
             if args.ids.is_empty() && !args.all {
-                eprintln!("error: name the failures to retry (ids from `ferry failures list`), or pass --all");
+                logging::error("name the failures to retry (ids from `ferry failures list`), or pass --all");
                 return exit::CONFIG;
             }
             let replay = if args.all {
@@ -1262,7 +1270,7 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                     exit::CONFIG
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }

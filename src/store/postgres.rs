@@ -1746,4 +1746,24 @@ mod tests {
         })
         .await;
     }
+
+    /// Read-only commands never create Ferry's tables in an empty database.
+    #[tokio::test]
+    async fn opening_an_existing_store_refuses_a_database_without_ferry_tables() {
+        let Some(url) = server_url().await else {
+            return;
+        };
+        let schema = fresh_schema();
+        let refused = PostgresStore::connect_with(&url, Some(&schema), false).await;
+        let err = refused.expect_err("no Ferry tables yet");
+        assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("a `ferry run` with this --store creates them"),
+            "{err}"
+        );
+        PostgresStore::connect(&url, Some(&schema)).await.unwrap().close().await;
+        let opened = PostgresStore::connect_with(&url, Some(&schema), false).await.unwrap();
+        opened.close().await;
+        drop_schema(&url, &schema).await;
+    }
 }
