@@ -242,6 +242,10 @@ fn an_unreachable_peer_exits_75_without_writing() {
     let summary = json(&source_down);
     assert_eq!(summary["unreachable"], true);
     assert_eq!(summary["read"], 0);
+    assert_eq!(
+        summary["windows"], 0,
+        "windows counts the windows read, not those planned"
+    );
     assert!(text(&source_down.stderr).contains("try again later"));
 
     let target_down = ferry(&["run", SCHEME, "--store", &store, "--json"], &shop_envs(&url, DOWN));

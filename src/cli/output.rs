@@ -284,3 +284,46 @@ pub fn progress_position(at: &ReadPosition) -> String {
     let range = at.range.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
     format!("window {}/{}{range}, page {} · ", at.window, at.windows, at.page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_names_the_window_and_page() {
+        let at = ReadPosition {
+            window: 3,
+            windows: 10,
+            range: Some("2024-03-01T00:00:00+08:00 → 2024-03-02T00:00:00+08:00".into()),
+            page: 4,
+        };
+        assert_eq!(
+            progress_position(&at),
+            "window 3/10 (2024-03-01T00:00:00+08:00 → 2024-03-02T00:00:00+08:00), page 4 · "
+        );
+    }
+
+    #[test]
+    fn hints_name_the_store_the_run_used() {
+        let summary = Summary {
+            scheme: "orders".into(),
+            failed: 2,
+            run_id: Some(7),
+            ..Summary::default()
+        };
+        let text = summary_table(&summary, "/var/lib/ferry/ferry.db");
+        assert!(
+            text.contains("ferry failures list --scheme orders --store /var/lib/ferry/ferry.db"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry runs show 7 --store /var/lib/ferry/ferry.db"),
+            "{text}"
+        );
+        let default_store = summary_table(&summary, "ferry.db");
+        assert!(
+            default_store.contains("ferry failures list --scheme orders\n"),
+            "{default_store}"
+        );
+    }
+}
