@@ -46,6 +46,10 @@ pub struct Error {
     pub message: String,
     /// For [`ErrorKind::MissingField`]: the names that were read and not found.
     pub missing: Vec<String>,
+    /// For [`ErrorKind::Transport`]: the request never reached the peer (the connection was
+    /// refused, the host name did not resolve, or connecting timed out), so it cannot
+    /// have acted on it.
+    pub unreachable: bool,
 }
 
 impl Error {
@@ -54,6 +58,7 @@ impl Error {
             kind,
             message: message.into(),
             missing: Vec::new(),
+            unreachable: false,
         }
     }
     /// A record lacks fields its templates read.
@@ -62,6 +67,7 @@ impl Error {
             kind: ErrorKind::MissingField,
             message: message.into(),
             missing,
+            unreachable: false,
         }
     }
     pub fn config(message: impl Into<String>) -> Error {
@@ -69,6 +75,13 @@ impl Error {
     }
     pub fn transport(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Transport, message)
+    }
+    /// A peer that could not be reached at all (see [`Error::unreachable`]).
+    pub fn unreachable(message: impl Into<String>) -> Error {
+        Error {
+            unreachable: true,
+            ..Error::transport(message)
+        }
     }
     pub fn decode(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Decode, message)
@@ -100,6 +113,9 @@ impl Error {
     /// lost or garbled, or the server failed part way), so that sending it again blindly
     /// could duplicate it.
     pub fn may_have_landed(&self) -> bool {
+        if self.unreachable {
+            return false;
+        }
         match self.kind {
             ErrorKind::Transport | ErrorKind::Decode => true,
             ErrorKind::Status(code) => code == 408 || code >= 500,
@@ -142,7 +158,9 @@ impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Process exit codes, shared by every command.
+/// Process exit codes, shared by every command: the contract schedulers act on (the
+/// README's table and the units of `ferry systemd` follow it). Codes are added for cases
+/// the others do not cover, never renumbered.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ROWS_FAILED: i32 = 1;
@@ -150,11 +168,18 @@ pub mod exit {
     pub const ABORTED: i32 = 3;
     /// Another run of the same scheme holds the run lock.
     pub const LOCKED: i32 = 4;
+    /// Try again later (sysexits' EX_TEMPFAIL): a peer could not be reached and the target
+    /// accepted nothing in this run, so nothing changed and the checkpoint did not move.
+    pub const UNAVAILABLE: i32 = 75;
     /// Standard output was closed by its reader (`ferry schema | head`): 128 + SIGPIPE, as a
     /// shell reports a program stopped that way.
     pub const BROKEN_PIPE: i32 = 141;
-    /// A second SIGINT while a run was stopping ended the process at once: 128 + SIGINT.
+    /// A run stopped by SIGINT: 128 + SIGINT, as a shell reports a process ended by it. The
+    /// first signal stops it gracefully (the writes in flight are finished and committed),
+    /// a second one at once. Not a failure: an operator asked for it.
     pub const INTERRUPTED: i32 = 130;
-    /// A second SIGTERM while a run was stopping ended the process at once: 128 + SIGTERM.
+    /// A run stopped by SIGTERM (`systemctl stop`): 128 + SIGTERM, gracefully after the
+    /// first signal, at once after a second. Not a failure (the units of `ferry systemd`
+    /// list it in `SuccessExitStatus=`).
     pub const TERMINATED: i32 = 143;
 }

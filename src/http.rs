@@ -9,6 +9,12 @@
 //!
 //! Rate limits: a connection's `rate` is a token bucket taken before every attempt, kept in
 //! process or, with `rate.shared`, in the store so that several processes share it.
+//!
+//! Reachability: an error of a request that never reached its peer (refused, unresolved,
+//! or not connected within [`CONNECT_TIMEOUT`]) carries [`Error::unreachable`], and the
+//! client remembers per connection whether any attempt got an answer
+//! ([`HttpClient::never_reached`]), so the engine can stop a run whose target is down
+//! instead of failing every record.
 
 use crate::error::{Error, ErrorKind};
 use crate::scheme::model::{ConnectionPlan, RetryPolicy};
@@ -73,6 +79,17 @@ pub fn should_retry(error: &Error, repeat: Repeat, delivered: bool) -> bool {
     }
 }
 
+/// How long connecting (TCP and TLS) may take before the peer counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one connection's attempts showed: whether any got an answer, and the last error of
+/// one that never reached the peer.
+#[derive(Default)]
+struct Reach {
+    answered: bool,
+    unreachable: Option<String>,
+}
+
 /// The shared client.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -81,6 +98,8 @@ pub struct HttpClient {
     local_budgets: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, i64)>>>,
     /// Where `rate.shared` budgets live.
     shared_budgets: Option<std::sync::Arc<dyn SharedBudgets>>,
+    /// Per connection name: what its attempts showed (see [`HttpClient::never_reached`]).
+    reach: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Reach>>>,
 }
 
 /// Where `rate.shared` budgets live; the engine hands the store in.
@@ -130,13 +149,41 @@ impl HttpClient {
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::config(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient {
             client,
             local_budgets: Default::default(),
             shared_budgets: None,
+            reach: Default::default(),
         })
+    }
+
+    /// This client with its own record of which connections answered (one per run).
+    pub fn with_fresh_reach(mut self) -> HttpClient {
+        self.reach = Default::default();
+        self
+    }
+
+    /// When no attempt on `connection` got an answer and at least one never reached the
+    /// peer: that attempt's error message.
+    pub fn never_reached(&self, connection: &str) -> Option<String> {
+        let reach = self.reach.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = reach.get(connection)?;
+        if seen.answered {
+            return None;
+        }
+        seen.unreachable.clone()
+    }
+
+    fn note_reach(&self, connection: &str, outcome: Result<(), &Error>) {
+        let mut reach = self.reach.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = reach.entry(connection.to_string()).or_default();
+        match outcome {
+            Ok(()) => seen.answered = true,
+            Err(error) => seen.unreachable = Some(error.message.clone()),
+        }
     }
 
     /// This client, keeping `rate.shared` budgets in `budgets` (the store).
@@ -285,7 +332,16 @@ impl HttpClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.attempt(conn, request).await {
+            let outcome = self.attempt(conn, request).await;
+            match &outcome {
+                Ok(_) => self.note_reach(&conn.name, Ok(())),
+                Err(failed) if failed.delivered => self.note_reach(&conn.name, Ok(())),
+                Err(failed) if failed.error.kind == ErrorKind::Transport => {
+                    self.note_reach(&conn.name, Err(&failed.error))
+                }
+                Err(_) => {}
+            }
+            match outcome {
                 Ok(response) => return Ok((response, attempt)),
                 Err(Failed {
                     error,
@@ -299,7 +355,11 @@ impl HttpClient {
                         } else {
                             String::new()
                         };
-                        return Err(Error::new(error.kind, format!("{}{suffix}", error.message)));
+                        let unreachable = !delivered && error.kind == ErrorKind::Transport;
+                        return Err(Error {
+                            unreachable,
+                            ..Error::new(error.kind, format!("{}{suffix}", error.message))
+                        });
                     }
                     let delay = backoff_delay(&conn.retry, attempt, retry_after, rand::random::<f64>());
                     tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");

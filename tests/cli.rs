@@ -428,7 +428,7 @@ fn dry_run_prints_redacted_requests_and_writes_nothing() {
 }
 
 #[test]
-fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
+fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_143() {
     let (rt, sim, url) = start_sim(ShopConfig {
         records: 3000,
         token: Some("demo-token".into()),
@@ -461,7 +461,7 @@ fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
     assert!(text(&refused.stderr).contains("--wait"));
     drop(lock);
 
-    // SIGTERM: the run stops, commits what it wrote, and exits 3.
+    // SIGTERM: the run stops, commits what it wrote, and exits 143 (stopped on request, no failure).
     let mut child = Command::new(BIN)
         .args([
             "run",
@@ -493,7 +493,7 @@ fn a_second_run_of_a_locked_scheme_exits_4_and_sigterm_exits_3() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status.code(), Some(143));
     let written = sim.target_count();
     assert!(written < 20_000, "stopped before the end");
     let mappings = ferry(
@@ -879,7 +879,13 @@ fn every_machine_output_takes_format_json_and_the_json_alias() {
         );
     }
     let show = ferry(&["failures", "show", "1", "--format", "json", "--store", store], &[]);
-    assert_eq!(show.status.code(), Some(1), "no failure 1, but the flag is accepted");
+    // An unknown id is a usage error (exit 2), and the flag is accepted.
+    assert_eq!(show.status.code(), Some(2), "{}", text(&show.stderr));
+    assert!(
+        text(&show.stderr).contains("no failure with id 1"),
+        "{}",
+        text(&show.stderr)
+    );
     for command in [&["run", "--help"][..], &["failures", "retry", "--help"][..]] {
         let help = text(&ferry(command, &[]).stdout);
         assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");

@@ -114,6 +114,7 @@ fn two_runs_started_together_on_a_fresh_store_never_overlap() {
             .iter()
             .map(|&round| {
                 let store = dir.path().join(format!("round-{round}")).join("ferry.db");
+                std::fs::create_dir_all(store.parent().unwrap()).unwrap();
                 let store = store.display().to_string();
                 let wait: &[&str] = if round % 2 == 1 { &["--wait"] } else { &[] };
                 // One window holds every record: a short run.
@@ -121,7 +122,8 @@ fn two_runs_started_together_on_a_fresh_store_never_overlap() {
                 let url = &shops[round].1;
                 let first = run_command(url, &store, &extra).spawn().unwrap();
                 let second = run_command(url, &store, &extra).spawn().unwrap();
-                // A command without the run lock opens (and migrates) the store meanwhile.
+                // A command without the run lock opens (and migrates) the store meanwhile; it
+                // never creates one, so it may also find none yet.
                 let reader = Command::new(BIN)
                     .args(["mappings", "list", "--scheme", SCHEME, "--store", &store])
                     .env_remove("FERRY_STORE")
@@ -146,9 +148,10 @@ fn two_runs_started_together_on_a_fresh_store_never_overlap() {
                 describe(&outputs[1])
             );
             let reader = reader.wait_with_output().unwrap();
-            assert_eq!(
-                reader.status.code(),
-                Some(0),
+            let too_early =
+                reader.status.code() == Some(2) && String::from_utf8_lossy(&reader.stderr).contains("no store at");
+            assert!(
+                reader.status.code() == Some(0) || too_early,
                 "round {round}: mappings list {}",
                 describe(&reader)
             );
@@ -211,8 +214,9 @@ fn a_store_reached_through_another_path_is_the_same_lock() {
 }
 
 /// A run whose target answers slowly, signalled while writes are in flight: one SIGTERM lets
-/// those writes finish (exit 3); a second signal ends the process at once with 128 + its
-/// number (143 for SIGTERM, 130 for SIGINT), as a shell reports a process killed by it.
+/// those writes finish; a second signal ends the process at once. Either way the exit code is
+/// 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), as a shell reports a process
+/// ended by it, which the units of `ferry systemd` count as success (`systemctl stop`).
 #[cfg(unix)]
 #[test]
 fn a_second_signal_ends_a_stopping_run_at_once() {
@@ -220,7 +224,7 @@ fn a_second_signal_ends_a_stopping_run_at_once() {
     let runtime = runtime();
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&[&str], Option<i32>); 4] = [
-        (&["TERM"], Some(3)),
+        (&["TERM"], Some(143)),
         (&["TERM", "TERM"], Some(143)),
         (&["INT", "INT"], Some(130)),
         (&["INT", "TERM"], Some(143)),

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub(super) struct CheckArgs {
+    /// The scheme file to probe.
     scheme: PathBuf,
     /// Records to read and render at most, over all windows.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
@@ -27,6 +28,7 @@ pub(super) struct CheckArgs {
     /// Read windows up to this time instead of now - lag.
     #[arg(long)]
     until: Option<String>,
+    /// Output format: `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
 }

@@ -262,6 +262,7 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
             }
         }
     }
+    print_legend();
     println!("Store: {store_arg}   (ferry mappings list --scheme <name> --store {store_arg})");
     if ok {
         exit::OK
@@ -269,6 +270,36 @@ pub async fn demo(dir: Option<PathBuf>) -> i32 {
         eprintln!("error: the demo did not behave as expected; see the table above");
         exit::ABORTED
     }
+}
+
+/// What the columns of the tables count, so that no non-zero number is a riddle.
+fn print_legend() {
+    println!("What the columns count:");
+    for (column, meaning) in [
+        ("read", "records the source returned (lookback re-reads included)"),
+        ("created/updated", "records written to the target as new or as changes"),
+        (
+            "unchanged",
+            "records read again with the same content as their last sync: not sent (a rerun, or the lookback)",
+        ),
+        (
+            "duplicates",
+            "the same source id read more than once in one run (e.g. one customer on many bills): sent once",
+        ),
+        (
+            "skipped",
+            "changed records the scheme cannot update (no target.update), or held back as uncertain",
+        ),
+        (
+            "failed",
+            "records in the failure ledger (the simulated ERP rejects some on purpose)",
+        ),
+        ("pages", "source pages read"),
+        ("requests", "requests sent to the target (a batch is one request)"),
+    ] {
+        println!("  {column:<16}{meaning}");
+    }
+    println!();
 }
 
 fn print_table(summaries: &[(&str, Summary)]) {

@@ -1,11 +1,18 @@
 //! The command line: parses arguments, sets up logging, and maps outcomes to exit codes
 //! (0 ok, 1 finished with failed rows, 2 configuration or usage error, 3 aborted, 4 the run
-//! lock is held; 130/143 when a second SIGINT/SIGTERM ended a stopping run).
+//! lock is held, 75 a peer was unreachable and nothing was written; 130/143 stopped by
+//! SIGINT/SIGTERM; see [`crate::error::exit`]).
 
 mod check;
 mod demo;
+mod env;
 mod init;
+mod logging;
+mod metrics;
 mod output;
+mod runs;
+mod stores;
+mod systemd;
 
 use crate::diag as scheme_diag;
 use crate::engine::{self, RunOptions};
@@ -23,7 +30,8 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(name = "ferry", version, about = "Declarative integration runner for ERP/CRM APIs", long_about = None)]
 struct Cli {
-    /// Log format on stderr.
+    /// Where logs go: `text` or `json` lines on stderr, or `journald` (the systemd journal,
+    /// with fields such as FERRY_SCHEME; text on stderr when there is no journal).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -34,6 +42,7 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+    Journald,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -71,7 +80,8 @@ struct EnvArg {
 
 #[derive(Args, Clone)]
 struct StoreArg {
-    /// Store location: a SQLite file path (default ./ferry.db) or `memory`.
+    /// Store location: a SQLite file path (default ./ferry.db), a PostgreSQL URL
+    /// (postgres://user@host/db), or `memory`.
     #[arg(long, env = "FERRY_STORE", default_value = "ferry.db")]
     store: String,
 }
@@ -79,16 +89,40 @@ struct StoreArg {
 #[derive(Subcommand)]
 enum Command {
     /// Check scheme files offline and report every problem.
+    #[command(after_help = "Examples:
+  ferry validate schemes/*.yaml
+  ferry validate schemes/orders.yaml --no-env --strict
+  ferry validate schemes/orders.yaml --sample record.json --format json")]
     Validate(ValidateArgs),
     /// Probe a live source: read the first page of the newest and oldest windows, render every
     /// record as a run would and report what would fail; sends nothing to the target, writes no store.
+    #[command(after_help = "Examples:
+  ferry check schemes/orders.yaml
+  ferry check schemes/orders.yaml --since '2024-03-01 00:00:00' --format json")]
     Check(check::CheckArgs),
     /// Run a scheme: read the source, transform, write the target.
+    #[command(after_help = "Examples:
+  ferry run schemes/orders.yaml
+  ferry run schemes/orders.yaml --dry-run --limit 10
+  ferry run schemes/orders.yaml --since '2024-03-01 00:00:00' --until '2024-03-08 00:00:00'
+  ferry run schemes/orders.yaml --store /var/lib/ferry/ferry.db --quiet --metrics-file /var/lib/node_exporter/textfile/ferry.prom
+  ferry run schemes/orders.yaml --store postgres://ferry@db.internal/ferry   (or FERRY_STORE=postgres://…)
+
+The store keeps mappings, checkpoints, the failure ledger and the run history: a SQLite
+file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit codes: 0 ok,
+1 records failed (in the ledger), 2 configuration, 3 aborted, 4 locked, 75 unreachable
+(nothing written; try again later), 130/143 stopped by SIGINT/SIGTERM.")]
     Run(RunArgs),
     /// Print the JSON Schema of the scheme language.
+    #[command(after_help = "Examples:
+  ferry schema > schema/scheme.schema.json")]
     Schema,
     /// Start a scheme: write SCHEME.yaml (generic, or for built-in connectors) and its test
     /// file, both valid from the start.
+    #[command(after_help = "Examples:
+  ferry init                                    # schemes/my-scheme.yaml: HTTP source → HTTP target
+  ferry init orders --connector guanyi --target-connector kingdee-k3cloud
+  ferry init --dir ci/schemes --force")]
     Init(init::InitArgs),
     /// Inspect and edit source-id → target-id mappings.
     Mappings {
@@ -100,16 +134,35 @@ enum Command {
         #[command(subcommand)]
         action: FailuresAction,
     },
+    /// The run history: each run's outcome and summary.
+    Runs {
+        #[command(subcommand)]
+        action: runs::RunsAction,
+    },
+    /// Per scheme: the last run and its outcome, the checkpoint and its lag, open failures,
+    /// pending writes, and the next timer run.
+    Status(runs::StatusArgs),
+    /// Print (or write) a hardened systemd service and timer that run a scheme periodically.
+    Systemd(systemd::SystemdArgs),
     /// Run the example schemes against the built-in simulators in a fresh directory: a first
     /// sync, a rerun that writes nothing, and a run after some source records changed.
+    #[command(after_help = "Examples:
+  ferry demo
+  ferry demo --dir /tmp/ferry-demo")]
     Demo {
         /// Keep the demo's files in this directory instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Serve a built-in simulator until interrupted.
+    #[command(after_help = "Examples:
+  ferry simulate shop --port 8080
+  ferry simulate kingdee-k3cloud --records 5000 --latency-ms 20")]
     Simulate(demo::SimulateArgs),
     /// Measure end-to-end throughput and peak memory against the simulator.
+    #[command(after_help = "Examples:
+  ferry bench
+  ferry bench --records 100000 --batch 200 --in-flight 8")]
     Bench(demo::BenchArgs),
 }
 
@@ -155,9 +208,18 @@ struct RunArgs {
     until: Option<String>,
     #[command(flatten)]
     output: FormatArg,
-    /// No progress bar.
+    /// No progress bar, and no summary unless something failed (for timers and cron).
     #[arg(long)]
     quiet: bool,
+    /// Not a flag: `failures retry` shows no progress bar but its summary.
+    #[arg(skip)]
+    no_progress: bool,
+    /// After the run (ok, failed or aborted), write Prometheus metrics to this textfile for
+    /// node_exporter's textfile collector (atomically; a dry run writes none).
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    create_dirs: stores::CreateDirsArg,
     /// If another run of this scheme holds the run lock, wait for it instead of exiting.
     #[arg(long)]
     wait: bool,
@@ -170,9 +232,12 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum MappingsAction {
-    /// List the mappings of a scheme.
+    /// List the mappings of a scheme, in natural order of source id.
+    #[command(after_help = "Examples:
+  ferry mappings list --scheme shop-orders-to-erp
+  ferry mappings list --scheme schemes/shop-orders-to-erp.yaml --status failed --format json")]
     List {
-        /// The scheme's `name`.
+        /// The scheme: its `name` or its scheme file.
         #[arg(long)]
         scheme: String,
         /// Only mappings in this state: created, updated, failed or pending.
@@ -187,8 +252,11 @@ enum MappingsAction {
         store: StoreArg,
     },
     /// Query mappings by source ids or by target ids.
+    #[command(after_help = "Examples:
+  ferry mappings get --scheme shop-orders-to-erp --source-id SO-1001
+  ferry mappings get --scheme shop-orders-to-erp --target-id 100234 --format json")]
     Get {
-        /// The scheme's `name`.
+        /// The scheme: its `name` or its scheme file.
         #[arg(long)]
         scheme: String,
         /// A source id to look up (repeatable).
@@ -203,8 +271,11 @@ enum MappingsAction {
         store: StoreArg,
     },
     /// Create a mapping, or change the target id of a source id.
+    #[command(after_help = "Examples:
+  ferry mappings set --scheme shop-orders-to-erp --source-id SO-1001 --target-id 100234
+  ferry mappings set --scheme s --source-id 7 --target-id C7 --source-object customer --target-object BD_Customer")]
     Set {
-        /// The scheme's `name`.
+        /// The scheme: its `name` or its scheme file.
         #[arg(long)]
         scheme: String,
         /// The source record's id.
@@ -225,10 +296,14 @@ enum MappingsAction {
         name: Option<String>,
         #[command(flatten)]
         store: StoreArg,
+        #[command(flatten)]
+        create_dirs: stores::CreateDirsArg,
     },
     /// Delete a mapping (the next run creates the record again).
+    #[command(after_help = "Examples:
+  ferry mappings delete --scheme shop-orders-to-erp --source-id SO-1001")]
     Delete {
-        /// The scheme's `name`.
+        /// The scheme: its `name` or its scheme file.
         #[arg(long)]
         scheme: String,
         /// The source record's id.
@@ -245,8 +320,11 @@ enum MappingsAction {
 #[derive(Subcommand)]
 enum FailuresAction {
     /// List failed records.
+    #[command(after_help = "Examples:
+  ferry failures list --scheme shop-orders-to-erp
+  ferry failures list --status skipped --limit 20 --format json")]
     List {
-        /// Only this scheme's failures (the scheme's `name`).
+        /// Only this scheme's failures: its `name` or its scheme file.
         #[arg(long)]
         scheme: Option<String>,
         /// open, skipped or resolved.
@@ -261,6 +339,9 @@ enum FailuresAction {
         store: StoreArg,
     },
     /// Show one failure with its payload.
+    #[command(after_help = "Examples:
+  ferry failures show 17
+  ferry failures show 17 --format json")]
     Show {
         /// The failure's id (see `ferry failures list`).
         id: i64,
@@ -271,10 +352,19 @@ enum FailuresAction {
     },
     /// Retry failed records now: re-send them through the scheme (create or update as
     /// their mapping says), without reading the source. Success resolves them.
+    #[command(after_help = "Examples:
+  ferry failures retry schemes/shop-orders-to-erp.yaml 17 18
+  ferry failures retry schemes/shop-orders-to-erp.yaml --all --format json")]
     Retry(RetryArgs),
     /// Mark open failures as skipped (they will not be fixed).
+    #[command(after_help = "Examples:
+  ferry failures skip 17 18
+  ferry failures skip --all --scheme shop-orders-to-erp")]
     Skip(CloseArgs),
     /// Mark open failures as resolved (fixed by hand in the target).
+    #[command(after_help = "Examples:
+  ferry failures resolve 17
+  ferry failures resolve --all --scheme schemes/shop-orders-to-erp.yaml")]
     Resolve(CloseArgs),
 }
 
@@ -285,7 +375,7 @@ struct CloseArgs {
     /// Every open failure of `--scheme`.
     #[arg(long, requires = "scheme")]
     all: bool,
-    /// The scheme's `name` (with --all).
+    /// The scheme (with --all): its `name` or its scheme file.
     #[arg(long)]
     scheme: Option<String>,
     #[command(flatten)]
@@ -306,6 +396,8 @@ struct RetryArgs {
     #[command(flatten)]
     store: StoreArg,
     #[command(flatten)]
+    create_dirs: stores::CreateDirsArg,
+    #[command(flatten)]
     output: FormatArg,
     /// If a run of this scheme holds the run lock, wait for it instead of exiting.
     #[arg(long)]
@@ -320,6 +412,7 @@ struct RetryArgs {
 /// Entry point: returns the process exit code.
 pub fn main() -> i32 {
     exit_quietly_on_closed_stdout();
+    env::store_from_credential();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -328,15 +421,15 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_logging(cli.log_format);
+    let log_format = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            logging::error(format_args!("cannot start the async runtime: {e}"));
             return exit::ABORTED;
         }
     };
-    runtime.block_on(dispatch(cli))
+    runtime.block_on(dispatch(cli, log_format))
 }
 
 /// `println!` panics when the reader of standard output has gone away. That is not a bug
@@ -357,38 +450,19 @@ fn exit_quietly_on_closed_stdout() {
     }));
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| {
-            // Structured logs go to journald or a collector, which should see each run's
-            // start and summary; a person at a terminal has the printed summary.
-            tracing_subscriber::EnvFilter::new(match format {
-                LogFormat::Json => "warn,ferry=info",
-                LogFormat::Text => "warn",
-            })
-        });
-    // Colour codes only for a person at a terminal; journald and log files get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-}
-
-async fn dispatch(cli: Cli) -> i32 {
+async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Check(args) => check::check(args).await,
-        Command::Run(args) => run(args, cli.log_format, None).await,
+        Command::Run(args) => run(args, log_format, None).await,
+        Command::Runs { action } => runs::runs(action).await,
+        Command::Status(args) => runs::status(args).await,
+        Command::Systemd(args) => systemd::systemd(args),
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
                 Ok(text) => println!("{text}"),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     return exit::ABORTED;
                 }
             }
@@ -396,7 +470,7 @@ async fn dispatch(cli: Cli) -> i32 {
         }
         Command::Init(args) => init::init(args),
         Command::Mappings { action } => mappings(action).await,
-        Command::Failures { action } => failures(action).await,
+        Command::Failures { action } => failures(action, log_format).await,
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,
@@ -426,7 +500,7 @@ fn load_scheme(
     file_vars: &std::collections::BTreeMap<String, String>,
     missing_env: scheme::MissingEnv,
 ) -> scheme::Loaded {
-    let lookup = |name: &str| std::env::var(name).ok().or_else(|| file_vars.get(name).cloned());
+    let lookup = |name: &str| env::variable(name, file_vars);
     scheme::load_file_with(
         path,
         &scheme::LoadOptions {
@@ -442,7 +516,7 @@ fn load_for_run(path: &std::path::Path, env: &EnvArg, strict: bool) -> Result<sc
         Ok(vars) => vars,
         Err(problems) => {
             for (d, text) in &problems {
-                eprint!("{}", d.render(text));
+                logging::diagnostic(d, text);
             }
             return Err(exit::CONFIG);
         }
@@ -452,10 +526,10 @@ fn load_for_run(path: &std::path::Path, env: &EnvArg, strict: bool) -> Result<sc
         loaded.make_strict();
     }
     for d in &loaded.diagnostics {
-        eprint!("{}", d.render(&loaded.text));
+        logging::diagnostic(d, &loaded.text);
     }
     loaded.plan.ok_or_else(|| {
-        eprintln!("error: {} is not valid; nothing was run", path.display());
+        logging::error(format_args!("{} is not valid; nothing was run", path.display()));
         exit::CONFIG
     })
 }
@@ -471,8 +545,10 @@ fn validate(args: &ValidateArgs) -> i32 {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 for (d, text) in &problems {
-                    eprint!("{}", d.render(text));
-                    eprintln!();
+                    logging::diagnostic(d, text);
+                    if !logging::is_structured() {
+                        eprintln!();
+                    }
                 }
             }
             return exit::CONFIG;
@@ -498,8 +574,10 @@ fn validate(args: &ValidateArgs) -> i32 {
         }
         if !json {
             for d in &loaded.diagnostics {
-                eprint!("{}", d.render(&loaded.text));
-                eprintln!();
+                logging::diagnostic(d, &loaded.text);
+                if !logging::is_structured() {
+                    eprintln!();
+                }
             }
             let count = |severity| loaded.diagnostics.iter().filter(|d| d.severity == severity).count();
             let problems = count(scheme_diag::Severity::Error);
@@ -558,7 +636,7 @@ async fn mapping_objects(
         ..MappingQuery::default()
     };
     let failed = |e: StoreError| {
-        eprintln!("error: {e}");
+        logging::error(e);
         exit::ABORTED
     };
     let mut known = store
@@ -570,10 +648,10 @@ async fn mapping_objects(
     }
     if known.len() > 1 {
         let objects: Vec<&str> = known.iter().map(|m| m.source_object.as_str()).collect();
-        eprintln!(
-            "error: scheme {scheme} maps source id {source_id} under several source objects ({})\n  hint: pass --source-object to choose one",
+        logging::error(format_args!(
+            "scheme {scheme} maps source id {source_id} under several source objects ({})\n  hint: pass --source-object to choose one",
             objects.join(", ")
-        );
+        ));
         return Err(exit::CONFIG);
     }
     let found = match known.pop() {
@@ -586,9 +664,9 @@ async fn mapping_objects(
             target_object.unwrap_or(m.target_object),
         )),
         None => {
-            eprintln!(
-                "error: scheme {scheme} has no mappings yet, so its source and target objects are not known\n  hint: pass --source-object and --target-object (the scheme's source.object and target.object)"
-            );
+            logging::error(format_args!(
+                "scheme {scheme} has no mappings yet, so its source and target objects are not known\n  hint: pass --source-object and --target-object (the scheme's source.object and target.object)"
+            ));
             Err(exit::CONFIG)
         }
     }
@@ -596,7 +674,7 @@ async fn mapping_objects(
 
 async fn open_store(location: &str) -> Result<Store, i32> {
     Store::open(location).await.map_err(|e| {
-        eprintln!("error: {e}");
+        logging::error(e);
         exit::CONFIG
     })
 }
@@ -610,7 +688,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         match text {
             None => Ok(None),
             Some(t) => crate::window::parse_time(t, plan.timezone).map(Some).map_err(|e| {
-                eprintln!("error: --{flag}: {e}");
+                logging::error(format_args!("--{flag}: {e}"));
                 exit::CONFIG
             }),
         }
@@ -621,25 +699,39 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
     };
     if let (Some(since), Some(until)) = (since, until) {
         if since >= until {
-            eprintln!(
-                "error: --since must be earlier than --until (got {since} and {until})\n  hint: swap the two times"
-            );
+            logging::error(format_args!(
+                "--since must be earlier than --until (got {since} and {until})\n  hint: swap the two times"
+            ));
             return exit::CONFIG;
         }
     }
     if (since.is_some() || until.is_some()) && plan.source.incremental.is_none() {
-        eprintln!(
-            "error: --since and --until choose incremental windows, but {} has no `source.incremental`\n  hint: leave them out to read the whole source",
+        logging::error(format_args!(
+            "--since and --until choose incremental windows, but {} has no `source.incremental`\n  hint: leave them out to read the whole source",
             args.scheme.display()
-        );
+        ));
         return exit::CONFIG;
     }
+    let metrics_file = match &args.metrics_file {
+        Some(path) if !args.dry_run => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                logging::error(format_args!(
+                    "--metrics-file {}: its directory does not exist",
+                    path.display()
+                ));
+                return exit::CONFIG;
+            }
+            Some(path.clone())
+        }
+        _ => None,
+    };
     // Two runs of one scheme against one store never overlap; with SQLite the lock is taken
     // before the store is created or migrated. A dry run writes nothing, so it takes no
     // lock, and it must not create or migrate a store file.
     let (store, _lock) = if args.dry_run {
         let store = if std::path::Path::new(&args.store.store).exists() {
-            match open_store(&args.store.store).await {
+            match stores::open_existing(&args.store.store).await {
                 Ok(store) => store,
                 Err(code) => return code,
             }
@@ -648,12 +740,28 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         };
         (store, None)
     } else {
+        if let Err(code) = stores::check_creatable(&args.store.store, args.create_dirs) {
+            return code;
+        }
         match crate::store::lock::open_locked(&args.store.store, &plan.name, args.wait).await {
             Ok((store, lock)) => (store, Some(lock)),
             Err(e) => {
-                eprintln!("error: {e}");
+                logging::error(&e);
                 return match e {
-                    crate::store::lock::LockError::Held { .. } => exit::LOCKED,
+                    crate::store::lock::LockError::Held { .. } => {
+                        if let Some(path) = &metrics_file {
+                            let report = metrics::RunReport {
+                                scheme: &plan.name,
+                                outcome: "locked",
+                                exit_code: exit::LOCKED,
+                                summary: None,
+                                store: None,
+                                now: chrono::Utc::now(),
+                            };
+                            write_metrics(path, &report).await;
+                        }
+                        exit::LOCKED
+                    }
                     crate::store::lock::LockError::Failed { .. } | crate::store::lock::LockError::Store(_) => {
                         exit::CONFIG
                     }
@@ -664,77 +772,150 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
     let http = match HttpClient::new() {
         Ok(http) => http,
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::error(e);
             return exit::ABORTED;
         }
     };
     let json = args.output.is_json();
-    let show_progress = !args.quiet && !json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
+    let show_progress =
+        !args.quiet && !args.no_progress && !json && log_format == LogFormat::Text && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(output::ProgressBar::new()));
+    let (dry_run_sink, source_sink) = match (args.dry_run, json) {
+        (false, _) => (None, None),
+        (true, false) => (
+            Some(Arc::new(output::print_planned) as engine::DryRunSink),
+            Some(Arc::new(output::print_source) as engine::SourceSink),
+        ),
+        (true, true) => (
+            Some(Arc::new(output::print_planned_json) as engine::DryRunSink),
+            Some(Arc::new(output::print_source_json) as engine::SourceSink),
+        ),
+    };
+    let stop = stop_on_signal();
     let options = RunOptions {
-        stop: Some(stop_on_signal()),
+        stop: Some(stop),
         dry_run: args.dry_run,
         limit: args.limit,
         since,
         until,
         now: None,
         progress: progress.clone().map(|p| p as Arc<dyn engine::Progress>),
-        dry_run_sink: args
-            .dry_run
-            .then(|| Arc::new(output::print_planned) as engine::DryRunSink),
+        dry_run_sink,
+        source_sink,
         replay_only: replay.is_some(),
         replay,
     };
-    let backfill = |time: Option<chrono::DateTime<chrono::Utc>>| time.map(|t| t.to_rfc3339()).unwrap_or_default();
-    tracing::info!(scheme = %plan.name, dry_run = args.dry_run, since = %backfill(since), until = %backfill(until), "run started");
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
         p.finish();
     }
-    match result {
-        Ok(summary) => {
-            if summary.aborted.is_none() {
-                tracing::info!(
-                    scheme = %summary.scheme,
-                    read = summary.read,
-                    created = summary.created,
-                    updated = summary.updated,
-                    unchanged = summary.unchanged,
-                    failed = summary.failed,
-                    replayed = summary.replayed,
-                    pages = summary.pages,
-                    requests = summary.requests,
-                    duration_ms = summary.duration_ms,
-                    checkpoint = summary.checkpoint.as_deref().unwrap_or(""),
-                    "run finished"
-                );
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-            } else {
-                print!("{}", output::summary_table(&summary));
-            }
-            if let Some(reason) = &summary.aborted {
-                tracing::error!(scheme = %summary.scheme, reason = %reason, "run aborted");
-                eprintln!("error: the run aborted: {reason}");
-            }
-            summary.exit_code()
-        }
+    let summary = match result {
+        Ok(summary) => summary,
         Err(e) => {
-            eprintln!("error: {}", plan.redactor.redact(&e.message));
-            if e.kind == crate::error::ErrorKind::Store {
+            logging::error(plan.redactor.redact(&e.message));
+            let code = if e.kind == crate::error::ErrorKind::Store {
                 exit::CONFIG
             } else {
                 exit::ABORTED
+            };
+            if let Some(path) = &metrics_file {
+                let report = metrics::RunReport {
+                    scheme: &plan.name,
+                    outcome: "error",
+                    exit_code: code,
+                    summary: None,
+                    store: Some(&store),
+                    now: chrono::Utc::now(),
+                };
+                write_metrics(path, &report).await;
             }
+            return code;
         }
+    };
+    let outcome = summary.outcome();
+    let code = if summary.stopped {
+        STOP_SIGNAL_CODE.load(std::sync::atomic::Ordering::Relaxed)
+    } else {
+        summary.exit_code()
+    };
+    tracing::info!(
+        scheme = %summary.scheme,
+        run_id = summary.run_id.unwrap_or_default(),
+        outcome = outcome.as_str(),
+        exit_code = code,
+        read = summary.read,
+        created = summary.created,
+        updated = summary.updated,
+        unchanged = summary.unchanged,
+        duplicates = summary.duplicates,
+        skipped = summary.skipped,
+        failed = summary.failed,
+        deleted = summary.deleted,
+        replayed = summary.replayed,
+        pages = summary.pages,
+        windows = summary.windows,
+        source_requests = summary.source_requests,
+        target_requests = summary.requests,
+        duration_ms = summary.duration_ms,
+        checkpoint = summary.checkpoint.as_deref().unwrap_or(""),
+        dry_run = summary.dry_run,
+        "run finished"
+    );
+    // `--quiet`: no summary unless something failed.
+    let show_summary = !args.quiet
+        || matches!(
+            outcome,
+            engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
+        );
+    if show_summary {
+        if json && args.dry_run {
+            // After the planned requests, one JSON object per line.
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        } else if json {
+            println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        } else {
+            print!("{}", output::summary_table(&summary, &args.store.store));
+        }
+    }
+    // The reason is told once, on stderr (the JSON summary carries it as data).
+    if let Some(reason) = &summary.aborted {
+        match outcome {
+            engine::Outcome::Stopped => logging::warn(format_args!("the run was stopped: {reason}")),
+            engine::Outcome::Unreachable => logging::error(format_args!(
+                "the run could not reach its peers; try again later: {reason}"
+            )),
+            _ => logging::error(format_args!("the run aborted: {reason}")),
+        }
+    }
+    if let Some(path) = &metrics_file {
+        let report = metrics::RunReport {
+            scheme: &plan.name,
+            outcome: outcome.as_str(),
+            exit_code: code,
+            summary: Some(&summary),
+            store: Some(&store),
+            now: chrono::Utc::now(),
+        };
+        write_metrics(path, &report).await;
+    }
+    code
+}
+
+/// Writes the metrics textfile; a failure is a warning (the run's outcome stands).
+async fn write_metrics(path: &std::path::Path, report: &metrics::RunReport<'_>) {
+    if let Err(e) = metrics::write(path, report).await {
+        logging::warn(format_args!("--metrics-file: {e}"));
     }
 }
 
+/// The exit code of a run stopped by a signal: 130 (SIGINT) or 143 (SIGTERM).
+static STOP_SIGNAL_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(exit::INTERRUPTED);
+
 /// A switch that turns on at SIGINT or SIGTERM: the run then stops reading, finishes and
-/// commits the writes in flight, and exits with code 3. A second SIGINT or SIGTERM ends the
-/// process at once with 130 or 143 (128 + the signal's number, as a shell reports a process
-/// killed by it); the next run settles the writes whose answers were not seen, as after a kill.
+/// commits the writes in flight, and exits with 130 or 143 (128 + the signal's number, as a
+/// shell reports a process ended by it; not a failure: someone asked it to stop). A second
+/// SIGINT or SIGTERM ends the process at once with the same codes; the next run settles the
+/// writes whose answers were not seen, as after a kill.
 fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
     #[cfg(unix)]
@@ -758,11 +939,14 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
             }
         }
         tokio::spawn(async move {
-            tokio::select! {
-                _ = next(&mut interrupt) => {}
-                _ = next(&mut terminate) => {}
-            }
-            eprintln!("stopping: finishing the writes in flight (send the signal again to end at once)");
+            let (code, name) = tokio::select! {
+                _ = next(&mut interrupt) => (exit::INTERRUPTED, "SIGINT"),
+                _ = next(&mut terminate) => (exit::TERMINATED, "SIGTERM"),
+            };
+            STOP_SIGNAL_CODE.store(code, std::sync::atomic::Ordering::Relaxed);
+            logging::notice(format_args!(
+                "stopping on {name}: finishing the writes in flight (send the signal again to end at once)"
+            ));
             let _ = sender.send(true);
             let code = tokio::select! {
                 _ = next(&mut interrupt) => exit::INTERRUPTED,
@@ -774,7 +958,7 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     #[cfg(not(unix))]
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: finishing the writes in flight (press Ctrl-C again to end at once)");
+        logging::notice("stopping: finishing the writes in flight (press Ctrl-C again to end at once)");
         let _ = sender.send(true);
         let _ = tokio::signal::ctrl_c().await;
         std::process::exit(exit::INTERRUPTED);
@@ -784,22 +968,26 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
 
 async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
     if args.ids.is_empty() && !args.all {
-        eprintln!("error: give failure ids, or --all with --scheme");
+        logging::error("give failure ids, or --all with --scheme");
         return exit::CONFIG;
     }
-    let store = match open_store(&args.store.store).await {
+    let scheme = match args.scheme.as_deref().map(stores::scheme_name).transpose() {
+        Ok(scheme) => scheme,
+        Err(code) => return code,
+    };
+    let store = match stores::open_existing(&args.store.store).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let mut ids = args.ids;
     if args.all {
         match store
-            .list_failures(args.scheme.as_deref(), Some(FailureStatus::Open), i64::MAX)
+            .list_failures(scheme.as_deref(), Some(FailureStatus::Open), i64::MAX)
             .await
         {
             Ok(open) => ids.extend(open.iter().map(|f| f.id)),
             Err(e) => {
-                eprintln!("error: {e}");
+                logging::error(e);
                 return exit::ABORTED;
             }
         }
@@ -810,7 +998,7 @@ async fn close_failures(args: CloseArgs, status: FailureStatus) -> i32 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::error(e);
             exit::ABORTED
         }
     }
@@ -829,11 +1017,15 @@ async fn mappings(action: MappingsAction) -> i32 {
                 None => None,
                 Some(Ok(s)) => Some(s),
                 Some(Err(_)) => {
-                    eprintln!("error: --status must be one of created, updated, failed, pending, deleted");
+                    logging::error("--status must be one of created, updated, failed, pending, deleted");
                     return exit::CONFIG;
                 }
             };
-            let store = match open_store(&store.store).await {
+            let scheme = match stores::scheme_name(&scheme) {
+                Ok(scheme) => scheme,
+                Err(code) => return code,
+            };
+            let store = match stores::open_existing(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -845,7 +1037,9 @@ async fn mappings(action: MappingsAction) -> i32 {
             };
             let found = store.query_mappings(&query).await;
             if found.as_ref().is_ok_and(|rows| rows.len() as i64 == limit) {
-                eprintln!("note: showing the first {limit} mappings; pass --limit to see more");
+                logging::notice(format_args!(
+                    "note: showing the first {limit} mappings; pass --limit to see more"
+                ));
             }
             print_mappings(found, format.is_json())
         }
@@ -857,10 +1051,14 @@ async fn mappings(action: MappingsAction) -> i32 {
             store,
         } => {
             if source_ids.is_empty() && target_ids.is_empty() {
-                eprintln!("error: give --source-id or --target-id (repeatable)");
+                logging::error("give --source-id or --target-id (repeatable)");
                 return exit::CONFIG;
             }
-            let store = match open_store(&store.store).await {
+            let scheme = match stores::scheme_name(&scheme) {
+                Ok(scheme) => scheme,
+                Err(code) => return code,
+            };
+            let store = match stores::open_existing(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -880,7 +1078,15 @@ async fn mappings(action: MappingsAction) -> i32 {
             target_object,
             name,
             store,
+            create_dirs,
         } => {
+            let scheme = match stores::scheme_name(&scheme) {
+                Ok(scheme) => scheme,
+                Err(code) => return code,
+            };
+            if let Err(code) = stores::check_creatable(&store.store, create_dirs) {
+                return code;
+            }
             let store = match open_store(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -918,7 +1124,7 @@ async fn mappings(action: MappingsAction) -> i32 {
                     exit::OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
@@ -929,7 +1135,11 @@ async fn mappings(action: MappingsAction) -> i32 {
             source_object,
             store,
         } => {
-            let store = match open_store(&store.store).await {
+            let scheme = match stores::scheme_name(&scheme) {
+                Ok(scheme) => scheme,
+                Err(code) => return code,
+            };
+            let store = match stores::open_existing(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -946,11 +1156,13 @@ async fn mappings(action: MappingsAction) -> i32 {
                     exit::OK
                 }
                 Ok(false) => {
-                    eprintln!("error: scheme {scheme} has no mapping for source id {source_id} (object {object})");
+                    logging::error(format_args!(
+                        "scheme {scheme} has no mapping for source id {source_id} (object {object})"
+                    ));
                     exit::ROWS_FAILED
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
@@ -969,13 +1181,13 @@ fn print_mappings(found: Result<Vec<Mapping>, crate::store::StoreError>, json: b
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::error(e);
             exit::ABORTED
         }
     }
 }
 
-async fn failures(action: FailuresAction) -> i32 {
+async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
     match action {
         FailuresAction::List {
             scheme,
@@ -987,11 +1199,15 @@ async fn failures(action: FailuresAction) -> i32 {
             let status = match status.parse::<FailureStatus>() {
                 Ok(s) => s,
                 Err(_) => {
-                    eprintln!("error: --status must be one of open, skipped, resolved");
+                    logging::error("--status must be one of open, skipped, resolved");
                     return exit::CONFIG;
                 }
             };
-            let store = match open_store(&store.store).await {
+            let scheme = match scheme.as_deref().map(stores::scheme_name).transpose() {
+                Ok(scheme) => scheme,
+                Err(code) => return code,
+            };
+            let store = match stores::open_existing(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -1005,14 +1221,14 @@ async fn failures(action: FailuresAction) -> i32 {
                     exit::OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
         }
         FailuresAction::Retry(args) => {
             if args.ids.is_empty() && !args.all {
-                eprintln!("error: name the failures to retry (ids from `ferry failures list`), or pass --all");
+                logging::error("name the failures to retry (ids from `ferry failures list`), or pass --all");
                 return exit::CONFIG;
             }
             let replay = if args.all {
@@ -1028,12 +1244,15 @@ async fn failures(action: FailuresAction) -> i32 {
                 since: None,
                 until: None,
                 output: args.output,
-                quiet: true,
+                quiet: false,
+                no_progress: true,
+                metrics_file: None,
+                create_dirs: args.create_dirs,
                 wait: args.wait,
                 env: args.env,
                 strict: args.strict,
             };
-            run(run_args, LogFormat::Text, Some(replay)).await
+            run(run_args, log_format, Some(replay)).await
         }
         FailuresAction::Skip(args) => close_failures(args, FailureStatus::Skipped).await,
         FailuresAction::Resolve(args) => close_failures(args, FailureStatus::Resolved).await,
@@ -1042,7 +1261,7 @@ async fn failures(action: FailuresAction) -> i32 {
             output: format,
             store,
         } => {
-            let store = match open_store(&store.store).await {
+            let store = match stores::open_existing(&store.store).await {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -1056,14 +1275,53 @@ async fn failures(action: FailuresAction) -> i32 {
                     exit::OK
                 }
                 Ok(None) => {
-                    eprintln!("error: no failure with id {id}; list them with `ferry failures list`");
-                    exit::ROWS_FAILED
+                    logging::error(format_args!(
+                        "no failure with id {id}; list them with `ferry failures list`"
+                    ));
+                    exit::CONFIG
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::error(e);
                     exit::ABORTED
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every flag says what it does, and every command shows examples.
+    #[test]
+    fn every_flag_has_a_description_and_every_command_examples() {
+        fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    problems.push(format!("{path}: `{id}` has no description"));
+                }
+            }
+            let children: Vec<_> = command.get_subcommands().filter(|c| c.get_name() != "help").collect();
+            if children.is_empty() {
+                let examples = command
+                    .get_after_help()
+                    .is_some_and(|help| help.to_string().contains("Examples:"));
+                if !examples {
+                    problems.push(format!("{path}: no examples"));
+                }
+            }
+            for child in children {
+                walk(child, &format!("{path} {}", child.get_name()), problems);
+            }
+        }
+        let mut problems = Vec::new();
+        walk(&Cli::command(), "ferry", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

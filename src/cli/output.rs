@@ -1,10 +1,16 @@
 //! Human-readable output: summary tables, mapping and failure listings, progress bar.
 
-use crate::engine::{PlannedRequest, Progress, Summary};
+use crate::engine::{Outcome, PlannedRequest, Progress, ReadPosition, SourceRequest, Summary};
 use crate::store::{Failure, Mapping};
 use std::fmt::Write as _;
 
-pub fn summary_table(s: &Summary) -> String {
+/// The summary of a run against the store at `store` (named in the hints it prints).
+pub fn summary_table(s: &Summary, store: &str) -> String {
+    let store_flag = if store == "ferry.db" {
+        String::new()
+    } else {
+        format!(" --store {store}")
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -12,20 +18,27 @@ pub fn summary_table(s: &Summary) -> String {
         s.scheme,
         if s.dry_run { "  (dry run: nothing written)" } else { "" }
     );
-    let rows: [(&str, u64); 10] = [
+    // A dry run's created and updated are the creates and updates it planned.
+    let (created, updated) = if s.dry_run {
+        ("to create", "to update")
+    } else {
+        ("created", "updated")
+    };
+    let rows: [(&str, u64); 11] = [
         ("read", s.read),
-        ("created", s.created),
-        ("updated", s.updated),
+        (created, s.created),
+        (updated, s.updated),
         ("unchanged", s.unchanged),
         ("duplicates", s.duplicates),
         ("skipped", s.skipped),
         ("failed", s.failed),
-        ("pages", s.pages),
-        ("requests", s.requests),
         ("windows", s.windows),
+        ("pages", s.pages),
+        ("source requests", s.source_requests),
+        ("target requests", s.requests),
     ];
     for (label, value) in rows {
-        let _ = writeln!(out, "  {label:<11}{value:>9}");
+        let _ = writeln!(out, "  {label:<16}{value:>9}");
     }
     // Deletions and recovery counters appear only when something happened.
     for (label, value) in [
@@ -35,12 +48,15 @@ pub fn summary_table(s: &Summary) -> String {
         ("uncertain", s.uncertain),
     ] {
         if value > 0 {
-            let _ = writeln!(out, "  {label:<11}{value:>9}");
+            let _ = writeln!(out, "  {label:<16}{value:>9}");
         }
     }
-    let _ = writeln!(out, "  {:<11}{:>8.2}s", "duration", s.duration_ms as f64 / 1000.0);
+    let _ = writeln!(out, "  {:<16}{:>8.2}s", "duration", s.duration_ms as f64 / 1000.0);
     if let Some(checkpoint) = &s.checkpoint {
-        let _ = writeln!(out, "  {:<11}{checkpoint}", "checkpoint");
+        let _ = writeln!(out, "  {:<16}{checkpoint}", "checkpoint");
+    }
+    if let Some(id) = s.run_id {
+        let _ = writeln!(out, "  {:<16}{id} (ferry runs show {id}{store_flag})", "run");
     }
     for (field, count) in &s.missing_fields {
         let _ = writeln!(
@@ -75,21 +91,65 @@ pub fn summary_table(s: &Summary) -> String {
     if s.failed > 0 && !s.dry_run {
         let _ = writeln!(
             out,
-            "  failed rows are in the ledger: ferry failures list --scheme {}",
+            "  failed rows are in the ledger: ferry failures list --scheme {}{store_flag}",
             s.scheme
         );
     }
     if s.uncertain > 0 {
         let _ = writeln!(
             out,
-            "  {} earlier create(s) could not be checked: see `ferry failures list --scheme {}` (class uncertain)",
+            "  {} earlier create(s) could not be checked: see `ferry failures list --scheme {}{store_flag}` (class uncertain)",
             s.uncertain, s.scheme
         );
     }
-    if let Some(reason) = &s.aborted {
-        let _ = writeln!(out, "  ABORTED: {reason}");
+    // The reason itself is printed once, on stderr.
+    let outcome = match s.outcome() {
+        Outcome::Ok | Outcome::FailedRows => None,
+        Outcome::Aborted => Some("ABORTED (the reason is on stderr)"),
+        Outcome::Stopped => Some("stopped by a signal"),
+        Outcome::Unreachable => Some("UNREACHABLE: nothing was written; try again later (the reason is on stderr)"),
+    };
+    if let Some(outcome) = outcome {
+        let _ = writeln!(out, "  {:<16}{outcome}", "outcome");
     }
     out
+}
+
+/// A source request of a dry run, as text.
+pub fn print_source(request: &SourceRequest) {
+    let window = request
+        .window
+        .as_deref()
+        .map(|w| format!(", window {w}"))
+        .unwrap_or_default();
+    let what = if request.kind == "page" {
+        format!("source page {}{window}", request.page)
+    } else {
+        format!("source detail{window}")
+    };
+    println!("--- {what}: {} record(s)", request.records);
+    println!("{} {}", request.method, request.url);
+    if let Some(body) = request.body.as_deref().filter(|b| !b.is_empty()) {
+        println!("\n{body}");
+    }
+}
+
+/// A source request of a dry run, as one line of JSON.
+pub fn print_source_json(request: &SourceRequest) {
+    let mut value = serde_json::to_value(request).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("side".into(), "source".into());
+    }
+    println!("{value}");
+}
+
+/// A planned target request of a dry run, as one line of JSON.
+pub fn print_planned_json(request: &PlannedRequest) {
+    let mut value = serde_json::to_value(request).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("side".into(), "target".into());
+    }
+    println!("{value}");
 }
 
 pub fn print_planned(request: &PlannedRequest) {
@@ -171,9 +231,11 @@ pub fn failure_detail(f: &Failure) -> String {
     out
 }
 
-/// An indicatif spinner showing records read and done.
+/// An indicatif spinner showing the window and page being read, and records read and done.
 pub struct ProgressBar {
     bar: indicatif::ProgressBar,
+    position: std::sync::Mutex<String>,
+    counts: std::sync::Mutex<(u64, u64)>,
 }
 
 impl ProgressBar {
@@ -183,7 +245,18 @@ impl ProgressBar {
             bar.set_style(style);
         }
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        ProgressBar { bar }
+        ProgressBar {
+            bar,
+            position: Default::default(),
+            counts: Default::default(),
+        }
+    }
+
+    fn show(&self) {
+        let position = self.position.lock().map(|p| p.clone()).unwrap_or_default();
+        let (read, done) = self.counts.lock().map(|c| *c).unwrap_or_default();
+        self.bar
+            .set_message(format!("{position}read {read} records, {done} written or failed"));
     }
     pub fn finish(&self) {
         self.bar.finish_and_clear();
@@ -192,7 +265,65 @@ impl ProgressBar {
 
 impl Progress for ProgressBar {
     fn update(&self, read: u64, done: u64) {
-        self.bar
-            .set_message(format!("read {read} records, {done} written or failed"));
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts = (read, done);
+        }
+        self.show();
+    }
+
+    fn reading(&self, at: &ReadPosition) {
+        if let Ok(mut position) = self.position.lock() {
+            *position = progress_position(at);
+        }
+        self.show();
+    }
+}
+
+/// `window 3/10 (start → end), page 4 · `
+pub fn progress_position(at: &ReadPosition) -> String {
+    let range = at.range.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    format!("window {}/{}{range}, page {} · ", at.window, at.windows, at.page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_names_the_window_and_page() {
+        let at = ReadPosition {
+            window: 3,
+            windows: 10,
+            range: Some("2024-03-01T00:00:00+08:00 → 2024-03-02T00:00:00+08:00".into()),
+            page: 4,
+        };
+        assert_eq!(
+            progress_position(&at),
+            "window 3/10 (2024-03-01T00:00:00+08:00 → 2024-03-02T00:00:00+08:00), page 4 · "
+        );
+    }
+
+    #[test]
+    fn hints_name_the_store_the_run_used() {
+        let summary = Summary {
+            scheme: "orders".into(),
+            failed: 2,
+            run_id: Some(7),
+            ..Summary::default()
+        };
+        let text = summary_table(&summary, "/var/lib/ferry/ferry.db");
+        assert!(
+            text.contains("ferry failures list --scheme orders --store /var/lib/ferry/ferry.db"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry runs show 7 --store /var/lib/ferry/ferry.db"),
+            "{text}"
+        );
+        let default_store = summary_table(&summary, "ferry.db");
+        assert!(
+            default_store.contains("ferry failures list --scheme orders\n"),
+            "{default_store}"
+        );
     }
 }

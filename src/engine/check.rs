@@ -148,6 +148,8 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         run_id: 0,
         ledger_open: std::sync::atomic::AtomicBool::new(false),
         change_checks: ChangeChecks::of(plan, options.now, None),
+        source_requests: Default::default(),
+        source_sink: None,
     };
     let mut report = CheckReport {
         scheme: plan.name.clone(),

@@ -7,6 +7,10 @@
 //! It also checks each source page's `incremental.field` against the window the page was
 //! read in ([`ChangeChecks`], the decisions in [`crate::window::PageTimes`]); the planner
 //! counts the results and warns.
+//!
+//! Every source request is counted ([`RunContext::source_requests`], retries included) and
+//! described once its answer is read: logged at debug level with its window, page and
+//! record count, and handed to the run's source sink (secrets masked in both).
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
@@ -183,15 +187,79 @@ async fn fetch_http_page(
     let plan = &ctx.plan;
     let conn = plan.source_connection();
     let request = build_request(conn, &plan.source.request, scope, page.next_url.as_deref())?;
-    let (response, _attempts) = ctx.http.send(conn, &request, Repeat::Safe).await?;
-    read_page(
+    let sent = ctx.http.send(conn, &request, Repeat::Safe).await;
+    count_source_requests(ctx, sent.as_ref().map_or(1, |(_, attempts)| *attempts));
+    let (response, _attempts) = sent?;
+    let read = read_page(
         &plan.source.response,
         &plan.source.records,
         parent,
         &response,
         plan.source.response.codec,
     )
-    .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))
+    .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
+    let body = request.body.as_deref().map(String::from_utf8_lossy);
+    describe_source_request(
+        ctx,
+        scope,
+        ("page", page.index + 1),
+        request.method.as_str(),
+        &request.url,
+        body.as_deref(),
+        read.records.len(),
+    );
+    Ok(read)
+}
+
+fn count_source_requests(ctx: &RunContext, requests: u32) {
+    ctx.source_requests.fetch_add(u64::from(requests), Ordering::Relaxed);
+}
+
+/// Logs a source request at debug level and hands it to the run's source sink.
+fn describe_source_request(
+    ctx: &RunContext,
+    scope: &Scope,
+    (kind, page): (&'static str, u64),
+    method: &'static str,
+    url: &str,
+    body: Option<&str>,
+    records: usize,
+) {
+    let wants_log = tracing::enabled!(tracing::Level::DEBUG);
+    if !wants_log && ctx.source_sink.is_none() {
+        return;
+    }
+    let redactor = &ctx.plan.redactor;
+    let window = scope.vars.get("window").and_then(|w| {
+        let start = w.get("start")?.as_str()?;
+        let end = w.get("end")?.as_str()?;
+        Some(format!("{start} → {end}"))
+    });
+    let described = crate::engine::SourceRequest {
+        kind,
+        window,
+        page,
+        method,
+        url: redactor.redact(url).into_owned(),
+        body: body.map(|b| redactor.redact(b).into_owned()),
+        records,
+    };
+    if wants_log {
+        tracing::debug!(
+            scheme = %ctx.plan.name,
+            kind,
+            window = described.window.as_deref().unwrap_or(""),
+            page,
+            method,
+            url = %described.url,
+            body = described.body.as_deref().unwrap_or(""),
+            records,
+            "source request"
+        );
+    }
+    if let Some(sink) = &ctx.source_sink {
+        sink(&described);
+    }
 }
 
 /// Replaces each listed record with its full version, `in_flight` requests at a time.
@@ -210,11 +278,28 @@ pub(crate) async fn fetch_details(
         };
         let body = if conn.vendor.is_http() {
             let request = build_request(conn, &detail.request, &scope, None)?;
-            let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+            let sent = ctx.http.send(conn, &request, Repeat::Safe).await;
+            count_source_requests(ctx, sent.as_ref().map_or(1, |(_, attempts)| *attempts));
+            let (response, _) = sent?;
+            let body = request.body.as_deref().map(String::from_utf8_lossy);
+            describe_source_request(
+                ctx,
+                &scope,
+                ("detail", 0),
+                request.method.as_str(),
+                &request.url,
+                body.as_deref(),
+                1,
+            );
             ctx.plan.source.response.codec.decode(&response.body)?
         } else {
             let (api, params) = render_call(&detail.request, &scope)?;
-            vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await?.1
+            let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
+            count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
+            let body = called?.1;
+            let url = format!("{} {api}", conn.vendor.name());
+            describe_source_request(ctx, &scope, ("detail", 0), "CALL", &url, Some(&params.to_string()), 1);
+            body
         };
         detail.records.first(&body).cloned().ok_or_else(|| {
             Error::decode(format!(
@@ -240,9 +325,9 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     if let Some(paging) = &plan.source.auto_page {
         conn.vendor.apply_page(&api, &mut params, page, paging)?;
     }
-    let (response, body, _) = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe)
-        .await
-        .map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
+    let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
+    count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
+    let (response, body, _) = called.map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
     let (mut body, verdict) = crate::connector::check_read_envelope(&plan.source.response, body, response.status);
     if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
@@ -252,6 +337,16 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
         .map_err(|message| Error::guard(format!("page {} of the source: {message}", page.index + 1)))?;
     let rows = plan.source.records.take_from(&mut body);
     let records = conn.vendor.shape_records(&api, &params, rows)?;
+    let url = format!("{} {api}", conn.vendor.name());
+    describe_source_request(
+        ctx,
+        scope,
+        ("page", page.index + 1),
+        "CALL",
+        &url,
+        Some(&params.to_string()),
+        records.len(),
+    );
     Ok(Page { body, records })
 }
 

@@ -33,6 +33,14 @@
 //!   record lacks a field does), before anything is sent.
 //! - [`check`] (`ferry check`) reads first pages with the same fetch code and renders their
 //!   records as a run would, sending nothing to the target and writing no store.
+//! - Each counter of the [`Summary`] means one thing: `requests` are target requests,
+//!   `source_requests` source requests (retries and per-record detail requests included),
+//!   `windows` the windows read to their end. Every source request is logged at debug
+//!   level (and handed to [`RunOptions::source_sink`]) with its window, page and record count.
+//! - A run whose first batch could not reach the target at all (refused, unresolved, not
+//!   connected) stops there rather than failing every record: the batch's rows are in the
+//!   ledger, nothing was written, and the summary says `unreachable` (exit code 75), as it
+//!   does when the source cannot be reached before anything was written.
 
 mod check;
 mod delete;
@@ -67,6 +75,28 @@ pub use write::PlannedRequest;
 /// Receives each request a dry run would have sent.
 pub type DryRunSink = Arc<dyn Fn(&PlannedRequest) + Send + Sync>;
 
+/// Receives each source request a run sent, with what it returned.
+pub type SourceSink = Arc<dyn Fn(&SourceRequest) + Send + Sync>;
+
+/// One source request (a page, or a per-record detail request), secrets masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceRequest {
+    /// `page` or `detail`.
+    pub kind: &'static str,
+    /// The window read, `start → end` in the source's zone (none without `incremental`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The page's number within its window, from 1.
+    pub page: u64,
+    /// `GET`, `POST`, … or `CALL` for a built-in vendor connector.
+    pub method: &'static str,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Records the answer held.
+    pub records: usize,
+}
+
 /// Options of one run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -80,6 +110,8 @@ pub struct RunOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Receives the planned requests of a dry run.
     pub dry_run_sink: Option<DryRunSink>,
+    /// Receives every source request (a dry run prints them next to the planned writes).
+    pub source_sink: Option<SourceSink>,
     /// When it fires, the run stops reading, finishes and commits the writes in flight,
     /// keeps the checkpoints of completed windows, and reports itself aborted.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
@@ -105,6 +137,20 @@ async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
 /// Progress reporting, implemented by the CLI's progress bar.
 pub trait Progress: Send + Sync {
     fn update(&self, read: u64, done: u64);
+    /// Where the source is being read: called for each page that arrives.
+    fn reading(&self, _at: &ReadPosition) {}
+}
+
+/// Where the source is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPosition {
+    /// The window being read, from 1, of `windows`.
+    pub window: u64,
+    pub windows: u64,
+    /// `start → end` of that window (none without `incremental`).
+    pub range: Option<String>,
+    /// Pages of this window received so far.
+    pub page: u64,
 }
 
 /// What a run did.
@@ -148,30 +194,98 @@ pub struct Summary {
     /// Creates left unfinished by an earlier run that could not be checked (see the ledger).
     pub uncertain: u64,
     pub pages: u64,
+    /// Requests sent to the target (retries included).
     pub requests: u64,
+    /// Requests sent to the source (retries and per-record detail requests included).
+    pub source_requests: u64,
+    /// Windows read to their end (one for a source without `incremental`).
     pub windows: u64,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// The run was stopped on request (a signal): `aborted` says so, and it is no failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+    /// The run stopped because the source or the target could not be reached, and the
+    /// target accepted nothing: try again later (exit code 75).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
     pub dry_run: bool,
+    /// The run's id in the store's run history (none for a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
 }
 
 fn is_zero(count: &u64) -> bool {
     *count == 0
 }
 
-impl Summary {
-    /// The process exit code for this outcome.
-    pub fn exit_code(&self) -> i32 {
-        if self.aborted.is_some() {
-            crate::error::exit::ABORTED
-        } else if self.failed > 0 {
-            crate::error::exit::ROWS_FAILED
-        } else {
-            crate::error::exit::OK
+/// How a run ended, as the run history and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// Finished, with records in the failure ledger.
+    FailedRows,
+    Aborted,
+    /// Stopped on request (SIGINT, SIGTERM).
+    Stopped,
+    /// A peer could not be reached and nothing was written.
+    Unreachable,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::FailedRows,
+        Outcome::Aborted,
+        Outcome::Stopped,
+        Outcome::Unreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::FailedRows => "failed_rows",
+            Outcome::Aborted => "aborted",
+            Outcome::Stopped => "stopped",
+            Outcome::Unreachable => "unreachable",
         }
+    }
+}
+
+impl Summary {
+    pub fn outcome(&self) -> Outcome {
+        if self.stopped {
+            Outcome::Stopped
+        } else if self.unreachable {
+            Outcome::Unreachable
+        } else if self.aborted.is_some() {
+            Outcome::Aborted
+        } else if self.failed > 0 {
+            Outcome::FailedRows
+        } else {
+            Outcome::Ok
+        }
+    }
+
+    /// The process exit code for this outcome. A stopped run gets 3 here; the command line
+    /// knows which signal stopped it and exits 130 or 143 instead.
+    pub fn exit_code(&self) -> i32 {
+        use crate::error::exit;
+        match self.outcome() {
+            Outcome::Ok => exit::OK,
+            Outcome::FailedRows => exit::ROWS_FAILED,
+            Outcome::Aborted | Outcome::Stopped => exit::ABORTED,
+            Outcome::Unreachable => exit::UNAVAILABLE,
+        }
+    }
+
+    /// Records the target holds because of this run.
+    pub fn written(&self) -> u64 {
+        self.created + self.updated + self.deleted + self.reconciled
     }
 }
 
@@ -273,9 +387,14 @@ pub(crate) struct RunContext {
     pub ledger_open: std::sync::atomic::AtomicBool,
     /// The `incremental.field` checks; `None` when the scheme names no field.
     pub change_checks: Option<fetch::ChangeChecks>,
+    /// Requests sent to the source so far.
+    pub source_requests: std::sync::atomic::AtomicU64,
+    /// Receives every source request.
+    pub source_sink: Option<SourceSink>,
 }
 
-const CHECKPOINT_KEY: &str = "window_end";
+/// The checkpoint key under which a scheme's incremental watermark is stored (RFC 3339).
+pub const CHECKPOINT_KEY: &str = "window_end";
 
 /// Runs a plan to completion (or abort) and returns its summary.
 pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOptions) -> Result<Summary, Error> {
@@ -302,27 +421,47 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
+    // A dry run counts the rows of the creates and updates it planned.
+    let planned = Arc::new(PlannedRows::default());
+    let dry_run_sink = if options.dry_run {
+        let inner = options.dry_run_sink.clone();
+        let counts = planned.clone();
+        Some(Arc::new(move |request: &PlannedRequest| {
+            counts.add(request);
+            if let Some(inner) = &inner {
+                inner(request);
+            }
+        }) as DryRunSink)
+    } else {
+        None
+    };
     let ctx = Arc::new(RunContext {
         plan: plan.clone(),
         store: store.clone(),
-        http: http.clone().with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
+        http: http
+            .clone()
+            .with_fresh_reach()
+            .with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
         vars: Arc::new(base_vars(plan, now, run_id, options.dry_run)),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
         payload_hasher,
         dry_run: options.dry_run,
-        dry_run_sink: options.dry_run_sink.clone(),
+        dry_run_sink,
         sessions: Default::default(),
         run_id,
         ledger_open: std::sync::atomic::AtomicBool::new(
             options.dry_run || store.count_open_failures(&plan.name).await? > 0,
         ),
         change_checks: fetch::ChangeChecks::of(plan, options.now, resume),
+        source_requests: Default::default(),
+        source_sink: options.source_sink.clone(),
     });
+    tracing::info!(scheme = %plan.name, run_id, dry_run = options.dry_run, windows = windows.len(), "run started");
 
     let mut summary = Summary {
         scheme: plan.name.clone(),
-        windows: windows.len() as u64,
         dry_run: options.dry_run,
+        run_id: (!options.dry_run).then_some(run_id),
         ..Summary::default()
     };
     let outcome = match recover(&ctx, options, &mut summary).await {
@@ -330,21 +469,43 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         Err(e) => Err(e),
     };
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary.source_requests = ctx.source_requests.load(std::sync::atomic::Ordering::Relaxed);
+    if options.dry_run {
+        summary.created = planned.creates.load(std::sync::atomic::Ordering::Relaxed);
+        summary.updated = planned.updates.load(std::sync::atomic::Ordering::Relaxed);
+    }
     if let Err(e) = outcome {
         summary.aborted = Some(plan.redactor.redact(&e.message).into_owned());
+        // Try again later: nothing changed in the target. A source read that failed in
+        // transport (refused, unresolved, timed out) counts; a write only when it never
+        // reached the target.
+        summary.unreachable = !summary.stopped && e.kind == ErrorKind::Transport && summary.written() == 0;
     }
     if !options.dry_run {
-        let status = if summary.aborted.is_some() {
-            "aborted"
-        } else if summary.failed > 0 {
-            "failed_rows"
-        } else {
-            "ok"
-        };
         let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
-        store.finish_run(run_id, status, &summary_json).await?;
+        store
+            .finish_run(run_id, summary.outcome().as_str(), &summary_json)
+            .await?;
     }
     Ok(summary)
+}
+
+/// Rows of the creates and updates a dry run planned.
+#[derive(Default)]
+struct PlannedRows {
+    creates: std::sync::atomic::AtomicU64,
+    updates: std::sync::atomic::AtomicU64,
+}
+
+impl PlannedRows {
+    fn add(&self, request: &PlannedRequest) {
+        let counter = match request.operation {
+            "create" => &self.creates,
+            "update" => &self.updates,
+            _ => return,
+        };
+        counter.fetch_add(request.rows as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The windows a run reads (one `None` for a source without `incremental`), and the
@@ -476,6 +637,12 @@ async fn drive(
     let mut first_page_checked = false;
     let mut probed = false;
     let mut run_times = TimeTally::default();
+    let mut position = ReadPosition {
+        window: 1,
+        windows: windows.len() as u64,
+        range: window_range(ctx, windows.first()),
+        page: 0,
+    };
 
     // Dispatches the current batch (possibly empty, to carry failures or close a window).
     macro_rules! dispatch {
@@ -533,6 +700,9 @@ async fn drive(
                             &mut failure,
                         );
                     }
+                    if failure.is_none() {
+                        failure = target_unreachable(ctx, summary);
+                    }
                 }
             }
             seq
@@ -559,6 +729,7 @@ async fn drive(
             message = receiver.recv() => message,
             _ = stop_requested(&mut stop) => {
                 failure = Some(Error::new(ErrorKind::Aborted, "stopped by a signal; the writes in flight were finished and committed"));
+                summary.stopped = true;
                 break;
             }
         };
@@ -574,6 +745,10 @@ async fn drive(
                     summary.replayed += records.len() as u64;
                 } else {
                     summary.pages += 1;
+                    position.page += 1;
+                    if let Some(progress) = &options.progress {
+                        progress.reading(&position);
+                    }
                     if !first_page_checked && !records.is_empty() {
                         first_page_checked = true;
                         let verdict = first_page_verdict(ctx, &records)
@@ -646,6 +821,13 @@ async fn drive(
             Fetched::WindowDone { window } => {
                 let seq = dispatch!();
                 checkpoints.window_last_seq.insert(window, seq);
+                summary.windows += 1;
+                position = ReadPosition {
+                    window: window as u64 + 2,
+                    windows: windows.len() as u64,
+                    range: window_range(ctx, windows.get(window + 1)),
+                    page: 0,
+                };
             }
             Fetched::Failed(error) => {
                 failure = Some(error);
@@ -686,6 +868,33 @@ async fn drive(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `start → end` of a window, in the source's zone.
+fn window_range(ctx: &RunContext, window: Option<&Option<Window>>) -> Option<String> {
+    let window = window?.as_ref()?;
+    let zone = ctx.plan.source_connection().zone;
+    Some(format!(
+        "{} → {}",
+        format_time(window.start, zone),
+        format_time(window.end, zone)
+    ))
+}
+
+/// After the run's first batch: when the target accepted nothing and no attempt ever
+/// reached it, every further batch would fail the same way, so the run stops here.
+fn target_unreachable(ctx: &RunContext, summary: &Summary) -> Option<Error> {
+    if ctx.dry_run || summary.written() > 0 || summary.failed == 0 {
+        return None;
+    }
+    let connection = &ctx.plan.target_connection().name;
+    let reason = ctx.http.never_reached(connection)?;
+    Some(Error::unreachable(format!(
+        "the target (connection `{connection}`) cannot be reached: {}. Nothing was written; the run stopped \
+         after its first batch instead of failing every record, the batch's rows are in the failure ledger and \
+         the next run sends them again",
+        ctx.plan.redactor.redact(&reason)
+    )))
 }
 
 fn finish_job(

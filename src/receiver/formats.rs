@@ -71,7 +71,9 @@ fn standard_record(body: Value, what: &str) -> Result<Value, FormatError> {
         _ => return Err(FormatError(format!("{what}: `objAPIName` must be a non-empty string"))),
     }
     if !matches!(map.get("masterFieldVal"), Some(Value::Object(_))) {
-        return Err(FormatError(format!("{what}: `masterFieldVal` must be an object of fields")));
+        return Err(FormatError(format!(
+            "{what}: `masterFieldVal` must be an object of fields"
+        )));
     }
     match map.get("detailFieldVals") {
         None | Some(Value::Null) => {}
@@ -214,7 +216,8 @@ mod tests {
         }
     }
 
-    const STANDARD: &str = r#"{"objAPIName":"SaleOrderObj","masterFieldVal":{"Key1":"v1"},"detailFieldVals":{"Lines":[{"Key4":"v4"}]}}"#;
+    const STANDARD: &str =
+        r#"{"objAPIName":"SaleOrderObj","masterFieldVal":{"Key1":"v1"},"detailFieldVals":{"Lines":[{"Key4":"v4"}]}}"#;
 
     #[test]
     fn the_id_header_makes_a_push_standard() {
@@ -222,7 +225,11 @@ mod tests {
         let push = read_platform_push(&h, STANDARD.as_bytes()).unwrap();
         assert_eq!(push.shape, Shape::Standard);
         assert_eq!(push.id.as_deref(), Some("SO-1"));
-        assert_eq!(push.object.as_deref(), Some("SaleOrderObj"), "objAPIName routes when no header");
+        assert_eq!(
+            push.object.as_deref(),
+            Some("SaleOrderObj"),
+            "objAPIName routes when no header"
+        );
         assert_eq!(push.data_center.as_deref(), Some("dc1"));
         assert!(push.cancel);
         assert_eq!(push.record.unwrap()["masterFieldVal"]["Key1"], "v1");
@@ -241,7 +248,10 @@ mod tests {
             ("[1]", "must be a JSON object"),
             (r#"{"masterFieldVal":{}}"#, "`objAPIName`"),
             (r#"{"objAPIName":"A","masterFieldVal":[]}"#, "`masterFieldVal`"),
-            (r#"{"objAPIName":"A","masterFieldVal":{},"detailFieldVals":{"L":{}}}"#, "detailFieldVals.L"),
+            (
+                r#"{"objAPIName":"A","masterFieldVal":{},"detailFieldVals":{"L":{}}}"#,
+                "detailFieldVals.L",
+            ),
         ] {
             let error = read_platform_push(&h, body.as_bytes()).unwrap_err();
             assert!(error.0.contains(reason), "{body}: {error}");
@@ -262,17 +272,26 @@ mod tests {
 
         let loose = read_fxiaoke_push(None, br#"{"data":{"objAPIName":"x","anything":[1,2]}}"#).unwrap();
         assert_eq!(loose.shape, Shape::NonStandard);
-        let direct = read_fxiaoke_push(None, br#"{"data":{"id":"1","directSync":true,"objAPIName":"x","masterFieldVal":{}}}"#);
+        let direct = read_fxiaoke_push(
+            None,
+            br#"{"data":{"id":"1","directSync":true,"objAPIName":"x","masterFieldVal":{}}}"#,
+        );
         assert!(direct.unwrap_err().0.contains("destObjectApiName"));
         assert!(read_fxiaoke_push(None, b"{}").unwrap_err().0.contains("`data`"));
     }
 
     #[test]
     fn answers_follow_each_family() {
-        assert_eq!(platform_answer(200, "", Some(7)), json!({"errCode": "s106240000", "errMsg": "Success", "inboxId": 7}));
+        assert_eq!(
+            platform_answer(200, "", Some(7)),
+            json!({"errCode": "s106240000", "errMsg": "Success", "inboxId": 7})
+        );
         assert_eq!(platform_answer(401, "wrong token", None)["errCode"], "s306240401");
         let ok = fxiaoke_answer(200, "", "E-1");
-        assert_eq!((ok["errorCode"].clone(), ok["traceId"].clone()), (json!(0), json!("E-1")));
+        assert_eq!(
+            (ok["errorCode"].clone(), ok["traceId"].clone()),
+            (json!(0), json!("E-1"))
+        );
         assert_eq!(fxiaoke_answer(400, "bad", "E-2")["errorCode"], 400);
     }
 }

@@ -167,6 +167,18 @@ pub struct Loaded {
     /// Paths whose value holds a [`placeholder`] for a variable that is not set. A scheme
     /// with any never yields a plan.
     pub unset_paths: std::collections::HashSet<String>,
+    /// Every `${NAME}` reference, in the order of the text (a name may repeat).
+    pub references: Vec<EnvReference>,
+}
+
+/// One `${NAME}` or `${NAME:-default}` in a scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvReference {
+    pub name: String,
+    pub has_default: bool,
+    /// Its value is treated as a secret (a connection setting other than `base_url`, or a
+    /// name that looks secret).
+    pub secret: bool,
 }
 
 /// Parses `text`, resolving `${ENV}` through `env`; a variable that is not set is an error.
@@ -344,6 +356,11 @@ fn resolve_env(text: &str, path: &str, span: Span, resolver: &Resolver, out: &mu
                     .at(position),
             );
         } else {
+            out.references.push(EnvReference {
+                name: name.to_string(),
+                has_default: default.is_some(),
+                secret: secret_place || looks_secret(name),
+            });
             // As in the shell, `:-` also replaces a variable that is set but empty.
             let value = env(name).filter(|value| !value.is_empty() || default.is_none());
             match (value, default) {

@@ -172,7 +172,7 @@ impl MappingStore for MemoryStore {
         let source_ids: HashSet<&str> = q.source_ids.iter().map(String::as_str).collect();
         let target_ids: HashSet<&str> = q.target_ids.iter().map(String::as_str).collect();
         let state = self.lock();
-        let matches = state
+        let mut matches: Vec<&Mapping> = state
             .mappings
             .iter()
             .filter(|((scheme, _), _)| q.scheme.as_ref().is_none_or(|s| s == scheme))
@@ -180,6 +180,16 @@ impl MappingStore for MemoryStore {
             .filter(|m| source_ids.is_empty() || source_ids.contains(m.source_id.as_str()))
             .filter(|m| target_ids.is_empty() || m.target_id.as_deref().is_some_and(|t| target_ids.contains(t)))
             .filter(|m| q.status.is_none_or(|s| s == m.status))
+            .collect();
+        matches.sort_by(|a, b| {
+            (&a.scheme, &a.source_object, super::natural_key(&a.source_id)).cmp(&(
+                &b.scheme,
+                &b.source_object,
+                super::natural_key(&b.source_id),
+            ))
+        });
+        let matches = matches
+            .into_iter()
             .skip(limit_to_usize(q.offset))
             .take(q.limit.map_or(usize::MAX, limit_to_usize))
             .cloned()
@@ -319,6 +329,22 @@ impl RunHistory for MemoryStore {
             .take(limit_to_usize(limit))
             .cloned()
             .collect())
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.lock().runs.get(&id).cloned())
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.lock();
+        let mut newest: std::collections::BTreeMap<&str, &RunRecord> = std::collections::BTreeMap::new();
+        for run in state.runs.values() {
+            if scheme.is_some_and(|s| s != run.scheme) || status.is_some_and(|s| s != run.status) {
+                continue;
+            }
+            newest.insert(&run.scheme, run);
+        }
+        Ok(newest.into_values().cloned().collect())
     }
 }
 

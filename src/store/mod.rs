@@ -27,7 +27,8 @@
 //!   were chosen over RFC 3339 text because they are smaller, sort and compare
 //!   cheaply and map to `BIGINT` in Postgres unchanged.
 //! - **Listing order** is stable: mappings by `(scheme, source_object, source_id)`
-//!   in byte order, failures newest `last_seen` first, runs newest first.
+//!   with source ids in natural order of their trailing number ([`natural_key`]: `1, 2,
+//!   10`, `SO-9, SO-10`), failures newest `last_seen` first, runs newest first.
 //! - **Mapping statuses** are `created`, `updated`, `failed`, `pending` and `deleted` (the
 //!   target record was deleted because its source record was); only `created` and
 //!   `updated` mappings answer `mapped_id`.
@@ -310,6 +311,10 @@ pub struct MappingQuery {
 pub enum StoreError {
     #[error("cannot open store at {location}: {reason} — pass --store or set FERRY_STORE to a writable path")]
     Open { location: String, reason: String },
+
+    /// A command that only reads found no store ([`Store::open_existing`]).
+    #[error("no store at {location}: {reason}")]
+    Missing { location: String, reason: String },
 
     #[error("cannot bring the store at {location} up to date: {reason} — {hint}")]
     Migrate {
@@ -626,6 +631,17 @@ pub trait RunHistory {
         scheme: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+
+    /// One run by id.
+    fn run(&self, id: i64) -> impl Future<Output = Result<Option<RunRecord>, StoreError>> + Send;
+
+    /// The newest run of each scheme (only of `scheme`, when given; only runs whose status
+    /// is `status`, when given), by scheme name.
+    fn latest_runs(
+        &self,
+        scheme: Option<&str>,
+        status: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
 }
 
 /// Atomic per-batch writes.
@@ -668,6 +684,37 @@ impl Store {
             Location::SqliteFile(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
             Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
         }
+    }
+
+    /// Open a store that already exists, creating nothing: a missing SQLite file, or a
+    /// database without Ferry's tables, is an error naming the location. For commands that
+    /// only read (listings, `ferry status`).
+    pub async fn open_existing(location: &str) -> Result<Store, StoreError> {
+        match parse_location(location)? {
+            Location::Memory => Ok(Store::memory()),
+            Location::SqliteFile(path) => {
+                if !std::path::Path::new(path).exists() {
+                    return Err(StoreError::Missing {
+                        location: path.to_owned(),
+                        reason: "nothing has run with this --store yet (a `ferry run` creates it); pass the \
+                                 --store (or FERRY_STORE) your runs use"
+                            .to_owned(),
+                    });
+                }
+                Ok(Store::Sqlite(SqliteStore::open(path).await?))
+            }
+            Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open_existing(url).await?)),
+        }
+    }
+
+    /// The directory a SQLite store's file lives in, when it does not exist (a store in
+    /// memory or in Postgres has none).
+    pub fn missing_directory(location: &str) -> Option<std::path::PathBuf> {
+        let Ok(Location::SqliteFile(path)) = parse_location(location) else {
+            return None;
+        };
+        let parent = std::path::Path::new(path).parent()?;
+        (!parent.as_os_str().is_empty() && !parent.exists()).then(|| parent.to_path_buf())
     }
 
     /// A fresh, empty in-memory store.
@@ -822,6 +869,14 @@ impl RunHistory for Store {
     async fn recent_runs(&self, scheme: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         dispatch!(self, s => s.recent_runs(scheme, limit).await)
     }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        dispatch!(self, s => s.run(id).await)
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        dispatch!(self, s => s.latest_runs(scheme, status).await)
+    }
 }
 
 impl BatchWriter for Store {
@@ -831,6 +886,17 @@ impl BatchWriter for Store {
 }
 
 // ---- helpers shared by the backends -------------------------------------------------
+
+/// The order of mapping listings: a source id's text before its trailing digits, then its
+/// length, then its bytes, so ids that differ in a trailing number sort by that number.
+/// The SQL backends order by the same key (`rtrim(id, '0123456789'), length(id), id`).
+pub fn natural_key(id: &str) -> (&str, usize, &str) {
+    (
+        id.trim_end_matches(|c: char| c.is_ascii_digit()),
+        id.chars().count(),
+        id,
+    )
+}
 
 /// The current time at the stored precision (milliseconds).
 pub(crate) fn now() -> DateTime<Utc> {

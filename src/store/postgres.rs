@@ -150,9 +150,21 @@ impl PostgresStore {
         PostgresStore::connect(url, None).await
     }
 
+    /// [`PostgresStore::open`] a database that already holds a Ferry store: one without
+    /// Ferry's tables is refused instead of migrated (read-only commands create nothing).
+    pub async fn open_existing(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, None, false).await
+    }
+
     /// Open the store in `schema`, creating the schema if needed; every pooled
     /// connection runs `SET search_path` to it first.
     async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, schema, true).await
+    }
+
+    /// [`PostgresStore::connect`]; without `create`, a database without Ferry's tables is
+    /// refused rather than migrated.
+    async fn connect_with(url: &str, schema: Option<&str>, create: bool) -> Result<PostgresStore, StoreError> {
         let location = redact_url(url);
         let secrets = url_secrets(url);
         let refuse = |reason: String| StoreError::Open {
@@ -176,6 +188,19 @@ impl PostgresStore {
                     .execute(&mut first)
                     .await
                     .map_err(|err| open_error(&location, &secrets, &err))?;
+            }
+        }
+        if !create {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('runs') IS NOT NULL")
+                .fetch_one(&mut first)
+                .await
+                .map_err(|err| open_error(&location, &secrets, &err))?;
+            if !exists {
+                return Err(StoreError::Missing {
+                    location: location.clone(),
+                    reason: "this database holds no Ferry tables yet (a `ferry run` with this --store creates them)"
+                        .to_string(),
+                });
             }
         }
         MIGRATOR
@@ -327,7 +352,7 @@ impl MappingStore for PostgresStore {
         }
         // A NULL limit means "no limit" in PostgreSQL.
         sql.push_str(&format!(
-            " ORDER BY scheme, source_object, source_id LIMIT {} OFFSET {}",
+            " ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT {} OFFSET {}",
             params.next(),
             params.next()
         ));
@@ -537,6 +562,36 @@ impl RunHistory for PostgresStore {
         }
         let rows = query
             .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .collect()
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        const ACTION: &str = "reading a run";
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        row.as_ref()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .transpose()
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        const ACTION: &str = "listing the latest runs";
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
+             WHERE ($1::text IS NULL OR scheme = $1) AND ($2::text IS NULL OR status = $2) GROUP BY scheme) \
+             ORDER BY scheme COLLATE \"C\""
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scheme)
+            .bind(status)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(self.failed(ACTION))?;
@@ -1703,5 +1758,25 @@ mod tests {
             }
         })
         .await;
+    }
+
+    /// Read-only commands never create Ferry's tables in an empty database.
+    #[tokio::test]
+    async fn opening_an_existing_store_refuses_a_database_without_ferry_tables() {
+        let Some(url) = server_url().await else {
+            return;
+        };
+        let schema = fresh_schema();
+        let refused = PostgresStore::connect_with(&url, Some(&schema), false).await;
+        let err = refused.expect_err("no Ferry tables yet");
+        assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("a `ferry run` with this --store creates them"),
+            "{err}"
+        );
+        PostgresStore::connect(&url, Some(&schema)).await.unwrap().close().await;
+        let opened = PostgresStore::connect_with(&url, Some(&schema), false).await.unwrap();
+        opened.close().await;
+        drop_schema(&url, &schema).await;
     }
 }

@@ -296,7 +296,7 @@ impl MappingStore for SqliteStore {
         if q.status.is_some() {
             sql.push_str(" AND status = ?");
         }
-        sql.push_str(" ORDER BY scheme, source_object, source_id LIMIT ? OFFSET ?");
+        sql.push_str(" ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT ? OFFSET ?");
         let mut query = sqlx::query(&sql);
         if let Some(scheme) = &q.scheme {
             query = query.bind(scheme.as_str());
@@ -497,6 +497,35 @@ impl RunHistory for SqliteStore {
         }
         let query = query.bind(limit);
         let rows = query
+            .fetch_all(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .collect()
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        const ACTION: &str = "reading a run";
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        row.as_ref()
+            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
+            .transpose()
+    }
+
+    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        const ACTION: &str = "listing the latest runs";
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
+             WHERE (?1 IS NULL OR scheme = ?1) AND (?2 IS NULL OR status = ?2) GROUP BY scheme) ORDER BY scheme"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scheme)
+            .bind(status)
             .fetch_all(&self.inner.readers)
             .await
             .map_err(self.failed(ACTION))?;

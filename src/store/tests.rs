@@ -783,6 +783,31 @@ async fn failures_list_newest_first(store: &Store) {
     ));
 }
 
+async fn mappings_list_in_natural_order(store: &Store) {
+    let ids_in = ["10", "2", "1", "SO-10", "SO-9", "A10", "B2", "100"];
+    commit(
+        store,
+        BatchCommit {
+            mappings: ids_in.iter().map(|id| mapping("natural", id, Some("T"))).collect(),
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let query = |offset: i64, limit: i64| MappingQuery {
+        scheme: Some("natural".to_owned()),
+        offset,
+        limit: Some(limit),
+        ..MappingQuery::default()
+    };
+    let listed = store.query_mappings(&query(0, 100)).await.unwrap();
+    let order: Vec<&str> = listed.iter().map(|m| m.source_id.as_str()).collect();
+    assert_eq!(order, ["1", "2", "10", "100", "A10", "B2", "SO-9", "SO-10"]);
+    // Pages follow the same order.
+    let page = store.query_mappings(&query(2, 2)).await.unwrap();
+    let page: Vec<&str> = page.iter().map(|m| m.source_id.as_str()).collect();
+    assert_eq!(page, ["10", "100"]);
+}
+
 async fn run_history(store: &Store) {
     let first = store.start_run("orders").await.unwrap();
     let second = store.start_run("invoices").await.unwrap();
@@ -807,6 +832,20 @@ async fn run_history(store: &Store) {
     let orders = store.recent_runs(Some("orders"), 1).await.unwrap();
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].id, third);
+
+    assert_eq!(store.run(first).await.unwrap().unwrap().status, "partial");
+    assert_eq!(store.run(987_654).await.unwrap(), None);
+    // The newest run of each scheme, by scheme name; or only runs of one status.
+    let latest = store.latest_runs(None, None).await.unwrap();
+    let latest: Vec<(&str, i64)> = latest.iter().map(|r| (r.scheme.as_str(), r.id)).collect();
+    assert_eq!(latest, [("invoices", second), ("orders", third)]);
+    let partial = store.latest_runs(Some("orders"), Some("partial")).await.unwrap();
+    assert_eq!(partial.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
+    assert!(store
+        .latest_runs(Some("invoices"), Some("partial"))
+        .await
+        .unwrap()
+        .is_empty());
 
     let missing = store.finish_run(987_654, "ok", &json!({})).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound { .. }));
@@ -1021,6 +1060,7 @@ conformance_suite!(
     batch_lookup_spans_many_chunks,
     later_entry_in_a_batch_wins,
     query_filters_and_pages,
+    mappings_list_in_natural_order,
     delete_forgets_a_mapping,
     a_deleted_mapping_keeps_its_target_id_but_answers_no_lookup,
     target_id_by_object_or_scheme,
