@@ -20,13 +20,13 @@
 
 pub mod cli;
 pub mod codec;
-pub mod connector;
 pub mod diag;
 pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod paginate;
+pub mod protocol;
 pub mod rate;
 pub mod receiver;
 pub mod redact;
@@ -36,3 +36,6 @@ pub mod store;
 pub mod template;
 pub mod transform;
 pub mod window;
+
+/// The old name of [`protocol`], kept while callers move.
+pub use protocol as connector;

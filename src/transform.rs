@@ -204,7 +204,7 @@ fn detail_scope(scope: &Scope, record: &Arc<Value>, row: &Value, i: usize) -> Sc
 }
 
 /// The identities of the rows of each `for_each` list of `template` that declares a
-/// `target_id`, by list path (`a.b`, as [`crate::connector::DetailList::key`] names it), in
+/// `target_id`, by list path (`a.b`, as [`crate::protocol::DetailList::key`] names it), in
 /// the order [`render`] renders the rows: each row's `key`, or its position. Fails when a
 /// key is empty or two rows of one list share one (their target ids could not be told
 /// apart).

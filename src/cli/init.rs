@@ -16,7 +16,7 @@
 //! The test file's format belongs to `ferry test`; [`test_file`] is the one place that
 //! writes it, so it can follow that command's format as it settles.
 
-use crate::connector::CONNECTORS;
+use crate::protocol::CONNECTORS;
 use crate::diag::choices_hint;
 use crate::error::exit;
 use crate::scheme;
@@ -107,7 +107,7 @@ pub fn init(args: InitArgs) -> i32 {
 /// A connector named on the command line, checked against [`CONNECTORS`].
 fn connector_arg(given: Option<&str>, flag: &str) -> Result<&'static str, i32> {
     let Some(given) = given else {
-        return Ok(crate::connector::http::NAME);
+        return Ok(crate::protocol::http::NAME);
     };
     let names: Vec<&'static str> = CONNECTORS.iter().map(|(name, _)| *name).collect();
     match names.iter().find(|name| **name == given) {
@@ -140,7 +140,7 @@ pub fn default_name(source: &str, target: &str) -> String {
 }
 
 fn is_generic(source: &str, target: &str) -> bool {
-    source == crate::connector::http::NAME && target == crate::connector::http::NAME
+    source == crate::protocol::http::NAME && target == crate::protocol::http::NAME
 }
 
 /// A scheme name is also a file name, so it stays within letters, digits, `-`, `_` and `.`.
@@ -353,7 +353,7 @@ struct TargetPart {
 
 /// The parts of built-in connector `connector`; `None` for a name not in [`CONNECTORS`].
 fn profile(connector: &str) -> Option<Profile> {
-    use crate::connector::{erp_standard, fxiaoke, guanyi, http, jackyun, jdy, k3cloud, simply};
+    use crate::protocol::{erp_standard, fxiaoke, guanyi, http, jackyun, jdy, k3cloud, simply};
     Some(match connector {
         http::NAME => Profile {
             connection: "shop",
@@ -508,7 +508,7 @@ fn scheme_text(name: &str, source: &str, target: &str, schema_file: Option<&str>
     let source_env = from.env.to_string();
     let (target_conn, target_env) = if source == target {
         (format!("{}_target", to.connection), format!("{}_TARGET", to.env))
-    } else if target == crate::connector::http::NAME {
+    } else if target == crate::protocol::http::NAME {
         ("target_api".to_string(), "TARGET_API".to_string())
     } else {
         (to.connection.to_string(), to.env.to_string())

@@ -31,7 +31,7 @@
 
 use super::write::send;
 use super::{Item, JobResult, RunContext};
-use crate::connector::RowOutcome;
+use crate::protocol::RowOutcome;
 use crate::error::Error;
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;

@@ -19,7 +19,7 @@
 //!   longer has are dropped with their ids.
 
 use super::RunContext;
-use crate::connector::{DetailIds, DetailList};
+use crate::protocol::{DetailIds, DetailList};
 use crate::error::Error;
 use crate::template::Scope;
 use crate::transform::{detail_keys, value_to_text};

@@ -116,7 +116,7 @@ async fn resend_idempotent(
     intents: &[WriteIntent],
     found: &mut [Result<Option<Option<String>>, Error>],
 ) {
-    use crate::connector::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+    use crate::protocol::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
     use crate::scheme::raw::{Per, RetryWrites};
     let op = &ctx.plan.target.create;
     if op.retry_writes != Some(RetryWrites::IdempotencyKey) {

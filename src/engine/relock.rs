@@ -15,8 +15,8 @@
 
 use super::vendor_call;
 use super::RunContext;
-use crate::connector::k3cloud::locks::{read_statuses, row_lock, LockedRows, Relock, RowLock};
-use crate::connector::RowOutcome;
+use crate::protocol::k3cloud::locks::{read_statuses, row_lock, LockedRows, Relock, RowLock};
+use crate::protocol::RowOutcome;
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::store::{IntentLog, WriteIntent, WriteOperation};
@@ -322,6 +322,6 @@ pub(crate) fn scheme_relock(ctx: &RunContext) -> Option<Relock> {
         vars: std::sync::Arc::new(vars),
         ..crate::template::Scope::default()
     };
-    let (api, params) = crate::connector::render_call(&update.request, &scope).ok()?;
+    let (api, params) = crate::protocol::render_call(&update.request, &scope).ok()?;
     ctx.plan.target_connection().vendor.relock(&api, &params)
 }

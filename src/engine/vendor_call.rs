@@ -3,8 +3,8 @@
 //! and back off and retry when the vendor throttles.
 
 use super::RunContext;
-use crate::connector::vendor::{verdict_error, Session, Vendor};
-use crate::connector::wire_to_http;
+use crate::protocol::vendor::{verdict_error, Session, Vendor};
+use crate::protocol::wire_to_http;
 use crate::error::{Error, ErrorKind};
 use crate::http::{backoff_delay, HttpResponse, Repeat};
 use crate::scheme::model::ConnectionPlan;
@@ -37,7 +37,7 @@ async fn session_for(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<S
 async fn exchange(
     ctx: &RunContext,
     conn: &ConnectionPlan,
-    wire: crate::connector::WireRequest,
+    wire: crate::protocol::WireRequest,
 ) -> Result<(HttpResponse, Value), Error> {
     let request = wire_to_http(conn, wire, &Scope::default())?;
     let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
@@ -51,7 +51,7 @@ fn login_failed(vendor: &str) -> impl Fn(String) -> Error + '_ {
 
 /// Logs in (one or more steps) for vendors with sessions or tokens.
 async fn login(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session>, Error> {
-    use crate::connector::{fxiaoke, jdy, simply};
+    use crate::protocol::{fxiaoke, jdy, simply};
     let base = conn.base_url.as_str();
     let now = Utc::now();
     let nonce = || rand::random::<u32>() as u64 + 1;

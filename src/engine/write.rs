@@ -2,7 +2,7 @@
 
 use super::vendor_call;
 use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
-use crate::connector::{
+use crate::protocol::{
     build_request, read_write_outcome, render_call, RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER,
 };
 use crate::error::Error;
@@ -323,7 +323,7 @@ async fn write_operation(
 async fn guarded_update(
     ctx: &RunContext,
     op: &OperationPlan,
-    relock: crate::connector::k3cloud::locks::Relock,
+    relock: crate::protocol::k3cloud::locks::Relock,
     rendered: &[Rendered<'_>],
     rows: Rows,
     batch_id: &str,

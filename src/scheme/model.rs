@@ -63,7 +63,7 @@ pub struct ConnectionPlan {
     pub name: String,
     pub connector: &'static str,
     /// The protocol and its vendor settings.
-    pub vendor: crate::connector::vendor::Vendor,
+    pub vendor: crate::protocol::vendor::Vendor,
     pub base_url: String,
     pub headers: Vec<(String, Template)>,
     pub timeout: Duration,
@@ -158,7 +158,7 @@ pub struct SourcePlan {
     pub deleted: Option<JsonPath>,
     pub pagination: PaginationPlan,
     /// When the scheme left paging to the connector: where the page goes in the parameters.
-    pub auto_page: Option<crate::connector::vendor::PagingDefaults>,
+    pub auto_page: Option<crate::protocol::vendor::PagingDefaults>,
     pub incremental: Option<IncrementalPlan>,
     /// Per-record detail fetch, replacing each listed record with its full version.
     pub detail: Option<DetailPlan>,
@@ -217,7 +217,7 @@ pub struct TargetPlan {
     pub lookup: Option<LookupPlan>,
     pub fields: ValueTemplate,
     /// The `for_each` lists of `fields` whose rows the target identifies by id.
-    pub detail_lists: Vec<crate::connector::DetailList>,
+    pub detail_lists: Vec<crate::protocol::DetailList>,
 }
 
 /// A look-up by business key: templates read `key` and `row`.

@@ -100,31 +100,31 @@ pub enum RawConnection {
     /// Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.
     #[serde(rename = "guanyi")]
     #[schemars(title = "Guanyiyun connection (`connector: guanyi`)")]
-    Guanyi(VendorConnection<crate::connector::guanyi::Settings>),
+    Guanyi(VendorConnection<crate::protocol::guanyi::Settings>),
     /// Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.
     #[serde(rename = "kingdee-k3cloud")]
     #[schemars(title = "Kingdee K3Cloud connection (`connector: kingdee-k3cloud`)")]
-    K3Cloud(VendorConnection<crate::connector::k3cloud::Settings>),
+    K3Cloud(VendorConnection<crate::protocol::k3cloud::Settings>),
     /// Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.
     #[serde(rename = "kingdee-jdy")]
     #[schemars(title = "Kingdee Xingchen connection (`connector: kingdee-jdy`)")]
-    Jdy(VendorConnection<crate::connector::jdy::Settings>),
+    Jdy(VendorConnection<crate::protocol::jdy::Settings>),
     /// Jackyun open API: form-encoded, lowercase-MD5 signed.
     #[serde(rename = "jackyun")]
     #[schemars(title = "Jackyun connection (`connector: jackyun`)")]
-    Jackyun(VendorConnection<crate::connector::jackyun::Settings>),
+    Jackyun(VendorConnection<crate::protocol::jackyun::Settings>),
     /// Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.
     #[serde(rename = "simply-crm")]
     #[schemars(title = "Simply CRM connection (`connector: simply-crm`)")]
-    Simply(VendorConnection<crate::connector::simply::Settings>),
+    Simply(VendorConnection<crate::protocol::simply::Settings>),
     /// ShareCRM / Fxiaoke OpenAPI, including the ERP data push.
     #[serde(rename = "fxiaoke")]
     #[schemars(title = "Fxiaoke connection (`connector: fxiaoke`)")]
-    Fxiaoke(VendorConnection<crate::connector::fxiaoke::Settings>),
+    Fxiaoke(VendorConnection<crate::protocol::fxiaoke::Settings>),
     /// The ERP data-sync platform's standard interface for heterogeneous ERPs.
     #[serde(rename = "erp-standard")]
     #[schemars(title = "ERP standard interface connection (`connector: erp-standard`)")]
-    ErpStandard(VendorConnection<crate::connector::erp_standard::Settings>),
+    ErpStandard(VendorConnection<crate::protocol::erp_standard::Settings>),
 }
 
 impl RawConnection {
@@ -143,14 +143,14 @@ impl RawConnection {
     }
     pub fn connector_name(&self) -> &'static str {
         match self {
-            RawConnection::Http(_) => crate::connector::http::NAME,
-            RawConnection::Guanyi(_) => crate::connector::guanyi::NAME,
-            RawConnection::K3Cloud(_) => crate::connector::k3cloud::NAME,
-            RawConnection::Jdy(_) => crate::connector::jdy::NAME,
-            RawConnection::Jackyun(_) => crate::connector::jackyun::NAME,
-            RawConnection::Simply(_) => crate::connector::simply::NAME,
-            RawConnection::Fxiaoke(_) => crate::connector::fxiaoke::NAME,
-            RawConnection::ErpStandard(_) => crate::connector::erp_standard::NAME,
+            RawConnection::Http(_) => crate::protocol::http::NAME,
+            RawConnection::Guanyi(_) => crate::protocol::guanyi::NAME,
+            RawConnection::K3Cloud(_) => crate::protocol::k3cloud::NAME,
+            RawConnection::Jdy(_) => crate::protocol::jdy::NAME,
+            RawConnection::Jackyun(_) => crate::protocol::jackyun::NAME,
+            RawConnection::Simply(_) => crate::protocol::simply::NAME,
+            RawConnection::Fxiaoke(_) => crate::protocol::fxiaoke::NAME,
+            RawConnection::ErpStandard(_) => crate::protocol::erp_standard::NAME,
         }
     }
 }
@@ -924,7 +924,7 @@ mod tests {
             tagged_variants(&schema, "RawPagination", "style"),
             ["none", "page_number", "offset", "cursor", "next_link"]
         );
-        let connectors: Vec<&str> = crate::connector::CONNECTORS.iter().map(|(name, _)| *name).collect();
+        let connectors: Vec<&str> = crate::protocol::CONNECTORS.iter().map(|(name, _)| *name).collect();
         assert_eq!(tagged_variants(&schema, "RawConnection", "connector"), connectors);
     }
 

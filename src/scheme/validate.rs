@@ -10,8 +10,8 @@ use super::model::*;
 use super::raw::*;
 use super::yaml::{child_path, index_path, Spans};
 use crate::codec::Codec;
-use crate::connector::types::PagingStyle;
-use crate::connector::vendor::Vendor;
+use crate::protocol::types::PagingStyle;
+use crate::protocol::vendor::Vendor;
 use crate::diag::{choices_hint, did_you_mean, Diagnostic};
 use crate::extract::JsonPath;
 use crate::redact::Redactor;
@@ -1310,7 +1310,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
 
 /// The pagination plan of a connector's default paging: the same plan the scheme would
 /// get by writing that style itself.
-fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::connector::vendor::PagingDefaults) -> PaginationPlan {
+fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::protocol::vendor::PagingDefaults) -> PaginationPlan {
     let total = defaults
         .total_path
         .and_then(|p| ctx.json_path("source.pagination.total", p));
@@ -1559,7 +1559,7 @@ fn collect_detail_lists(
     path: &str,
     at: &mut Vec<String>,
     nested: bool,
-    out: &mut Vec<crate::connector::DetailList>,
+    out: &mut Vec<crate::protocol::DetailList>,
 ) {
     match tree {
         ValueTemplate::Object(fields) => {
@@ -1583,7 +1583,7 @@ fn collect_detail_lists(
                         Some("move the detail rows to a field of their own, or remove `key` and `target_id`".into()),
                     );
                 } else {
-                    out.push(crate::connector::DetailList {
+                    out.push(crate::protocol::DetailList {
                         path: at.clone(),
                         id_field: identity.target_id.clone(),
                     });

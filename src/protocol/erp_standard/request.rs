@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::sign::token_header;
 use super::{Api, Settings};
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// Builds the request for `api` (`create`, `update`, `queryMasterBatch` or `queryMasterById`).
 pub fn build(settings: &Settings, base_url: &str, api: &str, params: &Value) -> Result<WireRequest, String> {

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a read operation pages.
 #[derive(Debug, Clone, PartialEq, Eq)]

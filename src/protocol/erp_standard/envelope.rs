@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::{Api, Settings, DEFAULT_SUCCESS_CODES};
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// The platform's success literal.
 pub const PLATFORM_SUCCESS: &str = "s106240000";
@@ -191,7 +191,7 @@ pub fn detail_ids(body: &Value) -> Vec<(String, Vec<String>)> {
 /// `{"<detail apiName>": [ids of that detail's rows, in row order]}` (a single id for a
 /// one-row detail), and matches a detail apiName to the list of the written row with that
 /// name (`detailFieldVals.<apiName>`).
-pub fn attach_detail_ids(api: &str, body: &Value, lists: &[crate::connector::DetailList], outcomes: &mut [RowOutcome]) {
+pub fn attach_detail_ids(api: &str, body: &Value, lists: &[crate::protocol::DetailList], outcomes: &mut [RowOutcome]) {
     if lists.is_empty() || !Api::parse(api).is_some_and(Api::is_write) {
         return;
     }
@@ -202,7 +202,7 @@ pub fn attach_detail_ids(api: &str, body: &Value, lists: &[crate::connector::Det
     if answered.is_empty() {
         return;
     }
-    let mut ids = crate::connector::DetailIds::new();
+    let mut ids = crate::protocol::DetailIds::new();
     for list in lists {
         if let Some((_, row_ids)) = answered.iter().find(|(name, _)| name == list.name()) {
             ids.insert(list.key(), row_ids.iter().cloned().map(Value::String).collect());
@@ -223,7 +223,7 @@ pub fn write_outcome(settings: &Settings, api: &str, http_status: u16, body: &Va
             None if api == Api::Update.name() => RowOutcome::written(None),
             None => RowOutcome::Failed {
                 message: "the ERP reported success but returned no data.masterDataId".into(),
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
             },
         }),
         Verdict::Failed { code, message } => Some(RowOutcome::Failed {
@@ -347,7 +347,7 @@ mod tests {
             ]
         );
         assert_eq!(row_outcomes("create", &created, 1), None);
-        let lists = [crate::connector::DetailList {
+        let lists = [crate::protocol::DetailList {
             path: vec!["detailFieldVals".into(), "SaleOrderEntry".into()],
             id_field: "id".into(),
         }];
@@ -373,7 +373,7 @@ mod tests {
         assert!(matches!(
             write_outcome(&settings, "create", 200, &json!({"code": "0", "data": {}})),
             Some(RowOutcome::Failed {
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
                 ..
             })
         ));

@@ -203,7 +203,7 @@ fn unplaceable_errors_and_id_count_mismatch_are_not_guessed() {
     assert!(outcomes.iter().all(|o| matches!(
         o,
         RowOutcome::Failed {
-            class: crate::connector::UNMATCHED_ANSWER,
+            class: crate::protocol::UNMATCHED_ANSWER,
             ..
         }
     )));

@@ -3,7 +3,7 @@
 //! **Owns** the pure parts of talking to `POST <base>/open/openapi/do`: the settings
 //! (credentials and knobs), the MD5 signature ([`sign`]), the form-encoded request
 //! ([`request`]) and the reading of answers ([`envelope`]). No IO happens here; the
-//! engine sends the [`crate::connector::types::WireRequest`]s these functions build.
+//! engine sends the [`crate::protocol::types::WireRequest`]s these functions build.
 //!
 //! **Promises.**
 //! * Every call is one form post with the fields `method`, `appkey`, `version`,

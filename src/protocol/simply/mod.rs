@@ -4,7 +4,7 @@
 //! **Owns** the pure parts: the settings, the login proof ([`sign`]), the requests for
 //! every operation plus the challenge/login pair and the VTQL/id/sync helpers
 //! ([`request`]), and the reading of answers ([`envelope`]). No IO happens here; the
-//! engine drives the login and sends the [`crate::connector::types::WireRequest`]s.
+//! engine drives the login and sends the [`crate::protocol::types::WireRequest`]s.
 //!
 //! **Promises.**
 //! * Login is two steps: `GET getchallenge` gives a short-lived token, then
@@ -12,7 +12,7 @@
 //!   a `sessionName` that every later call carries. A fresh challenge is fetched for
 //!   every login, because some servers delete a token once used.
 //! * `INVALID_SESSIONID`, `SESSION_EXPIRED`, `SESSION_LEFT_IDLE` and
-//!   `AUTHENTICATION_REQUIRED` classify as [`crate::connector::types::Verdict::SessionExpired`]:
+//!   `AUTHENTICATION_REQUIRED` classify as [`crate::protocol::types::Verdict::SessionExpired`]:
 //!   log in again (new challenge) and retry once.
 //! * Each operation uses the verb vtiger registers for it: `GET` (query string) for
 //!   getchallenge, retrieve, query, sync, listtypes and describe; `POST` (form body) for

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::sign::{signed_body, SignError};
 use super::Settings;
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// The `Content-Type` sent with every call; the server does not check it strictly [INF].
 pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";

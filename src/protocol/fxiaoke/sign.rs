@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::{Generation, Settings};
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// Old-generation token endpoint.
 pub const TOKEN_PATH: &str = "/cgi/corpAccessToken/get/V2";

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::request::{CREATE_API, CUSTOM_QUERY_API, MAX_QUERY_LIMIT, PUSH_API, QUERY_API};
 use super::sign::number_field;
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// The ERP integration platform's success code (its `errCode` family).
 pub const PLATFORM_SUCCESS: &str = "s106240000";

@@ -18,7 +18,7 @@
 //!   3. Business calls add `app-token` and `X-GW-Router-Addr: <domain>`. Lists are `GET` with
 //!      query parameters, saves are `POST` with a JSON body (the body is not signed).
 //!
-//!   Code `1030002006` (授权密钥失效) is [`Verdict::SessionExpired`](crate::connector::types::Verdict):
+//!   Code `1030002006` (授权密钥失效) is [`Verdict::SessionExpired`](crate::protocol::types::Verdict):
 //!   pull the authorization and the token again, then retry once.
 //! * `v1` (legacy): `POST /jdy/<module>/<obj>_list?access_token=…` with headers `accountId` and
 //!   `groupName` and a JSON body `{"page","pagesize","begindate",…}`; answers look like

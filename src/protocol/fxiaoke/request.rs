@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::sign::{join, third_trace_id, Token};
 use super::{Generation, Settings};
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// Push records into the ERP integration platform (`data` = one record).
 pub const PUSH_API: &str = "/cgi/crm/erp/syncdata/objdata/push";

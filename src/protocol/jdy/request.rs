@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::sign::{self, GatewayCall};
 use super::{Generation, ModifyTimeFormat, Settings};
-use crate::connector::types::{Verdict, WireRequest};
+use crate::protocol::types::{Verdict, WireRequest};
 
 /// `push_app_authorize`: pulls the tenant's authorization (v2 step 1).
 pub const AUTHORIZE_PATH: &str = "/jdyconnector/app_management/push_app_authorize";

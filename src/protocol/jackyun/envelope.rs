@@ -14,7 +14,7 @@
 use serde_json::Value;
 
 use super::DEFAULT_PAGE_SIZE;
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a list method pages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@
 use serde_json::Value;
 
 use super::Settings;
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// How a list api pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,7 +260,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         }
         Verdict::Failed { code, message } => {
             let class = if code == "no-envelope" {
-                crate::connector::UNMATCHED_ANSWER
+                crate::protocol::UNMATCHED_ANSWER
             } else {
                 "rejected"
             };
@@ -275,7 +275,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         Verdict::Throttled(message) | Verdict::SessionExpired(message) => vec![
             RowOutcome::Failed {
                 message: format!("not saved, retry: {message}"),
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
             };
             rows_sent
         ],
@@ -467,7 +467,7 @@ mod tests {
         assert!(matches!(
             row_outcomes("scm/pur_inbound", &json!({"errcode": 1030002006}), 1).unwrap()[0],
             RowOutcome::Failed {
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
                 ..
             }
         ));

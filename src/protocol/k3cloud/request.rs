@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{sign, AuthMode, Settings, ValidateUserBody};
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// Namespace of the business operations.
 pub const FORM_SERVICE: &str = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService";
@@ -600,7 +600,7 @@ pub fn prepare_batch_update(
 pub fn ask_for_detail_ids(
     data: &mut Value,
     key_field: &str,
-    lists: &[crate::connector::DetailList],
+    lists: &[crate::protocol::DetailList],
 ) -> Result<(), RequestError> {
     if lists.is_empty() {
         return Ok(());
@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn detail_row_ids_are_asked_for_next_to_the_schemes_fields() {
-        let lists = [crate::connector::DetailList {
+        let lists = [crate::protocol::DetailList {
             path: vec!["FSaleOrderEntry".into()],
             id_field: "FEntryID".into(),
         }];

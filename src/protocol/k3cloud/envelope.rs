@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::connector::types::{PagingStyle, RowOutcome, Verdict};
+use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
 /// MsgCode of a lost session/context.
 pub const MSG_CODE_SESSION_LOST: i64 = 1;
@@ -306,7 +306,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
         vec![
             RowOutcome::Failed {
                 message,
-                class: crate::connector::UNMATCHED_ANSWER
+                class: crate::protocol::UNMATCHED_ANSWER
             };
             rows_sent
         ]
@@ -362,7 +362,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
             },
             (None, true) => RowOutcome::Failed {
                 message: "the BatchSave answer names neither success nor error for this package".to_owned(),
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
             },
         })
         .collect();
@@ -378,7 +378,7 @@ pub fn row_outcomes(api: &str, body: &Value, rows_sent: usize) -> Option<Vec<Row
 pub fn attach_detail_ids(
     body: &Value,
     key_field: &str,
-    lists: &[crate::connector::DetailList],
+    lists: &[crate::protocol::DetailList],
     outcomes: &mut [RowOutcome],
 ) {
     if lists.is_empty() {
@@ -406,7 +406,7 @@ pub fn attach_detail_ids(
             .filter_map(Value::as_object)
             .find(|object| text_of(field(object, key_field).as_ref()).as_deref() == Some(id.as_str()));
         let Some(object) = found else { continue };
-        let mut ids = crate::connector::DetailIds::new();
+        let mut ids = crate::protocol::DetailIds::new();
         for list in lists {
             if let Some(Value::Array(rows)) = field(object, list.name()) {
                 let row_ids = rows
@@ -610,7 +610,7 @@ mod tests {
 
     #[test]
     fn detail_row_ids_are_matched_to_packages_by_their_key() {
-        let lists = [crate::connector::DetailList {
+        let lists = [crate::protocol::DetailList {
             path: vec!["FSaleOrderEntry".into()],
             id_field: "FEntryID".into(),
         }];
@@ -666,7 +666,7 @@ mod tests {
         assert!(matches!(
             &rows[3],
             RowOutcome::Failed {
-                class: crate::connector::UNMATCHED_ANSWER,
+                class: crate::protocol::UNMATCHED_ANSWER,
                 ..
             }
         ));
@@ -687,14 +687,14 @@ mod tests {
             .all(|row| matches!(
                 row,
                 RowOutcome::Failed {
-                    class: crate::connector::UNMATCHED_ANSWER,
+                    class: crate::protocol::UNMATCHED_ANSWER,
                     ..
                 }
             )));
         let gateway = json!({"errcode": 4006, "description": "stale"});
         assert!(matches!(
             &row_outcomes("BatchSave", &gateway, 1).unwrap()[0],
-            RowOutcome::Failed { class: crate::connector::UNMATCHED_ANSWER, message } if message.contains("4006")
+            RowOutcome::Failed { class: crate::protocol::UNMATCHED_ANSWER, message } if message.contains("4006")
         ));
         let positional = status(json!({"IsSuccess": true, "Errors": [], "SuccessEntitys": [{"Id": "7"}, {"Id": 8}]}));
         assert_eq!(

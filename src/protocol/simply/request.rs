@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::{sign, Settings};
-use crate::connector::types::WireRequest;
+use crate::protocol::types::WireRequest;
 
 /// `Content-Type` of POST bodies.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";

@@ -4,7 +4,7 @@
 //! ([`request`]), the MD5 signature over those bytes ([`sign`]), and reading answers
 //! ([`envelope`]): the success test, throttling, the list key of each query method and its
 //! `page_no`/`page_size`/`total` paging. No IO happens here; the engine sends the
-//! [`crate::connector::types::WireRequest`] and hands the answer back.
+//! [`crate::protocol::types::WireRequest`] and hands the answer back.
 //!
 //! **Protocol in one breath.** Every call is an HTTP POST of one flat JSON object to a single
 //! RPC URL (the connection's `base_url`, e.g. `http://v2.api.guanyierp.com/rest/erp_open`;
