@@ -23,6 +23,7 @@ pub mod codec;
 pub mod diag;
 pub mod engine;
 pub mod error;
+pub mod exchange;
 pub mod extract;
 pub mod http;
 pub mod paginate;

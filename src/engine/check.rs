@@ -162,7 +162,7 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
     // every window before it was read and found empty.
     let mut candidate: Option<(usize, Option<String>)> = None;
     let mut empty = std::collections::HashSet::new();
-    let parent = crate::protocol::records_parent(&plan.source.records);
+    let parent = crate::exchange::records_parent(&plan.source.records);
     let order = visiting_order(windows.len(), options.max_windows);
     for (position, &index) in order.iter().enumerate() {
         let remaining = options.limit.saturating_sub(report.records);

@@ -14,7 +14,7 @@
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
-use crate::protocol::{build_request, read_page, records_parent, render_call, Page};
+use crate::exchange::{build_request, read_page, records_parent, render_call, Page};
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
@@ -328,7 +328,7 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
     count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
     let (response, body, _) = called.map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
-    let (mut body, verdict) = crate::protocol::check_read_envelope(&plan.source.response, body, response.status);
+    let (mut body, verdict) = crate::exchange::check_read_envelope(&plan.source.response, body, response.status);
     if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
     }

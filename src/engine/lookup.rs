@@ -13,7 +13,7 @@
 
 use super::vendor_call;
 use super::RunContext;
-use crate::protocol::{build_request, check_read_envelope, render_call};
+use crate::exchange::{build_request, check_read_envelope, render_call};
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::scheme::model::LookupPlan;

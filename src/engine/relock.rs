@@ -322,6 +322,6 @@ pub(crate) fn scheme_relock(ctx: &RunContext) -> Option<Relock> {
         vars: std::sync::Arc::new(vars),
         ..crate::template::Scope::default()
     };
-    let (api, params) = crate::protocol::render_call(&update.request, &scope).ok()?;
+    let (api, params) = crate::exchange::render_call(&update.request, &scope).ok()?;
     ctx.plan.target_connection().vendor.relock(&api, &params)
 }

@@ -4,7 +4,7 @@
 
 use super::RunContext;
 use crate::protocol::vendor::{verdict_error, Session, Vendor};
-use crate::protocol::wire_to_http;
+use crate::exchange::wire_to_http;
 use crate::error::{Error, ErrorKind};
 use crate::http::{backoff_delay, HttpResponse, Repeat};
 use crate::scheme::model::ConnectionPlan;

@@ -2,9 +2,8 @@
 
 use super::vendor_call;
 use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
-use crate::protocol::{
-    build_request, read_write_outcome, render_call, RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER,
-};
+use crate::exchange::{build_request, read_write_outcome, render_call};
+use crate::protocol::{RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::error::Error;
 use crate::http::{backoff_delay, Repeat};
 use crate::scheme::model::OperationPlan;

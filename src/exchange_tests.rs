@@ -237,10 +237,3 @@ fn per_row_errors_by_key_and_single_id() {
     );
 }
 
-#[test]
-fn the_connector_table_lists_http() {
-    assert!(CONNECTORS.iter().any(|(name, _)| *name == "http"));
-    for (name, about) in CONNECTORS {
-        assert!(!name.is_empty() && !about.is_empty());
-    }
-}
