@@ -236,4 +236,3 @@ fn per_row_errors_by_key_and_single_id() {
         }]
     );
 }
-

@@ -9,8 +9,8 @@
 //! reports deletions (Simply CRM's `sync`) may fill a page with deletions alone.
 
 use crate::extract::JsonPath;
+use crate::protocol::types::StopRule;
 use crate::scheme::model::{PageStyle, PaginationPlan};
-use crate::scheme::raw::StopRule;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
@@ -28,6 +28,16 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// Where this page starts, as a protocol writes it into its parameters.
+    pub fn position(&self) -> crate::protocol::PagePosition {
+        crate::protocol::PagePosition {
+            number: self.number,
+            offset: self.offset,
+            size: self.size,
+            cursor: self.cursor.clone(),
+        }
+    }
+
     /// The `page` variable seen by templates.
     pub fn to_value(&self) -> Value {
         json!({

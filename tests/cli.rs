@@ -1155,7 +1155,7 @@ fn a_run_warns_about_records_outside_their_window_and_counts_them() {
 
 /// Names of every built-in connector.
 fn connector_names() -> Vec<&'static str> {
-    ferry::connector::CONNECTORS.iter().map(|(name, _)| *name).collect()
+    ferry::protocol::CONNECTORS.iter().map(|c| c.name).collect()
 }
 
 /// The `env:` keys of a test file `ferry init` wrote.

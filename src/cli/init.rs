@@ -16,9 +16,9 @@
 //! The test file's format belongs to `ferry test`; [`test_file`] is the one place that
 //! writes it, so it can follow that command's format as it settles.
 
-use crate::protocol::CONNECTORS;
 use crate::diag::choices_hint;
 use crate::error::exit;
+use crate::protocol::CONNECTORS;
 use crate::scheme;
 use clap::Args;
 use std::collections::BTreeSet;
@@ -109,7 +109,7 @@ fn connector_arg(given: Option<&str>, flag: &str) -> Result<&'static str, i32> {
     let Some(given) = given else {
         return Ok(crate::protocol::http::NAME);
     };
-    let names: Vec<&'static str> = CONNECTORS.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&'static str> = CONNECTORS.iter().map(|c| c.name).collect();
     match names.iter().find(|name| **name == given) {
         Some(name) => Ok(name),
         None => {
@@ -963,7 +963,7 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<&'static str> {
-        CONNECTORS.iter().map(|(name, _)| *name).collect()
+        CONNECTORS.iter().map(|c| c.name).collect()
     }
 
     #[test]

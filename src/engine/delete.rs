@@ -31,8 +31,8 @@
 
 use super::write::send;
 use super::{Item, JobResult, RunContext};
-use crate::protocol::RowOutcome;
 use crate::error::Error;
+use crate::protocol::RowOutcome;
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{

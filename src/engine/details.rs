@@ -19,8 +19,8 @@
 //!   longer has are dropped with their ids.
 
 use super::RunContext;
-use crate::protocol::{DetailIds, DetailList};
 use crate::error::Error;
+use crate::protocol::{DetailIds, DetailList};
 use crate::template::Scope;
 use crate::transform::{detail_keys, value_to_text};
 use serde_json::{Map, Value};

@@ -14,8 +14,8 @@
 
 use super::vendor_call;
 use super::{Fetched, RunContext};
-use crate::exchange::{build_request, read_page, records_parent, render_call, Page};
 use crate::error::Error;
+use crate::exchange::{build_request, read_page, records_parent, render_call, Page};
 use crate::http::Repeat;
 use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
@@ -154,7 +154,7 @@ pub(crate) async fn fetch_page(
         vars: Arc::new(page_vars),
         ..Scope::default()
     };
-    if !conn.vendor.is_http() {
+    if !conn.protocol.templated() {
         // Vendor throttles are retried by the vendor call itself.
         return fetch_vendor_page(ctx, &scope, &page).await;
     }
@@ -276,7 +276,7 @@ pub(crate) async fn fetch_details(
             vars: vars.clone(),
             ..Scope::default()
         };
-        let body = if conn.vendor.is_http() {
+        let body = if conn.protocol.templated() {
             let request = build_request(conn, &detail.request, &scope, None)?;
             let sent = ctx.http.send(conn, &request, Repeat::Safe).await;
             count_source_requests(ctx, sent.as_ref().map_or(1, |(_, attempts)| *attempts));
@@ -297,7 +297,7 @@ pub(crate) async fn fetch_details(
             let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
             count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
             let body = called?.1;
-            let url = format!("{} {api}", conn.vendor.name());
+            let url = format!("{} {api}", conn.protocol.name());
             describe_source_request(ctx, &scope, ("detail", 0), "CALL", &url, Some(&params.to_string()), 1);
             body
         };
@@ -323,7 +323,9 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     let conn = plan.source_connection();
     let (api, mut params) = render_call(&plan.source.request, scope)?;
     if let Some(paging) = &plan.source.auto_page {
-        conn.vendor.apply_page(&api, &mut params, page, paging)?;
+        conn.protocol
+            .apply_page(&api, &mut params, &page.position(), paging)
+            .map_err(|e| Error::config(format!("{}: {e}", conn.protocol.name())))?;
     }
     let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
     count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
@@ -332,12 +334,15 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
     if let Some(message) = verdict? {
         return Err(Error::envelope(format!("the source reported an error: {message}")));
     }
-    conn.vendor
+    conn.protocol
         .check_page(&api, &params, &body)
         .map_err(|message| Error::guard(format!("page {} of the source: {message}", page.index + 1)))?;
     let rows = plan.source.records.take_from(&mut body);
-    let records = conn.vendor.shape_records(&api, &params, rows)?;
-    let url = format!("{} {api}", conn.vendor.name());
+    let records = conn
+        .protocol
+        .shape_records(&api, &params, rows)
+        .map_err(Error::decode)?;
+    let url = format!("{} {api}", conn.protocol.name());
     describe_source_request(
         ctx,
         scope,

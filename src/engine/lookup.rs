@@ -13,8 +13,8 @@
 
 use super::vendor_call;
 use super::RunContext;
-use crate::exchange::{build_request, check_read_envelope, render_call};
 use crate::error::Error;
+use crate::exchange::{build_request, check_read_envelope, render_call};
 use crate::http::Repeat;
 use crate::scheme::model::LookupPlan;
 use crate::template::Scope;
@@ -66,7 +66,7 @@ async fn ask(ctx: &RunContext, lookup: &LookupPlan, names: Vec<(&str, Value)>, w
         vars: Arc::new(vars),
         ..Scope::default()
     };
-    let (status, body) = if conn.vendor.is_http() {
+    let (status, body) = if conn.protocol.templated() {
         let request = build_request(conn, &lookup.request, &scope, None)?;
         let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
         let body = lookup

@@ -202,6 +202,7 @@ async fn finish_relocks(ctx: &RunContext, intents: &[WriteIntent], commit: &mut 
     }
     let relock = super::relock::scheme_relock(ctx);
     let problems = super::relock::finish_abandoned(ctx, relock.as_ref(), &relocks).await;
+    let vendor = relock.as_ref().map_or("the target", |r| r.vendor());
     for (intent, problem) in relocks.into_iter().zip(problems) {
         let Some(problem) = problem else { continue };
         commit.failures.push(NewFailure {
@@ -211,7 +212,7 @@ async fn finish_relocks(ctx: &RunContext, intents: &[WriteIntent], commit: &mut 
             error_class: "left_unaudited".into(),
             message: format!(
                 "an earlier run unaudited target row {} to update it and stopped before auditing it again; \
-                 auditing it now failed: {problem}. Audit it in K3Cloud",
+                 auditing it now failed: {problem}. Audit it in {vendor}",
                 intent.target_id.as_deref().unwrap_or("?")
             ),
             payload: None,

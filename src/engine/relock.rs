@@ -1,5 +1,5 @@
 //! Updates of rows the target locks: K3Cloud refuses to change a submitted or audited row
-//! (see `connector::k3cloud::locks`). Around the save of an update batch this module reads
+//! (see `protocol::locks`; K3Cloud's are `protocol::k3cloud::locks`). Around the save of an update batch this module reads
 //! each row's lock (one query), unlocks the audited rows (one `UnAudit`), and afterwards
 //! locks them again (`Submit`, then `Audit`) unless the save did that itself.
 //!
@@ -15,10 +15,10 @@
 
 use super::vendor_call;
 use super::RunContext;
-use crate::protocol::k3cloud::locks::{read_statuses, row_lock, LockedRows, Relock, RowLock};
-use crate::protocol::RowOutcome;
 use crate::error::Error;
 use crate::http::Repeat;
+use crate::protocol::locks::{LockStep, LockedRows, Relock, RowLock};
+use crate::protocol::RowOutcome;
 use crate::store::{IntentLog, WriteIntent, WriteOperation};
 use chrono::Utc;
 use serde_json::Value;
@@ -63,13 +63,14 @@ pub(crate) async fn unlock(
         .await
         .map_err(|e| e.context("reading the document status of the rows to update"))?;
     *requests += u64::from(sent);
-    let statuses = read_statuses(&body).map_err(Error::decode)?;
+    let statuses = relock.read_statuses(&body).map_err(Error::decode)?;
     let mut blocked: Vec<Option<RowOutcome>> = Vec::with_capacity(rows.len());
     let mut audited = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let status = statuses.get(row.target_id.trim()).map(String::as_str);
         let form = &relock.form;
-        blocked.push(match (row_lock(status), relock.policy) {
+        let vendor = relock.vendor();
+        blocked.push(match (relock.lock_of(status), relock.policy) {
             (RowLock::Free, _) => None,
             (RowLock::Missing, _) => Some(failed(format!(
                 "{form} {} is no longer in the target (a query by {} found nothing); if it was deleted \
@@ -77,15 +78,17 @@ pub(crate) async fn unlock(
                 row.target_id, relock.key_field
             ))),
             (RowLock::Submitted, _) => Some(failed(format!(
-                "{form} {} is submitted and waiting for approval (FDocumentStatus B), so K3Cloud refuses \
-                 changes; Ferry does not withdraw submissions: approve or withdraw it in K3Cloud, then run \
+                "{form} {} is submitted and waiting for approval ({}), so {vendor} refuses \
+                 changes; Ferry does not withdraw submissions: approve or withdraw it in {vendor}, then run \
                  `ferry failures retry`",
-                row.target_id
+                row.target_id,
+                relock.state(RowLock::Submitted)
             ))),
             (RowLock::Audited, LockedRows::Refuse) => Some(failed(format!(
-                "{form} {} is audited (FDocumentStatus C) and this connection's `locked_rows` is `refuse`; \
-                 unaudit it in K3Cloud (or set `locked_rows: reaudit`), then run `ferry failures retry`",
-                row.target_id
+                "{form} {} is audited ({}) and this connection's `locked_rows` is `refuse`; \
+                 unaudit it in {vendor} (or set `locked_rows: reaudit`), then run `ferry failures retry`",
+                row.target_id,
+                relock.state(RowLock::Audited)
             ))),
             (RowLock::Audited, _) => {
                 audited.push(index);
@@ -97,11 +100,12 @@ pub(crate) async fn unlock(
     if !audited.is_empty() {
         record_relocks(ctx, rows, &audited, batch_id).await?;
         let ids: Vec<&str> = audited.iter().map(|&i| rows[i].target_id).collect();
-        let outcomes = list_operation(ctx, &relock, "UnAudit", &ids, requests).await;
+        let outcomes = list_operation(ctx, &relock, LockStep::Unlock, &ids, requests).await;
+        let step = format!("{} {}", relock.vendor(), relock.step_name(LockStep::Unlock));
         for (&index, outcome) in audited.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => unaudited.push(index),
-                Err(message) => blocked[index] = Some(failed(format!("K3Cloud UnAudit before the update: {message}"))),
+                Err(message) => blocked[index] = Some(failed(format!("{step} before the update: {message}"))),
             }
         }
     }
@@ -146,13 +150,16 @@ pub(crate) async fn relock(
         .zip(audit_again(ctx, &unlocked.relock, &targets, requests).await)
     {
         let Some(problem) = problem else { continue };
+        let relock = &unlocked.relock;
+        let unaudited = relock.state(RowLock::Free);
         let state = if saved(*index) {
-            "the row was saved but is left unaudited (FDocumentStatus D)"
+            format!("the row was saved but is left unaudited ({unaudited})")
         } else {
-            "the row is left unaudited (FDocumentStatus D) with its old data"
+            format!("the row is left unaudited ({unaudited}) with its old data")
         };
         let note = format!(
-            "{problem}; {state}: audit it in K3Cloud, or run `ferry failures retry` to save and audit it again"
+            "{problem}; {state}: audit it in {}, or run `ferry failures retry` to save and audit it again",
+            relock.vendor()
         );
         outcomes[*index] = match &outcomes[*index] {
             RowOutcome::Failed { message, class } => RowOutcome::Failed {
@@ -166,41 +173,44 @@ pub(crate) async fn relock(
 
 /// `Submit` then `Audit` of `ids`; per id, the problem if either step failed.
 async fn audit_again(ctx: &RunContext, relock: &Relock, ids: &[&str], requests: &mut u64) -> Vec<Option<String>> {
-    let mut problems: Vec<Option<String>> = list_operation(ctx, relock, "Submit", ids, requests)
+    let step = |step: LockStep| format!("{} {}", relock.vendor(), relock.step_name(step));
+    let submit = step(LockStep::Submit);
+    let mut problems: Vec<Option<String>> = list_operation(ctx, relock, LockStep::Submit, ids, requests)
         .await
         .into_iter()
-        .map(|outcome| outcome.err().map(|m| format!("K3Cloud Submit after the update: {m}")))
+        .map(|outcome| outcome.err().map(|m| format!("{submit} after the update: {m}")))
         .collect();
     let submitted: Vec<usize> = (0..ids.len()).filter(|&i| problems[i].is_none()).collect();
     if submitted.is_empty() {
         return problems;
     }
     let audit_ids: Vec<&str> = submitted.iter().map(|&i| ids[i]).collect();
-    let audited = list_operation(ctx, relock, "Audit", &audit_ids, requests).await;
+    let audited = list_operation(ctx, relock, LockStep::Approve, &audit_ids, requests).await;
+    let approve = step(LockStep::Approve);
     for (&index, outcome) in submitted.iter().zip(audited) {
         if let Err(message) = outcome {
-            problems[index] = Some(format!("K3Cloud Audit after the update: {message}"));
+            problems[index] = Some(format!("{approve} after the update: {message}"));
         }
     }
     problems
 }
 
-/// Sends `Submit`, `Audit` or `UnAudit` for `ids` and splits the answer per id (by
-/// `DIndex`). A request that fails as a whole fails every id with its message.
+/// Sends one lock step for `ids` and splits the answer per id (K3Cloud: by `DIndex`). A
+/// request that fails as a whole fails every id with its message.
 async fn list_operation(
     ctx: &RunContext,
     relock: &Relock,
-    op: &'static str,
+    step: LockStep,
     ids: &[&str],
     requests: &mut u64,
 ) -> Vec<Result<(), String>> {
     let conn = ctx.plan.target_connection();
-    let (api, params) = relock.list_operation(op, ids);
+    let (api, params) = relock.step(step, ids);
     let redact = |message: &str| ctx.plan.redactor.redact(message).into_owned();
     match vendor_call::call(ctx, conn, api, &params, Repeat::OnlyIfNotDelivered).await {
         Ok((_, body, sent)) => {
             *requests += u64::from(sent);
-            match conn.vendor.row_outcomes(api, &body, ids.len()) {
+            match conn.protocol.row_outcomes(api, &body, ids.len()) {
                 Some(outcomes) => outcomes
                     .into_iter()
                     .map(|outcome| match outcome {
@@ -208,7 +218,7 @@ async fn list_operation(
                         RowOutcome::Failed { message, .. } => Err(redact(&message)),
                     })
                     .collect(),
-                None => vec![Err(format!("{op} answered without per-row results")); ids.len()],
+                None => vec![Err(format!("{api} answered without per-row results")); ids.len()],
             }
         }
         Err(e) => {
@@ -271,7 +281,7 @@ pub(crate) async fn finish_abandoned(
     let mut requests = 0;
     let (api, query) = relock.status_query(&ids);
     let statuses = match vendor_call::call(ctx, ctx.plan.target_connection(), api, &query, Repeat::Safe).await {
-        Ok((_, body, _)) => read_statuses(&body),
+        Ok((_, body, _)) => relock.read_statuses(&body),
         Err(e) => Err(e.message),
     };
     let statuses = match statuses {
@@ -285,7 +295,7 @@ pub(crate) async fn finish_abandoned(
     // Unaudited rows need Submit then Audit; a row the dead run already submitted, Audit.
     let (mut unaudited, mut submitted) = (Vec::new(), Vec::new());
     for (index, id) in ids.iter().enumerate() {
-        match row_lock(statuses.get(*id).map(String::as_str)) {
+        match relock.lock_of(statuses.get(*id).map(String::as_str)) {
             RowLock::Audited => {}
             RowLock::Submitted => submitted.push(index),
             RowLock::Free => unaudited.push(index),
@@ -303,9 +313,10 @@ pub(crate) async fn finish_abandoned(
     }
     if !submitted.is_empty() {
         let open_ids: Vec<&str> = submitted.iter().map(|&i| ids[i]).collect();
-        let outcomes = list_operation(ctx, relock, "Audit", &open_ids, &mut requests).await;
+        let outcomes = list_operation(ctx, relock, LockStep::Approve, &open_ids, &mut requests).await;
+        let approve = format!("{} {}", relock.vendor(), relock.step_name(LockStep::Approve));
         for (&index, outcome) in submitted.iter().zip(outcomes) {
-            problems[index] = outcome.err().map(|m| format!("K3Cloud Audit: {m}"));
+            problems[index] = outcome.err().map(|m| format!("{approve}: {m}"));
         }
     }
     problems
@@ -323,5 +334,5 @@ pub(crate) fn scheme_relock(ctx: &RunContext) -> Option<Relock> {
         ..crate::template::Scope::default()
     };
     let (api, params) = crate::exchange::render_call(&update.request, &scope).ok()?;
-    ctx.plan.target_connection().vendor.relock(&api, &params)
+    ctx.plan.target_connection().protocol.row_locks(&api, &params)
 }

@@ -1,19 +1,53 @@
-//! Calls to built-in vendor connectors: login when a session is needed, sign and send,
-//! judge the answer by the vendor's envelope, log in again once on an expired session,
-//! and back off and retry when the vendor throttles.
+//! Calls through a vendor protocol: log in when the protocol needs a session, sign and
+//! send, judge the answer by the vendor's envelope, log in again once on an expired
+//! session, and back off and retry when the vendor throttles.
+//!
+//! Promises:
+//! - Every vendor logs in through [`login`], which sends the steps its
+//!   [`Protocol::login`](crate::protocol::Protocol::login) names; no vendor code here.
+//! - Logins are single-flight per connection: requests that need a session while one is
+//!   being fetched wait for it and share it, and a session the vendor calls expired is
+//!   replaced once, however many requests in flight met the expiry (vtiger keeps one live
+//!   challenge per user; the jdy and Fxiaoke token endpoints are rate-limited, reference
+//!   §3, §5, §6).
+//! - A session with a lifetime is renewed before it runs out (`Session::renew_at`).
 
 use super::RunContext;
-use crate::protocol::vendor::{verdict_error, Session, Vendor};
-use crate::exchange::wire_to_http;
 use crate::error::{Error, ErrorKind};
+use crate::exchange::wire_to_http;
 use crate::http::{backoff_delay, HttpResponse, Repeat};
+use crate::protocol::{verdict_error, Answer, Call, LoginStep, Session};
 use crate::scheme::model::ConnectionPlan;
 use crate::template::Scope;
 use chrono::Utc;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// Sessions of the run's connections, by connection name.
-pub(crate) type Sessions = tokio::sync::Mutex<std::collections::HashMap<String, Session>>;
+/// Most requests one login may take; a protocol asking for more is broken.
+const MAX_LOGIN_STEPS: usize = 8;
+
+/// The sessions of a run's connections, one slot per connection. A slot's lock is held
+/// while its login runs, which makes logins single-flight.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Held>>>>>,
+    logins: std::sync::atomic::AtomicU64,
+}
+
+/// A session with the number of the login that made it.
+#[derive(Clone)]
+struct Held {
+    login: u64,
+    session: Session,
+}
+
+impl Sessions {
+    fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<Held>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(connection.to_string()).or_default().clone()
+    }
+}
 
 fn decode_answer(response: &HttpResponse) -> Result<Value, Error> {
     crate::codec::Codec::Json
@@ -21,89 +55,59 @@ fn decode_answer(response: &HttpResponse) -> Result<Value, Error> {
         .map_err(|e| Error::decode(format!("the answer could not be read: {e}")))
 }
 
-async fn session_for(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session>, Error> {
-    let mut sessions = ctx.sessions.lock().await;
-    if let Some(session) = sessions.get(&conn.name) {
-        return Ok(Some(session.clone()));
+/// The connection's session: the live one, or a new one when there is none, it is due
+/// for renewal, or it is `expired` (the login that made the session a call was refused
+/// with). `None`: the protocol needs no login.
+async fn session_for(ctx: &RunContext, conn: &ConnectionPlan, expired: Option<u64>) -> Result<Option<Held>, Error> {
+    let slot = ctx.sessions.slot(&conn.name);
+    let mut held = slot.lock().await;
+    if let Some(current) = held.as_ref() {
+        let renew = current.session.renew_at.is_some_and(|at| at <= Utc::now());
+        if Some(current.login) != expired && !renew {
+            return Ok(Some(current.clone()));
+        }
+        tracing::info!(connection = %conn.name, "session expired; logging in again");
     }
     let Some(session) = login(ctx, conn).await? else {
         return Ok(None);
     };
-    sessions.insert(conn.name.clone(), session.clone());
-    Ok(Some(session))
+    let login = ctx.sessions.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let fresh = Held { login, session };
+    *held = Some(fresh.clone());
+    Ok(Some(fresh))
 }
 
-/// Sends one login step and decodes its answer.
-async fn exchange(
-    ctx: &RunContext,
-    conn: &ConnectionPlan,
-    wire: crate::protocol::WireRequest,
-) -> Result<(HttpResponse, Value), Error> {
-    let request = wire_to_http(conn, wire, &Scope::default())?;
-    let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
-    let body = decode_answer(&response)?;
-    Ok((response, body))
-}
-
-fn login_failed(vendor: &str) -> impl Fn(String) -> Error + '_ {
-    move |e| Error::new(ErrorKind::SessionExpired, format!("{vendor}: login failed: {e}"))
-}
-
-/// Logs in (one or more steps) for vendors with sessions or tokens.
+/// Runs the protocol's login: sends each step it names until it has a session.
 async fn login(ctx: &RunContext, conn: &ConnectionPlan) -> Result<Option<Session>, Error> {
-    use crate::protocol::{fxiaoke, jdy, simply};
-    let base = conn.base_url.as_str();
+    let protocol = conn.protocol.as_ref();
+    let failed = |e: String| {
+        Error::new(
+            ErrorKind::SessionExpired,
+            format!("{}: login failed: {e}", protocol.name()),
+        )
+    };
     let now = Utc::now();
-    let nonce = || rand::random::<u32>() as u64 + 1;
-    match &conn.vendor {
-        Vendor::K3Cloud(_) => {
-            let Some(wire) = conn.vendor.login_request(base, now)? else {
-                return Ok(None);
-            };
-            let (response, body) = exchange(ctx, conn, wire).await?;
-            let cookies: Vec<&str> = response.set_cookies.iter().map(String::as_str).collect();
-            conn.vendor.session_from_login(&body, &cookies).map(Some)
+    let mut answers: Vec<Answer> = Vec::new();
+    loop {
+        if answers.len() > MAX_LOGIN_STEPS {
+            return Err(failed(format!("no session after {MAX_LOGIN_STEPS} requests")));
         }
-        Vendor::Jdy(s) => {
-            let fail = login_failed(jdy::NAME);
-            if s.generation() == jdy::Generation::V1 {
-                let (_, body) = exchange(ctx, conn, jdy::request::v1_token_request(s, base).map_err(&fail)?).await?;
-                return jdy::request::parse_v1_token(s, &body, now)
-                    .map(|t| Some(Session::Jdy(t)))
-                    .map_err(fail);
-            }
-            let authorization = match jdy::request::authorization_from_settings(s) {
-                Some(found) => found,
-                None => {
-                    let wire = jdy::request::authorize_request(s, base, now, nonce()).map_err(&fail)?;
-                    let (_, body) = exchange(ctx, conn, wire).await?;
-                    jdy::request::parse_authorize(s, &body).map_err(&fail)?
-                }
-            };
-            let wire = jdy::request::token_request(s, base, &authorization, now, nonce()).map_err(&fail)?;
-            let (_, body) = exchange(ctx, conn, wire).await?;
-            jdy::request::parse_token(s, &authorization, &body, now)
-                .map(|t| Some(Session::Jdy(t)))
-                .map_err(fail)
-        }
-        Vendor::Simply(s) => {
-            let fail = login_failed(simply::NAME);
-            let (_, body) = exchange(ctx, conn, simply::request::challenge_request(s, base)).await?;
-            let challenge = simply::request::parse_challenge(&body).map_err(&fail)?;
-            let (_, body) = exchange(ctx, conn, simply::request::login_request(s, base, &challenge)).await?;
-            simply::request::parse_login(&body)
-                .map(|v| Some(Session::Simply(v)))
-                .map_err(fail)
-        }
-        Vendor::Fxiaoke(s) => {
-            let fail = login_failed(fxiaoke::NAME);
-            let wire = fxiaoke::sign::token_request(s, base, rand::random::<u128>()).map_err(&fail)?;
-            let (_, body) = exchange(ctx, conn, wire).await?;
-            fxiaoke::sign::parse_token(&body, now)
-                .map(|t| Some(Session::Fxiaoke(t)))
-                .map_err(fail)
-        }
-        _ => Ok(None),
+        let step = protocol
+            .login(&conn.base_url, &answers, now, rand::random::<u128>())
+            .map_err(failed)?;
+        let wire = match step {
+            None => return Ok(None),
+            Some(LoginStep::Done(session)) => return Ok(Some(session)),
+            Some(LoginStep::Send(wire)) => wire,
+        };
+        let request = wire_to_http(conn, wire, &Scope::default())?;
+        let (response, _) = ctx.http.send(conn, &request, Repeat::Safe).await?;
+        let body = decode_answer(&response)?;
+        answers.push(Answer {
+            status: response.status,
+            body,
+            set_cookies: response.set_cookies.clone(),
+        });
     }
 }
 
@@ -139,29 +143,38 @@ async fn call_as(
     repeat: Repeat,
     write: bool,
 ) -> Result<(HttpResponse, Value, u32), Error> {
-    let vendor: &Vendor = &conn.vendor;
-    let mut logged_in_again = false;
+    let protocol = conn.protocol.as_ref();
+    let mut expired: Option<u64> = None;
     let mut attempt = 0u32;
     let mut requests = 0u32;
     loop {
         attempt += 1;
-        let session = session_for(ctx, conn).await?;
-        let wire = vendor.build(&conn.base_url, api, params, session.as_ref(), Utc::now(), write)?;
+        let held = session_for(ctx, conn, expired).await?;
+        let wire = protocol
+            .build(&Call {
+                base_url: &conn.base_url,
+                api,
+                params,
+                session: held.as_ref().map(|h| &h.session),
+                now: Utc::now(),
+                nonce: rand::random::<u128>(),
+                write,
+            })
+            .map_err(|e| Error::config(format!("{}: {e}", protocol.name())))?;
         let request = wire_to_http(conn, wire, &Scope::default())?;
         let (response, sent) = ctx.http.send(conn, &request, repeat).await?;
         requests += sent;
         let body = decode_answer(&response)?;
-        match verdict_error(vendor, api, vendor.classify(response.status, &body)) {
+        match verdict_error(protocol, api, protocol.classify(response.status, &body)) {
             None => return Ok((response, body, requests)),
             // A refused write may still say which rows it refused (K3Cloud's Errors by
             // DIndex): the caller splits the answer per row.
-            Some(e) if write && e.kind == ErrorKind::Envelope && vendor.row_outcomes(api, &body, 1).is_some() => {
+            Some(e) if write && e.kind == ErrorKind::Envelope && protocol.row_outcomes(api, &body, 1).is_some() => {
                 return Ok((response, body, requests))
             }
-            Some(e) if e.kind == ErrorKind::SessionExpired && !logged_in_again => {
-                tracing::info!(connection = %conn.name, "session expired; logging in again");
-                ctx.sessions.lock().await.remove(&conn.name);
-                logged_in_again = true;
+            // Once per call: a session refused twice is not a stale session.
+            Some(e) if e.kind == ErrorKind::SessionExpired && expired.is_none() => {
+                expired = Some(held.map_or(0, |h| h.login));
             }
             Some(e) if e.kind == ErrorKind::Throttled && attempt < conn.retry.attempts => {
                 let delay = backoff_delay(&conn.retry, attempt, response.retry_after, rand::random::<f64>());

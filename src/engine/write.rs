@@ -2,10 +2,10 @@
 
 use super::vendor_call;
 use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
-use crate::exchange::{build_request, read_write_outcome, render_call};
-use crate::protocol::{RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::error::Error;
+use crate::exchange::{build_request, read_write_outcome, render_call};
 use crate::http::{backoff_delay, Repeat};
+use crate::protocol::{RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
@@ -322,7 +322,7 @@ async fn write_operation(
 async fn guarded_update(
     ctx: &RunContext,
     op: &OperationPlan,
-    relock: crate::protocol::k3cloud::locks::Relock,
+    relock: crate::protocol::locks::Relock,
     rendered: &[Rendered<'_>],
     rows: Rows,
     batch_id: &str,
@@ -659,7 +659,7 @@ pub(super) async fn send(
 ) -> Result<Vec<RowOutcome>, Error> {
     let rows = target_ids.len();
     let conn = ctx.plan.target_connection();
-    if !conn.vendor.is_http() {
+    if !conn.protocol.templated() {
         return send_vendor(ctx, op, operation, scope, target_ids, keys, result).await;
     }
     let request = match build_request(conn, &op.request, scope, None) {
@@ -753,11 +753,13 @@ async fn send_vendor(
         "create" | "update" => ctx.plan.target.detail_lists.as_slice(),
         _ => &[],
     };
-    if let Err(e) = conn
-        .vendor
-        .prepare_write(&api, &mut params, target_ids, operation == "update", lists)
-    {
-        return Ok(failed(e.message, "transform"));
+    let targets = crate::protocol::WriteTargets {
+        target_ids,
+        is_update: operation == "update",
+        lists,
+    };
+    if let Err(e) = conn.protocol.prepare_write(&api, &mut params, &targets) {
+        return Ok(failed(format!("{}: {e}", conn.protocol.name()), "transform"));
     }
     if ctx.dry_run {
         if let Some(sink) = &ctx.dry_run_sink {
@@ -765,7 +767,7 @@ async fn send_vendor(
             sink(&PlannedRequest {
                 operation,
                 method: "CALL",
-                url: format!("{} {api}", conn.vendor.name()),
+                url: format!("{} {api}", conn.protocol.name()),
                 headers: Vec::new(),
                 body: Some(redactor.redact(&params.to_string()).into_owned()),
                 rows,
@@ -776,14 +778,14 @@ async fn send_vendor(
     match vendor_call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
         Ok((response, body, requests)) => {
             result.requests += u64::from(requests);
-            let mut outcomes = match conn.vendor.row_outcomes(&api, &body, rows) {
+            let mut outcomes = match conn.protocol.row_outcomes(&api, &body, rows) {
                 Some(outcomes) => outcomes,
-                None => match conn.vendor.written_id(&api, &body).filter(|_| rows == 1) {
+                None => match conn.protocol.written_id(&api, &body).filter(|_| rows == 1) {
                     Some(id) => vec![RowOutcome::written(Some(id))],
                     None => read_write_outcome(op, &response, rows, keys, &format!("target.{operation}.response")),
                 },
             };
-            conn.vendor
+            conn.protocol
                 .attach_detail_ids(&api, &params, &body, lists, &mut outcomes);
             Ok(outcomes)
         }

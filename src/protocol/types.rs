@@ -1,5 +1,5 @@
-//! Types every connector shares (pure, no IO): how an answer is judged and how a batch
-//! write is split per row. Vendor folders classify their envelopes into these.
+//! Types every connector shares (pure, no IO): how an answer is judged, how a batch write is
+//! split per row, how a vendor pages and logs in. Vendor folders speak in these.
 
 /// What a vendor's envelope says about one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,4 +109,137 @@ pub enum PagingStyle {
         cursor: &'static str,
         has_more: &'static str,
     },
+}
+
+/// When a paginated read stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopRule {
+    /// Stop at the first page with no records.
+    EmptyPage,
+    /// Stop at the first page with fewer records than `size`.
+    ShortPage,
+    /// Stop once `total` records (read from the response) have been fetched.
+    Total,
+    /// Stop when the `has_more` flag is false.
+    HasMore,
+}
+
+/// Paging a vendor applies to an api when the scheme does not describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagingDefaults {
+    pub style: PagingStyle,
+    /// The first page number (or offset).
+    pub start: i64,
+    /// Rows asked for per page.
+    pub size: u64,
+    /// The largest page the vendor accepts, when known or assumed.
+    pub max_size: Option<u64>,
+    /// JSONPath of the total row count in an answer.
+    pub total_path: Option<&'static str>,
+    /// The parameter carrying the page number (or offset, or cursor).
+    pub number_param: &'static str,
+    /// The parameter carrying the page size.
+    pub size_param: &'static str,
+    /// When a numbered read stops; `None`: once `total_path`'s count has arrived when
+    /// there is one, else at a short page. (Cursor styles stop on their `has_more` flag.)
+    pub stop: Option<StopRule>,
+}
+
+/// Where one page of a read starts, as a vendor writes it into its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePosition {
+    pub number: i64,
+    pub offset: i64,
+    pub size: Option<u64>,
+    /// The cursor the previous answer named (none on a window's first page).
+    pub cursor: Option<String>,
+}
+
+impl PagePosition {
+    /// The page number or offset (as `paging` counts) and the page size; `None` for a
+    /// cursor style.
+    pub fn numbered(&self, paging: &PagingDefaults) -> Option<(i64, u64)> {
+        let position = match paging.style {
+            PagingStyle::Offset => self.offset,
+            PagingStyle::PageNumber => self.number,
+            PagingStyle::Cursor { .. } => return None,
+        };
+        Some((position, self.size.unwrap_or(paging.size)))
+    }
+}
+
+/// An answer as a login step reads it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    /// Every `Set-Cookie` header of the answer.
+    pub set_cookies: Vec<String>,
+}
+
+/// A logged-in session or token: opaque to everyone but the protocol that made it.
+#[derive(Clone)]
+pub struct Session {
+    value: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    /// When to log in again before the vendor says the session expired (none: only then).
+    pub renew_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Session {
+    pub fn new<T: std::any::Any + Send + Sync>(value: T, renew_at: Option<chrono::DateTime<chrono::Utc>>) -> Session {
+        Session {
+            value: std::sync::Arc::new(value),
+            renew_at,
+        }
+    }
+
+    /// The protocol's own session value.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value holds credentials.
+        f.debug_struct("Session")
+            .field("renew_at", &self.renew_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a login does next (see [`super::Protocol::login`]).
+#[derive(Debug)]
+pub enum LoginStep {
+    /// Send this request; its answer is added to the login's answers.
+    Send(WireRequest),
+    /// Logged in.
+    Done(Session),
+}
+
+/// One vendor call, as the engine hands it to [`super::Protocol::build`].
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub base_url: &'a str,
+    /// The vendor operation (`BatchSave`, `gy.erp.shop.get`, …).
+    pub api: &'a str,
+    /// Its business parameters.
+    pub params: &'a serde_json::Value,
+    pub session: Option<&'a Session>,
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// A fresh random number for nonces and trace ids.
+    pub nonce: u128,
+    /// A write (jdy builds reads and writes to one path differently).
+    pub write: bool,
+}
+
+/// What a write's parameters need from the engine (see [`super::Protocol::prepare_write`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTargets<'a> {
+    /// The mapped target id of each row (updates).
+    pub target_ids: &'a [Option<&'a str>],
+    pub is_update: bool,
+    /// The detail lists whose row ids the scheme wants back.
+    pub lists: &'a [DetailList],
 }

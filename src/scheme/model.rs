@@ -62,8 +62,8 @@ pub struct RatePlan {
 pub struct ConnectionPlan {
     pub name: String,
     pub connector: &'static str,
-    /// The protocol and its vendor settings.
-    pub vendor: crate::protocol::vendor::Vendor,
+    /// The protocol, with the connection's settings.
+    pub protocol: std::sync::Arc<dyn crate::protocol::Protocol>,
     pub base_url: String,
     pub headers: Vec<(String, Template)>,
     pub timeout: Duration,
@@ -158,7 +158,7 @@ pub struct SourcePlan {
     pub deleted: Option<JsonPath>,
     pub pagination: PaginationPlan,
     /// When the scheme left paging to the connector: where the page goes in the parameters.
-    pub auto_page: Option<crate::protocol::vendor::PagingDefaults>,
+    pub auto_page: Option<crate::protocol::PagingDefaults>,
     pub incremental: Option<IncrementalPlan>,
     /// Per-record detail fetch, replacing each listed record with its full version.
     pub detail: Option<DetailPlan>,

@@ -89,111 +89,39 @@ pub struct RawRate {
 }
 
 /// A connection to one system; `connector` picks the protocol.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "connector", deny_unknown_fields)]
-#[schemars(title = "Connection", transform = describe_connector_tag)]
-pub enum RawConnection {
-    /// A plain HTTP API described entirely by the scheme.
-    #[serde(rename = "http")]
-    #[schemars(title = "HTTP connection (`connector: http`)")]
-    Http(HttpConnection),
-    /// Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.
-    #[serde(rename = "guanyi")]
-    #[schemars(title = "Guanyiyun connection (`connector: guanyi`)")]
-    Guanyi(VendorConnection<crate::protocol::guanyi::Settings>),
-    /// Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.
-    #[serde(rename = "kingdee-k3cloud")]
-    #[schemars(title = "Kingdee K3Cloud connection (`connector: kingdee-k3cloud`)")]
-    K3Cloud(VendorConnection<crate::protocol::k3cloud::Settings>),
-    /// Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.
-    #[serde(rename = "kingdee-jdy")]
-    #[schemars(title = "Kingdee Xingchen connection (`connector: kingdee-jdy`)")]
-    Jdy(VendorConnection<crate::protocol::jdy::Settings>),
-    /// Jackyun open API: form-encoded, lowercase-MD5 signed.
-    #[serde(rename = "jackyun")]
-    #[schemars(title = "Jackyun connection (`connector: jackyun`)")]
-    Jackyun(VendorConnection<crate::protocol::jackyun::Settings>),
-    /// Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.
-    #[serde(rename = "simply-crm")]
-    #[schemars(title = "Simply CRM connection (`connector: simply-crm`)")]
-    Simply(VendorConnection<crate::protocol::simply::Settings>),
-    /// ShareCRM / Fxiaoke OpenAPI, including the ERP data push.
-    #[serde(rename = "fxiaoke")]
-    #[schemars(title = "Fxiaoke connection (`connector: fxiaoke`)")]
-    Fxiaoke(VendorConnection<crate::protocol::fxiaoke::Settings>),
-    /// The ERP data-sync platform's standard interface for heterogeneous ERPs.
-    #[serde(rename = "erp-standard")]
-    #[schemars(title = "ERP standard interface connection (`connector: erp-standard`)")]
-    ErpStandard(VendorConnection<crate::protocol::erp_standard::Settings>),
+///
+/// The connectors are [`crate::protocol::CONNECTORS`]: this type keeps a connector's own
+/// `settings` as data, and scheme validation opens them through that table. Its JSON
+/// Schema, one variant per connector, is built from the same table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    /// Which connector speaks to this system (`http`, `kingdee-k3cloud`, …).
+    pub connector: String,
+    pub base_url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_mib: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RawRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The connector's own settings (credentials and protocol knobs), read by its
+    /// [`crate::protocol::Connector::open`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Value>,
 }
 
 impl RawConnection {
     /// The fields every connection has, whatever its connector.
     pub fn common(&self) -> HttpConnection {
-        match self {
-            RawConnection::Http(c) => c.clone(),
-            RawConnection::Guanyi(c) => c.common(),
-            RawConnection::K3Cloud(c) => c.common(),
-            RawConnection::Jdy(c) => c.common(),
-            RawConnection::Jackyun(c) => c.common(),
-            RawConnection::Simply(c) => c.common(),
-            RawConnection::Fxiaoke(c) => c.common(),
-            RawConnection::ErpStandard(c) => c.common(),
-        }
-    }
-    pub fn connector_name(&self) -> &'static str {
-        match self {
-            RawConnection::Http(_) => crate::protocol::http::NAME,
-            RawConnection::Guanyi(_) => crate::protocol::guanyi::NAME,
-            RawConnection::K3Cloud(_) => crate::protocol::k3cloud::NAME,
-            RawConnection::Jdy(_) => crate::protocol::jdy::NAME,
-            RawConnection::Jackyun(_) => crate::protocol::jackyun::NAME,
-            RawConnection::Simply(_) => crate::protocol::simply::NAME,
-            RawConnection::Fxiaoke(_) => crate::protocol::fxiaoke::NAME,
-            RawConnection::ErpStandard(_) => crate::protocol::erp_standard::NAME,
-        }
-    }
-}
-
-/// A built-in vendor connector: the shared connection fields plus the vendor's `settings`
-/// (credentials and protocol knobs; see the connector's section in the README).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VendorConnection<S> {
-    /// The vendor's API address (see the connector's README section for each vendor's host).
-    #[schemars(extend("examples" = ["${K3CLOUD_URL}", "https://api.kingdee.com", "https://open.fxiaoke.com"]))]
-    pub base_url: String,
-    /// Extra headers sent with every request.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// Per-request timeout, e.g. `30s` (default 30s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("examples" = ["30s", "2m"]))]
-    pub timeout: Option<String>,
-    /// Source pages or target batches in flight at once on this connection (default 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<u32>,
-    /// Largest response body accepted, in MiB (default 64).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_response_mib: Option<u32>,
-    /// Retry policy for failed calls (throttling and session expiry are classified by the
-    /// connector).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RawRetry>,
-    /// Rate limit: `{per_second, burst, max_in_flight, shared}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<RawRate>,
-    /// The server's time zone (IANA name): window limits are written in it and times in its
-    /// records without an offset are read in it. Default: the vendor's (see its README section).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("examples" = ["Asia/Shanghai", "UTC"]))]
-    pub timezone: Option<String>,
-    /// Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.
-    pub settings: S,
-}
-
-impl<S> VendorConnection<S> {
-    fn common(&self) -> HttpConnection {
         HttpConnection {
             base_url: self.base_url.clone(),
             headers: self.headers.clone(),
@@ -205,6 +133,99 @@ impl<S> VendorConnection<S> {
             timezone: self.timezone.clone(),
         }
     }
+}
+
+impl JsonSchema for RawConnection {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawConnection".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let templated = HttpConnection::json_schema(generator);
+        let vendor = VendorConnection::json_schema(generator);
+        let variants: Vec<Value> = crate::protocol::CONNECTORS
+            .iter()
+            .map(|connector| {
+                let fields = if connector.settings_schema.is_some() {
+                    &vendor
+                } else {
+                    &templated
+                };
+                let mut properties = Map::new();
+                properties.insert(
+                    "connector".into(),
+                    serde_json::json!({"type": "string", "const": connector.name}),
+                );
+                if let Some(own) = fields.get("properties").and_then(Value::as_object) {
+                    properties.extend(own.clone());
+                }
+                let mut required = vec![Value::from("connector"), Value::from("base_url")];
+                if let Some(settings) = connector.settings_schema {
+                    let mut settings = settings(generator).to_value();
+                    if let Some(map) = settings.as_object_mut() {
+                        map.insert(
+                            "description".into(),
+                            "Credentials and protocol options of this vendor. Write secrets as `${ENV_VAR}`.".into(),
+                        );
+                    }
+                    properties.insert("settings".into(), settings);
+                    required.push("settings".into());
+                }
+                serde_json::json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": properties,
+                    "required": required,
+                    "description": connector.summary,
+                    "title": format!("{} connection (`connector: {}`)", connector.title, connector.name),
+                })
+            })
+            .collect();
+        let mut schema = schemars::json_schema!({ "oneOf": variants });
+        schema.insert("title".into(), "Connection".into());
+        schema.insert(
+            "description".into(),
+            "A connection to one system; `connector` picks the protocol.".into(),
+        );
+        describe_connector_tag(&mut schema);
+        schema
+    }
+}
+
+/// The shared fields of a built-in vendor connection, as its JSON Schema describes them
+/// (the `http` connector's are [`HttpConnection`]).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct VendorConnection {
+    /// The vendor's API address (see the connector's README section for each vendor's host).
+    #[schemars(extend("examples" = ["${K3CLOUD_URL}", "https://api.kingdee.com", "https://open.fxiaoke.com"]))]
+    base_url: String,
+    /// Extra headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+    /// Per-request timeout, e.g. `30s` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["30s", "2m"]))]
+    timeout: Option<String>,
+    /// Source pages or target batches in flight at once on this connection (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    in_flight: Option<u32>,
+    /// Largest response body accepted, in MiB (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_response_mib: Option<u32>,
+    /// Retry policy for failed calls (throttling and session expiry are classified by the
+    /// connector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry: Option<RawRetry>,
+    /// Rate limit: `{per_second, burst, max_in_flight, shared}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate: Option<RawRate>,
+    /// The server's time zone (IANA name): window limits are written in it and times in its
+    /// records without an offset are read in it. Default: the vendor's (see its README section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["Asia/Shanghai", "UTC"]))]
+    timezone: Option<String>,
 }
 
 /// Settings every HTTP-based connection shares.
@@ -407,19 +428,7 @@ pub struct RawDetail {
     pub records: Option<String>,
 }
 
-/// When a paginated read stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StopRule {
-    /// Stop at the first page with no records.
-    EmptyPage,
-    /// Stop at the first page with fewer records than `size`.
-    ShortPage,
-    /// Stop once `total` records (read from the response) have been fetched.
-    Total,
-    /// Stop when the `has_more` flag is false.
-    HasMore,
-}
+pub use crate::protocol::types::StopRule;
 
 /// How the source is paged: `style` is one of `none`, `page_number`, `offset`, `cursor` or
 /// `next_link`, and each style takes only its own fields. Request templates read
@@ -924,7 +933,7 @@ mod tests {
             tagged_variants(&schema, "RawPagination", "style"),
             ["none", "page_number", "offset", "cursor", "next_link"]
         );
-        let connectors: Vec<&str> = crate::protocol::CONNECTORS.iter().map(|(name, _)| *name).collect();
+        let connectors: Vec<&str> = crate::protocol::CONNECTORS.iter().map(|c| c.name).collect();
         assert_eq!(tagged_variants(&schema, "RawConnection", "connector"), connectors);
     }
 

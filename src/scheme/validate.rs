@@ -10,10 +10,10 @@ use super::model::*;
 use super::raw::*;
 use super::yaml::{child_path, index_path, Spans};
 use crate::codec::Codec;
-use crate::protocol::types::PagingStyle;
-use crate::protocol::vendor::Vendor;
 use crate::diag::{choices_hint, did_you_mean, Diagnostic};
 use crate::extract::JsonPath;
+use crate::protocol::types::PagingStyle;
+use crate::protocol::Protocol;
 use crate::redact::Redactor;
 use crate::template::{Shape, Template, TemplateEnv, TemplateOptions};
 use crate::window::{parse_duration, parse_std_duration, parse_time};
@@ -108,7 +108,7 @@ struct Ctx<'a> {
     sides: Option<SideEnvs>,
     diags: Vec<Diagnostic>,
     /// The protocol of each connection, for checks that depend on it.
-    vendors: std::collections::HashMap<String, Vendor>,
+    vendors: std::collections::HashMap<String, Arc<dyn Protocol>>,
     /// The whole scheme value, for looking at raw fields.
     root: &'a Value,
     /// Whether `source.incremental` is set (only then does `window` exist).
@@ -570,10 +570,10 @@ impl Ctx<'_> {
         raw: &RawRequest,
         default_method: Method,
         names: Names,
-        vendor: &Vendor,
+        vendor: &dyn Protocol,
     ) -> Option<RequestPlan> {
         let mut ok = true;
-        if vendor.is_http() {
+        if vendor.templated() {
             if raw.api.is_some() {
                 self.error_at_key(
                     &child_path(path, "api"),
@@ -812,8 +812,12 @@ pub fn validate(
                 connections_ok = false;
                 continue;
             };
-            ctx.vendors.insert(name.clone(), Vendor::from_raw(&raw));
-            match build_connection(&mut ctx, &path, name, &raw, timezone) {
+            let Some(protocol) = open_connection(&mut ctx, &path, name, &raw) else {
+                connections_ok = false;
+                continue;
+            };
+            ctx.vendors.insert(name.clone(), protocol.clone());
+            match build_connection(&mut ctx, &path, name, &raw, protocol, timezone) {
                 Some(plan) => {
                     connections.insert(name.clone(), plan);
                 }
@@ -908,21 +912,91 @@ pub fn validate(
     (Some(plan), diags)
 }
 
+/// Opens a connection's protocol through the connector table: its settings are read by
+/// the connector and checked, each problem reported at its path under `settings`.
+/// Settings holding placeholders of unset variables (`--no-env`) are read but not checked.
+fn open_connection(ctx: &mut Ctx, path: &str, name: &str, raw: &RawConnection) -> Option<Arc<dyn Protocol>> {
+    let Some(connector) = crate::protocol::connector(&raw.connector) else {
+        let connector_path = child_path(path, "connector");
+        if !ctx.structural.iter().any(|p| p.starts_with(path)) {
+            let names = crate::protocol::CONNECTORS.iter().map(|c| c.name);
+            let hint = did_you_mean(&raw.connector, names.clone())
+                .map(|best| format!("did you mean `{best}`?"))
+                .unwrap_or_else(|| format!("use one of: {}", names.collect::<Vec<_>>().join(", ")));
+            ctx.error(
+                &connector_path,
+                format!("unknown connector `{}`", raw.connector),
+                Some(hint),
+            );
+        }
+        return None;
+    };
+    let settings_path = child_path(path, "settings");
+    let at = |inner: &str| {
+        if inner.is_empty() {
+            settings_path.clone()
+        } else {
+            child_path(&settings_path, inner)
+        }
+    };
+    let mut settings = raw.settings.clone();
+    for _ in 0..32 {
+        let error = match (connector.open)(settings.as_ref()) {
+            Ok(protocol) => {
+                let placeholders = ctx.unset.iter().any(|p| p.starts_with(&settings_path));
+                if let (false, Err(e)) = (placeholders, protocol.check()) {
+                    ctx.error(&at(&e.path), e.message, None);
+                    ctx.vendors.insert(name.to_string(), protocol);
+                    return None;
+                }
+                return Some(protocol);
+            }
+            Err(e) => e,
+        };
+        let full = at(&error.path);
+        let pruned = ctx.unset.contains(&full)
+            && !error.path.is_empty()
+            && settings.as_mut().is_some_and(|value| prune(value, &error.path));
+        if !pruned {
+            if !ctx.structural.iter().any(|p| p.starts_with(path)) {
+                ctx.error(&full, error.message, None);
+            }
+            break;
+        }
+    }
+    // The rest of the scheme is still checked against what this connector is.
+    ctx.vendors.insert(name.to_string(), Arc::new(Unopened(connector.name)));
+    None
+}
+
+/// A connection whose settings could not be read: it names its connector, so the
+/// source and target are still checked against it, and runs nothing.
+#[derive(Debug)]
+struct Unopened(&'static str);
+
+impl Protocol for Unopened {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn templated(&self) -> bool {
+        self.0 == crate::protocol::http::NAME
+    }
+
+    fn build(&self, _call: &crate::protocol::Call<'_>) -> Result<crate::protocol::WireRequest, String> {
+        Err("its settings could not be read".to_string())
+    }
+}
+
 /// A connection's zone: its `timezone`, else its vendor's, else the scheme's.
 fn connection_zone(
     ctx: &mut Ctx,
     path: &str,
     common: &HttpConnection,
-    vendor: &Vendor,
+    vendor: &dyn Protocol,
     scheme_zone: chrono_tz::Tz,
 ) -> Option<chrono_tz::Tz> {
-    let vendor_zone = match vendor.server_zone() {
-        Ok(zone) => zone,
-        Err(message) => {
-            ctx.error(&child_path(path, "settings"), message, None);
-            return None;
-        }
-    };
+    let vendor_zone = vendor.server_zone();
     let Some(name) = &common.timezone else {
         return Some(vendor_zone.unwrap_or(scheme_zone));
     };
@@ -945,10 +1019,11 @@ fn build_connection(
     path: &str,
     name: &str,
     raw: &RawConnection,
+    protocol: Arc<dyn Protocol>,
     scheme_zone: chrono_tz::Tz,
 ) -> Option<ConnectionPlan> {
     let common = raw.common();
-    let zone = connection_zone(ctx, path, &common, &Vendor::from_raw(raw), scheme_zone);
+    let zone = connection_zone(ctx, path, &common, protocol.as_ref(), scheme_zone);
     let url_path = child_path(path, "base_url");
     let mut ok = true;
     match url::Url::parse(&common.base_url) {
@@ -1081,8 +1156,8 @@ fn build_connection(
     };
     let timeout = timeout?;
     let zone = zone?;
-    let vendor = Vendor::from_raw(raw);
-    for field in vendor.secret_fields() {
+    let secret_fields = crate::protocol::connector(protocol.name()).map_or(&[][..], |c| c.secret_fields);
+    for field in secret_fields {
         let field_path = child_path(&child_path(path, "settings"), field);
         let literal = ctx
             .spans_value(&field_path)
@@ -1100,8 +1175,8 @@ fn build_connection(
     }
     ok.then(|| ConnectionPlan {
         name: name.to_string(),
-        connector: raw.connector_name(),
-        vendor,
+        connector: protocol.name(),
+        protocol,
         base_url: common.base_url.trim_end_matches('/').to_string(),
         headers,
         timeout,
@@ -1114,13 +1189,17 @@ fn build_connection(
 }
 
 fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz::Tz) -> Option<SourcePlan> {
-    let vendor = ctx.vendors.get(&raw.connection).cloned().unwrap_or(Vendor::Http);
+    let vendor = ctx
+        .vendors
+        .get(&raw.connection)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(crate::protocol::http::Http));
     let request = ctx.request(
         "source.request",
         &raw.request,
         Method::Get,
         Names::Only(SOURCE_REQUEST_NAMES),
-        &vendor,
+        vendor.as_ref(),
     );
     // A literal api lets the connector supply the list key and the paging.
     let literal_api = raw.request.api.as_deref().filter(|a| !a.contains("<<"));
@@ -1176,14 +1255,8 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         (None, Some(api)) => vendor.paging(api),
         _ => None,
     };
-    if let (Vendor::Simply(settings), Some(api)) = (&vendor, literal_api) {
-        if api.eq_ignore_ascii_case("sync") && settings.sync_type.as_deref() != Some("application") {
-            ctx.warning(
-                "source.request.api",
-                "sync returns only records the login user owns (reference §5): use an admin user or `query` on modifiedtime",
-                Some("an admin user reads every user's records with `settings: {sync_type: application}`".into()),
-            );
-        }
+    if let Some((message, hint)) = literal_api.and_then(|api| vendor.source_advice(api)) {
+        ctx.warning("source.request.api", message, Some(hint));
     }
     let id = ctx.template("source.id", &raw.id, Names::Record(SOURCE_RECORD_NAMES));
     if let Some(t) = &id {
@@ -1204,7 +1277,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
                 &d.request,
                 Method::Get,
                 Names::Any(DETAIL_REQUEST_NAMES),
-                &vendor,
+                vendor.as_ref(),
             );
             let literal = d.request.api.as_deref().filter(|a| !a.contains("<<"));
             let path = match (&d.records, literal.and_then(|api| vendor.records_path(api))) {
@@ -1310,7 +1383,7 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
 
 /// The pagination plan of a connector's default paging: the same plan the scheme would
 /// get by writing that style itself.
-fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::protocol::vendor::PagingDefaults) -> PaginationPlan {
+fn pagination_from_defaults(ctx: &mut Ctx, defaults: &crate::protocol::PagingDefaults) -> PaginationPlan {
     let total = defaults
         .total_path
         .and_then(|p| ctx.json_path("source.pagination.total", p));
@@ -1463,7 +1536,11 @@ fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<Pagina
 }
 
 fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
-    let vendor = ctx.vendors.get(&raw.connection).cloned().unwrap_or(Vendor::Http);
+    let vendor = ctx
+        .vendors
+        .get(&raw.connection)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(crate::protocol::http::Http));
     let batch = raw.batch.unwrap_or(100);
     if batch == 0 && !ctx.has_error_at("target.batch") {
         ctx.error(
@@ -1502,21 +1579,43 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
             Some("add `create: {request: {method: POST, path: …, body: {items: \"<< rows >>\"}}}`".into()),
         );
     }
-    let create = raw
-        .create
-        .as_ref()
-        .and_then(|op| build_operation(ctx, "target.create", op, OpKind::Create, raw.key.is_some(), &vendor));
+    let create = raw.create.as_ref().and_then(|op| {
+        build_operation(
+            ctx,
+            "target.create",
+            op,
+            OpKind::Create,
+            raw.key.is_some(),
+            vendor.as_ref(),
+        )
+    });
     let update = match &raw.update {
         None => Some(None),
-        Some(op) => build_operation(ctx, "target.update", op, OpKind::Update, raw.key.is_some(), &vendor).map(Some),
+        Some(op) => build_operation(
+            ctx,
+            "target.update",
+            op,
+            OpKind::Update,
+            raw.key.is_some(),
+            vendor.as_ref(),
+        )
+        .map(Some),
     };
     let delete = match &raw.delete {
         None => Some(None),
-        Some(op) => build_operation(ctx, "target.delete", op, OpKind::Delete, raw.key.is_some(), &vendor).map(Some),
+        Some(op) => build_operation(
+            ctx,
+            "target.delete",
+            op,
+            OpKind::Delete,
+            raw.key.is_some(),
+            vendor.as_ref(),
+        )
+        .map(Some),
     };
     let lookup = match &raw.lookup {
         None => Some(None),
-        Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), &vendor).map(Some),
+        Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), vendor.as_ref()).map(Some),
     };
     let (fields, key, name, create, update, delete, lookup) =
         (fields?, key?, name?, create?, update?, delete?, lookup?);
@@ -1595,7 +1694,7 @@ fn collect_detail_lists(
     }
 }
 
-fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &Vendor) -> Option<LookupPlan> {
+fn build_lookup(ctx: &mut Ctx, raw: &RawLookup, has_key: bool, vendor: &dyn Protocol) -> Option<LookupPlan> {
     if !has_key {
         ctx.error_at_key(
             "target.lookup",
@@ -1704,7 +1803,7 @@ fn build_operation(
     raw: &RawOperation,
     kind: OpKind,
     has_key: bool,
-    vendor: &Vendor,
+    vendor: &dyn Protocol,
 ) -> Option<OperationPlan> {
     let request_path = child_path(path, "request");
     let names = if kind == OpKind::Delete {

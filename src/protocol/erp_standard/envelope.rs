@@ -18,24 +18,8 @@ use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 /// The platform's success literal.
 pub const PLATFORM_SUCCESS: &str = "s106240000";
 
-/// Default paging of a list api.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// First page number or offset.
-    pub start: i64,
-    /// Default page size.
-    pub size: u64,
-    /// Largest page size the vendor accepts.
-    pub max_size: Option<u64>,
-    /// JSONPath of the total count (may hold digits in a string).
-    pub total_path: Option<&'static str>,
-    /// Name of the offset parameter.
-    pub number_param: &'static str,
-    /// Name of the page size parameter.
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 /// A code or message as text: strings as they are, numbers in decimal.
 fn text_of(body: &Value, key: &str) -> Option<String> {
@@ -139,6 +123,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: Some("$.data.totalNum"),
         number_param: "offset",
         size_param: "limit",
+        stop: None,
     })
 }
 

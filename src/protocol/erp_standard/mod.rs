@@ -197,6 +197,67 @@ impl Settings {
     }
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "ERP standard interface",
+    summary: "The ERP data-sync platform's standard interface for heterogeneous ERPs.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "queryMasterBatch",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        request::build(self, call.base_url, call.api, call.params)
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify_with(self, status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        envelope::default_paging(api)
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+
+    fn reports_detail_ids(&self) -> bool {
+        true
+    }
+
+    fn attach_detail_ids(
+        &self,
+        api: &str,
+        _params: &Value,
+        body: &Value,
+        lists: &[DetailList],
+        outcomes: &mut [RowOutcome],
+    ) {
+        envelope::attach_detail_ids(api, body, lists, outcomes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

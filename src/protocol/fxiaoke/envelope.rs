@@ -31,25 +31,8 @@ pub const SESSION_EXPIRED_CODES: &[i64] = &[20016];
 /// Quota codes that retrying cannot fix.
 pub const QUOTA_CODES: &[i64] = &[30002, 30003];
 
-/// Default paging of a list api.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// First page number or offset.
-    pub start: i64,
-    /// Default page size.
-    pub size: u64,
-    /// Largest page size the vendor accepts.
-    pub max_size: Option<u64>,
-    /// JSONPath of the total count, when the answer has one.
-    pub total_path: Option<&'static str>,
-    /// Name of the page number / offset parameter. Fxiaoke's live inside the `data` argument;
-    /// a dotted name is a path in it (`search_query_info.offset`).
-    pub number_param: &'static str,
-    /// Name of the page size parameter (dotted like `number_param`).
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 fn text_of(body: &Value, key: &str) -> Option<String> {
     match body.get(key)? {
@@ -174,6 +157,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: Some("$.data.total"),
         number_param: "search_query_info.offset",
         size_param: "search_query_info.limit",
+        stop: None,
     })
 }
 

@@ -155,6 +155,93 @@ impl Settings {
     }
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Fxiaoke",
+    summary: "ShareCRM / Fxiaoke OpenAPI, including the ERP data push.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "/cgi/crm/v2/data/query",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    // Times are epoch milliseconds (reference §6); text is China-local [INF].
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        Some(chrono_tz::Asia::Shanghai)
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        let token = call
+            .session
+            .and_then(|s| s.get::<sign::Token>())
+            .ok_or("no corpAccessToken yet")?;
+        request::build(self, call.base_url, call.api, call.params, token, call.nonce).map_err(|e| e.to_string())
+    }
+
+    /// One step: `corpAccessToken` from the app's credentials (reference §6).
+    fn login(
+        &self,
+        base_url: &str,
+        answers: &[Answer],
+        now: DateTime<Utc>,
+        nonce: u128,
+    ) -> Result<Option<LoginStep>, String> {
+        match answers {
+            [] => sign::token_request(self, base_url, nonce).map(|wire| Some(LoginStep::Send(wire))),
+            [.., token] => {
+                let token = sign::parse_token(&token.body, now)?;
+                let margin = chrono::Duration::seconds(self.token_refresh_margin_secs().min(86_400) as i64);
+                let renew_at = token.expires_at() - margin;
+                Ok(Some(LoginStep::Done(Session::new(token, Some(renew_at)))))
+            }
+        }
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify(status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        envelope::default_paging(api)
+    }
+
+    fn apply_page(
+        &self,
+        _api: &str,
+        params: &mut Value,
+        page: &PagePosition,
+        paging: &PagingDefaults,
+    ) -> Result<(), String> {
+        match page.numbered(paging) {
+            Some((position, size)) => request::set_query_page(params, position, size),
+            None => set_page_params(params, page, paging),
+        }
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,24 +13,8 @@ use serde_json::Value;
 use super::{DEFAULT_PAGE_SIZE, DEFAULT_THROTTLE_CODES, DEFAULT_THROTTLE_HINTS};
 use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
-/// How a list method pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// The first page number (or offset).
-    pub start: i64,
-    /// Rows asked for per page.
-    pub size: u64,
-    /// The largest page the vendor accepts, when known or assumed.
-    pub max_size: Option<u64>,
-    /// JSONPath of the total row count in an answer.
-    pub total_path: Option<&'static str>,
-    /// The parameter carrying the page number.
-    pub number_param: &'static str,
-    /// The parameter carrying the page size.
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 /// Which error codes and descriptions mean "throttled" or "session expired".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +102,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: Some("$.total"),
         number_param: "page_no",
         size_param: "page_size",
+        stop: None,
     })
 }
 
@@ -429,6 +414,7 @@ mod tests {
                 total_path: Some("$.total"),
                 number_param: "page_no",
                 size_param: "page_size",
+                stop: None
             }
         );
         assert_eq!(default_paging("gy.erp.trade.add"), None);

@@ -142,6 +142,57 @@ impl Settings {
     }
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Guanyiyun",
+    summary: "Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "gy.erp.shop.get",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    // China-local `yyyy-MM-dd HH:mm:ss` (reference §1 "Incremental windows") [INF: the zone].
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        Some(chrono_tz::Asia::Shanghai)
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        request::build(self, call.base_url, call.api, call.params).map_err(|e| e.to_string())
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify_with(&self.error_codes(), status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        Settings::paging(self, api)
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,24 +16,8 @@ use serde_json::Value;
 use super::DEFAULT_PAGE_SIZE;
 use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
-/// How a list method pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// The first page's number.
-    pub start: i64,
-    /// Rows per page.
-    pub size: u64,
-    /// The server's largest page, when known.
-    pub max_size: Option<u64>,
-    /// JSONPath of a reliable total, when there is one.
-    pub total_path: Option<&'static str>,
-    /// Name of the page-number parameter (inside `bizcontent`).
-    pub number_param: &'static str,
-    /// Name of the page-size parameter (inside `bizcontent`).
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 /// Which envelope codes mean what. Codes are compared as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +143,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: None,
         number_param: "pageIndex",
         size_param: "pageSize",
+        stop: None,
     })
 }
 

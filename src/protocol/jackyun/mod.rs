@@ -182,6 +182,78 @@ impl Settings {
     }
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Jackyun",
+    summary: "Jackyun open API: form-encoded, lowercase-MD5 signed.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "crm.customer.list",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check(&self) -> Result<(), crate::protocol::SettingsError> {
+        zone_named(self.timezone())
+            .map(|_| ())
+            .map_err(|e| crate::protocol::SettingsError::new("timezone", e))
+    }
+
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        zone_named(self.timezone()).ok()
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        request::build(self, call.base_url, call.api, call.params, call.now)
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify_with(&self.rules(), status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        Settings::paging(self, api)
+    }
+
+    fn apply_page(
+        &self,
+        _api: &str,
+        params: &mut Value,
+        page: &PagePosition,
+        paging: &PagingDefaults,
+    ) -> Result<(), String> {
+        match page.numbered(paging) {
+            Some((position, size)) => {
+                *params = request::with_page(params, position.max(0) as u64, size)?;
+                Ok(())
+            }
+            None => set_page_params(params, page, paging),
+        }
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,24 +19,8 @@ use serde_json::Value;
 use super::Settings;
 use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
-/// How a list api pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// The first page's number.
-    pub start: i64,
-    /// Rows asked for per page.
-    pub size: u64,
-    /// The most the server honours per page.
-    pub max_size: Option<u64>,
-    /// Where the total row count is (jdy: a **string**).
-    pub total_path: Option<&'static str>,
-    /// Name of the page-number parameter.
-    pub number_param: &'static str,
-    /// Name of the page-size parameter.
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 fn is_auth_api(api: &str) -> bool {
     [
@@ -84,6 +68,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: if v1 { None } else { Some("$.data.count") },
         number_param: "page",
         size_param: if v1 { "pagesize" } else { "page_size" },
+        stop: None,
     })
 }
 

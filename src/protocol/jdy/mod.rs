@@ -324,6 +324,106 @@ fn secs(value: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Kingdee Xingchen",
+    summary: "Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "scm/pur_inbound",
+};
+
+/// A nonce for the gateway's signature: never zero.
+fn gateway_nonce(nonce: u128) -> u64 {
+    (nonce % u128::from(u32::MAX)) as u64 + 1
+}
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check(&self) -> Result<(), crate::protocol::SettingsError> {
+        self.time_zone()
+            .map(|_| ())
+            .map_err(|e| crate::protocol::SettingsError::new("time_zone", e))
+    }
+
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        self.time_zone().ok()
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        let session = call.session.and_then(|s| s.get::<request::Session>());
+        let nonce = gateway_nonce(call.nonce);
+        if call.write {
+            request::build_save(self, call.base_url, call.api, call.params, session, call.now, nonce)
+        } else {
+            request::build(self, call.base_url, call.api, call.params, session, call.now, nonce)
+        }
+    }
+
+    /// v1: one token call. v2: the app authorization (unless the settings hold it), then
+    /// the app-token (reference §3 "Auth").
+    fn login(
+        &self,
+        base_url: &str,
+        answers: &[Answer],
+        now: DateTime<Utc>,
+        nonce: u128,
+    ) -> Result<Option<LoginStep>, String> {
+        let done = |session: request::Session| {
+            let renew_at = Some(session.refresh_at);
+            Some(LoginStep::Done(Session::new(session, renew_at)))
+        };
+        if self.generation() == Generation::V1 {
+            return match answers {
+                [] => request::v1_token_request(self, base_url).map(|wire| Some(LoginStep::Send(wire))),
+                [.., token] => request::parse_v1_token(self, &token.body, now).map(done),
+            };
+        }
+        let nonce = gateway_nonce(nonce);
+        let (authorization, answers) = match request::authorization_from_settings(self) {
+            Some(found) => (found, answers),
+            None => match answers {
+                [] => return request::authorize_request(self, base_url, now, nonce).map(|w| Some(LoginStep::Send(w))),
+                [authorize, rest @ ..] => (request::parse_authorize(self, &authorize.body)?, rest),
+            },
+        };
+        match answers {
+            [] => request::token_request(self, base_url, &authorization, now, nonce).map(|w| Some(LoginStep::Send(w))),
+            [.., token] => request::parse_token(self, &authorization, &token.body, now).map(done),
+        }
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify_with(self, status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        envelope::default_paging(api)
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

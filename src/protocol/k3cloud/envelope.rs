@@ -32,24 +32,8 @@ pub const GATEWAY_STALE_TIMESTAMP: i64 = 4006;
 /// Prefix of the SDK's plain-text error bodies.
 pub const RESPONSE_ERROR_PREFIX: &str = "response_error:";
 
-/// How a list api pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// The first `number_param` value.
-    pub start: i64,
-    /// Rows per page.
-    pub size: u64,
-    /// Largest size the vendor accepts.
-    pub max_size: Option<u64>,
-    /// Where the total count is, if the answer has one.
-    pub total_path: Option<&'static str>,
-    /// The offset parameter (inside `data` for K3Cloud queries).
-    pub number_param: &'static str,
-    /// The page-size parameter (inside `data`).
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 /// Default paging of a query api: offset style `StartRow`/`Limit` inside `data`, 2000 rows,
 /// at most 10000, no total; the last page is the first one shorter than `Limit`.
@@ -62,6 +46,7 @@ pub fn default_paging(api: &str) -> Option<Paging> {
         total_path: None,
         number_param: "StartRow",
         size_param: "Limit",
+        stop: None,
     })
 }
 

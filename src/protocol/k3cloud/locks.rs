@@ -1,65 +1,26 @@
-//! Submitted and audited rows (pure).
-//!
-//! K3Cloud refuses a Save/BatchSave that changes a row in status B (submitted) or C
-//! (audited): `IsSuccess:false`, `MsgCode` 11, one error per package ending `…单据已经审核！`
-//! (reference §2 "Write response", observed failure). The wording differs between
-//! versions, so the lock is read from the row's `FDocumentStatus` (A created, B submitted,
-//! C audited, D re-audit, Z draft: Kingdee's letters, [INF] for the meaning), fetched with
-//! one `ExecuteBillQuery` per batch, never from the error text.
-//!
-//! What an update does with a locked row is the connection's `locked_rows` setting:
-//! - `reaudit` (default): `UnAudit` the audited rows (one request per batch, `Ids` as a comma
-//!   string, outcomes by `DIndex`), save, then leave them audited again. A save that carries
-//!   `IsAutoSubmitAndAudit: true` re-audits by itself; otherwise `Submit` then `Audit` follow.
-//! - `unaudit`: the same, but the saved rows stay unaudited for someone to audit in K3Cloud.
-//! - `refuse`: locked rows are not touched; each fails into the ledger saying why.
-//!
-//! A submitted row (B) is never withdrawn: it waits for its approver, so it fails with a
-//! message saying so. The engine drives the steps (`engine::relock`) and records each
-//! unaudited row as a write intent until it is audited again.
+//! K3Cloud's row locks (reference §2): rows in `FDocumentStatus` B (submitted, 审核中) or C
+//! (audited) refuse a Save/BatchSave, with an error ending `…单据已经审核！` (observed
+//! failure). The letters A created, B submitted, C audited, D re-audit, Z draft are
+//! Kingdee's ([INF] for their meaning). Statuses come from one `ExecuteBillQuery`; `UnAudit`,
+//! `Submit` and `Audit` take `Ids` as a comma string and answer per id by `DIndex`
+//! (reference §2 "Other ops"). What the engine does with them is [`crate::protocol::locks`].
 
 use super::request::default_key_field;
-use serde::{Deserialize, Serialize};
+use crate::protocol::locks::{LockOps, LockStep, LockedRows, Relock, RowLock};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// What an update does with a submitted or audited row (`settings.locked_rows`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LockedRows {
-    /// Unaudit, save, audit again (the server does it when the save has `IsAutoSubmitAndAudit`).
-    #[default]
-    Reaudit,
-    /// Unaudit and save; the row stays unaudited.
-    Unaudit,
-    /// Leave locked rows alone and fail them into the ledger.
-    Refuse,
-}
-
-/// How one update batch deals with locked rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relock {
-    pub policy: LockedRows,
-    /// The form of the saved rows (`formid`).
-    pub form: String,
-    /// Its primary key field (`FCUSTID` for `BD_Customer`).
-    pub key_field: &'static str,
-    /// The save carries `IsAutoSubmitAndAudit: true`, so saved rows end audited.
-    pub server_reaudits: bool,
-}
-
-/// A row's lock, from its `FDocumentStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowLock {
-    /// Created, re-audit or draft: a save may change it.
-    Free,
-    /// Audited: `UnAudit` unlocks it.
-    Audited,
-    /// Submitted and waiting for approval: only its approver can move it.
-    Submitted,
-    /// The query did not return the row: it is gone from K3Cloud.
-    Missing,
-}
+/// K3Cloud's lock requests.
+pub static OPS: LockOps = LockOps {
+    vendor: "K3Cloud",
+    status_field: "FDocumentStatus",
+    status_query,
+    read_statuses,
+    lock_of,
+    step,
+    step_name,
+    status_code,
+};
 
 /// The lock handling of an update through `api` with `params`; `None` when the operation
 /// saves nothing (only `Save` and `BatchSave` change rows).
@@ -68,8 +29,7 @@ pub fn relock_for(policy: LockedRows, api: &str, params: &Value) -> Option<Reloc
         return None;
     }
     let form = params.get("formid").and_then(Value::as_str)?.to_string();
-    let flag = params.pointer("/data/IsAutoSubmitAndAudit");
-    let server_reaudits = match flag {
+    let server_reaudits = match params.pointer("/data/IsAutoSubmitAndAudit") {
         Some(Value::Bool(on)) => *on,
         Some(Value::String(text)) => text.eq_ignore_ascii_case("true"),
         _ => false,
@@ -79,6 +39,7 @@ pub fn relock_for(policy: LockedRows, api: &str, params: &Value) -> Option<Reloc
         key_field: default_key_field(&form),
         form,
         server_reaudits,
+        ops: &OPS,
     })
 }
 
@@ -92,39 +53,45 @@ fn numeric(ids: &[&str]) -> bool {
         .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
-impl Relock {
-    /// One `ExecuteBillQuery` reading the status of every id (reference §2 ExecuteBillQuery).
-    pub fn status_query(&self, ids: &[&str]) -> (&'static str, Value) {
-        let list = if numeric(ids) {
-            id_list(ids)
-        } else {
-            ids.iter()
-                .map(|id| format!("'{}'", id.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        (
-            "ExecuteBillQuery",
-            json!({"data": {
-                "FormId": self.form,
-                "FieldKeys": format!("{},FDocumentStatus", self.key_field),
-                "FilterString": format!("{} IN ({list})", self.key_field),
-                "Limit": ids.len().max(1),
-            }}),
-        )
-    }
+/// One `ExecuteBillQuery` reading the status of every id (reference §2 ExecuteBillQuery).
+fn status_query(relock: &Relock, ids: &[&str]) -> (&'static str, Value) {
+    let list = if numeric(ids) {
+        id_list(ids)
+    } else {
+        ids.iter()
+            .map(|id| format!("'{}'", id.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (
+        "ExecuteBillQuery",
+        json!({"data": {
+            "FormId": relock.form,
+            "FieldKeys": format!("{},FDocumentStatus", relock.key_field),
+            "FilterString": format!("{} IN ({list})", relock.key_field),
+            "Limit": ids.len().max(1),
+        }}),
+    )
+}
 
-    /// `Submit`, `Audit` or `UnAudit` of `ids`: `Ids` as a comma string (reference §2 "Other ops").
-    pub fn list_operation(&self, op: &'static str, ids: &[&str]) -> (&'static str, Value) {
-        (
-            op,
-            json!({"formid": self.form, "data": {"CreateOrgId": 0, "Numbers": [], "Ids": id_list(ids), "NetworkCtrl": ""}}),
-        )
+fn step_name(step: LockStep) -> &'static str {
+    match step {
+        LockStep::Unlock => "UnAudit",
+        LockStep::Submit => "Submit",
+        LockStep::Approve => "Audit",
     }
 }
 
+/// `UnAudit`, `Submit` or `Audit` of `ids`: `Ids` as a comma string (reference §2 "Other ops").
+fn step(relock: &Relock, step: LockStep, ids: &[&str]) -> (&'static str, Value) {
+    (
+        step_name(step),
+        json!({"formid": relock.form, "data": {"CreateOrgId": 0, "Numbers": [], "Ids": id_list(ids), "NetworkCtrl": ""}}),
+    )
+}
+
 /// The status of each id from the status query's rows (`[[id, status], …]`).
-pub fn read_statuses(rows: &Value) -> Result<HashMap<String, String>, String> {
+fn read_statuses(rows: &Value) -> Result<HashMap<String, String>, String> {
     let Some(rows) = rows.as_array() else {
         return Err(format!("the status query answered {rows} instead of rows"));
     };
@@ -143,12 +110,22 @@ pub fn read_statuses(rows: &Value) -> Result<HashMap<String, String>, String> {
 }
 
 /// A row's lock from its status (`None`: not found).
-pub fn row_lock(status: Option<&str>) -> RowLock {
+fn lock_of(status: Option<&str>) -> RowLock {
     match status {
         None => RowLock::Missing,
         Some("C") => RowLock::Audited,
         Some("B") => RowLock::Submitted,
         Some(_) => RowLock::Free,
+    }
+}
+
+/// The `FDocumentStatus` letter of a lock; an unlocked (unaudited) row shows D, re-audit.
+fn status_code(lock: RowLock) -> &'static str {
+    match lock {
+        RowLock::Free => "D",
+        RowLock::Audited => "C",
+        RowLock::Submitted => "B",
+        RowLock::Missing => "",
     }
 }
 
@@ -186,23 +163,28 @@ mod tests {
         assert_eq!(query["data"]["FilterString"], "FCUSTID IN (101,102)");
         let (_, quoted) = r.status_query(&["a'b", "c"]);
         assert_eq!(quoted["data"]["FilterString"], "FCUSTID IN ('a''b','c')");
-        let (api, unaudit) = r.list_operation("UnAudit", &["101", "102"]);
+        let (api, unaudit) = r.step(LockStep::Unlock, &["101", "102"]);
         assert_eq!(api, "UnAudit");
         assert_eq!(unaudit["formid"], "BD_Customer");
         assert_eq!(unaudit["data"]["Ids"], "101,102", "Ids is a comma string");
         assert!(unaudit["data"]["Numbers"].is_array());
+        assert_eq!(
+            (r.step_name(LockStep::Submit), r.step_name(LockStep::Approve)),
+            ("Submit", "Audit")
+        );
     }
 
     #[test]
     fn statuses_and_locks() {
-        let statuses = read_statuses(&json!([[101, "C"], ["102", "A"], [103, "B"]])).unwrap();
+        let r = relock(json!({"formid": "BD_Customer", "data": {}}));
+        let statuses = r.read_statuses(&json!([[101, "C"], ["102", "A"], [103, "B"]])).unwrap();
         assert_eq!(statuses["101"], "C");
-        assert_eq!(row_lock(statuses.get("101").map(String::as_str)), RowLock::Audited);
-        assert_eq!(row_lock(statuses.get("102").map(String::as_str)), RowLock::Free);
-        assert_eq!(row_lock(statuses.get("103").map(String::as_str)), RowLock::Submitted);
-        assert_eq!(row_lock(statuses.get("104").map(String::as_str)), RowLock::Missing);
-        assert_eq!(row_lock(Some("D")), RowLock::Free);
-        assert!(read_statuses(&json!({"Result": {}})).is_err());
-        assert!(read_statuses(&json!([[101]])).is_err());
+        assert_eq!(r.lock_of(statuses.get("101").map(String::as_str)), RowLock::Audited);
+        assert_eq!(r.lock_of(statuses.get("102").map(String::as_str)), RowLock::Free);
+        assert_eq!(r.lock_of(statuses.get("103").map(String::as_str)), RowLock::Submitted);
+        assert_eq!(r.lock_of(statuses.get("104").map(String::as_str)), RowLock::Missing);
+        assert_eq!(r.lock_of(Some("D")), RowLock::Free);
+        assert!(r.read_statuses(&json!({"Result": {}})).is_err());
+        assert!(r.read_statuses(&json!([[101]])).is_err());
     }
 }

@@ -133,7 +133,7 @@ pub struct Settings {
     /// change: `reaudit` (default: UnAudit, save, audit again), `unaudit` (leave it
     /// unaudited) or `refuse` (fail it into the ledger). See [`locks`].
     #[serde(default)]
-    pub locked_rows: Option<locks::LockedRows>,
+    pub locked_rows: Option<crate::protocol::locks::LockedRows>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -200,7 +200,7 @@ impl Settings {
     }
 
     /// What updates do with submitted and audited rows (default `reaudit`).
-    pub fn locked_rows(&self) -> locks::LockedRows {
+    pub fn locked_rows(&self) -> crate::protocol::locks::LockedRows {
         self.locked_rows.unwrap_or_default()
     }
 
@@ -247,6 +247,158 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Kingdee K3Cloud",
+    summary: "Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "ExecuteBillQuery",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    // Server-local FModifyDate (reference §2 "ExecuteBillQuery"); China servers [INF].
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        Some(chrono_tz::Asia::Shanghai)
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        let session = call.session.and_then(|s| s.get::<request::Session>());
+        request::build(self, call.base_url, call.api, call.params, session, call.now).map_err(|e| e.to_string())
+    }
+
+    /// The legacy modes log in with one call whose answer (and cookies) hold the session;
+    /// `signed_headers` needs no login (reference §2 "Auth").
+    fn login(
+        &self,
+        base_url: &str,
+        answers: &[Answer],
+        now: DateTime<Utc>,
+        _nonce: u128,
+    ) -> Result<Option<LoginStep>, String> {
+        match answers {
+            [] => Ok(request::login_request(self, base_url, now)
+                .map_err(|e| e.to_string())?
+                .map(LoginStep::Send)),
+            [.., answer] => {
+                let cookies: Vec<&str> = answer.set_cookies.iter().map(String::as_str).collect();
+                let session = request::session_from_login(&answer.body, &cookies).map_err(|e| e.to_string())?;
+                Ok(Some(LoginStep::Done(Session::new(session, None))))
+            }
+        }
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify(status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        envelope::paging_for(self, api)
+    }
+
+    fn apply_page(
+        &self,
+        _api: &str,
+        params: &mut Value,
+        page: &PagePosition,
+        paging: &PagingDefaults,
+    ) -> Result<(), String> {
+        match page.numbered(paging) {
+            Some((position, size)) => {
+                request::set_query_page(self, params, position.max(0) as u64, size).map_err(|e| e.to_string())
+            }
+            None => set_page_params(params, page, paging),
+        }
+    }
+
+    /// `ExecuteBillQuery` answers arrays in `FieldKeys` order; they become named records.
+    fn shape_records(&self, api: &str, params: &Value, rows: Vec<Value>) -> Result<Vec<Value>, String> {
+        if api != "ExecuteBillQuery" {
+            return Ok(rows);
+        }
+        let keys = params
+            .pointer("/data/FieldKeys")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        envelope::name_rows(keys, &Value::Array(rows))
+    }
+
+    /// Updates carry the target ids (FID, `NeedUpDateFields`, `IsDeleteEntry`); saves with
+    /// detail lists ask for their entry ids (`NeedReturnFields`).
+    fn prepare_write(&self, api: &str, params: &mut Value, targets: &WriteTargets<'_>) -> Result<(), String> {
+        let form = params
+            .get("formid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let key = request::default_key_field(&form);
+        let Some(data) = params.get_mut("data") else {
+            if targets.is_update {
+                return Err(format!("{api} needs a `data` object"));
+            }
+            return Ok(());
+        };
+        if targets.is_update {
+            if api == "BatchSave" {
+                request::prepare_batch_update(data, key, targets.target_ids, None, self.update_is_delete_entry())
+            } else {
+                let id = targets.target_ids.first().copied().flatten().unwrap_or_default();
+                request::prepare_update(data, key, id, None, self.update_is_delete_entry())
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        if matches!(api, "Save" | "BatchSave") {
+            request::ask_for_detail_ids(data, key, targets.lists).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+
+    fn reports_detail_ids(&self) -> bool {
+        true
+    }
+
+    fn attach_detail_ids(
+        &self,
+        api: &str,
+        params: &Value,
+        body: &Value,
+        lists: &[DetailList],
+        outcomes: &mut [RowOutcome],
+    ) {
+        if matches!(api, "Save" | "BatchSave") {
+            let form = params.get("formid").and_then(Value::as_str).unwrap_or_default();
+            envelope::attach_detail_ids(body, request::default_key_field(form), lists, outcomes);
+        }
+    }
+
+    fn row_locks(&self, api: &str, params: &Value) -> Option<crate::protocol::locks::Relock> {
+        locks::relock_for(self.locked_rows(), api, params)
     }
 }
 

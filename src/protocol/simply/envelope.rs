@@ -13,25 +13,8 @@ use serde_json::Value;
 
 use crate::protocol::types::{PagingStyle, RowOutcome, Verdict};
 
-/// How a read operation pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    /// Page numbers, row offsets or a cursor (the scheme's paging styles).
-    pub style: PagingStyle,
-    /// The first offset or cursor value.
-    pub start: i64,
-    /// Rows per page.
-    pub size: u64,
-    /// The server's largest page, when known.
-    pub max_size: Option<u64>,
-    /// JSONPath of a reliable total, when there is one.
-    pub total_path: Option<&'static str>,
-    /// Name of the offset/cursor parameter. For `query` the offset lives inside the
-    /// VTQL text (`LIMIT offset, count`, see `request::query_page`).
-    pub number_param: &'static str,
-    /// Name of the size parameter (empty when the server picks the size).
-    pub size_param: &'static str,
-}
+/// How a list api pages (the shared type of every vendor).
+pub use crate::protocol::types::PagingDefaults as Paging;
 
 /// Which error codes mean what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +147,7 @@ pub fn default_paging(operation: &str) -> Option<Paging> {
             total_path: None,
             number_param: "offset",
             size_param: "count",
+            stop: None,
         }),
         "sync" => Some(Paging {
             style: PagingStyle::Cursor {
@@ -176,6 +160,7 @@ pub fn default_paging(operation: &str) -> Option<Paging> {
             total_path: None,
             number_param: "modifiedTime",
             size_param: "",
+            stop: None,
         }),
         _ => None,
     }

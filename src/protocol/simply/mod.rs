@@ -186,6 +186,140 @@ impl Settings {
     }
 }
 
+// The connector.
+
+use crate::protocol::prelude::*;
+
+/// This connector's line in [`crate::protocol::CONNECTORS`].
+pub const CONNECTOR: Connector = Connector {
+    name: NAME,
+    title: "Simply CRM",
+    summary: "Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.",
+    about: ABOUT,
+    secret_fields: SECRET_FIELDS,
+    open: open_settings::<Settings>,
+    settings_schema: Some(schema_of::<Settings>),
+    example_api: "query",
+};
+
+impl Protocol for Settings {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check(&self) -> Result<(), crate::protocol::SettingsError> {
+        zone_named(self.server_timezone())
+            .map(|_| ())
+            .map_err(|e| crate::protocol::SettingsError::new("server_timezone", e))
+    }
+
+    // The database zone, UTC in a default install (reference §5 "Sync").
+    fn server_zone(&self) -> Option<chrono_tz::Tz> {
+        zone_named(self.server_timezone()).ok()
+    }
+
+    fn build(&self, call: &Call<'_>) -> Result<WireRequest, String> {
+        let session = call.session.and_then(|s| s.get::<request::Session>());
+        request::build(self, call.base_url, call.api, call.params, session)
+    }
+
+    /// `getchallenge`, then `login` with the access key hashed with its token (reference §5
+    /// "Auth"). vtiger keeps one live challenge per user, so logins must not overlap.
+    fn login(
+        &self,
+        base_url: &str,
+        answers: &[Answer],
+        _now: DateTime<Utc>,
+        _nonce: u128,
+    ) -> Result<Option<LoginStep>, String> {
+        match answers {
+            [] => Ok(Some(LoginStep::Send(request::challenge_request(self, base_url)))),
+            [challenge] => {
+                let challenge = request::parse_challenge(&challenge.body)?;
+                Ok(Some(LoginStep::Send(request::login_request(
+                    self, base_url, &challenge,
+                ))))
+            }
+            [.., login] => {
+                let session = request::parse_login(&login.body)?;
+                Ok(Some(LoginStep::Done(Session::new(session, None))))
+            }
+        }
+    }
+
+    fn classify(&self, status: u16, body: &Value) -> Verdict {
+        envelope::classify_with(&self.rules(), status, body)
+    }
+
+    fn records_path(&self, api: &str) -> Option<&'static str> {
+        envelope::records_path(api)
+    }
+
+    fn deleted_path(&self, api: &str) -> Option<&'static str> {
+        envelope::deleted_path(api)
+    }
+
+    fn paging(&self, api: &str) -> Option<PagingDefaults> {
+        Settings::paging(self, api).map(|mut paging| {
+            // Rows the user may not see are dropped from a page, so a short page comes
+            // mid-way: only an empty page ends a query (reference §5 "Query").
+            if paging.style == PagingStyle::Offset {
+                paging.stop = Some(StopRule::EmptyPage);
+            }
+            paging
+        })
+    }
+
+    /// `query` pages with `LIMIT offset, count` inside its VTQL; `sync` continues from the
+    /// `modifiedTime` cursor the previous answer named.
+    fn apply_page(
+        &self,
+        api: &str,
+        params: &mut Value,
+        page: &PagePosition,
+        paging: &PagingDefaults,
+    ) -> Result<(), String> {
+        match (page.numbered(paging), &page.cursor) {
+            (Some((position, size)), _) if api.eq_ignore_ascii_case("query") => {
+                let vtql = params.get("query").and_then(Value::as_str).unwrap_or_default();
+                let paged = request::query_page(vtql, position.max(0) as u64, size)?;
+                if let Some(map) = params.as_object_mut() {
+                    map.insert("query".into(), Value::String(paged));
+                }
+                Ok(())
+            }
+            (None, Some(cursor)) if api.eq_ignore_ascii_case("sync") => request::continue_sync(params, cursor),
+            _ => set_page_params(params, page, paging),
+        }
+    }
+
+    /// `sync` must move its cursor past the `modifiedTime` it was sent.
+    fn check_page(&self, api: &str, params: &Value, body: &Value) -> Result<(), String> {
+        if api.eq_ignore_ascii_case("sync") {
+            envelope::check_sync_page(params, body).map_err(|e| format!("{NAME}: {e}"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn source_advice(&self, api: &str) -> Option<(String, String)> {
+        (api.eq_ignore_ascii_case("sync") && self.sync_type.as_deref() != Some("application")).then(|| {
+            (
+                "sync returns only records the login user owns (reference §5): use an admin user or `query` on modifiedtime".to_string(),
+                "an admin user reads every user's records with `settings: {sync_type: application}`".to_string(),
+            )
+        })
+    }
+
+    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
+        envelope::row_outcomes(api, body, rows)
+    }
+
+    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
+        envelope::written_id(api, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +357,50 @@ mod tests {
         for field in SECRET_FIELDS {
             assert!(as_json.get(field).is_some(), "{field} is not a settings field");
         }
+    }
+
+    fn page(index: u64, cursor: Option<&str>) -> PagePosition {
+        PagePosition {
+            number: index as i64 + 1,
+            offset: index as i64 * 100,
+            size: None,
+            cursor: cursor.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn query_pages_by_offset_until_empty_and_sync_by_its_cursor() {
+        let simply = Settings::new("admin", "k");
+        let query = Protocol::paging(&simply, "query").unwrap();
+        assert_eq!(
+            (query.style, query.stop),
+            (PagingStyle::Offset, Some(StopRule::EmptyPage))
+        );
+        let sync = Protocol::paging(&simply, "sync").unwrap();
+        assert!(matches!(sync.style, PagingStyle::Cursor { .. }), "{sync:?}");
+        assert_eq!(simply.deleted_path("sync"), Some("$.result.deleted[*]"));
+
+        let mut params = serde_json::json!({"modifiedTime": 1709280000, "elementType": "Accounts"});
+        simply.apply_page("sync", &mut params, &page(0, None), &sync).unwrap();
+        assert_eq!(
+            params["modifiedTime"], 1709280000,
+            "the first page keeps the template's value"
+        );
+        simply
+            .apply_page("sync", &mut params, &page(1, Some("1709280600")), &sync)
+            .unwrap();
+        assert_eq!(params["modifiedTime"], 1709280600);
+
+        let mut vtql = serde_json::json!({"query": "SELECT * FROM Accounts;"});
+        simply.apply_page("query", &mut vtql, &page(2, None), &query).unwrap();
+        assert!(vtql["query"].as_str().unwrap().contains("LIMIT 200, 100"), "{vtql}");
+
+        let stalled = serde_json::json!({"success": true, "result": {"updated": [], "deleted": ["11x1"], "lastModifiedTime": 1709280600, "more": true}});
+        let message = simply.check_page("sync", &params, &stalled).unwrap_err();
+        assert!(
+            message.starts_with("simply-crm: ") && message.contains("did not advance"),
+            "{message}"
+        );
+        assert!(simply.check_page("query", &params, &stalled).is_ok());
     }
 }
