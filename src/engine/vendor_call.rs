@@ -47,34 +47,43 @@ impl Sessions {
         let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         slots.entry(connection.to_string()).or_default().clone()
     }
+
+    /// The connection's live session, or the one `login` makes when there is none, it is
+    /// due for renewal, or it is `expired` (the number of the login whose session a call
+    /// was refused with). One login at a time per connection; waiters share its session.
+    async fn get_or_login<F, Fut>(
+        &self,
+        connection: &str,
+        expired: Option<u64>,
+        login: F,
+    ) -> Result<Option<Held>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Session>, Error>>,
+    {
+        let slot = self.slot(connection);
+        let mut held = slot.lock().await;
+        if let Some(current) = held.as_ref() {
+            let renew = current.session.renew_at.is_some_and(|at| at <= Utc::now());
+            if Some(current.login) != expired && !renew {
+                return Ok(Some(current.clone()));
+            }
+            tracing::info!(connection, "session expired; logging in again");
+        }
+        let Some(session) = login().await? else {
+            return Ok(None);
+        };
+        let login = self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let fresh = Held { login, session };
+        *held = Some(fresh.clone());
+        Ok(Some(fresh))
+    }
 }
 
 fn decode_answer(response: &HttpResponse) -> Result<Value, Error> {
     crate::codec::Codec::Json
         .decode(&response.body)
         .map_err(|e| Error::decode(format!("the answer could not be read: {e}")))
-}
-
-/// The connection's session: the live one, or a new one when there is none, it is due
-/// for renewal, or it is `expired` (the login that made the session a call was refused
-/// with). `None`: the protocol needs no login.
-async fn session_for(ctx: &RunContext, conn: &ConnectionPlan, expired: Option<u64>) -> Result<Option<Held>, Error> {
-    let slot = ctx.sessions.slot(&conn.name);
-    let mut held = slot.lock().await;
-    if let Some(current) = held.as_ref() {
-        let renew = current.session.renew_at.is_some_and(|at| at <= Utc::now());
-        if Some(current.login) != expired && !renew {
-            return Ok(Some(current.clone()));
-        }
-        tracing::info!(connection = %conn.name, "session expired; logging in again");
-    }
-    let Some(session) = login(ctx, conn).await? else {
-        return Ok(None);
-    };
-    let login = ctx.sessions.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    let fresh = Held { login, session };
-    *held = Some(fresh.clone());
-    Ok(Some(fresh))
 }
 
 /// Runs the protocol's login: sends each step it names until it has a session.
@@ -149,7 +158,10 @@ async fn call_as(
     let mut requests = 0u32;
     loop {
         attempt += 1;
-        let held = session_for(ctx, conn, expired).await?;
+        let held = ctx
+            .sessions
+            .get_or_login(&conn.name, expired, || login(ctx, conn))
+            .await?;
         let wire = protocol
             .build(&Call {
                 base_url: &conn.base_url,
@@ -183,5 +195,79 @@ async fn call_as(
             }
             Some(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A login that takes a while, counting how often it ran.
+    async fn slow_login(count: &AtomicU32) -> Result<Option<Session>, Error> {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok(Some(Session::new(n, None)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_meeting_an_expired_session_together_share_one_new_login() {
+        let sessions = Arc::new(Sessions::default());
+        let count = Arc::new(AtomicU32::new(0));
+        let first = sessions
+            .get_or_login("erp", None, || slow_login(&count))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+
+        // Eight calls in flight are all refused with the first session at once.
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let (sessions, count) = (sessions.clone(), count.clone());
+                tokio::spawn(async move {
+                    sessions
+                        .get_or_login("erp", Some(first.login), || slow_login(&count))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut renewed = Vec::new();
+        for waiter in waiters {
+            renewed.push(waiter.await.unwrap());
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            2,
+            "one login replaced the expired session"
+        );
+        assert!(renewed
+            .iter()
+            .all(|h| h.login == renewed[0].login && h.login != first.login));
+        assert_eq!(renewed[0].session.get::<u32>(), Some(&2));
+
+        // Another connection logs in on its own.
+        sessions.get_or_login("crm", None, || slow_login(&count)).await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_session_due_for_renewal_is_replaced_before_use() {
+        let sessions = Sessions::default();
+        let count = AtomicU32::new(0);
+        let due = || async {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(Session::new((), Some(Utc::now() - chrono::Duration::seconds(1)))))
+        };
+        sessions.get_or_login("erp", None, due).await.unwrap();
+        sessions.get_or_login("erp", None, due).await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        let none = sessions
+            .get_or_login("plain", None, || async { Ok(None) })
+            .await
+            .unwrap();
+        assert!(none.is_none(), "a protocol without login gets no session");
     }
 }
