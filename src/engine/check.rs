@@ -10,8 +10,12 @@
 //! stands in; `mapped_id` answers with placeholders, since which ids are mapped says nothing
 //! about the scheme). Only source requests are sent, and only reads.
 
+use super::context::{base_vars, RunContext};
 use super::fetch::{self, ChangeChecks};
-use super::{describe_record_failure, fields_every_record_lacks, identify, run_windows, write, RunContext};
+use super::guard::fields_every_record_lacks;
+use super::plan::{describe_record_failure, identify};
+use super::run::run_windows;
+use super::write;
 use crate::error::Error;
 use crate::http::HttpClient;
 use crate::paginate::Pager;
@@ -139,7 +143,7 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         plan: plan.clone(),
         store,
         http: http.clone(),
-        vars: Arc::new(super::base_vars(plan, now, 0, true)),
+        vars: Arc::new(base_vars(plan, now, 0, true)),
         mapped_ids: uses_mapped_id.then(|| placeholders.clone() as Arc<dyn MappedIds>),
         payload_hasher: crate::transform::PayloadHasher::new(&fingerprint),
         dry_run: true,

@@ -29,8 +29,8 @@
 //! update's: the deletion is read again from the source (its window was never
 //! checkpointed) and sent again.
 
+use super::context::{Item, JobResult, RunContext};
 use super::write::send;
-use super::{Item, JobResult, RunContext};
 use crate::error::Error;
 use crate::protocol::RowOutcome;
 use crate::scheme::model::OperationPlan;

@@ -18,7 +18,7 @@
 //!   stored one; an update whose answer named none keeps the stored map. Keys the source no
 //!   longer has are dropped with their ids.
 
-use super::RunContext;
+use super::context::RunContext;
 use crate::error::Error;
 use crate::protocol::{DetailIds, DetailList};
 use crate::template::Scope;

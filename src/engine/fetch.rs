@@ -12,8 +12,8 @@
 //! described once its answer is read: logged at debug level with its window, page and
 //! record count, and handed to the run's source sink (secrets masked in both).
 
-use super::vendor_call;
-use super::{Fetched, RunContext};
+use super::call;
+use super::context::{Fetched, RunContext};
 use crate::error::Error;
 use crate::exchange::{build_request, read_page, records_parent, render_call, Page};
 use crate::http::Repeat;
@@ -294,7 +294,7 @@ pub(crate) async fn fetch_details(
             ctx.plan.source.response.codec.decode(&response.body)?
         } else {
             let (api, params) = render_call(&detail.request, &scope)?;
-            let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
+            let called = call::call(ctx, conn, &api, &params, Repeat::Safe).await;
             count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
             let body = called?.1;
             let url = format!("{} {api}", conn.protocol.name());
@@ -327,7 +327,7 @@ async fn fetch_vendor_page(ctx: &RunContext, scope: &Scope, page: &PageRequest) 
             .apply_page(&api, &mut params, &page.position(), paging)
             .map_err(|e| Error::config(format!("{}: {e}", conn.protocol.name())))?;
     }
-    let called = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await;
+    let called = call::call(ctx, conn, &api, &params, Repeat::Safe).await;
     count_source_requests(ctx, called.as_ref().map_or(1, |(_, _, requests)| *requests));
     let (response, body, _) = called.map_err(|e| e.context(format!("page {} of the source", page.index + 1)))?;
     let (mut body, verdict) = crate::exchange::check_read_envelope(&plan.source.response, body, response.status);

@@ -11,8 +11,8 @@
 //! it; a request that fails fails every key it carried (the caller decides), never "not
 //! found".
 
-use super::vendor_call;
-use super::RunContext;
+use super::call;
+use super::context::RunContext;
 use crate::error::Error;
 use crate::exchange::{build_request, check_read_envelope, render_call};
 use crate::http::Repeat;
@@ -77,7 +77,7 @@ async fn ask(ctx: &RunContext, lookup: &LookupPlan, names: Vec<(&str, Value)>, w
         (response.status, body)
     } else {
         let (api, params) = render_call(&lookup.request, &scope)?;
-        let (response, body, _) = vendor_call::call(ctx, conn, &api, &params, Repeat::Safe).await?;
+        let (response, body, _) = call::call(ctx, conn, &api, &params, Repeat::Safe).await?;
         (response.status, body)
     };
     let (body, verdict) = check_read_envelope(&lookup.response, body, status);

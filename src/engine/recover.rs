@@ -15,8 +15,10 @@
 //! - Replayed ledger rows flow through the normal planner (mapping look-up, create or
 //!   update, per-row outcome); success resolves them, failure counts another attempt.
 
+use super::context::RunContext;
+use super::plan::{identify, unsynced_mapping, Synced};
+use super::summary::Summary;
 use super::write::{uncertain_message, UNCERTAIN};
-use super::{identify, unsynced_mapping, RunContext, Summary, Synced};
 use crate::error::Error;
 use crate::store::{
     BatchCommit, BatchWriter, FailureLedger, FailureStage, FailureStatus, IntentLog, MappingStatus, MappingStore,
@@ -135,7 +137,7 @@ async fn resend_idempotent(
         .next()
         .and_then(|seq| seq.parse().ok())
         .unwrap_or(0);
-    let mut result = super::JobResult::default();
+    let mut result = super::context::JobResult::default();
     let mut outcomes = Vec::with_capacity(open.len());
     let scope_with = |vars: Vec<(&str, Value)>| {
         let mut all = (*ctx.vars).clone();

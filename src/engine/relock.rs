@@ -13,8 +13,8 @@
 //! - A save that fails for an unlocked row locks the row again, so its old data stays as
 //!   it was, audited.
 
-use super::vendor_call;
-use super::RunContext;
+use super::call;
+use super::context::RunContext;
 use crate::error::Error;
 use crate::http::Repeat;
 use crate::protocol::locks::{LockStep, LockedRows, Relock, RowLock};
@@ -59,7 +59,7 @@ pub(crate) async fn unlock(
     let conn = ctx.plan.target_connection();
     let ids: Vec<&str> = rows.iter().map(|r| r.target_id).collect();
     let (api, query) = relock.status_query(&ids);
-    let (_, body, sent) = vendor_call::call(ctx, conn, api, &query, Repeat::Safe)
+    let (_, body, sent) = call::call(ctx, conn, api, &query, Repeat::Safe)
         .await
         .map_err(|e| e.context("reading the document status of the rows to update"))?;
     *requests += u64::from(sent);
@@ -207,7 +207,7 @@ async fn list_operation(
     let conn = ctx.plan.target_connection();
     let (api, params) = relock.step(step, ids);
     let redact = |message: &str| ctx.plan.redactor.redact(message).into_owned();
-    match vendor_call::call(ctx, conn, api, &params, Repeat::OnlyIfNotDelivered).await {
+    match call::call(ctx, conn, api, &params, Repeat::OnlyIfNotDelivered).await {
         Ok((_, body, sent)) => {
             *requests += u64::from(sent);
             match conn.protocol.row_outcomes(api, &body, ids.len()) {
@@ -280,7 +280,7 @@ pub(crate) async fn finish_abandoned(
         .collect();
     let mut requests = 0;
     let (api, query) = relock.status_query(&ids);
-    let statuses = match vendor_call::call(ctx, ctx.plan.target_connection(), api, &query, Repeat::Safe).await {
+    let statuses = match call::call(ctx, ctx.plan.target_connection(), api, &query, Repeat::Safe).await {
         Ok((_, body, _)) => relock.read_statuses(&body),
         Err(e) => Err(e.message),
     };

@@ -1,7 +1,8 @@
 //! Writer tasks: render rows, send them, split answers per row, commit one transaction.
 
-use super::vendor_call;
-use super::{unsynced_mapping, Item, Job, JobResult, RunContext, Synced};
+use super::call;
+use super::context::{Item, Job, JobResult, RunContext};
+use super::plan::{describe_record_failure, plan_job, unsynced_mapping, Synced};
 use crate::error::Error;
 use crate::exchange::{build_request, read_write_outcome, render_call};
 use crate::http::{backoff_delay, Repeat};
@@ -47,7 +48,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     let batch_id = format!("{}-{}", ctx.run_id, job.seq);
     let ids: Vec<String> = job.items.iter().map(|i| i.source_id.clone()).collect();
     let failures_in = job.failures;
-    let planned = super::plan_job(&ctx, job.items).await?;
+    let planned = plan_job(&ctx, job.items).await?;
     let mut result = JobResult {
         seq: job.seq,
         unchanged: planned.unchanged,
@@ -214,7 +215,7 @@ async fn write_operation(
             }
             Err(e) => {
                 result.failed += 1;
-                let message = super::describe_record_failure(&e.message, &e.missing, &item.record);
+                let message = describe_record_failure(&e.message, &e.missing, &item.record);
                 commit
                     .failures
                     .push(failure(ctx, item, FailureStage::Transform, e.class(), &message));
@@ -775,7 +776,7 @@ async fn send_vendor(
         }
         return Ok(vec![RowOutcome::written(None); rows]);
     }
-    match vendor_call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
+    match call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
         Ok((response, body, requests)) => {
             result.requests += u64::from(requests);
             let mut outcomes = match conn.protocol.row_outcomes(&api, &body, rows) {

@@ -12,7 +12,7 @@
 //!   §3, §5, §6).
 //! - A session with a lifetime is renewed before it runs out (`Session::renew_at`).
 
-use super::RunContext;
+use super::context::RunContext;
 use crate::error::{Error, ErrorKind};
 use crate::exchange::wire_to_http;
 use crate::http::{backoff_delay, HttpResponse, Repeat};

@@ -1,0 +1,193 @@
+//! The shared state of one run ([`RunContext`]) and the values that travel through it: a
+//! record on its way ([`Item`]), a batch ([`Job`]), what a writer reports ([`JobResult`]),
+//! and what the fetch task sends ([`Fetched`]). Read-only once the run starts, except for
+//! its counters and sessions.
+
+use super::options::{DryRunSink, SourceSink};
+use super::{call, delete, fetch};
+use crate::error::Error;
+use crate::http::HttpClient;
+use crate::scheme::model::Plan;
+use crate::store::{MappingStore, NewFailure, Store};
+use crate::template::MappedIds;
+use crate::window::{format_time, TimeTally};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A source record on its way to the target.
+pub(crate) struct Item {
+    pub record: Arc<Value>,
+    pub source_id: String,
+    pub source_name: Option<String>,
+    pub hash: String,
+    pub target_id: Option<String>,
+    /// The target ids of the record's detail rows, from its mapping (updates only).
+    pub detail_ids: Option<Value>,
+    /// The source reported this record deleted (`record` is null, `hash` empty).
+    pub deleted: bool,
+}
+
+impl Item {
+    /// A record the source reported deleted.
+    pub(super) fn deletion(source_id: String) -> Item {
+        Item {
+            record: Arc::new(Value::Null),
+            source_id,
+            source_name: None,
+            hash: String::new(),
+            target_id: None,
+            detail_ids: None,
+            deleted: true,
+        }
+    }
+}
+
+/// A batch handed to a writer, which looks it up and sorts it into creates and updates.
+pub(crate) struct Job {
+    pub seq: u64,
+    pub items: Vec<Item>,
+    pub failures: Vec<NewFailure>,
+}
+
+/// A looked-up batch.
+pub(crate) struct PlannedJob {
+    pub creates: Vec<Item>,
+    pub updates: Vec<Item>,
+    pub deletions: Vec<delete::Deletion>,
+    pub unchanged: u64,
+    pub skipped: u64,
+}
+
+/// What a writer reports back.
+#[derive(Default)]
+pub(crate) struct JobResult {
+    pub seq: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub failed: u64,
+    pub deleted: u64,
+    pub requests: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub ids: Vec<String>,
+    /// Missing fields of the rows that failed to render (see [`Summary::missing_fields`]).
+    pub missing: Vec<String>,
+    /// Why the run must stop after this batch (its outcomes are committed).
+    pub abort: Option<Error>,
+}
+
+/// Messages from the fetch task.
+pub(crate) enum Fetched {
+    /// Records with their payload hashes (computed in the fetch task, off the planner).
+    Page {
+        records: Vec<(Value, String)>,
+        /// Ids of records the page reported deleted at the source, after its records.
+        deleted: Vec<String>,
+        /// Rows from the failure ledger rather than the source.
+        replay: bool,
+        /// The `incremental.field` checks of the page (source pages of a scheme with one).
+        times: Option<Box<TimeTally>>,
+    },
+    WindowDone {
+        window: usize,
+    },
+    Failed(Error),
+}
+
+/// Shared, read-only state of a run.
+pub(crate) struct RunContext {
+    pub plan: Plan,
+    pub store: Store,
+    pub http: HttpClient,
+    pub vars: Arc<Map<String, Value>>,
+    pub mapped_ids: Option<Arc<dyn MappedIds>>,
+    pub payload_hasher: crate::transform::PayloadHasher,
+    pub dry_run: bool,
+    pub dry_run_sink: Option<DryRunSink>,
+    pub sessions: call::Sessions,
+    /// The run's id in the store (0 in a dry run); batch ids are `run-seq`.
+    pub run_id: i64,
+    /// Whether the scheme may have open ledger rows; while false, successful rows need not
+    /// resolve anything (saves a statement per batch).
+    pub ledger_open: std::sync::atomic::AtomicBool,
+    /// The `incremental.field` checks; `None` when the scheme names no field.
+    pub change_checks: Option<fetch::ChangeChecks>,
+    /// Requests sent to the source so far.
+    pub source_requests: std::sync::atomic::AtomicU64,
+    /// Receives every source request.
+    pub source_sink: Option<SourceSink>,
+}
+
+/// The checkpoint key under which a scheme's incremental watermark is stored (RFC 3339).
+pub const CHECKPOINT_KEY: &str = "window_end";
+
+/// The variables every record and request template sees: `now` and `run`.
+pub(super) fn base_vars(plan: &Plan, now: DateTime<Utc>, run_id: i64, dry_run: bool) -> Map<String, Value> {
+    let mut vars = Map::new();
+    vars.insert("now".into(), Value::String(format_time(now, plan.timezone)));
+    vars.insert(
+        "run".into(),
+        crate::scheme::context::run_value(run_id, &plan.name, dry_run),
+    );
+    vars
+}
+
+/// `rate.shared` budgets kept in the store.
+pub(super) struct StoreBudgets(pub(super) Store);
+
+impl crate::http::SharedBudgets for StoreBudgets {
+    fn take<'a>(
+        &'a self,
+        name: &'a str,
+        per_second: f64,
+        burst: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<std::time::Duration, Error>> + Send + 'a>> {
+        use crate::store::RateBudget;
+        Box::pin(async move {
+            self.0
+                .take_token(name, per_second, burst)
+                .await
+                .map_err(|e| Error::from(e).context(format!("rate budget `{name}`")))
+        })
+    }
+}
+
+/// `mapped_id` lookups, answered from the store with a small cache.
+pub(super) struct StoreMappedIds {
+    store: Store,
+    cache: std::sync::Mutex<HashMap<(String, String), Option<String>>>,
+}
+
+impl StoreMappedIds {
+    pub(super) fn new(store: Store) -> StoreMappedIds {
+        StoreMappedIds {
+            store,
+            cache: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl MappedIds for StoreMappedIds {
+    fn mapped_id(&self, object: &str, source_id: &str) -> Result<Option<String>, String> {
+        let key = (object.to_string(), source_id.to_string());
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(found) = cache.get(&key) {
+                return Ok(found.clone());
+            }
+        }
+        let store = self.store.clone();
+        let found = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move { store.target_id_for(object, source_id).await })
+        })
+        .map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, found.clone());
+        }
+        Ok(found)
+    }
+}
