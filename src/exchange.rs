@@ -10,7 +10,6 @@
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::extract::JsonPath;
-use crate::http::{HttpRequest, HttpResponse};
 use crate::protocol::{RowOutcome, WireRequest, RETRY_LATER, UNMATCHED_ANSWER};
 use crate::scheme::model::{ConnectionPlan, OperationPlan, ReadResponsePlan, RequestPlan, WriteResponsePlan};
 use crate::scheme::raw::Method;
@@ -18,6 +17,25 @@ use crate::template::{Scope, Template};
 use crate::transform::{render, render_view, value_to_text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// A fully rendered request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response whose body has been read in full.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: bytes::Bytes,
+    pub retry_after: Option<std::time::Duration>,
+    /// `Set-Cookie` values, for vendors whose sessions live in cookies.
+    pub set_cookies: Vec<String>,
+}
 
 /// Renders a request. `next_url` replaces path and query for next-link paging.
 pub fn build_request(

@@ -17,29 +17,11 @@
 //! instead of failing every record.
 
 use crate::error::{Error, ErrorKind};
+pub use crate::exchange::{HttpRequest, HttpResponse};
 use crate::scheme::model::{ConnectionPlan, RetryPolicy};
 use crate::scheme::raw::Method;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
-
-/// A fully rendered request.
-#[derive(Debug, Clone)]
-pub struct HttpRequest {
-    pub method: Method,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
-}
-
-/// A response whose body has been read in full.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: Bytes,
-    pub retry_after: Option<Duration>,
-    /// `Set-Cookie` values, for vendors whose sessions live in cookies.
-    pub set_cookies: Vec<String>,
-}
 
 /// Whether a call may be repeated after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,9 +10,28 @@
 
 use crate::extract::JsonPath;
 use crate::protocol::types::StopRule;
-use crate::scheme::model::{PageStyle, PaginationPlan};
 use serde_json::{json, Value};
 use std::collections::HashSet;
+
+/// Which cursor drives the pages.
+#[derive(Clone)]
+pub enum PageStyle {
+    None,
+    PageNumber { start: i64 },
+    Offset { start: i64 },
+    Cursor { cursor: JsonPath },
+    NextLink { next: JsonPath },
+}
+
+#[derive(Clone)]
+pub struct PaginationPlan {
+    pub style: PageStyle,
+    pub size: Option<u64>,
+    pub stop: StopRule,
+    pub total: Option<JsonPath>,
+    pub has_more: Option<JsonPath>,
+    pub max_pages: Option<u64>,
+}
 
 /// The page to request; request templates read it as `page`.
 #[derive(Debug, Clone, PartialEq)]

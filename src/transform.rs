@@ -2,13 +2,40 @@
 //! its context, including detail rows (`for_each`), and fingerprints payloads.
 
 use crate::error::Error;
-use crate::scheme::model::ValueTemplate;
 use crate::template::Scope;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+/// A value tree whose leaves may be templates or JSONPaths.
+#[derive(Clone)]
+pub enum ValueTemplate {
+    Literal(Value),
+    Template(crate::template::Template),
+    Path(crate::extract::JsonPath),
+    Array(Vec<ValueTemplate>),
+    Object(Vec<(String, ValueTemplate)>),
+    /// Detail rows: one rendering of `fields` per element selected from the record.
+    ForEach {
+        rows: crate::extract::JsonPath,
+        fields: Box<ValueTemplate>,
+        /// How the target identifies these rows, when the scheme says (`key`, `target_id`).
+        identity: Option<Box<DetailIdentity>>,
+    },
+}
+
+/// How the rows of one `for_each` are matched to the target's rows across writes: each
+/// row's identity in the source, and the field of the rendered row that carries the
+/// target's id of the row (filled by Ferry on update from the stored mapping).
+#[derive(Clone)]
+pub struct DetailIdentity {
+    /// Template over the detail row giving its identity; `None`: its position in the list.
+    pub key: Option<crate::template::Template>,
+    /// The field of the rendered detail row holding the target's row id (e.g. `FEntryID`).
+    pub target_id: String,
+}
 
 /// Renders `template` in `scope`. `path` names the field for error messages.
 pub fn render(template: &ValueTemplate, scope: &Scope, path: &str) -> Result<Value, Error> {

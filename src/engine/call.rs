@@ -21,64 +21,9 @@ use crate::scheme::model::ConnectionPlan;
 use crate::template::Scope;
 use chrono::Utc;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 /// Most requests one login may take; a protocol asking for more is broken.
 const MAX_LOGIN_STEPS: usize = 8;
-
-/// The sessions of a run's connections, one slot per connection. A slot's lock is held
-/// while its login runs, which makes logins single-flight.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Held>>>>>,
-    logins: std::sync::atomic::AtomicU64,
-}
-
-/// A session with the number of the login that made it.
-#[derive(Clone)]
-struct Held {
-    login: u64,
-    session: Session,
-}
-
-impl Sessions {
-    fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<Held>>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slots.entry(connection.to_string()).or_default().clone()
-    }
-
-    /// The connection's live session, or the one `login` makes when there is none, it is
-    /// due for renewal, or it is `expired` (the number of the login whose session a call
-    /// was refused with). One login at a time per connection; waiters share its session.
-    async fn get_or_login<F, Fut>(
-        &self,
-        connection: &str,
-        expired: Option<u64>,
-        login: F,
-    ) -> Result<Option<Held>, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<Session>, Error>>,
-    {
-        let slot = self.slot(connection);
-        let mut held = slot.lock().await;
-        if let Some(current) = held.as_ref() {
-            let renew = current.session.renew_at.is_some_and(|at| at <= Utc::now());
-            if Some(current.login) != expired && !renew {
-                return Ok(Some(current.clone()));
-            }
-            tracing::info!(connection, "session expired; logging in again");
-        }
-        let Some(session) = login().await? else {
-            return Ok(None);
-        };
-        let login = self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let fresh = Held { login, session };
-        *held = Some(fresh.clone());
-        Ok(Some(fresh))
-    }
-}
 
 fn decode_answer(response: &HttpResponse) -> Result<Value, Error> {
     crate::codec::Codec::Json
@@ -201,7 +146,9 @@ async fn call_as(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::context::Sessions;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
 
     /// A login that takes a while, counting how often it ran.
     async fn slow_login(count: &AtomicU32) -> Result<Option<Session>, Error> {

@@ -10,12 +10,12 @@
 //! stands in; `mapped_id` answers with placeholders, since which ids are mapped says nothing
 //! about the scheme). Only source requests are sent, and only reads.
 
-use super::context::{base_vars, RunContext};
-use super::fetch::{self, ChangeChecks};
+use super::context::ChangeChecks;
+use super::context::{base_vars, row_scope, RunContext};
+use super::fetch;
 use super::guard::fields_every_record_lacks;
 use super::plan::{describe_record_failure, identify};
 use super::run::run_windows;
-use super::write;
 use crate::error::Error;
 use crate::http::HttpClient;
 use crate::paginate::Pager;
@@ -321,7 +321,7 @@ fn preview(ctx: &RunContext, record: Value) -> Result<(), RecordProblem> {
         message: rejected.failure.message,
         missing: rejected.missing,
     })?;
-    let scope = write::row_scope(ctx, &item);
+    let scope = row_scope(ctx, &item);
     let row = crate::transform::render(&plan.target.fields, &scope, "target.fields").map_err(|e| RecordProblem {
         record: label.clone(),
         message: describe_record_failure(&e.message, &e.missing, &item.record),

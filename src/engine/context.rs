@@ -4,17 +4,20 @@
 //! its counters and sessions.
 
 use super::options::{DryRunSink, SourceSink};
-use super::{call, delete, fetch};
 use crate::error::Error;
 use crate::http::HttpClient;
+use crate::protocol::Session;
 use crate::scheme::model::Plan;
+use crate::store::{Mapping, MappingStatus};
 use crate::store::{MappingStore, NewFailure, Store};
 use crate::template::MappedIds;
+use crate::template::Scope;
 use crate::window::{format_time, TimeTally};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// A source record on its way to the target.
 pub(crate) struct Item {
@@ -55,7 +58,7 @@ pub(crate) struct Job {
 pub(crate) struct PlannedJob {
     pub creates: Vec<Item>,
     pub updates: Vec<Item>,
-    pub deletions: Vec<delete::Deletion>,
+    pub deletions: Vec<Deletion>,
     pub unchanged: u64,
     pub skipped: u64,
 }
@@ -106,14 +109,14 @@ pub(crate) struct RunContext {
     pub payload_hasher: crate::transform::PayloadHasher,
     pub dry_run: bool,
     pub dry_run_sink: Option<DryRunSink>,
-    pub sessions: call::Sessions,
+    pub sessions: Sessions,
     /// The run's id in the store (0 in a dry run); batch ids are `run-seq`.
     pub run_id: i64,
     /// Whether the scheme may have open ledger rows; while false, successful rows need not
     /// resolve anything (saves a statement per batch).
     pub ledger_open: std::sync::atomic::AtomicBool,
     /// The `incremental.field` checks; `None` when the scheme names no field.
-    pub change_checks: Option<fetch::ChangeChecks>,
+    pub change_checks: Option<ChangeChecks>,
     /// Requests sent to the source so far.
     pub source_requests: std::sync::atomic::AtomicU64,
     /// Receives every source request.
@@ -189,5 +192,117 @@ impl MappedIds for StoreMappedIds {
             cache.insert(key, found.clone());
         }
         Ok(found)
+    }
+}
+
+pub(crate) fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
+    Scope {
+        record: Some(item.record.clone()),
+        vars: ctx.vars.clone(),
+        locals: vec![(
+            "target_id".to_string(),
+            item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
+        )],
+        mapped_ids: ctx.mapped_ids.clone(),
+        parent: None,
+    }
+}
+
+/// What the `incremental.field` checks need besides the page and its window.
+pub(crate) struct ChangeChecks {
+    /// `source.incremental.field`.
+    pub field: String,
+    /// The source server's zone.
+    pub zone: chrono_tz::Tz,
+    /// A pinned "now" (tests); otherwise the clock when the page arrives.
+    pub now: Option<DateTime<Utc>>,
+    /// The checkpoint the run resumed from, minus lookback.
+    pub resume: Option<DateTime<Utc>>,
+}
+
+impl ChangeChecks {
+    /// The checks of `plan`, when its source names an `incremental.field`.
+    pub(crate) fn of(
+        plan: &crate::scheme::model::Plan,
+        now: Option<DateTime<Utc>>,
+        resume: Option<DateTime<Utc>>,
+    ) -> Option<ChangeChecks> {
+        let field = plan.source.incremental.as_ref()?.field.clone()?;
+        Some(ChangeChecks {
+            field,
+            zone: plan.source_connection().zone,
+            now,
+            resume,
+        })
+    }
+}
+
+/// A record the source reported deleted, with its mapping as the batch look-up found it.
+pub(crate) struct Deletion {
+    pub item: Item,
+    pub mapping: Option<Mapping>,
+}
+
+impl Deletion {
+    /// `item.target_id` is set when the mapping names a live target record.
+    pub(crate) fn new(mut item: Item, mapping: Option<Mapping>) -> Deletion {
+        item.target_id = mapping
+            .as_ref()
+            .filter(|m| matches!(m.status, MappingStatus::Created | MappingStatus::Updated))
+            .and_then(|m| m.target_id.clone());
+        Deletion { item, mapping }
+    }
+}
+
+/// The sessions of a run's connections, one slot per connection. A slot's lock is held
+/// while its login runs, which makes logins single-flight.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Held>>>>>,
+    logins: std::sync::atomic::AtomicU64,
+}
+
+/// A session with the number of the login that made it.
+#[derive(Clone)]
+pub(super) struct Held {
+    pub login: u64,
+    pub session: Session,
+}
+
+impl Sessions {
+    fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<Held>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(connection.to_string()).or_default().clone()
+    }
+
+    /// The connection's live session, or the one `login` makes when there is none, it is
+    /// due for renewal, or it is `expired` (the number of the login whose session a call
+    /// was refused with). One login at a time per connection; waiters share its session.
+    pub(super) async fn get_or_login<F, Fut>(
+        &self,
+        connection: &str,
+        expired: Option<u64>,
+        login: F,
+    ) -> Result<Option<Held>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Session>, Error>>,
+    {
+        let slot = self.slot(connection);
+        let mut held = slot.lock().await;
+        if let Some(current) = held.as_ref() {
+            let renew = current.session.renew_at.is_some_and(|at| at <= Utc::now());
+            if Some(current.login) != expired && !renew {
+                return Ok(Some(current.clone()));
+            }
+            tracing::info!(connection, "session expired; logging in again");
+        }
+        let Some(session) = login().await? else {
+            return Ok(None);
+        };
+        let login = self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let fresh = Held { login, session };
+        *held = Some(fresh.clone());
+        Ok(Some(fresh))
     }
 }

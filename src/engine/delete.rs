@@ -29,8 +29,9 @@
 //! update's: the deletion is read again from the source (its window was never
 //! checkpointed) and sent again.
 
-use super::context::{Item, JobResult, RunContext};
-use super::write::send;
+use super::context::Deletion;
+use super::context::{JobResult, RunContext};
+use super::send::send;
 use crate::error::Error;
 use crate::protocol::RowOutcome;
 use crate::scheme::model::OperationPlan;
@@ -42,23 +43,6 @@ use crate::template::Scope;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-
-/// A record the source reported deleted, with its mapping as the batch look-up found it.
-pub(crate) struct Deletion {
-    pub item: Item,
-    pub mapping: Option<Mapping>,
-}
-
-impl Deletion {
-    /// `item.target_id` is set when the mapping names a live target record.
-    pub(crate) fn new(mut item: Item, mapping: Option<Mapping>) -> Deletion {
-        item.target_id = mapping
-            .as_ref()
-            .filter(|m| matches!(m.status, MappingStatus::Created | MappingStatus::Updated))
-            .and_then(|m| m.target_id.clone());
-        Deletion { item, mapping }
-    }
-}
 
 /// Settles a batch's deletions into `commit` and `result`. Returns whether intents were
 /// recorded under `batch_id` (so the commit must settle them).

@@ -21,7 +21,7 @@ use crate::paginate::{PageRequest, PageSeen, Pager};
 use crate::template::Scope;
 use crate::transform::value_to_text;
 use crate::window::{format_time, PageTimes, TimeTally, Window};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
@@ -79,35 +79,6 @@ pub(crate) fn window_vars(ctx: &RunContext, window: Option<&Window>) -> Arc<Map<
         );
     }
     Arc::new(vars)
-}
-
-/// What the `incremental.field` checks need besides the page and its window.
-pub(crate) struct ChangeChecks {
-    /// `source.incremental.field`.
-    pub field: String,
-    /// The source server's zone.
-    pub zone: chrono_tz::Tz,
-    /// A pinned "now" (tests); otherwise the clock when the page arrives.
-    pub now: Option<DateTime<Utc>>,
-    /// The checkpoint the run resumed from, minus lookback.
-    pub resume: Option<DateTime<Utc>>,
-}
-
-impl ChangeChecks {
-    /// The checks of `plan`, when its source names an `incremental.field`.
-    pub(crate) fn of(
-        plan: &crate::scheme::model::Plan,
-        now: Option<DateTime<Utc>>,
-        resume: Option<DateTime<Utc>>,
-    ) -> Option<ChangeChecks> {
-        let field = plan.source.incremental.as_ref()?.field.clone()?;
-        Some(ChangeChecks {
-            field,
-            zone: plan.source_connection().zone,
-            now,
-            resume,
-        })
-    }
 }
 
 /// Checks the `incremental.field` of a source page read in `window`.

@@ -2,10 +2,9 @@
 //! field or lies outside its window stops the run before anything is sent; the
 //! `incremental.field` checks of every page are tallied and the first of each kind logged.
 
-use super::context::RunContext;
+use super::context::{row_scope, RunContext};
 use super::plan::{describe_record_failure, identify};
 use super::summary::Summary;
-use super::write;
 use crate::error::{Error, ErrorKind};
 use crate::window::TimeTally;
 use serde_json::Value;
@@ -44,7 +43,7 @@ pub(super) fn fields_every_record_lacks(
                 rejected.missing
             }
             Ok(item) => {
-                let scope = write::row_scope(ctx, &item);
+                let scope = row_scope(ctx, &item);
                 match crate::transform::render(&ctx.plan.target.fields, &scope, "target.fields") {
                     Err(e) => {
                         if example.is_empty() {

@@ -47,7 +47,8 @@
 //! state), [`plan`] (identify records and decide create or update), [`guard`] (checks on
 //! what the source answered), `fetch` (source pages), `write` (target batches), `lookup`
 //! (finding target records by key), `relock` (rows the target locks), `delete`, `details`
-//! (detail row ids) and `call` (vendor calls and logins). `recover` settles what an earlier
+//! (detail row ids), `send` (one write request and its per-row outcomes) and `call`
+//! (vendor calls and logins). `recover` settles what an earlier
 //! run left; `check` is `ferry check`. [`options`] and [`summary`] are what a run is
 //! given and gives back.
 
@@ -64,13 +65,12 @@ mod plan;
 mod recover;
 mod relock;
 mod run;
+mod send;
 mod summary;
 mod write;
 
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
-pub use options::{DryRunSink, Progress, ReadPosition, RunOptions, SourceRequest, SourceSink};
-pub use recover::Replay;
+pub use options::{DryRunSink, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink};
 pub use run::run;
 pub use summary::{Outcome, Summary};
-pub use write::PlannedRequest;

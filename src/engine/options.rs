@@ -1,8 +1,6 @@
 //! What a run is given: [`RunOptions`], the progress callback and the sinks that see
 //! every planned target request (`--dry-run`) and every source request.
 
-use super::recover::Replay;
-use super::write::PlannedRequest;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -74,4 +72,26 @@ pub struct ReadPosition {
     pub range: Option<String>,
     /// Pages of this window received so far.
     pub page: u64,
+}
+
+/// Which ledger rows to replay.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// Open rows below the scheme's `failures.max_attempts` (the start of every run).
+    Automatic,
+    /// Exactly these ledger ids, whatever their attempts (`ferry failures retry`).
+    Ids(Vec<i64>),
+    /// Every open row of the scheme (`ferry failures retry --all`).
+    AllOpen,
+}
+
+/// A request a dry run would have sent (secrets masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRequest {
+    pub operation: &'static str,
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub rows: usize,
 }

@@ -1,8 +1,7 @@
 //! Planning a batch: each record's id, name and payload hash ([`identify`]), then one
 //! mapping look-up per batch deciding create, update, unchanged or skipped ([`plan_job`]).
 
-use super::context::{Item, PlannedJob, RunContext};
-use super::delete;
+use super::context::{Deletion, Item, PlannedJob, RunContext};
 use crate::error::Error;
 use crate::scheme::model::Plan;
 use crate::store::{FailureStage, MappingStore, NewFailure};
@@ -130,7 +129,7 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
     for mut item in items {
         if item.deleted {
             let mapping = existing.get(&item.source_id).cloned();
-            job.deletions.push(delete::Deletion::new(item, mapping));
+            job.deletions.push(Deletion::new(item, mapping));
             continue;
         }
         match existing.get(&item.source_id) {

@@ -16,6 +16,7 @@
 //!   update, per-row outcome); success resolves them, failure counts another attempt.
 
 use super::context::RunContext;
+use super::options::Replay;
 use super::plan::{identify, unsynced_mapping, Synced};
 use super::summary::Summary;
 use super::write::{uncertain_message, UNCERTAIN};
@@ -131,7 +132,7 @@ async fn resend_idempotent(
     if open.is_empty() || open.iter().any(|&i| intents[i].sent.is_none()) {
         return;
     }
-    let key = super::write::request_key_of(batch_id, "create");
+    let key = super::send::request_key_of(batch_id, "create");
     let seq: u64 = batch_id
         .rsplit('-')
         .next()
@@ -156,7 +157,7 @@ async fn resend_idempotent(
             let scope = scope_with(vec![("rows", Value::Array(rows)), ("batch", batch)]);
             let ids = vec![None; open.len()];
             let keys: Vec<Option<String>> = open.iter().map(|&i| intents[i].business_key.clone()).collect();
-            match super::write::send(ctx, op, "create", &scope, &ids, &keys, &mut result).await {
+            match super::send::send(ctx, op, "create", &scope, &ids, &keys, &mut result).await {
                 Ok(sent) => outcomes = sent,
                 Err(_) => return,
             }
@@ -172,7 +173,7 @@ async fn resend_idempotent(
                     ("batch", batch),
                 ]);
                 let keys = [intent.business_key.clone()];
-                match super::write::send(ctx, op, "create", &scope, &[None], &keys, &mut result).await {
+                match super::send::send(ctx, op, "create", &scope, &[None], &keys, &mut result).await {
                     Ok(mut sent) => outcomes.push(sent.pop().unwrap_or(RowOutcome::Failed {
                         message: String::new(),
                         class: UNKNOWN_OUTCOME,
@@ -256,17 +257,6 @@ async fn check_intents(ctx: &RunContext, intents: &[WriteIntent]) -> Vec<Result<
         });
     }
     out
-}
-
-/// Which ledger rows to replay.
-#[derive(Debug, Clone)]
-pub enum Replay {
-    /// Open rows below the scheme's `failures.max_attempts` (the start of every run).
-    Automatic,
-    /// Exactly these ledger ids, whatever their attempts (`ferry failures retry`).
-    Ids(Vec<i64>),
-    /// Every open row of the scheme (`ferry failures retry --all`).
-    AllOpen,
 }
 
 /// The source records of the ledger rows to replay, with their payload hashes.

@@ -3,15 +3,15 @@
 //! committing checkpoints in order and stopping cleanly on an abort or a signal.
 
 use super::context::{
-    base_vars, Fetched, Item, Job, JobResult, RunContext, StoreBudgets, StoreMappedIds, CHECKPOINT_KEY,
+    base_vars, ChangeChecks, Fetched, Item, Job, JobResult, RunContext, StoreBudgets, StoreMappedIds, CHECKPOINT_KEY,
 };
 use super::fetch;
 use super::guard::{first_page_verdict, note_times, window_verdict};
-use super::options::{DryRunSink, ReadPosition, RunOptions};
+use super::options::{DryRunSink, PlannedRequest, ReadPosition, Replay, RunOptions};
 use super::plan::identify;
-use super::recover::{self, Replay};
+use super::recover;
 use super::summary::Summary;
-use super::write::{self, PlannedRequest};
+use super::write;
 use crate::error::{Error, ErrorKind};
 use crate::http::HttpClient;
 use crate::scheme::model::Plan;
@@ -94,7 +94,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         ledger_open: std::sync::atomic::AtomicBool::new(
             options.dry_run || store.count_open_failures(&plan.name).await? > 0,
         ),
-        change_checks: fetch::ChangeChecks::of(plan, options.now, resume),
+        change_checks: ChangeChecks::of(plan, options.now, resume),
         source_requests: Default::default(),
         source_sink: options.source_sink.clone(),
     });

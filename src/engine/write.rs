@@ -1,12 +1,12 @@
 //! Writer tasks: render rows, send them, split answers per row, commit one transaction.
 
-use super::call;
+use super::context::row_scope;
 use super::context::{Item, Job, JobResult, RunContext};
 use super::plan::{describe_record_failure, plan_job, unsynced_mapping, Synced};
+use super::send::{request_key, send};
 use crate::error::Error;
-use crate::exchange::{build_request, read_write_outcome, render_call};
-use crate::http::{backoff_delay, Repeat};
-use crate::protocol::{RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
+use crate::http::backoff_delay;
+use crate::protocol::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
@@ -15,20 +15,8 @@ use crate::store::{
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
 use chrono::Utc;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-
-/// A request a dry run would have sent (secrets masked).
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedRequest {
-    pub operation: &'static str,
-    pub method: &'static str,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub rows: usize,
-}
 
 /// A row that rendered, minus the row itself: rows travel separately (see [`Rows`]) so the
 /// batch request can use them without copying.
@@ -110,19 +98,6 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         ctx.store.commit_batch(commit).await?;
     }
     Ok(result)
-}
-
-pub(crate) fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
-    Scope {
-        record: Some(item.record.clone()),
-        vars: ctx.vars.clone(),
-        locals: vec![(
-            "target_id".to_string(),
-            item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
-        )],
-        mapped_ids: ctx.mapped_ids.clone(),
-        parent: None,
-    }
 }
 
 fn operation_name(operation: WriteOperation) -> &'static str {
@@ -608,26 +583,6 @@ async fn send_rows(
     }
 }
 
-/// The key of one write request (`batch.key`): the same for every send of it, in this run
-/// or, after a crash, in the run that resends it.
-pub(crate) fn request_key(run_id: i64, seq: u64, operation: &str) -> String {
-    request_key_of(&format!("{run_id}-{seq}"), operation)
-}
-
-/// [`request_key`] from a batch id (`run-seq`, as intents store it).
-pub(crate) fn request_key_of(batch_id: &str, operation: &str) -> String {
-    format!("{batch_id}-{operation}")
-}
-
-/// How the transport may repeat a write of `op` (its `retry_writes`).
-fn write_repeat(op: &OperationPlan) -> Repeat {
-    match op.retry_writes {
-        None => Repeat::OnlyIfNotDelivered,
-        Some(crate::scheme::raw::RetryWrites::IdempotencyKey) => Repeat::Safe,
-        Some(crate::scheme::raw::RetryWrites::ServerErrors) => Repeat::AlsoServerErrors,
-    }
-}
-
 /// Moves one variable back out of a request scope's vars (copying only if the vars are
 /// still shared, which a finished request leaves them not).
 fn take_var(vars: Arc<Map<String, Value>>, name: &str) -> Option<Value> {
@@ -645,157 +600,5 @@ fn failure(ctx: &RunContext, item: &Item, stage: FailureStage, class: &str, mess
         error_class: class.to_string(),
         message: ctx.plan.redactor.redact(message).into_owned(),
         payload: Some(ctx.plan.redactor.redact_value(&item.record)),
-    }
-}
-
-/// Sends one request (or prints it in a dry run) and returns the per-row outcomes.
-pub(super) async fn send(
-    ctx: &RunContext,
-    op: &OperationPlan,
-    operation: &'static str,
-    scope: &Scope,
-    target_ids: &[Option<&str>],
-    keys: &[Option<String>],
-    result: &mut JobResult,
-) -> Result<Vec<RowOutcome>, Error> {
-    let rows = target_ids.len();
-    let conn = ctx.plan.target_connection();
-    if !conn.protocol.templated() {
-        return send_vendor(ctx, op, operation, scope, target_ids, keys, result).await;
-    }
-    let request = match build_request(conn, &op.request, scope, None) {
-        Ok(request) => request,
-        Err(e) => {
-            return Ok(vec![
-                RowOutcome::Failed {
-                    message: e.message,
-                    class: "transform"
-                };
-                rows
-            ]);
-        }
-    };
-    if ctx.dry_run {
-        if let Some(sink) = &ctx.dry_run_sink {
-            let redactor = &ctx.plan.redactor;
-            sink(&PlannedRequest {
-                operation,
-                method: request.method.as_str(),
-                url: redactor.redact(&request.url).into_owned(),
-                headers: request
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), redactor.redact(v).into_owned()))
-                    .collect(),
-                body: request
-                    .body
-                    .as_ref()
-                    .map(|b| redactor.redact(&String::from_utf8_lossy(b)).into_owned()),
-                rows,
-            });
-        }
-        return Ok(vec![RowOutcome::written(None); rows]);
-    }
-    let mut attempt = 1;
-    loop {
-        result.requests += 1;
-        let outcomes = match ctx.http.send(conn, &request, write_repeat(op)).await {
-            Ok((response, attempts)) => {
-                result.requests += u64::from(attempts.saturating_sub(1));
-                read_write_outcome(op, &response, rows, keys, &format!("target.{operation}.response"))
-            }
-            Err(e) => vec![
-                RowOutcome::Failed {
-                    message: ctx.plan.redactor.redact(&e.message).into_owned(),
-                    class: write_error_class(&e),
-                };
-                rows
-            ],
-        };
-        // The target did not act and asked for the same request again (`response.retry`).
-        let again = outcomes
-            .iter()
-            .any(|o| matches!(o, RowOutcome::Failed { class, .. } if *class == RETRY_LATER));
-        if !again || attempt >= conn.retry.attempts {
-            return Ok(outcomes);
-        }
-        tokio::time::sleep(backoff_delay(&conn.retry, attempt, None, rand::random::<f64>())).await;
-        attempt += 1;
-    }
-}
-
-/// The ledger class of a failed write request: [`UNKNOWN_OUTCOME`] when it may have landed.
-fn write_error_class(error: &Error) -> &'static str {
-    if error.may_have_landed() {
-        UNKNOWN_OUTCOME
-    } else {
-        error.class()
-    }
-}
-
-/// One write through a built-in vendor connector.
-async fn send_vendor(
-    ctx: &RunContext,
-    op: &OperationPlan,
-    operation: &'static str,
-    scope: &Scope,
-    target_ids: &[Option<&str>],
-    keys: &[Option<String>],
-    result: &mut JobResult,
-) -> Result<Vec<RowOutcome>, Error> {
-    let rows = target_ids.len();
-    let conn = ctx.plan.target_connection();
-    let failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; rows];
-    let (api, mut params) = match render_call(&op.request, scope) {
-        Ok(call) => call,
-        Err(e) => return Ok(failed(e.message, "transform")),
-    };
-    let lists = match operation {
-        "create" | "update" => ctx.plan.target.detail_lists.as_slice(),
-        _ => &[],
-    };
-    let targets = crate::protocol::WriteTargets {
-        target_ids,
-        is_update: operation == "update",
-        lists,
-    };
-    if let Err(e) = conn.protocol.prepare_write(&api, &mut params, &targets) {
-        return Ok(failed(format!("{}: {e}", conn.protocol.name()), "transform"));
-    }
-    if ctx.dry_run {
-        if let Some(sink) = &ctx.dry_run_sink {
-            let redactor = &ctx.plan.redactor;
-            sink(&PlannedRequest {
-                operation,
-                method: "CALL",
-                url: format!("{} {api}", conn.protocol.name()),
-                headers: Vec::new(),
-                body: Some(redactor.redact(&params.to_string()).into_owned()),
-                rows,
-            });
-        }
-        return Ok(vec![RowOutcome::written(None); rows]);
-    }
-    match call::call_write(ctx, conn, &api, &params, write_repeat(op)).await {
-        Ok((response, body, requests)) => {
-            result.requests += u64::from(requests);
-            let mut outcomes = match conn.protocol.row_outcomes(&api, &body, rows) {
-                Some(outcomes) => outcomes,
-                None => match conn.protocol.written_id(&api, &body).filter(|_| rows == 1) {
-                    Some(id) => vec![RowOutcome::written(Some(id))],
-                    None => read_write_outcome(op, &response, rows, keys, &format!("target.{operation}.response")),
-                },
-            };
-            conn.protocol
-                .attach_detail_ids(&api, &params, &body, lists, &mut outcomes);
-            Ok(outcomes)
-        }
-        Err(e) => {
-            result.requests += 1;
-            Ok(failed(
-                ctx.plan.redactor.redact(&e.message).into_owned(),
-                write_error_class(&e),
-            ))
-        }
     }
 }

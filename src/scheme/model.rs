@@ -3,11 +3,12 @@
 
 use crate::codec::Codec;
 use crate::extract::JsonPath;
+pub use crate::paginate::{PageStyle, PaginationPlan};
 use crate::redact::Redactor;
-use crate::scheme::raw::{Method, Per, RawScheme, StopRule};
+use crate::scheme::raw::{Method, Per, RawScheme};
 use crate::template::{Template, TemplateEnv};
+pub use crate::transform::{DetailIdentity, ValueTemplate};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,34 +97,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A value tree whose leaves may be templates or JSONPaths.
-#[derive(Clone)]
-pub enum ValueTemplate {
-    Literal(Value),
-    Template(Template),
-    Path(JsonPath),
-    Array(Vec<ValueTemplate>),
-    Object(Vec<(String, ValueTemplate)>),
-    /// Detail rows: one rendering of `fields` per element selected from the record.
-    ForEach {
-        rows: JsonPath,
-        fields: Box<ValueTemplate>,
-        /// How the target identifies these rows, when the scheme says (`key`, `target_id`).
-        identity: Option<Box<DetailIdentity>>,
-    },
-}
-
-/// How the rows of one `for_each` are matched to the target's rows across writes: each
-/// row's identity in the source, and the field of the rendered row that carries the
-/// target's id of the row (filled by Ferry on update from the stored mapping).
-#[derive(Clone)]
-pub struct DetailIdentity {
-    /// Template over the detail row giving its identity; `None`: its position in the list.
-    pub key: Option<Template>,
-    /// The field of the rendered detail row holding the target's row id (e.g. `FEntryID`).
-    pub target_id: String,
-}
-
 /// A request, templated.
 #[derive(Clone)]
 pub struct RequestPlan {
@@ -171,26 +144,6 @@ pub struct SourcePlan {
 pub struct DetailPlan {
     pub request: RequestPlan,
     pub records: JsonPath,
-}
-
-/// Which cursor drives the pages.
-#[derive(Clone)]
-pub enum PageStyle {
-    None,
-    PageNumber { start: i64 },
-    Offset { start: i64 },
-    Cursor { cursor: JsonPath },
-    NextLink { next: JsonPath },
-}
-
-#[derive(Clone)]
-pub struct PaginationPlan {
-    pub style: PageStyle,
-    pub size: Option<u64>,
-    pub stop: StopRule,
-    pub total: Option<JsonPath>,
-    pub has_more: Option<JsonPath>,
-    pub max_pages: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
