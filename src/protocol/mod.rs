@@ -25,6 +25,7 @@ pub mod jackyun;
 pub mod jdy;
 pub mod k3cloud;
 pub mod locks;
+pub mod scaffold;
 pub mod simply;
 pub mod types;
 
@@ -241,6 +242,8 @@ pub struct Connector {
     pub open: fn(settings: Option<&Value>) -> Opened,
     /// The JSON Schema of its `settings` block; `None`: it takes no settings.
     pub settings_schema: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
+    /// What `ferry init` writes for it.
+    pub scaffold: &'static scaffold::Scaffold,
     /// An example `api` for the JSON Schema and `ferry init` (empty for templated connectors).
     pub example_api: &'static str,
 }

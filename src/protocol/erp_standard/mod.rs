@@ -28,6 +28,7 @@
 
 pub mod envelope;
 pub mod request;
+pub mod scaffold;
 pub mod sign;
 
 use schemars::JsonSchema;
@@ -210,6 +211,7 @@ pub const CONNECTOR: Connector = Connector {
     secret_fields: SECRET_FIELDS,
     open: open_settings::<Settings>,
     settings_schema: Some(schema_of::<Settings>),
+    scaffold: &scaffold::SCAFFOLD,
     example_api: "queryMasterBatch",
 };
 

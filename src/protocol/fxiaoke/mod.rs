@@ -26,6 +26,7 @@
 
 pub mod envelope;
 pub mod request;
+pub mod scaffold;
 pub mod sign;
 
 use schemars::JsonSchema;
@@ -168,6 +169,7 @@ pub const CONNECTOR: Connector = Connector {
     secret_fields: SECRET_FIELDS,
     open: open_settings::<Settings>,
     settings_schema: Some(schema_of::<Settings>),
+    scaffold: &scaffold::SCAFFOLD,
     example_api: "/cgi/crm/v2/data/query",
 };
 

@@ -34,6 +34,7 @@
 
 pub mod envelope;
 pub mod request;
+pub mod scaffold;
 pub mod sign;
 
 use schemars::JsonSchema;
@@ -155,6 +156,7 @@ pub const CONNECTOR: Connector = Connector {
     secret_fields: SECRET_FIELDS,
     open: open_settings::<Settings>,
     settings_schema: Some(schema_of::<Settings>),
+    scaffold: &scaffold::SCAFFOLD,
     example_api: "gy.erp.shop.get",
 };
 

@@ -5,6 +5,8 @@
 //! its request builder and envelope reader, rendered by [`crate::exchange`]. Its
 //! [`Protocol`] says so ([`Protocol::templated`]) and keeps every default.
 
+pub mod scaffold;
+
 use crate::protocol::prelude::*;
 use crate::protocol::SettingsError;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub const CONNECTOR: Connector = Connector {
     secret_fields: &[],
     open,
     settings_schema: None,
+    scaffold: &scaffold::SCAFFOLD,
     example_api: "",
 };
 

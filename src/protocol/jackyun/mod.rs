@@ -31,6 +31,7 @@
 
 pub mod envelope;
 pub mod request;
+pub mod scaffold;
 pub mod sign;
 
 use schemars::JsonSchema;
@@ -195,6 +196,7 @@ pub const CONNECTOR: Connector = Connector {
     secret_fields: SECRET_FIELDS,
     open: open_settings::<Settings>,
     settings_schema: Some(schema_of::<Settings>),
+    scaffold: &scaffold::SCAFFOLD,
     example_api: "crm.customer.list",
 };
 
