@@ -163,6 +163,19 @@ impl Pager {
         page
     }
 
+    /// The page with 0-based `index` in the window (at or after the current one), for
+    /// requesting numbered pages ahead.
+    pub fn page_at(&self, index: u64) -> PageRequest {
+        self.peek(index.saturating_sub(self.current.index))
+    }
+
+    /// The index of the window's last page, once an announced `total` and a known page
+    /// size fix it; `None` while unknown.
+    pub fn last_index(&self) -> Option<u64> {
+        let (total, size) = (self.total?, self.plan.size?);
+        Some(total.div_ceil(size.max(1)).saturating_sub(1))
+    }
+
     /// Records fetched so far.
     pub fn fetched(&self) -> u64 {
         self.fetched
@@ -357,6 +370,25 @@ mod tests {
         assert!(err.0.contains("no cursor at `$.next`"), "{err}");
         let mut pager = Pager::new(&cursor_plan(Some("$.more")));
         assert_eq!(pager.advance(&seen(&json!({"more": false}), 2, 1)).unwrap(), None);
+    }
+
+    #[test]
+    fn the_last_page_is_known_once_a_total_arrives() {
+        let plan = PaginationPlan {
+            style: PageStyle::PageNumber { start: 1 },
+            size: Some(2),
+            stop: StopRule::Total,
+            total: Some(JsonPath::parse("$.total").unwrap()),
+            has_more: None,
+            max_pages: None,
+        };
+        let mut pager = Pager::new(&plan);
+        assert_eq!(pager.last_index(), None, "nothing is known before the first answer");
+        let body = json!({"total": 5});
+        pager.advance(&seen(&body, 2, 1)).unwrap();
+        assert_eq!(pager.last_index(), Some(2), "5 records in pages of 2: pages 0, 1 and 2");
+        assert_eq!(pager.page_at(2).number, 3);
+        assert_eq!(pager.page_at(0).index, 1, "never behind the current page");
     }
 
     #[test]

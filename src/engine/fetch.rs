@@ -373,10 +373,11 @@ async fn fetch_window(
     } else {
         1
     };
+    // The first page goes alone: most windows of an incremental read hold one page, and
+    // a page requested past the end costs a rate-limited tenant a request for nothing.
     let mut queue = FuturesOrdered::new();
-    for ahead in 0..depth {
-        queue.push_back(fetch_page(ctx, vars, parent, pager.peek(ahead)));
-    }
+    queue.push_back(fetch_page(ctx, vars, parent, pager.first()));
+    let mut requested: u64 = 1;
     while let Some(result) = queue.next().await {
         let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         pages.fetch_add(1, Ordering::Relaxed);
@@ -415,15 +416,20 @@ async fn fetch_window(
         {
             return Ok(false);
         }
-        match next {
-            None => return Ok(true),
-            Some(next) => {
-                if depth == 1 {
-                    queue.push_back(fetch_page(ctx, vars, parent, next));
-                } else {
-                    queue.push_back(fetch_page(ctx, vars, parent, pager.peek(queue.len() as u64)));
-                }
-            }
+        let Some(next) = next else {
+            return Ok(true);
+        };
+        if depth == 1 {
+            queue.push_back(fetch_page(ctx, vars, parent, next));
+            continue;
+        }
+        // A full page: keep up to `depth` pages in flight, never past a known last page.
+        // Without an announced total, a window of several pages may still ask for up to
+        // `depth - 1` pages past its end.
+        let last = pager.last_index().unwrap_or(u64::MAX).max(next.index);
+        while (queue.len() as u64) < depth && requested <= last {
+            queue.push_back(fetch_page(ctx, vars, parent, pager.page_at(requested)));
+            requested += 1;
         }
     }
     Ok(true)
