@@ -264,7 +264,9 @@ async fn an_answer_whose_ids_cannot_be_matched_stops_the_run_after_the_first_bat
     let s = Scripted::start(vec![
         ("/items", items()),
         ("/write", answer),
-        ("/find", vec![Reply::json(json!({"id": "T-A"})), Reply::json(json!({}))]),
+        // Look-ups run concurrently: each key has its own answer.
+        ("/find?no=A", vec![Reply::json(json!({"id": "T-A"}))]),
+        ("/find?no=B", vec![Reply::json(json!({}))]),
     ])
     .await;
     let summary = s.run(&with_lookup).await;

@@ -378,6 +378,7 @@ async fn fetch_window(
     let mut queue = FuturesOrdered::new();
     queue.push_back(fetch_page(ctx, vars, parent, pager.first()));
     let mut requested: u64 = 1;
+    let mut full_streak: u64 = 0;
     while let Some(result) = queue.next().await {
         let page = result.map_err(|e| e.context(format!("reading window {}", window + 1)))?;
         pages.fetch_add(1, Ordering::Relaxed);
@@ -396,6 +397,8 @@ async fn fetch_window(
                 (record, hash)
             })
             .collect();
+        // Deleted ids share the page with records, so both count towards a full page.
+        let seen_rows = hashed.len() + deleted.len();
         let seen = PageSeen {
             body: &body,
             records: hashed.len(),
@@ -403,6 +406,12 @@ async fn fetch_window(
             fingerprint: fingerprint(&hashed),
         };
         let next = pager.advance(&seen).map_err(|e| Error::guard(e.0))?;
+        let full = ctx
+            .plan
+            .source
+            .pagination
+            .size
+            .is_some_and(|size| seen_rows as u64 >= size);
         drop(body);
         if sender
             .send(Fetched::Page {
@@ -423,11 +432,16 @@ async fn fetch_window(
             queue.push_back(fetch_page(ctx, vars, parent, next));
             continue;
         }
-        // A full page: keep up to `depth` pages in flight, never past a known last page.
-        // Without an announced total, a window of several pages may still ask for up to
-        // `depth - 1` pages past its end.
-        let last = pager.last_index().unwrap_or(u64::MAX).max(next.index);
-        while (queue.len() as u64) < depth && requested <= last {
+        // With an announced total, keep up to `depth` pages in flight, never past the last.
+        // Without one, read ahead only as far as the run of full pages so far earns: a
+        // window that ends after one full page costs no request past its empty end.
+        full_streak = if full { full_streak + 1 } else { 0 };
+        let (ahead, last) = match pager.last_index() {
+            Some(last) => (depth, last.max(next.index)),
+            None => (full_streak.clamp(1, depth), u64::MAX),
+        };
+        let last = if full { last } else { next.index };
+        while (queue.len() as u64) < ahead && requested <= last {
             queue.push_back(fetch_page(ctx, vars, parent, pager.page_at(requested)));
             requested += 1;
         }

@@ -62,7 +62,8 @@ pub struct ScriptedSim {
 }
 
 impl ScriptedSim {
-    /// Serves `routes` (path → replies in order) on `listener`.
+    /// Serves `routes` (path → replies in order) on `listener`. A path written with its
+    /// query (`/find?no=A`) is a route of its own, matched before the bare path.
     pub async fn start(listener: TcpListener, routes: Vec<(&str, Vec<Reply>)>) -> io::Result<(ScriptedSim, SimHandle)> {
         let script = Script {
             replies: routes
@@ -105,7 +106,12 @@ impl ScriptedSim {
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 async fn answer(State(sim): State<ScriptedSim>, request: Request) -> Response {
-    let path = request.uri().path().to_string();
+    let uri_path = request.uri().path().to_string();
+    // A route written with its query (`/find?no=A`) answers that query alone.
+    let path = match request.uri().path_and_query() {
+        Some(full) if lock(&sim.script).replies.contains_key(full.as_str()) => full.as_str().to_string(),
+        _ => uri_path,
+    };
     let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
         .unwrap_or_default();
