@@ -66,6 +66,21 @@ pub struct SimulateArgs {
     /// Keep only counts, not request bodies (for benchmarks).
     #[arg(long)]
     lean: bool,
+    /// `shop` only: wide orders (14 scalar fields, two lines each), as `ferry bench
+    /// --workload typical` reads.
+    #[arg(long)]
+    wide: bool,
+}
+
+/// What `ferry bench` syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// The demo scheme: orders of 8 fields and 1–3 lines, 7 target fields.
+    Demo,
+    /// Issue-15 shape: orders of 14 scalar fields (about 530 bytes) and two lines; ten
+    /// target fields (renames, trim, upper, a negated flag, a concatenation, two RFC 3339
+    /// dates, a default) and lines with a computed amount.
+    Typical,
 }
 
 #[derive(Args)]
@@ -85,10 +100,62 @@ pub struct BenchArgs {
     /// Store to use instead of a fresh SQLite file (e.g. `memory`, or a Postgres URL).
     #[arg(long)]
     store: Option<String>,
-    /// Address of a running simulator (`ferry simulate shop --lean`); by default one is
-    /// started in a child process so its memory is not counted as Ferry's.
+    /// Address of a running simulator (`ferry simulate shop --lean`, with `--wide` for the
+    /// typical workload); by default one is started in a child process so its memory and
+    /// CPU are not counted as Ferry's.
     #[arg(long)]
     sim_url: Option<String>,
+    /// Records and transform to measure.
+    #[arg(long, value_enum, default_value_t = Workload::Demo)]
+    workload: Workload,
+}
+
+/// The target fields of the typical workload (issue 15's transform).
+const TYPICAL_FIELDS: &str = r#"  fields:
+    FBillNo: "<< order_no >>"
+    FDate: "<< created_at | iso >>"
+    FModified: "<< modified_at | iso >>"
+    FCustomerId: {FNumber: "<< customer_code | upper >>"}
+    FCustomerName: "<< customer_name >>"
+    FContact: "<< contact_first ~ ' ' ~ contact_last >>"
+    FEmail: "<< email | default('none') >>"
+    FRegion: "<< region | upper >>"
+    FRemark: "<< remark | trim >>"
+    FClosed: "<< not active >>"
+    FEntity:
+      for_each: $.lines[*]
+      fields:
+        FMaterialId: "<< sku >>"
+        FQty: "<< qty | int >>"
+        FAmount: "<< ((qty | float) * (price | float)) | round(2) >>"
+
+"#;
+
+/// The bench scheme: the demo scheme with the page size, batch, in-flight and workload asked for.
+fn bench_scheme(args: &BenchArgs) -> String {
+    let mut text = DEMO_SCHEME
+        .replace(
+            "size: 100, stop: total",
+            &format!("size: {}, stop: total", args.page_size),
+        )
+        .replace("batch: 100", &format!("batch: {}", args.batch))
+        .replace("in_flight: 2", &format!("in_flight: {}", args.in_flight));
+    if args.workload == Workload::Typical {
+        if let (Some(start), Some(end)) = (text.find("  fields:\n"), text.find("value_maps:")) {
+            text.replace_range(start..end, TYPICAL_FIELDS);
+        }
+    }
+    text
+}
+
+/// CPU time (user + system) this process has used, from /proc/self/stat (Linux).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux ABI.
+    Some(ticks as f64 / 100.0)
 }
 
 fn demo_config(records: u64) -> ShopConfig {
@@ -401,6 +468,7 @@ pub async fn simulate(args: SimulateArgs) -> i32 {
                 token: Some(args.token.clone()),
                 record_bodies: !args.lean,
                 faults,
+                wide: args.wide,
                 ..ShopConfig::default()
             },
             listener,
@@ -538,7 +606,7 @@ pub async fn bench(args: BenchArgs) -> i32 {
     let mut child = None;
     let url = match args.sim_url.clone() {
         Some(url) => url,
-        None => match spawn_simulator(args.records).await {
+        None => match spawn_simulator(args.records, args.workload == Workload::Typical).await {
             Ok((c, url)) => {
                 child = Some(c);
                 url
@@ -549,13 +617,7 @@ pub async fn bench(args: BenchArgs) -> i32 {
             }
         },
     };
-    let text = DEMO_SCHEME
-        .replace(
-            "size: 100, stop: total",
-            &format!("size: {}, stop: total", args.page_size),
-        )
-        .replace("batch: 100", &format!("batch: {}", args.batch))
-        .replace("in_flight: 2", &format!("in_flight: {}", args.in_flight));
+    let text = bench_scheme(&args);
     let loaded = scheme::load_str(&text, "bench.yaml", &demo_env(url));
     let Some(plan) = loaded.plan else {
         for d in &loaded.diagnostics {
@@ -588,9 +650,11 @@ pub async fn bench(args: BenchArgs) -> i32 {
             return exit::ABORTED;
         }
     };
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let result = engine::run(&plan, &store, &http, &RunOptions::default()).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before);
     if let Some(mut c) = child {
         let _ = c.kill().await;
     }
@@ -602,6 +666,12 @@ pub async fn bench(args: BenchArgs) -> i32 {
             println!("pages        {}   requests {}", summary.pages, summary.requests);
             println!("seconds      {seconds:.2}");
             println!("throughput   {rate:.0} records/s");
+            if let Some(cpu) = cpu.filter(|_| summary.read > 0) {
+                println!(
+                    "CPU          {:.1} µs per record (user+sys of the ferry process, {cpu:.2} s)",
+                    cpu * 1e6 / summary.read as f64
+                );
+            }
             println!(
                 "peak RSS     {:.1} MiB (ferry process, simulator excluded)",
                 peak_rss_kib().unwrap_or(0) as f64 / 1024.0
@@ -620,19 +690,16 @@ pub async fn bench(args: BenchArgs) -> i32 {
     }
 }
 
-async fn spawn_simulator(records: u64) -> Result<(tokio::process::Child, String), String> {
+async fn spawn_simulator(records: u64, wide: bool) -> Result<(tokio::process::Child, String), String> {
     use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the ferry binary: {e}"))?;
+    let records = records.to_string();
+    let mut args = vec!["simulate", "shop", "--port", "0", "--lean", "--records", &records];
+    if wide {
+        args.push("--wide");
+    }
     let mut child = tokio::process::Command::new(exe)
-        .args([
-            "simulate",
-            "shop",
-            "--port",
-            "0",
-            "--lean",
-            "--records",
-            &records.to_string(),
-        ])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -647,4 +714,51 @@ async fn spawn_simulator(records: u64) -> Result<(tokio::process::Child, String)
         }
     }
     Err("the simulator exited before it was listening".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn bench_args(flags: &[&str]) -> BenchArgs {
+        Bench::parse_from(std::iter::once("bench").chain(flags.iter().copied())).args
+    }
+
+    #[test]
+    fn the_typical_workload_is_a_valid_scheme_with_its_ten_fields_and_computed_lines() {
+        let args = bench_args(&["--workload", "typical", "--in-flight", "8", "--batch", "50"]);
+        let text = bench_scheme(&args);
+        let loaded = scheme::load_str(&text, "bench.yaml", &demo_env("http://127.0.0.1:9".into()));
+        assert!(loaded.plan.is_some(), "{:?}", loaded.diagnostics);
+        for field in [
+            "FContact:",
+            "FClosed:",
+            "FRemark:",
+            "FAmount:",
+            "in_flight: 8",
+            "batch: 50",
+        ] {
+            assert!(text.contains(field), "{field} missing from:\n{text}");
+        }
+        assert!(!text.contains("FShop:"), "the demo's fields were replaced:\n{text}");
+        assert_eq!(bench_scheme(&bench_args(&[])), DEMO_SCHEME);
+    }
+
+    #[test]
+    fn cpu_time_is_read_and_grows() {
+        let before = cpu_seconds().expect("/proc/self/stat is readable on Linux");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut after = before;
+        while after < before + 0.02 && Instant::now() < deadline {
+            after = cpu_seconds().expect("readable");
+        }
+        assert!(after >= before + 0.02, "{before} → {after}");
+    }
 }

@@ -83,6 +83,9 @@ pub struct ShopConfig {
     pub reject_every: Option<u64>,
     /// When set, the source requires `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Wide orders for benchmarks: 14 scalar fields (contact, remark, region, e-mail, an
+    /// `active` flag) and always two lines, about 530 bytes each.
+    pub wide: bool,
 }
 
 impl Default for ShopConfig {
@@ -97,6 +100,7 @@ impl Default for ShopConfig {
             faults: Faults::default(),
             record_bodies: true,
             reject_every: None,
+            wide: false,
             token: None,
         }
     }
@@ -128,6 +132,7 @@ impl ShopSim {
         };
         let control = SimControl::new(cfg.faults, RequestLog::new(mode), ShopReplies);
         let state = ShopState {
+            wide: cfg.wide,
             lazy: LazyRange {
                 records: cfg.records,
                 base: to_secs(cfg.base_time),
@@ -226,7 +231,7 @@ impl ShopSim {
         if order_index == 0 || order_index > self.state.lazy.records + book.added {
             return None;
         }
-        let order = render_order(book.order_ref(self.state.lazy, order_index));
+        let order = render_order(book.order_ref(self.state.lazy, order_index), self.state.wide);
         drop(book);
         serde_json::to_value(order).ok()
     }
@@ -334,6 +339,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 struct ShopState {
     lazy: LazyRange,
+    wide: bool,
     token: Option<String>,
     /// 0 when no row is rejected.
     reject_every: AtomicU64,
@@ -693,7 +699,20 @@ struct OrderJson {
     amount: String,
     status: &'static str,
     shop_code: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    wide: Option<WideFields>,
     lines: Vec<LineJson>,
+}
+
+/// The extra scalars of a wide (benchmark) order.
+#[derive(Serialize)]
+struct WideFields {
+    contact_first: &'static str,
+    contact_last: &'static str,
+    email: Option<String>,
+    region: &'static str,
+    remark: String,
+    active: bool,
 }
 
 #[derive(Serialize)]
@@ -707,10 +726,10 @@ struct LineJson {
 /// Renders an order. Products and prices depend on the index only; the first
 /// line's quantity and the status step with every revision, so each touch
 /// changes the amount and the status.
-fn render_order(order: OrderRef) -> OrderJson {
+fn render_order(order: OrderRef, wide: bool) -> OrderJson {
     let hash = mix(order.index);
     let revision = u64::from(order.revision);
-    let line_count = 1 + hash % 3;
+    let line_count = if wide { 2 } else { 1 + hash % 3 };
     let mut amount = 0;
     let lines = (0..line_count)
         .map(|line| {
@@ -742,9 +761,22 @@ fn render_order(order: OrderRef) -> OrderJson {
         amount: money(amount),
         status: pick(STATUSES, (hash >> 8) + revision),
         shop_code: format!("SHOP{:02}", 1 + (hash >> 16) % 5),
+        wide: wide.then(|| WideFields {
+            contact_first: pick(FIRST_NAMES, hash >> 24),
+            contact_last: pick(LAST_NAMES, hash >> 32),
+            // Every tenth order has no e-mail, for the scheme's `default`.
+            email: (order.index % 10 != 0).then(|| format!("buyer{}@example.com", order.index % 500)),
+            region: pick(REGIONS, hash >> 40),
+            remark: format!("  deliver to dock {} before noon  ", 1 + (hash >> 44) % 9),
+            active: (hash >> 48) % 7 != 0,
+        }),
         lines,
     }
 }
+
+const FIRST_NAMES: &[&str] = &["Wei", "Fang", "Lei", "Jing", "Min", "Tao"];
+const LAST_NAMES: &[&str] = &["Zhang", "Wang", "Li", "Zhao", "Chen", "Liu"];
+const REGIONS: &[&str] = &["east", "north", "south", "west", "central"];
 
 // ---------------------------------------------------------------------------
 // Source API
@@ -928,7 +960,7 @@ impl ShopState {
         let next_cursor = keys.last().filter(|_| has_more).map(|&key| encode_cursor(key));
         let next = next_cursor.as_deref().map(|cursor| request.next_link(offset, cursor));
         OrdersPage {
-            orders: refs.into_iter().map(render_order).collect(),
+            orders: refs.into_iter().map(|order| render_order(order, self.wide)).collect(),
             total,
             has_more,
             next_cursor,
