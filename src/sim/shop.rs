@@ -765,10 +765,10 @@ fn render_order(order: OrderRef, wide: bool) -> OrderJson {
             contact_first: pick(FIRST_NAMES, hash >> 24),
             contact_last: pick(LAST_NAMES, hash >> 32),
             // Every tenth order has no e-mail, for the scheme's `default`.
-            email: (order.index % 10 != 0).then(|| format!("buyer{}@example.com", order.index % 500)),
+            email: (!order.index.is_multiple_of(10)).then(|| format!("buyer{}@example.com", order.index % 500)),
             region: pick(REGIONS, hash >> 40),
             remark: format!("  deliver to dock {} before noon  ", 1 + (hash >> 44) % 9),
-            active: (hash >> 48) % 7 != 0,
+            active: !(hash >> 48).is_multiple_of(7),
         }),
         lines,
     }
