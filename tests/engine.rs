@@ -5,7 +5,7 @@ use ferry::engine::{run, RunOptions, Summary};
 use ferry::http::HttpClient;
 use ferry::scheme::{load_str, Plan};
 use ferry::sim::shop::{ShopConfig, ShopSim};
-use ferry::sim::SimHandle;
+use ferry::sim::{SimHandle, Simulator};
 use ferry::store::{CheckpointStore, FailureLedger, FailureStatus, MappingQuery, MappingStore, Store};
 use std::collections::BTreeSet;
 

@@ -6,7 +6,7 @@ use ferry::engine::{run, Replay, RunOptions, Summary};
 use ferry::http::HttpClient;
 use ferry::scheme::{load_str, Plan};
 use ferry::sim::shop::{ShopConfig, ShopSim};
-use ferry::sim::{Faults, SimHandle};
+use ferry::sim::{Faults, SimHandle, Simulator};
 use ferry::store::{
     FailureLedger, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, Store,
 };

@@ -7,6 +7,7 @@ use ferry::engine::{run, RunOptions, Summary};
 use ferry::http::HttpClient;
 use ferry::scheme::{load_str, Plan};
 use ferry::sim::flows::{self, Flow, Running};
+use ferry::sim::Simulator;
 use ferry::store::Store;
 
 /// The plan of `flow`'s scheme, pointed at `running`'s simulators.

@@ -49,7 +49,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{
-    instrument, parse_query, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl, SimHandle,
+    instrument, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The platform's success literal, used by [`ReplyStyle::ErrCode`].
@@ -201,6 +201,12 @@ impl FaultReplies for ErpReplies {
     }
 }
 
+impl Simulator for ErpStandardSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
+}
+
 impl ErpStandardSim {
     /// Builds the simulator's state; nothing listens until [`ErpStandardSim::start`].
     pub fn new(cfg: ErpStandardConfig) -> ErpStandardSim {
@@ -320,26 +326,6 @@ impl ErpStandardSim {
     /// Query requests that reached a handler.
     pub fn query_calls(&self) -> u64 {
         self.state.query_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

@@ -49,7 +49,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl, SimHandle};
+use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 
 /// Old-generation token path.
 pub const TOKEN_PATH: &str = "/cgi/corpAccessToken/get/V2";
@@ -249,6 +249,12 @@ impl FaultReplies for FxReplies {
     }
 }
 
+impl Simulator for FxiaokeSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
+}
+
 impl FxiaokeSim {
     /// Builds the simulator's state; nothing listens until [`FxiaokeSim::start`].
     pub fn new(cfg: FxiaokeConfig) -> FxiaokeSim {
@@ -388,26 +394,6 @@ impl FxiaokeSim {
     /// Query requests that reached the handler.
     pub fn query_calls(&self) -> u64 {
         self.state.query_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

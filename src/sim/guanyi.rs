@@ -56,7 +56,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl, SimHandle};
+use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 
 /// The RPC path of the vendor's API URLs (`http://v2.api.guanyierp.com/rest/erp_open`).
 pub const API_PATH: &str = "/rest/erp_open";
@@ -173,6 +173,12 @@ pub async fn start(cfg: GuanyiConfig, listener: tokio::net::TcpListener) -> io::
     GuanyiSim::start(cfg, listener).await
 }
 
+impl Simulator for GuanyiSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
+}
+
 impl GuanyiSim {
     /// Builds the state; nothing listens until [`GuanyiSim::start`] or until
     /// [`GuanyiSim::router`] is served.
@@ -276,31 +282,6 @@ impl GuanyiSim {
     /// Authenticated query calls handled.
     pub fn read_calls(&self) -> u64 {
         self.state.read_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Number of requests received.
-    pub fn request_count(&self) -> u64 {
-        self.state.control.log().count()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

@@ -50,8 +50,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::{
-    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl,
-    SimHandle,
+    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The gateway path.
@@ -179,6 +178,12 @@ struct Tables {
     /// Positions in `customers` of the rows `crm.customer.add` created, in order.
     written: Vec<usize>,
     next_customer_id: u64,
+}
+
+impl Simulator for JackyunSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
 }
 
 impl JackyunSim {
@@ -330,26 +335,6 @@ impl JackyunSim {
     /// `crm.customer.add` calls that passed the gateway checks (refused rows included).
     pub fn write_calls(&self) -> u64 {
         self.state.write_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

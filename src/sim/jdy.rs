@@ -53,8 +53,8 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::{
-    instrument, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog,
-    SimControl, SimHandle,
+    instrument, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
+    Simulator,
 };
 
 /// The errcode of a refused save or a malformed parameter (simulator choice).
@@ -206,6 +206,12 @@ struct JdyState {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Simulator for JdySim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
 }
 
 impl JdySim {
@@ -360,31 +366,6 @@ impl JdySim {
     /// Successful token issues (v2 app-token and v1 access_token).
     pub fn token_calls(&self) -> u64 {
         self.state.token_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Number of requests received.
-    pub fn request_count(&self) -> u64 {
-        self.state.control.log().count()
-    }
-
-    /// Replaces the faults.
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

@@ -78,7 +78,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl, SimHandle};
+use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 use filter::{parse_time, Filter};
 use verify::{AppCredentials, Refusal};
 
@@ -215,6 +215,12 @@ impl SimState {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Simulator for K3CloudSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
 }
 
 impl K3CloudSim {
@@ -382,31 +388,6 @@ impl K3CloudSim {
     /// `Save`/`BatchSave`/`Draft` requests that reached the handler.
     pub fn write_calls(&self) -> u64 {
         self.state.write_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Number of requests received.
-    pub fn request_count(&self) -> u64 {
-        self.state.control.log().count()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

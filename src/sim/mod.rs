@@ -667,6 +667,38 @@ impl SimControl {
     }
 }
 
+/// What every simulator's handle offers over its [`SimControl`]: the request log and the
+/// live faults. A simulator implements [`control`](Simulator::control); the rest is shared.
+pub trait Simulator {
+    /// The simulator's log and faults.
+    fn control(&self) -> &SimControl;
+
+    /// Every request received, in arrival order (empty when only counts are kept).
+    fn requests(&self) -> Vec<RecordedRequest> {
+        self.control().log().entries()
+    }
+
+    /// Number of requests received (kept in every log mode).
+    fn request_count(&self) -> u64 {
+        self.control().log().count()
+    }
+
+    /// Replaces the faults (reseeding the failure RNG).
+    fn set_faults(&self, faults: Faults) {
+        self.control().faults().set(faults);
+    }
+
+    /// Edits the live faults in place, e.g. `update_faults(|f| f.garble_next = 1)`.
+    fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
+        self.control().faults().update(edit);
+    }
+
+    /// The live faults, with what is left of `garble_next` and `drop_next`.
+    fn faults(&self) -> Faults {
+        self.control().faults().current()
+    }
+}
+
 /// Wraps every route of `router` (and its fallback) with the request log and
 /// the fault layer of `control`.
 pub fn instrument(router: Router, control: Arc<SimControl>) -> Router {

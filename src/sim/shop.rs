@@ -48,8 +48,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{
-    instrument, lock, percent_encode, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl,
-    SimHandle,
+    instrument, lock, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
+    Simulator,
 };
 
 /// Largest `size`/`limit` the source accepts.
@@ -118,6 +118,12 @@ impl std::fmt::Debug for ShopSim {
             .field("orders", &self.order_count())
             .field("target_rows", &self.target_count())
             .finish_non_exhaustive()
+    }
+}
+
+impl Simulator for ShopSim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
     }
 }
 
@@ -294,32 +300,6 @@ impl ShopSim {
     /// `GET /orders` requests handled.
     pub fn source_calls(&self) -> u64 {
         self.state.source_calls.load(Ordering::Relaxed)
-    }
-
-    /// Every request received, in arrival order (empty when `record_bodies`
-    /// is off).
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Number of requests received (kept in both log modes).
-    pub fn request_count(&self) -> u64 {
-        self.state.control.log().count()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place, e.g. `update_faults(|f| f.garble_next = 1)`.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults, with what is left of `garble_next` and `drop_next`.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 

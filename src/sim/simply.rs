@@ -70,8 +70,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::{
-    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RecordedRequest, RequestLog, SimControl,
-    SimHandle,
+    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The endpoint path.
@@ -429,6 +428,12 @@ impl Auth {
 // Public API of the simulator
 // ---------------------------------------------------------------------------
 
+impl Simulator for SimplySim {
+    fn control(&self) -> &super::SimControl {
+        &self.state.control
+    }
+}
+
 impl SimplySim {
     /// Builds the state; nothing listens until [`SimplySim::start`] or until
     /// [`SimplySim::router`] is served.
@@ -619,26 +624,6 @@ impl SimplySim {
     /// Sessions currently open (ended ones not yet noticed included).
     pub fn session_count(&self) -> usize {
         lock(&self.state.auth).sessions.len()
-    }
-
-    /// Every request received, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.control.log().entries()
-    }
-
-    /// Replaces the faults (reseeding the failure RNG).
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.control.faults().set(faults);
-    }
-
-    /// Edits the live faults in place.
-    pub fn update_faults(&self, edit: impl FnOnce(&mut Faults)) {
-        self.state.control.faults().update(edit);
-    }
-
-    /// The live faults.
-    pub fn faults(&self) -> Faults {
-        self.state.control.faults().current()
     }
 }
 
