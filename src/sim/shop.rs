@@ -33,7 +33,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::ops::{Bound, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -48,8 +48,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{
-    instrument, lock, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
-    Simulator,
+    instrument, lock, percent_encode, read, serve, write, FaultReplies, Faults, LogMode, RequestLog, SimControl,
+    SimHandle, Simulator,
 };
 
 /// Largest `size`/`limit` the source accepts.
@@ -307,14 +307,6 @@ impl ShopState {
     fn rejecting(&self) -> Option<u64> {
         Some(self.reject_every.load(Ordering::Relaxed)).filter(|n| *n > 0)
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct ShopState {
