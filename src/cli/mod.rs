@@ -10,6 +10,7 @@ mod init;
 mod logging;
 mod metrics;
 mod output;
+mod project;
 mod runs;
 mod stores;
 mod systemd;
@@ -107,6 +108,8 @@ enum Command {
   ferry run schemes/orders.yaml --since '2024-03-01 00:00:00' --until '2024-03-08 00:00:00'
   ferry run schemes/orders.yaml --store /var/lib/ferry/ferry.db --quiet --metrics-file /var/lib/node_exporter/textfile/ferry.prom
   ferry run schemes/orders.yaml --store postgres://ferry@db.internal/ferry   (or FERRY_STORE=postgres://…)
+  ferry run schemes/            (a project: every scheme in the directory, in dependency order)
+  ferry run project.yaml        (a project file: `schemes: [customers.yaml, orders.yaml]`)
 
 The store keeps mappings, checkpoints, the failure ledger and the run history: a SQLite
 file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit codes: 0 ok,
@@ -188,9 +191,10 @@ struct ValidateArgs {
     sample: Option<PathBuf>,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RunArgs {
-    /// The scheme file.
+    /// The scheme file; or a project: a directory of schemes, or a file listing them
+    /// (`schemes: [a.yaml, b.yaml]`), run in dependency order (see `ferry run --help`).
     scheme: PathBuf,
     #[command(flatten)]
     store: StoreArg,
@@ -680,10 +684,26 @@ async fn open_store(location: &str) -> Result<Store, i32> {
 }
 
 async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay>) -> i32 {
+    if project::is_project(&args.scheme) {
+        return project::run_project(args, log_format).await;
+    }
     let plan = match load_for_run(&args.scheme, &args.env, args.strict) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    run_plan(plan, &args, log_format, replay, None).await.0
+}
+
+/// Runs one loaded scheme: the lock, the run, its summary and metrics. Returns the exit
+/// code and, when the run got as far as a summary, the summary. `http` is shared by the
+/// schemes of a project; a lone run makes its own client.
+async fn run_plan(
+    plan: scheme::Plan,
+    args: &RunArgs,
+    log_format: LogFormat,
+    replay: Option<engine::Replay>,
+    http: Option<&HttpClient>,
+) -> (i32, Option<engine::Summary>) {
     let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
         match text {
             None => Ok(None),
@@ -695,14 +715,14 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
     };
     let (since, until) = match (parse_opt(&args.since, "since"), parse_opt(&args.until, "until")) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(code), _) | (_, Err(code)) => return code,
+        (Err(code), _) | (_, Err(code)) => return (code, None),
     };
     if let (Some(since), Some(until)) = (since, until) {
         if since >= until {
             logging::error(format_args!(
                 "--since must be earlier than --until (got {since} and {until})\n  hint: swap the two times"
             ));
-            return exit::CONFIG;
+            return (exit::CONFIG, None);
         }
     }
     if (since.is_some() || until.is_some()) && plan.source.incremental.is_none() {
@@ -710,7 +730,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
             "--since and --until choose incremental windows, but {} has no `source.incremental`\n  hint: leave them out to read the whole source",
             args.scheme.display()
         ));
-        return exit::CONFIG;
+        return (exit::CONFIG, None);
     }
     let metrics_file = match &args.metrics_file {
         Some(path) if !args.dry_run => {
@@ -720,7 +740,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                     "--metrics-file {}: its directory does not exist",
                     path.display()
                 ));
-                return exit::CONFIG;
+                return (exit::CONFIG, None);
             }
             Some(path.clone())
         }
@@ -733,7 +753,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         let store = if std::path::Path::new(&args.store.store).exists() {
             match stores::open_existing(&args.store.store).await {
                 Ok(store) => store,
-                Err(code) => return code,
+                Err(code) => return (code, None),
             }
         } else {
             Store::memory()
@@ -741,13 +761,13 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         (store, None)
     } else {
         if let Err(code) = stores::check_creatable(&args.store.store, args.create_dirs) {
-            return code;
+            return (code, None);
         }
         match crate::store::lock::open_locked(&args.store.store, &plan.name, args.wait).await {
             Ok((store, lock)) => (store, Some(lock)),
             Err(e) => {
                 logging::error(&e);
-                return match e {
+                let code = match e {
                     crate::store::lock::LockError::Held { .. } => {
                         if let Some(path) = &metrics_file {
                             let report = metrics::RunReport {
@@ -766,15 +786,19 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                         exit::CONFIG
                     }
                 };
+                return (code, None);
             }
         }
     };
-    let http = match HttpClient::new() {
-        Ok(http) => http,
-        Err(e) => {
-            logging::error(e);
-            return exit::ABORTED;
-        }
+    let http = match http {
+        Some(http) => http.clone(),
+        None => match HttpClient::new() {
+            Ok(http) => http,
+            Err(e) => {
+                logging::error(e);
+                return (exit::ABORTED, None);
+            }
+        },
     };
     let json = args.output.is_json();
     let show_progress =
@@ -829,7 +853,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                 };
                 write_metrics(path, &report).await;
             }
-            return code;
+            return (code, None);
         }
     };
     let outcome = summary.outcome();
@@ -898,7 +922,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         };
         write_metrics(path, &report).await;
     }
-    code
+    (code, Some(summary))
 }
 
 /// Writes the metrics textfile; a failure is a warning (the run's outcome stands).
