@@ -68,6 +68,7 @@ mod run;
 mod send;
 mod summary;
 mod write;
+mod writeback;
 
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;

@@ -168,9 +168,18 @@ pub struct TargetPlan {
     pub delete: Option<OperationPlan>,
     /// Finds a target record by business key, to settle writes whose answer was lost.
     pub lookup: Option<LookupPlan>,
+    /// Stores the target id on the source record after a create (`target.writeback`).
+    pub writeback: Option<WritebackPlan>,
     pub fields: ValueTemplate,
     /// The `for_each` lists of `fields` whose rows the target identifies by id.
     pub detail_lists: Vec<crate::protocol::DetailList>,
+}
+
+/// A write-back after a create: one request per created record on `connection`.
+#[derive(Clone)]
+pub struct WritebackPlan {
+    pub connection: String,
+    pub op: OperationPlan,
 }
 
 /// A look-up by business key: templates read `key` and `row`.

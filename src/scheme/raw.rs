@@ -594,9 +594,30 @@ pub struct RawTarget {
     /// record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete: Option<RawOperation>,
+    /// Write-back (回写): after each successful create, one request that stores the
+    /// target's id on the source record. Its templates read `record` (the source record),
+    /// `source_id` and `target_id`; a refused or failed write-back goes to the ledger and
+    /// is sent again by the next runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<RawWriteback>,
     /// The row sent to the target: a tree of field templates, with `for_each` for detail rows.
     #[schemars(schema_with = "field_tree_schema")]
     pub fields: Value,
+}
+
+/// A write-back to the source after a create (see [`RawTarget::writeback`]).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteback {
+    /// The connection the write-back goes to (default: the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["shop"]))]
+    pub connection: Option<String>,
+    /// One request per created record; its templates read `record`, `source_id` and `target_id`.
+    pub request: RawRequest,
+    /// How to judge the answer, as for a write (`success`, `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<RawWriteResponse>,
 }
 
 /// A look-up of one target record by business key; its templates read `key` and `row`.

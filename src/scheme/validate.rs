@@ -64,6 +64,7 @@ const DETAIL_REQUEST_NAMES: &[&str] = &["window", "now", "run"];
 const READ_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
 const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status"];
+const WRITEBACK_REQUEST_NAMES: &[&str] = &["record", "source_id", "target_id", "now", "run"];
 const DELETE_REQUEST_NAMES: &[&str] = &["rows", "target_ids", "source_id", "target_id", "now", "run", "batch"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
 const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
@@ -871,7 +872,11 @@ pub fn validate(
     let raw_target = ctx.section::<RawTarget>(root.get("target"), "target");
     let target = raw_target.as_ref().and_then(|raw| {
         check_connection(&mut ctx, "target.connection", &raw.connection);
-        build_target(&mut ctx, raw, &scheme_name)
+        if let Some(name) = raw.writeback.as_ref().and_then(|w| w.connection.as_ref()) {
+            check_connection(&mut ctx, "target.writeback.connection", name);
+        }
+        let source_connection = raw_source.as_ref().map(|source| source.connection.clone());
+        build_target(&mut ctx, raw, &scheme_name, source_connection.as_deref())
     });
 
     let mut diags = ctx.diags;
@@ -1535,7 +1540,12 @@ fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<Pagina
     }
 }
 
-fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
+fn build_target(
+    ctx: &mut Ctx,
+    raw: &RawTarget,
+    scheme_name: &str,
+    source_connection: Option<&str>,
+) -> Option<TargetPlan> {
     let vendor = ctx
         .vendors
         .get(&raw.connection)
@@ -1617,8 +1627,12 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         None => Some(None),
         Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), vendor.as_ref()).map(Some),
     };
-    let (fields, key, name, create, update, delete, lookup) =
-        (fields?, key?, name?, create?, update?, delete?, lookup?);
+    let writeback = match &raw.writeback {
+        None => Some(None),
+        Some(writeback) => build_writeback(ctx, writeback, source_connection).map(Some),
+    };
+    let (fields, key, name, create, update, delete, lookup, writeback) =
+        (fields?, key?, name?, create?, update?, delete?, lookup?, writeback?);
     let mut detail_lists = Vec::new();
     collect_detail_lists(ctx, &fields, "target.fields", &mut Vec::new(), false, &mut detail_lists);
     if let Some(first) = detail_lists.first() {
@@ -1644,9 +1658,33 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         update,
         delete,
         lookup,
+        writeback,
         fields,
         detail_lists,
     })
+}
+
+/// `target.writeback`: one request per created record, on the source's connection unless
+/// it names another.
+fn build_writeback(ctx: &mut Ctx, raw: &RawWriteback, source_connection: Option<&str>) -> Option<WritebackPlan> {
+    let connection = match (&raw.connection, source_connection) {
+        (Some(name), _) => name.clone(),
+        (None, Some(source)) => source.to_string(),
+        (None, None) => return None,
+    };
+    let vendor = ctx
+        .vendors
+        .get(&connection)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(crate::protocol::http::Http));
+    let op = RawOperation {
+        request: raw.request.clone(),
+        response: raw.response.clone(),
+        per: Some(Per::Row),
+        retry_writes: None,
+    };
+    let op = build_operation(ctx, "target.writeback", &op, OpKind::Writeback, false, vendor.as_ref())?;
+    Some(WritebackPlan { connection, op })
 }
 
 /// The `for_each` lists of `target.fields` with a `target_id`, found under named fields
@@ -1795,6 +1833,7 @@ enum OpKind {
     Create,
     Update,
     Delete,
+    Writeback,
 }
 
 fn build_operation(
@@ -1806,10 +1845,10 @@ fn build_operation(
     vendor: &dyn Protocol,
 ) -> Option<OperationPlan> {
     let request_path = child_path(path, "request");
-    let names = if kind == OpKind::Delete {
-        DELETE_REQUEST_NAMES
-    } else {
-        WRITE_REQUEST_NAMES
+    let names = match kind {
+        OpKind::Delete => DELETE_REQUEST_NAMES,
+        OpKind::Writeback => WRITEBACK_REQUEST_NAMES,
+        OpKind::Create | OpKind::Update => WRITE_REQUEST_NAMES,
     };
     let request = ctx.request(&request_path, &raw.request, Method::Post, Names::Only(names), vendor)?;
     let used = request_variables(&request);

@@ -146,7 +146,7 @@ macro_rules! text_enum {
 
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending", Deleted => "deleted");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
-text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete");
+text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete", Writeback => "writeback");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
@@ -264,6 +264,8 @@ pub enum WriteOperation {
     Relock,
     /// The target record of a record deleted at the source is being deleted.
     Delete,
+    /// A created record's target id is to be written back to the source (`target.writeback`).
+    Writeback,
 }
 
 /// A row about to be written to the target, committed before the request goes out and
