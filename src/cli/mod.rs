@@ -804,6 +804,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         source_sink,
         replay_only: replay.is_some(),
         replay,
+        pushed: None,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -813,7 +814,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         Ok(summary) => summary,
         Err(e) => {
             logging::error(plan.redactor.redact(&e.message));
-            let code = if e.kind == crate::error::ErrorKind::Store {
+            let code = if matches!(e.kind, crate::error::ErrorKind::Store | crate::error::ErrorKind::Config) {
                 exit::CONFIG
             } else {
                 exit::ABORTED
