@@ -259,7 +259,9 @@ async fn drive(
     let fetch_pages = pages.clone();
     let fetcher = match options.pushed.clone() {
         Some(pushed) => tokio::spawn(async move { send_pushed(fetch_ctx, pushed, replay, sender).await }),
-        None => tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, replay, sender, fetch_pages).await }),
+        None => {
+            tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, replay, sender, fetch_pages).await })
+        }
     };
 
     let batch_size = plan.target.batch;

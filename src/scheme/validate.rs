@@ -874,7 +874,10 @@ pub fn validate(
             ctx.error_at_key(
                 "source.connection",
                 "missing `connection`: the source reads from a connection, or receives pushes",
-                Some("add `connection: <name under connections>`, or `receive: {}` to take pushes with `ferry serve`".into()),
+                Some(
+                    "add `connection: <name under connections>`, or `receive: {}` to take pushes with `ferry serve`"
+                        .into(),
+                ),
             );
             None
         }
@@ -1423,7 +1426,9 @@ fn build_receiving_source(
             ctx.error_at_key(
                 &format!("source.{key}"),
                 format!("a receiving source has no `{key}`: records are pushed to `ferry serve`, not read"),
-                Some(format!("remove `{key}`, or remove `receive` to read the source with `ferry run`")),
+                Some(format!(
+                    "remove `{key}`, or remove `receive` to read the source with `ferry run`"
+                )),
             );
         }
     }
@@ -1466,7 +1471,11 @@ fn build_receiving_source(
     for (key, value) in [("max_body", receive.max_body), ("max_pending", receive.max_pending)] {
         if value == Some(0) {
             ok = false;
-            ctx.error(&format!("source.receive.{key}"), format!("`{key}` must be at least 1"), None);
+            ctx.error(
+                &format!("source.receive.{key}"),
+                format!("`{key}` must be at least 1"),
+                None,
+            );
         }
     }
     let records = ctx.json_path("source.records", raw.records.as_deref().unwrap_or("$"));
