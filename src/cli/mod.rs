@@ -6,11 +6,13 @@
 mod check;
 mod demo;
 mod env;
+mod inbox;
 mod init;
 mod logging;
 mod metrics;
 mod output;
 mod runs;
+mod serve;
 mod stores;
 mod systemd;
 
@@ -159,6 +161,22 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
   ferry simulate shop --port 8080
   ferry simulate kingdee-k3cloud --records 5000 --latency-ms 20")]
     Simulate(demo::SimulateArgs),
+    /// Receive mode: take pushes for receiving schemes (`source.receive`) over HTTP, store
+    /// each in the inbox before answering, and apply them to the target.
+    #[command(after_help = "Examples:
+  ferry serve schemes/receive-orders-to-erp.yaml
+  ferry serve schemes/a.yaml schemes/b.yaml --listen 0.0.0.0:8080 --store postgres://ferry@db/ferry
+
+Endpoints: POST /receive/<path> (seed-000 standard and non-standard formats),
+POST /cgi/crm/erp/syncdata/objdata/push?thirdTraceId=… (Fxiaoke push shape), GET /healthz,
+/readyz, /metrics. SIGTERM stops accepting, answers requests in progress, finishes the
+current batches and exits 0.")]
+    Serve(serve::ServeArgs),
+    /// The receive-mode inbox: stored pushes and what became of them.
+    Inbox {
+        #[command(subcommand)]
+        action: inbox::InboxAction,
+    },
     /// Measure end-to-end throughput and peak memory against the simulator.
     #[command(after_help = "Examples:
   ferry bench
@@ -474,6 +492,8 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Inbox { action } => inbox::inbox(action).await,
     }
 }
 
