@@ -246,14 +246,14 @@ async fn platform_push(shared: &Arc<Shared>, path: &str, headers: &HeaderMap, bo
         .map(|r| authenticate(&r.receive, headers, &bytes))
         .reduce(|a, b| a.or(b))
     {
-        return refuse(
-            shared,
-            family,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            e.to_string(),
-            "",
-        );
+        // Counted under the scheme when the path serves only one.
+        let scheme = match candidates.as_slice() {
+            [only] => only.plan.name.as_str(),
+            _ => "",
+        };
+        shared.metrics.pushes.with_label_values(&[scheme, "unauthorized"]).inc();
+        tracing::warn!(scheme, status = 401, reason = "unauthorized", "push refused: {e}");
+        return answer(family, StatusCode::UNAUTHORIZED, &e.to_string(), None, "");
     }
     // A scheme that only takes non-standard pushes reads the body itself, `id` header or not.
     let hide_id = candidates
