@@ -6,12 +6,14 @@
 mod check;
 mod demo;
 mod env;
+mod inbox;
 mod init;
 mod logging;
 mod metrics;
 mod output;
 mod project;
 mod runs;
+mod serve;
 mod stores;
 mod systemd;
 
@@ -162,6 +164,22 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
   ferry simulate shop --port 8080
   ferry simulate kingdee-k3cloud --records 5000 --latency-ms 20")]
     Simulate(demo::SimulateArgs),
+    /// Receive mode: take pushes for receiving schemes (`source.receive`) over HTTP, store
+    /// each in the inbox before answering, and apply them to the target.
+    #[command(after_help = "Examples:
+  ferry serve schemes/receive-orders-to-erp.yaml
+  ferry serve schemes/a.yaml schemes/b.yaml --listen 0.0.0.0:8080 --store postgres://ferry@db/ferry
+
+Endpoints: POST /receive/<path> (seed-000 standard and non-standard formats),
+POST /cgi/crm/erp/syncdata/objdata/push?thirdTraceId=… (Fxiaoke push shape), GET /healthz,
+/readyz, /metrics. SIGTERM stops accepting, answers requests in progress, finishes the
+current batches and exits 0.")]
+    Serve(serve::ServeArgs),
+    /// The receive-mode inbox: stored pushes and what became of them.
+    Inbox {
+        #[command(subcommand)]
+        action: inbox::InboxAction,
+    },
     /// Measure end-to-end throughput and peak memory against the simulator.
     #[command(after_help = "Examples:
   ferry bench
@@ -478,6 +496,8 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Inbox { action } => inbox::inbox(action).await,
     }
 }
 
@@ -828,6 +848,7 @@ async fn run_plan(
         source_sink,
         replay_only: replay.is_some(),
         replay,
+        pushed: None,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -837,7 +858,7 @@ async fn run_plan(
         Ok(summary) => summary,
         Err(e) => {
             logging::error(plan.redactor.redact(&e.message));
-            let code = if e.kind == crate::error::ErrorKind::Store {
+            let code = if matches!(e.kind, crate::error::ErrorKind::Store | crate::error::ErrorKind::Config) {
                 exit::CONFIG
             } else {
                 exit::ABORTED

@@ -137,6 +137,30 @@ pub struct SourcePlan {
     pub detail: Option<DetailPlan>,
     pub id: Template,
     pub name: Option<Template>,
+    /// Receive mode: records are pushed to `ferry serve` rather than read. Then
+    /// `connection` names the target's connection (for its zone and `in_flight`) and
+    /// `request` is an empty stand-in that is never sent.
+    pub receive: Option<ReceivePlan>,
+}
+
+/// A receiving source, ready to serve.
+#[derive(Clone, Debug)]
+pub struct ReceivePlan {
+    /// `POST /receive/<path>`.
+    pub path: String,
+    pub format: crate::scheme::raw::ReceiveFormat,
+    pub codec: crate::scheme::raw::ReceiveCodec,
+    /// Routing by `objectApiName` / `objAPIName`; `None` takes any.
+    pub object_api_name: Option<String>,
+    /// Routing by `dataCenterId`; `None` takes any.
+    pub data_center_id: Option<String>,
+    /// The `token` header's expected value.
+    pub token: Option<String>,
+    /// Standard Webhooks secrets; empty when pushes need not be signed.
+    pub signing_secrets: Vec<String>,
+    pub tolerance_secs: i64,
+    pub max_body: usize,
+    pub max_pending: u64,
 }
 
 /// A per-record detail request and where the full record sits in its answer.

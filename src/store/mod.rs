@@ -37,6 +37,8 @@
 //!   the start of a run mark writes whose outcome is unknown.
 //! - **Rate budgets** ([`RateBudget`]) are token buckets updated in one statement, so
 //!   several processes sharing a store share the budget.
+//! - **Inbox** ([`InboxStore`]): receive mode's pushes, stored before they are answered,
+//!   deduplicated per scheme and claimed by workers with leases (see `inbox.rs`).
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
@@ -148,6 +150,9 @@ text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "up
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
 text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete", Writeback => "writeback");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
+
+mod inbox;
+pub use inbox::{Appended, InboxDepth, InboxRow, InboxStore, NewPush, PushOutcome, PushStatus};
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
