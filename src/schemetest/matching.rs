@@ -2,7 +2,7 @@
 //! same shape (method, path, query as an object, body as JSON), and are compared
 //! semantically: object key order is ignored, a form body is an object of its fields, a
 //! field holding JSON text is compared as JSON, and volatile fields (signatures, timestamps,
-//! nonces: the connector's [`crate::sim::signatures::signed_fields`] plus the test's
+//! nonces: the connector's [`crate::sim::signatures::volatile_fields`] plus the test's
 //! `volatile:` list) only have to be present. Their values are checked elsewhere, by the
 //! simulators' own signature checks.
 

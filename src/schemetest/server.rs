@@ -99,6 +99,7 @@ async fn answer(State(connection): State<Arc<Connection>>, request: Request) -> 
         .strip_prefix(&connection.base_path)
         .unwrap_or(&full_path)
         .to_string();
+    let relative = if relative.is_empty() { "/".to_string() } else { relative };
     let query = parts.uri.query().unwrap_or_default().to_string();
     let headers: Vec<(String, String)> = parts
         .headers

@@ -9,14 +9,19 @@ use serde_json::Value;
 /// Checks one received request; `Err` says which signature is wrong and what was expected.
 pub type Verifier = Box<dyn Fn(&RecordedRequest) -> Result<(), String> + Send + Sync>;
 
-/// The request fields each vendor's signing makes time-dependent (or secret-dependent):
-/// replay ignores their values, and [`verifier_for`] checks them instead. Paths are the
+/// The request fields whose values each vendor's protocol makes time-dependent, random or
+/// secret-dependent (signatures, timestamps, nonces, trace ids): replay only asks that they
+/// be present, and [`verifier_for`] checks the signatures among them. Paths are the
 /// replayed request's dotted paths (`body.sign`, `query.app_signature`).
-pub fn signed_fields(connector: &str) -> &'static [&'static str] {
+pub fn volatile_fields(connector: &str) -> &'static [&'static str] {
     match connector {
         "guanyi" => &["body.sign"],
         "jackyun" => &["body.sign", "body.timestamp", "query.sign", "query.timestamp"],
         "kingdee-jdy" => &["query.app_signature"],
+        "fxiaoke" => &["query.thirdTraceId"],
+        // md5(challenge token + access key): the token comes from the recorded answer, the
+        // key is the stand-in's, so the value differs from the recording's.
+        "simply-crm" => &["body.accessKey"],
         _ => &[],
     }
 }
