@@ -220,7 +220,12 @@ pub fn parse(text: &str, file: &str) -> Result<TestSpec, Vec<Diagnostic>> {
         Err(e) => {
             let path = dotted(&e.path().to_string());
             let message = e.inner().to_string();
-            let position = loaded.spans.value_position(&path);
+            // An unknown key is shown at the key; a bad value at the value.
+            let position = if message.starts_with("unknown field") {
+                loaded.spans.key_position(&path)
+            } else {
+                loaded.spans.value_position(&path)
+            };
             let d = Diagnostic::error(path, format!("invalid test file: {message}")).at(position);
             return Err(vec![with_file(d, file)]);
         }

@@ -157,13 +157,14 @@ async fn replay(
                 response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
                 return response;
             }
-            _ => {}
+            Some(FaultKind::Timeout) => (fault, None),
+            _ => (fault, choose(&mut ledger, connection, volatile, &shape)),
         }
-        (fault, choose(&mut ledger, connection, volatile, &shape))
     };
     if fault == Some(FaultKind::Timeout) {
-        // Never answer: the client's timeout ends the request.
+        // Never answer (no exchange is used): the client's timeout ends the request.
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        return fault_answer(504, "injected fault: timeout");
     }
     if let Some(verify) = verifier {
         if let Err(problem) = verify(received) {
