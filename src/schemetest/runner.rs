@@ -407,5 +407,17 @@ pub async fn record(test: &TestFile) -> Result<TestSpec, String> {
     spec.runs = runs;
     let mut value = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
     super::record::replace_strings(&mut value, &replacements);
+    // Nothing the simulators were given as a credential may be left, even one the test
+    // has no stand-in for.
+    let written = value.to_string();
+    if let Some((name, _)) = sim_env
+        .iter()
+        .filter(|(name, secret)| !name.ends_with("_URL") && secret.len() >= 4)
+        .find(|(_, secret)| written.contains(secret.as_str()))
+    {
+        return Err(format!(
+            "the recording would hold the value of {name}; give it a stand-in under `env:` and record again"
+        ));
+    }
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
