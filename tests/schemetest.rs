@@ -60,9 +60,15 @@ fn every_shipped_scheme_has_a_test_and_all_pass_with_no_environment() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains(&format!("{} passed, 0 failed", schemes.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} passed, 0 failed", schemes.len())),
+        "{stdout}"
+    );
     let xml = std::fs::read_to_string(junit.path()).unwrap();
-    assert!(xml.contains(&format!("tests=\"{}\" failures=\"0\"", schemes.len())), "{xml}");
+    assert!(
+        xml.contains(&format!("tests=\"{}\" failures=\"0\"", schemes.len())),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -74,7 +80,12 @@ fn a_changed_field_mapping_fails_with_exit_1_and_a_diff() {
     assert_ne!(original, edited);
     std::fs::write(&scheme, edited).unwrap();
     let out = ferry(
-        &["test", "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml", "--format", "json"],
+        &[
+            "test",
+            "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml",
+            "--format",
+            "json",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -87,15 +98,14 @@ fn a_changed_field_mapping_fails_with_exit_1_and_a_diff() {
 #[test]
 fn an_invalid_test_file_is_exit_2_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.test.yaml"),
-        "scheme: x.yaml\nrunz: []\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.test.yaml"), "scheme: x.yaml\nrunz: []\n").unwrap();
     let out = ferry(&["test", "bad.test.yaml"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("bad.test.yaml:2:1") && stderr.contains("unknown field `runz`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.test.yaml:2:1") && stderr.contains("unknown field `runz`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -129,17 +139,28 @@ fn scripted_faults_in_a_test_file_are_asserted() {
 fn record_writes_no_secret_and_the_recording_replays() {
     let dir = copy_of_schemes();
     let out = ferry(
-        &["test", "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml", "--record"],
+        &[
+            "test",
+            "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml",
+            "--record",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let recorded = std::fs::read_to_string(dir.path().join("schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml")).unwrap();
+    let recorded = std::fs::read_to_string(
+        dir.path()
+            .join("schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml"),
+    )
+    .unwrap();
     let config = ferry::sim::guanyi::GuanyiConfig::default();
     let k3 = ferry::sim::k3cloud::K3CloudConfig::default();
     for secret in [&config.secret, &config.sessionkey, &config.appkey, &k3.app_secret] {
         assert!(!recorded.contains(secret.as_str()), "{secret} was recorded");
     }
     assert!(recorded.contains("test-guanyi-secret") || recorded.contains("test-guanyi-sessionkey"));
-    let out = ferry(&["test", "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml"], dir.path());
+    let out = ferry(
+        &["test", "schemes/tests/guanyi-shops-to-kingdee-customers.test.yaml"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }

@@ -61,7 +61,10 @@ pub async fn test(args: TestArgs) -> i32 {
         match runner::run_test(&test, &|_| {}).await {
             Ok(report) => reports.push(report),
             Err(bad) => {
-                eprintln!("error: {}: its scheme does not load with the test's stand-ins:", file.display());
+                eprintln!(
+                    "error: {}: its scheme does not load with the test's stand-ins:",
+                    file.display()
+                );
                 for d in &bad.diagnostics {
                     eprint!("{}", d.render(&bad.text));
                 }

@@ -232,9 +232,12 @@ pub fn parse(text: &str, file: &str) -> Result<TestSpec, Vec<Diagnostic>> {
     };
     let mut problems = Vec::new();
     if spec.runs.len() == 1 || spec.runs.len() > 2 {
-        let d = Diagnostic::error("runs", format!("a test has two runs (or none yet), found {}", spec.runs.len()))
-            .at(loaded.spans.value_position("runs"))
-            .with_hint("`ferry test --record` writes both runs");
+        let d = Diagnostic::error(
+            "runs",
+            format!("a test has two runs (or none yet), found {}", spec.runs.len()),
+        )
+        .at(loaded.spans.value_position("runs"))
+        .with_hint("`ferry test --record` writes both runs");
         problems.push(with_file(d, file));
     }
     for (index, run) in spec.runs.iter().enumerate() {

@@ -36,7 +36,11 @@ impl RequestShape {
 
     /// `POST /path` for messages.
     pub fn headline(&self) -> String {
-        format!("{} {}", self.method, if self.path.is_empty() { "/" } else { &self.path })
+        format!(
+            "{} {}",
+            self.method,
+            if self.path.is_empty() { "/" } else { &self.path }
+        )
     }
 }
 
@@ -147,8 +151,8 @@ fn compare(expected: &Value, actual: &Value, path: &str, volatile: &[String], ou
         }
         _ if expected == actual => {}
         // A number sent as text (or the other way) is the same value on the wire of a form.
-        (Value::String(text), Value::Number(n)) | (Value::Number(n), Value::String(text))
-            if text == &n.to_string() => {}
+        (Value::String(text), Value::Number(n)) | (Value::Number(n), Value::String(text)) if text == &n.to_string() => {
+        }
         _ => out.push(format!("{path}: expected {}, got {}", short(expected), short(actual))),
     }
 }
@@ -203,7 +207,10 @@ mod tests {
     fn forms_and_json_text_inside_them_compare_as_values() {
         let body = b"method=crm.customer.add&bizcontent=%7B%22b%22%3A1%2C%22a%22%3A2%7D";
         let received = RequestShape::from_parts("POST", "/open/openapi/do", "", None, body);
-        assert_eq!(received.body, Some(json!({"method": "crm.customer.add", "bizcontent": {"a": 2, "b": 1}})));
+        assert_eq!(
+            received.body,
+            Some(json!({"method": "crm.customer.add", "bizcontent": {"a": 2, "b": 1}}))
+        );
         let encoded_json = body_value(None, b"%7B%22a%22%3A1%7D");
         assert_eq!(encoded_json, Some(json!({"a": 1})));
     }

@@ -11,7 +11,11 @@ use std::fmt::Write as _;
 /// The simulators a recording runs against, and the environment that points a scheme at them.
 pub enum RecordSims {
     Flow(flows::Running),
-    Shop { sim: ShopSim, handle: SimHandle, env: HashMap<String, String> },
+    Shop {
+        sim: ShopSim,
+        handle: SimHandle,
+        env: HashMap<String, String>,
+    },
 }
 
 /// The shop simulator's bearer token (the demo's).
@@ -224,7 +228,8 @@ mod tests {
             ]
         });
         let text = to_yaml(&value);
-        let loaded = crate::scheme::yaml::load_with(&text.replace("${", "$${"), &|_| None, crate::scheme::MissingEnv::Note);
+        let loaded =
+            crate::scheme::yaml::load_with(&text.replace("${", "$${"), &|_| None, crate::scheme::MissingEnv::Note);
         assert!(loaded.diagnostics.is_empty(), "{:?}\n{text}", loaded.diagnostics);
         assert_eq!(loaded.value, value, "{text}");
     }
@@ -233,6 +238,9 @@ mod tests {
     fn secrets_are_replaced_everywhere() {
         let mut value = json!({"a": "x-SECRET-y", "b": [{"SECRET": "SECRET"}], "c": 1});
         replace_strings(&mut value, &[("SECRET".into(), "stand-in".into())]);
-        assert_eq!(value, json!({"a": "x-stand-in-y", "b": [{"stand-in": "stand-in"}], "c": 1}));
+        assert_eq!(
+            value,
+            json!({"a": "x-stand-in-y", "b": [{"stand-in": "stand-in"}], "c": 1})
+        );
     }
 }

@@ -27,11 +27,7 @@ pub fn text(reports: &[TestReport]) -> String {
         }
     }
     let failed = reports.iter().filter(|r| !r.passed).count();
-    let _ = writeln!(
-        out,
-        "\n{} passed, {failed} failed",
-        reports.len() - failed
-    );
+    let _ = writeln!(out, "\n{} passed, {failed} failed", reports.len() - failed);
     out
 }
 
@@ -92,7 +88,10 @@ mod tests {
 
     #[test]
     fn junit_counts_and_escapes() {
-        let xml = junit(&[report(true, &[]), report(false, &["run 1: body.x: expected \"<a>\", got 1"])]);
+        let xml = junit(&[
+            report(true, &[]),
+            report(false, &["run 1: body.x: expected \"<a>\", got 1"]),
+        ]);
         assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
         assert!(xml.contains("expected &quot;&lt;a&gt;&quot;"), "{xml}");
         assert_eq!(xml.matches("<testcase").count(), 2);
@@ -101,7 +100,10 @@ mod tests {
     #[test]
     fn text_shows_each_problem_under_its_test() {
         let text = text(&[report(false, &["run 2: a\n    b"])]);
-        assert!(text.starts_with("FAIL schemes/tests/a.test.yaml  (a, 1.50s)\n  - run 2: a\n        b\n"), "{text}");
+        assert!(
+            text.starts_with("FAIL schemes/tests/a.test.yaml  (a, 1.50s)\n  - run 2: a\n        b\n"),
+            "{text}"
+        );
         assert!(text.ends_with("0 passed, 1 failed\n"));
     }
 }

@@ -293,27 +293,13 @@ async fn replay_runs(plan: &Plan, spec: &TestSpec, ledger: &SharedLedger) -> Res
         let label = format!("run {}", index + 1);
         server::lock(ledger).start_run(run.exchanges.clone(), run.faults.clone());
         let (code, target_requests, aborted) = run_once(plan, &store, &http, run.now).await;
-        let ledger = server::lock(ledger);
-        for problem in &ledger.problems {
-            problems.push(format!("{label}: {problem}"));
-        }
-        for unused in ledger.unused() {
-            problems.push(format!(
-                "{label}: {} {}: recorded but not sent",
-                unused.connection,
-                unused.request.headline()
-            ));
-        }
-        drop(ledger);
+        problems.extend(request_problems(&server::lock(ledger), &label));
         if code != run.exit {
             let why = aborted.map(|a| format!(" ({a})")).unwrap_or_default();
             problems.push(format!("{label}: exit code: expected {}, got {code}{why}", run.exit));
         }
         if index == 0 {
-            ledger_after_first = store
-                .count_open_failures(&plan.name)
-                .await
-                .map_err(|e| e.to_string())?;
+            ledger_after_first = store.count_open_failures(&plan.name).await.map_err(|e| e.to_string())?;
         }
         if index == 1 && !spec.change_between_runs && ledger_after_first == 0 && target_requests > 0 {
             problems.push(format!(
@@ -328,6 +314,19 @@ async fn replay_runs(plan: &Plan, spec: &TestSpec, ledger: &SharedLedger) -> Res
         }
     }
     Ok(problems)
+}
+
+/// What a run's requests got wrong: the servers' problems, then the recorded requests not sent.
+fn request_problems(ledger: &Ledger, label: &str) -> Vec<String> {
+    let mut problems: Vec<String> = ledger.problems.iter().map(|p| format!("{label}: {p}")).collect();
+    for unused in ledger.unused() {
+        problems.push(format!(
+            "{label}: {} {}: recorded but not sent",
+            unused.connection,
+            unused.request.headline()
+        ));
+    }
+    problems
 }
 
 /// How many source records a recording holds.
@@ -402,7 +401,7 @@ pub async fn record(test: &TestFile) -> Result<TestSpec, String> {
         .filter_map(|(name, value)| test.spec.env.get(name).map(|stand_in| (value.clone(), stand_in.text())))
         .filter(|(value, stand_in)| value != stand_in)
         .collect();
-    replacements.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    replacements.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
     let mut spec = test.spec.clone();
     spec.runs = runs;
     let mut value = serde_json::to_value(&spec).map_err(|e| e.to_string())?;

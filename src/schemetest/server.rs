@@ -104,7 +104,12 @@ async fn answer(State(connection): State<Arc<Connection>>, request: Request) -> 
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let content_type = parts
         .headers
@@ -154,7 +159,9 @@ async fn replay(
             Some(FaultKind::ServerError) => return fault_answer(503, "injected fault: server error"),
             Some(FaultKind::Throttle) => {
                 let mut response = fault_answer(429, "injected fault: throttled");
-                response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
                 return response;
             }
             Some(FaultKind::Timeout) => (fault, None),
@@ -168,7 +175,10 @@ async fn replay(
     }
     if let Some(verify) = verifier {
         if let Err(problem) = verify(received) {
-            lock_push(connection, format!("{} {}: signature: {problem}", connection.name, shape.headline()));
+            lock_push(
+                connection,
+                format!("{} {}: signature: {problem}", connection.name, shape.headline()),
+            );
         }
     }
     match chosen {
@@ -197,7 +207,12 @@ fn lock_push(connection: &Connection, problem: String) {
 /// The answer for `shape`: the first unused exchange of this connection that matches; else
 /// the first unused one with the same method and path (its difference is a problem, and its
 /// answer keeps the run going so later differences show too); else none.
-fn choose(ledger: &mut Ledger, connection: &Connection, volatile: &[String], shape: &RequestShape) -> Option<ResponseSpec> {
+fn choose(
+    ledger: &mut Ledger,
+    connection: &Connection,
+    volatile: &[String],
+    shape: &RequestShape,
+) -> Option<ResponseSpec> {
     let candidates: Vec<usize> = (0..ledger.exchanges.len())
         .filter(|&i| !ledger.used[i] && ledger.exchanges[i].connection == connection.name)
         .collect();
@@ -228,7 +243,11 @@ fn choose(ledger: &mut Ledger, connection: &Connection, volatile: &[String], sha
             Some(ledger.exchanges[i].response.clone())
         }
         None => {
-            let body = shape.body.as_ref().map(|b| format!(" {}", truncate(&b.to_string()))).unwrap_or_default();
+            let body = shape
+                .body
+                .as_ref()
+                .map(|b| format!(" {}", truncate(&b.to_string())))
+                .unwrap_or_default();
             ledger.problems.push(format!(
                 "{} {}: not in the recording (an extra request){body}",
                 connection.name,
@@ -248,7 +267,11 @@ fn truncate(text: &str) -> String {
 }
 
 fn fault_answer(status: u16, text: &'static str) -> Response {
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), text).into_response()
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        text,
+    )
+        .into_response()
 }
 
 /// The HTTP answer of a recorded response.
@@ -307,7 +330,10 @@ async fn record(
     let mut headers = std::collections::BTreeMap::new();
     for (name, value) in answer.headers() {
         if KEPT_HEADERS.contains(&name.as_str()) {
-            headers.insert(name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned());
+            headers.insert(
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            );
         }
     }
     let bytes = answer.bytes().await.unwrap_or_default();
@@ -339,5 +365,9 @@ async fn record(
 }
 
 fn fault_answer_owned(status: u16, text: String) -> Response {
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), text).into_response()
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        text,
+    )
+        .into_response()
 }

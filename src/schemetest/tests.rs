@@ -16,7 +16,9 @@ fn shipped(scheme: &str) -> TestFile {
 }
 
 async fn run(test: &TestFile, tweak: &dyn Fn(&mut Plan)) -> TestReport {
-    run_test(test, tweak).await.unwrap_or_else(|bad| panic!("{:?}", bad.diagnostics))
+    run_test(test, tweak)
+        .await
+        .unwrap_or_else(|bad| panic!("{:?}", bad.diagnostics))
 }
 
 fn problems(report: &TestReport) -> String {
@@ -35,7 +37,13 @@ fn flip(text: &mut String, after: &str) -> bool {
     let Some(c) = text[at..].chars().next() else {
         return false;
     };
-    let swapped = if c == 'A' { "B" } else if c.is_ascii_digit() || c.is_ascii_uppercase() { "A" } else { "a" };
+    let swapped = if c == 'A' {
+        "B"
+    } else if c.is_ascii_digit() || c.is_ascii_uppercase() {
+        "A"
+    } else {
+        "a"
+    };
     let swapped = if c == 'a' { "b" } else { swapped };
     text.replace_range(at..at + c.len_utf8(), swapped);
     true
@@ -72,7 +80,13 @@ impl Protocol for BrokenSigner {
         }
         Ok(wire)
     }
-    fn login(&self, base_url: &str, answers: &[Answer], now: DateTime<Utc>, nonce: u128) -> Result<Option<LoginStep>, String> {
+    fn login(
+        &self,
+        base_url: &str,
+        answers: &[Answer],
+        now: DateTime<Utc>,
+        nonce: u128,
+    ) -> Result<Option<LoginStep>, String> {
         self.0.login(base_url, answers, now, nonce)
     }
     fn classify(&self, status: u16, body: &Value) -> Verdict {
@@ -87,7 +101,13 @@ impl Protocol for BrokenSigner {
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         self.0.paging(api)
     }
-    fn apply_page(&self, api: &str, params: &mut Value, page: &PagePosition, paging: &PagingDefaults) -> Result<(), String> {
+    fn apply_page(
+        &self,
+        api: &str,
+        params: &mut Value,
+        page: &PagePosition,
+        paging: &PagingDefaults,
+    ) -> Result<(), String> {
         self.0.apply_page(api, params, page, paging)
     }
     fn check_page(&self, api: &str, params: &Value, body: &Value) -> Result<(), String> {
@@ -108,7 +128,14 @@ impl Protocol for BrokenSigner {
     fn reports_detail_ids(&self) -> bool {
         self.0.reports_detail_ids()
     }
-    fn attach_detail_ids(&self, api: &str, params: &Value, body: &Value, lists: &[DetailList], outcomes: &mut [RowOutcome]) {
+    fn attach_detail_ids(
+        &self,
+        api: &str,
+        params: &Value,
+        body: &Value,
+        lists: &[DetailList],
+        outcomes: &mut [RowOutcome],
+    ) {
         self.0.attach_detail_ids(api, params, body, lists, outcomes)
     }
     fn row_locks(&self, api: &str, params: &Value) -> Option<crate::protocol::locks::Relock> {
@@ -140,7 +167,11 @@ async fn a_broken_signer_fails_the_test_through_the_simulators_own_check() {
     for (scheme, connection, what) in [
         ("guanyi-shops-to-kingdee-customers", "guanyi", "guanyi `sign`"),
         ("jdy-purchase-inbound-to-jackyun-customers", "jackyun", "jackyun `sign`"),
-        ("jdy-purchase-inbound-to-jackyun-customers", "jdy", "jdy X-Api-Signature"),
+        (
+            "jdy-purchase-inbound-to-jackyun-customers",
+            "jdy",
+            "jdy X-Api-Signature",
+        ),
     ] {
         let test = shipped(scheme);
         let report = run(&test, &break_signer_of(connection)).await;
@@ -169,7 +200,10 @@ fn with_scheme_edit(scheme: &str, edit: impl Fn(&str) -> String) -> (tempfile::T
 #[tokio::test]
 async fn a_changed_field_mapping_fails_with_a_diff_naming_the_field() {
     let (_dir, test) = with_scheme_edit("jdy-purchase-inbound-to-jackyun-customers", |text| {
-        text.replace("nickname: \"<< supplier_name >>\"", "nickname: \"<< supplier_number >>\"")
+        text.replace(
+            "nickname: \"<< supplier_name >>\"",
+            "nickname: \"<< supplier_number >>\"",
+        )
     });
     let report = run(&test, &|_| {}).await;
     assert!(!report.passed);
@@ -237,5 +271,9 @@ async fn retried_faults_leave_the_outcome_alone_and_a_lost_answer_changes_it() {
     }];
     let report = run(&test, &|_| {}).await;
     assert!(!report.passed, "a write whose answer was lost cannot end as recorded");
-    assert!(problems(&report).contains("run 1: exit code: expected 0"), "{}", problems(&report));
+    assert!(
+        problems(&report).contains("run 1: exit code: expected 0"),
+        "{}",
+        problems(&report)
+    );
 }

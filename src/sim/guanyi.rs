@@ -1425,7 +1425,6 @@ fn shanghai_now() -> i64 {
     shanghai_secs(Utc::now())
 }
 
-
 /// `ferry test`'s check of a replayed request: the `sign` member must be the MD5 this
 /// simulator computes over the received text with `secret` (the same check as
 /// `authenticate`, without the appkey and sessionkey, which replay compares as values).

@@ -924,7 +924,6 @@ fn validate_customer(biz: &Map<String, Value>) -> Result<Map<String, Value>, Ref
     Ok(row)
 }
 
-
 /// `ferry test`'s check of a replayed request: `sign` must be what this simulator's gateway
 /// computes over the received fields with `secret` (the clock is not checked: replay pins it).
 pub fn verify_signature(secret: &str, request: &super::RecordedRequest) -> Result<(), String> {

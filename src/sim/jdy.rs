@@ -1833,7 +1833,6 @@ async fn v1_detail(State(state): State<Arc<JdyState>>, uri: Uri, headers: Header
     }
 }
 
-
 /// `ferry test`'s check of a replayed request: a gateway call's `X-Api-Signature` must be
 /// the HMAC this simulator computes with `client_secret`, and a token request's
 /// `app_signature` the HMAC of `app_key` with `app_secret` (when those settings are given).

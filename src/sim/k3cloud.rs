@@ -1969,7 +1969,6 @@ fn order_values(left: &Value, right: &Value) -> std::cmp::Ordering {
     }
 }
 
-
 /// `ferry test`'s check of a replayed request: a call with signed headers must pass this
 /// simulator's own check (`verify::check_signed`) for the given app; a session call carries
 /// no signature and passes.

@@ -29,15 +29,25 @@ pub fn volatile_fields(connector: &str) -> &'static [&'static str] {
 /// The simulator's signature check for `connector` with `settings` (the connection's
 /// settings after `${VAR}` substitution); `None` for a connector that signs nothing.
 pub fn verifier_for(connector: &str, settings: &Value) -> Option<Verifier> {
-    let text = |key: &str| settings.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |key: &str| {
+        settings
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     match connector {
         "guanyi" => {
             let secret = text("secret");
-            Some(Box::new(move |request| super::guanyi::verify_signature(&secret, request)))
+            Some(Box::new(move |request| {
+                super::guanyi::verify_signature(&secret, request)
+            }))
         }
         "jackyun" => {
             let secret = text("secret");
-            Some(Box::new(move |request| super::jackyun::verify_signature(&secret, request)))
+            Some(Box::new(move |request| {
+                super::jackyun::verify_signature(&secret, request)
+            }))
         }
         "kingdee-jdy" => {
             let client_secret = text("client_secret");
