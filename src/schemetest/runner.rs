@@ -254,6 +254,7 @@ pub async fn run_test(test: &TestFile, tweak: &dyn Fn(&mut Plan)) -> Result<Test
         &mut plan,
         |name, connection| Mode::Replay {
             volatile: volatile_of(connection.connector),
+            expiry_fields: crate::sim::signatures::expiry_fields(connection.connector),
             verifier: crate::sim::signatures::verifier_for(
                 connection.connector,
                 settings.get(name).unwrap_or(&serde_json::Value::Null),
@@ -291,7 +292,7 @@ async fn replay_runs(plan: &Plan, spec: &TestSpec, ledger: &SharedLedger) -> Res
     let mut ledger_after_first = 0;
     for (index, run) in spec.runs.iter().enumerate() {
         let label = format!("run {}", index + 1);
-        server::lock(ledger).start_run(run.exchanges.clone(), run.faults.clone());
+        server::lock(ledger).start_run(run.exchanges.clone(), run.faults.clone(), Some(run.now));
         let (code, target_requests, aborted) = run_once(plan, &store, &http, run.now).await;
         problems.extend(request_problems(&server::lock(ledger), &label));
         if code != run.exit {
@@ -378,7 +379,7 @@ pub async fn record(test: &TestFile) -> Result<TestSpec, String> {
             sims.change_one();
         }
         let now = first_now + chrono::Duration::minutes(5 * index);
-        server::lock(&ledger).start_run(Vec::new(), Vec::new());
+        server::lock(&ledger).start_run(Vec::new(), Vec::new(), None);
         let (code, _, _) = run_once(&plan, &store, &http, now).await;
         let exchanges: Vec<Exchange> = server::lock(&ledger).recorded.clone();
         runs.push(RunSpec {

@@ -26,11 +26,19 @@ pub struct Ledger {
     pub problems: Vec<String>,
     /// Record mode: the exchanges seen, in arrival order.
     pub recorded: Vec<Exchange>,
+    /// Replay mode: the clock of the run when it was recorded.
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Ledger {
     /// Starts a run: these exchanges and faults, nothing used, no problems.
-    pub fn start_run(&mut self, exchanges: Vec<Exchange>, faults: Vec<FaultSpec>) {
+    pub fn start_run(
+        &mut self,
+        exchanges: Vec<Exchange>,
+        faults: Vec<FaultSpec>,
+        recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        self.recorded_at = recorded_at;
         self.used = vec![false; exchanges.len()];
         self.exchanges = exchanges;
         self.faults = faults;
@@ -61,6 +69,8 @@ pub enum Mode {
     Replay {
         volatile: Vec<String>,
         verifier: Option<Verifier>,
+        /// Answer fields holding an absolute expiry in epoch ms, moved to the replay's clock.
+        expiry_fields: &'static [&'static str],
     },
     Record {
         upstream: String,
@@ -121,7 +131,11 @@ async fn answer(State(connection): State<Arc<Connection>>, request: Request) -> 
         Mode::Record { upstream, client } => {
             record(&connection, upstream, client, &parts, &full_path, &query, body, shape).await
         }
-        Mode::Replay { volatile, verifier } => {
+        Mode::Replay {
+            volatile,
+            verifier,
+            expiry_fields,
+        } => {
             let received = RecordedRequest {
                 method: parts.method.as_str().to_string(),
                 path: full_path,
@@ -130,7 +144,15 @@ async fn answer(State(connection): State<Arc<Connection>>, request: Request) -> 
                 body,
                 fault: None,
             };
-            replay(&connection, volatile, verifier.as_ref(), shape, &received).await
+            replay(
+                &connection,
+                volatile,
+                verifier.as_ref(),
+                expiry_fields,
+                shape,
+                &received,
+            )
+            .await
         }
     }
 }
@@ -139,10 +161,11 @@ async fn replay(
     connection: &Connection,
     volatile: &[String],
     verifier: Option<&Verifier>,
+    expiry_fields: &[&str],
     shape: RequestShape,
     received: &RecordedRequest,
 ) -> Response {
-    let (fault, chosen) = {
+    let (fault, mut chosen, recorded_at) = {
         let mut ledger = connection.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let count = ledger
             .requests_per_connection
@@ -155,6 +178,7 @@ async fn replay(
             .iter()
             .find(|f| f.connection == connection.name && f.request == count)
             .map(|f| f.kind);
+        let recorded_at = ledger.recorded_at;
         match fault {
             Some(FaultKind::ServerError) => return fault_answer(503, "injected fault: server error"),
             Some(FaultKind::Throttle) => {
@@ -164,10 +188,15 @@ async fn replay(
                     .insert("retry-after", HeaderValue::from_static("1"));
                 return response;
             }
-            Some(FaultKind::Timeout) => (fault, None),
-            _ => (fault, choose(&mut ledger, connection, volatile, &shape)),
+            Some(FaultKind::Timeout) => (fault, None, recorded_at),
+            _ => (fault, choose(&mut ledger, connection, volatile, &shape), recorded_at),
         }
     };
+    if let (Some(response), Some(recorded_at)) = (chosen.as_mut(), recorded_at) {
+        if let Some(body) = response.body.as_mut() {
+            move_expiries(body, expiry_fields, recorded_at, chrono::Utc::now());
+        }
+    }
     if fault == Some(FaultKind::Timeout) {
         // Never answer (no exchange is used): the client's timeout ends the request.
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
@@ -192,6 +221,25 @@ async fn replay(
             400,
             "ferry test: no recorded exchange matches this request (see the test's report)",
         ),
+    }
+}
+
+/// Moves each epoch-ms expiry at `fields` (dotted paths into the answer) by the time between
+/// the recording's clock and the replay's.
+pub fn move_expiries(
+    body: &mut serde_json::Value,
+    fields: &[&str],
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let shift = (now - recorded_at).num_milliseconds();
+    for field in fields {
+        let pointer = format!("/{}", field.replace('.', "/"));
+        if let Some(value) = body.pointer_mut(&pointer) {
+            if let Some(millis) = value.as_i64() {
+                *value = serde_json::Value::from(millis.saturating_add(shift));
+            }
+        }
     }
 }
 
@@ -370,4 +418,21 @@ fn fault_answer_owned(status: u16, text: String) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expiries_move_with_the_clock_and_nothing_else_does() {
+        let recorded_at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let a_year_later = recorded_at + chrono::Duration::days(365);
+        let day_ms = 86_400_000_i64;
+        let mut body = json!({"data": {"expires": 1_800_000_000_000_i64 + day_ms, "other": 5}});
+        move_expiries(&mut body, &["data.expires"], recorded_at, a_year_later);
+        assert_eq!(body["data"]["expires"], json!(a_year_later.timestamp_millis() + day_ms));
+        assert_eq!(body["data"]["other"], 5);
+    }
 }

@@ -172,7 +172,11 @@ async fn a_broken_signer_fails_the_test_through_the_simulators_own_check() {
             "jdy",
             "jdy X-Api-Signature",
         ),
-        ("guanyi-shops-to-kingdee-customers", "k3cloud", "kingdee-k3cloud signed headers"),
+        (
+            "guanyi-shops-to-kingdee-customers",
+            "k3cloud",
+            "kingdee-k3cloud signed headers",
+        ),
     ] {
         let test = shipped(scheme);
         let report = run(&test, &break_signer_of(connection)).await;

@@ -26,6 +26,16 @@ pub fn volatile_fields(connector: &str) -> &'static [&'static str] {
     }
 }
 
+/// Answer fields that hold an absolute expiry in epoch milliseconds (jdy's app-token
+/// `data.expires`, reference §3). A replay moves them by the time since the recording, so a
+/// session recorded as valid for a day stays valid for a day whenever the test runs.
+pub fn expiry_fields(connector: &str) -> &'static [&'static str] {
+    match connector {
+        "kingdee-jdy" => &["data.expires"],
+        _ => &[],
+    }
+}
+
 /// The simulator's signature check for `connector` with `settings` (the connection's
 /// settings after `${VAR}` substitution); `None` for a connector that signs nothing.
 pub fn verifier_for(connector: &str, settings: &Value) -> Option<Verifier> {
