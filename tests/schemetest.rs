@@ -164,3 +164,33 @@ fn record_writes_no_secret_and_the_recording_replays() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+#[test]
+fn a_scheme_from_ferry_init_records_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(
+        &[
+            "init",
+            "shops",
+            "--connector",
+            "guanyi",
+            "--target-connector",
+            "kingdee-k3cloud",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = ferry(&["test", "schemes/tests/shops.test.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "nothing recorded yet is a failing test");
+    assert!(
+        text(&out.stdout).contains("nothing recorded yet"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ferry(&["test", "schemes/tests/shops.test.yaml", "--record"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let recorded = std::fs::read_to_string(dir.path().join("schemes/tests/shops.test.yaml")).unwrap();
+    assert!(recorded.contains("status: created"), "{recorded}");
+    let out = ferry(&["test", "schemes/tests/shops.test.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

@@ -21,11 +21,30 @@ pub enum RecordSims {
 /// The shop simulator's bearer token (the demo's).
 const SHOP_TOKEN: &str = "demo-token";
 
-/// Starts the simulators behind the shipped scheme named `scheme`, each with
-/// [`super::runner::RECORDED_RECORDS`] source records.
-pub async fn start_for(scheme: &str) -> Result<RecordSims, String> {
+/// The source and target connectors of each seed flow's scheme.
+fn flow_connectors(flow: Flow) -> (&'static str, &'static str) {
+    match flow {
+        Flow::GuanyiToK3Cloud => ("guanyi", "kingdee-k3cloud"),
+        Flow::JdyToJackyun => ("kingdee-jdy", "jackyun"),
+        Flow::SimplyToK3Cloud => ("simply-crm", "kingdee-k3cloud"),
+        Flow::K3CloudToSimply => ("kingdee-k3cloud", "simply-crm"),
+        Flow::ErpStandardToFxiaoke => ("erp-standard", "fxiaoke"),
+    }
+}
+
+/// Starts the simulators behind `plan`, each with [`super::runner::RECORDED_RECORDS`]
+/// source records: those of the shipped scheme of the same name, or else of the seed flow
+/// with the same source and target connectors (as `ferry init --connector … --target-connector …`
+/// writes; plain `http` to `http` is the shop).
+pub async fn start_for(plan: &crate::scheme::Plan) -> Result<RecordSims, String> {
     let records = super::runner::RECORDED_RECORDS;
-    if scheme == "shop-orders-to-erp" {
+    let scheme = plan.name.as_str();
+    let connector_of = |name: &str| plan.connections.get(name).map(|c| c.connector).unwrap_or_default();
+    let connectors = (
+        connector_of(&plan.source.connection),
+        connector_of(&plan.target.connection),
+    );
+    if scheme == "shop-orders-to-erp" || connectors == ("http", "http") {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
@@ -46,10 +65,16 @@ pub async fn start_for(scheme: &str) -> Result<RecordSims, String> {
     let flow = Flow::ALL
         .into_iter()
         .find(|flow| flow.file().trim_end_matches(".yaml") == scheme)
+        .or_else(|| Flow::ALL.into_iter().find(|flow| flow_connectors(*flow) == connectors))
         .ok_or_else(|| {
-            let known: Vec<&str> = Flow::ALL.iter().map(|f| f.file().trim_end_matches(".yaml")).collect();
+            let known: Vec<String> = Flow::ALL
+                .iter()
+                .map(|f| format!("{} → {}", flow_connectors(*f).0, flow_connectors(*f).1))
+                .collect();
             format!(
-                "no built-in simulator stands behind scheme {scheme}; recording knows shop-orders-to-erp, {}",
+                "no built-in simulators stand behind {} → {}; recording knows http → http, {}",
+                connectors.0,
+                connectors.1,
                 known.join(", ")
             )
         })?;

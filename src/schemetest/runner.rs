@@ -345,7 +345,7 @@ pub async fn record(test: &TestFile) -> Result<TestSpec, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    let sims = super::record::start_for(&stand_in_plan.name).await?;
+    let sims = super::record::start_for(&stand_in_plan).await?;
     let sim_env = sims.env();
     let text = std::fs::read_to_string(&test.scheme_path).map_err(|e| e.to_string())?;
     let loaded = scheme::load_str(&text, &test.scheme_path.display().to_string(), &|name| {
