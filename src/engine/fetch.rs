@@ -24,10 +24,12 @@ use crate::window::{format_time, PageTimes, TimeTally, Window};
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::Semaphore;
 
 pub(crate) async fn fetch_all(
     ctx: Arc<RunContext>,
@@ -49,11 +51,35 @@ pub(crate) async fn fetch_all(
         }
     }
     let parent = records_parent(&ctx.plan.source.records);
-    for (index, window) in windows.iter().enumerate() {
-        let vars = window_vars(&ctx, window.as_ref());
-        match fetch_window(&ctx, &vars, parent.as_ref(), (index, window.as_ref()), &sender, &pages).await {
+    let in_flight = ctx.plan.source_connection().in_flight.max(1);
+    let slots = Arc::new(Semaphore::new(in_flight));
+    // Windows are read `in_flight` at a time (a dry run reads them one by one, so its
+    // listing stays in order); their pages are handed on strictly in window order, and
+    // the page requests of all of them share the connection's `in_flight` slots.
+    let ahead = if ctx.dry_run { 1 } else { in_flight };
+    let mut reading: VecDeque<WindowTask> = VecDeque::new();
+    let mut next = 0;
+    loop {
+        while reading.len() < ahead && next < windows.len() {
+            reading.push_back(WindowTask::start(&ctx, &windows, next, parent.clone(), &slots, &pages));
+            next += 1;
+        }
+        let Some(mut task) = reading.pop_front() else { return };
+        while let Some(message) = task.pages.recv().await {
+            if sender.send(message).await.is_err() {
+                return;
+            }
+        }
+        let outcome = match (&mut task.handle).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(Error::new(
+                crate::error::ErrorKind::Aborted,
+                format!("reading window {} failed: {e}", task.index + 1),
+            )),
+        };
+        match outcome {
             Ok(true) => {
-                if sender.send(Fetched::WindowDone { window: index }).await.is_err() {
+                if sender.send(Fetched::WindowDone { window: task.index }).await.is_err() {
                     return;
                 }
             }
@@ -63,6 +89,86 @@ pub(crate) async fn fetch_all(
                 return;
             }
         }
+    }
+}
+
+/// One window being read in its own task; its pages wait in `pages` until the windows
+/// before it are handed on. Dropping it stops the read.
+struct WindowTask {
+    index: usize,
+    pages: tokio::sync::mpsc::Receiver<Fetched>,
+    handle: tokio::task::JoinHandle<Result<bool, Error>>,
+}
+
+impl WindowTask {
+    fn start(
+        ctx: &Arc<RunContext>,
+        windows: &[Option<Window>],
+        index: usize,
+        parent: Option<crate::extract::JsonPath>,
+        slots: &Arc<Semaphore>,
+        pages: &Arc<AtomicU64>,
+    ) -> WindowTask {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let (ctx, slots, pages) = (ctx.clone(), slots.clone(), pages.clone());
+        let window = windows[index].clone();
+        let handle = tokio::spawn(async move {
+            let vars = window_vars(&ctx, window.as_ref());
+            let read = (index, window.as_ref());
+            fetch_window(&ctx, &vars, parent.as_ref(), read, &sender, &pages, &slots).await
+        });
+        WindowTask {
+            index,
+            pages: receiver,
+            handle,
+        }
+    }
+}
+
+impl Drop for WindowTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A page request in its own task, sent when one of the connection's `in_flight` slots is
+/// free. Its own task, so a slot is never held by a request nobody polls (a window waiting
+/// for its turn to hand pages on); dropping the future cancels the request.
+fn fetch_page_in_slot(
+    slots: &Arc<Semaphore>,
+    ctx: &Arc<RunContext>,
+    vars: &Arc<Map<String, Value>>,
+    parent: Option<&crate::extract::JsonPath>,
+    request: PageRequest,
+) -> impl std::future::Future<Output = Result<Page, Error>> {
+    let (slots, ctx, vars, parent) = (slots.clone(), ctx.clone(), vars.clone(), parent.cloned());
+    let task = AbortOnDrop(tokio::spawn(async move {
+        let _slot = slots.acquire().await;
+        fetch_page(&ctx, &vars, parent.as_ref(), request).await
+    }));
+    async move {
+        task.await.unwrap_or_else(|e| {
+            Err(Error::new(
+                crate::error::ErrorKind::Aborted,
+                format!("a page read failed: {e}"),
+            ))
+        })
+    }
+}
+
+/// A task handle that cancels its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -360,12 +466,13 @@ fn fingerprint(hashes: &[(Value, String)]) -> u64 {
 
 /// Reads one window (its index and its times). Returns false when the planner stopped listening.
 async fn fetch_window(
-    ctx: &RunContext,
+    ctx: &Arc<RunContext>,
     vars: &Arc<Map<String, Value>>,
     parent: Option<&crate::extract::JsonPath>,
     (window, times): (usize, Option<&Window>),
     sender: &Sender<Fetched>,
     pages: &AtomicU64,
+    slots: &Arc<Semaphore>,
 ) -> Result<bool, Error> {
     let mut pager = Pager::new(&ctx.plan.source.pagination);
     let depth = if pager.can_prefetch() {
@@ -376,7 +483,7 @@ async fn fetch_window(
     // The first page goes alone: most windows of an incremental read hold one page, and
     // a page requested past the end costs a rate-limited tenant a request for nothing.
     let mut queue = FuturesOrdered::new();
-    queue.push_back(fetch_page(ctx, vars, parent, pager.first()));
+    queue.push_back(fetch_page_in_slot(slots, ctx, vars, parent, pager.first()));
     let mut requested: u64 = 1;
     let mut full_streak: u64 = 0;
     while let Some(result) = queue.next().await {
@@ -429,7 +536,7 @@ async fn fetch_window(
             return Ok(true);
         };
         if depth == 1 {
-            queue.push_back(fetch_page(ctx, vars, parent, next));
+            queue.push_back(fetch_page_in_slot(slots, ctx, vars, parent, next));
             continue;
         }
         // With an announced total, keep up to `depth` pages in flight, never past the last.
@@ -442,7 +549,7 @@ async fn fetch_window(
         };
         let last = if full { last } else { next.index };
         while (queue.len() as u64) < ahead && requested <= last {
-            queue.push_back(fetch_page(ctx, vars, parent, pager.page_at(requested)));
+            queue.push_back(fetch_page_in_slot(slots, ctx, vars, parent, pager.page_at(requested)));
             requested += 1;
         }
     }
