@@ -401,6 +401,49 @@ async fn a_full_inbox_answers_503_with_retry_after() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_without_target_delete_is_recorded_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let (status, _) = push_standard(&client, &serve.base, Some(TOKEN), "SO-8", standard_body("SO-8", "1", 1)).await;
+    assert_eq!(status, 200);
+    wait_for("SO-8 in the target", || sim.target_row_by_bill_no("SO-8").is_some()).await;
+    let response = client
+        .post(format!("{}/receive/orders", serve.base))
+        .header("token", TOKEN)
+        .header("id", "SO-8")
+        .header("operationType", "3")
+        .body(standard_body("SO-8", "1", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "a cancellation is a new push, not a repeat"
+    );
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["inboxId"].as_i64().unwrap();
+    let rows = || inbox_rows(&store);
+    wait_for("the cancellation settled", || {
+        rows().iter().any(|r| r["id"] == json!(id) && r["status"] != "pending")
+    })
+    .await;
+    let row = rows().into_iter().find(|r| r["id"] == json!(id)).unwrap();
+    assert_eq!(
+        (row["status"].as_str(), row["cancel"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    assert!(row["last_error"].as_str().unwrap().contains("target.delete"), "{row}");
+    assert!(sim.target_row_by_bill_no("SO-8").is_some(), "nothing was deleted");
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+}
+
 /// Pushes `count` standard pushes from `clients` concurrent clients; returns the bill
 /// numbers that were acknowledged.
 async fn storm(base: &str, clients: usize, count: usize, prefix: &str) -> Vec<String> {
