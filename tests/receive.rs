@@ -542,3 +542,57 @@ async fn ten_thousand_pushes_land_exactly_once() {
     serve.terminate();
     assert_eq!(serve.exit_code().await, Some(0));
 }
+
+/// A fresh schema on `FERRY_TEST_PG_URL` (default the local test server), or `None`
+/// (printed as SKIPPED) when there is no server.
+async fn postgres_schema() -> Option<(String, sqlx::PgPool, String)> {
+    let base = std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = match sqlx::PgPool::connect(&base).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            println!("SKIPPED: no PostgreSQL at {base}: {e}");
+            return None;
+        }
+    };
+    let schema = format!("ferry_receive_{}", rand::random::<u32>());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some((
+        format!("{base}{separator}options=-csearch_path%3D{schema}"),
+        pool,
+        schema,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_postgres_inbox() {
+    let Some((url, pool, schema)) = postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, erp) = start_sim().await;
+    let first = Serve::start(&[&standard], &url, &erp).await;
+    let second = Serve::start(&[&standard], &url, &erp).await;
+    // Each host takes half the clients; both workers drain the one inbox.
+    let (a, b) = tokio::join!(storm(&first.base, 4, 300, "PA"), storm(&second.base, 4, 300, "PB"));
+    assert_eq!((a.len(), b.len()), (300, 300));
+    wait_for("all 600 pushes in the target", || sim.target_count() == 600).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((sim.target_count(), sim.duplicate_creates()), (600, 0));
+    first.terminate();
+    second.terminate();
+    assert_eq!((first.exit_code().await, second.exit_code().await), (Some(0), Some(0)));
+    let done: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.inbox WHERE status = 'done'"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 600);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
