@@ -49,11 +49,16 @@ struct Serve {
 
 impl Serve {
     async fn start(schemes: &[&Path], store: &str, erp_url: &str) -> Serve {
+        Serve::start_with(schemes, store, erp_url, &[]).await
+    }
+
+    async fn start_with(schemes: &[&Path], store: &str, erp_url: &str, extra: &[&str]) -> Serve {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
         command
             .arg("serve")
             .args(schemes)
             .args(["--listen", "127.0.0.1:0", "--store", store])
+            .args(extra)
             .env("ERP_URL", erp_url)
             .env("PUSH_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
@@ -73,11 +78,12 @@ impl Serve {
     }
 
     fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, which: &str) {
         let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let status = std::process::Command::new("kill").args([which, &pid]).status().unwrap();
         assert!(status.success());
     }
 
@@ -489,12 +495,13 @@ async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
     let store = dir.path().join("ferry.db").display().to_string();
     let serve = Serve::start(&[&standard], &store, &url).await;
     let base = serve.base.clone();
-    let pushing = tokio::spawn(async move { storm(&base, 8, 1_000, "T").await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pushing = tokio::spawn(async move { storm(&base, 8, 5_000, "T").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     serve.terminate();
     assert_eq!(serve.exit_code().await, Some(0), "SIGTERM stops ferry serve cleanly");
     let acked = pushing.await.unwrap();
-    assert!(!acked.is_empty(), "some pushes were acknowledged before the stop");
+    println!("{} of 5,000 acknowledged before the stop", acked.len());
+    assert!(!acked.is_empty() && acked.len() < 5_000, "the stop came mid-storm");
 
     // Every acknowledged push is in the inbox; a restart applies what was left pending.
     let rows = inbox_rows(&store);
@@ -513,6 +520,42 @@ async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
     assert_eq!(serve.exit_code().await, Some(0));
     assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
     assert_eq!(sim.target_count(), rows.len(), "each stored push is one target record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_push_storm_then_a_restart_writes_every_acknowledged_push_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let mut acked = Vec::new();
+    for (round, pause_ms) in [(0, 150), (1, 350)] {
+        let serve = Serve::start_with(&[&standard], &store, &url, &["--lease", "1s"]).await;
+        let base = serve.base.clone();
+        let prefix = format!("K{round}");
+        let pushing = tokio::spawn(async move { storm(&base, 8, 5_000, &prefix).await });
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        serve.signal("-KILL");
+        assert_eq!(serve.exit_code().await, None, "killed by a signal");
+        acked.extend(pushing.await.unwrap());
+    }
+    let rows = inbox_rows(&store);
+    println!("{} acknowledged, {} stored, of 10,000 sent", acked.len(), rows.len());
+    assert!(!acked.is_empty() && acked.len() < 10_000, "the kills came mid-storm");
+    for no in &acked {
+        assert!(
+            rows.iter().any(|r| r["business_key"] == json!(no)),
+            "{no} was acknowledged but not stored"
+        );
+    }
+    // A restart takes over the killed workers' rows once their lease ran out.
+    let serve = Serve::start_with(&[&standard], &store, &url, &["--lease", "1s"]).await;
+    wait_for("every stored push in the target", || sim.target_count() == rows.len()).await;
+    assert!(acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some()));
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
+    assert!(inbox_rows(&store).iter().all(|r| r["status"] == "done"));
 }
 
 /// The CI-sized storm's big brother: 10,000 pushes from 16 clients, a tenth repeated.

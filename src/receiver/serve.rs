@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// A claimed row is another worker's to take after this long without an answer.
-const LEASE: Duration = Duration::from_secs(300);
+/// A claimed row is another worker's to take after this long without an answer (default).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 /// Claims of a row before it is marked failed.
 const MAX_ATTEMPTS: i64 = 5;
 /// How long a `directSync` push waits for its outcome before being answered "stored".
@@ -66,6 +66,8 @@ struct Shared {
     store: Store,
     http: HttpClient,
     metrics: Metrics,
+    /// How long a worker's claim lasts.
+    lease: Duration,
 }
 
 /// The answer family of an endpoint.
@@ -104,11 +106,14 @@ pub fn check_plans(plans: &[Plan]) -> Result<(), String> {
 }
 
 /// Serves `plans` on `listener` until `stop` fires, then drains and returns.
+/// `lease`: how long a worker's claim on inbox rows lasts; a crashed worker's rows are
+/// taken over after it.
 pub async fn serve(
     plans: Vec<Plan>,
     store: Store,
     http: HttpClient,
     listener: tokio::net::TcpListener,
+    lease: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     check_plans(&plans).map_err(Error::config)?;
@@ -130,6 +135,7 @@ pub async fn serve(
         store,
         http,
         metrics,
+        lease,
     });
 
     // Workers stop only after the last request was answered (a directSync push waits for one).
@@ -734,7 +740,7 @@ async fn drain(shared: Arc<Shared>, receiver: Arc<Receiver>, worker: String, mut
         if let Ok(depth) = shared.store.inbox_depth(Some(&plan.name)).await {
             receiver.pending.store(depth.pending, Ordering::Relaxed);
         }
-        let lease_until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let lease_until = Utc::now() + chrono::Duration::from_std(shared.lease).unwrap_or_default();
         match shared.store.claim_pushes(&plan.name, &worker, limit, lease_until).await {
             Ok(rows) if !rows.is_empty() => {
                 for group in groups(rows) {
