@@ -639,3 +639,105 @@ async fn two_serve_processes_share_one_postgres_inbox() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_leaves_its_pushes_to_the_other_on_one_postgres_inbox() {
+    let Some((url, pool, schema)) = postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, erp) = start_sim().await;
+    let lease = ["--lease", "1s"];
+    let doomed = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let survivor = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let (doomed_base, survivor_base) = (doomed.base.clone(), survivor.base.clone());
+    let to_doomed = tokio::spawn(async move { storm(&doomed_base, 4, 5_000, "KA").await });
+    let to_survivor = tokio::spawn(async move { storm(&survivor_base, 4, 400, "KB").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.signal("-KILL");
+    assert_eq!(doomed.exit_code().await, None);
+    let mut acked = to_doomed.await.unwrap();
+    assert!(acked.len() < 5_000, "the kill came mid-storm");
+    acked.extend(to_survivor.await.unwrap());
+    let stored: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.inbox"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    wait_for("every stored push in the target", || {
+        sim.target_count() as i64 == stored
+    })
+    .await;
+    assert!(acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some()));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
+    survivor.terminate();
+    assert_eq!(survivor.exit_code().await, Some(0));
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_pushes_follow_standard_webhooks() {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let secret_b64 = base64::engine::general_purpose::STANDARD.encode(b"a shared signing key");
+    let text = std::fs::read_to_string(&standard).unwrap();
+    let signed = text.replace(
+        "auth: {token: \"${PUSH_TOKEN:-demo-push-token}\"}",
+        &format!(
+            "auth: {{token: \"${{PUSH_TOKEN:-demo-push-token}}\", signing_secrets: [\"${{WEBHOOK_SECRET:-whsec_{secret_b64}}}\"]}}"
+        ),
+    );
+    assert_ne!(signed, text);
+    std::fs::write(&standard, signed).unwrap();
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let body = standard_body("SO-9", "9", 1);
+    let now = chrono::Utc::now().timestamp();
+    // The sender's side, from the Standard Webhooks spec: HMAC-SHA256 of `id.timestamp.body`.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"a shared signing key").unwrap();
+    mac.update(format!("msg_1.{now}.{body}").as_bytes());
+    let signature = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    let send = |signature: Option<String>, timestamp: i64| {
+        let mut request = client
+            .post(format!("{}/receive/orders", serve.base))
+            .header("token", TOKEN)
+            .header("id", "SO-9")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", timestamp.to_string())
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("webhook-signature", signature);
+        }
+        request.send()
+    };
+    assert_eq!(send(None, now).await.unwrap().status().as_u16(), 401, "unsigned");
+    assert_eq!(
+        send(Some(signature.clone()), now - 3600)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401,
+        "stale"
+    );
+    assert_eq!(
+        send(Some("v1,bm90IGl0".into()), now).await.unwrap().status().as_u16(),
+        401,
+        "wrong"
+    );
+    assert_eq!(send(Some(signature), now).await.unwrap().status().as_u16(), 200);
+    wait_for("SO-9 in the target", || sim.target_row_by_bill_no("SO-9").is_some()).await;
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(inbox_rows(&store).len(), 1);
+}
