@@ -741,3 +741,26 @@ async fn signed_pushes_follow_standard_webhooks() {
     assert_eq!(serve.exit_code().await, Some(0));
     assert_eq!(inbox_rows(&store).len(), 1);
 }
+
+#[test]
+fn serve_and_run_refuse_the_wrong_kind_of_scheme_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ferry.db").display().to_string();
+    let ferry = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(["--store", &store])
+            .output()
+            .unwrap()
+    };
+    let polled = ferry(&["serve", "schemes/shop-orders-to-erp.yaml", "--listen", "127.0.0.1:0"]);
+    assert_eq!(polled.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&polled.stderr).contains("reads its source"));
+    let receiving = ferry(&["run", "schemes/receive-orders-to-erp.yaml"]);
+    assert_eq!(receiving.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&receiving.stderr).contains("ferry serve"));
+    assert!(
+        !dir.path().join("ferry.db").exists(),
+        "refused before any store was created"
+    );
+}

@@ -704,6 +704,14 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    if plan.source.receive.is_some() {
+        logging::error(format_args!(
+            "scheme `{}` receives pushes (source.receive), so there is nothing to read; serve it with `ferry serve {}`",
+            plan.name,
+            args.scheme.display()
+        ));
+        return exit::CONFIG;
+    }
     let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
         match text {
             None => Ok(None),
