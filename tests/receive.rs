@@ -49,11 +49,16 @@ struct Serve {
 
 impl Serve {
     async fn start(schemes: &[&Path], store: &str, erp_url: &str) -> Serve {
+        Serve::start_with(schemes, store, erp_url, &[]).await
+    }
+
+    async fn start_with(schemes: &[&Path], store: &str, erp_url: &str, extra: &[&str]) -> Serve {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
         command
             .arg("serve")
             .args(schemes)
             .args(["--listen", "127.0.0.1:0", "--store", store])
+            .args(extra)
             .env("ERP_URL", erp_url)
             .env("PUSH_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
@@ -73,11 +78,12 @@ impl Serve {
     }
 
     fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, which: &str) {
         let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let status = std::process::Command::new("kill").args([which, &pid]).status().unwrap();
         assert!(status.success());
     }
 
@@ -401,6 +407,49 @@ async fn a_full_inbox_answers_503_with_retry_after() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_without_target_delete_is_recorded_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let (status, _) = push_standard(&client, &serve.base, Some(TOKEN), "SO-8", standard_body("SO-8", "1", 1)).await;
+    assert_eq!(status, 200);
+    wait_for("SO-8 in the target", || sim.target_row_by_bill_no("SO-8").is_some()).await;
+    let response = client
+        .post(format!("{}/receive/orders", serve.base))
+        .header("token", TOKEN)
+        .header("id", "SO-8")
+        .header("operationType", "3")
+        .body(standard_body("SO-8", "1", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "a cancellation is a new push, not a repeat"
+    );
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["inboxId"].as_i64().unwrap();
+    let rows = || inbox_rows(&store);
+    wait_for("the cancellation settled", || {
+        rows().iter().any(|r| r["id"] == json!(id) && r["status"] != "pending")
+    })
+    .await;
+    let row = rows().into_iter().find(|r| r["id"] == json!(id)).unwrap();
+    assert_eq!(
+        (row["status"].as_str(), row["cancel"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    assert!(row["last_error"].as_str().unwrap().contains("target.delete"), "{row}");
+    assert!(sim.target_row_by_bill_no("SO-8").is_some(), "nothing was deleted");
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+}
+
 /// Pushes `count` standard pushes from `clients` concurrent clients; returns the bill
 /// numbers that were acknowledged.
 async fn storm(base: &str, clients: usize, count: usize, prefix: &str) -> Vec<String> {
@@ -446,12 +495,13 @@ async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
     let store = dir.path().join("ferry.db").display().to_string();
     let serve = Serve::start(&[&standard], &store, &url).await;
     let base = serve.base.clone();
-    let pushing = tokio::spawn(async move { storm(&base, 8, 1_000, "T").await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pushing = tokio::spawn(async move { storm(&base, 8, 5_000, "T").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     serve.terminate();
     assert_eq!(serve.exit_code().await, Some(0), "SIGTERM stops ferry serve cleanly");
     let acked = pushing.await.unwrap();
-    assert!(!acked.is_empty(), "some pushes were acknowledged before the stop");
+    println!("{} of 5,000 acknowledged before the stop", acked.len());
+    assert!(!acked.is_empty() && acked.len() < 5_000, "the stop came mid-storm");
 
     // Every acknowledged push is in the inbox; a restart applies what was left pending.
     let rows = inbox_rows(&store);
@@ -470,6 +520,46 @@ async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
     assert_eq!(serve.exit_code().await, Some(0));
     assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
     assert_eq!(sim.target_count(), rows.len(), "each stored push is one target record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_push_storm_then_a_restart_writes_every_acknowledged_push_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let mut acked = Vec::new();
+    for (round, pause_ms) in [(0, 150), (1, 350)] {
+        let serve = Serve::start_with(&[&standard], &store, &url, &["--lease", "1s"]).await;
+        let base = serve.base.clone();
+        let prefix = format!("K{round}");
+        let pushing = tokio::spawn(async move { storm(&base, 8, 5_000, &prefix).await });
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        serve.signal("-KILL");
+        assert_eq!(serve.exit_code().await, None, "killed by a signal");
+        acked.extend(pushing.await.unwrap());
+    }
+    let rows = inbox_rows(&store);
+    println!("{} acknowledged, {} stored, of 10,000 sent", acked.len(), rows.len());
+    assert!(!acked.is_empty() && acked.len() < 10_000, "the kills came mid-storm");
+    for no in &acked {
+        assert!(
+            rows.iter().any(|r| r["business_key"] == json!(no)),
+            "{no} was acknowledged but not stored"
+        );
+    }
+    // A restart takes over the killed workers' rows once their lease ran out.
+    let serve = Serve::start_with(&[&standard], &store, &url, &["--lease", "1s"]).await;
+    // Rows the killed process had claimed (and maybe written) are settled after their lease.
+    wait_for("every stored push settled", || {
+        inbox_rows(&store).iter().all(|r| r["status"] == "done")
+    })
+    .await;
+    assert_eq!(sim.target_count(), rows.len(), "each stored push is one target record");
+    assert!(acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some()));
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
 }
 
 /// The CI-sized storm's big brother: 10,000 pushes from 16 clients, a tenth repeated.
@@ -498,4 +588,183 @@ async fn ten_thousand_pushes_land_exactly_once() {
     assert_eq!((sim.target_count(), sim.duplicate_creates()), (10_000, 0));
     serve.terminate();
     assert_eq!(serve.exit_code().await, Some(0));
+}
+
+/// A fresh schema on `FERRY_TEST_PG_URL` (default the local test server), or `None`
+/// (printed as SKIPPED) when there is no server.
+async fn postgres_schema() -> Option<(String, sqlx::PgPool, String)> {
+    let base = std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = match sqlx::PgPool::connect(&base).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            println!("SKIPPED: no PostgreSQL at {base}: {e}");
+            return None;
+        }
+    };
+    let schema = format!("ferry_receive_{}", rand::random::<u32>());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some((
+        format!("{base}{separator}options=-csearch_path%3D{schema}"),
+        pool,
+        schema,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_postgres_inbox() {
+    let Some((url, pool, schema)) = postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, erp) = start_sim().await;
+    let first = Serve::start(&[&standard], &url, &erp).await;
+    let second = Serve::start(&[&standard], &url, &erp).await;
+    // Each host takes half the clients; both workers drain the one inbox.
+    let (a, b) = tokio::join!(storm(&first.base, 4, 300, "PA"), storm(&second.base, 4, 300, "PB"));
+    assert_eq!((a.len(), b.len()), (300, 300));
+    wait_for("all 600 pushes in the target", || sim.target_count() == 600).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((sim.target_count(), sim.duplicate_creates()), (600, 0));
+    first.terminate();
+    second.terminate();
+    assert_eq!((first.exit_code().await, second.exit_code().await), (Some(0), Some(0)));
+    let done: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.inbox WHERE status = 'done'"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 600);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_leaves_its_pushes_to_the_other_on_one_postgres_inbox() {
+    let Some((url, pool, schema)) = postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, erp) = start_sim().await;
+    let lease = ["--lease", "1s"];
+    let doomed = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let survivor = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let (doomed_base, survivor_base) = (doomed.base.clone(), survivor.base.clone());
+    let to_doomed = tokio::spawn(async move { storm(&doomed_base, 4, 5_000, "KA").await });
+    let to_survivor = tokio::spawn(async move { storm(&survivor_base, 4, 400, "KB").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.signal("-KILL");
+    assert_eq!(doomed.exit_code().await, None);
+    let mut acked = to_doomed.await.unwrap();
+    assert!(acked.len() < 5_000, "the kill came mid-storm");
+    acked.extend(to_survivor.await.unwrap());
+    let stored: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.inbox"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    wait_for("every stored push in the target", || {
+        sim.target_count() as i64 == stored
+    })
+    .await;
+    assert!(acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some()));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
+    survivor.terminate();
+    assert_eq!(survivor.exit_code().await, Some(0));
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_pushes_follow_standard_webhooks() {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let secret_b64 = base64::engine::general_purpose::STANDARD.encode(b"a shared signing key");
+    let text = std::fs::read_to_string(&standard).unwrap();
+    let signed = text.replace(
+        "auth: {token: \"${PUSH_TOKEN:-demo-push-token}\"}",
+        &format!(
+            "auth: {{token: \"${{PUSH_TOKEN:-demo-push-token}}\", signing_secrets: [\"${{WEBHOOK_SECRET:-whsec_{secret_b64}}}\"]}}"
+        ),
+    );
+    assert_ne!(signed, text);
+    std::fs::write(&standard, signed).unwrap();
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let body = standard_body("SO-9", "9", 1);
+    let now = chrono::Utc::now().timestamp();
+    // The sender's side, from the Standard Webhooks spec: HMAC-SHA256 of `id.timestamp.body`.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"a shared signing key").unwrap();
+    mac.update(format!("msg_1.{now}.{body}").as_bytes());
+    let signature = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    let send = |signature: Option<String>, timestamp: i64| {
+        let mut request = client
+            .post(format!("{}/receive/orders", serve.base))
+            .header("token", TOKEN)
+            .header("id", "SO-9")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", timestamp.to_string())
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("webhook-signature", signature);
+        }
+        request.send()
+    };
+    assert_eq!(send(None, now).await.unwrap().status().as_u16(), 401, "unsigned");
+    assert_eq!(
+        send(Some(signature.clone()), now - 3600)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401,
+        "stale"
+    );
+    assert_eq!(
+        send(Some("v1,bm90IGl0".into()), now).await.unwrap().status().as_u16(),
+        401,
+        "wrong"
+    );
+    assert_eq!(send(Some(signature), now).await.unwrap().status().as_u16(), 200);
+    wait_for("SO-9 in the target", || sim.target_row_by_bill_no("SO-9").is_some()).await;
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(inbox_rows(&store).len(), 1);
+}
+
+#[test]
+fn serve_and_run_refuse_the_wrong_kind_of_scheme_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ferry.db").display().to_string();
+    let ferry = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(["--store", &store])
+            .output()
+            .unwrap()
+    };
+    let polled = ferry(&["serve", "schemes/shop-orders-to-erp.yaml", "--listen", "127.0.0.1:0"]);
+    assert_eq!(polled.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&polled.stderr).contains("reads its source"));
+    let receiving = ferry(&["run", "schemes/receive-orders-to-erp.yaml"]);
+    assert_eq!(receiving.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&receiving.stderr).contains("ferry serve"));
+    assert!(
+        !dir.path().join("ferry.db").exists(),
+        "refused before any store was created"
+    );
 }

@@ -19,6 +19,7 @@ pub enum InboxAction {
         /// pending, done or failed.
         #[arg(long)]
         status: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
         #[command(flatten)]
@@ -27,7 +28,11 @@ pub enum InboxAction {
         store: StoreArg,
     },
     /// Show one push with its payload.
+    #[command(after_help = "Examples:
+  ferry inbox show 42
+  ferry inbox show 42 --json")]
     Show {
+        /// The push's inbox id (`inboxId` in its answer).
         id: i64,
         #[command(flatten)]
         output: FormatArg,
@@ -35,7 +40,10 @@ pub enum InboxAction {
         store: StoreArg,
     },
     /// Make pushes pending again, so `ferry serve` applies them once more.
+    #[command(after_help = "Examples:
+  ferry inbox replay 42 43")]
     Replay {
+        /// Inbox ids to apply again.
         #[arg(required = true)]
         ids: Vec<i64>,
         #[command(flatten)]
@@ -48,6 +56,7 @@ pub enum InboxAction {
         /// done or failed (pending pushes are never purged).
         #[arg(long)]
         status: String,
+        /// Only this scheme's pushes: its `name` or its scheme file.
         #[arg(long)]
         scheme: Option<String>,
         /// e.g. 7d, 12h (default 0s: all of them).

@@ -737,6 +737,14 @@ async fn run_plan(
     replay: Option<engine::Replay>,
     http: Option<&HttpClient>,
 ) -> (i32, Option<engine::Summary>) {
+    if plan.source.receive.is_some() {
+        logging::error(format_args!(
+            "scheme `{}` receives pushes (source.receive), so there is nothing to read; serve it with `ferry serve {}`",
+            plan.name,
+            args.scheme.display()
+        ));
+        return (exit::CONFIG, None);
+    }
     let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
         match text {
             None => Ok(None),

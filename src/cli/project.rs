@@ -241,6 +241,21 @@ pub async fn run_project(args: RunArgs, log_format: LogFormat) -> i32 {
         ));
         return exit::CONFIG;
     }
+    // Receiving schemes are served (`ferry serve`), not run.
+    let (paths, plans): (Vec<PathBuf>, Vec<Plan>) = paths
+        .into_iter()
+        .zip(plans)
+        .filter(|(path, plan)| {
+            let receives = plan.source.receive.is_some();
+            if receives {
+                logging::notice(format_args!(
+                    "{}: receives pushes, so it is served by `ferry serve`, not run here",
+                    path.display()
+                ));
+            }
+            !receives
+        })
+        .unzip();
     let mut names: HashMap<&str, &Path> = HashMap::new();
     for (plan, path) in plans.iter().zip(&paths) {
         if let Some(first) = names.insert(plan.name.as_str(), path) {

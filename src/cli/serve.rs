@@ -22,12 +22,27 @@ pub struct ServeArgs {
     create_dirs: super::stores::CreateDirsArg,
     #[command(flatten)]
     env: EnvArg,
+    /// How long a worker's claim on inbox rows lasts; the rows of a process that died are
+    /// taken over after it (e.g. 30s, 5m).
+    #[arg(long, default_value = "5m")]
+    lease: String,
     /// Refuse schemes that have validation warnings (exit code 2).
     #[arg(long)]
     strict: bool,
 }
 
 pub async fn serve(args: ServeArgs) -> i32 {
+    let lease = match crate::window::parse_std_duration(&args.lease) {
+        Ok(lease) if !lease.is_zero() => lease,
+        Ok(_) => {
+            logging::error("--lease must be longer than zero");
+            return exit::CONFIG;
+        }
+        Err(e) => {
+            logging::error(format_args!("--lease: {e}"));
+            return exit::CONFIG;
+        }
+    };
     let mut plans = Vec::new();
     for path in &args.schemes {
         match load_for_run(path, &args.env, args.strict) {
@@ -71,7 +86,7 @@ pub async fn serve(args: ServeArgs) -> i32 {
     tracing::info!(schemes = %names.join(", "), store = %store.describe(), "serving on http://{address}");
     // One line on stdout with the address, for scripts and tests (`--listen 127.0.0.1:0`).
     println!("listening on http://{address}");
-    let result = crate::receiver::serve::serve(plans, store.clone(), http, listener, stop).await;
+    let result = crate::receiver::serve::serve(plans, store.clone(), http, listener, lease, stop).await;
     store.close().await;
     match result {
         Ok(()) => {

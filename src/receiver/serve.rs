@@ -36,12 +36,13 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// A claimed row is another worker's to take after this long without an answer.
-const LEASE: Duration = Duration::from_secs(300);
+/// A claimed row is another worker's to take after this long without an answer (default).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 /// Claims of a row before it is marked failed.
 const MAX_ATTEMPTS: i64 = 5;
 /// How long a `directSync` push waits for its outcome before being answered "stored".
@@ -55,6 +56,9 @@ struct Receiver {
     receive: ReceivePlan,
     /// Wakes this scheme's worker when a push was stored.
     wake: Notify,
+    /// Pending rows as last counted by the worker, plus pushes stored since: the inbox is
+    /// counted for real (one query) only when this reaches `max_pending`.
+    pending: std::sync::atomic::AtomicI64,
 }
 
 struct Shared {
@@ -62,6 +66,8 @@ struct Shared {
     store: Store,
     http: HttpClient,
     metrics: Metrics,
+    /// How long a worker's claim lasts.
+    lease: Duration,
 }
 
 /// The answer family of an endpoint.
@@ -100,11 +106,14 @@ pub fn check_plans(plans: &[Plan]) -> Result<(), String> {
 }
 
 /// Serves `plans` on `listener` until `stop` fires, then drains and returns.
+/// `lease`: how long a worker's claim on inbox rows lasts; a crashed worker's rows are
+/// taken over after it.
 pub async fn serve(
     plans: Vec<Plan>,
     store: Store,
     http: HttpClient,
     listener: tokio::net::TcpListener,
+    lease: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     check_plans(&plans).map_err(Error::config)?;
@@ -117,6 +126,7 @@ pub async fn serve(
                 plan,
                 receive,
                 wake: Notify::new(),
+                pending: std::sync::atomic::AtomicI64::new(i64::MAX),
             }))
         })
         .collect();
@@ -125,6 +135,7 @@ pub async fn serve(
         store,
         http,
         metrics,
+        lease,
     });
 
     // Workers stop only after the last request was answered (a directSync push waits for one).
@@ -477,8 +488,17 @@ async fn accept(
         Ok(payload) => payload,
         Err(message) => return refused(StatusCode::BAD_REQUEST, "malformed", message),
     };
-    match shared.store.inbox_depth(Some(scheme)).await {
-        Ok(depth) if depth.pending as u64 >= receiver.receive.max_pending => {
+    let max_pending = receiver.receive.max_pending.min(i64::MAX as u64) as i64;
+    let counted = if receiver.pending.load(Ordering::Relaxed) < max_pending {
+        Ok(None)
+    } else {
+        shared.store.inbox_depth(Some(scheme)).await.map(|depth| {
+            receiver.pending.store(depth.pending, Ordering::Relaxed);
+            Some(depth)
+        })
+    };
+    match counted {
+        Ok(Some(depth)) if depth.pending >= max_pending => {
             return refused(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "inbox_full",
@@ -532,6 +552,9 @@ async fn accept(
             )
         }
     };
+    if !appended.duplicate {
+        receiver.pending.fetch_add(1, Ordering::Relaxed);
+    }
     let outcome = if appended.duplicate {
         "duplicate"
     } else {
@@ -714,7 +737,10 @@ async fn drain(shared: Arc<Shared>, receiver: Arc<Receiver>, worker: String, mut
         if *stop.borrow() {
             break;
         }
-        let lease_until = Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        if let Ok(depth) = shared.store.inbox_depth(Some(&plan.name)).await {
+            receiver.pending.store(depth.pending, Ordering::Relaxed);
+        }
+        let lease_until = Utc::now() + chrono::Duration::from_std(shared.lease).unwrap_or_default();
         match shared.store.claim_pushes(&plan.name, &worker, limit, lease_until).await {
             Ok(rows) if !rows.is_empty() => {
                 for group in groups(rows) {
@@ -790,7 +816,16 @@ async fn apply(shared: &Shared, receiver: &Receiver, worker: &str, rows: Vec<Inb
         replay: Some(Replay::Ids(Vec::new())),
         ..RunOptions::default()
     };
-    let result = crate::engine::run(plan, &shared.store, &shared.http, &options).await;
+    // One group of a scheme at a time across every process on this store: a run settles the
+    // write intents it finds, which must not be another process's writes in flight.
+    let result = match BatchLock::take(&shared.store, &plan.name).await {
+        Ok(lock) => {
+            let result = crate::engine::run(plan, &shared.store, &shared.http, &options).await;
+            lock.release().await;
+            result
+        }
+        Err(message) => Err(Error::store(message)),
+    };
     let retry_all = |message: String| -> Vec<PushOutcome> {
         rows.iter()
             .map(|row| PushOutcome {
@@ -817,6 +852,12 @@ async fn apply(shared: &Shared, receiver: &Receiver, worker: &str, rows: Vec<Inb
                                 .to_string()
                         })
                     });
+                    // A cancellation with nowhere to go is recorded and reported, not dropped.
+                    let error = error.or_else(|| {
+                        (row.cancel && plan.target.delete.is_none()).then(|| {
+                            "a cancellation (operationType 3) arrived, but the scheme has no `target.delete`: nothing was deleted in the target".to_string()
+                        })
+                    });
                     PushOutcome {
                         id: row.id,
                         error,
@@ -839,6 +880,49 @@ async fn apply(shared: &Shared, receiver: &Receiver, worker: &str, rows: Vec<Inb
     if let Err(e) = shared.store.finish_pushes(worker, &outcomes).await {
         // The lease runs out and the rows are claimed again; the mappings make that safe.
         tracing::warn!(scheme = %plan.name, "cannot settle inbox rows: {e}");
+    }
+}
+
+/// The run lock of a scheme, held for one group: a file lock beside a SQLite store, a
+/// Postgres advisory lock (the same one `ferry run` takes) released when the group is done.
+enum BatchLock {
+    /// Released when dropped.
+    Held(#[allow(dead_code)] crate::store::lock::RunLock),
+    Advisory(sqlx::pool::PoolConnection<sqlx::Postgres>, String),
+}
+
+impl BatchLock {
+    async fn take(store: &Store, scheme: &str) -> Result<BatchLock, String> {
+        match store {
+            Store::Postgres(pg) => {
+                let key = format!("ferry-run:{scheme}");
+                let mut connection = pg.pool().acquire().await.map_err(|e| e.to_string())?;
+                sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(|e| format!("cannot take the run lock of `{scheme}`: {e}"))?;
+                Ok(BatchLock::Advisory(connection, key))
+            }
+            _ => crate::store::lock::acquire(store, scheme, true)
+                .await
+                .map(BatchLock::Held)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn release(self) {
+        if let BatchLock::Advisory(mut connection, key) = self {
+            let released = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                .bind(&key)
+                .execute(&mut *connection)
+                .await;
+            if released.is_err() {
+                use sqlx::Connection as _;
+                // A session whose unlock failed must not go back to the pool holding the lock.
+                let _ = connection.detach().close().await;
+            }
+        }
     }
 }
 
