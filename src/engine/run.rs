@@ -60,6 +60,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         _ => None,
     };
 
+    let field_maps = super::field_maps::load(plan, store, options.dry_run).await?;
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
@@ -86,6 +87,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
             .with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
         vars: Arc::new(base_vars(plan, now, run_id, options.dry_run)),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
+        field_maps,
         payload_hasher,
         dry_run: options.dry_run,
         dry_run_sink,

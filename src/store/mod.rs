@@ -45,6 +45,7 @@
 //! All SQL lives under `store/`; the schemas are in `migrations/sqlite/NNNN_*.sql`
 //! and `migrations/postgres/NNNN_*.sql` and are applied on open.
 
+pub mod field_csv;
 mod field_mappings;
 pub mod lock;
 mod memory;
