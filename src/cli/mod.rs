@@ -6,6 +6,7 @@
 mod check;
 mod demo;
 mod env;
+mod field_mappings;
 mod init;
 mod logging;
 mod metrics;
@@ -128,6 +129,12 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
     Mappings {
         #[command(subcommand)]
         action: MappingsAction,
+    },
+    /// Store-backed value tables for `field_map('NAME')` in templates (employees, dictionary
+    /// values, … that differ between CRM and ERP): add, list, delete, import, export, lint.
+    FieldMappings {
+        #[command(subcommand)]
+        action: field_mappings::FieldMappingsAction,
     },
     /// Inspect the failure ledger.
     Failures {
@@ -471,6 +478,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Init(args) => init::init(args),
         Command::Mappings { action } => mappings(action).await,
         Command::Failures { action } => failures(action, log_format).await,
+        Command::FieldMappings { action } => field_mappings::field_mappings(action).await,
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,
