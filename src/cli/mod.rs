@@ -821,7 +821,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         Ok(summary) => summary,
         Err(e) => {
             logging::error(plan.redactor.redact(&e.message));
-            let code = if e.kind == crate::error::ErrorKind::Store {
+            let code = if matches!(e.kind, crate::error::ErrorKind::Store | crate::error::ErrorKind::Config) {
                 exit::CONFIG
             } else {
                 exit::ABORTED

@@ -42,6 +42,8 @@ async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
 pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOptions) -> Result<Summary, Error> {
     let started = Instant::now();
     let now = options.now.unwrap_or_else(Utc::now);
+    // Before the run is recorded: a seed file that cannot be read stops it as a configuration error.
+    let field_maps = super::field_maps::load(plan, store, options.dry_run).await?;
     let run_id = if options.dry_run {
         0
     } else {
@@ -60,7 +62,6 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         _ => None,
     };
 
-    let field_maps = super::field_maps::load(plan, store, options.dry_run).await?;
     let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
