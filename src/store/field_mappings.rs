@@ -62,6 +62,51 @@ impl FieldMapping {
     }
 }
 
+/// A row in the platform's `createErpfieldmapping` shape (seed 000 §6), for an HTTP API:
+/// `{"dataCenterId", "channel", "dataType", "fsDataId", "fsDataName", "erpDataId", "erpDataName"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlatformFieldMapping {
+    #[serde(default)]
+    pub data_center_id: String,
+    pub channel: String,
+    pub data_type: String,
+    pub fs_data_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_data_name: Option<String>,
+    pub erp_data_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erp_data_name: Option<String>,
+}
+
+impl From<PlatformFieldMapping> for FieldMapping {
+    fn from(p: PlatformFieldMapping) -> FieldMapping {
+        FieldMapping {
+            data_center: p.data_center_id,
+            channel: p.channel,
+            data_type: p.data_type,
+            crm_value: p.fs_data_id,
+            crm_name: p.fs_data_name,
+            erp_value: p.erp_data_id,
+            erp_name: p.erp_data_name,
+        }
+    }
+}
+
+impl From<FieldMapping> for PlatformFieldMapping {
+    fn from(m: FieldMapping) -> PlatformFieldMapping {
+        PlatformFieldMapping {
+            data_center_id: m.data_center,
+            channel: m.channel,
+            data_type: m.data_type,
+            fs_data_id: m.crm_value,
+            fs_data_name: m.crm_name,
+            erp_data_id: m.erp_value,
+            erp_data_name: m.erp_name,
+        }
+    }
+}
+
 /// Filters for [`FieldMappingStore::list_field_mappings`]; `None` means "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldMappingFilter {
@@ -251,5 +296,26 @@ impl FieldMappingStore for Store {
         value: &str,
     ) -> Result<Option<FieldMapping>, StoreError> {
         dispatch!(self, s => s.find_field_mapping(table, side, value).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_shape_reads_into_a_row_and_back() {
+        let body = serde_json::json!({
+            "dataCenterId": "dc1", "channel": "ERP_K3CLOUD", "dataType": "employee",
+            "fsDataId": "E1", "fsDataName": "Zhang San", "erpDataId": "0001", "erpDataName": "张三"
+        });
+        let platform: PlatformFieldMapping = serde_json::from_value(body.clone()).unwrap();
+        let row = FieldMapping::from(platform.clone());
+        assert_eq!((row.crm_value.as_str(), row.erp_value.as_str()), ("E1", "0001"));
+        assert_eq!(row.data_center, "dc1");
+        assert_eq!(serde_json::to_value(PlatformFieldMapping::from(row)).unwrap(), body);
+        let unknown =
+            serde_json::json!({"channel": "OA", "dataType": "x", "fsDataId": "1", "erpDataId": "2", "extra": 1});
+        assert!(serde_json::from_value::<PlatformFieldMapping>(unknown).is_err());
     }
 }

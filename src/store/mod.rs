@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 
 pub use field_mappings::{
     describe_table, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable,
+    PlatformFieldMapping,
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
