@@ -251,6 +251,35 @@ fn a_changed_seed_file_updates_the_store_at_the_next_run_and_bad_files_stop_it()
         &[],
     ));
     assert_eq!(listed.as_array().unwrap().len(), 5);
+
+    // Reading the orders again sends nothing while the table is the same…
+    let backfill = [
+        "run",
+        &scheme,
+        "--store",
+        &store,
+        "--since",
+        "2024-01-01 00:00:00",
+        "--json",
+    ];
+    let again = json(&ferry(&backfill, &envs));
+    assert_eq!(
+        (again["unchanged"].as_u64(), again["updated"].as_u64()),
+        (Some(10), Some(0))
+    );
+    // …and updates the orders once a row of the file changed, with the new value.
+    std::fs::write(&csv, all.replace("SHOP01,K01", "SHOP01,K11")).unwrap();
+    let changed = json(&ferry(&backfill, &envs));
+    assert_eq!(changed["updated"].as_u64(), Some(10), "{changed}");
+    for i in 1..=sim.order_count() {
+        let order = sim.order(i).unwrap();
+        let row = sim.target_row_by_bill_no(order["order_no"].as_str().unwrap()).unwrap();
+        let expected = match order["shop_code"].as_str().unwrap() {
+            "SHOP01" => "K11".to_owned(),
+            other => other.replace("SHOP", "K"),
+        };
+        assert_eq!(row["FShop"], expected.as_str());
+    }
 }
 
 #[test]

@@ -53,12 +53,24 @@ pub fn read_seed_file(declared: &FieldTablePlan) -> Result<Option<Vec<field_csv:
     Ok(Some(rows))
 }
 
-/// Seeds and loads every table `plan` declares; `None` when it declares none.
-pub async fn load(plan: &Plan, store: &Store, dry_run: bool) -> Result<Option<Arc<FieldMaps>>, Error> {
+/// The tables of a run, and the bytes that fingerprint their contents.
+#[derive(Default)]
+pub struct Loaded {
+    /// `None` when the scheme declares no table.
+    pub maps: Option<Arc<FieldMaps>>,
+    /// Every table's pairs as JSON (empty without tables). The payload hash absorbs it, as it
+    /// does `value_maps`: a changed row means a record may render differently, so records
+    /// read again are sent again instead of being skipped as unchanged.
+    pub fingerprint: Vec<u8>,
+}
+
+/// Seeds and loads every table `plan` declares.
+pub async fn load(plan: &Plan, store: &Store, dry_run: bool) -> Result<Loaded, Error> {
     if plan.field_tables.is_empty() {
-        return Ok(None);
+        return Ok(Loaded::default());
     }
     let mut tables = BTreeMap::new();
+    let mut contents: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     for (name, declared) in &plan.field_tables {
         let table = store_table(declared);
         let seed: Vec<FieldMapping> = read_seed_file(declared)?
@@ -92,9 +104,13 @@ pub async fn load(plan: &Plan, store: &Store, dry_run: bool) -> Result<Option<Ar
                 rows.insert(row.crm_value, row.erp_value);
             }
         }
-        tables.insert(name.clone(), FieldMapTable::new(rows));
+        tables.insert(name.clone(), FieldMapTable::new(rows.clone()));
+        contents.insert(name, rows);
     }
-    Ok(Some(Arc::new(FieldMaps::new(tables))))
+    Ok(Loaded {
+        maps: Some(Arc::new(FieldMaps::new(tables))),
+        fingerprint: serde_json::to_vec(&contents).unwrap_or_default(),
+    })
 }
 
 fn seed_error(declared: &FieldTablePlan, e: StoreError) -> Error {
