@@ -672,23 +672,16 @@ mod tests {
         ];
         let stored = vec![row("E1", "0001"), row("E2", "0222"), row("E9", "0009")];
         let found = drift("employee", Path::new("maps/e.csv"), &seed, &stored);
-        let summary: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = found
+        let summary: Vec<String> = found
             .iter()
-            .map(|d| {
-                (
-                    d.crm_value.as_str(),
-                    d.at.as_deref(),
-                    d.file.as_deref(),
-                    d.store.as_deref(),
-                )
-            })
+            .map(|d| format!("{} {:?} {:?} {:?}", d.crm_value, d.at, d.file, d.store))
             .collect();
         assert_eq!(
             summary,
             [
-                ("E2", Some("maps/e.csv:3"), Some("0002"), Some("0222")),
-                ("E3", Some("maps/e.csv:4"), Some("0003"), None),
-                ("E9", None, None, Some("0009")),
+                r#"E2 Some("maps/e.csv:3") Some("0002") Some("0222")"#,
+                r#"E3 Some("maps/e.csv:4") Some("0003") None"#,
+                r#"E9 None None Some("0009")"#,
             ]
         );
     }
