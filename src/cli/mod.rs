@@ -7,11 +7,14 @@ mod check;
 mod demo;
 mod env;
 mod field_mappings;
+mod inbox;
 mod init;
 mod logging;
 mod metrics;
 mod output;
+mod project;
 mod runs;
+mod serve;
 mod stores;
 mod systemd;
 
@@ -108,6 +111,8 @@ enum Command {
   ferry run schemes/orders.yaml --since '2024-03-01 00:00:00' --until '2024-03-08 00:00:00'
   ferry run schemes/orders.yaml --store /var/lib/ferry/ferry.db --quiet --metrics-file /var/lib/node_exporter/textfile/ferry.prom
   ferry run schemes/orders.yaml --store postgres://ferry@db.internal/ferry   (or FERRY_STORE=postgres://…)
+  ferry run schemes/            (a project: every scheme in the directory, in dependency order)
+  ferry run project.yaml        (a project file: `schemes: [customers.yaml, orders.yaml]`)
 
 The store keeps mappings, checkpoints, the failure ledger and the run history: a SQLite
 file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit codes: 0 ok,
@@ -166,6 +171,22 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
   ferry simulate shop --port 8080
   ferry simulate kingdee-k3cloud --records 5000 --latency-ms 20")]
     Simulate(demo::SimulateArgs),
+    /// Receive mode: take pushes for receiving schemes (`source.receive`) over HTTP, store
+    /// each in the inbox before answering, and apply them to the target.
+    #[command(after_help = "Examples:
+  ferry serve schemes/receive-orders-to-erp.yaml
+  ferry serve schemes/a.yaml schemes/b.yaml --listen 0.0.0.0:8080 --store postgres://ferry@db/ferry
+
+Endpoints: POST /receive/<path> (seed-000 standard and non-standard formats),
+POST /cgi/crm/erp/syncdata/objdata/push?thirdTraceId=… (Fxiaoke push shape), GET /healthz,
+/readyz, /metrics. SIGTERM stops accepting, answers requests in progress, finishes the
+current batches and exits 0.")]
+    Serve(serve::ServeArgs),
+    /// The receive-mode inbox: stored pushes and what became of them.
+    Inbox {
+        #[command(subcommand)]
+        action: inbox::InboxAction,
+    },
     /// Measure end-to-end throughput and peak memory against the simulator.
     #[command(after_help = "Examples:
   ferry bench
@@ -195,9 +216,10 @@ struct ValidateArgs {
     sample: Option<PathBuf>,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RunArgs {
-    /// The scheme file.
+    /// The scheme file; or a project: a directory of schemes, or a file listing them
+    /// (`schemes: [a.yaml, b.yaml]`), run in dependency order (see `ferry run --help`).
     scheme: PathBuf,
     #[command(flatten)]
     store: StoreArg,
@@ -482,6 +504,8 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Inbox { action } => inbox::inbox(action).await,
     }
 }
 
@@ -688,10 +712,26 @@ async fn open_store(location: &str) -> Result<Store, i32> {
 }
 
 async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay>) -> i32 {
+    if project::is_project(&args.scheme) {
+        return project::run_project(args, log_format).await;
+    }
     let plan = match load_for_run(&args.scheme, &args.env, args.strict) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    run_plan(plan, &args, log_format, replay, None).await.0
+}
+
+/// Runs one loaded scheme: the lock, the run, its summary and metrics. Returns the exit
+/// code and, when the run got as far as a summary, the summary. `http` is shared by the
+/// schemes of a project; a lone run makes its own client.
+async fn run_plan(
+    plan: scheme::Plan,
+    args: &RunArgs,
+    log_format: LogFormat,
+    replay: Option<engine::Replay>,
+    http: Option<&HttpClient>,
+) -> (i32, Option<engine::Summary>) {
     let parse_opt = |text: &Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, i32> {
         match text {
             None => Ok(None),
@@ -703,14 +743,14 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
     };
     let (since, until) = match (parse_opt(&args.since, "since"), parse_opt(&args.until, "until")) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(code), _) | (_, Err(code)) => return code,
+        (Err(code), _) | (_, Err(code)) => return (code, None),
     };
     if let (Some(since), Some(until)) = (since, until) {
         if since >= until {
             logging::error(format_args!(
                 "--since must be earlier than --until (got {since} and {until})\n  hint: swap the two times"
             ));
-            return exit::CONFIG;
+            return (exit::CONFIG, None);
         }
     }
     if (since.is_some() || until.is_some()) && plan.source.incremental.is_none() {
@@ -718,7 +758,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
             "--since and --until choose incremental windows, but {} has no `source.incremental`\n  hint: leave them out to read the whole source",
             args.scheme.display()
         ));
-        return exit::CONFIG;
+        return (exit::CONFIG, None);
     }
     let metrics_file = match &args.metrics_file {
         Some(path) if !args.dry_run => {
@@ -728,7 +768,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                     "--metrics-file {}: its directory does not exist",
                     path.display()
                 ));
-                return exit::CONFIG;
+                return (exit::CONFIG, None);
             }
             Some(path.clone())
         }
@@ -741,7 +781,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         let store = if std::path::Path::new(&args.store.store).exists() {
             match stores::open_existing(&args.store.store).await {
                 Ok(store) => store,
-                Err(code) => return code,
+                Err(code) => return (code, None),
             }
         } else {
             Store::memory()
@@ -749,13 +789,13 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         (store, None)
     } else {
         if let Err(code) = stores::check_creatable(&args.store.store, args.create_dirs) {
-            return code;
+            return (code, None);
         }
         match crate::store::lock::open_locked(&args.store.store, &plan.name, args.wait).await {
             Ok((store, lock)) => (store, Some(lock)),
             Err(e) => {
                 logging::error(&e);
-                return match e {
+                let code = match e {
                     crate::store::lock::LockError::Held { .. } => {
                         if let Some(path) = &metrics_file {
                             let report = metrics::RunReport {
@@ -774,15 +814,19 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                         exit::CONFIG
                     }
                 };
+                return (code, None);
             }
         }
     };
-    let http = match HttpClient::new() {
-        Ok(http) => http,
-        Err(e) => {
-            logging::error(e);
-            return exit::ABORTED;
-        }
+    let http = match http {
+        Some(http) => http.clone(),
+        None => match HttpClient::new() {
+            Ok(http) => http,
+            Err(e) => {
+                logging::error(e);
+                return (exit::ABORTED, None);
+            }
+        },
     };
     let json = args.output.is_json();
     let show_progress =
@@ -812,6 +856,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         source_sink,
         replay_only: replay.is_some(),
         replay,
+        pushed: None,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -837,7 +882,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                 };
                 write_metrics(path, &report).await;
             }
-            return code;
+            return (code, None);
         }
     };
     let outcome = summary.outcome();
@@ -906,7 +951,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         };
         write_metrics(path, &report).await;
     }
-    code
+    (code, Some(summary))
 }
 
 /// Writes the metrics textfile; a failure is a warning (the run's outcome stands).

@@ -69,9 +69,12 @@ mod run;
 mod send;
 mod summary;
 mod write;
+mod writeback;
 
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
-pub use options::{DryRunSink, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink};
+pub use options::{
+    DryRunSink, PlannedRequest, Progress, Pushed, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink,
+};
 pub use run::run;
 pub use summary::{Outcome, Summary};

@@ -53,6 +53,18 @@ pub struct RunOptions {
     pub replay: Option<Replay>,
     /// Replay only: do not read the source (`ferry failures retry`).
     pub replay_only: bool,
+    /// Receive mode: run these pushed records instead of reading the source (the only
+    /// way a receiving scheme runs; `ferry serve`'s workers).
+    pub pushed: Option<Pushed>,
+}
+
+/// Records pushed to a receiving scheme, run as one page.
+#[derive(Debug, Clone, Default)]
+pub struct Pushed {
+    /// Records in the order they were received (a later one of an id wins).
+    pub records: Vec<serde_json::Value>,
+    /// Ids cancelled at the sender (`operationType: 3`), after the records.
+    pub deleted: Vec<String>,
 }
 
 /// Progress reporting, implemented by the CLI's progress bar.

@@ -35,6 +35,19 @@ const REPLAY_LIMIT: i64 = 10_000;
 pub(crate) async fn reconcile_intents(ctx: &RunContext, summary: &mut Summary) -> Result<(), Error> {
     let plan = &ctx.plan;
     let intents = ctx.store.pending_intents(&plan.name).await?;
+    let (writebacks, intents): (Vec<WriteIntent>, Vec<WriteIntent>) = intents
+        .into_iter()
+        .partition(|intent| intent.operation == WriteOperation::Writeback);
+    settle_creates(ctx, intents, summary).await?;
+    if !writebacks.is_empty() {
+        super::writeback::retry_pending(ctx, plan.target.writeback.as_ref(), writebacks, summary).await?;
+    }
+    Ok(())
+}
+
+/// Settles the create, update, delete and relock intents (see the module doc).
+async fn settle_creates(ctx: &RunContext, intents: Vec<WriteIntent>, summary: &mut Summary) -> Result<(), Error> {
+    let plan = &ctx.plan;
     if intents.is_empty() {
         return Ok(());
     }

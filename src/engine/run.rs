@@ -41,6 +41,18 @@ async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
 /// Runs a plan to completion (or abort) and returns its summary.
 pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOptions) -> Result<Summary, Error> {
     let started = Instant::now();
+    if plan.source.receive.is_some() && options.pushed.is_none() {
+        return Err(Error::config(format!(
+            "scheme `{}` receives pushes (source.receive); serve it with `ferry serve {}`",
+            plan.name, plan.file
+        )));
+    }
+    if plan.source.receive.is_none() && options.pushed.is_some() {
+        return Err(Error::config(format!(
+            "scheme `{}` reads its source; only a receiving scheme runs pushed records",
+            plan.name
+        )));
+    }
     let now = options.now.unwrap_or_else(Utc::now);
     // Before the run is recorded: a seed file that cannot be read stops it as a configuration error.
     let field_maps = super::field_maps::load(plan, store, options.dry_run).await?;
@@ -50,7 +62,9 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         store.start_run(&plan.name).await?
     };
 
-    let (windows, checkpoint) = if options.replay_only {
+    let (windows, checkpoint) = if options.pushed.is_some() {
+        (vec![None], None)
+    } else if options.replay_only {
         (Vec::new(), None)
     } else {
         run_windows(plan, store, now, options.since, options.until).await?
@@ -251,8 +265,12 @@ async fn drive(
     let fetch_windows = windows.to_vec();
     let pages = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let fetch_pages = pages.clone();
-    let fetcher =
-        tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, replay, sender, fetch_pages).await });
+    let fetcher = match options.pushed.clone() {
+        Some(pushed) => tokio::spawn(async move { send_pushed(fetch_ctx, pushed, replay, sender).await }),
+        None => {
+            tokio::spawn(async move { fetch::fetch_all(fetch_ctx, fetch_windows, replay, sender, fetch_pages).await })
+        }
+    };
 
     let batch_size = plan.target.batch;
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
@@ -506,6 +524,44 @@ async fn drive(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Receive mode's stand-in for the fetch task: the ledger rows to replay, then the pushed
+/// records as one page of the run's one window.
+async fn send_pushed(
+    ctx: Arc<RunContext>,
+    pushed: super::options::Pushed,
+    replay: Vec<(Value, String)>,
+    sender: mpsc::Sender<Fetched>,
+) {
+    if !replay.is_empty() {
+        let page = Fetched::Page {
+            records: replay,
+            deleted: Vec::new(),
+            replay: true,
+            times: None,
+        };
+        if sender.send(page).await.is_err() {
+            return;
+        }
+    }
+    let records = pushed
+        .records
+        .into_iter()
+        .map(|record| {
+            let hash = ctx.payload_hasher.hash(&record);
+            (record, hash)
+        })
+        .collect();
+    let page = Fetched::Page {
+        records,
+        deleted: pushed.deleted,
+        replay: false,
+        times: None,
+    };
+    if sender.send(page).await.is_ok() {
+        let _ = sender.send(Fetched::WindowDone { window: 0 }).await;
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::exchange::{build_request, read_write_outcome, render_call};
 use crate::http::{backoff_delay, Repeat};
 use crate::protocol::{RowOutcome, RETRY_LATER, UNKNOWN_OUTCOME};
-use crate::scheme::model::OperationPlan;
+use crate::scheme::model::{ConnectionPlan, OperationPlan};
 use crate::template::Scope;
 
 /// The key of one write request (`batch.key`): the same for every send of it, in this run
@@ -43,10 +43,25 @@ pub(super) async fn send(
     keys: &[Option<String>],
     result: &mut JobResult,
 ) -> Result<Vec<RowOutcome>, Error> {
-    let rows = target_ids.len();
     let conn = ctx.plan.target_connection();
+    send_on(ctx, conn, op, operation, scope, target_ids, keys, result).await
+}
+
+/// [`send`] on a given connection (a write-back goes to the source's).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send_on(
+    ctx: &RunContext,
+    conn: &ConnectionPlan,
+    op: &OperationPlan,
+    operation: &'static str,
+    scope: &Scope,
+    target_ids: &[Option<&str>],
+    keys: &[Option<String>],
+    result: &mut JobResult,
+) -> Result<Vec<RowOutcome>, Error> {
+    let rows = target_ids.len();
     if !conn.protocol.templated() {
-        return send_vendor(ctx, op, operation, scope, target_ids, keys, result).await;
+        return send_vendor(ctx, conn, op, operation, scope, target_ids, keys, result).await;
     }
     let request = match build_request(conn, &op.request, scope, None) {
         Ok(request) => request,
@@ -119,8 +134,10 @@ fn write_error_class(error: &Error) -> &'static str {
 }
 
 /// One write through a built-in vendor connector.
+#[allow(clippy::too_many_arguments)]
 async fn send_vendor(
     ctx: &RunContext,
+    conn: &ConnectionPlan,
     op: &OperationPlan,
     operation: &'static str,
     scope: &Scope,
@@ -129,7 +146,6 @@ async fn send_vendor(
     result: &mut JobResult,
 ) -> Result<Vec<RowOutcome>, Error> {
     let rows = target_ids.len();
-    let conn = ctx.plan.target_connection();
     let failed = |message: String, class: &'static str| vec![RowOutcome::Failed { message, class }; rows];
     let (api, mut params) = match render_call(&op.request, scope) {
         Ok(call) => call,

@@ -49,6 +49,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         failures: failures_in,
         ..BatchCommit::default()
     };
+    let mut created = Vec::new();
     if !job.creates.is_empty() {
         write_operation(
             &ctx,
@@ -58,6 +59,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
             &batch_id,
             &mut commit,
             &mut result,
+            &mut created,
         )
         .await?;
     }
@@ -71,6 +73,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
                 &batch_id,
                 &mut commit,
                 &mut result,
+                &mut Vec::new(),
             )
             .await?;
         }
@@ -89,13 +92,26 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         }
     }
     if !ctx.dry_run && wrote_anything {
-        commit.settled.push((plan.name.clone(), batch_id));
+        commit.settled.push((plan.name.clone(), batch_id.clone()));
     }
+    // Write-backs are announced before the creates' mappings are committed (see `writeback`).
+    let writebacks = match &plan.target.writeback {
+        Some(_) if !ctx.dry_run && !created.is_empty() => {
+            let intents = super::writeback::intents(&ctx, &batch_id, &created);
+            ctx.store.record_intents(&intents).await?;
+            intents
+        }
+        _ => Vec::new(),
+    };
     if !ctx.dry_run && !commit.is_empty() {
         if !commit.failures.is_empty() {
             ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
         }
         ctx.store.commit_batch(commit).await?;
+    }
+    if let (Some(writeback), false) = (&plan.target.writeback, writebacks.is_empty()) {
+        let done = super::writeback::send_all(&ctx, writeback, &writebacks, &Default::default(), &mut result).await;
+        ctx.store.commit_batch(done).await?;
     }
     Ok(result)
 }
@@ -106,9 +122,13 @@ fn operation_name(operation: WriteOperation) -> &'static str {
         WriteOperation::Update => "update",
         WriteOperation::Relock => "relock",
         WriteOperation::Delete => "delete",
+        WriteOperation::Writeback => "writeback",
     }
 }
 
+/// Renders, sends and settles one operation's rows; created rows to write back are
+/// added to `created` (when the scheme has `target.writeback`).
+#[allow(clippy::too_many_arguments)]
 async fn write_operation(
     ctx: &RunContext,
     op: &OperationPlan,
@@ -117,6 +137,7 @@ async fn write_operation(
     batch_id: &str,
     commit: &mut BatchCommit,
     result: &mut JobResult,
+    created: &mut Vec<super::writeback::Created>,
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
     let is_update = operation == WriteOperation::Update;
@@ -236,10 +257,20 @@ async fn write_operation(
                 } else {
                     result.created += 1;
                 }
+                let target_id = target_id.or_else(|| r.item.target_id.clone()).or_else(|| r.key.clone());
+                if let (false, Some(_), Some(id)) = (is_update, &plan.target.writeback, &target_id) {
+                    created.push(super::writeback::Created {
+                        source_id: r.item.source_id.clone(),
+                        source_name: r.item.source_name.clone(),
+                        target_id: id.clone(),
+                        record: r.item.record.clone(),
+                        hash: r.item.hash.clone(),
+                    });
+                }
                 let synced = Synced {
                     source_id: &r.item.source_id,
                     source_name: r.item.source_name.clone(),
-                    target_id: target_id.or_else(|| r.item.target_id.clone()).or_else(|| r.key.clone()),
+                    target_id,
                     target_name: r.name.clone(),
                     status: if is_update {
                         MappingStatus::Updated

@@ -5,7 +5,8 @@
 //! [`formats::Push`] and writes the answers each family expects; [`auth`] checks the
 //! `token` header in constant time and an optional Standard Webhooks signature.
 //! `ferry serve` stores each accepted push in the durable inbox before it answers, and its
-//! workers hand inbox rows to the same planner and writer as `ferry run`.
+//! workers hand inbox rows to the same planner and writer as `ferry run` ([`serve`]).
 
 pub mod auth;
 pub mod formats;
+pub mod serve;

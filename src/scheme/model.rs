@@ -139,6 +139,30 @@ pub struct SourcePlan {
     pub detail: Option<DetailPlan>,
     pub id: Template,
     pub name: Option<Template>,
+    /// Receive mode: records are pushed to `ferry serve` rather than read. Then
+    /// `connection` names the target's connection (for its zone and `in_flight`) and
+    /// `request` is an empty stand-in that is never sent.
+    pub receive: Option<ReceivePlan>,
+}
+
+/// A receiving source, ready to serve.
+#[derive(Clone, Debug)]
+pub struct ReceivePlan {
+    /// `POST /receive/<path>`.
+    pub path: String,
+    pub format: crate::scheme::raw::ReceiveFormat,
+    pub codec: crate::scheme::raw::ReceiveCodec,
+    /// Routing by `objectApiName` / `objAPIName`; `None` takes any.
+    pub object_api_name: Option<String>,
+    /// Routing by `dataCenterId`; `None` takes any.
+    pub data_center_id: Option<String>,
+    /// The `token` header's expected value.
+    pub token: Option<String>,
+    /// Standard Webhooks secrets; empty when pushes need not be signed.
+    pub signing_secrets: Vec<String>,
+    pub tolerance_secs: i64,
+    pub max_body: usize,
+    pub max_pending: u64,
 }
 
 /// A per-record detail request and where the full record sits in its answer.
@@ -170,9 +194,18 @@ pub struct TargetPlan {
     pub delete: Option<OperationPlan>,
     /// Finds a target record by business key, to settle writes whose answer was lost.
     pub lookup: Option<LookupPlan>,
+    /// Stores the target id on the source record after a create (`target.writeback`).
+    pub writeback: Option<WritebackPlan>,
     pub fields: ValueTemplate,
     /// The `for_each` lists of `fields` whose rows the target identifies by id.
     pub detail_lists: Vec<crate::protocol::DetailList>,
+}
+
+/// A write-back after a create: one request per created record on `connection`.
+#[derive(Clone)]
+pub struct WritebackPlan {
+    pub connection: String,
+    pub op: OperationPlan,
 }
 
 /// A look-up by business key: templates read `key` and `row`.

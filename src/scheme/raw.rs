@@ -334,7 +334,7 @@ impl Method {
 }
 
 /// One HTTP request; every string may hold `<< templates >>`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequest {
     /// Default GET for a source, POST for a target.
@@ -399,15 +399,23 @@ pub struct RawReadResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// Name of a connection (a key under `connections`).
+    /// Name of a connection (a key under `connections`); a `receive` source has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(extend("examples" = ["shop", "guanyi"]))]
     pub connection: String,
+    /// Receive mode: other systems push records to `ferry serve` instead of Ferry reading
+    /// them; a receiving source has no `connection`, `request`, `pagination` or
+    /// `incremental`. `records` (default `$`) and `id` read each pushed record: a
+    /// standard-format push is `{id, objAPIName, masterFieldVal, detailFieldVals}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<RawReceive>,
     /// Name of the source object in the mapping store (default: the scheme name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("examples" = ["order", "BD_Customer"]))]
     pub object: Option<String>,
     /// The list request. Its templates read `window.start`/`window.end` (the incremental
     /// window) and `page.number`, `page.size`, `page.offset`, `page.cursor`.
+    #[serde(default, skip_serializing_if = "RawRequest::is_empty")]
     pub request: RawRequest,
     /// How to read and judge the answer (`http` connector; built-in connectors judge their
     /// vendor's envelope themselves).
@@ -441,6 +449,94 @@ pub struct RawSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("examples" = ["<< customer_name >>"]))]
     pub name: Option<String>,
+}
+
+impl RawRequest {
+    /// Nothing set (a receiving source's request).
+    pub fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.path.is_none()
+            && self.api.is_none()
+            && self.query.is_empty()
+            && self.headers.is_empty()
+            && self.body.is_none()
+            && self.codec.is_none()
+    }
+}
+
+/// A receiving source (`ferry serve`): where pushes arrive, how they are routed, read
+/// and authenticated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceive {
+    /// The endpoint is `POST /receive/<path>` (default: the scheme name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["orders"]))]
+    pub path: Option<String>,
+    /// `standard` (the `id` header is required and the body is
+    /// `{objAPIName, masterFieldVal, detailFieldVals}`), `non_standard` (any body, read with
+    /// `codec`) or `any` (the default: standard when the `id` header is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReceiveFormat>,
+    /// How a non-standard body is decoded (default json); `text` gives `{text: "<body>"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<ReceiveCodec>,
+    /// Routing: the `objectApiName` header (or `objAPIName` in the body) this scheme takes.
+    #[serde(default, rename = "objectApiName", skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["SaleOrderObj"]))]
+    pub object_api_name: Option<String>,
+    /// Routing: the `dataCenterId` header (or `data.dataCenterId`) this scheme takes.
+    #[serde(default, rename = "dataCenterId", skip_serializing_if = "Option::is_none")]
+    pub data_center_id: Option<String>,
+    /// Who may push. Without it anyone who reaches the port may (a warning says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawReceiveAuth>,
+    /// Largest body accepted, in bytes (default 1048576); bigger pushes get 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<u64>,
+    /// Most pending inbox rows of this scheme (default 100000); past it pushes get 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<u64>,
+}
+
+/// Which seed-000 format a receiving source takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveFormat {
+    /// Standard when the `id` header is set, non-standard otherwise.
+    #[default]
+    Any,
+    Standard,
+    NonStandard,
+}
+
+/// How a non-standard push body is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveCodec {
+    #[default]
+    Json,
+    Xml,
+    Form,
+    /// The body as text: the record is `{text: "<body>"}`.
+    Text,
+}
+
+/// A receiver's credentials; every value should come from `${VARIABLES}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiveAuth {
+    /// The `token` header each push must carry (compared in constant time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["${PUSH_TOKEN}"]))]
+    pub token: Option<String>,
+    /// Standard Webhooks secrets (`whsec_…`); when set, every push must be signed by one
+    /// (several while a secret is rotated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_secrets: Vec<String>,
+    /// How far a signature's timestamp may be from now (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<String>,
 }
 
 /// A per-record detail fetch: its templates read the listed record's fields.
@@ -622,9 +718,30 @@ pub struct RawTarget {
     /// record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete: Option<RawOperation>,
+    /// Write-back (回写): after each successful create, one request that stores the
+    /// target's id on the source record. Its templates read `record` (the source record),
+    /// `source_id` and `target_id`; a refused or failed write-back goes to the ledger and
+    /// is sent again by the next runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<RawWriteback>,
     /// The row sent to the target: a tree of field templates, with `for_each` for detail rows.
     #[schemars(schema_with = "field_tree_schema")]
     pub fields: Value,
+}
+
+/// A write-back to the source after a create (see [`RawTarget::writeback`]).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteback {
+    /// The connection the write-back goes to (default: the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["shop"]))]
+    pub connection: Option<String>,
+    /// One request per created record; its templates read `record`, `source_id` and `target_id`.
+    pub request: RawRequest,
+    /// How to judge the answer, as for a write (`success`, `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<RawWriteResponse>,
 }
 
 /// A look-up of one target record by business key; its templates read `key` and `row`.

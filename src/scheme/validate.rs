@@ -64,6 +64,7 @@ const DETAIL_REQUEST_NAMES: &[&str] = &["window", "now", "run"];
 const READ_RESPONSE_NAMES: &[&str] = &["body", "status"];
 const WRITE_REQUEST_NAMES: &[&str] = &["rows", "row", "record", "target_id", "now", "run", "batch"];
 const WRITE_RESPONSE_NAMES: &[&str] = &["body", "status"];
+const WRITEBACK_REQUEST_NAMES: &[&str] = &["record", "source_id", "target_id", "now", "run"];
 const DELETE_REQUEST_NAMES: &[&str] = &["rows", "target_ids", "source_id", "target_id", "now", "run", "batch"];
 const CONNECTION_NAMES: &[&str] = &["now", "run"];
 const LOOKUP_REQUEST_NAMES: &[&str] = &["key", "row", "now", "run"];
@@ -872,16 +873,40 @@ pub fn validate(
 
     // Source.
     let raw_source = ctx.section::<RawSource>(root.get("source"), "source");
-    let source = raw_source.as_ref().and_then(|raw| {
-        check_connection(&mut ctx, "source.connection", &raw.connection);
-        build_source(&mut ctx, raw, &scheme_name, timezone)
+    let target_connection = root
+        .get("target")
+        .and_then(|t| t.get("connection"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let source = raw_source.as_ref().and_then(|raw| match &raw.receive {
+        Some(receive) => build_receiving_source(&mut ctx, raw, receive, &scheme_name, &target_connection),
+        None if raw.connection.is_empty() => {
+            ctx.error_at_key(
+                "source.connection",
+                "missing `connection`: the source reads from a connection, or receives pushes",
+                Some(
+                    "add `connection: <name under connections>`, or `receive: {}` to take pushes with `ferry serve`"
+                        .into(),
+                ),
+            );
+            None
+        }
+        None => {
+            check_connection(&mut ctx, "source.connection", &raw.connection);
+            build_source(&mut ctx, raw, &scheme_name, timezone)
+        }
     });
 
     // Target.
     let raw_target = ctx.section::<RawTarget>(root.get("target"), "target");
     let target = raw_target.as_ref().and_then(|raw| {
         check_connection(&mut ctx, "target.connection", &raw.connection);
-        build_target(&mut ctx, raw, &scheme_name)
+        if let Some(name) = raw.writeback.as_ref().and_then(|w| w.connection.as_ref()) {
+            check_connection(&mut ctx, "target.writeback.connection", name);
+        }
+        let source_connection = raw_source.as_ref().map(|source| source.connection.clone());
+        build_target(&mut ctx, raw, &scheme_name, source_connection.as_deref())
     });
 
     let mut diags = ctx.diags;
@@ -1389,6 +1414,150 @@ fn build_source(ctx: &mut Ctx, raw: &RawSource, scheme_name: &str, tz: chrono_tz
         detail,
         id,
         name,
+        receive: None,
+    })
+}
+
+/// A receiving source (`source.receive`): no connection or request; its records are the
+/// pushes `ferry serve` takes, read with `records` (default `$`) and `id`.
+fn build_receiving_source(
+    ctx: &mut Ctx,
+    raw: &RawSource,
+    receive: &RawReceive,
+    scheme_name: &str,
+    target_connection: &str,
+) -> Option<SourcePlan> {
+    let polled_only: [(&str, bool); 6] = [
+        ("connection", !raw.connection.is_empty()),
+        ("request", !raw.request.is_empty()),
+        ("pagination", raw.pagination.is_some()),
+        ("incremental", raw.incremental.is_some()),
+        ("detail", raw.detail.is_some()),
+        ("response", raw.response.is_some()),
+    ];
+    let mut ok = true;
+    for (key, set) in polled_only {
+        if set {
+            ok = false;
+            ctx.error_at_key(
+                &format!("source.{key}"),
+                format!("a receiving source has no `{key}`: records are pushed to `ferry serve`, not read"),
+                Some(format!(
+                    "remove `{key}`, or remove `receive` to read the source with `ferry run`"
+                )),
+            );
+        }
+    }
+    let path = receive.path.clone().unwrap_or_else(|| scheme_name.to_string());
+    if path.is_empty()
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        ok = false;
+        ctx.error(
+            "source.receive.path",
+            format!("`{path}` cannot be a URL path segment"),
+            Some("use letters, digits, `-`, `_` and `.`, e.g. `orders`".into()),
+        );
+    }
+    let auth = receive.auth.clone().unwrap_or_default();
+    if auth.token.is_none() && auth.signing_secrets.is_empty() {
+        ctx.warning(
+            "source.receive",
+            "pushes are not authenticated: anyone who reaches the port can write to the target",
+            Some("add `auth: {token: ${PUSH_TOKEN}}` (and/or `signing_secrets`)".into()),
+        );
+    }
+    for (index, secret) in auth.signing_secrets.iter().enumerate() {
+        if secret.is_empty() {
+            ok = false;
+            ctx.error(
+                &index_path("source.receive.auth.signing_secrets", index),
+                "a signing secret is empty",
+                None,
+            );
+        }
+    }
+    if auth.token.as_deref() == Some("") {
+        ok = false;
+        ctx.error("source.receive.auth.token", "the token is empty", None);
+    }
+    let tolerance = ctx.duration("source.receive.auth.tolerance", auth.tolerance.as_ref(), "5m");
+    for (key, value) in [("max_body", receive.max_body), ("max_pending", receive.max_pending)] {
+        if value == Some(0) {
+            ok = false;
+            ctx.error(
+                &format!("source.receive.{key}"),
+                format!("`{key}` must be at least 1"),
+                None,
+            );
+        }
+    }
+    let records = ctx.json_path("source.records", raw.records.as_deref().unwrap_or("$"));
+    let deleted = match &raw.deleted {
+        Some(text) => ctx.json_path("source.deleted", text).map(Some),
+        None => Some(None),
+    };
+    let id = ctx.template("source.id", &raw.id, Names::Record(SOURCE_RECORD_NAMES));
+    if let Some(t) = &id {
+        if t.is_literal() && !ctx.unset.contains("source.id") {
+            ctx.error(
+                "source.id",
+                format!("`{}` is a constant, so every record would get the same id", raw.id),
+                Some("use a template over the pushed record, e.g. `<< id >>` for a standard-format push".into()),
+            );
+        }
+    }
+    let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Record(SOURCE_RECORD_NAMES));
+    let (records, deleted, id, name, tolerance) = (records?, deleted?, id?, name?, tolerance?);
+    if !ok {
+        return None;
+    }
+    let codec = match receive.codec.unwrap_or_default() {
+        ReceiveCodec::Xml => Codec::Xml,
+        ReceiveCodec::Form => Codec::Form,
+        ReceiveCodec::Json | ReceiveCodec::Text => Codec::Json,
+    };
+    let stand_in = RequestPlan {
+        method: Method::Post,
+        path: None,
+        api: None,
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: None,
+        codec,
+    };
+    Some(SourcePlan {
+        connection: target_connection.to_string(),
+        object: raw.object.clone().unwrap_or_else(|| scheme_name.to_string()),
+        request: stand_in,
+        response: ReadResponsePlan {
+            codec,
+            success: None,
+            error: None,
+            retry: None,
+        },
+        records,
+        deleted,
+        pagination: build_pagination(ctx, None)?,
+        auto_page: None,
+        incremental: None,
+        detail: None,
+        id,
+        name,
+        receive: Some(ReceivePlan {
+            path,
+            format: receive.format.unwrap_or_default(),
+            codec: receive.codec.unwrap_or_default(),
+            object_api_name: receive.object_api_name.clone().filter(|s| !s.is_empty()),
+            data_center_id: receive.data_center_id.clone().filter(|s| !s.is_empty()),
+            token: auth.token.clone(),
+            signing_secrets: auth.signing_secrets.clone(),
+            tolerance_secs: tolerance.num_seconds(),
+            max_body: receive.max_body.unwrap_or(1 << 20) as usize,
+            max_pending: receive.max_pending.unwrap_or(100_000),
+        }),
     })
 }
 
@@ -1546,7 +1715,12 @@ fn build_pagination(ctx: &mut Ctx, raw: Option<&RawPagination>) -> Option<Pagina
     }
 }
 
-fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<TargetPlan> {
+fn build_target(
+    ctx: &mut Ctx,
+    raw: &RawTarget,
+    scheme_name: &str,
+    source_connection: Option<&str>,
+) -> Option<TargetPlan> {
     let vendor = ctx
         .vendors
         .get(&raw.connection)
@@ -1628,8 +1802,12 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         None => Some(None),
         Some(lookup) => build_lookup(ctx, lookup, raw.key.is_some(), vendor.as_ref()).map(Some),
     };
-    let (fields, key, name, create, update, delete, lookup) =
-        (fields?, key?, name?, create?, update?, delete?, lookup?);
+    let writeback = match &raw.writeback {
+        None => Some(None),
+        Some(writeback) => build_writeback(ctx, writeback, source_connection).map(Some),
+    };
+    let (fields, key, name, create, update, delete, lookup, writeback) =
+        (fields?, key?, name?, create?, update?, delete?, lookup?, writeback?);
     let mut detail_lists = Vec::new();
     collect_detail_lists(ctx, &fields, "target.fields", &mut Vec::new(), false, &mut detail_lists);
     if let Some(first) = detail_lists.first() {
@@ -1655,9 +1833,33 @@ fn build_target(ctx: &mut Ctx, raw: &RawTarget, scheme_name: &str) -> Option<Tar
         update,
         delete,
         lookup,
+        writeback,
         fields,
         detail_lists,
     })
+}
+
+/// `target.writeback`: one request per created record, on the source's connection unless
+/// it names another.
+fn build_writeback(ctx: &mut Ctx, raw: &RawWriteback, source_connection: Option<&str>) -> Option<WritebackPlan> {
+    let connection = match (&raw.connection, source_connection) {
+        (Some(name), _) => name.clone(),
+        (None, Some(source)) => source.to_string(),
+        (None, None) => return None,
+    };
+    let vendor = ctx
+        .vendors
+        .get(&connection)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(crate::protocol::http::Http));
+    let op = RawOperation {
+        request: raw.request.clone(),
+        response: raw.response.clone(),
+        per: Some(Per::Row),
+        retry_writes: None,
+    };
+    let op = build_operation(ctx, "target.writeback", &op, OpKind::Writeback, false, vendor.as_ref())?;
+    Some(WritebackPlan { connection, op })
 }
 
 /// The `for_each` lists of `target.fields` with a `target_id`, found under named fields
@@ -1806,6 +2008,7 @@ enum OpKind {
     Create,
     Update,
     Delete,
+    Writeback,
 }
 
 fn build_operation(
@@ -1817,10 +2020,10 @@ fn build_operation(
     vendor: &dyn Protocol,
 ) -> Option<OperationPlan> {
     let request_path = child_path(path, "request");
-    let names = if kind == OpKind::Delete {
-        DELETE_REQUEST_NAMES
-    } else {
-        WRITE_REQUEST_NAMES
+    let names = match kind {
+        OpKind::Delete => DELETE_REQUEST_NAMES,
+        OpKind::Writeback => WRITEBACK_REQUEST_NAMES,
+        OpKind::Create | OpKind::Update => WRITE_REQUEST_NAMES,
     };
     let request = ctx.request(&request_path, &raw.request, Method::Post, Names::Only(names), vendor)?;
     let used = request_variables(&request);

@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -49,7 +49,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
+use super::{instrument, lock, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 
 /// Old-generation token path.
 pub const TOKEN_PATH: &str = "/cgi/corpAccessToken/get/V2";
@@ -130,10 +130,6 @@ impl Default for FxiaokeConfig {
             spacing_ms: 3_600_000,
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -56,7 +56,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
+use super::{
+    instrument, lock, read, serve, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
+};
 
 /// The RPC path of the vendor's API URLs (`http://v2.api.guanyierp.com/rest/erp_open`).
 pub const API_PATH: &str = "/rest/erp_open";
@@ -283,18 +285,6 @@ impl GuanyiSim {
     pub fn read_calls(&self) -> u64 {
         self.state.read_calls.load(Ordering::Relaxed)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct SimState {

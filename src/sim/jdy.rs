@@ -39,7 +39,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -53,8 +53,8 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::{
-    instrument, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
-    Simulator,
+    instrument, lock, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl,
+    SimHandle, Simulator,
 };
 
 /// The errcode of a refused save or a malformed parameter (simulator choice).
@@ -202,10 +202,6 @@ struct JdyState {
     list_calls: AtomicU64,
     detail_calls: AtomicU64,
     token_calls: AtomicU64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Simulator for JdySim {

@@ -67,7 +67,7 @@ mod verify;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -78,7 +78,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-use super::{instrument, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
+use super::{instrument, lock, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 use filter::{parse_time, Filter};
 use verify::{AppCredentials, Refusal};
 
@@ -211,10 +211,6 @@ impl SimState {
     fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {
         at.with_timezone(&self.cfg.server_zone).naive_local()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Simulator for K3CloudSim {

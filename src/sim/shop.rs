@@ -32,8 +32,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::ops::{Bound, Range};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -48,8 +48,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{
-    instrument, lock, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
-    Simulator,
+    instrument, lock, percent_encode, read, serve, write, FaultReplies, Faults, LogMode, RequestLog, SimControl,
+    SimHandle, Simulator,
 };
 
 /// Largest `size`/`limit` the source accepts.
@@ -152,6 +152,8 @@ impl ShopSim {
             source_calls: AtomicU64::new(0),
             create_calls: AtomicU64::new(0),
             update_calls: AtomicU64::new(0),
+            links: Mutex::new(HashMap::new()),
+            refuse_links: AtomicBool::new(false),
         };
         ShopSim { state: Arc::new(state) }
     }
@@ -163,6 +165,7 @@ impl ShopSim {
             .route("/orders/batch", post(create_batch))
             .route("/orders/lookup", get(lookup_order))
             .route("/orders/{id}", put(update_order))
+            .route("/orders/{order_no}/erp-link", post(link_order))
             .with_state(Arc::clone(&self.state))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
         instrument(routes, Arc::clone(&self.state.control))
@@ -173,6 +176,21 @@ impl ShopSim {
         let sim = ShopSim::new(cfg);
         let handle = serve(listener, sim.router()).await?;
         Ok((sim, handle))
+    }
+
+    /// The ERP id written back to source order `order_no`, if any.
+    pub fn erp_link(&self, order_no: &str) -> Option<String> {
+        lock(&self.state.links).get(order_no).cloned()
+    }
+
+    /// Write-backs linked so far.
+    pub fn erp_link_count(&self) -> usize {
+        lock(&self.state.links).len()
+    }
+
+    /// Refuse (or accept again) every write-back.
+    pub fn refuse_erp_links(&self, refuse: bool) {
+        self.state.refuse_links.store(refuse, Ordering::Relaxed);
     }
 
     /// Changes order `order_index` (line quantities, so the amount, and the
@@ -309,14 +327,6 @@ impl ShopState {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 struct ShopState {
     lazy: LazyRange,
     wide: bool,
@@ -329,6 +339,12 @@ struct ShopState {
     source_calls: AtomicU64,
     create_calls: AtomicU64,
     update_calls: AtomicU64,
+    /// ERP ids written back to source orders (`POST /orders/{order_no}/erp-link`), by
+    /// order number. Kept beside the orders, so linking does not change an order's
+    /// `modified_at` or its listed fields.
+    links: Mutex<HashMap<String, String>>,
+    /// When set, every write-back is refused (`{"ok": false}`), as a locked order would be.
+    refuse_links: AtomicBool,
 }
 
 /// The shop's answers to throttled and failed requests.
@@ -975,6 +991,38 @@ async fn list_orders(
         .into_response(),
         Err(message) => source_error(StatusCode::BAD_REQUEST, &message),
     }
+}
+
+/// `POST /orders/{order_no}/erp-link` with `{"erp_id": "…"}`: the shop stores the ERP's id
+/// of one of its orders (a write-back). Answers in the source envelope.
+async fn link_order(
+    State(state): State<Arc<ShopState>>,
+    Path(order_no): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !state.authorized(&headers) {
+        return source_error(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    let erp_id = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => match map.get("erp_id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => return source_error(StatusCode::BAD_REQUEST, "body needs a non-empty string `erp_id`"),
+        },
+        _ => return source_error(StatusCode::BAD_REQUEST, "body must be a JSON object"),
+    };
+    let known = order_no
+        .strip_prefix("SO")
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .is_some_and(|index| index >= 1 && index <= state.lazy.records + read(&state.book).added);
+    if !known {
+        return Json(json!({"ok": false, "message": format!("no order {order_no}")})).into_response();
+    }
+    if state.refuse_links.load(Ordering::Relaxed) {
+        return Json(json!({"ok": false, "message": format!("order {order_no} is locked")})).into_response();
+    }
+    lock(&state.links).insert(order_no, erp_id);
+    Json(json!({"ok": true, "message": ""})).into_response()
 }
 
 // ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ const LOCATION: &str = "memory";
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    inbox: Arc<Mutex<super::inbox::MemoryInbox>>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -59,6 +60,11 @@ impl MemoryStore {
     /// A new, empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// The inbox (`super::inbox`), behind its own lock.
+    pub(super) fn inbox(&self) -> MutexGuard<'_, super::inbox::MemoryInbox> {
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

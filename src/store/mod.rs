@@ -39,6 +39,8 @@
 //!   several processes sharing a store share the budget.
 //! - **Field mappings** ([`FieldMappingStore`]): value pairs per `(data_center, channel,
 //!   data_type)` table, unique in both directions (see `field_mappings.rs`).
+//! - **Inbox** ([`InboxStore`]): receive mode's pushes, stored before they are answered,
+//!   deduplicated per scheme and claimed by workers with leases (see `inbox.rs`).
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
@@ -154,8 +156,11 @@ macro_rules! text_enum {
 
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending", Deleted => "deleted");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
-text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete");
+text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete", Writeback => "writeback");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
+
+mod inbox;
+pub use inbox::{Appended, InboxDepth, InboxRow, InboxStore, NewPush, PushOutcome, PushStatus};
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +277,8 @@ pub enum WriteOperation {
     Relock,
     /// The target record of a record deleted at the source is being deleted.
     Delete,
+    /// A created record's target id is to be written back to the source (`target.writeback`).
+    Writeback,
 }
 
 /// A row about to be written to the target, committed before the request goes out and

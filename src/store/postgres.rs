@@ -282,7 +282,11 @@ impl PostgresStore {
         }
     }
 
-    fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    pub(super) fn corrupt_row(&self, action: &'static str, detail: String) -> StoreError {
+        self.corrupt(action)(detail)
+    }
+
+    pub(super) fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |err| {
             let (busy, reason) = describe_sqlx(&err);
             StoreError::statement(self.inner.location.clone(), action, busy, reason)

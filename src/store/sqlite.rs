@@ -206,7 +206,18 @@ impl SqliteStore {
         &self.inner.writer
     }
 
-    fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    /// The one-connection write pool and the read pool (for the inbox, `super::inbox`).
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.inner.writer
+    }
+    pub(super) fn readers(&self) -> &SqlitePool {
+        &self.inner.readers
+    }
+    pub(super) fn corrupt_row(&self, action: &'static str, detail: String) -> StoreError {
+        self.corrupt(action)(detail)
+    }
+
+    pub(super) fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |err| {
             let (busy, reason) = describe_sqlx(&err);
             StoreError::statement(self.inner.location.clone(), action, busy, reason)

@@ -1158,6 +1158,225 @@ async fn field_mapping_tables_are_separate(store: &Store) {
     assert!(left.is_some());
 }
 
+// ---- inbox ----------------------------------------------------------------------------
+
+fn new_push(scheme: &str, key: &str, business_key: Option<&str>) -> NewPush {
+    NewPush {
+        scheme: scheme.to_owned(),
+        dedupe_key: key.to_owned(),
+        business_key: business_key.map(str::to_owned),
+        cancel: false,
+        received_as: "standard".to_owned(),
+        payload: json!({"id": business_key, "masterFieldVal": {"key": key}}),
+    }
+}
+
+fn in_seconds(seconds: i64) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::seconds(seconds)
+}
+
+async fn inbox_stores_a_push_once_per_dedupe_key(store: &Store) {
+    let first = store.append_push(&new_push("s", "k1", Some("SO-1"))).await.unwrap();
+    assert!(!first.duplicate);
+    let again = store.append_push(&new_push("s", "k1", Some("SO-1"))).await.unwrap();
+    assert_eq!(
+        again,
+        Appended {
+            id: first.id,
+            duplicate: true
+        }
+    );
+    let other_scheme = store.append_push(&new_push("t", "k1", Some("SO-1"))).await.unwrap();
+    assert!(!other_scheme.duplicate && other_scheme.id != first.id);
+    let row = store.push(first.id).await.unwrap().unwrap();
+    assert_eq!(row.status, PushStatus::Pending);
+    assert_eq!(row.payload["masterFieldVal"]["key"], "k1");
+    assert_eq!((row.attempts, row.claimed_by.clone()), (0, None));
+    assert_eq!(store.inbox_depth(Some("s")).await.unwrap().pending, 1);
+    assert_eq!(store.inbox_depth(None).await.unwrap().pending, 2);
+    assert!(store.push(first.id + 100).await.unwrap().is_none());
+}
+
+async fn inbox_claims_lease_rows_and_only_the_holder_finishes(store: &Store) {
+    for n in 0..3 {
+        store
+            .append_push(&new_push("s", &format!("k{n}"), Some(&format!("SO-{n}"))))
+            .await
+            .unwrap();
+    }
+    let a = store.claim_pushes("s", "worker-a", 2, in_seconds(60)).await.unwrap();
+    assert_eq!(
+        a.iter().map(|r| r.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["k0", "k1"]
+    );
+    assert!(a
+        .iter()
+        .all(|r| r.claimed_by.as_deref() == Some("worker-a") && r.attempts == 1));
+    let b = store.claim_pushes("s", "worker-b", 10, in_seconds(60)).await.unwrap();
+    assert_eq!(
+        b.iter().map(|r| r.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["k2"],
+        "leased rows are not claimed twice"
+    );
+    // worker-b cannot settle worker-a's rows.
+    let done = PushOutcome {
+        id: a[0].id,
+        error: None,
+        retry_at: None,
+    };
+    assert_eq!(
+        store
+            .finish_pushes("worker-b", std::slice::from_ref(&done))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.finish_pushes("worker-a", &[done]).await.unwrap(), 1);
+    let failed = PushOutcome {
+        id: a[1].id,
+        error: Some("rejected".into()),
+        retry_at: None,
+    };
+    store.finish_pushes("worker-a", &[failed]).await.unwrap();
+    let retry = PushOutcome {
+        id: b[0].id,
+        error: Some("busy".into()),
+        retry_at: Some(in_seconds(3600)),
+    };
+    store.finish_pushes("worker-b", &[retry]).await.unwrap();
+    let rows = store.list_pushes(Some("s"), None, 10).await.unwrap();
+    let by_key = |k: &str| rows.iter().find(|r| r.dedupe_key == k).unwrap().clone();
+    assert_eq!(by_key("k0").status, PushStatus::Done);
+    assert!(by_key("k0").finished_at.is_some());
+    assert_eq!(
+        (by_key("k1").status, by_key("k1").last_error.as_deref()),
+        (PushStatus::Failed, Some("rejected"))
+    );
+    assert_eq!(by_key("k2").status, PushStatus::Pending);
+    assert!(
+        store
+            .claim_pushes("s", "worker-c", 10, in_seconds(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a retry waits for its time"
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        {
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            ids.sort_by(|x, y| y.cmp(x));
+            ids
+        },
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .list_pushes(Some("s"), Some(PushStatus::Failed), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn inbox_keeps_one_keys_pushes_in_order(store: &Store) {
+    let first = store.append_push(&new_push("s", "v1", Some("SO-1"))).await.unwrap();
+    let second = store.append_push(&new_push("s", "v2", Some("SO-1"))).await.unwrap();
+    let other = store.append_push(&new_push("s", "w1", Some("SO-2"))).await.unwrap();
+    let claimed = store.claim_pushes("s", "a", 1, in_seconds(60)).await.unwrap();
+    assert_eq!(claimed[0].id, first.id);
+    // While SO-1's first push is leased, its second waits; SO-2 goes ahead.
+    let next = store.claim_pushes("s", "b", 10, in_seconds(60)).await.unwrap();
+    assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), [other.id]);
+    store
+        .finish_pushes(
+            "a",
+            &[PushOutcome {
+                id: first.id,
+                error: None,
+                retry_at: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let last = store.claim_pushes("s", "b", 10, in_seconds(60)).await.unwrap();
+    assert_eq!(last.iter().map(|r| r.id).collect::<Vec<_>>(), [second.id]);
+}
+
+async fn inbox_rows_of_an_expired_lease_are_claimed_again(store: &Store) {
+    let pushed = store.append_push(&new_push("s", "k", Some("SO-1"))).await.unwrap();
+    let crashed = store.claim_pushes("s", "crashed", 10, in_seconds(-1)).await.unwrap();
+    assert_eq!(crashed.len(), 1);
+    let taken = store.claim_pushes("s", "survivor", 10, in_seconds(60)).await.unwrap();
+    assert_eq!((taken[0].id, taken[0].attempts), (pushed.id, 2));
+    let late = PushOutcome {
+        id: pushed.id,
+        error: None,
+        retry_at: None,
+    };
+    assert_eq!(
+        store
+            .finish_pushes("crashed", std::slice::from_ref(&late))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.finish_pushes("survivor", &[late]).await.unwrap(), 1);
+}
+
+async fn inbox_replays_and_purges_finished_rows(store: &Store) {
+    let a = store.append_push(&new_push("s", "a", None)).await.unwrap();
+    let b = store.append_push(&new_push("s", "b", None)).await.unwrap();
+    let claimed = store.claim_pushes("s", "w", 10, in_seconds(60)).await.unwrap();
+    assert_eq!(claimed.len(), 2, "rows without a business key are not held back");
+    store
+        .finish_pushes(
+            "w",
+            &[
+                PushOutcome {
+                    id: a.id,
+                    error: None,
+                    retry_at: None,
+                },
+                PushOutcome {
+                    id: b.id,
+                    error: Some("no".into()),
+                    retry_at: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .purge_pushes(None, PushStatus::Pending, in_seconds(60))
+        .await
+        .is_err());
+    assert_eq!(store.replay_pushes(&[b.id]).await.unwrap(), 1);
+    let replayed = store.push(b.id).await.unwrap().unwrap();
+    assert_eq!((replayed.status, replayed.claimed_by), (PushStatus::Pending, None));
+    assert_eq!(
+        store.claim_pushes("s", "w2", 10, in_seconds(60)).await.unwrap()[0].id,
+        b.id
+    );
+    assert_eq!(
+        store
+            .purge_pushes(Some("s"), PushStatus::Done, in_seconds(-3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_pushes(Some("s"), PushStatus::Done, in_seconds(60))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.push(a.id).await.unwrap().is_none());
+    assert!(store.push(b.id).await.unwrap().is_some());
+}
+
 macro_rules! conformance_suite {
     ($($case:ident),+ $(,)?) => {
         mod memory_backend {
@@ -1228,6 +1447,11 @@ conformance_suite!(
     field_mappings_are_added_found_both_ways_and_deleted,
     an_erp_value_belongs_to_one_crm_value_and_a_conflict_writes_nothing,
     field_mapping_tables_are_separate,
+    inbox_stores_a_push_once_per_dedupe_key,
+    inbox_claims_lease_rows_and_only_the_holder_finishes,
+    inbox_keeps_one_keys_pushes_in_order,
+    inbox_rows_of_an_expired_lease_are_claimed_again,
+    inbox_replays_and_purges_finished_rows,
 );
 
 // ---- SQLite files --------------------------------------------------------------------

@@ -1,0 +1,501 @@
+//! Receive mode end to end: the built `ferry serve` binary takes pushes written from the
+//! seeds' wire format (seed 000 §4 headers and bodies, seed 001's ERP push shape) by a
+//! plain HTTP client, and the `shop` simulator's target shows what was written.
+
+use ferry::sim::shop::{ShopConfig, ShopSim};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const TOKEN: &str = "push-token-for-tests";
+
+/// The shipped receiving scheme, and a non-standard one reading XML `<orders>` bodies.
+fn schemes(dir: &Path) -> (PathBuf, PathBuf) {
+    let standard = dir.join("standard.yaml");
+    std::fs::copy("schemes/receive-orders-to-erp.yaml", &standard).unwrap();
+    let text = std::fs::read_to_string(&standard).unwrap();
+    let xml = text
+        .replace("name: receive-orders-to-erp", "name: receive-xml-orders")
+        .replace(
+            "    path: orders\n    objectApiName: SaleOrderObj\n",
+            "    path: xml-orders\n    format: non_standard\n    codec: xml\n",
+        )
+        .replace(
+            "  object: order\n  id: \"<< id >>\"",
+            "  object: xml-order\n  records: $.orders.order[*]\n  id: \"<< no >>\"",
+        )
+        .replace("  name: \"<< masterFieldVal.customer >>\"\n", "")
+        .replace("masterFieldVal.", "")
+        .replace("$.detailFieldVals.SaleOrderLines[*]", "$.line[*]");
+    let non_standard = dir.join("xml.yaml");
+    std::fs::write(&non_standard, xml).unwrap();
+    (standard, non_standard)
+}
+
+async fn start_sim() -> (ShopSim, ferry::sim::SimHandle, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (sim, handle) = ShopSim::start(ShopConfig::default(), listener).await.unwrap();
+    let url = handle.base_url();
+    (sim, handle, url)
+}
+
+/// A running `ferry serve`.
+struct Serve {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Serve {
+    async fn start(schemes: &[&Path], store: &str, erp_url: &str) -> Serve {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .arg("serve")
+            .args(schemes)
+            .args(["--listen", "127.0.0.1:0", "--store", store])
+            .env("ERP_URL", erp_url)
+            .env("PUSH_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("ferry serve prints its address")
+            .unwrap()
+            .expect("a line on stdout");
+        let base = line.strip_prefix("listening on ").expect(&line).to_string();
+        Serve { child, base }
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn exit_code(mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("ferry serve stops within a minute of SIGTERM")
+            .unwrap()
+            .code()
+    }
+}
+
+/// A seed-000 standard-format push: `id` header and `{objAPIName, masterFieldVal, detailFieldVals}`.
+fn standard_body(no: &str, amount: &str, qty: u32) -> String {
+    format!(
+        r#"{{"objAPIName":"SaleOrderObj","masterFieldVal":{{"no":"{no}","customer_code":"C-1","customer":"Ada","amount":"{amount}"}},"detailFieldVals":{{"SaleOrderLines":[{{"sku":"P-1","qty":"{qty}"}}]}}}}"#
+    )
+}
+
+async fn push_standard(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    id: &str,
+    body: String,
+) -> (u16, Value) {
+    let mut request = client
+        .post(format!("{base}/receive/orders"))
+        .header("id", id)
+        .header("objectApiName", "SaleOrderObj")
+        .header("Content-Type", "application/json")
+        .body(body);
+    if let Some(token) = token {
+        request = request.header("token", token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn inbox_rows(store: &str) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["inbox", "list", "--json", "--limit", "100000", "--store", store])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_in_each_format_land_in_the_target_and_a_second_push_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, xml) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard, &xml], &store, &url).await;
+    let client = reqwest::Client::new();
+
+    // Standard format: created with its detail rows, then updated by a second push.
+    let (status, answer) = push_standard(
+        &client,
+        &serve.base,
+        Some(TOKEN),
+        "SO-1",
+        standard_body("SO-1", "12.50", 2),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errCode"].as_str()),
+        (200, Some("s106240000")),
+        "{answer}"
+    );
+    assert!(answer["inboxId"].is_i64());
+    wait_for("SO-1 in the target", || sim.target_row_by_bill_no("SO-1").is_some()).await;
+    let row = sim.target_row_by_bill_no("SO-1").unwrap();
+    assert_eq!(row["FAmount"], json!(12.5));
+    assert_eq!(row["FEntity"][0]["FQty"], json!(2));
+    let (status, _) = push_standard(
+        &client,
+        &serve.base,
+        Some(TOKEN),
+        "SO-1",
+        standard_body("SO-1", "13.50", 3),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for("SO-1 updated", || {
+        sim.target_row_by_bill_no("SO-1")
+            .is_some_and(|row| row["FAmount"] == json!(13.5))
+    })
+    .await;
+    assert_eq!(sim.target_count(), 1, "the second push updated the first record");
+    assert!(sim.update_calls() >= 1);
+
+    // Non-standard format: no `id` header, an XML body the scheme reads with `records`.
+    let order = |no: &str| {
+        format!(
+            "<order><no>{no}</no><customer_code>C-2</customer_code><customer>Bo</customer><amount>5</amount>\
+             <line><sku>P-9</sku><qty>4</qty></line><line><sku>P-8</sku><qty>1</qty></line></order>"
+        )
+    };
+    let xml_body = format!("<orders>{}{}</orders>", order("X-1"), order("X-2"));
+    let response = client
+        .post(format!("{}/receive/xml-orders", serve.base))
+        .header("token", TOKEN)
+        .header("Content-Type", "application/xml")
+        .body(xml_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    wait_for("X-1 and X-2 in the target", || {
+        sim.target_row_by_bill_no("X-2").is_some()
+    })
+    .await;
+    let row = sim.target_row_by_bill_no("X-1").unwrap();
+    assert_eq!(
+        (row["FAmount"].clone(), row["FEntity"][1]["FQty"].clone()),
+        (json!(5.0), json!(1))
+    );
+
+    // Fxiaoke push shape with directSync: answered after the record was written.
+    let fxiaoke = r#"{"data":{"objAPIName":"SaleOrderObj","id":"SO-7","directSync":true,"destObjectApiName":"SalesOrderObj",
+        "masterFieldVal":{"no":"SO-7","customer_code":"C-3","customer":"Cy","amount":"7"},"detailFieldVals":{}}}"#;
+    let response = client
+        .post(format!(
+            "{}/cgi/crm/erp/syncdata/objdata/push?thirdTraceId=trace-7",
+            serve.base
+        ))
+        .header("token", TOKEN)
+        .header("Content-Type", "application/json")
+        .body(fxiaoke)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        (answer["errorCode"].clone(), answer["traceId"].clone()),
+        (json!(0), json!("trace-7")),
+        "{answer}"
+    );
+    assert!(
+        sim.target_row_by_bill_no("SO-7").is_some(),
+        "directSync answers after the write"
+    );
+
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    let rows = inbox_rows(&store);
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r["status"] == "done"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_push_is_stored_and_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let (_, first) = push_standard(&client, &serve.base, Some(TOKEN), "SO-2", standard_body("SO-2", "1", 1)).await;
+    let (_, second) = push_standard(&client, &serve.base, Some(TOKEN), "SO-2", standard_body("SO-2", "1", 1)).await;
+    assert_eq!(
+        first["inboxId"], second["inboxId"],
+        "the repeat gets the original inbox id"
+    );
+    assert_eq!(second["errCode"], "s106240000");
+    wait_for("SO-2 in the target", || sim.target_row_by_bill_no("SO-2").is_some()).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!((sim.create_calls(), sim.update_calls()), (1, 0));
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(inbox_rows(&store).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pushes_are_answered_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let client = reqwest::Client::new();
+    let body = || standard_body("SO-3", "1", 1);
+
+    let (status, answer) = push_standard(&client, &serve.base, Some("wrong"), "SO-3", body()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["errMsg"].as_str().unwrap().contains("token"), "{answer}");
+    assert!(
+        !answer.to_string().contains(TOKEN),
+        "the answer never quotes the secret"
+    );
+    let (status, _) = push_standard(&client, &serve.base, None, "SO-3", body()).await;
+    assert_eq!(status, 401);
+
+    // Routing: an objAPIName no scheme takes, and a path no scheme serves.
+    let other = body().replace("SaleOrderObj", "ReturnOrderObj");
+    let response = client
+        .post(format!("{}/receive/orders", serve.base))
+        .header("token", TOKEN)
+        .header("id", "SO-3")
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["errMsg"].as_str().unwrap().contains("ReturnOrderObj"),
+        "{answer}"
+    );
+    let response = client
+        .post(format!("{}/receive/nowhere", serve.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+
+    // Malformed and oversized bodies.
+    let (status, answer) = push_standard(
+        &client,
+        &serve.base,
+        Some(TOKEN),
+        "SO-3",
+        r#"{"objAPIName":"SaleOrderObj"}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["errMsg"].as_str().unwrap().contains("masterFieldVal"),
+        "{answer}"
+    );
+    let huge = format!(
+        r#"{{"objAPIName":"SaleOrderObj","masterFieldVal":{{"x":"{}"}}}}"#,
+        "a".repeat(2 << 20)
+    );
+    let (status, _) = push_standard(&client, &serve.base, Some(TOKEN), "SO-3", huge).await;
+    assert_eq!(status, 413);
+    let response = client
+        .post(format!("{}/cgi/crm/erp/syncdata/objdata/push", serve.base))
+        .header("token", TOKEN)
+        .body(r#"{"nodata":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["errorCode"], 400);
+
+    // Health and metrics.
+    let health = client.get(format!("{}/readyz", serve.base)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let metrics = client
+        .get(format!("{}/metrics", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"ferry_receive_pushes_total{outcome="unauthorized",scheme="receive-orders-to-erp"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ferry_inbox_pending"), "{metrics}");
+
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert!(inbox_rows(&store).is_empty());
+    assert_eq!(sim.target_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_inbox_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let text = std::fs::read_to_string(&standard).unwrap();
+    std::fs::write(
+        &standard,
+        text.replace("    path: orders\n", "    path: orders\n    max_pending: 1\n"),
+    )
+    .unwrap();
+    // The target is not listening, so the first push stays pending.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &dead).await;
+    let client = reqwest::Client::new();
+    let (status, _) = push_standard(&client, &serve.base, Some(TOKEN), "SO-4", standard_body("SO-4", "1", 1)).await;
+    assert_eq!(status, 200);
+    let response = client
+        .post(format!("{}/receive/orders", serve.base))
+        .header("token", TOKEN)
+        .header("id", "SO-5")
+        .body(standard_body("SO-5", "1", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    let rows = inbox_rows(&store);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0]["status"], "pending",
+        "an unreachable target leaves the push for a retry"
+    );
+}
+
+/// Pushes `count` standard pushes from `clients` concurrent clients; returns the bill
+/// numbers that were acknowledged.
+async fn storm(base: &str, clients: usize, count: usize, prefix: &str) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let base = base.to_string();
+        let prefix = prefix.to_string();
+        tasks.spawn(async move {
+            let mut acked = Vec::new();
+            for n in (c..count).step_by(clients) {
+                let no = format!("{prefix}-{n:05}");
+                let sent = client
+                    .post(format!("{base}/receive/orders"))
+                    .header("token", TOKEN)
+                    .header("id", &no)
+                    .body(standard_body(&no, "1", 1))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                if status == 200 && answer["errCode"] == "s106240000" {
+                    acked.push(no);
+                }
+            }
+            acked
+        });
+    }
+    let mut acked = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        acked.extend(done.unwrap());
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let base = serve.base.clone();
+    let pushing = tokio::spawn(async move { storm(&base, 8, 1_000, "T").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0), "SIGTERM stops ferry serve cleanly");
+    let acked = pushing.await.unwrap();
+    assert!(!acked.is_empty(), "some pushes were acknowledged before the stop");
+
+    // Every acknowledged push is in the inbox; a restart applies what was left pending.
+    let rows = inbox_rows(&store);
+    for no in &acked {
+        assert!(
+            rows.iter().any(|r| r["business_key"] == json!(no)),
+            "{no} was acknowledged but not stored"
+        );
+    }
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    wait_for("every acknowledged push in the target", || {
+        acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some())
+    })
+    .await;
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
+    assert_eq!(sim.target_count(), rows.len(), "each stored push is one target record");
+}
+
+/// The CI-sized storm's big brother: 10,000 pushes from 16 clients, a tenth repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 10,000 pushes; run with --ignored"]
+async fn ten_thousand_pushes_land_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, url) = start_sim().await;
+    let store = dir.path().join("ferry.db").display().to_string();
+    let serve = Serve::start(&[&standard], &store, &url).await;
+    let started = Instant::now();
+    let acked = storm(&serve.base, 16, 10_000, "B").await;
+    let elapsed = started.elapsed();
+    println!(
+        "{} acknowledged in {:.2}s = {:.0} pushes/s",
+        acked.len(),
+        elapsed.as_secs_f64(),
+        acked.len() as f64 / elapsed.as_secs_f64()
+    );
+    let repeats = storm(&serve.base, 16, 1_000, "B").await;
+    assert_eq!(repeats.len(), 1_000);
+    wait_for("the inbox drained", || sim.target_count() == 10_000).await;
+    println!("drained in {:.2}s", started.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((sim.target_count(), sim.duplicate_creates()), (10_000, 0));
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+}
