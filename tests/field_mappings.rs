@@ -351,3 +351,70 @@ fn bad_input_exits_2_with_the_reason() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_dry_run_reads_the_seed_file_over_the_store_and_writes_neither() {
+    let (_rt, sim, url) = start_sim(ShopConfig {
+        records: 10,
+        token: Some("demo-token".into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = write_scheme(dir.path());
+    let store = dir.path().join("ferry.db").display().to_string();
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", "demo-token"),
+    ];
+    // The store knows SHOP05 only; the file knows SHOP01–04: together they map every order.
+    let add = ferry(
+        &[
+            "field-mappings",
+            "add",
+            "--scheme",
+            &scheme,
+            "--table",
+            "shop",
+            "--crm",
+            "SHOP05",
+            "--erp",
+            "K05",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert_eq!(add.status.code(), Some(0), "{}", text(&add.stderr));
+    let dry = ferry(&["run", &scheme, "--store", &store, "--dry-run", "--json"], &envs);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    let summary: Value = text(&dry.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|value| value.get("read").is_some())
+        .expect("a summary line");
+    assert_eq!(
+        (summary["read"].as_u64(), summary["failed"].as_u64()),
+        (Some(10), Some(0))
+    );
+    assert_eq!(sim.target_count(), 0);
+    let listed = json(&ferry(
+        &[
+            "field-mappings",
+            "list",
+            "--scheme",
+            &scheme,
+            "--store",
+            &store,
+            "--json",
+        ],
+        &[],
+    ));
+    let crm: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["crm_value"].as_str().unwrap())
+        .collect();
+    assert_eq!(crm, ["SHOP05"], "the dry run put nothing into the store");
+}
