@@ -13,7 +13,7 @@
 //! | 2 | [`scheme`], [`transform`], [`paginate`], [`window`], [`rate`] | the pure domain: load → check → validate → [`scheme::Plan`]; rendering rows; paging, window and token-bucket decisions |
 //! | 3 | [`http`], [`connector`], [`store`] | IO edges: transport with retries and rate budgets; request building and answer reading per connector; mappings, checkpoints, ledger, write intents, shared budgets, runs |
 //! | 4 | [`engine`] | runs a plan: the only place IO is wired together |
-//! | 5 | [`sim`], [`cli`], [`platform`] | simulators (real servers on 127.0.0.1), the command line, the platform's mapping-table API |
+//! | 5 | [`sim`], [`schemetest`], [`cli`], [`platform`] | simulators (real servers on 127.0.0.1), hermetic scheme tests (`ferry test`), the command line, the platform's mapping-table API |
 //!
 //! Layers 0–2 do no IO (no tokio, reqwest, sqlx or filesystem), except [`scheme::load_file`] and
 //! [`scheme::load_file_with`], which read a scheme file.
@@ -33,6 +33,7 @@ pub mod rate;
 pub mod receiver;
 pub mod redact;
 pub mod scheme;
+pub mod schemetest;
 pub mod sim;
 pub mod store;
 pub mod template;

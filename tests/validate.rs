@@ -117,9 +117,11 @@ fn json_diagnostics_carry_file_line_column_path_and_hint() {
 
 #[test]
 fn shipped_and_valid_schemes_validate() {
+    // Scheme files only: schemes/tests/ holds their `ferry test` files.
     let mut files: Vec<_> = std::fs::read_dir("schemes")
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.extend(
         std::fs::read_dir("tests/fixtures/valid")
@@ -148,6 +150,9 @@ fn shipped_and_valid_schemes_validate() {
 fn shipped_schemes_carry_the_schema_modeline() {
     for entry in std::fs::read_dir("schemes").unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue; // schemes/tests/: `ferry test` files, not schemes
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.starts_with("# yaml-language-server: $schema=../schema/scheme.schema.json"),

@@ -268,8 +268,8 @@ pub fn test_file(scheme_path: &str, variables: &[(String, bool)]) -> String {
             out.push_str(&format!("  {name}: {}\n", yaml_quote(&stand_in(name))));
         }
     }
-    out.push_str("# `ferry test --record` runs the scheme against the real systems once and fills this list\n");
-    out.push_str("# with the requests it sent and the answers it got.\n");
+    out.push_str("# `ferry test --record` runs the scheme twice against the built-in simulators and fills\n");
+    out.push_str("# this list with the requests it sent, the answers it got and the store afterwards.\n");
     out.push_str("runs: []\n");
     out
 }
@@ -278,7 +278,10 @@ pub fn test_file(scheme_path: &str, variables: &[(String, bool)]) -> String {
 /// (`.invalid` is reserved for that), a recognisable dummy otherwise.
 fn stand_in(name: &str) -> String {
     let lower = name.to_ascii_lowercase().replace('_', "-");
-    if name.ends_with("_URL") {
+    if name == "K3CLOUD_APP_ID" {
+        // K3Cloud checks the shape before signing: <clientId>_<32 base64 characters>.
+        "224466_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0".to_string()
+    } else if name.ends_with("_URL") {
         format!("https://{}.invalid", lower.trim_end_matches("-url"))
     } else {
         format!("test-{lower}")

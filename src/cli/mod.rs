@@ -17,6 +17,9 @@ mod runs;
 mod serve;
 mod stores;
 mod systemd;
+mod test;
+
+pub use init::test_file as init_test_file;
 
 use crate::diag as scheme_diag;
 use crate::engine::{self, RunOptions};
@@ -130,6 +133,15 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
   ferry init orders --connector guanyi --target-connector kingdee-k3cloud
   ferry init --dir ci/schemes --force")]
     Init(init::InitArgs),
+    /// Run hermetic scheme tests: replay each test file's recorded answers (no network, no
+    /// environment), run its scheme twice, and check requests, store and exit codes.
+    #[command(after_help = "Examples:
+  ferry test                                   # every schemes/**/*.test.yaml
+  ferry test schemes/tests/orders.test.yaml --junit report.xml
+  ferry test schemes/tests/orders.test.yaml --record   # fill it from the built-in simulators
+
+Exit codes: 0 all passed, 1 a test failed, 2 a test file or its scheme is invalid.")]
+    Test(test::TestArgs),
     /// Inspect and edit source-id → target-id mappings.
     Mappings {
         #[command(subcommand)]
@@ -498,6 +510,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
             exit::OK
         }
         Command::Init(args) => init::init(args),
+        Command::Test(args) => test::test(args).await,
         Command::Mappings { action } => mappings(action).await,
         Command::Failures { action } => failures(action, log_format).await,
         Command::FieldMappings { action } => field_mappings::field_mappings(action).await,

@@ -105,12 +105,18 @@ fn simply_env(env: &mut HashMap<&'static str, String>, handle: &SimHandle, confi
 
 /// Starts the simulators of `flow` on free ports of 127.0.0.1.
 pub async fn start(flow: Flow) -> io::Result<Running> {
+    start_sized(flow, None).await
+}
+
+/// As [`start`], with `records` source records instead of the demo's count (`ferry test
+/// --record` keeps recordings small).
+pub async fn start_sized(flow: Flow, records: Option<u64>) -> io::Result<Running> {
     let mut env = HashMap::new();
     let mut sims = Sims::default();
     let (source, handles) = match flow {
         Flow::GuanyiToK3Cloud => {
             let gy_config = GuanyiConfig {
-                shops: 230,
+                shops: records.unwrap_or(230),
                 ..GuanyiConfig::default()
             };
             let k3_config = K3CloudConfig::default();
@@ -127,7 +133,7 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
         }
         Flow::JdyToJackyun => {
             let jdy_config = JdyConfig {
-                records: 180,
+                records: records.unwrap_or(180),
                 ..JdyConfig::default()
             };
             let jky_config = JackyunConfig::default();
@@ -146,10 +152,16 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
         }
         Flow::SimplyToK3Cloud | Flow::K3CloudToSimply => {
             let simply_config = SimplyConfig {
-                records: 150,
+                records: records.unwrap_or(150),
                 ..SimplyConfig::default()
             };
-            let k3_config = K3CloudConfig::default();
+            let k3_config = match records {
+                Some(records) => K3CloudConfig {
+                    records,
+                    ..K3CloudConfig::default()
+                },
+                None => K3CloudConfig::default(),
+            };
             let (simply, simply_handle) = SimplySim::start(simply_config.clone(), listener().await?).await?;
             let (k3, k3_handle) = K3CloudSim::start(k3_config.clone(), listener().await?).await?;
             simply_env(&mut env, &simply_handle, &simply_config);
@@ -165,7 +177,7 @@ pub async fn start(flow: Flow) -> io::Result<Running> {
         }
         Flow::ErpStandardToFxiaoke => {
             let erp_config = ErpStandardConfig {
-                records: 120,
+                records: records.unwrap_or(120),
                 ..ErpStandardConfig::default()
             };
             // A tenant with quota to spare: the demo pushes 120 orders at once, more than
@@ -201,6 +213,11 @@ impl Running {
     /// The environment that points the flow's scheme at its simulators.
     pub fn env(&self) -> impl Fn(&str) -> Option<String> + '_ {
         move |name| self.env.get(name).cloned()
+    }
+
+    /// The environment that points the flow's scheme at its simulators, as a map.
+    pub fn env_map(&self) -> HashMap<String, String> {
+        self.env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
     /// Changes one source record (modified 90 s ago, inside the next run's window). Each

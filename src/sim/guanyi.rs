@@ -1415,6 +1415,22 @@ fn shanghai_now() -> i64 {
     shanghai_secs(Utc::now())
 }
 
+/// `ferry test`'s check of a replayed request: the `sign` member must be the MD5 this
+/// simulator computes over the received text with `secret` (the same check as
+/// `authenticate`, without the appkey and sessionkey, which replay compares as values).
+pub fn verify_signature(secret: &str, request: &super::RecordedRequest) -> Result<(), String> {
+    let text = decode_body(&request.body).ok_or("the body is not UTF-8 JSON text")?;
+    let (unsigned, received) = strip_sign(&text).ok_or("the body has no top-level string `sign`")?;
+    let expected = md5_upper(secret, &unsigned);
+    if received == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "guanyi `sign` {received} is not the MD5 the simulator computes over the body ({expected})"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

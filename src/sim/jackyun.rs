@@ -924,6 +924,28 @@ fn validate_customer(biz: &Map<String, Value>) -> Result<Map<String, Value>, Ref
     Ok(row)
 }
 
+/// `ferry test`'s check of a replayed request: `sign` must be what this simulator's gateway
+/// computes over the received fields with `secret` (the clock is not checked: replay pins it).
+pub fn verify_signature(secret: &str, request: &super::RecordedRequest) -> Result<(), String> {
+    let mut params = parse_query(&request.query);
+    let is_json = request
+        .header("content-type")
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    if !is_json {
+        params.extend(parse_query(&String::from_utf8_lossy(&request.body)));
+    }
+    let fields: HashMap<String, String> = params.into_iter().collect();
+    let received = fields.get("sign").map(String::as_str).unwrap_or_default();
+    let expected = expected_sign(&fields, secret);
+    if received == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "jackyun `sign` {received:?} is not the MD5 the simulator's gateway computes ({expected})"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1829,6 +1829,49 @@ async fn v1_detail(State(state): State<Arc<JdyState>>, uri: Uri, headers: Header
     }
 }
 
+/// `ferry test`'s check of a replayed request: a gateway call's `X-Api-Signature` must be
+/// the HMAC this simulator computes with `client_secret`, and a token request's
+/// `app_signature` the HMAC of `app_key` with `app_secret` (when those settings are given).
+pub fn verify_signature(
+    client_secret: &str,
+    app_key: Option<&str>,
+    app_secret: Option<&str>,
+    request: &super::RecordedRequest,
+) -> Result<(), String> {
+    if let Some(received) = request.header("x-api-signature") {
+        let nonce = request.header("x-api-nonce").unwrap_or_default();
+        let timestamp = request.header("x-api-timestamp").unwrap_or_default();
+        let target = if request.query.is_empty() {
+            request.path.clone()
+        } else {
+            format!("{}?{}", request.path, request.query)
+        };
+        let uri: Uri = target.parse().map_err(|e| format!("bad request target: {e}"))?;
+        let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| e.to_string())?;
+        let expected = hmac_hex_base64(client_secret, &canonical_text(&method, &uri, nonce, timestamp));
+        if received != expected {
+            return Err(format!(
+                "jdy X-Api-Signature {received} is not the HMAC the simulator's gateway computes ({expected})"
+            ));
+        }
+    }
+    if let (Some(key), Some(secret)) = (app_key, app_secret) {
+        let signature = parse_query(&request.query)
+            .into_iter()
+            .find(|(name, _)| name == "app_signature")
+            .map(|(_, value)| value);
+        if let Some(received) = signature {
+            let expected = hmac_hex_base64(secret, key);
+            if received != expected {
+                return Err(format!(
+                    "jdy app_signature {received} is not the HMAC the simulator computes ({expected})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::InjectedFault;

@@ -1965,6 +1965,47 @@ fn order_values(left: &Value, right: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// `ferry test`'s check of a replayed request: a call with signed headers must pass this
+/// simulator's own check (`verify::check_signed`) for the given app; a session call carries
+/// no signature and passes.
+pub fn verify_signature(
+    app_id: &str,
+    app_secret: &str,
+    acct_id: &str,
+    username: &str,
+    request: &super::RecordedRequest,
+) -> Result<(), String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let signed = ["X-Api-Signature", "X-Kd-Appkey", "X-Api-ClientID"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    if !signed {
+        return Ok(());
+    }
+    let app = verify::AppCredentials {
+        app_id,
+        app_secret,
+        acct_id,
+        username,
+    };
+    verify::check_signed(
+        &app,
+        &headers,
+        &percent_decode_path(&request.path),
+        Utc::now().timestamp(),
+        i64::MAX / 4,
+    )
+    .map_err(|refusal| format!("kingdee-k3cloud signed headers refused by the simulator: {refusal:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,7 @@ pub mod jdy;
 pub mod k3cloud;
 pub mod scripted;
 pub mod shop;
+pub mod signatures;
 pub mod simply;
 
 use std::future::IntoFuture;
