@@ -227,6 +227,7 @@ fn detail_scope(scope: &Scope, record: &Arc<Value>, row: &Value, i: usize) -> Sc
         locals,
         parent: Some(record.clone()),
         mapped_ids: scope.mapped_ids.clone(),
+        field_maps: scope.field_maps.clone(),
     }
 }
 

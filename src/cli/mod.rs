@@ -6,6 +6,7 @@
 mod check;
 mod demo;
 mod env;
+mod field_mappings;
 mod inbox;
 mod init;
 mod logging;
@@ -145,6 +146,12 @@ Exit codes: 0 all passed, 1 a test failed, 2 a test file or its scheme is invali
     Mappings {
         #[command(subcommand)]
         action: MappingsAction,
+    },
+    /// Store-backed value tables for `field_map('NAME')` in templates (employees, dictionary
+    /// values, … that differ between CRM and ERP): add, list, delete, import, export, lint.
+    FieldMappings {
+        #[command(subcommand)]
+        action: field_mappings::FieldMappingsAction,
     },
     /// Inspect the failure ledger.
     Failures {
@@ -506,6 +513,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Test(args) => test::test(args).await,
         Command::Mappings { action } => mappings(action).await,
         Command::Failures { action } => failures(action, log_format).await,
+        Command::FieldMappings { action } => field_mappings::field_mappings(action).await,
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Bench(args) => demo::bench(args).await,

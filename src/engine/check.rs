@@ -145,6 +145,7 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         http: http.clone(),
         vars: Arc::new(base_vars(plan, now, 0, true)),
         mapped_ids: uses_mapped_id.then(|| placeholders.clone() as Arc<dyn MappedIds>),
+        field_maps: (!plan.field_tables.is_empty()).then(|| Arc::new(crate::template::FieldMaps::placeholders())),
         payload_hasher: crate::transform::PayloadHasher::new(&fingerprint),
         dry_run: true,
         dry_run_sink: None,

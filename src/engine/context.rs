@@ -106,6 +106,8 @@ pub(crate) struct RunContext {
     pub http: HttpClient,
     pub vars: Arc<Map<String, Value>>,
     pub mapped_ids: Option<Arc<dyn MappedIds>>,
+    /// The `field_map` tables, loaded once at the start of the run (`None`: none declared).
+    pub field_maps: Option<Arc<crate::template::FieldMaps>>,
     pub payload_hasher: crate::transform::PayloadHasher,
     pub dry_run: bool,
     pub dry_run_sink: Option<DryRunSink>,
@@ -204,6 +206,7 @@ pub(crate) fn row_scope(ctx: &RunContext, item: &Item) -> Scope {
             item.target_id.clone().map(Value::String).unwrap_or(Value::Null),
         )],
         mapped_ids: ctx.mapped_ids.clone(),
+        field_maps: ctx.field_maps.clone(),
         parent: None,
     }
 }

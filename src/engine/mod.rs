@@ -58,6 +58,7 @@ mod context;
 mod delete;
 mod details;
 mod fetch;
+pub mod field_maps;
 mod guard;
 mod lookup;
 mod options;

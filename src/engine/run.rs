@@ -54,6 +54,8 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         )));
     }
     let now = options.now.unwrap_or_else(Utc::now);
+    // Before the run is recorded: a seed file that cannot be read stops it as a configuration error.
+    let field_maps = super::field_maps::load(plan, store, options.dry_run).await?;
     let run_id = if options.dry_run {
         0
     } else {
@@ -74,7 +76,12 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         _ => None,
     };
 
-    let fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
+    let mut fingerprint = serde_json::to_vec(&(&plan.raw.target.fields, &plan.raw.value_maps)).unwrap_or_default();
+    // Appended only when there are tables, so other schemes keep their payload hashes.
+    if !field_maps.fingerprint.is_empty() {
+        fingerprint.extend_from_slice(b"\nfield_mappings:");
+        fingerprint.extend_from_slice(&field_maps.fingerprint);
+    }
     let payload_hasher = crate::transform::PayloadHasher::new(&fingerprint);
     let uses_mapped_id = crate::scheme::validate::uses_call(&plan.target.fields, "mapped_id");
     // A dry run counts the rows of the creates and updates it planned.
@@ -100,6 +107,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
             .with_shared_budgets(Arc::new(StoreBudgets(store.clone()))),
         vars: Arc::new(base_vars(plan, now, run_id, options.dry_run)),
         mapped_ids: uses_mapped_id.then(|| Arc::new(StoreMappedIds::new(store.clone())) as Arc<dyn MappedIds>),
+        field_maps: field_maps.maps,
         payload_hasher,
         dry_run: options.dry_run,
         dry_run_sink,

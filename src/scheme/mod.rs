@@ -12,6 +12,7 @@
 pub mod check;
 pub mod context;
 pub mod envfile;
+pub mod field_tables;
 pub mod model;
 pub mod raw;
 pub mod sample;

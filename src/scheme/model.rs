@@ -27,6 +27,8 @@ pub struct Plan {
     pub redactor: Redactor,
     /// How runs replay the failure ledger.
     pub failures: FailurePolicy,
+    /// The field mapping tables `field_map` reads, by template name.
+    pub field_tables: BTreeMap<String, super::field_tables::FieldTablePlan>,
     /// The scheme as written, after `${ENV}` resolution.
     pub raw: RawScheme,
 }

@@ -34,6 +34,11 @@ pub struct RawScheme {
     /// Value maps for the `map('name')` filter: source value → target value, with an optional `default`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub value_maps: BTreeMap<String, Map<String, Value>>,
+    /// Store-backed value tables for the `field_map('name')` filter (the ERP field mapping
+    /// table: employees, dictionary values, … that differ between the two systems). Rows are
+    /// edited with `ferry field-mappings`, or seeded from a CSV file kept next to the scheme.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_mappings: BTreeMap<String, RawFieldMappingTable>,
     /// What runs do with the failure ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<RawFailurePolicy>,
@@ -41,6 +46,29 @@ pub struct RawScheme {
     /// default) fails that record into the ledger naming the field; `lenient` reads it as null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undefined: Option<UndefinedMode>,
+}
+
+/// One field mapping table a scheme reads (`field_mappings.NAME`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldMappingTable {
+    /// The table's data type in the store (default: the name under `field_mappings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["employee"]))]
+    pub data_type: Option<String>,
+    /// The table's channel: ERP_K3CLOUD, ERP_SAP, ERP_U8, OA or STANDARD_CHANNEL (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["ERP_K3CLOUD"]))]
+    pub channel: Option<String>,
+    /// The data center (account set) id; empty (the default) for a single account set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_center: Option<String>,
+    /// A CSV file (relative to the scheme file) whose rows are put into the store at the
+    /// start of every run; `ferry field-mappings lint` shows where file and store differ.
+    /// Columns: crm_value, erp_value and optionally crm_name, erp_name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["employees.csv"]))]
+    pub file: Option<String>,
 }
 
 /// What reading a missing field means (`undefined:`).

@@ -103,6 +103,7 @@ fn check_record(plan: &Plan, record: &Value) -> Vec<Finding> {
         record: Some(record.clone()),
         vars: Arc::new(vars),
         mapped_ids: Some(Arc::new(PlaceholderIds::default()) as Arc<dyn MappedIds>),
+        field_maps: Some(Arc::new(crate::template::FieldMaps::placeholders())),
         ..Scope::default()
     };
     let mut out = Vec::new();
@@ -212,6 +213,7 @@ fn walk(template: &ValueTemplate, scope: &Scope, path: &str, out: &mut Vec<Findi
                     locals,
                     parent: Some(record.clone()),
                     mapped_ids: scope.mapped_ids.clone(),
+                    field_maps: scope.field_maps.clone(),
                 };
                 walk(fields, &detail, &child_path(path, "fields"), out);
             }

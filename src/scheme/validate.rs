@@ -777,10 +777,20 @@ pub fn validate(
         })
         .unwrap_or_default();
     let strict = !matches!(root.get("undefined").and_then(Value::as_str), Some("lenient"));
+    let declared_tables = root
+        .get("field_mappings")
+        .and_then(|tables| serde_json::from_value(tables.clone()).ok())
+        .unwrap_or_default();
+    let (field_tables, table_problems) = super::field_tables::resolve(&declared_tables, file);
+    for problem in table_problems {
+        let position = spans.value_position(&problem.path);
+        early.push(problem.at(position));
+    }
     let options = TemplateOptions {
         timezone,
         naive_zone: None,
         value_maps,
+        field_tables: field_tables.keys().cloned().collect(),
         strict,
     };
     let templates = Arc::new(TemplateEnv::new(options.clone()));
@@ -932,6 +942,7 @@ pub fn validate(
         target,
         redactor: Redactor::new(secrets),
         failures,
+        field_tables,
         raw: raw_scheme,
     };
     (Some(plan), diags)

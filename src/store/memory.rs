@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::field_mappings::{
+    put_step, sort_rows, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide,
+    FieldTable,
+};
 use super::{
     check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, Failure,
     FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
@@ -48,6 +52,8 @@ struct State {
     intents: Vec<WriteIntent>,
     /// Budget name → (tokens, updated at ms).
     budgets: HashMap<String, (f64, i64)>,
+    /// Field mapping table → CRM value → row.
+    field_mappings: BTreeMap<FieldTable, BTreeMap<String, FieldMapping>>,
 }
 
 impl MemoryStore {
@@ -411,5 +417,64 @@ impl RateBudget for MemoryStore {
         let tokens = crate::rate::take(entry.0, entry.1, now_ms, per_second, burst);
         *entry = (tokens, entry.1.max(now_ms));
         Ok(crate::rate::wait_for(tokens, per_second))
+    }
+}
+
+impl FieldMappingStore for MemoryStore {
+    async fn put_field_mappings(&self, rows: &[FieldMapping]) -> Result<FieldMappingChanges, StoreError> {
+        let mut state = self.lock();
+        // Applied to a copy, so a conflict half-way leaves nothing behind.
+        let mut tables = state.field_mappings.clone();
+        let mut changes = FieldMappingChanges::default();
+        for row in rows {
+            let table = tables.entry(row.table()).or_default();
+            let erp_owner = table
+                .values()
+                .find(|stored| stored.erp_value == row.erp_value)
+                .map(|stored| stored.crm_value.clone());
+            let step = put_step(row, table.get(&row.crm_value), erp_owner.as_deref())?;
+            changes.count(&step);
+            table.insert(row.crm_value.clone(), row.clone());
+        }
+        state.field_mappings = tables;
+        Ok(changes)
+    }
+
+    async fn list_field_mappings(&self, filter: &FieldMappingFilter) -> Result<Vec<FieldMapping>, StoreError> {
+        let state = self.lock();
+        let mut rows: Vec<FieldMapping> = state
+            .field_mappings
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|row| filter.matches(row))
+            .cloned()
+            .collect();
+        sort_rows(&mut rows);
+        Ok(rows)
+    }
+
+    async fn delete_field_mapping(&self, table: &FieldTable, crm_value: &str) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        Ok(state
+            .field_mappings
+            .get_mut(table)
+            .and_then(|rows| rows.remove(crm_value))
+            .is_some())
+    }
+
+    async fn find_field_mapping(
+        &self,
+        table: &FieldTable,
+        side: FieldSide,
+        value: &str,
+    ) -> Result<Option<FieldMapping>, StoreError> {
+        let state = self.lock();
+        let Some(rows) = state.field_mappings.get(table) else {
+            return Ok(None);
+        };
+        Ok(match side {
+            FieldSide::Crm => rows.get(value).cloned(),
+            FieldSide::Erp => rows.values().find(|row| row.erp_value == value).cloned(),
+        })
     }
 }

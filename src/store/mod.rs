@@ -37,6 +37,8 @@
 //!   the start of a run mark writes whose outcome is unknown.
 //! - **Rate budgets** ([`RateBudget`]) are token buckets updated in one statement, so
 //!   several processes sharing a store share the budget.
+//! - **Field mappings** ([`FieldMappingStore`]): value pairs per `(data_center, channel,
+//!   data_type)` table, unique in both directions (see `field_mappings.rs`).
 //! - **Inbox** ([`InboxStore`]): receive mode's pushes, stored before they are answered,
 //!   deduplicated per scheme and claimed by workers with leases (see `inbox.rs`).
 //! - **Errors** name the store location and say what to do; they never quote a
@@ -45,6 +47,8 @@
 //! All SQL lives under `store/`; the schemas are in `migrations/sqlite/NNNN_*.sql`
 //! and `migrations/postgres/NNNN_*.sql` and are applied on open.
 
+pub mod field_csv;
+mod field_mappings;
 pub mod lock;
 mod memory;
 pub mod postgres;
@@ -60,6 +64,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use field_mappings::{
+    describe_table, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable,
+    PlatformFieldMapping,
+};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -356,6 +364,10 @@ pub enum StoreError {
 
     #[error("invalid store request: {0}")]
     InvalidRequest(String),
+
+    /// A write would break a uniqueness promise (e.g. two CRM values for one ERP value).
+    #[error("{0}")]
+    Conflict(String),
 
     #[error("{0}")]
     Unsupported(String),
@@ -675,6 +687,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 impl Store {
     /// Open the store named by `location`:

@@ -54,6 +54,9 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
+use super::field_mappings::{
+    put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
+};
 use super::{
     check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStage,
     FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
@@ -993,6 +996,146 @@ fn decode_run(row: &PgRow) -> Result<RunRecord, String> {
         status: column(row, 4)?,
         summary: json(column(row, 5)?)?,
     })
+}
+
+// ---- field mappings ------------------------------------------------------------------
+
+const FIELD_MAPPING_COLUMNS: &str = "data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name";
+const FIELD_MAPPING_UPSERT: &str = "INSERT INTO field_mappings \
+     (data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (data_center, channel, data_type, crm_value) DO UPDATE SET \
+     crm_name = excluded.crm_name, erp_value = excluded.erp_value, erp_name = excluded.erp_name";
+
+fn decode_field_mapping(row: &PgRow) -> Result<FieldMapping, String> {
+    Ok(FieldMapping {
+        data_center: column(row, 0)?,
+        channel: column(row, 1)?,
+        data_type: column(row, 2)?,
+        crm_value: column(row, 3)?,
+        crm_name: column(row, 4)?,
+        erp_value: column(row, 5)?,
+        erp_name: column(row, 6)?,
+    })
+}
+
+fn bind_table<'q>(query: Query<'q>, table: &'q FieldTable) -> Query<'q> {
+    query
+        .bind(table.data_center.as_str())
+        .bind(table.channel.as_str())
+        .bind(table.data_type.as_str())
+}
+
+impl FieldMappingStore for PostgresStore {
+    async fn put_field_mappings(&self, rows: &[FieldMapping]) -> Result<FieldMappingChanges, StoreError> {
+        const ACTION: &str = "saving field mappings";
+        let by_crm = format!(
+            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
+             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND crm_value = $4"
+        );
+        let erp_owner = "SELECT crm_value FROM field_mappings \
+             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND erp_value = $4";
+        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
+        let mut changes = FieldMappingChanges::default();
+        for row in rows {
+            let table = row.table();
+            let stored = bind_table(sqlx::query(&by_crm), &table)
+                .bind(row.crm_value.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.failed(ACTION))?
+                .map(|found| decode_field_mapping(&found))
+                .transpose()
+                .map_err(self.corrupt(ACTION))?;
+            let owner: Option<String> = bind_table(sqlx::query(erp_owner), &table)
+                .bind(row.erp_value.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.failed(ACTION))?
+                .map(|found| column(&found, 0))
+                .transpose()
+                .map_err(self.corrupt(ACTION))?;
+            // Returning the error drops `tx`, which rolls the transaction back.
+            let step = put_step(row, stored.as_ref(), owner.as_deref())?;
+            changes.count(&step);
+            if !matches!(step, PutStep::Keep) {
+                sqlx::query(FIELD_MAPPING_UPSERT)
+                    .bind(row.data_center.as_str())
+                    .bind(row.channel.as_str())
+                    .bind(row.data_type.as_str())
+                    .bind(row.crm_value.as_str())
+                    .bind(row.crm_name.as_deref())
+                    .bind(row.erp_value.as_str())
+                    .bind(row.erp_name.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.failed(ACTION))?;
+            }
+        }
+        tx.commit().await.map_err(self.failed(ACTION))?;
+        Ok(changes)
+    }
+
+    async fn list_field_mappings(&self, filter: &FieldMappingFilter) -> Result<Vec<FieldMapping>, StoreError> {
+        const ACTION: &str = "listing field mappings";
+        let sql = format!(
+            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
+             WHERE ($1::text IS NULL OR data_center = $1) AND ($2::text IS NULL OR channel = $2) \
+               AND ($3::text IS NULL OR data_type = $3) \
+             ORDER BY data_center, channel, data_type, rtrim(crm_value, '0123456789'), length(crm_value), crm_value"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.data_center.as_deref())
+            .bind(filter.channel.as_deref())
+            .bind(filter.data_type.as_deref())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(|row| decode_field_mapping(row).map_err(self.corrupt(ACTION)))
+            .collect()
+    }
+
+    async fn delete_field_mapping(&self, table: &FieldTable, crm_value: &str) -> Result<bool, StoreError> {
+        let done = bind_table(
+            sqlx::query(
+                "DELETE FROM field_mappings \
+                 WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND crm_value = $4",
+            ),
+            table,
+        )
+        .bind(crm_value)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(self.failed("deleting a field mapping"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_field_mapping(
+        &self,
+        table: &FieldTable,
+        side: FieldSide,
+        value: &str,
+    ) -> Result<Option<FieldMapping>, StoreError> {
+        const ACTION: &str = "looking up a field mapping";
+        let by = match side {
+            FieldSide::Crm => "crm_value",
+            FieldSide::Erp => "erp_value",
+        };
+        let sql = format!(
+            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
+             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND {by} = $4"
+        );
+        let found = bind_table(sqlx::query(&sql), table)
+            .bind(value)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        found
+            .map(|row| decode_field_mapping(&row))
+            .transpose()
+            .map_err(self.corrupt(ACTION))
+    }
 }
 
 // ---- URLs and errors ---------------------------------------------------------------

@@ -48,6 +48,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::field_mappings::{
+    put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
+};
 use super::{
     check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStatus,
     IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
@@ -1135,6 +1138,152 @@ async fn is_current(conn: &mut SqliteConnection) -> bool {
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
         .all(|m| applied.contains(&m.version))
+}
+
+// ---- field mappings ------------------------------------------------------------------
+
+const FIELD_MAPPING_COLUMNS: &str = "data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name";
+const FIELD_TABLE_IS: &str = "data_center = ? AND channel = ? AND data_type = ?";
+
+fn decode_field_mapping(row: &SqliteRow) -> Result<FieldMapping, String> {
+    Ok(FieldMapping {
+        data_center: column(row, 0)?,
+        channel: column(row, 1)?,
+        data_type: column(row, 2)?,
+        crm_value: column(row, 3)?,
+        crm_name: column(row, 4)?,
+        erp_value: column(row, 5)?,
+        erp_name: column(row, 6)?,
+    })
+}
+
+fn bind_table<'q>(query: Query<'q>, table: &'q FieldTable) -> Query<'q> {
+    query
+        .bind(table.data_center.as_str())
+        .bind(table.channel.as_str())
+        .bind(table.data_type.as_str())
+}
+
+impl FieldMappingStore for SqliteStore {
+    async fn put_field_mappings(&self, rows: &[FieldMapping]) -> Result<FieldMappingChanges, StoreError> {
+        const ACTION: &str = "saving field mappings";
+        let by_crm =
+            format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE {FIELD_TABLE_IS} AND crm_value = ?");
+        let erp_owner = format!("SELECT crm_value FROM field_mappings WHERE {FIELD_TABLE_IS} AND erp_value = ?");
+        let upsert = format!(
+            "INSERT INTO field_mappings ({FIELD_MAPPING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (data_center, channel, data_type, crm_value) DO UPDATE SET \
+             crm_name = excluded.crm_name, erp_value = excluded.erp_value, erp_name = excluded.erp_name"
+        );
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed(ACTION))?;
+        let mut changes = FieldMappingChanges::default();
+        for row in rows {
+            let table = row.table();
+            let stored = bind_table(sqlx::query(&by_crm), &table)
+                .bind(row.crm_value.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.failed(ACTION))?
+                .map(|found| decode_field_mapping(&found))
+                .transpose()
+                .map_err(self.corrupt(ACTION))?;
+            let owner: Option<String> = bind_table(sqlx::query(&erp_owner), &table)
+                .bind(row.erp_value.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.failed(ACTION))?
+                .map(|found| column(&found, 0))
+                .transpose()
+                .map_err(self.corrupt(ACTION))?;
+            // Returning the error drops `tx`, which rolls the transaction back.
+            let step = put_step(row, stored.as_ref(), owner.as_deref())?;
+            changes.count(&step);
+            if !matches!(step, PutStep::Keep) {
+                sqlx::query(&upsert)
+                    .bind(row.data_center.as_str())
+                    .bind(row.channel.as_str())
+                    .bind(row.data_type.as_str())
+                    .bind(row.crm_value.as_str())
+                    .bind(row.crm_name.as_deref())
+                    .bind(row.erp_value.as_str())
+                    .bind(row.erp_name.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.failed(ACTION))?;
+            }
+        }
+        tx.commit().await.map_err(self.failed(ACTION))?;
+        Ok(changes)
+    }
+
+    async fn list_field_mappings(&self, filter: &FieldMappingFilter) -> Result<Vec<FieldMapping>, StoreError> {
+        const ACTION: &str = "listing field mappings";
+        let mut sql = format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE 1 = 1");
+        for (name, value) in [
+            ("data_center", &filter.data_center),
+            ("channel", &filter.channel),
+            ("data_type", &filter.data_type),
+        ] {
+            if value.is_some() {
+                sql.push_str(&format!(" AND {name} = ?"));
+            }
+        }
+        sql.push_str(
+            " ORDER BY data_center, channel, data_type, rtrim(crm_value, '0123456789'), length(crm_value), crm_value",
+        );
+        let mut query = sqlx::query(&sql);
+        for value in [&filter.data_center, &filter.channel, &filter.data_type]
+            .into_iter()
+            .flatten()
+        {
+            query = query.bind(value.as_str());
+        }
+        let rows = query
+            .fetch_all(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        rows.iter()
+            .map(|row| decode_field_mapping(row).map_err(self.corrupt(ACTION)))
+            .collect()
+    }
+
+    async fn delete_field_mapping(&self, table: &FieldTable, crm_value: &str) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM field_mappings WHERE {FIELD_TABLE_IS} AND crm_value = ?");
+        let done = bind_table(sqlx::query(&sql), table)
+            .bind(crm_value)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(self.failed("deleting a field mapping"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_field_mapping(
+        &self,
+        table: &FieldTable,
+        side: FieldSide,
+        value: &str,
+    ) -> Result<Option<FieldMapping>, StoreError> {
+        const ACTION: &str = "looking up a field mapping";
+        let by = match side {
+            FieldSide::Crm => "crm_value",
+            FieldSide::Erp => "erp_value",
+        };
+        let sql = format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE {FIELD_TABLE_IS} AND {by} = ?");
+        let found = bind_table(sqlx::query(&sql), table)
+            .bind(value)
+            .fetch_optional(&self.inner.readers)
+            .await
+            .map_err(self.failed(ACTION))?;
+        found
+            .map(|row| decode_field_mapping(&row))
+            .transpose()
+            .map_err(self.corrupt(ACTION))
+    }
 }
 
 // ---- errors ------------------------------------------------------------------------

@@ -1010,6 +1010,154 @@ async fn rate_budget_is_a_token_bucket(store: &Store) {
     assert!(store.take_token("tenant-b", 2.0, 3).await.unwrap().is_zero());
 }
 
+fn field_row(data_center: &str, data_type: &str, crm: &str, erp: &str) -> FieldMapping {
+    FieldMapping {
+        data_center: data_center.to_owned(),
+        channel: "ERP_K3CLOUD".to_owned(),
+        data_type: data_type.to_owned(),
+        crm_value: crm.to_owned(),
+        crm_name: Some(format!("crm {crm}")),
+        erp_value: erp.to_owned(),
+        erp_name: None,
+    }
+}
+
+fn employee_table(data_center: &str) -> FieldTable {
+    FieldTable {
+        data_center: data_center.to_owned(),
+        channel: "ERP_K3CLOUD".to_owned(),
+        data_type: "employee".to_owned(),
+    }
+}
+
+async fn field_mappings_are_added_found_both_ways_and_deleted(store: &Store) {
+    let rows = vec![
+        field_row("", "employee", "E10", "0010"),
+        field_row("", "employee", "E2", "0002"),
+        field_row("", "employee", "E9", "0009"),
+    ];
+    let changes = store.put_field_mappings(&rows).await.unwrap();
+    assert_eq!((changes.added, changes.changed, changes.unchanged), (3, 0, 0));
+
+    let table = employee_table("");
+    let listed = store
+        .list_field_mappings(&FieldMappingFilter::table(&table))
+        .await
+        .unwrap();
+    let crm: Vec<&str> = listed.iter().map(|r| r.crm_value.as_str()).collect();
+    assert_eq!(crm, ["E2", "E9", "E10"], "natural order of CRM values");
+    assert_eq!(listed[0], rows[1]);
+
+    let by_crm = store.find_field_mapping(&table, FieldSide::Crm, "E9").await.unwrap();
+    assert_eq!(by_crm.map(|r| r.erp_value), Some("0009".to_owned()));
+    let by_erp = store.find_field_mapping(&table, FieldSide::Erp, "0010").await.unwrap();
+    assert_eq!(by_erp.map(|r| r.crm_value), Some("E10".to_owned()));
+    assert_eq!(
+        store.find_field_mapping(&table, FieldSide::Crm, "0009").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_field_mapping(&table, FieldSide::Erp, "E9").await.unwrap(),
+        None
+    );
+
+    // The same rows again change nothing; a new ERP value for a CRM value replaces it.
+    let mut moved = rows[2].clone();
+    moved.erp_value = "0099".to_owned();
+    moved.erp_name = Some("Nine".to_owned());
+    let changes = store
+        .put_field_mappings(&[rows[0].clone(), rows[1].clone(), moved.clone()])
+        .await
+        .unwrap();
+    assert_eq!((changes.added, changes.changed, changes.unchanged), (0, 1, 2));
+    assert_eq!(
+        store.find_field_mapping(&table, FieldSide::Crm, "E9").await.unwrap(),
+        Some(moved)
+    );
+    assert_eq!(
+        store.find_field_mapping(&table, FieldSide::Erp, "0009").await.unwrap(),
+        None
+    );
+
+    assert!(store.delete_field_mapping(&table, "E9").await.unwrap());
+    assert!(!store.delete_field_mapping(&table, "E9").await.unwrap());
+    assert_eq!(
+        store.find_field_mapping(&table, FieldSide::Erp, "0099").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_field_mappings(&FieldMappingFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn an_erp_value_belongs_to_one_crm_value_and_a_conflict_writes_nothing(store: &Store) {
+    store
+        .put_field_mappings(&[field_row("", "employee", "E1", "0001")])
+        .await
+        .unwrap();
+    let batch = [
+        field_row("", "employee", "E3", "0003"),
+        field_row("", "employee", "E2", "0001"),
+    ];
+    let err = store.put_field_mappings(&batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("\"0001\"") && text.contains("\"E1\""), "{text}");
+    let all = store.list_field_mappings(&FieldMappingFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1, "the whole put was rolled back: {all:?}");
+
+    // Within one put, rows apply in order: moving E1 away first frees 0001 for E2.
+    let mut e1_moved = field_row("", "employee", "E1", "0100");
+    e1_moved.crm_name = None;
+    let changes = store
+        .put_field_mappings(&[e1_moved, field_row("", "employee", "E2", "0001")])
+        .await
+        .unwrap();
+    assert_eq!((changes.added, changes.changed), (1, 1));
+    let table = employee_table("");
+    let owner = store.find_field_mapping(&table, FieldSide::Erp, "0001").await.unwrap();
+    assert_eq!(owner.map(|r| r.crm_value), Some("E2".to_owned()));
+
+    let empty = store.put_field_mappings(&[field_row("", "employee", "", "0005")]).await;
+    assert!(matches!(empty, Err(StoreError::InvalidRequest(_))), "{empty:?}");
+}
+
+async fn field_mapping_tables_are_separate(store: &Store) {
+    store
+        .put_field_mappings(&[
+            field_row("", "employee", "E1", "0001"),
+            field_row("dc2", "employee", "E1", "0001"),
+            field_row("", "department", "E1", "0001"),
+        ])
+        .await
+        .unwrap();
+    let dc2 = FieldMappingFilter {
+        data_center: Some("dc2".to_owned()),
+        ..FieldMappingFilter::default()
+    };
+    let rows = store.list_field_mappings(&dc2).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].data_center, "dc2");
+    let employees = FieldMappingFilter {
+        data_type: Some("employee".to_owned()),
+        ..FieldMappingFilter::default()
+    };
+    let rows = store.list_field_mappings(&employees).await.unwrap();
+    let centers: Vec<&str> = rows.iter().map(|r| r.data_center.as_str()).collect();
+    assert_eq!(centers, ["", "dc2"]);
+    assert!(store.delete_field_mapping(&employee_table("dc2"), "E1").await.unwrap());
+    let left = store
+        .find_field_mapping(&employee_table(""), FieldSide::Crm, "E1")
+        .await
+        .unwrap();
+    assert!(left.is_some());
+}
+
 // ---- inbox ----------------------------------------------------------------------------
 
 fn new_push(scheme: &str, key: &str, business_key: Option<&str>) -> NewPush {
@@ -1296,6 +1444,9 @@ conformance_suite!(
     intents_survive_until_settled,
     sent_rows_survive_with_their_intents,
     rate_budget_is_a_token_bucket,
+    field_mappings_are_added_found_both_ways_and_deleted,
+    an_erp_value_belongs_to_one_crm_value_and_a_conflict_writes_nothing,
+    field_mapping_tables_are_separate,
     inbox_stores_a_push_once_per_dedupe_key,
     inbox_claims_lease_rows_and_only_the_holder_finishes,
     inbox_keeps_one_keys_pushes_in_order,

@@ -40,6 +40,8 @@ pub(crate) struct Usage {
     pub(crate) functions: Vec<Use>,
     /// Literal first arguments of `map(...)` that may name a value map.
     pub(crate) value_maps: Vec<Use>,
+    /// Literal first arguments of `field_map(...)`: field mapping table names.
+    pub(crate) field_tables: Vec<Use>,
     /// Every read of a top-level name, in source order.
     pub(crate) names: Vec<Use>,
     /// Constant member chains read from a top-level name (`page.size`, `a['b'].c`).
@@ -212,6 +214,27 @@ impl Usage {
                     offset: Some(used.offset),
                     hint: did_you_mean(name, &known)
                         .or_else(|| Some("define it under `value_maps` in the scheme".to_owned())),
+                });
+            }
+        }
+        for used in &self.field_tables {
+            if !options.field_tables.contains(&used.name) {
+                let known: Vec<&str> = options.field_tables.iter().map(String::as_str).collect();
+                let declared = if known.is_empty() {
+                    "the scheme declares none".to_owned()
+                } else {
+                    format!("declared: {}", known.join(", "))
+                };
+                problems.push(TemplateError {
+                    missing: Vec::new(),
+                    message: format!("unknown field mapping table {:?}; {declared}", used.name),
+                    offset: Some(used.offset),
+                    hint: did_you_mean(&used.name, &known).or_else(|| {
+                        Some(format!(
+                            "declare it under `field_mappings` in the scheme, e.g. `field_mappings: {{{}: {{channel: ERP_K3CLOUD}}}}`",
+                            used.name
+                        ))
+                    }),
                 });
             }
         }
@@ -388,6 +411,9 @@ impl Usage {
                 if node.name == "map" {
                     self.value_map_literal(&node.args);
                 }
+                if node.name == "field_map" {
+                    self.field_table_literal(&node.args);
+                }
                 self.opt_expr(node.expr.as_ref());
                 self.args(&node.args);
             }
@@ -442,6 +468,18 @@ impl Usage {
                 CallArg::Pos(expr) | CallArg::Kwarg(_, expr) | CallArg::PosSplat(expr) | CallArg::KwargSplat(expr) => {
                     self.expr(expr)
                 }
+            }
+        }
+    }
+
+    /// `field_map('name')` with a literal name: remember the name.
+    fn field_table_literal(&mut self, args: &[CallArg<'_>]) {
+        if let Some(CallArg::Pos(Expr::Const(constant))) = args.first() {
+            if let Some(name) = constant.value.as_str() {
+                self.field_tables.push(Use {
+                    name: name.to_owned(),
+                    offset: offset_of(constant.span().start_offset),
+                });
             }
         }
     }

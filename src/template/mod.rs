@@ -72,6 +72,7 @@
 //! | `<< '{"a": 1}' \| from_json >>` | `{"a": 1}` |
 //! | `<< status \| map('status') >>` | `value_maps.status[status]` (numbers looked up by their JSON text), else its `default` key, else an error |
 //! | `<< lines \| map(attribute='qty') \| sum >>` | minijinja's builtin `map` (also `map('upper')` for a filter name that is not a value map) |
+//! | `<< owner \| field_map('employee') >>`, `field_map('employee', reverse=true)` | the ERP value of a CRM value in the store-backed table the scheme declares under `field_mappings` (reverse: ERP → CRM); no row is an error naming table and value; null stays null |
 //! | `<< customer_id \| mapped_id('customer') >>`, `<< mapped_id('customer', customer_id) >>` | the target id another scheme stored; an error when there is none yet |
 //!
 //! minijinja's builtins stay available: `upper`, `lower`, `trim`, `replace`,
@@ -94,6 +95,7 @@
 //! and reading `v` back from the captured state.
 
 mod check;
+mod field_maps;
 mod filters;
 mod native;
 mod scope;
@@ -114,6 +116,7 @@ use serde_json::{Map, Value as Json};
 
 pub use self::check::Shape;
 use self::check::{Read, Usage};
+pub use self::field_maps::{parse_unmapped, unmapped_message, FieldMapTable, FieldMaps, Unmapped};
 use self::native::{FastExpr, Outcome};
 use self::scope::{
     json_text, missing_mark, push_json_text, value_text, value_to_json, MissLog, ScopeContext, SCOPE_HANDLE,
@@ -144,6 +147,7 @@ pub const FILTERS: &[&str] = &[
     "from_json",
     "map",
     "mapped_id",
+    "field_map",
     // minijinja builtins.
     "abs",
     "attr",
@@ -252,6 +256,9 @@ pub struct TemplateOptions {
     pub naive_zone: Option<Tz>,
     /// Named value maps for the `map('name')` filter.
     pub value_maps: BTreeMap<String, Map<String, Json>>,
+    /// The field mapping tables the scheme declares (`field_mappings`): the names
+    /// `field_map('name')` may use. Their rows come with the [`Scope`] ([`FieldMaps`]).
+    pub field_tables: BTreeSet<String>,
     /// Whether reading a name that is not there fails the render (the scheme's
     /// `undefined: strict`, the default) or reads as null (`undefined: lenient`).
     pub strict: bool,
@@ -263,6 +270,7 @@ impl Default for TemplateOptions {
             timezone: chrono_tz::Asia::Shanghai,
             naive_zone: None,
             value_maps: BTreeMap::new(),
+            field_tables: BTreeSet::new(),
             strict: true,
         }
     }
@@ -389,6 +397,7 @@ impl TemplateEnv {
         base.set_debug(false);
         time::register(&mut base, &options);
         filters::register(&mut base, &options);
+        base.add_filter("field_map", field_maps::field_map);
         TemplateEnv {
             shared: Arc::new(Shared {
                 base,

@@ -165,6 +165,8 @@ pub struct Scope {
     pub parent: Option<Arc<Json>>,
     /// The id-mapping service for `mapped_id`; `None` where no store is available.
     pub mapped_ids: Option<Arc<dyn MappedIds>>,
+    /// The field mapping tables for `field_map`; `None` where none were loaded.
+    pub field_maps: Option<Arc<super::FieldMaps>>,
 }
 
 impl fmt::Debug for Scope {
@@ -175,6 +177,7 @@ impl fmt::Debug for Scope {
             .field("locals", &self.locals)
             .field("parent", &self.parent)
             .field("mapped_ids", &self.mapped_ids.as_ref().map(|_| "<service>"))
+            .field("field_maps", &self.field_maps)
             .finish()
     }
 }
