@@ -89,6 +89,8 @@ pub fn counter(run: &RunRecord, name: &str) -> u64 {
 
 const PLOT_WIDTH: u64 = 600;
 const PLOT_HEIGHT: u64 = 120;
+/// Widest bar (with its gap), so a short history does not draw slabs.
+const MAX_SLOT: u64 = 24;
 
 /// An inline SVG bar chart of records read per run, oldest on the left; the failed part of
 /// each bar is red. `runs` is newest first, as the store answers.
@@ -97,7 +99,7 @@ pub fn runs_plot(runs: &[RunRecord]) -> String {
         return "<p class=\"muted\">No runs yet.</p>".into();
     }
     let max = runs.iter().map(|r| counter(r, "read")).max().unwrap_or(0).max(1);
-    let slot = PLOT_WIDTH / runs.len() as u64;
+    let slot = (PLOT_WIDTH / runs.len() as u64).min(MAX_SLOT);
     let bar = slot.saturating_sub(2).max(1);
     let mut svg = format!(
         "<svg class=\"plot\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
