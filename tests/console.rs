@@ -364,8 +364,13 @@ async fn a_headless_browser_logs_in_retries_a_failure_and_edits_a_mapping() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("the browser test must run in CI, but: {why}");
         }
-        eprintln!("\n!!!!!!!! SKIPPED the headless-browser console test: {why}");
-        eprintln!("!!!!!!!! install: apt-get install -y chromium chromium-driver && pip install selenium\n");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!! SKIPPED the headless-browser console test: {why}\n\
+             !!!!!!!! install: apt-get install -y chromium chromium-driver && pip install selenium\n"
+        );
         return;
     }
     let s = setup(9).await;
