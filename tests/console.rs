@@ -157,7 +157,11 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_need_a_login_and_the_session_cookie_is_httponly_and_strict() {
     let s = setup(3).await;
-    for page in ["/console/", "/console/failures", "/console/mappings?source_id=SO0000001"] {
+    for page in [
+        "/console/",
+        "/console/failures",
+        "/console/mappings?source_id=SO0000001",
+    ] {
         let response = s.get(page, None).await;
         assert_eq!(response.status(), 303, "{page}");
         assert_eq!(response.headers()[LOCATION], "/console/login", "{page}");
@@ -175,7 +179,11 @@ async fn pages_need_a_login_and_the_session_cookie_is_httponly_and_strict() {
     let wrong = s.post("/console/login", None, &[("token", "guess")]).await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get(SET_COOKIE).is_none());
-    assert!(wrong.text().await.unwrap().contains("not the server&#39;s operator token"));
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("not the server&#39;s operator token"));
 
     let response = s.post("/console/login", None, &[("token", OPERATOR_TOKEN)]).await;
     assert_eq!(response.status(), 303);
@@ -189,14 +197,20 @@ async fn pages_need_a_login_and_the_session_cookie_is_httponly_and_strict() {
 
     let overview = s.get("/console/", Some(&cookie)).await;
     assert_eq!(overview.status(), 200);
-    let csp = overview.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let page = overview.text().await.unwrap();
     assert!(page.contains("shop-orders-to-erp"), "{page}");
     assert!(page.contains("<svg class=\"plot\""), "the records-per-run plot");
     assert!(page.contains("inbox: n/a"), "no inbox hook was given");
     assert!(!page.contains("<script"), "no script");
-    assert!(!page.contains("href=\"http") && !page.contains("src=\"http"), "nothing from elsewhere");
+    assert!(
+        !page.contains("href=\"http") && !page.contains("src=\"http"),
+        "nothing from elsewhere"
+    );
 
     // Logging out ends the session.
     let csrf = csrf_of(&page);
@@ -224,7 +238,11 @@ async fn a_change_without_the_sessions_csrf_token_is_refused_with_403() {
         .post(
             "/console/mappings",
             Some(&me.cookie),
-            &[("scheme", "shop-orders-to-erp"), ("source_id", "SO0000001"), ("target_id", "T-x")],
+            &[
+                ("scheme", "shop-orders-to-erp"),
+                ("source_id", "SO0000001"),
+                ("target_id", "T-x"),
+            ],
         )
         .await;
     assert_eq!(edit.status(), 403);
@@ -246,19 +264,41 @@ async fn retry_skip_and_resolve_change_the_ledger() {
     assert!(s.sim.target_row_by_bill_no(&retried.source_id).is_none());
 
     let response = s
-        .post(&format!("/console/failures/{}/retry", retried.id), Some(&me.cookie), &[("csrf", &me.csrf)])
+        .post(
+            &format!("/console/failures/{}/retry", retried.id),
+            Some(&me.cookie),
+            &[("csrf", &me.csrf)],
+        )
         .await;
     assert_eq!(response.status(), 303);
-    assert_eq!(s.status_of(retried.id).await, FailureStatus::Resolved, "the replay sent it");
-    assert!(s.sim.target_row_by_bill_no(&retried.source_id).is_some(), "it reached the ERP");
+    assert_eq!(
+        s.status_of(retried.id).await,
+        FailureStatus::Resolved,
+        "the replay sent it"
+    );
+    assert!(
+        s.sim.target_row_by_bill_no(&retried.source_id).is_some(),
+        "it reached the ERP"
+    );
     assert!(s.target_of(&retried.source_id).await.is_some(), "and has a mapping");
     let page = s.get("/console/failures", Some(&me.cookie)).await.text().await.unwrap();
-    assert!(page.contains("replayed 1: 1 created"), "the outcome is shown once: {page}");
+    assert!(
+        page.contains("replayed 1: 1 created"),
+        "the outcome is shown once: {page}"
+    );
 
-    s.post(&format!("/console/failures/{}/skip", skipped.id), Some(&me.cookie), &[("csrf", &me.csrf)])
-        .await;
-    s.post(&format!("/console/failures/{}/resolve", resolved.id), Some(&me.cookie), &[("csrf", &me.csrf)])
-        .await;
+    s.post(
+        &format!("/console/failures/{}/skip", skipped.id),
+        Some(&me.cookie),
+        &[("csrf", &me.csrf)],
+    )
+    .await;
+    s.post(
+        &format!("/console/failures/{}/resolve", resolved.id),
+        Some(&me.cookie),
+        &[("csrf", &me.csrf)],
+    )
+    .await;
     assert_eq!(s.status_of(skipped.id).await, FailureStatus::Skipped);
     assert_eq!(s.status_of(resolved.id).await, FailureStatus::Resolved);
     assert!(s.open_failures().await.is_empty());
@@ -281,7 +321,10 @@ async fn a_mapping_edit_changes_the_store_and_waits_for_no_run() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("SO0000001") && page.contains(&old), "found by target id: {page}");
+    assert!(
+        page.contains("SO0000001") && page.contains(&old),
+        "found by target id: {page}"
+    );
 
     let edit = [
         ("csrf", me.csrf.as_str()),
@@ -290,7 +333,9 @@ async fn a_mapping_edit_changes_the_store_and_waits_for_no_run() {
         ("target_id", "T-<moved>"),
     ];
     // While a run holds the scheme's lock, the edit is refused and nothing changes.
-    let held = ferry::store::lock::acquire(&s.store, &s.plan.name, false).await.unwrap();
+    let held = ferry::store::lock::acquire(&s.store, &s.plan.name, false)
+        .await
+        .unwrap();
     let refused = s.post("/console/mappings", Some(&me.cookie), &edit).await;
     assert_eq!(refused.status(), 409);
     assert!(refused.text().await.unwrap().contains("in progress"));
@@ -313,7 +358,12 @@ async fn a_mapping_edit_changes_the_store_and_waits_for_no_run() {
         .post(
             "/console/mappings",
             Some(&me.cookie),
-            &[("csrf", &me.csrf), ("scheme", "shop-orders-to-erp"), ("source_id", "SO9"), ("target_id", "x")],
+            &[
+                ("csrf", &me.csrf),
+                ("scheme", "shop-orders-to-erp"),
+                ("source_id", "SO9"),
+                ("target_id", "x"),
+            ],
         )
         .await;
     assert_eq!(unknown.status(), 404);
@@ -414,7 +464,11 @@ async fn a_headless_browser_logs_in_retries_a_failure_and_edits_a_mapping() {
     assert!(out.status.success(), "the browser script failed:\n{log}");
     eprintln!("{log}");
 
-    assert_eq!(s.status_of(retried.id).await, FailureStatus::Resolved, "retried through the page");
+    assert_eq!(
+        s.status_of(retried.id).await,
+        FailureStatus::Resolved,
+        "retried through the page"
+    );
     assert!(s.sim.target_row_by_bill_no(&retried.source_id).is_some());
     assert_eq!(
         s.status_of(tampered.id).await,

@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]
@@ -156,7 +159,10 @@ mod tests {
         };
         let svg = runs_plot(&[run(2, 10, 5), run(1, 5, 0)]);
         assert_eq!(svg.matches("<title>").count(), 2);
-        assert!(svg.contains("height=\"120\" fill=\"#5b8def\""), "the largest run fills the plot");
+        assert!(
+            svg.contains("height=\"120\" fill=\"#5b8def\""),
+            "the largest run fills the plot"
+        );
         assert!(svg.contains("height=\"60\" fill=\"#e5533d\""), "half of it failed");
         assert!(svg.contains("(&lt;ok&gt;)"), "status escaped");
         assert!(runs_plot(&[]).contains("No runs"));

@@ -150,7 +150,10 @@ pub fn router(state: ConsoleState) -> Router {
 fn html_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -185,34 +188,54 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The request's session, or the answer to a request without one.
-fn viewer(console: &Console, headers: &HeaderMap) -> Result<Session, Response> {
-    session_id(headers)
-        .and_then(|id| console.sessions.find(&id, Instant::now()))
-        .ok_or_else(|| see_other("/console/login"))
+/// Why a request was not let through.
+enum Denied {
+    /// A page asked for without a session: go log in.
+    NoSessionForPage,
+    /// A change without a session: 401.
+    NoSession,
+    /// A change without the session's CSRF token: 403 (with the session's token, so the
+    /// refusal page can still offer logout).
+    WrongCsrf { csrf: String },
 }
 
-/// For a POST: the session id when the session and its CSRF token are right; 401 without
-/// a session, 403 with a missing or wrong token.
-fn changer(console: &Console, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<String, Response> {
-    let Some((id, session)) =
-        session_id(headers).and_then(|id| console.sessions.find(&id, Instant::now()).map(|s| (id, s)))
-    else {
-        return Err(html_response(
-            StatusCode::UNAUTHORIZED,
-            html::login_page(Some("Log in first: this change needs a session.")),
-        ));
-    };
-    if !session::csrf_matches(&session, form.get("csrf").map(String::as_str)) {
-        return Err(html_response(
-            StatusCode::FORBIDDEN,
-            page(
-                "Refused",
-                &session.csrf,
-                None,
-                &html::error_body("The form's CSRF token is missing or wrong; nothing was changed. Reload the page and try again."),
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::NoSessionForPage => see_other("/console/login"),
+            Denied::NoSession => html_response(
+                StatusCode::UNAUTHORIZED,
+                html::login_page(Some("Log in first: this change needs a session.")),
             ),
-        ));
+            Denied::WrongCsrf { csrf } => html_response(
+                StatusCode::FORBIDDEN,
+                page(
+                    "Refused",
+                    &csrf,
+                    None,
+                    &html::error_body(
+                        "The form's CSRF token is missing or wrong; nothing was changed. Reload the page and try again.",
+                    ),
+                ),
+            ),
+        }
+    }
+}
+
+/// The request's session (for a page).
+fn viewer(console: &Console, headers: &HeaderMap) -> Result<Session, Denied> {
+    session_id(headers)
+        .and_then(|id| console.sessions.find(&id, Instant::now()))
+        .ok_or(Denied::NoSessionForPage)
+}
+
+/// For a POST: the session id when the session and its CSRF token are right.
+fn changer(console: &Console, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<String, Denied> {
+    let (id, session) = session_id(headers)
+        .and_then(|id| console.sessions.find(&id, Instant::now()).map(|s| (id, s)))
+        .ok_or(Denied::NoSession)?;
+    if !session::csrf_matches(&session, form.get("csrf").map(String::as_str)) {
+        return Err(Denied::WrongCsrf { csrf: session.csrf });
     }
     Ok(id)
 }
@@ -256,7 +279,7 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, body: B
     let form = form_fields(&body);
     let id = match changer(&console, &headers, &form) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(denied) => return denied.into_response(),
     };
     console.sessions.end(&id);
     let mut response = see_other("/console/login");
@@ -274,7 +297,7 @@ const RUNS_LISTED: usize = 10;
 async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let session = match viewer(&console, &headers) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(denied) => return denied.into_response(),
     };
     let state = &console.state;
     let mut body = String::new();
@@ -361,7 +384,7 @@ async fn failures(
 ) -> Response {
     let session = match viewer(&console, &headers) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(denied) => return denied.into_response(),
     };
     let scheme = filter.scheme.filter(|s| !s.is_empty());
     let rows = match console
@@ -432,7 +455,11 @@ fn shorten(text: &str, chars: usize) -> String {
 fn scheme_picker(state: &ConsoleState, action: &str, chosen: Option<&str>, extra: &str) -> String {
     let mut options = String::from("<option value=\"\">all schemes</option>");
     for b in state.bindings.iter() {
-        let selected = if chosen == Some(b.scheme.as_str()) { " selected" } else { "" };
+        let selected = if chosen == Some(b.scheme.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
         let _ = write!(
             options,
             "<option value=\"{s}\"{selected}>{s}</option>",
@@ -447,14 +474,20 @@ fn scheme_picker(state: &ConsoleState, action: &str, chosen: Option<&str>, extra
 
 async fn failure_action(
     State(console): State<Arc<Console>>,
-    Path((id, action)): Path<(i64, String)>,
+    Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = form_fields(&body);
     let session_id = match changer(&console, &headers, &form) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(denied) => return denied.into_response(),
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        console
+            .sessions
+            .notify(&session_id, format!("`{id}` is not a failure id"));
+        return see_other("/console/failures");
     };
     let store = &console.state.store;
     let notice = match store.failure(id).await {
@@ -485,7 +518,12 @@ async fn failure_action(
                     failure.source_id, failure.scheme
                 ),
             },
-            other => return html_response(StatusCode::NOT_FOUND, html::error_body(&format!("unknown action `{other}`"))),
+            other => {
+                return html_response(
+                    StatusCode::NOT_FOUND,
+                    html::error_body(&format!("unknown action `{other}`")),
+                )
+            }
         },
     };
     console.sessions.notify(&session_id, notice);
@@ -509,7 +547,7 @@ async fn mappings(
 ) -> Response {
     let session = match viewer(&console, &headers) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(denied) => return denied.into_response(),
     };
     let rows = match find_mappings(&console.state, &search).await {
         Ok(rows) => rows,
@@ -523,7 +561,11 @@ async fn mappings(
 }
 
 fn trimmed(value: &Option<String>) -> Option<String> {
-    value.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 async fn find_mappings(state: &ConsoleState, search: &MappingSearch) -> Result<Vec<Mapping>, crate::store::StoreError> {
@@ -598,7 +640,7 @@ async fn edit_mapping(State(console): State<Arc<Console>>, headers: HeaderMap, b
     let form = form_fields(&body);
     let session_id = match changer(&console, &headers, &form) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(denied) => return denied.into_response(),
     };
     let field = |name: &str| form.get(name).map(|v| v.trim().to_string()).unwrap_or_default();
     let (scheme, source_id, target_id) = (field("scheme"), field("source_id"), field("target_id"));
@@ -630,13 +672,24 @@ async fn edit_mapping(State(console): State<Arc<Console>>, headers: HeaderMap, b
 
 /// Changes the target id of one mapping, holding the scheme's run lock (as the platform
 /// API's `updateSyncDataMapping` does).
-async fn change_target(state: &ConsoleState, scheme: &str, source_id: &str, target_id: &str) -> Result<(), EditRefusal> {
+async fn change_target(
+    state: &ConsoleState,
+    scheme: &str,
+    source_id: &str,
+    target_id: &str,
+) -> Result<(), EditRefusal> {
     let bad = |m: String| EditRefusal(StatusCode::BAD_REQUEST, m);
     let store_down = |e: crate::store::StoreError| {
-        EditRefusal(StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot be used now: {e}"))
+        EditRefusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store cannot be used now: {e}"),
+        )
     };
     let Some(b) = state.bindings.iter().find(|b| b.scheme == scheme) else {
-        return Err(EditRefusal(StatusCode::NOT_FOUND, format!("this server serves no scheme `{scheme}`")));
+        return Err(EditRefusal(
+            StatusCode::NOT_FOUND,
+            format!("this server serves no scheme `{scheme}`"),
+        ));
     };
     if source_id.is_empty() {
         return Err(bad("the source id is missing".into()));

@@ -74,7 +74,10 @@ impl Sessions {
     pub fn find(&self, id: &str, now: Instant) -> Option<Session> {
         let mut live = self.live();
         // Look the id up by constant-time comparison, so response time says nothing about it.
-        let key = live.keys().find(|k| bool::from(k.as_bytes().ct_eq(id.as_bytes())))?.clone();
+        let key = live
+            .keys()
+            .find(|k| bool::from(k.as_bytes().ct_eq(id.as_bytes())))?
+            .clone();
         let session = live.get_mut(&key)?;
         if now.duration_since(session.last_used) >= IDLE_LIMIT {
             live.remove(&key);
