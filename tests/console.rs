@@ -4,7 +4,7 @@
 //! tests/browser/console_test.py) does the same through the pages. Everything on 127.0.0.1.
 
 use chrono::Utc;
-use ferry::console::{router, ConsoleState, EngineReplayer};
+use ferry::console::{router, ConsoleState, EngineReplayer, InboxDepth, Replayer};
 use ferry::engine::{run, RunOptions};
 use ferry::http::HttpClient;
 use ferry::platform::Binding;
@@ -14,6 +14,7 @@ use ferry::sim::SimHandle;
 use ferry::store::{
     BatchCommit, BatchWriter, Failure, FailureLedger, FailureStage, FailureStatus, MappingStore, NewFailure, Store,
 };
+use futures::future::BoxFuture;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use std::sync::Arc;
 
@@ -35,6 +36,11 @@ struct Setup {
 /// ledger holds the rejected ones), then the ERP accepts everything again; the console
 /// served over the same SQLite store, with the engine as its replayer.
 async fn setup(records: u64) -> Setup {
+    setup_with(records, None, true).await
+}
+
+/// [`setup`] with an inbox hook, and with or without the engine as replayer.
+async fn setup_with(records: u64, inbox: Option<Arc<dyn InboxDepth>>, replays: bool) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (sim, shop) = ShopSim::start(
         ShopConfig {
@@ -68,12 +74,14 @@ async fn setup(records: u64) -> Setup {
         store: store.clone(),
         token: OPERATOR_TOKEN.into(),
         bindings: Arc::new(vec![Binding::of(&plan)]),
-        inbox: None,
-        replayer: Some(Arc::new(EngineReplayer {
-            plans: vec![plan.clone()],
-            store: store.clone(),
-            http: HttpClient::new().unwrap(),
-        })),
+        inbox,
+        replayer: replays.then(|| {
+            Arc::new(EngineReplayer {
+                plans: vec![plan.clone()],
+                store: store.clone(),
+                http: HttpClient::new().unwrap(),
+            }) as Arc<dyn Replayer>
+        }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let console = format!("http://{}", listener.local_addr().unwrap());
@@ -392,6 +400,51 @@ async fn every_stored_value_is_escaped_on_the_pages() {
     assert!(page.contains("rejected&quot;&gt;&lt;b&gt;"), "{page}");
     assert!(page.contains("bad &amp; &lt;img src=x onerror=alert(1)&gt;"), "{page}");
     assert!(!page.contains("<script") && !page.contains("<img"), "{page}");
+}
+
+/// An inbox with a fixed depth for one scheme.
+struct FixedInbox(&'static str, u64);
+
+impl InboxDepth for FixedInbox {
+    fn depth<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move { (scheme == self.0).then_some(self.1) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_hook_shows_its_depth_and_retry_without_a_replayer_leaves_the_row_to_the_next_run() {
+    let s = setup_with(3, Some(Arc::new(FixedInbox("shop-orders-to-erp", 42))), false).await;
+    let me = s.login().await;
+    let page = s.get("/console/", Some(&me.cookie)).await.text().await.unwrap();
+    assert!(page.contains("inbox: 42"), "{page}");
+
+    let failure = s.open_failures().await[0].clone();
+    let response = s
+        .post(
+            &format!("/console/failures/{}/retry", failure.id),
+            Some(&me.cookie),
+            &[("csrf", &me.csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        s.status_of(failure.id).await,
+        FailureStatus::Open,
+        "nothing was sent now"
+    );
+    assert!(s.sim.target_row_by_bill_no(&failure.source_id).is_none());
+    let page = s.get("/console/failures", Some(&me.cookie)).await.text().await.unwrap();
+    assert!(
+        page.contains("the next run of `shop-orders-to-erp` replays it"),
+        "{page}"
+    );
+
+    // … and the next run does.
+    let summary = run(&s.plan, &s.store, &HttpClient::new().unwrap(), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.replayed, 1, "{summary:?}");
+    assert_eq!(s.status_of(failure.id).await, FailureStatus::Resolved);
 }
 
 /// Why the browser test cannot run here, if it cannot.
