@@ -4,7 +4,7 @@
 //! tests/browser/console_test.py) does the same through the pages. Everything on 127.0.0.1.
 
 use chrono::Utc;
-use ferry::console::{router, ConsoleState, EngineReplayer, InboxDepth, Replayer};
+use ferry::console::{router, ConsoleState, EngineReplayer, InboxDepthHook, Replayer, StoreInbox};
 use ferry::engine::{run, RunOptions};
 use ferry::http::HttpClient;
 use ferry::platform::Binding;
@@ -12,7 +12,8 @@ use ferry::scheme::{load_str, Plan};
 use ferry::sim::shop::{ShopConfig, ShopSim};
 use ferry::sim::SimHandle;
 use ferry::store::{
-    BatchCommit, BatchWriter, Failure, FailureLedger, FailureStage, FailureStatus, MappingStore, NewFailure, Store,
+    BatchCommit, BatchWriter, Failure, FailureLedger, FailureStage, FailureStatus, InboxStore, MappingStore,
+    NewFailure, NewPush, Store,
 };
 use futures::future::BoxFuture;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -40,7 +41,7 @@ async fn setup(records: u64) -> Setup {
 }
 
 /// [`setup`] with an inbox hook, and with or without the engine as replayer.
-async fn setup_with(records: u64, inbox: Option<Arc<dyn InboxDepth>>, replays: bool) -> Setup {
+async fn setup_with(records: u64, inbox: Option<Arc<dyn InboxDepthHook>>, replays: bool) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (sim, shop) = ShopSim::start(
         ShopConfig {
@@ -405,7 +406,7 @@ async fn every_stored_value_is_escaped_on_the_pages() {
 /// An inbox with a fixed depth for one scheme.
 struct FixedInbox(&'static str, u64);
 
-impl InboxDepth for FixedInbox {
+impl InboxDepthHook for FixedInbox {
     fn depth<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<u64>> {
         Box::pin(async move { (scheme == self.0).then_some(self.1) })
     }
@@ -417,6 +418,32 @@ async fn the_inbox_hook_shows_its_depth_and_retry_without_a_replayer_leaves_the_
     let me = s.login().await;
     let page = s.get("/console/", Some(&me.cookie)).await.text().await.unwrap();
     assert!(page.contains("inbox: 42"), "{page}");
+
+    // The store's inbox, through the adapter `ferry serve` plugs in.
+    let inbox = StoreInbox {
+        store: s.store.clone(),
+        receiving: vec!["shop-orders-to-erp".into()],
+    };
+    assert_eq!(inbox.depth("shop-orders-to-erp").await, Some(0));
+    for key in ["a", "b", "a"] {
+        s.store
+            .append_push(&NewPush {
+                scheme: "shop-orders-to-erp".into(),
+                dedupe_key: key.into(),
+                business_key: None,
+                cancel: false,
+                received_as: "standard".into(),
+                payload: serde_json::json!({"order_no": key}),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        inbox.depth("shop-orders-to-erp").await,
+        Some(2),
+        "two distinct pushes wait"
+    );
+    assert_eq!(inbox.depth("not-receiving").await, None);
 
     let failure = s.open_failures().await[0].clone();
     let response = s

@@ -30,7 +30,8 @@ use crate::receiver::auth::token_matches;
 use crate::scheme::Plan;
 use crate::store::lock::{self, LockError};
 use crate::store::{
-    FailureLedger, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, RunHistory, Store,
+    FailureLedger, FailureStatus, InboxStore, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    RunHistory, Store,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -47,10 +48,29 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Reports how many pushed records wait in a scheme's inbox. The inbox store is built
-/// elsewhere (receive mode); `ferry serve` plugs it in here. `None`: unknown.
-pub trait InboxDepth: Send + Sync {
+/// Reports how many pushed records wait in a scheme's inbox (`None`: unknown, or the
+/// scheme has no inbox). `ferry serve` plugs in [`StoreInbox`] for its receiving schemes.
+pub trait InboxDepthHook: Send + Sync {
     fn depth<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<u64>>;
+}
+
+/// The receive-mode inbox in the store: the pending pushes of the listed schemes.
+pub struct StoreInbox {
+    pub store: Store,
+    /// The schemes that receive pushes; others show "n/a".
+    pub receiving: Vec<String>,
+}
+
+impl InboxDepthHook for StoreInbox {
+    fn depth<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            if !self.receiving.iter().any(|s| s == scheme) {
+                return None;
+            }
+            let depth = self.store.inbox_depth(Some(scheme)).await.ok()?;
+            u64::try_from(depth.pending).ok()
+        })
+    }
 }
 
 /// Replays failure-ledger rows of a scheme now; answers a one-line outcome for the operator.
@@ -67,7 +87,7 @@ pub struct ConsoleState {
     /// The schemes the server serves.
     pub bindings: Arc<Vec<Binding>>,
     /// Inbox depth per scheme; absent: the pages say "inbox: n/a".
-    pub inbox: Option<Arc<dyn InboxDepth>>,
+    pub inbox: Option<Arc<dyn InboxDepthHook>>,
     /// Replays failures now; absent: Retry leaves the row to the next run.
     pub replayer: Option<Arc<dyn Replayer>>,
 }
