@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod codec;
+pub mod console;
 pub mod diag;
 pub mod engine;
 pub mod error;
