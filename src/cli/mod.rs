@@ -4,6 +4,7 @@
 //! SIGINT/SIGTERM; see [`crate::error::exit`]).
 
 mod check;
+mod checkpoint;
 mod demo;
 mod env;
 mod init;
@@ -142,6 +143,11 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
     /// Per scheme: the last run and its outcome, the checkpoint and its lag, open failures,
     /// pending writes, and the next timer run.
     Status(runs::StatusArgs),
+    /// Show, move or clear the checkpoint a scheme's next run starts from.
+    Checkpoint {
+        #[command(subcommand)]
+        action: checkpoint::CheckpointAction,
+    },
     /// Print (or write) a hardened systemd service and timer that run a scheme periodically.
     Systemd(systemd::SystemdArgs),
     /// Run the example schemes against the built-in simulators in a fresh directory: a first
@@ -457,6 +463,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Run(args) => run(args, log_format, None).await,
         Command::Runs { action } => runs::runs(action).await,
         Command::Status(args) => runs::status(args).await,
+        Command::Checkpoint { action } => checkpoint::checkpoint(action).await,
         Command::Systemd(args) => systemd::systemd(args),
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {

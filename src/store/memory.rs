@@ -247,6 +247,14 @@ impl CheckpointStore for MemoryStore {
             .insert((scheme.to_owned(), key.to_owned()), value.to_owned());
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .checkpoints
+            .remove(&(scheme.to_owned(), key.to_owned()))
+            .is_some())
+    }
 }
 
 impl FailureLedger for MemoryStore {

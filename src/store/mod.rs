@@ -418,6 +418,10 @@ pub trait CheckpointStore {
         key: &str,
         value: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forget a checkpoint (the next run starts from the scheme's `incremental.start`);
+    /// `true` if one was stored.
+    fn clear_checkpoint(&self, scheme: &str, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The failure ledger. Failures are written through [`BatchWriter::commit_batch`].
@@ -815,6 +819,10 @@ impl CheckpointStore for Store {
 
     async fn set_checkpoint(&self, scheme: &str, key: &str, value: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_checkpoint(scheme, key, value).await)
+    }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.clear_checkpoint(scheme, key).await)
     }
 }
 

@@ -434,6 +434,16 @@ impl CheckpointStore for PostgresStore {
         .map_err(self.failed("saving a checkpoint"))?;
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = $1 AND key = $2")
+            .bind(scheme)
+            .bind(key)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(self.failed("clearing a checkpoint"))?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl FailureLedger for PostgresStore {

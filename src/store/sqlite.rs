@@ -374,6 +374,16 @@ impl CheckpointStore for SqliteStore {
         .map_err(self.failed("saving a checkpoint"))?;
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = ? AND key = ?")
+            .bind(scheme)
+            .bind(key)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(self.failed("clearing a checkpoint"))?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl FailureLedger for SqliteStore {

@@ -553,6 +553,20 @@ async fn checkpoints_overwrite(store: &Store) {
     assert_eq!(store.checkpoint("orders", "page").await.unwrap(), None);
 }
 
+async fn checkpoints_clear(store: &Store) {
+    assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
+    store.set_checkpoint("orders", "window_end", "2024-01-01T00:00:00Z").await.unwrap();
+    store.set_checkpoint("invoices", "window_end", "2024-01-02T00:00:00Z").await.unwrap();
+    assert!(store.clear_checkpoint("orders", "window_end").await.unwrap());
+    assert_eq!(store.checkpoint("orders", "window_end").await.unwrap(), None);
+    assert_eq!(
+        store.checkpoint("invoices", "window_end").await.unwrap().as_deref(),
+        Some("2024-01-02T00:00:00Z"),
+        "another scheme's checkpoint stays"
+    );
+    assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
+}
+
 async fn failure_repeats_count_attempts(store: &Store) {
     commit(
         store,
@@ -1066,6 +1080,7 @@ conformance_suite!(
     target_id_by_object_or_scheme,
     target_id_prefers_most_recent_object_match,
     checkpoints_overwrite,
+    checkpoints_clear,
     failure_repeats_count_attempts,
     success_resolves_open_failures,
     failure_status_changes,
