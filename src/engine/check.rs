@@ -154,6 +154,7 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         change_checks: ChangeChecks::of(plan, options.now, None),
         source_requests: Default::default(),
         source_sink: None,
+        keep_events: 0,
     };
     let mut report = CheckReport {
         scheme: plan.name.clone(),

@@ -30,6 +30,8 @@ pub(crate) struct Item {
     pub detail_ids: Option<Value>,
     /// The source reported this record deleted (`record` is null, `hash` empty).
     pub deleted: bool,
+    /// Where it was read: the window `start → end`, or `ledger replay` (for its events).
+    pub window: Option<Arc<str>>,
 }
 
 impl Item {
@@ -43,6 +45,7 @@ impl Item {
             target_id: None,
             detail_ids: None,
             deleted: true,
+            window: None,
         }
     }
 }
@@ -121,6 +124,8 @@ pub(crate) struct RunContext {
     pub source_requests: std::sync::atomic::AtomicU64,
     /// Receives every source request.
     pub source_sink: Option<SourceSink>,
+    /// Events kept per record (0: none).
+    pub keep_events: u32,
 }
 
 /// The checkpoint key under which a scheme's incremental watermark is stored (RFC 3339).

@@ -53,7 +53,12 @@ pub struct RunOptions {
     pub replay: Option<Replay>,
     /// Replay only: do not read the source (`ferry failures retry`).
     pub replay_only: bool,
+    /// Events kept per record for `ferry explain` (`None`: [`DEFAULT_KEEP_EVENTS`]; 0 keeps none).
+    pub keep_events: Option<u32>,
 }
+
+/// Events kept per record unless `--keep-events` says otherwise.
+pub const DEFAULT_KEEP_EVENTS: u32 = 20;
 
 /// Progress reporting, implemented by the CLI's progress bar.
 pub trait Progress: Send + Sync {

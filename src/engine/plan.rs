@@ -81,6 +81,7 @@ pub(super) fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<
         target_id: None,
         detail_ids: None,
         deleted: false,
+        window: None,
     })
 }
 

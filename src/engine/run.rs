@@ -97,6 +97,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         change_checks: ChangeChecks::of(plan, options.now, resume),
         source_requests: Default::default(),
         source_sink: options.source_sink.clone(),
+        keep_events: options.keep_events.unwrap_or(super::options::DEFAULT_KEEP_EVENTS),
     });
     tracing::info!(scheme = %plan.name, run_id, dry_run = options.dry_run, windows = windows.len(), "run started");
 
@@ -393,13 +394,21 @@ async fn drive(
                 if let Some(times) = times {
                     note_times(ctx, &mut run_times, summary, *times);
                 }
+                let read_in: Option<Arc<str>> = if replay {
+                    Some(Arc::from("ledger replay"))
+                } else {
+                    position.range.as_deref().map(Arc::from)
+                };
                 for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
                         limit_reached = true;
                         break;
                     }
                     summary.read += 1;
-                    match identify(ctx, record, hash) {
+                    match identify(ctx, record, hash).map(|mut item| {
+                        item.window = read_in.clone();
+                        item
+                    }) {
                         Ok(item) if !replay && replayed_hashes.get(&item.source_id) == Some(&item.hash) => {
                             summary.duplicates += 1;
                         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::{
     check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, Failure,
     FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
-    NewFailure, RateBudget, RunHistory, RunRecord, StoreError, WriteIntent,
+    NewFailure, RateBudget, RecordEvent, EventLog, check_keep, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 const LOCATION: &str = "memory";
@@ -47,6 +47,8 @@ struct State {
     intents: Vec<WriteIntent>,
     /// Budget name → (tokens, updated at ms).
     budgets: HashMap<String, (f64, i64)>,
+    /// `(scheme, source_id)` → its events, oldest first.
+    events: HashMap<(String, String), std::collections::VecDeque<RecordEvent>>,
 }
 
 impl MemoryStore {
@@ -413,5 +415,38 @@ impl RateBudget for MemoryStore {
         let tokens = crate::rate::take(entry.0, entry.1, now_ms, per_second, burst);
         *entry = (tokens, entry.1.max(now_ms));
         Ok(crate::rate::wait_for(tokens, per_second))
+    }
+}
+
+impl EventLog for MemoryStore {
+    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+        check_keep(keep)?;
+        if keep == 0 {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        for event in events {
+            let mut event = event.clone();
+            event.at = truncate_to_millis(event.at);
+            let list = state
+                .events
+                .entry((event.scheme.clone(), event.source_id.clone()))
+                .or_default();
+            list.push_back(event);
+            while list.len() > keep as usize {
+                list.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+        check_limit(limit)?;
+        let state = self.lock();
+        Ok(state
+            .events
+            .get(&(scheme.to_owned(), source_id.to_owned()))
+            .map(|list| list.iter().rev().take(limit as usize).cloned().collect())
+            .unwrap_or_default())
     }
 }

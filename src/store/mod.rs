@@ -37,6 +37,9 @@
 //!   the start of a run mark writes whose outcome is unknown.
 //! - **Rate budgets** ([`RateBudget`]) are token buckets updated in one statement, so
 //!   several processes sharing a store share the budget.
+//! - **Record events** ([`EventLog`]) are a bounded history per record for `ferry explain`:
+//!   written only when a record was written or failed, at most `keep` per record (older
+//!   ones are deleted in the same transaction), listed newest first.
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
@@ -147,6 +150,7 @@ macro_rules! text_enum {
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending", Deleted => "deleted");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
 text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete");
+text_enum!(EventOutcome, "event outcome", Created => "created", Updated => "updated", Unchanged => "unchanged", Failed => "failed");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 /// Which target record a source record became. Keyed by `(scheme, source_object, source_id)`.
@@ -208,6 +212,133 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub status: String,
     pub summary: Option<serde_json::Value>,
+}
+
+/// What one event did to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOutcome {
+    Created,
+    Updated,
+    /// Sent again on request (`ferry run --ids`) while its payload had not changed.
+    Unchanged,
+    Failed,
+}
+
+/// One thing that happened to one record in one run (see [`EventLog`]). Everything in it is
+/// already redacted by the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    pub scheme: String,
+    pub source_id: String,
+    pub run_id: i64,
+    pub at: DateTime<Utc>,
+    pub outcome: EventOutcome,
+    pub payload_hash: Option<String>,
+    /// The window the record was read in (`start → end`), or how it came (`ledger replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The row Ferry rendered from the record, secrets masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<serde_json::Value>,
+    /// What was sent, e.g. `create POST /orders/batch (batch 3-0, 100 rows)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The target's answer for this row: `{"target_id": …}` or `{"class": …, "message": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
+/// The JSON kept in the `detail` column of the SQL backends.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EventDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
+impl RecordEvent {
+    /// The `detail` column's text.
+    pub(crate) fn detail_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(&EventDetail {
+            window: self.window.clone(),
+            row: self.row.clone(),
+            request: self.request.clone(),
+            answer: self.answer.clone(),
+        })
+        .map_err(|e| StoreError::InvalidRequest(format!("a record event cannot be stored: {e}")))
+    }
+
+    /// An event read back from its columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_columns(
+        scheme: String,
+        source_id: String,
+        run_id: i64,
+        at: i64,
+        outcome: &str,
+        payload_hash: Option<String>,
+        detail: &str,
+    ) -> Result<RecordEvent, String> {
+        let detail: EventDetail =
+            serde_json::from_str(detail).map_err(|e| format!("a stored record event is invalid: {e}"))?;
+        Ok(RecordEvent {
+            scheme,
+            source_id,
+            run_id,
+            at: DateTime::from_timestamp_millis(at).ok_or_else(|| format!("impossible event time {at}"))?,
+            outcome: outcome.parse().map_err(|e: ParseStatusError| e.to_string())?,
+            payload_hash,
+            window: detail.window,
+            row: detail.row,
+            request: detail.request,
+            answer: detail.answer,
+        })
+    }
+}
+
+/// Most events [`EventLog::record_events`] keeps per record.
+pub const MAX_KEEP_EVENTS: u32 = 1_000;
+
+/// The bounded history of each record, for `ferry explain`.
+pub trait EventLog {
+    /// Store `events` in one transaction and keep only the newest `keep` events of each
+    /// record they name (`keep` 0 stores nothing; at most [`MAX_KEEP_EVENTS`]).
+    fn record_events(&self, events: &[RecordEvent], keep: u32) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record's events, newest first, at most `limit`.
+    fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<RecordEvent>, StoreError>> + Send;
+}
+
+/// Events grouped by scheme, with the distinct source ids of each (for trimming).
+pub(crate) fn event_ids_by_scheme(events: &[RecordEvent]) -> std::collections::BTreeMap<&str, Vec<&str>> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for e in events {
+        let ids = by.entry(e.scheme.as_str()).or_default();
+        if !ids.contains(&e.source_id.as_str()) {
+            ids.push(&e.source_id);
+        }
+    }
+    by
+}
+
+pub(crate) fn check_keep(keep: u32) -> Result<(), StoreError> {
+    if keep > MAX_KEEP_EVENTS {
+        return Err(StoreError::InvalidRequest(format!(
+            "at most {MAX_KEEP_EVENTS} events per record may be kept, got {keep}"
+        )));
+    }
+    Ok(())
 }
 
 /// Everything one target batch changes, committed in ONE transaction.
@@ -884,6 +1015,16 @@ impl RunHistory for Store {
 
     async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
         dispatch!(self, s => s.latest_runs(scheme, status).await)
+    }
+}
+
+impl EventLog for Store {
+    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_events(events, keep).await)
+    }
+
+    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+        dispatch!(self, s => s.record_events_for(scheme, source_id, limit).await)
     }
 }
 

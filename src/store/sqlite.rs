@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStatus,
     IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
-    StoreError, WriteIntent,
+    StoreError, WriteIntent, RecordEvent, EventLog, check_keep, event_ids_by_scheme,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -617,7 +617,17 @@ enum GroupOp {
         payloads: Vec<Option<String>>,
         at: i64,
     },
+    /// Record events, then trim each record named to its newest `keep`.
+    Events {
+        events: Vec<RecordEvent>,
+        /// Each event's `detail` JSON, parallel to `events`.
+        details: Vec<String>,
+        keep: i64,
+    },
 }
+
+/// Columns of one `record_events` row as inserted.
+const EVENT_COLUMNS: usize = 7;
 
 struct OwnedIntentBatch {
     scheme: String,
@@ -677,6 +687,7 @@ async fn group_writer(writer: SqlitePool, location: String, mut queue: mpsc::Unb
 async fn run_group(writer: &SqlitePool, location: &str, ops: &[&GroupOp]) -> Result<(), StoreError> {
     let action = match ops {
         [GroupOp::Intents { .. }] => "saving write intents",
+        [GroupOp::Events { .. }] => "saving record events",
         _ => "saving a batch",
     };
     let failed = |err: sqlx::Error| {
@@ -747,6 +758,26 @@ fn push_group_statements(sql: &mut String, op: &GroupOp) {
                 sql.push_str("DELETE FROM write_intents WHERE scheme = ? AND batch_id = ?;\n");
             }
         }
+        GroupOp::Events { events, .. } => {
+            for rows in events.chunks(MAX_BINDS / EVENT_COLUMNS) {
+                sql.push_str(
+                    "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail)",
+                );
+                values_rows(sql, rows.len(), EVENT_COLUMNS, "");
+                sql.push_str(";\n");
+            }
+            for source_ids in event_ids_by_scheme(events).values() {
+                for chunk in source_ids.chunks(IN_CHUNK) {
+                    sql.push_str(
+                        "DELETE FROM record_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+                         (PARTITION BY source_id ORDER BY id DESC) AS n FROM record_events \
+                         WHERE scheme = ? AND source_id IN (",
+                    );
+                    push_params(sql, chunk.len());
+                    sql.push_str(")) WHERE n > ?);\n");
+                }
+            }
+        }
     }
 }
 
@@ -780,8 +811,66 @@ fn bind_group_op<'q>(mut query: Query<'q>, op: &'q GroupOp, resolved: &BTreeMap<
                 query = query.bind(scheme.as_str()).bind(batch_id.as_str());
             }
         }
+        GroupOp::Events { events, details, keep } => {
+            for (e, detail) in events.iter().zip(details) {
+                query = query
+                    .bind(e.scheme.as_str())
+                    .bind(e.source_id.as_str())
+                    .bind(e.run_id)
+                    .bind(e.at.timestamp_millis())
+                    .bind(e.outcome.as_str())
+                    .bind(e.payload_hash.as_deref())
+                    .bind(detail.as_str());
+            }
+            for (scheme, source_ids) in event_ids_by_scheme(events) {
+                for chunk in source_ids.chunks(IN_CHUNK) {
+                    query = query.bind(scheme);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query = query.bind(*keep);
+                }
+            }
+        }
     }
     query
+}
+
+impl EventLog for SqliteStore {
+    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+        check_keep(keep)?;
+        if keep == 0 || events.is_empty() {
+            return Ok(());
+        }
+        let details = events.iter().map(RecordEvent::detail_json).collect::<Result<Vec<_>, _>>()?;
+        let op = GroupOp::Events {
+            events: events.to_vec(),
+            details,
+            keep: i64::from(keep),
+        };
+        self.submit(op, "saving record events").await
+    }
+
+    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+        const ACTION: &str = "reading record events";
+        check_limit(limit)?;
+        let rows: Vec<(String, String, i64, i64, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
+             WHERE scheme = ? AND source_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(scheme)
+        .bind(source_id)
+        .bind(limit)
+        .fetch_all(&self.inner.readers)
+        .await
+        .map_err(self.failed(ACTION))?;
+        rows.into_iter()
+            .map(|(scheme, source_id, run_id, at, outcome, hash, detail)| {
+                RecordEvent::from_columns(scheme, source_id, run_id, at, &outcome, hash, &detail)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(self.corrupt(ACTION))
+    }
 }
 
 impl RateBudget for SqliteStore {

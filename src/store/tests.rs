@@ -567,6 +567,52 @@ async fn checkpoints_clear(store: &Store) {
     assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
 }
 
+fn event(source_id: &str, run_id: i64, outcome: EventOutcome) -> RecordEvent {
+    RecordEvent {
+        scheme: "orders".to_owned(),
+        source_id: source_id.to_owned(),
+        run_id,
+        at: at(1_700_000_000_000 + run_id),
+        outcome,
+        payload_hash: Some(format!("h{run_id}")),
+        window: Some("2024-01-01T00:00:00+08:00 → 2024-01-31T00:00:00+08:00".to_owned()),
+        row: Some(json!({ "FBillNo": source_id, "FAmount": run_id })),
+        request: Some(format!("create POST /orders/batch (batch {run_id}-0, 2 rows)")),
+        answer: Some(json!({ "target_id": format!("T{run_id}") })),
+    }
+}
+
+async fn record_events_keep_the_newest_per_record(store: &Store) {
+    assert!(store.record_events_for("orders", "O1", 10).await.unwrap().is_empty());
+    for run in 1..=5 {
+        let mut other = event("O2", run, EventOutcome::Failed);
+        other.answer = Some(json!({ "class": "target_rejected", "message": "bad" }));
+        other.window = None;
+        other.row = None;
+        store
+            .record_events(&[event("O1", run, EventOutcome::Updated), other], 3)
+            .await
+            .unwrap();
+    }
+    let o1 = store.record_events_for("orders", "O1", 10).await.unwrap();
+    assert_eq!(o1.iter().map(|e| e.run_id).collect::<Vec<_>>(), vec![5, 4, 3], "newest 3, newest first");
+    assert_eq!(o1[0], event("O1", 5, EventOutcome::Updated), "read back whole");
+    let o2 = store.record_events_for("orders", "O2", 1).await.unwrap();
+    assert_eq!(o2.len(), 1);
+    assert_eq!(o2[0].outcome, EventOutcome::Failed);
+    assert_eq!(o2[0].row, None);
+    assert_eq!(o2[0].answer, Some(json!({ "class": "target_rejected", "message": "bad" })));
+    // Another scheme's record of the same id is separate; keep 0 stores nothing.
+    let mut elsewhere = event("O1", 9, EventOutcome::Created);
+    elsewhere.scheme = "invoices".to_owned();
+    store.record_events(&[elsewhere.clone()], 0).await.unwrap();
+    assert!(store.record_events_for("invoices", "O1", 10).await.unwrap().is_empty());
+    store.record_events(&[elsewhere], 20).await.unwrap();
+    assert_eq!(store.record_events_for("invoices", "O1", 10).await.unwrap().len(), 1);
+    assert_eq!(store.record_events_for("orders", "O1", 10).await.unwrap().len(), 3);
+    assert!(store.record_events(&[], MAX_KEEP_EVENTS + 1).await.is_err());
+}
+
 async fn failure_repeats_count_attempts(store: &Store) {
     commit(
         store,
@@ -1081,6 +1127,7 @@ conformance_suite!(
     target_id_prefers_most_recent_object_match,
     checkpoints_overwrite,
     checkpoints_clear,
+    record_events_keep_the_newest_per_record,
     failure_repeats_count_attempts,
     success_resolves_open_failures,
     failure_status_changes,
