@@ -234,6 +234,11 @@ struct RunArgs {
     /// Refuse to run a scheme that has validation warnings (exit code 2).
     #[arg(long)]
     strict: bool,
+    /// Events kept per record for `ferry explain` (the newest N; 0 keeps none). Only records
+    /// written or failed get one.
+    #[arg(long, value_name = "N", default_value_t = engine::DEFAULT_KEEP_EVENTS,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::store::MAX_KEEP_EVENTS)))]
+    keep_events: u32,
 }
 
 #[derive(Subcommand)]
@@ -811,6 +816,7 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         source_sink,
         replay_only: replay.is_some(),
         replay,
+        keep_events: Some(args.keep_events),
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -1258,6 +1264,7 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                 wait: args.wait,
                 env: args.env,
                 strict: args.strict,
+                keep_events: engine::DEFAULT_KEEP_EVENTS,
             };
             run(run_args, log_format, Some(replay)).await
         }

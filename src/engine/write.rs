@@ -10,7 +10,7 @@ use crate::protocol::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
-    BatchCommit, BatchWriter, FailureStage, IntentLog, MappingStatus, NewFailure, WriteIntent, WriteOperation,
+    BatchCommit, BatchWriter, EventLog, EventOutcome, RecordEvent, FailureStage, IntentLog, MappingStatus, NewFailure, WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
@@ -49,6 +49,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         failures: failures_in,
         ..BatchCommit::default()
     };
+    let mut events: Vec<RecordEvent> = Vec::new();
     if !job.creates.is_empty() {
         write_operation(
             &ctx,
@@ -58,6 +59,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
             &batch_id,
             &mut commit,
             &mut result,
+            &mut events,
         )
         .await?;
     }
@@ -71,6 +73,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
                 &batch_id,
                 &mut commit,
                 &mut result,
+                &mut events,
             )
             .await?;
         }
@@ -95,9 +98,61 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         if !commit.failures.is_empty() {
             ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
         }
-        ctx.store.commit_batch(commit).await?;
+        // Submitted together, so SQLite's group writer commits both in one transaction.
+        let (committed, recorded) = tokio::join!(
+            ctx.store.commit_batch(commit),
+            ctx.store.record_events(&events, ctx.keep_events)
+        );
+        committed?;
+        if let Err(e) = recorded {
+            // The history is for explaining; losing a batch of it must not stop a run.
+            tracing::warn!(error = %e, "the batch's record events were not saved");
+        }
     }
     Ok(result)
+}
+
+/// One event of `item` in this run.
+fn record_event(
+    ctx: &RunContext,
+    item: &Item,
+    outcome: EventOutcome,
+    row: Option<Value>,
+    request: Option<String>,
+    answer: Value,
+) -> RecordEvent {
+    RecordEvent {
+        scheme: ctx.plan.name.clone(),
+        source_id: item.source_id.clone(),
+        run_id: ctx.run_id,
+        at: Utc::now(),
+        outcome,
+        payload_hash: (!item.hash.is_empty()).then(|| item.hash.clone()),
+        window: item.window.as_deref().map(str::to_owned),
+        row,
+        request: Some(request.unwrap_or_else(|| "nothing sent: the row did not render".to_owned())),
+        answer: Some(answer),
+    }
+}
+
+/// What a write sent, in a line: `create POST /orders/batch (batch 3-0, 100 rows)`.
+fn request_summary(op: &OperationPlan, operation: WriteOperation, batch_id: &str, rows: usize) -> String {
+    let what = op
+        .request
+        .path
+        .as_ref()
+        .or(op.request.api.as_ref())
+        .map(|t| t.source().to_owned())
+        .unwrap_or_default();
+    let per = match op.per {
+        Per::Batch => format!("batch {batch_id}, {rows} row(s) in one request"),
+        Per::Row => format!("batch {batch_id}, one request per row"),
+    };
+    format!(
+        "{} {} {what} ({per})",
+        operation_name(operation),
+        op.request.method.as_str()
+    )
 }
 
 fn operation_name(operation: WriteOperation) -> &'static str {
@@ -117,9 +172,11 @@ async fn write_operation(
     batch_id: &str,
     commit: &mut BatchCommit,
     result: &mut JobResult,
+    events: &mut Vec<RecordEvent>,
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
     let is_update = operation == WriteOperation::Update;
+    let first_failure = commit.failures.len();
     let mut rendered = Vec::with_capacity(items.len());
     let mut rows: Rows = Vec::with_capacity(items.len());
     for item in items {
@@ -198,6 +255,17 @@ async fn write_operation(
             }
         }
     }
+    if !ctx.dry_run && ctx.keep_events > 0 {
+        // Rows that did not render: their event carries the reason, not a row.
+        for (f, item) in commit.failures[first_failure..].iter().zip(
+            items
+                .iter()
+                .filter(|i| !rendered.iter().any(|r: &Rendered| std::ptr::eq(r.item, *i))),
+        ) {
+            let answer = serde_json::json!({"class": f.error_class, "message": f.message});
+            events.push(record_event(ctx, item, EventOutcome::Failed, None, None, answer));
+        }
+    }
     if rendered.is_empty() {
         return Ok(());
     }
@@ -224,7 +292,26 @@ async fn write_operation(
         settle_unknown(ctx, op, &rendered, &rows, &mut outcomes, result).await?;
     }
     let now = Utc::now();
-    for (r, outcome) in rendered.iter().zip(outcomes) {
+    let request = (ctx.keep_events > 0).then(|| request_summary(op, operation, batch_id, rendered.len()));
+    for (index, (r, outcome)) in rendered.iter().zip(outcomes).enumerate() {
+        if let Some(request) = &request {
+            let (kind, answer) = match &outcome {
+                RowOutcome::Written { target_id, .. } => (
+                    if is_update {
+                        EventOutcome::Updated
+                    } else {
+                        EventOutcome::Created
+                    },
+                    serde_json::json!({"target_id": target_id.clone().or_else(|| r.item.target_id.clone()), "key": r.key}),
+                ),
+                RowOutcome::Failed { message, class } => (
+                    EventOutcome::Failed,
+                    serde_json::json!({"class": class, "message": plan.redactor.redact(message)}),
+                ),
+            };
+            let row = rows.get(index).map(|row| plan.redactor.redact_value(row));
+            events.push(record_event(ctx, r.item, kind, row, Some(request.clone()), answer));
+        }
         match outcome {
             RowOutcome::Written { target_id, details } => {
                 let detail_ids = r
