@@ -11,3 +11,4 @@ CREATE TABLE IF NOT EXISTS record_events (
     detail       TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS record_events_by_record ON record_events (scheme, source_id, id);
+CREATE INDEX IF NOT EXISTS failures_by_record ON failures (scheme, source_id);

@@ -14,3 +14,5 @@ CREATE TABLE record_events (
     detail       TEXT    NOT NULL
 );
 CREATE INDEX record_events_by_record ON record_events (scheme, source_id, id);
+-- `ferry explain` lists every ledger row of one record, whatever its status.
+CREATE INDEX failures_by_record ON failures (scheme, source_id);

@@ -7,6 +7,7 @@ mod check;
 mod checkpoint;
 mod demo;
 mod env;
+mod explain;
 mod init;
 mod logging;
 mod metrics;
@@ -143,6 +144,9 @@ file (default ./ferry.db), or PostgreSQL when several hosts share one. Exit code
     /// Per scheme: the last run and its outcome, the checkpoint and its lag, open failures,
     /// pending writes, and the next timer run.
     Status(runs::StatusArgs),
+    /// Why one record did not arrive, or arrived wrong: its mapping, events, ledger rows and
+    /// rendered row with the template of each field; `--fetch` reads it from the source now.
+    Explain(explain::ExplainArgs),
     /// Show, move or clear the checkpoint a scheme's next run starts from.
     Checkpoint {
         #[command(subcommand)]
@@ -469,6 +473,7 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Runs { action } => runs::runs(action).await,
         Command::Status(args) => runs::status(args).await,
         Command::Checkpoint { action } => checkpoint::checkpoint(action).await,
+        Command::Explain(args) => explain::explain(args).await,
         Command::Systemd(args) => systemd::systemd(args),
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {

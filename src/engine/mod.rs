@@ -56,6 +56,7 @@
 //! run left; `check` is `ferry check`. [`options`] and [`summary`] are what a run is
 //! given and gives back.
 
+mod byid;
 mod call;
 mod check;
 mod context;
@@ -73,6 +74,7 @@ mod send;
 mod summary;
 mod write;
 
+pub use byid::{fetch_record, FetchedRecord};
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
 pub use options::{DryRunSink, DEFAULT_KEEP_EVENTS, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink};

@@ -280,6 +280,20 @@ impl FailureLedger for MemoryStore {
         Ok(found)
     }
 
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let state = self.lock();
+        let mut found: Vec<Failure> = state
+            .failures
+            .values()
+            .filter(|f| f.scheme == scheme && f.source_id == source_id)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
+        found.truncate(limit_to_usize(limit));
+        Ok(found)
+    }
+
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
         Ok(self.lock().failures.get(&id).cloned())
     }

@@ -576,6 +576,14 @@ pub trait FailureLedger {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn count_open_failures(&self, scheme: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Every ledger row of one record (any status), newest `last_seen` first, at most `limit`.
+    fn failures_of(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Failure>, StoreError>> + Send;
 }
 
 /// Write intents (see [`WriteIntent`]); they are settled through [`BatchWriter::commit_batch`].
@@ -977,6 +985,10 @@ impl FailureLedger for Store {
 
     async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
         dispatch!(self, s => s.count_open_failures(scheme).await)
+    }
+
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        dispatch!(self, s => s.failures_of(scheme, source_id, limit).await)
     }
 }
 

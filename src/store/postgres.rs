@@ -473,6 +473,16 @@ impl FailureLedger for PostgresStore {
         self.fetch_failures(query.bind(limit), "listing failures").await
     }
 
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = $1 AND source_id = $2 \
+             ORDER BY last_seen DESC, id DESC LIMIT $3"
+        );
+        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
+        self.fetch_failures(query, "listing a record's failures").await
+    }
+
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
         let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE id = $1");
         let found = self

@@ -412,6 +412,16 @@ impl FailureLedger for SqliteStore {
         self.fetch_failures(query.bind(limit), "listing failures").await
     }
 
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = ? AND source_id = ? \
+             ORDER BY last_seen DESC, id DESC LIMIT ?"
+        );
+        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
+        self.fetch_failures(query, "listing a record's failures").await
+    }
+
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
         let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE id = ?");
         let found = self

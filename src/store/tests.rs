@@ -613,6 +613,45 @@ async fn record_events_keep_the_newest_per_record(store: &Store) {
     assert!(store.record_events(&[], MAX_KEEP_EVENTS + 1).await.is_err());
 }
 
+async fn failures_of_one_record_in_every_status(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                new_failure("orders", "O1", FailureStage::Write, "first"),
+                new_failure("orders", "O2", FailureStage::Write, "other record"),
+                new_failure("invoices", "O1", FailureStage::Write, "other scheme"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    commit(
+        store,
+        BatchCommit {
+            resolved: vec![("orders".to_owned(), "O1".to_owned())],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O1", FailureStage::Transform, "second")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let rows = store.failures_of("orders", "O1", 10).await.unwrap();
+    let seen: BTreeSet<(String, &str)> = rows.iter().map(|f| (f.message.clone(), f.status.as_str())).collect();
+    assert_eq!(
+        seen,
+        BTreeSet::from([("first".to_owned(), "resolved"), ("second".to_owned(), "open")])
+    );
+    assert_eq!(store.failures_of("orders", "O1", 1).await.unwrap().len(), 1);
+    assert!(store.failures_of("orders", "O9", 10).await.unwrap().is_empty());
+}
+
 async fn failure_repeats_count_attempts(store: &Store) {
     commit(
         store,
@@ -1128,6 +1167,7 @@ conformance_suite!(
     checkpoints_overwrite,
     checkpoints_clear,
     record_events_keep_the_newest_per_record,
+    failures_of_one_record_in_every_status,
     failure_repeats_count_attempts,
     success_resolves_open_failures,
     failure_status_changes,
