@@ -102,3 +102,182 @@ fn checkpoints_are_shown_set_validated_and_cleared_but_never_under_a_run() {
     assert_eq!(cleared.status.code(), Some(0), "{}", describe(&cleared));
     assert!(checkpoint_of(&store).is_null());
 }
+
+// ---- events, explain and resync by id ---------------------------------------------------
+
+use ferry::sim::shop::{ShopConfig, ShopSim};
+use ferry::store::{EventLog, EventOutcome, Store};
+
+const TOKEN: &str = "sekrit-token-42";
+
+fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sim, url) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
+        let url = handle.base_url();
+        std::mem::forget(handle); // lives as long as the runtime
+        (sim, url)
+    });
+    (runtime, sim, url)
+}
+
+/// The demo scheme plus a `source.detail` read by order number (so records can be read by
+/// id) and a field that renders the source token (which must never be shown or stored).
+fn scheme_with_detail(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(SCHEME).unwrap();
+    let text = text.replacen(
+        "  name: \"<< customer_name >>\"\n",
+        "  name: \"<< customer_name >>\"\n  detail:\n    request: {method: GET, path: \"/orders/<< order_no >>\"}\n    records: $.data.order\n",
+        1,
+    );
+    let text = text.replacen("    FShop: $.shop_code\n", "    FShop: $.shop_code\n    FNote: \"${SHOP_TOKEN}\"\n", 1);
+    assert!(text.contains("detail:") && text.contains("FNote"), "the demo scheme changed shape");
+    let path = dir.join("orders-by-id.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn events_of(runtime: &tokio::runtime::Runtime, store: &str, ids: impl Iterator<Item = String>) -> Vec<Vec<ferry::store::RecordEvent>> {
+    runtime.block_on(async {
+        let s = Store::open_existing(store).await.unwrap();
+        let mut all = Vec::new();
+        for id in ids {
+            all.push(s.record_events_for(SCHEME_NAME, &id, 100).await.unwrap());
+        }
+        s.close().await;
+        all
+    })
+}
+
+fn order(i: u64) -> String {
+    format!("SO{i:07}")
+}
+
+#[test]
+fn records_leave_bounded_events_that_explain_shows_and_ids_resend() {
+    let (rt, sim, url) = start_sim(ShopConfig {
+        records: 30,
+        reject_every: Some(7),
+        token: Some(TOKEN.into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = scheme_with_detail(dir.path());
+    let store = dir.path().join("e.db").display().to_string();
+    let envs = [("SHOP_URL", url.as_str()), ("ERP_URL", url.as_str()), ("SHOP_TOKEN", TOKEN)];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", scheme.as_str(), "--store", store.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        ferry(&args, &envs)
+    };
+    let total = |rt: &tokio::runtime::Runtime| events_of(rt, &store, (1..=30).map(order)).iter().map(Vec::len).sum::<usize>();
+
+    // Run 1: 26 created, 4 rejected (7, 14, 21, 28): one event each.
+    let first = run(&[]);
+    assert_eq!(first.status.code(), Some(1), "{}", describe(&first));
+    assert_eq!(total(&rt), 30);
+    let seventh = &events_of(&rt, &store, std::iter::once(order(7)))[0];
+    assert_eq!(seventh[0].outcome, EventOutcome::Failed);
+    assert!(seventh[0].answer.as_ref().unwrap()["message"].as_str().unwrap().contains("rejected"), "{seventh:?}");
+    // Bytes per event of this record shape (3 lines at most), as the store keeps it.
+    let sizes: Vec<usize> = events_of(&rt, &store, (1..=30).map(order))
+        .iter()
+        .flatten()
+        .map(|e| serde_json::to_string(e).unwrap().len())
+        .collect();
+    let mean = sizes.iter().sum::<usize>() / sizes.len();
+    eprintln!("bytes per event (JSON, this scheme): mean {mean}, max {}", sizes.iter().max().unwrap());
+    assert!(mean < 1_500, "an event is {mean} bytes");
+
+    // Run 2 replays the 4 failures, now accepted; run 3 changes nothing and writes no event.
+    sim.set_reject_every(None);
+    let second = run(&[]);
+    assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
+    assert_eq!(total(&rt), 34);
+    let third = run(&[]);
+    assert_eq!(third.status.code(), Some(0), "{}", describe(&third));
+    assert_eq!(json(&third)["unchanged"], 0, "nothing was read again: {}", describe(&third));
+    assert_eq!(total(&rt), 34, "a run that changes nothing writes no event");
+
+    // A changed record is updated: its newest event says so, with its window and request.
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).naive_local();
+    assert!(sim.touch(3, now - chrono::Duration::minutes(5)));
+    let fourth = run(&[]);
+    assert_eq!(json(&fourth)["updated"], 1, "{}", describe(&fourth));
+    let third_order = &events_of(&rt, &store, std::iter::once(order(3)))[0];
+    assert_eq!(
+        third_order.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![EventOutcome::Updated, EventOutcome::Created]
+    );
+    assert_ne!(third_order[0].payload_hash, third_order[1].payload_hash);
+    assert!(third_order[0].request.as_deref().unwrap().starts_with("update PUT /orders/"), "{third_order:?}");
+    assert!(third_order[0].window.as_deref().unwrap().contains(" → "), "{third_order:?}");
+
+    // explain: mapping, history, ledger and the row field by field; the token never shows.
+    let explained = ferry(&["explain", &scheme, &order(7), "--store", &store], &envs);
+    assert_eq!(explained.status.code(), Some(0), "{}", describe(&explained));
+    let out = text(&explained.stdout);
+    for wanted in [
+        "status        created → target T",
+        "run 2  created",
+        "run 1  failed",
+        "resolved write rejected",
+        "← << order_no >>",
+        "FEntity[0].FQty",
+        "← << qty | int >>",
+        "FNote",
+    ] {
+        assert!(out.contains(wanted), "`{wanted}` missing:\n{out}");
+    }
+    assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
+    let by_name = json(&ferry(&["explain", SCHEME_NAME, &order(7), "--store", &store, "--json"], &[]));
+    assert_eq!(by_name["mapping"]["status"], "created");
+    assert_eq!(by_name["events"].as_array().unwrap().len(), 2);
+    assert!(by_name["row"]["fields"][0]["template"].is_null(), "no scheme file, no templates");
+
+    // --fetch reads the record now and renders its row (masked), unchanged since the sync.
+    let fetched = ferry(&["explain", &scheme, &order(3), "--store", &store, "--fetch", "--json"], &envs);
+    assert_eq!(fetched.status.code(), Some(0), "{}", describe(&fetched));
+    assert!(!text(&fetched.stdout).contains(TOKEN), "the token leaked: {}", describe(&fetched));
+    let fetched = json(&fetched)["fetched"].clone();
+    assert_eq!(fetched["record"]["order_no"], order(3));
+    assert_eq!(fetched["changed_since_sync"], false);
+    let note = fetched["row"]["fields"].as_array().unwrap().iter().find(|f| f["path"] == "FNote").cloned();
+    assert_eq!(note.unwrap()["value"], "***");
+    let unknown = ferry(&["explain", &scheme, "SO9999999", "--store", &store, "--fetch"], &envs);
+    assert_eq!(unknown.status.code(), Some(3), "{}", describe(&unknown));
+    assert!(text(&unknown.stderr).contains("no order SO9999999"), "{}", describe(&unknown));
+
+    // --ids: an unchanged record is not sent (but leaves an event); --force sends it.
+    let updates = sim.update_calls();
+    let again = run(&["--ids", &order(5)]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert_eq!(json(&again)["unchanged"], 1, "{}", describe(&again));
+    assert_eq!(sim.update_calls(), updates);
+    let fifth = &events_of(&rt, &store, std::iter::once(order(5)))[0];
+    assert_eq!(fifth[0].outcome, EventOutcome::Unchanged);
+    for _ in 0..3 {
+        let forced = run(&["--ids", &order(5), "--force", "--keep-events", "2"]);
+        assert_eq!(json(&forced)["updated"], 1, "{}", describe(&forced));
+    }
+    assert_eq!(sim.update_calls(), updates + 3);
+    let fifth = &events_of(&rt, &store, std::iter::once(order(5)))[0];
+    assert_eq!(fifth.len(), 2, "--keep-events 2 keeps the newest two: {fifth:?}");
+    assert!(fifth.iter().all(|e| e.outcome == EventOutcome::Updated));
+    assert_eq!(fifth[0].window.as_deref(), Some("read by id (ferry run --ids)"));
+    // A checkpoint is not moved by a run by id.
+    let before = checkpoint_of(&store);
+    let missing = run(&["--ids", "SO9999999", &order(6)]);
+    assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
+    assert_eq!(json(&missing)["failed"], 1);
+    assert_eq!(checkpoint_of(&store), before);
+    // A scheme that cannot read by id says what to add (exit 2).
+    let refused = ferry(&["run", SCHEME, "--store", &store, "--ids", "SO0000001"], &envs);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(text(&refused.stderr).contains("source.detail"), "{}", describe(&refused));
+}

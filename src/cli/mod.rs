@@ -107,6 +107,7 @@ enum Command {
   ferry run schemes/orders.yaml
   ferry run schemes/orders.yaml --dry-run --limit 10
   ferry run schemes/orders.yaml --since '2024-03-01 00:00:00' --until '2024-03-08 00:00:00'
+  ferry run schemes/orders.yaml --ids SO-1001 SO-1002 --force     # resync these records now
   ferry run schemes/orders.yaml --store /var/lib/ferry/ferry.db --quiet --metrics-file /var/lib/node_exporter/textfile/ferry.prom
   ferry run schemes/orders.yaml --store postgres://ferry@db.internal/ferry   (or FERRY_STORE=postgres://…)
 
@@ -238,6 +239,14 @@ struct RunArgs {
     /// Refuse to run a scheme that has validation warnings (exit code 2).
     #[arg(long)]
     strict: bool,
+    /// Resync by id: read just these records (by the scheme's `source.detail`) instead of
+    /// the windows and the ledger, and send them through the usual planner (created when
+    /// unmapped, updated when changed). The checkpoint does not move.
+    #[arg(long, num_args = 1.., value_name = "ID", conflicts_with_all = ["since", "until", "limit"])]
+    ids: Vec<String>,
+    /// With --ids: send the records even if they are unchanged since the last sync.
+    #[arg(long, requires = "ids")]
+    force: bool,
     /// Events kept per record for `ferry explain` (the newest N; 0 keeps none). Only records
     /// written or failed get one.
     #[arg(long, value_name = "N", default_value_t = engine::DEFAULT_KEEP_EVENTS,
@@ -729,6 +738,12 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         ));
         return exit::CONFIG;
     }
+    if !args.ids.is_empty() {
+        if let Err(e) = engine::check_readable_by_id(&plan) {
+            logging::error(format_args!("--ids: {}", e.message));
+            return exit::CONFIG;
+        }
+    }
     let metrics_file = match &args.metrics_file {
         Some(path) if !args.dry_run => {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -822,6 +837,8 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         replay_only: replay.is_some(),
         replay,
         keep_events: Some(args.keep_events),
+        ids: (!args.ids.is_empty()).then(|| args.ids.clone()),
+        force: args.force,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -1270,6 +1287,8 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                 env: args.env,
                 strict: args.strict,
                 keep_events: engine::DEFAULT_KEEP_EVENTS,
+                ids: Vec::new(),
+                force: false,
             };
             run(run_args, log_format, Some(replay)).await
         }

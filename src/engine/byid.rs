@@ -7,6 +7,7 @@
 //! id, and the error says so.
 
 use super::context::{base_vars, RunContext, StoreMappedIds};
+use super::summary::Summary;
 use crate::error::Error;
 use crate::http::HttpClient;
 use crate::scheme::model::Plan;
@@ -40,6 +41,11 @@ pub(crate) fn stand_in(plan: &Plan, id: &str) -> Result<Value, Error> {
     }
 }
 
+/// Whether `plan` can read records by id; the error says what to add.
+pub fn check_readable_by_id(plan: &Plan) -> Result<(), Error> {
+    stand_in(plan, "").map(|_| ())
+}
+
 /// Reads the record `id` as the source has it now.
 pub(crate) async fn fetch_one(ctx: &RunContext, id: &str) -> Result<Value, Error> {
     let stand_in = stand_in(&ctx.plan, id)?;
@@ -50,6 +56,29 @@ pub(crate) async fn fetch_one(ctx: &RunContext, id: &str) -> Result<Value, Error
     found
         .pop()
         .ok_or_else(|| Error::decode(format!("the source answered nothing for id {id}")))
+}
+
+/// Reads each of `ids` (for `ferry run --ids`), in order, as records with their payload
+/// hashes. An id that cannot be read is counted failed and logged; the others go on.
+pub(crate) async fn read_ids(ctx: &RunContext, ids: &[String], summary: &mut Summary) -> Vec<(Value, String)> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        match fetch_one(ctx, id).await {
+            Ok(record) => {
+                let hash = ctx.payload_hasher.hash(&record);
+                found.push((record, hash));
+            }
+            Err(e) => {
+                summary.failed += 1;
+                tracing::error!(
+                    source_id = %id,
+                    "cannot read record {id} by id: {}",
+                    ctx.plan.redactor.redact(&e.message)
+                );
+            }
+        }
+    }
+    found
 }
 
 /// A record read by id, with the row a run would render from it (both with secrets masked).
@@ -115,5 +144,7 @@ fn read_context(plan: &Plan, store: &Store, http: &HttpClient) -> RunContext {
         source_requests: Default::default(),
         source_sink: None,
         keep_events: 0,
+        by_id: true,
+        force: false,
     }
 }

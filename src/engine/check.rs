@@ -155,6 +155,8 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         source_requests: Default::default(),
         source_sink: None,
         keep_events: 0,
+        by_id: false,
+        force: false,
     };
     let mut report = CheckReport {
         scheme: plan.name.clone(),

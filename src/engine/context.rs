@@ -64,6 +64,8 @@ pub(crate) struct PlannedJob {
     pub deletions: Vec<Deletion>,
     pub unchanged: u64,
     pub skipped: u64,
+    /// Unchanged records of a run by id, with their mapped target id (each leaves an event).
+    pub unchanged_by_id: Vec<(Item, Option<String>)>,
 }
 
 /// What a writer reports back.
@@ -126,6 +128,10 @@ pub(crate) struct RunContext {
     pub source_sink: Option<SourceSink>,
     /// Events kept per record (0: none).
     pub keep_events: u32,
+    /// Records are read by id (`ferry run --ids`): an unchanged one leaves an event.
+    pub by_id: bool,
+    /// Send unchanged records as updates (`ferry run --ids --force`).
+    pub force: bool,
 }
 
 /// The checkpoint key under which a scheme's incremental watermark is stored (RFC 3339).

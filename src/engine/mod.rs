@@ -74,7 +74,7 @@ mod send;
 mod summary;
 mod write;
 
-pub use byid::{fetch_record, FetchedRecord};
+pub use byid::{check_readable_by_id, fetch_record, FetchedRecord};
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
 pub use options::{DryRunSink, DEFAULT_KEEP_EVENTS, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink};

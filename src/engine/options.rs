@@ -53,6 +53,11 @@ pub struct RunOptions {
     pub replay: Option<Replay>,
     /// Replay only: do not read the source (`ferry failures retry`).
     pub replay_only: bool,
+    /// Read just these records by id (`source.detail`) instead of windows or the ledger, and
+    /// send them through the planner (`ferry run --ids`); the checkpoint does not move.
+    pub ids: Option<Vec<String>>,
+    /// With `ids`: send records whose payload is unchanged since the last sync as updates.
+    pub force: bool,
     /// Events kept per record for `ferry explain` (`None`: [`DEFAULT_KEEP_EVENTS`]; 0 keeps none).
     pub keep_events: Option<u32>,
 }

@@ -44,12 +44,19 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         ids,
         ..JobResult::default()
     };
-    let job = planned;
+    let mut job = planned;
     let mut commit = BatchCommit {
         failures: failures_in,
         ..BatchCommit::default()
     };
     let mut events: Vec<RecordEvent> = Vec::new();
+    if !ctx.dry_run && ctx.keep_events > 0 {
+        for (item, target_id) in std::mem::take(&mut job.unchanged_by_id) {
+            let answer = serde_json::json!({"target_id": target_id});
+            let request = "nothing sent: unchanged since the last sync (--force resends it)".to_owned();
+            events.push(record_event(&ctx, &item, EventOutcome::Unchanged, None, Some(request), answer));
+        }
+    }
     if !job.creates.is_empty() {
         write_operation(
             &ctx,
@@ -93,6 +100,11 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     }
     if !ctx.dry_run && wrote_anything {
         commit.settled.push((plan.name.clone(), batch_id));
+    }
+    if !ctx.dry_run && commit.is_empty() && !events.is_empty() {
+        if let Err(e) = ctx.store.record_events(&events, ctx.keep_events).await {
+            tracing::warn!(error = %e, "the batch's record events were not saved");
+        }
     }
     if !ctx.dry_run && !commit.is_empty() {
         if !commit.failures.is_empty() {
