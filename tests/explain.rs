@@ -281,3 +281,138 @@ fn records_leave_bounded_events_that_explain_shows_and_ids_resend() {
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     assert!(text(&refused.stderr).contains("source.detail"), "{}", describe(&refused));
 }
+
+// ---- alerts ---------------------------------------------------------------------------
+
+/// What the test receiver was sent: path, query and JSON body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, std::collections::HashMap<String, String>, serde_json::Value)>>>;
+
+fn start_receiver(runtime: &tokio::runtime::Runtime) -> (String, Received) {
+    use axum::extract::{Query, State};
+    let received: Received = Default::default();
+    let record = |State(log): State<Received>,
+                  uri: axum::http::Uri,
+                  Query(query): Query<std::collections::HashMap<String, String>>,
+                  axum::Json(body): axum::Json<serde_json::Value>| async move {
+        let path = uri.path().to_owned();
+        let refuse = path.ends_with("/refuse");
+        log.lock().unwrap().push((path, query, body));
+        if refuse {
+            axum::Json(serde_json::json!({"errcode": 310000, "errmsg": "sign not match"}))
+        } else {
+            axum::Json(serde_json::json!({"errcode": 0, "code": 0}))
+        }
+    };
+    let app = axum::Router::new().fallback(axum::routing::post(record)).with_state(received.clone());
+    let url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    });
+    (url, received)
+}
+
+fn hmac_base64(key: &[u8], message: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn failed_runs_alert_robots_and_webhooks_with_their_formats_and_signatures() {
+    let (rt, _sim, url) = start_sim(ShopConfig {
+        records: 20,
+        reject_every: Some(5),
+        token: Some(TOKEN.into()),
+        ..ShopConfig::default()
+    });
+    let (hooks, received) = start_receiver(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("a.db").display().to_string();
+    let envs = [("SHOP_URL", url.as_str()), ("ERP_URL", url.as_str()), ("SHOP_TOKEN", TOKEN)];
+    let wecom = format!("wecom+{hooks}/cgi-bin/webhook/send?key=wecom-key-1");
+    let ding = format!("dingtalk+{hooks}/robot/send?access_token=ding-token-1&secret=SEC-ding-9");
+    let feishu = format!("feishu+{hooks}/open-apis/bot/v2/hook/feishu-hook-1?secret=SEC-feishu-9");
+    let hook = format!("{hooks}/generic?token=generic-1");
+    let refusing = format!("dingtalk+{hooks}/refuse?access_token=ding-token-2");
+    let before = chrono::Utc::now().timestamp_millis();
+    let out = ferry(
+        &[
+            "run", SCHEME, "--store", &store, "--quiet", "--alert", &wecom, "--alert", &ding, "--alert", &feishu,
+            "--alert", &hook, "--alert", &refusing,
+        ],
+        &envs,
+    );
+    let after = chrono::Utc::now().timestamp_millis();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    for secret in ["wecom-key-1", "ding-token-1", "ding-token-2", "SEC-ding-9", "SEC-feishu-9", "feishu-hook-1", "generic-1", TOKEN] {
+        assert!(!stderr.contains(secret) && !text(&out.stdout).contains(secret), "{secret} leaked: {}", describe(&out));
+    }
+    assert!(stderr.contains("the alert to DingTalk robot") && stderr.contains("sign not match"), "{stderr}");
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 5, "{got:?}");
+    let by_path = |p: &str| got.iter().find(|(path, _, _)| path.as_str() == p).cloned().unwrap_or_else(|| panic!("nothing at {p}: {got:?}"));
+
+    let (_, query, body) = by_path("/cgi-bin/webhook/send");
+    assert_eq!(query["key"], "wecom-key-1");
+    assert_eq!(body["msgtype"], "markdown");
+    let content = body["markdown"]["content"].as_str().unwrap();
+    assert!(content.starts_with(&format!("**ferry: {SCHEME_NAME} — records failed**")), "{content}");
+    assert!(content.contains("failed 4") && content.contains("open failures: 4"), "{content}");
+
+    let (_, query, body) = by_path("/robot/send");
+    assert_eq!(query["access_token"], "ding-token-1");
+    assert!(!query.contains_key("secret"));
+    let timestamp: i64 = query["timestamp"].parse().unwrap();
+    assert!((before..=after).contains(&timestamp), "{timestamp} not in {before}..{after}");
+    assert_eq!(query["sign"], hmac_base64(b"SEC-ding-9", format!("{timestamp}\nSEC-ding-9").as_bytes()));
+    assert_eq!(body["msgtype"], "markdown");
+    assert!(body["markdown"]["title"].as_str().unwrap().contains(SCHEME_NAME));
+
+    let (_, query, body) = by_path("/open-apis/bot/v2/hook/feishu-hook-1");
+    assert!(query.is_empty(), "the secret is not sent: {query:?}");
+    assert_eq!(body["msg_type"], "text");
+    let seconds: i64 = body["timestamp"].as_str().unwrap().parse().unwrap();
+    assert!((before / 1000..=after / 1000).contains(&seconds));
+    assert_eq!(body["sign"], hmac_base64(format!("{seconds}\nSEC-feishu-9").as_bytes(), b""));
+    assert!(body["content"]["text"].as_str().unwrap().contains("records failed"));
+
+    let (_, query, body) = by_path("/generic");
+    assert_eq!(query["token"], "generic-1");
+    assert_eq!(body["event"], "ferry.run");
+    assert_eq!(body["facts"]["outcome"], "failed_rows");
+    assert_eq!(body["facts"]["run_id"], 1);
+    assert_eq!(body["facts"]["open_failures"], 4);
+    assert_eq!(body["facts"]["summary"]["failed"], 4);
+
+    // A run that goes through alerts nobody, unless open failures pass the threshold.
+    received.lock().unwrap().clear();
+    let quiet = ferry(&["run", SCHEME, "--store", &store, "--quiet", "--alert", &hook], &envs);
+    assert_eq!(quiet.status.code(), Some(1), "the 4 rows fail again on replay: {}", describe(&quiet));
+    assert_eq!(received.lock().unwrap().len(), 1, "failed rows alert again");
+    // An ok run (here: one record by id) alerts when open failures pass the threshold.
+    received.lock().unwrap().clear();
+    let by_id = scheme_with_detail(dir.path());
+    let over = ferry(
+        &["run", &by_id, "--store", &store, "--quiet", "--ids", "SO0000001", "--alert", &hook, "--alert-open-failures", "3"],
+        &envs,
+    );
+    assert_eq!(over.status.code(), Some(0), "{}", describe(&over));
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].2["facts"]["outcome"], "ok");
+    assert_eq!(got[0].2["facts"]["reason"], "4 open failures, more than --alert-open-failures 3");
+    received.lock().unwrap().clear();
+    _sim.set_reject_every(None);
+    let ok = ferry(&["run", SCHEME, "--store", &store, "--quiet", "--alert", &hook, "--alert-open-failures", "0"], &envs);
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+    assert!(received.lock().unwrap().is_empty(), "an ok run with no open failures alerts nobody");
+    // A bad --alert is a usage error naming no token.
+    let bad = ferry(&["run", SCHEME, "--store", &store, "--alert", "smtp+mailto:ops@example.com?key=k-9"], &envs);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(!text(&bad.stderr).contains("k-9"));
+}

@@ -3,6 +3,7 @@
 //! lock is held, 75 a peer was unreachable and nothing was written; 130/143 stopped by
 //! SIGINT/SIGTERM; see [`crate::error::exit`]).
 
+mod alert;
 mod check;
 mod checkpoint;
 mod demo;
@@ -244,6 +245,15 @@ struct RunArgs {
     /// unmapped, updated when changed). The checkpoint does not move.
     #[arg(long, num_args = 1.., value_name = "ID", conflicts_with_all = ["since", "until", "limit"])]
     ids: Vec<String>,
+    /// Post a message here when the run fails, aborts or cannot reach its peers (repeatable):
+    /// a WeCom, DingTalk or Feishu group robot's webhook URL (recognised by host, or prefixed
+    /// `wecom+`, `dingtalk+`, `feishu+`), or any URL for a generic JSON webhook (`webhook+`).
+    /// A robot's signing secret goes in the URL as `secret=…`; it is used to sign, never sent.
+    #[arg(long = "alert", value_name = "URL")]
+    alerts: Vec<String>,
+    /// Also alert when the scheme has more than N open failures after the run.
+    #[arg(long, value_name = "N", requires = "alerts")]
+    alert_open_failures: Option<i64>,
     /// With --ids: send the records even if they are unchanged since the last sync.
     #[arg(long, requires = "ids")]
     force: bool,
@@ -536,6 +546,29 @@ fn load_scheme(
     )
 }
 
+/// What an alert about this run says (masked).
+fn alert_facts(
+    plan: &scheme::Plan,
+    args: &RunArgs,
+    outcome: &str,
+    summary: Option<&engine::Summary>,
+    reason: Option<String>,
+) -> alert::AlertFacts {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".to_owned());
+    alert::AlertFacts {
+        scheme: plan.name.clone(),
+        outcome: outcome.to_owned(),
+        run_id: summary.and_then(|s| s.run_id),
+        reason: reason.map(|r| plan.redactor.redact(&r).into_owned()),
+        open_failures: None,
+        host,
+        store: crate::store::postgres::redact_url(&args.store.store),
+        summary: summary.and_then(|s| serde_json::to_value(s).ok()),
+    }
+}
+
 /// Loads the scheme a run needs, printing its diagnostics; `Err` is the exit code.
 fn load_for_run(path: &std::path::Path, env: &EnvArg, strict: bool) -> Result<scheme::Plan, i32> {
     let file_vars = match read_env_file(env) {
@@ -738,6 +771,19 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
         ));
         return exit::CONFIG;
     }
+    let mut alerts = Vec::with_capacity(args.alerts.len());
+    for (index, spec) in args.alerts.iter().enumerate() {
+        match alert::AlertTarget::parse(spec) {
+            Ok(target) => alerts.push(target),
+            Err(reason) => {
+                logging::error(format_args!("--alert #{}: {reason}", index + 1));
+                return exit::CONFIG;
+            }
+        }
+    }
+    if args.dry_run {
+        alerts.clear();
+    }
     if !args.ids.is_empty() {
         if let Err(e) = engine::check_readable_by_id(&plan) {
             logging::error(format_args!("--ids: {}", e.message));
@@ -864,10 +910,31 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                 };
                 write_metrics(path, &report).await;
             }
+            let facts = alert_facts(&plan, &args, "error", None, Some(plan.redactor.redact(&e.message).into_owned()));
+            alert::send(&alerts, &facts).await;
             return code;
         }
     };
     let outcome = summary.outcome();
+    if !alerts.is_empty() {
+        let open = crate::store::FailureLedger::count_open_failures(&store, &plan.name).await.ok();
+        let failed = matches!(
+            outcome,
+            engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
+        );
+        let over = match (args.alert_open_failures, open) {
+            (Some(limit), Some(open)) if open > limit => Some(format!(
+                "{open} open failures, more than --alert-open-failures {limit}"
+            )),
+            _ => None,
+        };
+        if failed || over.is_some() {
+            let reason = summary.aborted.clone().or(over);
+            let mut facts = alert_facts(&plan, &args, outcome.as_str(), Some(&summary), reason);
+            facts.open_failures = open;
+            alert::send(&alerts, &facts).await;
+        }
+    }
     let code = if summary.stopped {
         STOP_SIGNAL_CODE.load(std::sync::atomic::Ordering::Relaxed)
     } else {
@@ -1289,6 +1356,8 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                 keep_events: engine::DEFAULT_KEEP_EVENTS,
                 ids: Vec::new(),
                 force: false,
+                alerts: Vec::new(),
+                alert_open_failures: None,
             };
             run(run_args, log_format, Some(replay)).await
         }
