@@ -147,7 +147,12 @@ impl AlertTarget {
             .map(|(_, v)| v.into_owned())
             .collect();
         if self.kind == Kind::Feishu {
-            found.extend(self.url.path_segments().and_then(|mut s| s.next_back()).map(str::to_owned));
+            found.extend(
+                self.url
+                    .path_segments()
+                    .and_then(|mut s| s.next_back())
+                    .map(str::to_owned),
+            );
         }
         found.extend(self.secret.as_ref().map(|s| s.expose().to_owned()));
         found.retain(|v| v.len() >= 3);
@@ -229,7 +234,10 @@ pub fn request(target: &AlertTarget, facts: &AlertFacts, now_ms: i64) -> (url::U
         Kind::WeCom => json!({"msgtype": "markdown", "markdown": {"content": markdown(&text)}}),
         Kind::DingTalk => {
             if let Some(secret) = &target.secret {
-                let sign = hmac_base64(secret.expose().as_bytes(), format!("{now_ms}\n{}", secret.expose()).as_bytes());
+                let sign = hmac_base64(
+                    secret.expose().as_bytes(),
+                    format!("{now_ms}\n{}", secret.expose()).as_bytes(),
+                );
                 url.query_pairs_mut()
                     .append_pair("timestamp", &now_ms.to_string())
                     .append_pair("sign", &sign);
@@ -290,7 +298,9 @@ pub async fn send(targets: &[AlertTarget], facts: &AlertFacts) {
         match answer {
             None => tracing::info!(receiver = %target.describe(), "alert sent"),
             Some(problem) => {
-                let masked = crate::redact::Redactor::new(target.credentials()).redact(&problem).into_owned();
+                let masked = crate::redact::Redactor::new(target.credentials())
+                    .redact(&problem)
+                    .into_owned();
                 super::logging::warn(format_args!("the alert to {} failed: {masked}", target.describe()));
             }
         }
@@ -307,7 +317,11 @@ fn robot_error(status: reqwest::StatusCode, text: &str) -> Option<String> {
     let code = body.get("errcode").or_else(|| body.get("code")).and_then(Value::as_i64);
     match code {
         Some(code) if code != 0 => {
-            let message = body.get("errmsg").or_else(|| body.get("msg")).and_then(Value::as_str).unwrap_or("");
+            let message = body
+                .get("errmsg")
+                .or_else(|| body.get("msg"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             Some(format!("the robot answered code {code}: {message}"))
         }
         _ => None,
@@ -333,20 +347,36 @@ mod tests {
 
     #[test]
     fn kinds_come_from_the_host_or_a_prefix_and_secrets_leave_the_url() {
-        let ding = AlertTarget::parse("https://oapi.dingtalk.com/robot/send?access_token=tok123&secret=SECabc").unwrap();
+        let ding =
+            AlertTarget::parse("https://oapi.dingtalk.com/robot/send?access_token=tok123&secret=SECabc").unwrap();
         assert_eq!(ding.kind, Kind::DingTalk);
-        assert_eq!(ding.url.as_str(), "https://oapi.dingtalk.com/robot/send?access_token=tok123");
-        assert_eq!(ding.describe(), "DingTalk robot https://oapi.dingtalk.com/robot/send?access_token=***");
+        assert_eq!(
+            ding.url.as_str(),
+            "https://oapi.dingtalk.com/robot/send?access_token=tok123"
+        );
+        assert_eq!(
+            ding.describe(),
+            "DingTalk robot https://oapi.dingtalk.com/robot/send?access_token=***"
+        );
         let feishu = AlertTarget::parse("feishu+http://127.0.0.1:9/open-apis/bot/v2/hook/abcdef").unwrap();
         assert_eq!(feishu.kind, Kind::Feishu);
-        assert_eq!(feishu.describe(), "Feishu robot http://127.0.0.1:9/open-apis/bot/v2/hook/***");
+        assert_eq!(
+            feishu.describe(),
+            "Feishu robot http://127.0.0.1:9/open-apis/bot/v2/hook/***"
+        );
         let wecom = AlertTarget::parse("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1").unwrap();
         assert_eq!(wecom.kind, Kind::WeCom);
         assert!(!wecom.describe().contains("k-1"));
         let hook = AlertTarget::parse("https://user:pw@hooks.example/x?t=1").unwrap();
         assert_eq!(hook.kind, Kind::Webhook);
-        assert!(!hook.describe().contains("pw") && !hook.describe().contains("t=1"), "{}", hook.describe());
-        assert!(AlertTarget::parse("smtp+mail://x").unwrap_err().contains("unknown alert kind"));
+        assert!(
+            !hook.describe().contains("pw") && !hook.describe().contains("t=1"),
+            "{}",
+            hook.describe()
+        );
+        assert!(AlertTarget::parse("smtp+mail://x")
+            .unwrap_err()
+            .contains("unknown alert kind"));
         assert!(AlertTarget::parse("ftp://x").unwrap_err().contains("not http"));
         assert!(AlertTarget::parse("https://hooks.example/x?secret=s").is_err());
     }
@@ -360,22 +390,34 @@ mod tests {
         assert_eq!(query["sign"], hmac_base64(b"SEC1", b"1700000000123\nSEC1"));
         assert!(!url.as_str().contains("SEC1"));
         assert_eq!(body["msgtype"], "markdown");
-        assert!(body["markdown"]["text"].as_str().unwrap().contains("the target answered 500"));
+        assert!(body["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("the target answered 500"));
 
         let feishu = AlertTarget::parse("feishu+http://127.0.0.1/hook/h?secret=SEC2").unwrap();
         let (_, body) = request(&feishu, &facts(), 1_700_000_000_123);
         assert_eq!(body["timestamp"], "1700000000");
         assert_eq!(body["sign"], hmac_base64(b"1700000000\nSEC2", b""));
         assert_eq!(body["msg_type"], "text");
-        assert!(body["content"]["text"].as_str().unwrap().starts_with("ferry: orders — run aborted"));
+        assert!(body["content"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferry: orders — run aborted"));
     }
 
     #[test]
     fn a_robot_error_code_is_a_failure() {
-        assert_eq!(robot_error(reqwest::StatusCode::OK, r#"{"errcode":0,"errmsg":"ok"}"#), None);
-        assert!(robot_error(reqwest::StatusCode::OK, r#"{"errcode":310000,"errmsg":"sign not match"}"#)
-            .unwrap()
-            .contains("sign not match"));
+        assert_eq!(
+            robot_error(reqwest::StatusCode::OK, r#"{"errcode":0,"errmsg":"ok"}"#),
+            None
+        );
+        assert!(robot_error(
+            reqwest::StatusCode::OK,
+            r#"{"errcode":310000,"errmsg":"sign not match"}"#
+        )
+        .unwrap()
+        .contains("sign not match"));
         assert!(robot_error(reqwest::StatusCode::OK, r#"{"code":19021,"msg":"sign match fail"}"#).is_some());
         assert!(robot_error(reqwest::StatusCode::BAD_GATEWAY, "").is_some());
     }

@@ -270,7 +270,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2024-06-01T00:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2024-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -294,7 +296,9 @@ mod tests {
     #[test]
     fn nonsense_and_future_times_are_refused() {
         let zone = Some(chrono_tz::Asia::Shanghai);
-        assert!(checkpoint_text("yesterday", zone, now()).unwrap_err().contains("not a time"));
+        assert!(checkpoint_text("yesterday", zone, now())
+            .unwrap_err()
+            .contains("not a time"));
         let err = checkpoint_text("2030-01-01", zone, now()).unwrap_err();
         assert!(err.contains("future"), "{err}");
     }

@@ -327,11 +327,7 @@ fn explanation_text(e: &Explanation, shown: u32) -> String {
                 (None, _) => "no target id".to_owned(),
             };
             let _ = writeln!(out, "  status        {} → {target}", m.status);
-            let _ = writeln!(
-                out,
-                "  payload hash  {}",
-                m.payload_hash.as_deref().unwrap_or("—")
-            );
+            let _ = writeln!(out, "  payload hash  {}", m.payload_hash.as_deref().unwrap_or("—"));
             if let Some(first) = m.first_synced_at {
                 let _ = writeln!(out, "  first synced  {}", time(first));
             }
@@ -393,10 +389,16 @@ fn explanation_text(e: &Explanation, shown: u32) -> String {
         let _ = writeln!(out, "\nthe source now (hash {})", fetched.payload_hash);
         match fetched.changed_since_sync {
             Some(true) => {
-                let _ = writeln!(out, "  changed since the last sync: the next run that reads it sends it");
+                let _ = writeln!(
+                    out,
+                    "  changed since the last sync: the next run that reads it sends it"
+                );
             }
             Some(false) => {
-                let _ = writeln!(out, "  unchanged since the last sync: a run skips it (`--ids ID --force` resends it)");
+                let _ = writeln!(
+                    out,
+                    "  unchanged since the last sync: a run skips it (`--ids ID --force` resends it)"
+                );
             }
             None => {}
         }

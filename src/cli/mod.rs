@@ -910,22 +910,30 @@ async fn run(args: RunArgs, log_format: LogFormat, replay: Option<engine::Replay
                 };
                 write_metrics(path, &report).await;
             }
-            let facts = alert_facts(&plan, &args, "error", None, Some(plan.redactor.redact(&e.message).into_owned()));
+            let facts = alert_facts(
+                &plan,
+                &args,
+                "error",
+                None,
+                Some(plan.redactor.redact(&e.message).into_owned()),
+            );
             alert::send(&alerts, &facts).await;
             return code;
         }
     };
     let outcome = summary.outcome();
     if !alerts.is_empty() {
-        let open = crate::store::FailureLedger::count_open_failures(&store, &plan.name).await.ok();
+        let open = crate::store::FailureLedger::count_open_failures(&store, &plan.name)
+            .await
+            .ok();
         let failed = matches!(
             outcome,
             engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
         );
         let over = match (args.alert_open_failures, open) {
-            (Some(limit), Some(open)) if open > limit => Some(format!(
-                "{open} open failures, more than --alert-open-failures {limit}"
-            )),
+            (Some(limit), Some(open)) if open > limit => {
+                Some(format!("{open} open failures, more than --alert-open-failures {limit}"))
+            }
             _ => None,
         };
         if failed || over.is_some() {

@@ -84,6 +84,8 @@ pub(crate) struct JobResult {
     pub missing: Vec<String>,
     /// Why the run must stop after this batch (its outcomes are committed).
     pub abort: Option<Error>,
+    /// The batch's record events, saved with its commit (taken out before the result returns).
+    pub events: Vec<crate::store::RecordEvent>,
 }
 
 /// Messages from the fetch task.

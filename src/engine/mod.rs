@@ -77,6 +77,9 @@ mod write;
 pub use byid::{check_readable_by_id, fetch_record, FetchedRecord};
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
-pub use options::{DryRunSink, DEFAULT_KEEP_EVENTS, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink};
+pub use options::{
+    DryRunSink, PlannedRequest, Progress, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink,
+    DEFAULT_KEEP_EVENTS,
+};
 pub use run::run;
 pub use summary::{Outcome, Summary};

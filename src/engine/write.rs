@@ -10,7 +10,8 @@ use crate::protocol::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
-    BatchCommit, BatchWriter, EventLog, EventOutcome, RecordEvent, FailureStage, IntentLog, MappingStatus, NewFailure, WriteIntent, WriteOperation,
+    BatchCommit, BatchWriter, EventLog, EventOutcome, FailureStage, IntentLog, MappingStatus, NewFailure, RecordEvent,
+    WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
@@ -49,12 +50,18 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         failures: failures_in,
         ..BatchCommit::default()
     };
-    let mut events: Vec<RecordEvent> = Vec::new();
     if !ctx.dry_run && ctx.keep_events > 0 {
         for (item, target_id) in std::mem::take(&mut job.unchanged_by_id) {
             let answer = serde_json::json!({"target_id": target_id});
             let request = "nothing sent: unchanged since the last sync (--force resends it)".to_owned();
-            events.push(record_event(&ctx, &item, EventOutcome::Unchanged, None, Some(request), answer));
+            result.events.push(record_event(
+                &ctx,
+                &item,
+                EventOutcome::Unchanged,
+                None,
+                Some(request),
+                answer,
+            ));
         }
     }
     if !job.creates.is_empty() {
@@ -66,7 +73,6 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
             &batch_id,
             &mut commit,
             &mut result,
-            &mut events,
         )
         .await?;
     }
@@ -80,7 +86,6 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
                 &batch_id,
                 &mut commit,
                 &mut result,
-                &mut events,
             )
             .await?;
         }
@@ -101,6 +106,7 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     if !ctx.dry_run && wrote_anything {
         commit.settled.push((plan.name.clone(), batch_id));
     }
+    let events = std::mem::take(&mut result.events);
     if !ctx.dry_run && commit.is_empty() && !events.is_empty() {
         if let Err(e) = ctx.store.record_events(&events, ctx.keep_events).await {
             tracing::warn!(error = %e, "the batch's record events were not saved");
@@ -184,7 +190,6 @@ async fn write_operation(
     batch_id: &str,
     commit: &mut BatchCommit,
     result: &mut JobResult,
-    events: &mut Vec<RecordEvent>,
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
     let is_update = operation == WriteOperation::Update;
@@ -275,7 +280,9 @@ async fn write_operation(
                 .filter(|i| !rendered.iter().any(|r: &Rendered| std::ptr::eq(r.item, *i))),
         ) {
             let answer = serde_json::json!({"class": f.error_class, "message": f.message});
-            events.push(record_event(ctx, item, EventOutcome::Failed, None, None, answer));
+            result
+                .events
+                .push(record_event(ctx, item, EventOutcome::Failed, None, None, answer));
         }
     }
     if rendered.is_empty() {
@@ -322,7 +329,9 @@ async fn write_operation(
                 ),
             };
             let row = rows.get(index).map(|row| plan.redactor.redact_value(row));
-            events.push(record_event(ctx, r.item, kind, row, Some(request.clone()), answer));
+            result
+                .events
+                .push(record_event(ctx, r.item, kind, row, Some(request.clone()), answer));
         }
         match outcome {
             RowOutcome::Written { target_id, details } => {

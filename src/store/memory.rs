@@ -11,9 +11,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
-    check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, Failure,
-    FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
-    NewFailure, RateBudget, RecordEvent, EventLog, check_keep, RunHistory, RunRecord, StoreError, WriteIntent,
+    check_keep, check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, EventLog,
+    Failure, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 const LOCATION: &str = "memory";
@@ -454,7 +454,12 @@ impl EventLog for MemoryStore {
         Ok(())
     }
 
-    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
         check_limit(limit)?;
         let state = self.lock();
         Ok(state

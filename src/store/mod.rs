@@ -302,6 +302,10 @@ impl RecordEvent {
     }
 }
 
+/// A `record_events` row as the SQL backends read it: scheme, source id, run id, time (ms),
+/// outcome, payload hash, detail JSON.
+pub(crate) type EventColumns = (String, String, i64, i64, String, Option<String>, String);
+
 /// Most events [`EventLog::record_events`] keeps per record.
 pub const MAX_KEEP_EVENTS: u32 = 1_000;
 
@@ -1035,7 +1039,12 @@ impl EventLog for Store {
         dispatch!(self, s => s.record_events(events, keep).await)
     }
 
-    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
         dispatch!(self, s => s.record_events_for(scheme, source_id, limit).await)
     }
 }

@@ -55,9 +55,9 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::{Connection, Postgres, Row};
 
 use super::{
-    check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStage,
-    FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
-    StoreError, WriteIntent, RecordEvent, EventLog, check_keep, event_ids_by_scheme,
+    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
+    EventLog, Failure, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -717,7 +717,10 @@ impl EventLog for PostgresStore {
         if keep == 0 || events.is_empty() {
             return Ok(());
         }
-        let details = events.iter().map(RecordEvent::detail_json).collect::<Result<Vec<_>, _>>()?;
+        let details = events
+            .iter()
+            .map(RecordEvent::detail_json)
+            .collect::<Result<Vec<_>, _>>()?;
         let column = |f: fn(&RecordEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
         let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
         sqlx::query(
@@ -750,10 +753,15 @@ impl EventLog for PostgresStore {
         tx.commit().await.map_err(self.failed(ACTION))
     }
 
-    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
         const ACTION: &str = "reading record events";
         check_limit(limit)?;
-        let rows: Vec<(String, String, i64, i64, String, Option<String>, String)> = sqlx::query_as(
+        let rows: Vec<super::EventColumns> = sqlx::query_as(
             "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
              WHERE scheme = $1 AND source_id = $2 ORDER BY id DESC LIMIT $3",
         )

@@ -49,9 +49,9 @@ use sqlx::{Connection, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStatus,
-    IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
-    StoreError, WriteIntent, RecordEvent, EventLog, check_keep, event_ids_by_scheme,
+    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
+    EventLog, Failure, FailureLedger, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -852,7 +852,10 @@ impl EventLog for SqliteStore {
         if keep == 0 || events.is_empty() {
             return Ok(());
         }
-        let details = events.iter().map(RecordEvent::detail_json).collect::<Result<Vec<_>, _>>()?;
+        let details = events
+            .iter()
+            .map(RecordEvent::detail_json)
+            .collect::<Result<Vec<_>, _>>()?;
         let op = GroupOp::Events {
             events: events.to_vec(),
             details,
@@ -861,10 +864,15 @@ impl EventLog for SqliteStore {
         self.submit(op, "saving record events").await
     }
 
-    async fn record_events_for(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<RecordEvent>, StoreError> {
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
         const ACTION: &str = "reading record events";
         check_limit(limit)?;
-        let rows: Vec<(String, String, i64, i64, String, Option<String>, String)> = sqlx::query_as(
+        let rows: Vec<super::EventColumns> = sqlx::query_as(
             "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
              WHERE scheme = ? AND source_id = ? ORDER BY id DESC LIMIT ?",
         )

@@ -555,8 +555,14 @@ async fn checkpoints_overwrite(store: &Store) {
 
 async fn checkpoints_clear(store: &Store) {
     assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
-    store.set_checkpoint("orders", "window_end", "2024-01-01T00:00:00Z").await.unwrap();
-    store.set_checkpoint("invoices", "window_end", "2024-01-02T00:00:00Z").await.unwrap();
+    store
+        .set_checkpoint("orders", "window_end", "2024-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    store
+        .set_checkpoint("invoices", "window_end", "2024-01-02T00:00:00Z")
+        .await
+        .unwrap();
     assert!(store.clear_checkpoint("orders", "window_end").await.unwrap());
     assert_eq!(store.checkpoint("orders", "window_end").await.unwrap(), None);
     assert_eq!(
@@ -595,13 +601,20 @@ async fn record_events_keep_the_newest_per_record(store: &Store) {
             .unwrap();
     }
     let o1 = store.record_events_for("orders", "O1", 10).await.unwrap();
-    assert_eq!(o1.iter().map(|e| e.run_id).collect::<Vec<_>>(), vec![5, 4, 3], "newest 3, newest first");
+    assert_eq!(
+        o1.iter().map(|e| e.run_id).collect::<Vec<_>>(),
+        vec![5, 4, 3],
+        "newest 3, newest first"
+    );
     assert_eq!(o1[0], event("O1", 5, EventOutcome::Updated), "read back whole");
     let o2 = store.record_events_for("orders", "O2", 1).await.unwrap();
     assert_eq!(o2.len(), 1);
     assert_eq!(o2[0].outcome, EventOutcome::Failed);
     assert_eq!(o2[0].row, None);
-    assert_eq!(o2[0].answer, Some(json!({ "class": "target_rejected", "message": "bad" })));
+    assert_eq!(
+        o2[0].answer,
+        Some(json!({ "class": "target_rejected", "message": "bad" }))
+    );
     // Another scheme's record of the same id is separate; keep 0 stores nothing.
     let mut elsewhere = event("O1", 9, EventOutcome::Created);
     elsewhere.scheme = "invoices".to_owned();
