@@ -107,25 +107,22 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         commit.settled.push((plan.name.clone(), batch_id));
     }
     let events = std::mem::take(&mut result.events);
-    if !ctx.dry_run && commit.is_empty() && !events.is_empty() {
-        if let Err(e) = ctx.store.record_events(&events, ctx.keep_events).await {
-            tracing::warn!(error = %e, "the batch's record events were not saved");
-        }
+    if ctx.dry_run {
+        return Ok(result);
     }
-    if !ctx.dry_run && !commit.is_empty() {
-        if !commit.failures.is_empty() {
-            ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
-        }
-        // Submitted together, so SQLite's group writer commits both in one transaction.
-        let (committed, recorded) = tokio::join!(
-            ctx.store.commit_batch(commit),
-            ctx.store.record_events(&events, ctx.keep_events)
-        );
-        committed?;
-        if let Err(e) = recorded {
-            // The history is for explaining; losing a batch of it must not stop a run.
-            tracing::warn!(error = %e, "the batch's record events were not saved");
-        }
+    if !commit.failures.is_empty() {
+        ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
+    }
+    // Submitted together, so SQLite's group writer commits both in one transaction (each
+    // is a no-op when empty).
+    let (committed, recorded) = tokio::join!(
+        ctx.store.commit_batch(commit),
+        ctx.store.record_events(events, ctx.keep_events)
+    );
+    committed?;
+    if let Err(e) = recorded {
+        // The history is for explaining; losing a batch of it must not stop a run.
+        tracing::warn!(error = %e, "the batch's record events were not saved");
     }
     Ok(result)
 }
@@ -296,7 +293,7 @@ async fn write_operation(
     } else {
         None
     };
-    let (mut outcomes, rows) = match relock {
+    let (mut outcomes, mut rows) = match relock {
         Some(relock) => guarded_update(ctx, op, relock, &rendered, rows, batch_id, result).await?,
         None => {
             let all: Vec<&Rendered> = rendered.iter().collect();
@@ -328,7 +325,14 @@ async fn write_operation(
                     serde_json::json!({"class": class, "message": plan.redactor.redact(message)}),
                 ),
             };
-            let row = rows.get(index).map(|row| plan.redactor.redact_value(row));
+            // The rows are not needed after this loop: move each into its event.
+            let row = rows.get_mut(index).map(std::mem::take).map(|row| {
+                if plan.redactor.is_empty() {
+                    row
+                } else {
+                    plan.redactor.redact_value(&row)
+                }
+            });
             result
                 .events
                 .push(record_event(ctx, r.item, kind, row, Some(request.clone()), answer));

@@ -433,14 +433,13 @@ impl RateBudget for MemoryStore {
 }
 
 impl EventLog for MemoryStore {
-    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
         check_keep(keep)?;
         if keep == 0 {
             return Ok(());
         }
         let mut state = self.lock();
-        for event in events {
-            let mut event = event.clone();
+        for mut event in events {
             event.at = truncate_to_millis(event.at);
             let list = state
                 .events

@@ -250,7 +250,7 @@ pub struct RecordEvent {
 }
 
 /// The JSON kept in the `detail` column of the SQL backends.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) struct EventDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
@@ -265,11 +265,22 @@ pub(crate) struct EventDetail {
 impl RecordEvent {
     /// The `detail` column's text.
     pub(crate) fn detail_json(&self) -> Result<String, StoreError> {
-        serde_json::to_string(&EventDetail {
-            window: self.window.clone(),
-            row: self.row.clone(),
-            request: self.request.clone(),
-            answer: self.answer.clone(),
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            window: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            row: &'a Option<serde_json::Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            request: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            answer: &'a Option<serde_json::Value>,
+        }
+        serde_json::to_string(&Out {
+            window: &self.window,
+            row: &self.row,
+            request: &self.request,
+            answer: &self.answer,
         })
         .map_err(|e| StoreError::InvalidRequest(format!("a record event cannot be stored: {e}")))
     }
@@ -313,7 +324,8 @@ pub const MAX_KEEP_EVENTS: u32 = 1_000;
 pub trait EventLog {
     /// Store `events` in one transaction and keep only the newest `keep` events of each
     /// record they name (`keep` 0 stores nothing; at most [`MAX_KEEP_EVENTS`]).
-    fn record_events(&self, events: &[RecordEvent], keep: u32) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_events(&self, events: Vec<RecordEvent>, keep: u32)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The record's events, newest first, at most `limit`.
     fn record_events_for(
@@ -1035,7 +1047,7 @@ impl RunHistory for Store {
 }
 
 impl EventLog for Store {
-    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
         dispatch!(self, s => s.record_events(events, keep).await)
     }
 

@@ -711,7 +711,7 @@ impl IntentLog for PostgresStore {
 }
 
 impl EventLog for PostgresStore {
-    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
         const ACTION: &str = "saving record events";
         check_keep(keep)?;
         if keep == 0 || events.is_empty() {
@@ -722,6 +722,7 @@ impl EventLog for PostgresStore {
             .map(RecordEvent::detail_json)
             .collect::<Result<Vec<_>, _>>()?;
         let column = |f: fn(&RecordEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
+        let events = &events[..];
         let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
         sqlx::query(
             "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail) \

@@ -847,7 +847,7 @@ fn bind_group_op<'q>(mut query: Query<'q>, op: &'q GroupOp, resolved: &BTreeMap<
 }
 
 impl EventLog for SqliteStore {
-    async fn record_events(&self, events: &[RecordEvent], keep: u32) -> Result<(), StoreError> {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
         check_keep(keep)?;
         if keep == 0 || events.is_empty() {
             return Ok(());
@@ -857,7 +857,7 @@ impl EventLog for SqliteStore {
             .map(RecordEvent::detail_json)
             .collect::<Result<Vec<_>, _>>()?;
         let op = GroupOp::Events {
-            events: events.to_vec(),
+            events,
             details,
             keep: i64::from(keep),
         };

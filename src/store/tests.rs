@@ -596,7 +596,7 @@ async fn record_events_keep_the_newest_per_record(store: &Store) {
         other.window = None;
         other.row = None;
         store
-            .record_events(&[event("O1", run, EventOutcome::Updated), other], 3)
+            .record_events(vec![event("O1", run, EventOutcome::Updated), other], 3)
             .await
             .unwrap();
     }
@@ -618,12 +618,12 @@ async fn record_events_keep_the_newest_per_record(store: &Store) {
     // Another scheme's record of the same id is separate; keep 0 stores nothing.
     let mut elsewhere = event("O1", 9, EventOutcome::Created);
     elsewhere.scheme = "invoices".to_owned();
-    store.record_events(&[elsewhere.clone()], 0).await.unwrap();
+    store.record_events(vec![elsewhere.clone()], 0).await.unwrap();
     assert!(store.record_events_for("invoices", "O1", 10).await.unwrap().is_empty());
-    store.record_events(&[elsewhere], 20).await.unwrap();
+    store.record_events(vec![elsewhere], 20).await.unwrap();
     assert_eq!(store.record_events_for("invoices", "O1", 10).await.unwrap().len(), 1);
     assert_eq!(store.record_events_for("orders", "O1", 10).await.unwrap().len(), 3);
-    assert!(store.record_events(&[], MAX_KEEP_EVENTS + 1).await.is_err());
+    assert!(store.record_events(Vec::new(), MAX_KEEP_EVENTS + 1).await.is_err());
 }
 
 async fn failures_of_one_record_in_every_status(store: &Store) {
