@@ -615,3 +615,54 @@ fn failed_runs_alert_robots_and_webhooks_with_their_formats_and_signatures() {
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(!text(&bad.stderr).contains("k-9"));
 }
+
+#[test]
+fn a_row_that_does_not_render_leaves_a_failed_event_with_its_reason() {
+    let (rt, _sim, url) = start_sim(ShopConfig {
+        records: 5,
+        token: Some(TOKEN.into()),
+        ..ShopConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let scheme = scheme_with_detail(dir.path());
+    let text = std::fs::read_to_string(&scheme)
+        .unwrap()
+        .replace("\"${SHOP_TOKEN}\"", "\"<< no_such_field >>\"");
+    std::fs::write(&scheme, text).unwrap();
+    let store = dir.path().join("t.db").display().to_string();
+    let envs = [
+        ("SHOP_URL", url.as_str()),
+        ("ERP_URL", url.as_str()),
+        ("SHOP_TOKEN", TOKEN),
+    ];
+    let out = ferry(
+        &["run", &scheme, "--store", &store, "--json", "--ids", &order(2)],
+        &envs,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let events = &events_of(&rt, &store, std::iter::once(order(2)))[0];
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].outcome, EventOutcome::Failed);
+    assert_eq!(events[0].row, None);
+    assert_eq!(
+        events[0].request.as_deref(),
+        Some("nothing sent: the row did not render")
+    );
+    let answer = events[0].answer.as_ref().unwrap();
+    assert_eq!(answer["class"], "missing_field");
+    assert!(
+        answer["message"].as_str().unwrap().contains("no_such_field"),
+        "{answer}"
+    );
+    let explained = text_of(&ferry(&["explain", &scheme, &order(2), "--store", &store], &envs));
+    assert!(
+        explained.contains("nothing sent: the row did not render"),
+        "{explained}"
+    );
+    assert!(explained.contains("open transform missing_field"), "{explained}");
+}
+
+fn text_of(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    text(&out.stdout)
+}
