@@ -108,6 +108,9 @@ pub struct BenchArgs {
     /// Records and transform to measure.
     #[arg(long, value_enum, default_value_t = Workload::Demo)]
     workload: Workload,
+    /// Events kept per record for `ferry explain` (0 measures a run that keeps none).
+    #[arg(long, default_value_t = engine::DEFAULT_KEEP_EVENTS)]
+    keep_events: u32,
 }
 
 /// The target fields of the typical workload (issue 15's transform).
@@ -652,8 +655,18 @@ pub async fn bench(args: BenchArgs) -> i32 {
     };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let result = engine::run(&plan, &store, &http, &RunOptions::default()).await;
+    let options = RunOptions {
+        keep_events: Some(args.keep_events),
+        ..RunOptions::default()
+    };
+    let result = engine::run(&plan, &store, &http, &options).await;
     let seconds = started.elapsed().as_secs_f64();
+    store.close().await;
+    let store_bytes: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{location}{suffix}")).ok())
+        .map(|m| m.len())
+        .sum();
     let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before);
     if let Some(mut c) = child {
         let _ = c.kill().await;
@@ -670,6 +683,14 @@ pub async fn bench(args: BenchArgs) -> i32 {
                 println!(
                     "CPU          {:.1} µs per record (user+sys of the ferry process, {cpu:.2} s)",
                     cpu * 1e6 / summary.read as f64
+                );
+            }
+            if store_bytes > 0 {
+                println!(
+                    "store        {:.1} MiB ({} bytes per record, keeping {} events per record)",
+                    store_bytes as f64 / 1_048_576.0,
+                    store_bytes / summary.read.max(1),
+                    args.keep_events
                 );
             }
             println!(

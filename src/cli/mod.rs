@@ -3,9 +3,12 @@
 //! lock is held, 75 a peer was unreachable and nothing was written; 130/143 stopped by
 //! SIGINT/SIGTERM; see [`crate::error::exit`]).
 
+mod alert;
 mod check;
+mod checkpoint;
 mod demo;
 mod env;
+mod explain;
 mod field_mappings;
 mod inbox;
 mod init;
@@ -112,6 +115,7 @@ enum Command {
   ferry run schemes/orders.yaml
   ferry run schemes/orders.yaml --dry-run --limit 10
   ferry run schemes/orders.yaml --since '2024-03-01 00:00:00' --until '2024-03-08 00:00:00'
+  ferry run schemes/orders.yaml --ids SO-1001 SO-1002 --force     # resync these records now
   ferry run schemes/orders.yaml --store /var/lib/ferry/ferry.db --quiet --metrics-file /var/lib/node_exporter/textfile/ferry.prom
   ferry run schemes/orders.yaml --store postgres://ferry@db.internal/ferry   (or FERRY_STORE=postgres://…)
   ferry run schemes/            (a project: every scheme in the directory, in dependency order)
@@ -166,6 +170,14 @@ Exit codes: 0 all passed, 1 a test failed, 2 a test file or its scheme is invali
     /// Per scheme: the last run and its outcome, the checkpoint and its lag, open failures,
     /// pending writes, and the next timer run.
     Status(runs::StatusArgs),
+    /// Why one record did not arrive, or arrived wrong: its mapping, events, ledger rows and
+    /// rendered row with the template of each field; `--fetch` reads it from the source now.
+    Explain(explain::ExplainArgs),
+    /// Show, move or clear the checkpoint a scheme's next run starts from.
+    Checkpoint {
+        #[command(subcommand)]
+        action: checkpoint::CheckpointAction,
+    },
     /// Print (or write) a hardened systemd service and timer that run a scheme periodically.
     Systemd(systemd::SystemdArgs),
     /// Run the example schemes against the built-in simulators in a fresh directory: a first
@@ -269,6 +281,28 @@ struct RunArgs {
     /// Refuse to run a scheme that has validation warnings (exit code 2).
     #[arg(long)]
     strict: bool,
+    /// Resync by id: read just these records (by the scheme's `source.detail`) instead of
+    /// the windows and the ledger, and send them through the usual planner (created when
+    /// unmapped, updated when changed). The checkpoint does not move.
+    #[arg(long, num_args = 1.., value_name = "ID", conflicts_with_all = ["since", "until", "limit"])]
+    ids: Vec<String>,
+    /// Post a message here when the run fails, aborts or cannot reach its peers (repeatable):
+    /// a WeCom, DingTalk or Feishu group robot's webhook URL (recognised by host, or prefixed
+    /// `wecom+`, `dingtalk+`, `feishu+`), or any URL for a generic JSON webhook (`webhook+`).
+    /// A robot's signing secret goes in the URL as `secret=…`; it is used to sign, never sent.
+    #[arg(long = "alert", value_name = "URL")]
+    alerts: Vec<String>,
+    /// Also alert when the scheme has more than N open failures after the run.
+    #[arg(long, value_name = "N", requires = "alerts")]
+    alert_open_failures: Option<i64>,
+    /// With --ids: send the records even if they are unchanged since the last sync.
+    #[arg(long, requires = "ids")]
+    force: bool,
+    /// Events kept per record for `ferry explain` (the newest N; 0 keeps none). Only records
+    /// written or failed get one.
+    #[arg(long, value_name = "N", default_value_t = engine::DEFAULT_KEEP_EVENTS,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::store::MAX_KEEP_EVENTS)))]
+    keep_events: u32,
 }
 
 #[derive(Subcommand)]
@@ -498,6 +532,8 @@ async fn dispatch(cli: Cli, log_format: LogFormat) -> i32 {
         Command::Run(args) => run(args, log_format, None).await,
         Command::Runs { action } => runs::runs(action).await,
         Command::Status(args) => runs::status(args).await,
+        Command::Checkpoint { action } => checkpoint::checkpoint(action).await,
+        Command::Explain(args) => explain::explain(args).await,
         Command::Systemd(args) => systemd::systemd(args),
         Command::Schema => {
             match serde_json::to_string_pretty(&scheme::raw::json_schema()) {
@@ -553,6 +589,29 @@ fn load_scheme(
             missing_env,
         },
     )
+}
+
+/// What an alert about this run says (masked).
+fn alert_facts(
+    plan: &scheme::Plan,
+    args: &RunArgs,
+    outcome: &str,
+    summary: Option<&engine::Summary>,
+    reason: Option<String>,
+) -> alert::AlertFacts {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".to_owned());
+    alert::AlertFacts {
+        scheme: plan.name.clone(),
+        outcome: outcome.to_owned(),
+        run_id: summary.and_then(|s| s.run_id),
+        reason: reason.map(|r| plan.redactor.redact(&r).into_owned()),
+        open_failures: None,
+        host,
+        store: crate::store::postgres::redact_url(&args.store.store),
+        summary: summary.and_then(|s| serde_json::to_value(s).ok()),
+    }
 }
 
 /// Loads the scheme a run needs, printing its diagnostics; `Err` is the exit code.
@@ -781,6 +840,25 @@ async fn run_plan(
         ));
         return (exit::CONFIG, None);
     }
+    let mut alerts = Vec::with_capacity(args.alerts.len());
+    for (index, spec) in args.alerts.iter().enumerate() {
+        match alert::AlertTarget::parse(spec) {
+            Ok(target) => alerts.push(target),
+            Err(reason) => {
+                logging::error(format_args!("--alert #{}: {reason}", index + 1));
+                return (exit::CONFIG, None);
+            }
+        }
+    }
+    if args.dry_run {
+        alerts.clear();
+    }
+    if !args.ids.is_empty() {
+        if let Err(e) = engine::check_readable_by_id(&plan) {
+            logging::error(format_args!("--ids: {}", e.message));
+            return (exit::CONFIG, None);
+        }
+    }
     let metrics_file = match &args.metrics_file {
         Some(path) if !args.dry_run => {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -878,6 +956,9 @@ async fn run_plan(
         replay_only: replay.is_some(),
         replay,
         pushed: None,
+        keep_events: Some(args.keep_events),
+        ids: (!args.ids.is_empty()).then(|| args.ids.clone()),
+        force: args.force,
     };
     let result = engine::run(&plan, &store, &http, &options).await;
     if let Some(p) = progress {
@@ -903,10 +984,39 @@ async fn run_plan(
                 };
                 write_metrics(path, &report).await;
             }
+            let facts = alert_facts(
+                &plan,
+                args,
+                "error",
+                None,
+                Some(plan.redactor.redact(&e.message).into_owned()),
+            );
+            alert::send(&alerts, &facts).await;
             return (code, None);
         }
     };
     let outcome = summary.outcome();
+    if !alerts.is_empty() {
+        let open = crate::store::FailureLedger::count_open_failures(&store, &plan.name)
+            .await
+            .ok();
+        let failed = matches!(
+            outcome,
+            engine::Outcome::FailedRows | engine::Outcome::Aborted | engine::Outcome::Unreachable
+        );
+        let over = match (args.alert_open_failures, open) {
+            (Some(limit), Some(open)) if open > limit => {
+                Some(format!("{open} open failures, more than --alert-open-failures {limit}"))
+            }
+            _ => None,
+        };
+        if failed || over.is_some() {
+            let reason = summary.aborted.clone().or(over);
+            let mut facts = alert_facts(&plan, args, outcome.as_str(), Some(&summary), reason);
+            facts.open_failures = open;
+            alert::send(&alerts, &facts).await;
+        }
+    }
     let code = if summary.stopped {
         STOP_SIGNAL_CODE.load(std::sync::atomic::Ordering::Relaxed)
     } else {
@@ -1325,6 +1435,11 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
                 wait: args.wait,
                 env: args.env,
                 strict: args.strict,
+                keep_events: engine::DEFAULT_KEEP_EVENTS,
+                ids: Vec::new(),
+                force: false,
+                alerts: Vec::new(),
+                alert_open_failures: None,
             };
             run(run_args, log_format, Some(replay)).await
         }

@@ -155,6 +155,9 @@ pub async fn check(plan: &Plan, http: &HttpClient, options: &CheckOptions) -> Re
         change_checks: ChangeChecks::of(plan, options.now, None),
         source_requests: Default::default(),
         source_sink: None,
+        keep_events: 0,
+        by_id: false,
+        force: false,
     };
     let mut report = CheckReport {
         scheme: plan.name.clone(),

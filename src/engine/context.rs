@@ -30,6 +30,8 @@ pub(crate) struct Item {
     pub detail_ids: Option<Value>,
     /// The source reported this record deleted (`record` is null, `hash` empty).
     pub deleted: bool,
+    /// Where it was read: the window `start → end`, or `ledger replay` (for its events).
+    pub window: Option<Arc<str>>,
 }
 
 impl Item {
@@ -43,6 +45,7 @@ impl Item {
             target_id: None,
             detail_ids: None,
             deleted: true,
+            window: None,
         }
     }
 }
@@ -61,6 +64,8 @@ pub(crate) struct PlannedJob {
     pub deletions: Vec<Deletion>,
     pub unchanged: u64,
     pub skipped: u64,
+    /// Unchanged records of a run by id, with their mapped target id (each leaves an event).
+    pub unchanged_by_id: Vec<(Item, Option<String>)>,
 }
 
 /// What a writer reports back.
@@ -79,6 +84,8 @@ pub(crate) struct JobResult {
     pub missing: Vec<String>,
     /// Why the run must stop after this batch (its outcomes are committed).
     pub abort: Option<Error>,
+    /// The batch's record events, saved with its commit (taken out before the result returns).
+    pub events: Vec<crate::store::RecordEvent>,
 }
 
 /// Messages from the fetch task.
@@ -123,6 +130,12 @@ pub(crate) struct RunContext {
     pub source_requests: std::sync::atomic::AtomicU64,
     /// Receives every source request.
     pub source_sink: Option<SourceSink>,
+    /// Events kept per record (0: none).
+    pub keep_events: u32,
+    /// Records are read by id (`ferry run --ids`): an unchanged one leaves an event.
+    pub by_id: bool,
+    /// Send unchanged records as updates (`ferry run --ids --force`).
+    pub force: bool,
 }
 
 /// The checkpoint key under which a scheme's incremental watermark is stored (RFC 3339).

@@ -111,7 +111,7 @@ impl WindowTask {
     ) -> WindowTask {
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
         let (ctx, slots, pages) = (ctx.clone(), slots.clone(), pages.clone());
-        let window = windows[index].clone();
+        let window = windows[index];
         let handle = tokio::spawn(async move {
             let vars = window_vars(&ctx, window.as_ref());
             let read = (index, window.as_ref());

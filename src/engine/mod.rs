@@ -37,6 +37,10 @@
 //!   `source_requests` source requests (retries and per-record detail requests included),
 //!   `windows` the windows read to their end. Every source request is logged at debug
 //!   level (and handed to [`RunOptions::source_sink`]) with its window, page and record count.
+//! - Each record written or failed leaves a [`crate::store::RecordEvent`] (its window, the
+//!   rendered row and the target's answer, secrets masked) for `ferry explain`, the newest
+//!   `keep_events` per record; a record found unchanged leaves none, so a run that changes
+//!   nothing writes nothing per record.
 //! - A run whose first batch could not reach the target at all (refused, unresolved, not
 //!   connected) stops there rather than failing every record: the batch's rows are in the
 //!   ledger, nothing was written, and the summary says `unreachable` (exit code 75), as it
@@ -52,6 +56,7 @@
 //! run left; `check` is `ferry check`. [`options`] and [`summary`] are what a run is
 //! given and gives back.
 
+mod byid;
 mod call;
 mod check;
 mod context;
@@ -71,10 +76,12 @@ mod summary;
 mod write;
 mod writeback;
 
+pub use byid::{check_readable_by_id, fetch_record, FetchedRecord};
 pub use check::{check, CheckOptions, CheckReport, Problem, TimesReport};
 pub use context::CHECKPOINT_KEY;
 pub use options::{
     DryRunSink, PlannedRequest, Progress, Pushed, ReadPosition, Replay, RunOptions, SourceRequest, SourceSink,
+    DEFAULT_KEEP_EVENTS,
 };
 pub use run::run;
 pub use summary::{Outcome, Summary};

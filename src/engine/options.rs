@@ -53,6 +53,13 @@ pub struct RunOptions {
     pub replay: Option<Replay>,
     /// Replay only: do not read the source (`ferry failures retry`).
     pub replay_only: bool,
+    /// Read just these records by id (`source.detail`) instead of windows or the ledger, and
+    /// send them through the planner (`ferry run --ids`); the checkpoint does not move.
+    pub ids: Option<Vec<String>>,
+    /// With `ids`: send records whose payload is unchanged since the last sync as updates.
+    pub force: bool,
+    /// Events kept per record for `ferry explain` (`None`: [`DEFAULT_KEEP_EVENTS`]; 0 keeps none).
+    pub keep_events: Option<u32>,
     /// Receive mode: run these pushed records instead of reading the source (the only
     /// way a receiving scheme runs; `ferry serve`'s workers).
     pub pushed: Option<Pushed>,
@@ -66,6 +73,9 @@ pub struct Pushed {
     /// Ids cancelled at the sender (`operationType: 3`), after the records.
     pub deleted: Vec<String>,
 }
+
+/// Events kept per record unless `--keep-events` says otherwise.
+pub const DEFAULT_KEEP_EVENTS: u32 = 20;
 
 /// Progress reporting, implemented by the CLI's progress bar.
 pub trait Progress: Send + Sync {

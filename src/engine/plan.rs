@@ -81,6 +81,7 @@ pub(super) fn identify(ctx: &RunContext, record: Value, hash: String) -> Result<
         target_id: None,
         detail_ids: None,
         deleted: false,
+        window: None,
     })
 }
 
@@ -125,6 +126,7 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
         deletions: Vec::new(),
         unchanged: 0,
         skipped: 0,
+        unchanged_by_id: Vec::new(),
     };
     for mut item in items {
         if item.deleted {
@@ -140,8 +142,12 @@ pub(crate) async fn plan_job(ctx: &RunContext, items: Vec<Item>) -> Result<Plann
                         crate::store::MappingStatus::Created | crate::store::MappingStatus::Updated
                     ) =>
             {
-                if mapping.payload_hash.as_deref() == Some(item.hash.as_str()) {
+                let unchanged = mapping.payload_hash.as_deref() == Some(item.hash.as_str());
+                if unchanged && !(ctx.force && plan.target.update.is_some()) {
                     job.unchanged += 1;
+                    if ctx.by_id {
+                        job.unchanged_by_id.push((item, mapping.target_id.clone()));
+                    }
                 } else if plan.target.update.is_some() {
                     item.target_id = mapping.target_id.clone();
                     item.detail_ids = mapping.detail_ids.clone();

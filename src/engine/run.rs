@@ -64,7 +64,7 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
 
     let (windows, checkpoint) = if options.pushed.is_some() {
         (vec![None], None)
-    } else if options.replay_only {
+    } else if options.replay_only || options.ids.is_some() {
         (Vec::new(), None)
     } else {
         run_windows(plan, store, now, options.since, options.until).await?
@@ -119,6 +119,9 @@ pub async fn run(plan: &Plan, store: &Store, http: &HttpClient, options: &RunOpt
         change_checks: ChangeChecks::of(plan, options.now, resume),
         source_requests: Default::default(),
         source_sink: options.source_sink.clone(),
+        keep_events: options.keep_events.unwrap_or(super::options::DEFAULT_KEEP_EVENTS),
+        by_id: options.ids.is_some(),
+        force: options.force,
     });
     tracing::info!(scheme = %plan.name, run_id, dry_run = options.dry_run, windows = windows.len(), "run started");
 
@@ -208,6 +211,9 @@ pub(crate) async fn run_windows(
 async fn recover(ctx: &RunContext, options: &RunOptions, summary: &mut Summary) -> Result<Vec<(Value, String)>, Error> {
     if !ctx.dry_run {
         recover::reconcile_intents(ctx, summary).await?;
+    }
+    if let Some(ids) = &options.ids {
+        return Ok(super::byid::read_ids(ctx, ids, summary).await);
     }
     let which = match &options.replay {
         Some(which) => which.clone(),
@@ -399,7 +405,10 @@ async fn drive(
                 times,
             } => {
                 if replay {
-                    summary.replayed += records.len() as u64;
+                    // Records read by id are counted as read, not as replayed.
+                    if !ctx.by_id {
+                        summary.replayed += records.len() as u64;
+                    }
                 } else {
                     summary.pages += 1;
                     position.page += 1;
@@ -419,13 +428,23 @@ async fn drive(
                 if let Some(times) = times {
                     note_times(ctx, &mut run_times, summary, *times);
                 }
+                let read_in: Option<Arc<str>> = if replay && ctx.by_id {
+                    Some(Arc::from("read by id (ferry run --ids)"))
+                } else if replay {
+                    Some(Arc::from("ledger replay"))
+                } else {
+                    position.range.as_deref().map(Arc::from)
+                };
                 for (record, hash) in records {
                     if options.limit.is_some_and(|limit| summary.read >= limit) {
                         limit_reached = true;
                         break;
                     }
                     summary.read += 1;
-                    match identify(ctx, record, hash) {
+                    match identify(ctx, record, hash).map(|mut item| {
+                        item.window = read_in.clone();
+                        item
+                    }) {
                         Ok(item) if !replay && replayed_hashes.get(&item.source_id) == Some(&item.hash) => {
                             summary.duplicates += 1;
                         }

@@ -10,7 +10,8 @@ use crate::protocol::{RowOutcome, UNKNOWN_OUTCOME, UNMATCHED_ANSWER};
 use crate::scheme::model::OperationPlan;
 use crate::scheme::raw::Per;
 use crate::store::{
-    BatchCommit, BatchWriter, FailureStage, IntentLog, MappingStatus, NewFailure, WriteIntent, WriteOperation,
+    BatchCommit, BatchWriter, EventLog, EventOutcome, FailureStage, IntentLog, MappingStatus, NewFailure, RecordEvent,
+    WriteIntent, WriteOperation,
 };
 use crate::template::Scope;
 use crate::transform::{render, value_to_text};
@@ -44,12 +45,26 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
         ids,
         ..JobResult::default()
     };
-    let job = planned;
+    let mut job = planned;
     let mut commit = BatchCommit {
         failures: failures_in,
         ..BatchCommit::default()
     };
     let mut created = Vec::new();
+    if !ctx.dry_run && ctx.keep_events > 0 {
+        for (item, target_id) in std::mem::take(&mut job.unchanged_by_id) {
+            let answer = serde_json::json!({"target_id": target_id});
+            let request = "nothing sent: unchanged since the last sync (--force resends it)".to_owned();
+            result.events.push(record_event(
+                &ctx,
+                &item,
+                EventOutcome::Unchanged,
+                None,
+                Some(request),
+                answer,
+            ));
+        }
+    }
     if !job.creates.is_empty() {
         write_operation(
             &ctx,
@@ -94,26 +109,81 @@ pub(crate) async fn write_job(ctx: Arc<RunContext>, job: Job) -> Result<JobResul
     if !ctx.dry_run && wrote_anything {
         commit.settled.push((plan.name.clone(), batch_id.clone()));
     }
+    let events = std::mem::take(&mut result.events);
+    if ctx.dry_run {
+        return Ok(result);
+    }
     // Write-backs are announced before the creates' mappings are committed (see `writeback`).
     let writebacks = match &plan.target.writeback {
-        Some(_) if !ctx.dry_run && !created.is_empty() => {
+        Some(_) if !created.is_empty() => {
             let intents = super::writeback::intents(&ctx, &batch_id, &created);
             ctx.store.record_intents(&intents).await?;
             intents
         }
         _ => Vec::new(),
     };
-    if !ctx.dry_run && !commit.is_empty() {
-        if !commit.failures.is_empty() {
-            ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
-        }
-        ctx.store.commit_batch(commit).await?;
+    if !commit.failures.is_empty() {
+        ctx.ledger_open.store(true, std::sync::atomic::Ordering::Release);
+    }
+    // Submitted together, so SQLite's group writer commits both in one transaction (each
+    // is a no-op when empty).
+    let (committed, recorded) = tokio::join!(
+        ctx.store.commit_batch(commit),
+        ctx.store.record_events(events, ctx.keep_events)
+    );
+    committed?;
+    if let Err(e) = recorded {
+        // The history is for explaining; losing a batch of it must not stop a run.
+        tracing::warn!(error = %e, "the batch's record events were not saved");
     }
     if let (Some(writeback), false) = (&plan.target.writeback, writebacks.is_empty()) {
         let done = super::writeback::send_all(&ctx, writeback, &writebacks, &Default::default(), &mut result).await;
         ctx.store.commit_batch(done).await?;
     }
     Ok(result)
+}
+
+/// One event of `item` in this run.
+fn record_event(
+    ctx: &RunContext,
+    item: &Item,
+    outcome: EventOutcome,
+    row: Option<Value>,
+    request: Option<String>,
+    answer: Value,
+) -> RecordEvent {
+    RecordEvent {
+        scheme: ctx.plan.name.clone(),
+        source_id: item.source_id.clone(),
+        run_id: ctx.run_id,
+        at: Utc::now(),
+        outcome,
+        payload_hash: (!item.hash.is_empty()).then(|| item.hash.clone()),
+        window: item.window.as_deref().map(str::to_owned),
+        row,
+        request: Some(request.unwrap_or_else(|| "nothing sent: the row did not render".to_owned())),
+        answer: Some(answer),
+    }
+}
+
+/// What a write sent, in a line: `create POST /orders/batch (batch 3-0, 100 rows)`.
+fn request_summary(op: &OperationPlan, operation: WriteOperation, batch_id: &str, rows: usize) -> String {
+    let what = op
+        .request
+        .path
+        .as_ref()
+        .or(op.request.api.as_ref())
+        .map(|t| t.source().to_owned())
+        .unwrap_or_default();
+    let per = match op.per {
+        Per::Batch => format!("batch {batch_id}, {rows} row(s) in one request"),
+        Per::Row => format!("batch {batch_id}, one request per row"),
+    };
+    format!(
+        "{} {} {what} ({per})",
+        operation_name(operation),
+        op.request.method.as_str()
+    )
 }
 
 fn operation_name(operation: WriteOperation) -> &'static str {
@@ -141,6 +211,7 @@ async fn write_operation(
 ) -> Result<(), Error> {
     let plan = &ctx.plan;
     let is_update = operation == WriteOperation::Update;
+    let first_failure = commit.failures.len();
     let mut rendered = Vec::with_capacity(items.len());
     let mut rows: Rows = Vec::with_capacity(items.len());
     for item in items {
@@ -219,6 +290,19 @@ async fn write_operation(
             }
         }
     }
+    if !ctx.dry_run && ctx.keep_events > 0 {
+        // Rows that did not render: their event carries the reason, not a row.
+        for (f, item) in commit.failures[first_failure..].iter().zip(
+            items
+                .iter()
+                .filter(|i| !rendered.iter().any(|r: &Rendered| std::ptr::eq(r.item, *i))),
+        ) {
+            let answer = serde_json::json!({"class": f.error_class, "message": f.message});
+            result
+                .events
+                .push(record_event(ctx, item, EventOutcome::Failed, None, None, answer));
+        }
+    }
     if rendered.is_empty() {
         return Ok(());
     }
@@ -230,7 +314,7 @@ async fn write_operation(
     } else {
         None
     };
-    let (mut outcomes, rows) = match relock {
+    let (mut outcomes, mut rows) = match relock {
         Some(relock) => guarded_update(ctx, op, relock, &rendered, rows, batch_id, result).await?,
         None => {
             let all: Vec<&Rendered> = rendered.iter().collect();
@@ -245,7 +329,35 @@ async fn write_operation(
         settle_unknown(ctx, op, &rendered, &rows, &mut outcomes, result).await?;
     }
     let now = Utc::now();
-    for (r, outcome) in rendered.iter().zip(outcomes) {
+    let request = (ctx.keep_events > 0).then(|| request_summary(op, operation, batch_id, rendered.len()));
+    for (index, (r, outcome)) in rendered.iter().zip(outcomes).enumerate() {
+        if let Some(request) = &request {
+            let (kind, answer) = match &outcome {
+                RowOutcome::Written { target_id, .. } => (
+                    if is_update {
+                        EventOutcome::Updated
+                    } else {
+                        EventOutcome::Created
+                    },
+                    serde_json::json!({"target_id": target_id.clone().or_else(|| r.item.target_id.clone()), "key": r.key}),
+                ),
+                RowOutcome::Failed { message, class } => (
+                    EventOutcome::Failed,
+                    serde_json::json!({"class": class, "message": plan.redactor.redact(message)}),
+                ),
+            };
+            // The rows are not needed after this loop: move each into its event.
+            let row = rows.get_mut(index).map(std::mem::take).map(|row| {
+                if plan.redactor.is_empty() {
+                    row
+                } else {
+                    plan.redactor.redact_value(&row)
+                }
+            });
+            result
+                .events
+                .push(record_event(ctx, r.item, kind, row, Some(request.clone()), answer));
+        }
         match outcome {
             RowOutcome::Written { target_id, details } => {
                 let detail_ids = r

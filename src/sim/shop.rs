@@ -18,6 +18,10 @@
 //! correct when orders move between requests; page and offset do not, as with
 //! real APIs. With no paging parameter the request is page 1 of 100.
 //!
+//! `GET /orders/{order_no}` answers one order (`{"ok": true, "data": {"order": …}}`), or 404,
+//! for reads by id (`source.detail`, `ferry run --ids`, `ferry explain --fetch`); it is
+//! counted in `source_calls`.
+//!
 //! **Target** (`POST /orders/batch`, honouring an `Idempotency-Key` header, `PUT /orders/{id}`,
 //! `GET /orders/lookup?number=`). Rows are validated one by one; a bad or
 //! duplicate row fails alone and is reported with its index in the request.
@@ -164,7 +168,7 @@ impl ShopSim {
             .route("/orders", get(list_orders))
             .route("/orders/batch", post(create_batch))
             .route("/orders/lookup", get(lookup_order))
-            .route("/orders/{id}", put(update_order))
+            .route("/orders/{id}", put(update_order).get(get_order))
             .route("/orders/{order_no}/erp-link", post(link_order))
             .with_state(Arc::clone(&self.state))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
@@ -1023,6 +1027,24 @@ async fn link_order(
     }
     lock(&state.links).insert(order_no, erp_id);
     Json(json!({"ok": true, "message": ""})).into_response()
+}
+
+/// `GET /orders/{order_no}`: one order as the source has it now.
+async fn get_order(State(state): State<Arc<ShopState>>, headers: HeaderMap, Path(number): Path<String>) -> Response {
+    state.source_calls.fetch_add(1, Ordering::Relaxed);
+    if !state.authorized(&headers) {
+        return source_error(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    let index = number.strip_prefix("SO").and_then(|digits| digits.parse::<u64>().ok());
+    let book = read(&state.book);
+    match index.filter(|&i| i >= 1 && i <= state.lazy.records + book.added) {
+        Some(index) => {
+            let order = render_order(book.order_ref(state.lazy, index), state.wide);
+            drop(book);
+            Json(json!({"ok": true, "message": "", "data": {"order": order}})).into_response()
+        }
+        None => source_error(StatusCode::NOT_FOUND, &format!("no order {number}")),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -15,9 +15,9 @@ use super::field_mappings::{
     FieldTable,
 };
 use super::{
-    check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, Failure,
-    FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
-    NewFailure, RateBudget, RunHistory, RunRecord, StoreError, WriteIntent,
+    check_keep, check_limit, check_query, now, truncate_to_millis, BatchCommit, BatchWriter, CheckpointStore, EventLog,
+    Failure, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 const LOCATION: &str = "memory";
@@ -54,6 +54,8 @@ struct State {
     budgets: HashMap<String, (f64, i64)>,
     /// Field mapping table → CRM value → row.
     field_mappings: BTreeMap<FieldTable, BTreeMap<String, FieldMapping>>,
+    /// `(scheme, source_id)` → its events, oldest first.
+    events: HashMap<(String, String), std::collections::VecDeque<RecordEvent>>,
 }
 
 impl MemoryStore {
@@ -259,6 +261,14 @@ impl CheckpointStore for MemoryStore {
             .insert((scheme.to_owned(), key.to_owned()), value.to_owned());
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .checkpoints
+            .remove(&(scheme.to_owned(), key.to_owned()))
+            .is_some())
+    }
 }
 
 impl FailureLedger for MemoryStore {
@@ -275,6 +285,20 @@ impl FailureLedger for MemoryStore {
             .values()
             .filter(|f| scheme.is_none_or(|s| s == f.scheme))
             .filter(|f| status.is_none_or(|s| s == f.status))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
+        found.truncate(limit_to_usize(limit));
+        Ok(found)
+    }
+
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let state = self.lock();
+        let mut found: Vec<Failure> = state
+            .failures
+            .values()
+            .filter(|f| f.scheme == scheme && f.source_id == source_id)
             .cloned()
             .collect();
         found.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
@@ -476,5 +500,42 @@ impl FieldMappingStore for MemoryStore {
             FieldSide::Crm => rows.get(value).cloned(),
             FieldSide::Erp => rows.values().find(|row| row.erp_value == value).cloned(),
         })
+    }
+}
+
+impl EventLog for MemoryStore {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
+        check_keep(keep)?;
+        if keep == 0 {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        for mut event in events {
+            event.at = truncate_to_millis(event.at);
+            let list = state
+                .events
+                .entry((event.scheme.clone(), event.source_id.clone()))
+                .or_default();
+            list.push_back(event);
+            while list.len() > keep as usize {
+                list.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
+        check_limit(limit)?;
+        let state = self.lock();
+        Ok(state
+            .events
+            .get(&(scheme.to_owned(), source_id.to_owned()))
+            .map(|list| list.iter().rev().take(limit as usize).cloned().collect())
+            .unwrap_or_default())
     }
 }

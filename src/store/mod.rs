@@ -41,6 +41,9 @@
 //!   data_type)` table, unique in both directions (see `field_mappings.rs`).
 //! - **Inbox** ([`InboxStore`]): receive mode's pushes, stored before they are answered,
 //!   deduplicated per scheme and claimed by workers with leases (see `inbox.rs`).
+//! - **Record events** ([`EventLog`]) are a bounded history per record for `ferry explain`:
+//!   written only when a record was written or failed, at most `keep` per record (older
+//!   ones are deleted in the same transaction), listed newest first.
 //! - **Errors** name the store location and say what to do; they never quote a
 //!   record payload. [`StoreError::is_retryable`] is true only for busy/locked.
 //!
@@ -157,6 +160,7 @@ macro_rules! text_enum {
 text_enum!(MappingStatus, "mapping status", Created => "created", Updated => "updated", Failed => "failed", Pending => "pending", Deleted => "deleted");
 text_enum!(FailureStage, "failure stage", Fetch => "fetch", Transform => "transform", Write => "write");
 text_enum!(WriteOperation, "write operation", Create => "create", Update => "update", Relock => "relock", Delete => "delete", Writeback => "writeback");
+text_enum!(EventOutcome, "event outcome", Created => "created", Updated => "updated", Unchanged => "unchanged", Failed => "failed");
 text_enum!(FailureStatus, "failure status", Open => "open", Skipped => "skipped", Resolved => "resolved");
 
 mod inbox;
@@ -221,6 +225,149 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub status: String,
     pub summary: Option<serde_json::Value>,
+}
+
+/// What one event did to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOutcome {
+    Created,
+    Updated,
+    /// Sent again on request (`ferry run --ids`) while its payload had not changed.
+    Unchanged,
+    Failed,
+}
+
+/// One thing that happened to one record in one run (see [`EventLog`]). Everything in it is
+/// already redacted by the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    pub scheme: String,
+    pub source_id: String,
+    pub run_id: i64,
+    pub at: DateTime<Utc>,
+    pub outcome: EventOutcome,
+    pub payload_hash: Option<String>,
+    /// The window the record was read in (`start → end`), or how it came (`ledger replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The row Ferry rendered from the record, secrets masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<serde_json::Value>,
+    /// What was sent, e.g. `create POST /orders/batch (batch 3-0, 100 rows)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The target's answer for this row: `{"target_id": …}` or `{"class": …, "message": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
+/// The JSON kept in the `detail` column of the SQL backends.
+#[derive(Deserialize)]
+pub(crate) struct EventDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
+impl RecordEvent {
+    /// The `detail` column's text.
+    pub(crate) fn detail_json(&self) -> Result<String, StoreError> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            window: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            row: &'a Option<serde_json::Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            request: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            answer: &'a Option<serde_json::Value>,
+        }
+        serde_json::to_string(&Out {
+            window: &self.window,
+            row: &self.row,
+            request: &self.request,
+            answer: &self.answer,
+        })
+        .map_err(|e| StoreError::InvalidRequest(format!("a record event cannot be stored: {e}")))
+    }
+
+    /// An event read back from its columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_columns(
+        scheme: String,
+        source_id: String,
+        run_id: i64,
+        at: i64,
+        outcome: &str,
+        payload_hash: Option<String>,
+        detail: &str,
+    ) -> Result<RecordEvent, String> {
+        let detail: EventDetail =
+            serde_json::from_str(detail).map_err(|e| format!("a stored record event is invalid: {e}"))?;
+        Ok(RecordEvent {
+            scheme,
+            source_id,
+            run_id,
+            at: DateTime::from_timestamp_millis(at).ok_or_else(|| format!("impossible event time {at}"))?,
+            outcome: outcome.parse().map_err(|e: ParseStatusError| e.to_string())?,
+            payload_hash,
+            window: detail.window,
+            row: detail.row,
+            request: detail.request,
+            answer: detail.answer,
+        })
+    }
+}
+
+/// A `record_events` row as the SQL backends read it: scheme, source id, run id, time (ms),
+/// outcome, payload hash, detail JSON.
+pub(crate) type EventColumns = (String, String, i64, i64, String, Option<String>, String);
+
+/// Most events [`EventLog::record_events`] keeps per record.
+pub const MAX_KEEP_EVENTS: u32 = 1_000;
+
+/// The bounded history of each record, for `ferry explain`.
+pub trait EventLog {
+    /// Store `events` in one transaction and keep only the newest `keep` events of each
+    /// record they name (`keep` 0 stores nothing; at most [`MAX_KEEP_EVENTS`]).
+    fn record_events(&self, events: Vec<RecordEvent>, keep: u32)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record's events, newest first, at most `limit`.
+    fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<RecordEvent>, StoreError>> + Send;
+}
+
+/// Events grouped by scheme, with the distinct source ids of each (for trimming).
+pub(crate) fn event_ids_by_scheme(events: &[RecordEvent]) -> std::collections::BTreeMap<&str, Vec<&str>> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for e in events {
+        let ids = by.entry(e.scheme.as_str()).or_default();
+        if !ids.contains(&e.source_id.as_str()) {
+            ids.push(&e.source_id);
+        }
+    }
+    by
+}
+
+pub(crate) fn check_keep(keep: u32) -> Result<(), StoreError> {
+    if keep > MAX_KEEP_EVENTS {
+        return Err(StoreError::InvalidRequest(format!(
+            "at most {MAX_KEEP_EVENTS} events per record may be kept, got {keep}"
+        )));
+    }
+    Ok(())
 }
 
 /// Everything one target batch changes, committed in ONE transaction.
@@ -437,6 +584,10 @@ pub trait CheckpointStore {
         key: &str,
         value: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forget a checkpoint (the next run starts from the scheme's `incremental.start`);
+    /// `true` if one was stored.
+    fn clear_checkpoint(&self, scheme: &str, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The failure ledger. Failures are written through [`BatchWriter::commit_batch`].
@@ -460,6 +611,14 @@ pub trait FailureLedger {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn count_open_failures(&self, scheme: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Every ledger row of one record (any status), newest `last_seen` first, at most `limit`.
+    fn failures_of(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Failure>, StoreError>> + Send;
 }
 
 /// Write intents (see [`WriteIntent`]); they are settled through [`BatchWriter::commit_batch`].
@@ -836,6 +995,10 @@ impl CheckpointStore for Store {
     async fn set_checkpoint(&self, scheme: &str, key: &str, value: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_checkpoint(scheme, key, value).await)
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.clear_checkpoint(scheme, key).await)
+    }
 }
 
 impl FailureLedger for Store {
@@ -858,6 +1021,10 @@ impl FailureLedger for Store {
 
     async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
         dispatch!(self, s => s.count_open_failures(scheme).await)
+    }
+
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        dispatch!(self, s => s.failures_of(scheme, source_id, limit).await)
     }
 }
 
@@ -896,6 +1063,21 @@ impl RunHistory for Store {
 
     async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
         dispatch!(self, s => s.latest_runs(scheme, status).await)
+    }
+}
+
+impl EventLog for Store {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_events(events, keep).await)
+    }
+
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
+        dispatch!(self, s => s.record_events_for(scheme, source_id, limit).await)
     }
 }
 

@@ -58,9 +58,9 @@ use super::field_mappings::{
     put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
 };
 use super::{
-    check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStage,
-    FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
-    StoreError, WriteIntent,
+    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
+    EventLog, Failure, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -441,6 +441,16 @@ impl CheckpointStore for PostgresStore {
         .map_err(self.failed("saving a checkpoint"))?;
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = $1 AND key = $2")
+            .bind(scheme)
+            .bind(key)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(self.failed("clearing a checkpoint"))?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl FailureLedger for PostgresStore {
@@ -468,6 +478,16 @@ impl FailureLedger for PostgresStore {
             query = query.bind(status.as_str());
         }
         self.fetch_failures(query.bind(limit), "listing failures").await
+    }
+
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = $1 AND source_id = $2 \
+             ORDER BY last_seen DESC, id DESC LIMIT $3"
+        );
+        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
+        self.fetch_failures(query, "listing a record's failures").await
     }
 
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
@@ -694,6 +714,77 @@ impl IntentLog for PostgresStore {
         .await
         .map_err(self.failed(ACTION))?;
         super::unpack_intents(rows.iter().map(String::as_str)).map_err(self.corrupt(ACTION))
+    }
+}
+
+impl EventLog for PostgresStore {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
+        const ACTION: &str = "saving record events";
+        check_keep(keep)?;
+        if keep == 0 || events.is_empty() {
+            return Ok(());
+        }
+        let details = events
+            .iter()
+            .map(RecordEvent::detail_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        let column = |f: fn(&RecordEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
+        let events = &events[..];
+        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
+        sqlx::query(
+            "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])",
+        )
+        .bind(column(|e| e.scheme.clone()))
+        .bind(column(|e| e.source_id.clone()))
+        .bind(events.iter().map(|e| e.run_id).collect::<Vec<i64>>())
+        .bind(events.iter().map(|e| e.at.timestamp_millis()).collect::<Vec<i64>>())
+        .bind(column(|e| e.outcome.as_str().to_owned()))
+        .bind(events.iter().map(|e| e.payload_hash.clone()).collect::<Vec<Option<String>>>())
+        .bind(details)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.failed(ACTION))?;
+        for (scheme, source_ids) in event_ids_by_scheme(events) {
+            sqlx::query(
+                "DELETE FROM record_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+                 (PARTITION BY source_id ORDER BY id DESC) AS n FROM record_events \
+                 WHERE scheme = $1 AND source_id = ANY($2)) ranked WHERE n > $3)",
+            )
+            .bind(scheme)
+            .bind(source_ids)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.failed(ACTION))?;
+        }
+        tx.commit().await.map_err(self.failed(ACTION))
+    }
+
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
+        const ACTION: &str = "reading record events";
+        check_limit(limit)?;
+        let rows: Vec<super::EventColumns> = sqlx::query_as(
+            "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
+             WHERE scheme = $1 AND source_id = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(scheme)
+        .bind(source_id)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(self.failed(ACTION))?;
+        rows.into_iter()
+            .map(|(scheme, source_id, run_id, at, outcome, hash, detail)| {
+                RecordEvent::from_columns(scheme, source_id, run_id, at, &outcome, hash, &detail)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(self.corrupt(ACTION))
     }
 }
 

@@ -52,9 +52,9 @@ use super::field_mappings::{
     put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
 };
 use super::{
-    check_limit, check_query, now, BatchCommit, BatchWriter, CheckpointStore, Failure, FailureLedger, FailureStatus,
-    IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, NewFailure, RateBudget, RunHistory, RunRecord,
-    StoreError, WriteIntent,
+    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
+    EventLog, Failure, FailureLedger, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -388,6 +388,16 @@ impl CheckpointStore for SqliteStore {
         .map_err(self.failed("saving a checkpoint"))?;
         Ok(())
     }
+
+    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = ? AND key = ?")
+            .bind(scheme)
+            .bind(key)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(self.failed("clearing a checkpoint"))?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl FailureLedger for SqliteStore {
@@ -414,6 +424,16 @@ impl FailureLedger for SqliteStore {
             query = query.bind(status.as_str());
         }
         self.fetch_failures(query.bind(limit), "listing failures").await
+    }
+
+    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
+        check_limit(limit)?;
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = ? AND source_id = ? \
+             ORDER BY last_seen DESC, id DESC LIMIT ?"
+        );
+        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
+        self.fetch_failures(query, "listing a record's failures").await
     }
 
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
@@ -621,7 +641,17 @@ enum GroupOp {
         payloads: Vec<Option<String>>,
         at: i64,
     },
+    /// Record events, then trim each record named to its newest `keep`.
+    Events {
+        events: Vec<RecordEvent>,
+        /// Each event's `detail` JSON, parallel to `events`.
+        details: Vec<String>,
+        keep: i64,
+    },
 }
+
+/// Columns of one `record_events` row as inserted.
+const EVENT_COLUMNS: usize = 7;
 
 struct OwnedIntentBatch {
     scheme: String,
@@ -681,6 +711,7 @@ async fn group_writer(writer: SqlitePool, location: String, mut queue: mpsc::Unb
 async fn run_group(writer: &SqlitePool, location: &str, ops: &[&GroupOp]) -> Result<(), StoreError> {
     let action = match ops {
         [GroupOp::Intents { .. }] => "saving write intents",
+        [GroupOp::Events { .. }] => "saving record events",
         _ => "saving a batch",
     };
     let failed = |err: sqlx::Error| {
@@ -751,6 +782,26 @@ fn push_group_statements(sql: &mut String, op: &GroupOp) {
                 sql.push_str("DELETE FROM write_intents WHERE scheme = ? AND batch_id = ?;\n");
             }
         }
+        GroupOp::Events { events, .. } => {
+            for rows in events.chunks(MAX_BINDS / EVENT_COLUMNS) {
+                sql.push_str(
+                    "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail)",
+                );
+                values_rows(sql, rows.len(), EVENT_COLUMNS, "");
+                sql.push_str(";\n");
+            }
+            for source_ids in event_ids_by_scheme(events).values() {
+                for chunk in source_ids.chunks(IN_CHUNK) {
+                    sql.push_str(
+                        "DELETE FROM record_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+                         (PARTITION BY source_id ORDER BY id DESC) AS n FROM record_events \
+                         WHERE scheme = ? AND source_id IN (",
+                    );
+                    push_params(sql, chunk.len());
+                    sql.push_str(")) WHERE n > ?);\n");
+                }
+            }
+        }
     }
 }
 
@@ -784,8 +835,74 @@ fn bind_group_op<'q>(mut query: Query<'q>, op: &'q GroupOp, resolved: &BTreeMap<
                 query = query.bind(scheme.as_str()).bind(batch_id.as_str());
             }
         }
+        GroupOp::Events { events, details, keep } => {
+            for (e, detail) in events.iter().zip(details) {
+                query = query
+                    .bind(e.scheme.as_str())
+                    .bind(e.source_id.as_str())
+                    .bind(e.run_id)
+                    .bind(e.at.timestamp_millis())
+                    .bind(e.outcome.as_str())
+                    .bind(e.payload_hash.as_deref())
+                    .bind(detail.as_str());
+            }
+            for (scheme, source_ids) in event_ids_by_scheme(events) {
+                for chunk in source_ids.chunks(IN_CHUNK) {
+                    query = query.bind(scheme);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query = query.bind(*keep);
+                }
+            }
+        }
     }
     query
+}
+
+impl EventLog for SqliteStore {
+    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
+        check_keep(keep)?;
+        if keep == 0 || events.is_empty() {
+            return Ok(());
+        }
+        let details = events
+            .iter()
+            .map(RecordEvent::detail_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = GroupOp::Events {
+            events,
+            details,
+            keep: i64::from(keep),
+        };
+        self.submit(op, "saving record events").await
+    }
+
+    async fn record_events_for(
+        &self,
+        scheme: &str,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecordEvent>, StoreError> {
+        const ACTION: &str = "reading record events";
+        check_limit(limit)?;
+        let rows: Vec<super::EventColumns> = sqlx::query_as(
+            "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
+             WHERE scheme = ? AND source_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(scheme)
+        .bind(source_id)
+        .bind(limit)
+        .fetch_all(&self.inner.readers)
+        .await
+        .map_err(self.failed(ACTION))?;
+        rows.into_iter()
+            .map(|(scheme, source_id, run_id, at, outcome, hash, detail)| {
+                RecordEvent::from_columns(scheme, source_id, run_id, at, &outcome, hash, &detail)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(self.corrupt(ACTION))
+    }
 }
 
 impl RateBudget for SqliteStore {

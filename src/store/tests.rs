@@ -553,6 +553,118 @@ async fn checkpoints_overwrite(store: &Store) {
     assert_eq!(store.checkpoint("orders", "page").await.unwrap(), None);
 }
 
+async fn checkpoints_clear(store: &Store) {
+    assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
+    store
+        .set_checkpoint("orders", "window_end", "2024-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    store
+        .set_checkpoint("invoices", "window_end", "2024-01-02T00:00:00Z")
+        .await
+        .unwrap();
+    assert!(store.clear_checkpoint("orders", "window_end").await.unwrap());
+    assert_eq!(store.checkpoint("orders", "window_end").await.unwrap(), None);
+    assert_eq!(
+        store.checkpoint("invoices", "window_end").await.unwrap().as_deref(),
+        Some("2024-01-02T00:00:00Z"),
+        "another scheme's checkpoint stays"
+    );
+    assert!(!store.clear_checkpoint("orders", "window_end").await.unwrap());
+}
+
+fn event(source_id: &str, run_id: i64, outcome: EventOutcome) -> RecordEvent {
+    RecordEvent {
+        scheme: "orders".to_owned(),
+        source_id: source_id.to_owned(),
+        run_id,
+        at: at(1_700_000_000_000 + run_id),
+        outcome,
+        payload_hash: Some(format!("h{run_id}")),
+        window: Some("2024-01-01T00:00:00+08:00 → 2024-01-31T00:00:00+08:00".to_owned()),
+        row: Some(json!({ "FBillNo": source_id, "FAmount": run_id })),
+        request: Some(format!("create POST /orders/batch (batch {run_id}-0, 2 rows)")),
+        answer: Some(json!({ "target_id": format!("T{run_id}") })),
+    }
+}
+
+async fn record_events_keep_the_newest_per_record(store: &Store) {
+    assert!(store.record_events_for("orders", "O1", 10).await.unwrap().is_empty());
+    for run in 1..=5 {
+        let mut other = event("O2", run, EventOutcome::Failed);
+        other.answer = Some(json!({ "class": "target_rejected", "message": "bad" }));
+        other.window = None;
+        other.row = None;
+        store
+            .record_events(vec![event("O1", run, EventOutcome::Updated), other], 3)
+            .await
+            .unwrap();
+    }
+    let o1 = store.record_events_for("orders", "O1", 10).await.unwrap();
+    assert_eq!(
+        o1.iter().map(|e| e.run_id).collect::<Vec<_>>(),
+        vec![5, 4, 3],
+        "newest 3, newest first"
+    );
+    assert_eq!(o1[0], event("O1", 5, EventOutcome::Updated), "read back whole");
+    let o2 = store.record_events_for("orders", "O2", 1).await.unwrap();
+    assert_eq!(o2.len(), 1);
+    assert_eq!(o2[0].outcome, EventOutcome::Failed);
+    assert_eq!(o2[0].row, None);
+    assert_eq!(
+        o2[0].answer,
+        Some(json!({ "class": "target_rejected", "message": "bad" }))
+    );
+    // Another scheme's record of the same id is separate; keep 0 stores nothing.
+    let mut elsewhere = event("O1", 9, EventOutcome::Created);
+    elsewhere.scheme = "invoices".to_owned();
+    store.record_events(vec![elsewhere.clone()], 0).await.unwrap();
+    assert!(store.record_events_for("invoices", "O1", 10).await.unwrap().is_empty());
+    store.record_events(vec![elsewhere], 20).await.unwrap();
+    assert_eq!(store.record_events_for("invoices", "O1", 10).await.unwrap().len(), 1);
+    assert_eq!(store.record_events_for("orders", "O1", 10).await.unwrap().len(), 3);
+    assert!(store.record_events(Vec::new(), MAX_KEEP_EVENTS + 1).await.is_err());
+}
+
+async fn failures_of_one_record_in_every_status(store: &Store) {
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![
+                new_failure("orders", "O1", FailureStage::Write, "first"),
+                new_failure("orders", "O2", FailureStage::Write, "other record"),
+                new_failure("invoices", "O1", FailureStage::Write, "other scheme"),
+            ],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    commit(
+        store,
+        BatchCommit {
+            resolved: vec![("orders".to_owned(), "O1".to_owned())],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    commit(
+        store,
+        BatchCommit {
+            failures: vec![new_failure("orders", "O1", FailureStage::Transform, "second")],
+            ..BatchCommit::default()
+        },
+    )
+    .await;
+    let rows = store.failures_of("orders", "O1", 10).await.unwrap();
+    let seen: BTreeSet<(String, &str)> = rows.iter().map(|f| (f.message.clone(), f.status.as_str())).collect();
+    assert_eq!(
+        seen,
+        BTreeSet::from([("first".to_owned(), "resolved"), ("second".to_owned(), "open")])
+    );
+    assert_eq!(store.failures_of("orders", "O1", 1).await.unwrap().len(), 1);
+    assert!(store.failures_of("orders", "O9", 10).await.unwrap().is_empty());
+}
+
 async fn failure_repeats_count_attempts(store: &Store) {
     commit(
         store,
@@ -1433,6 +1545,9 @@ conformance_suite!(
     target_id_by_object_or_scheme,
     target_id_prefers_most_recent_object_match,
     checkpoints_overwrite,
+    checkpoints_clear,
+    record_events_keep_the_newest_per_record,
+    failures_of_one_record_in_every_status,
     failure_repeats_count_attempts,
     success_resolves_open_failures,
     failure_status_changes,
