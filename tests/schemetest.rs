@@ -44,6 +44,8 @@ fn every_shipped_scheme_has_a_test_and_all_pass_with_no_environment() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        // A receiving scheme reads no source to record; tests/receive.rs pushes to it.
+        .filter(|p| !std::fs::read_to_string(p).unwrap().contains("\n  receive:"))
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(schemes.len() >= 6);
