@@ -279,3 +279,71 @@ async fn changes_are_refused_while_a_run_holds_the_scheme_or_a_write_is_unsettle
         "{body}"
     );
 }
+
+/// `ferry serve` hosts the API and the console for a polled scheme when
+/// `FERRY_OPERATOR_TOKEN` is set, and refuses a polled scheme without it.
+#[test]
+fn ferry_serve_hosts_the_api_and_the_console_with_an_operator_token() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ferry.db");
+    let serve = |token: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args([
+                "serve",
+                "schemes/shop-orders-to-erp.yaml",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+            ])
+            .arg(&store)
+            .env_remove("FERRY_STORE")
+            .env_remove("FERRY_OPERATOR_TOKEN")
+            .env("FERRY_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(token) = token {
+            command.env("FERRY_OPERATOR_TOKEN", token);
+        }
+        command.spawn().unwrap()
+    };
+    let refused = serve(None).wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("FERRY_OPERATOR_TOKEN"));
+
+    let mut child = serve(Some(API_TOKEN));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().strip_prefix("listening on ").expect(&line).to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let answer: Value = client
+            .post(format!("{base}/erp/syncData/createSyncDataMapping"))
+            .header("token", API_TOKEN)
+            .json(&objects(json!({"sourceDataId": "SO0000001", "destDataId": "T-9"})))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["errCode"], SUCCESS, "{answer}");
+        let login = client.get(format!("{base}/console/login")).send().await.unwrap();
+        assert_eq!(login.status(), 200);
+        let page = client.get(format!("{base}/console/")).send().await.unwrap();
+        assert!(page.status().is_redirection(), "no session: {}", page.status());
+    });
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

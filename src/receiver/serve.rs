@@ -115,6 +115,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     lease: Duration,
     mut stop: watch::Receiver<bool>,
+    extra: Option<Router>,
 ) -> Result<(), Error> {
     check_plans(&plans).map_err(Error::config)?;
     let metrics = Metrics::new().map_err(|e| Error::config(format!("cannot set up metrics: {e}")))?;
@@ -154,6 +155,11 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(shared.clone());
+    // The platform's mapping-table API and the operator console, when enabled.
+    let app = match extra {
+        Some(extra) => app.merge(extra),
+        None => app,
+    };
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
