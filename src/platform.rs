@@ -9,7 +9,10 @@
 //! - `updateSyncDataMapping` (the target id of a source id);
 //! - `getSyncDataMappingBySourceDataId` (`sourceDataId: [..]`, or `destDataId: [..]`; with
 //!   both, the source ids win, as the seed says) and `getSyncDataMappingByDestDataId`:
-//!   `data` maps each source id that has a mapping to its row.
+//!   `data` maps each source id that has a mapping to its row;
+//! - `createErpfieldmapping` (seed 000 §6: `dataCenterId`, `channel`, `dataType`,
+//!   `fsDataId`, `fsDataName`, `erpDataId`, `erpDataName`): one row of the store-backed
+//!   value tables that `field_map` reads (`ferry field-mappings`).
 //!
 //! Objects: `sourceObjectApiName` is a served scheme's `source.object`, `destObjectApiName`
 //! its `target.object`; `ployDetailId`, when given, is the scheme's name (it picks one of
@@ -24,7 +27,10 @@
 
 use crate::receiver::auth::token_matches;
 use crate::scheme::Plan;
-use crate::store::{IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore, Store};
+use crate::store::{
+    FieldMapping, FieldMappingStore, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
+    PlatformFieldMapping, Store, StoreError,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -148,6 +154,7 @@ async fn handle(
         "updateSyncDataMapping" => update(&api, &params).await,
         "getSyncDataMappingBySourceDataId" => get(&api, &params, false).await,
         "getSyncDataMappingByDestDataId" => get(&api, &params, true).await,
+        "createErpfieldmapping" => create_field_mapping(&api, &params).await,
         other => Err(Refusal::not_found(format!(
             "unknown function `{other}`: use createSyncDataMapping, updateSyncDataMapping, getSyncDataMappingBySourceDataId or getSyncDataMappingByDestDataId"
         ))),
@@ -393,4 +400,29 @@ fn row_json(m: &Mapping) -> Value {
         "status": 1,
         "updateTime": m.last_synced_at.or(m.first_synced_at).map(|t| t.timestamp_millis()),
     })
+}
+
+/// `createErpfieldmapping`: one row of a value table (seed 000 §6), as `ferry
+/// field-mappings add` writes it; a value already paired otherwise is refused with 409.
+async fn create_field_mapping(api: &MappingApi, params: &Map<String, Value>) -> Result<Option<Value>, Refusal> {
+    let platform: PlatformFieldMapping = serde_json::from_value(Value::Object(params.clone()))
+        .map_err(|e| Refusal::bad(format!("not the createErpfieldmapping shape: {e}")))?;
+    let row = FieldMapping::from(platform);
+    for (name, value) in [
+        ("channel", &row.channel),
+        ("dataType", &row.data_type),
+        ("fsDataId", &row.crm_value),
+        ("erpDataId", &row.erp_value),
+    ] {
+        if value.trim().is_empty() {
+            return Err(Refusal::bad(format!("`{name}` must not be empty")));
+        }
+    }
+    crate::scheme::field_tables::check_channel(&row.channel).map_err(Refusal::bad)?;
+    match api.store.put_field_mappings(std::slice::from_ref(&row)).await {
+        Ok(_) => Ok(None),
+        Err(StoreError::Conflict(message)) => Err(Refusal::conflict(message)),
+        Err(StoreError::InvalidRequest(message)) => Err(Refusal::bad(message)),
+        Err(e) => Err(Refusal::store(e)),
+    }
 }

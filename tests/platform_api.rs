@@ -347,3 +347,29 @@ fn ferry_serve_hosts_the_api_and_the_console_with_an_operator_token() {
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_erp_field_mapping_adds_a_value_row_that_field_map_reads() {
+    use ferry::store::{FieldMappingFilter, FieldMappingStore};
+    let s = setup(1).await;
+    let row = json!({"dataCenterId": "dc1", "channel": "ERP_K3CLOUD", "dataType": "employee",
+        "fsDataId": "E1", "fsDataName": "Ada", "erpDataId": "0001", "erpDataName": "Ada L."});
+    s.ok("createErpfieldmapping", row.clone()).await;
+    let rows = s
+        .store
+        .list_field_mappings(&FieldMappingFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].crm_value.as_str(), rows[0].erp_value.as_str()), ("E1", "0001"));
+    // The ERP value already belongs to E1.
+    let mut clash = row.clone();
+    clash["fsDataId"] = json!("E2");
+    let (status, body) = s.call("createErpfieldmapping", API_TOKEN, &clash.to_string()).await;
+    assert_eq!(status, 409, "{body}");
+    let mut bad = row;
+    bad["channel"] = json!("ERP_K3");
+    let (status, body) = s.call("createErpfieldmapping", API_TOKEN, &bad.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errMsg"].as_str().unwrap().contains("ERP_K3CLOUD"), "{body}");
+}
