@@ -768,3 +768,24 @@ fn serve_and_run_refuse_the_wrong_kind_of_scheme_with_exit_2() {
         "refused before any store was created"
     );
 }
+
+/// `ferry bench --workload receive` drives `ferry serve` with concurrent clients and
+/// reports acknowledgements, latency and the drain (a functional check, not a timing).
+#[test]
+fn the_receive_bench_acknowledges_every_push_and_sees_the_inbox_drain() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["bench", "--workload", "receive", "--records", "40", "--clients", "4"])
+        .env_remove("FERRY_STORE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("40 acknowledged, 0 refused"), "{stdout}");
+    assert!(stdout.contains("all pushes applied to the target"), "{stdout}");
+    assert!(stdout.contains("p99"), "{stdout}");
+}

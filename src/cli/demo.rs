@@ -81,25 +81,28 @@ pub enum Workload {
     /// target fields (renames, trim, upper, a negated flag, a concatenation, two RFC 3339
     /// dates, a default) and lines with a computed amount.
     Typical,
+    /// Receive mode: standard-format pushes to `ferry serve` from concurrent clients;
+    /// durable acknowledgements per second, their latency, and the drain into the target.
+    Receive,
 }
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Records to sync.
+    /// Records to sync (pushes to send with `--workload receive`).
     #[arg(long, default_value_t = 100_000)]
-    records: u64,
+    pub(super) records: u64,
     /// Records per source page.
     #[arg(long, default_value_t = 100)]
     page_size: u64,
     /// Rows per target write.
     #[arg(long, default_value_t = 100)]
-    batch: u64,
+    pub(super) batch: u64,
     /// Source pages and target batches in flight at once (the scheme's `in_flight`).
     #[arg(long, default_value_t = 2)]
     in_flight: u32,
     /// Store to use instead of a fresh SQLite file (e.g. `memory`, or a Postgres URL).
     #[arg(long)]
-    store: Option<String>,
+    pub(super) store: Option<String>,
     /// Address of a running simulator (`ferry simulate shop --lean`, with `--wide` for the
     /// typical workload); by default one is started in a child process so its memory and
     /// CPU are not counted as Ferry's.
@@ -111,6 +114,9 @@ pub struct BenchArgs {
     /// Events kept per record for `ferry explain` (0 measures a run that keeps none).
     #[arg(long, default_value_t = engine::DEFAULT_KEEP_EVENTS)]
     keep_events: u32,
+    /// `--workload receive`: concurrent clients pushing.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
 }
 
 /// The target fields of the typical workload (issue 15's transform).
@@ -606,6 +612,9 @@ pub fn peak_rss_kib() -> Option<u64> {
 }
 
 pub async fn bench(args: BenchArgs) -> i32 {
+    if args.workload == Workload::Receive {
+        return super::bench_receive::run(&args, args.clients).await;
+    }
     let mut child = None;
     let url = match args.sim_url.clone() {
         Some(url) => url,

@@ -4,6 +4,7 @@
 //! SIGINT/SIGTERM; see [`crate::error::exit`]).
 
 mod alert;
+mod bench_receive;
 mod check;
 mod checkpoint;
 mod demo;
