@@ -11,9 +11,10 @@
 //! | 0 | [`error`], [`diag`], [`redact`] | the runtime error and its kind; scheme diagnostics; secret masking |
 //! | 1 | [`codec`], [`extract`], [`template`] | JSON/XML/form codecs, JSONPath, `<< >>` templates — pure leaves |
 //! | 2 | [`scheme`], [`transform`], [`paginate`], [`window`], [`rate`] | the pure domain: load → check → validate → [`scheme::Plan`]; rendering rows; paging, window and token-bucket decisions |
-//! | 3 | [`http`], [`connector`], [`store`] | IO edges: transport with retries and rate budgets; request building and answer reading per connector; mappings, checkpoints, ledger, write intents, shared budgets, runs |
+//! | 3 | [`http`], [`protocol`], [`exchange`], [`store`] | IO edges: transport with retries and rate budgets; request building and answer reading per connector; mappings, checkpoints, ledger, write intents, shared budgets, runs, the receive inbox, record events, field mapping tables |
 //! | 4 | [`engine`] | runs a plan: the only place IO is wired together |
-//! | 5 | [`sim`], [`schemetest`], [`cli`], [`platform`] | simulators (real servers on 127.0.0.1), hermetic scheme tests (`ferry test`), the command line, the platform's mapping-table API |
+//! | 5 | [`receiver`], [`platform`], [`console`] | `ferry serve`: receive mode's push formats, auth, endpoints and inbox workers; the platform's mapping-table API; the operator console |
+//! | 6 | [`sim`], [`schemetest`], [`cli`] | simulators (real servers on 127.0.0.1), hermetic scheme tests (`ferry test`), the command line |
 //!
 //! Layers 0–2 do no IO (no tokio, reqwest, sqlx or filesystem), except [`scheme::load_file`] and
 //! [`scheme::load_file_with`], which read a scheme file.
