@@ -444,6 +444,11 @@ async fn the_inbox_hook_shows_its_depth_and_retry_without_a_replayer_leaves_the_
         "two distinct pushes wait"
     );
     assert_eq!(inbox.depth("not-receiving").await, None);
+    // Its history: the last moment of the series is now, with both pushes waiting.
+    let (_, series) = inbox.depth_history("shop-orders-to-erp").await.expect("a history");
+    assert_eq!(series.len(), ferry::console::DEPTH_SAMPLES);
+    assert_eq!(series.last(), Some(&2), "{series:?}");
+    assert_eq!(inbox.depth_history("not-receiving").await, None);
 
     let failure = s.open_failures().await[0].clone();
     let response = s

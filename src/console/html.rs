@@ -92,6 +92,40 @@ const PLOT_HEIGHT: u64 = 120;
 /// Widest bar (with its gap), so a short history does not draw slabs.
 const MAX_SLOT: u64 = 24;
 
+/// An inline SVG plot of the inbox depth over time (oldest on the left), from `start`.
+pub fn depth_plot(start: chrono::DateTime<chrono::Utc>, series: &[u64]) -> String {
+    if series.is_empty() {
+        return String::new();
+    }
+    let max = series.iter().copied().max().unwrap_or(0).max(1);
+    let slot = (PLOT_WIDTH / series.len() as u64).min(MAX_SLOT);
+    let bar = slot.saturating_sub(2).max(1);
+    let height = PLOT_HEIGHT / 2;
+    let mut svg = format!(
+        "<svg class=\"plot depth\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
+aria-label=\"inbox depth over time\" xmlns=\"http://www.w3.org/2000/svg\">\
+<rect width=\"{w}\" height=\"{h}\" fill=\"#ffffff\" stroke=\"#d8dbe2\"/>",
+        w = PLOT_WIDTH,
+        h = height + 14
+    );
+    for (i, depth) in series.iter().enumerate() {
+        let bar_height = depth * height / max;
+        let _ = write!(
+            svg,
+            "<g><title>{depth} pending</title><rect x=\"{x}\" y=\"{y}\" width=\"{bar}\" height=\"{bar_height}\" fill=\"#8b5cf6\"/></g>",
+            x = i as u64 * slot + 1,
+            y = height + 2 - bar_height,
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"{}\" font-size=\"10\" fill=\"#6b7280\">inbox depth since {} UTC · max {max} pending</text></svg>",
+        height + 12,
+        start.format("%Y-%m-%d %H:%M")
+    );
+    svg
+}
+
 /// An inline SVG bar chart of records read per run, oldest on the left; the failed part of
 /// each bar is red. `runs` is newest first, as the store answers.
 pub fn runs_plot(runs: &[RunRecord]) -> String {

@@ -52,6 +52,36 @@ use std::time::Instant;
 /// scheme has no inbox). `ferry serve` plugs in [`StoreInbox`] for its receiving schemes.
 pub trait InboxDepthHook: Send + Sync {
     fn depth<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<u64>>;
+
+    /// The inbox depth at [`DEPTH_SAMPLES`] evenly spaced moments up to now, oldest first,
+    /// with the moment the series starts (`None`: no history to show).
+    fn depth_history<'a>(&'a self, _scheme: &'a str) -> BoxFuture<'a, Option<(chrono::DateTime<Utc>, Vec<u64>)>> {
+        Box::pin(async { None })
+    }
+}
+
+/// Points of the inbox depth plot.
+pub const DEPTH_SAMPLES: usize = 40;
+/// Pushes the depth history is computed from (the newest ones).
+const DEPTH_ROWS: i64 = 2000;
+
+/// The depth at `samples` moments from `start` to `now`: rows received by then and not
+/// finished by then. `rows` are `(received_at, finished_at)`.
+pub fn depth_series(
+    rows: &[(chrono::DateTime<Utc>, Option<chrono::DateTime<Utc>>)],
+    start: chrono::DateTime<Utc>,
+    now: chrono::DateTime<Utc>,
+    samples: usize,
+) -> Vec<u64> {
+    let span = (now - start).num_milliseconds().max(1);
+    (1..=samples)
+        .map(|i| {
+            let at = start + chrono::Duration::milliseconds(span * i as i64 / samples as i64);
+            rows.iter()
+                .filter(|(received, finished)| *received <= at && finished.is_none_or(|f| f > at))
+                .count() as u64
+        })
+        .collect()
 }
 
 /// The receive-mode inbox in the store: the pending pushes of the listed schemes.
@@ -69,6 +99,19 @@ impl InboxDepthHook for StoreInbox {
             }
             let depth = self.store.inbox_depth(Some(scheme)).await.ok()?;
             u64::try_from(depth.pending).ok()
+        })
+    }
+
+    fn depth_history<'a>(&'a self, scheme: &'a str) -> BoxFuture<'a, Option<(chrono::DateTime<Utc>, Vec<u64>)>> {
+        Box::pin(async move {
+            if !self.receiving.iter().any(|s| s == scheme) {
+                return None;
+            }
+            let rows = self.store.list_pushes(Some(scheme), None, DEPTH_ROWS).await.ok()?;
+            let times: Vec<_> = rows.iter().map(|r| (r.received_at, r.finished_at)).collect();
+            let start = times.iter().map(|(received, _)| *received).min()?;
+            let now = Utc::now();
+            Some((start, depth_series(&times, start, now, DEPTH_SAMPLES)))
         })
     }
 }
@@ -341,11 +384,19 @@ async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Re
                 .unwrap_or_else(|| "n/a".into()),
             None => "n/a".into(),
         };
+        let depth_plot = match &state.inbox {
+            Some(inbox) => inbox
+                .depth_history(&b.scheme)
+                .await
+                .map(|(start, series)| html::depth_plot(start, &series))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         let _ = write!(
             body,
             "<section class=\"scheme\" id=\"scheme-{id}\"><h2>{name}</h2>\
 <p>{source} → {target} · <a href=\"/console/failures?scheme={q}\">open failures: {open}</a> · \
-<span class=\"inbox\">inbox: {inbox}</span></p>{plot}",
+<span class=\"inbox\">inbox: {inbox}</span></p>{plot}{depth_plot}",
             id = esc(&b.scheme),
             name = esc(&b.scheme),
             source = esc(&b.source_object),
@@ -754,4 +805,21 @@ async fn change_target(
     }
     mapping.last_synced_at = Some(Utc::now());
     state.store.upsert_mapping(&mapping).await.map_err(store_down)
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::depth_series;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn the_depth_counts_rows_received_and_not_yet_finished_at_each_moment() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let at = |s: i64| t0 + Duration::seconds(s);
+        // Received at 0, 0, 5; finished at 4, never, 9.
+        let rows = [(at(0), Some(at(4))), (at(0), None), (at(5), Some(at(9)))];
+        // Moments 2.5, 5, 7.5, 10.
+        assert_eq!(depth_series(&rows, t0, at(10), 4), vec![2, 2, 2, 1]);
+        assert!(depth_series(&[], t0, at(10), 4).iter().all(|&d| d == 0));
+    }
 }
