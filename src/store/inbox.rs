@@ -199,34 +199,22 @@ fn payload_text(push: &NewPush) -> Result<String, StoreError> {
 
 impl InboxStore for SqliteStore {
     async fn append_push(&self, push: &NewPush) -> Result<Appended, StoreError> {
+        // Through the appender: pushes arriving together share one commit.
         let payload = payload_text(push)?;
-        let at = ms(now());
-        let inserted = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO inbox (scheme, dedupe_key, business_key, cancel, received_as, payload, status, attempts, \
-             received_at, available_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
-             ON CONFLICT (scheme, dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(&push.scheme)
-        .bind(&push.dedupe_key)
-        .bind(&push.business_key)
-        .bind(push.cancel)
-        .bind(&push.received_as)
-        .bind(payload)
-        .bind(at)
-        .bind(at)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(self.failed("storing a push in the inbox"))?;
-        if let Some(id) = inserted {
-            return Ok(Appended { id, duplicate: false });
-        }
-        let id = sqlx::query_scalar::<_, i64>("SELECT id FROM inbox WHERE scheme = ? AND dedupe_key = ?")
-            .bind(&push.scheme)
-            .bind(&push.dedupe_key)
-            .fetch_one(self.writer())
-            .await
-            .map_err(self.failed("finding a repeated push in the inbox"))?;
-        Ok(Appended { id, duplicate: true })
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lost = || StoreError::Query {
+            location: self.location().to_owned(),
+            action: "storing a push in the inbox",
+            reason: "the store's inbox writer has stopped (is the store closed?)".to_owned(),
+        };
+        self.appends()
+            .send(AppendJob {
+                push: push.clone(),
+                payload,
+                reply,
+            })
+            .map_err(|_| lost())?;
+        answer.await.unwrap_or_else(|_| Err(lost()))
     }
 
     async fn claim_pushes(
@@ -819,4 +807,87 @@ impl InboxStore for Store {
     async fn inbox_depth(&self, scheme: Option<&str>) -> Result<InboxDepth, StoreError> {
         dispatch_inbox!(self, s => s.inbox_depth(scheme).await)
     }
+}
+
+/// One push waiting for the SQLite inbox appender, and where its outcome goes.
+pub(super) struct AppendJob {
+    push: NewPush,
+    payload: String,
+    reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Most pushes one inbox transaction takes.
+const MAX_APPENDS: usize = 256;
+
+/// Commits the pushes queued at the same moment in one transaction and answers each (its
+/// row id, or the original row's for a repeat) only after the commit; if the transaction
+/// fails, every push of it gets the error and none is acknowledged.
+pub(super) async fn appender(
+    writer: sqlx::SqlitePool,
+    location: String,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<AppendJob>,
+) {
+    let mut jobs: Vec<AppendJob> = Vec::with_capacity(MAX_APPENDS);
+    while let Some(first) = queue.recv().await {
+        jobs.push(first);
+        while jobs.len() < MAX_APPENDS {
+            match queue.try_recv() {
+                Ok(next) => jobs.push(next),
+                Err(_) => break,
+            }
+        }
+        match append_all(&writer, &jobs).await {
+            Ok(appended) => {
+                for (job, outcome) in jobs.drain(..).zip(appended) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                let (busy, reason) = super::sqlite::describe_sqlx(&err);
+                for job in jobs.drain(..) {
+                    let error =
+                        StoreError::statement(location.clone(), "storing a push in the inbox", busy, reason.clone());
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+async fn append_all(writer: &sqlx::SqlitePool, jobs: &[AppendJob]) -> Result<Vec<Appended>, sqlx::Error> {
+    let mut tx = writer.begin().await?;
+    let at = ms(now());
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let push = &job.push;
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO inbox (scheme, dedupe_key, business_key, cancel, received_as, payload, status, attempts, \
+             received_at, available_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
+             ON CONFLICT (scheme, dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(&push.scheme)
+        .bind(&push.dedupe_key)
+        .bind(&push.business_key)
+        .bind(push.cancel)
+        .bind(&push.received_as)
+        .bind(&job.payload)
+        .bind(at)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let appended = match inserted {
+            Some(id) => Appended { id, duplicate: false },
+            None => {
+                let id = sqlx::query_scalar::<_, i64>("SELECT id FROM inbox WHERE scheme = ? AND dedupe_key = ?")
+                    .bind(&push.scheme)
+                    .bind(&push.dedupe_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Appended { id, duplicate: true }
+            }
+        };
+        out.push(appended);
+    }
+    tx.commit().await?;
+    Ok(out)
 }

@@ -112,6 +112,9 @@ struct Inner {
     readers: SqlitePool,
     /// Queue of the group writer ([`group_writer`]).
     group: mpsc::UnboundedSender<(GroupOp, GroupReply)>,
+    /// Queue of the inbox appender (`super::inbox::appender`): pushes arriving together
+    /// are committed in one transaction.
+    pub(super) appends: mpsc::UnboundedSender<super::inbox::AppendJob>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -168,12 +171,15 @@ impl SqliteStore {
             .map_err(|err| open_error(&location, err))?;
         let (group, queue) = mpsc::unbounded_channel();
         tokio::spawn(group_writer(writer.clone(), location.clone(), queue));
+        let (appends, append_queue) = mpsc::unbounded_channel();
+        tokio::spawn(super::inbox::appender(writer.clone(), location.clone(), append_queue));
         let inner = Arc::new(Inner {
             location,
             resolved,
             writer,
             readers,
             group,
+            appends,
         });
         tokio::spawn(checkpointer(Arc::downgrade(&inner)));
         Ok(SqliteStore { inner })
@@ -209,6 +215,10 @@ impl SqliteStore {
     /// The one-connection write pool and the read pool (for the inbox, `super::inbox`).
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.inner.writer
+    }
+    /// Where the inbox appender takes pushes (see `super::inbox::appender`).
+    pub(super) fn appends(&self) -> &mpsc::UnboundedSender<super::inbox::AppendJob> {
+        &self.inner.appends
     }
     pub(super) fn readers(&self) -> &SqlitePool {
         &self.inner.readers
@@ -1406,7 +1416,7 @@ impl FieldMappingStore for SqliteStore {
 // ---- errors ------------------------------------------------------------------------
 
 /// Whether the error means "busy or locked", and a description that quotes no data.
-fn describe_sqlx(err: &sqlx::Error) -> (bool, String) {
+pub(super) fn describe_sqlx(err: &sqlx::Error) -> (bool, String) {
     match err {
         sqlx::Error::Database(db) => {
             let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or_default();
