@@ -1,7 +1,8 @@
 //! The engine: the only place that wires IO together to run a [`Plan`].
 //!
-//! Data path: a fetch task reads source pages (prefetching numbered pages up to the source
-//! connection's `in_flight`) and sends them through a bounded channel; the planner computes
+//! Data path: a fetch task reads source pages (windows `in_flight` at a time, their page
+//! requests sharing the source connection's `in_flight` slots, pages handed on in window
+//! order) and sends them through a bounded channel; the planner computes
 //! each record's id and payload hash, groups records into batches, looks their ids up in the
 //! mapping store (one query per batch) and decides create, update or unchanged; writer tasks
 //! (up to the target connection's `in_flight`) render rows, send them, split the answer per
@@ -51,8 +52,9 @@
 //! state), [`plan`] (identify records and decide create or update), [`guard`] (checks on
 //! what the source answered), `fetch` (source pages), `write` (target batches), `lookup`
 //! (finding target records by key), `relock` (rows the target locks), `delete`, `details`
-//! (detail row ids), `send` (one write request and its per-row outcomes) and `call`
-//! (vendor calls and logins). `recover` settles what an earlier
+//! (detail row ids), `send` (one write request and its per-row outcomes), `writeback` (the
+//! target id written back to the source after a create), `byid` (reading records by id for
+//! `--ids` and `explain --fetch`) and `call` (vendor calls and logins). `recover` settles what an earlier
 //! run left; `check` is `ferry check`. [`options`] and [`summary`] are what a run is
 //! given and gives back.
 
