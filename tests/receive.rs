@@ -789,3 +789,78 @@ fn the_receive_bench_acknowledges_every_push_and_sees_the_inbox_drain() {
     assert!(stdout.contains("all pushes applied to the target"), "{stdout}");
     assert!(stdout.contains("p99"), "{stdout}");
 }
+
+/// Three hosts on one Postgres inbox, one killed mid-storm: every stored push reaches the
+/// target once, and updates of one key sent to different hosts land in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_drain_one_postgres_inbox_in_key_order_while_one_is_killed() {
+    let Some((url, pool, schema)) = postgres_schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (standard, _) = schemes(dir.path());
+    let (sim, _handle, erp) = start_sim().await;
+    let lease = ["--lease", "1s"];
+    let doomed = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let second = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let third = Serve::start_with(&[&standard], &url, &erp, &lease).await;
+    let (doomed_base, second_base, third_base) = (doomed.base.clone(), second.base.clone(), third.base.clone());
+    let to_doomed = tokio::spawn(async move { storm(&doomed_base, 4, 5_000, "TA").await });
+    let to_second = tokio::spawn({
+        let base = second.base.clone();
+        async move { storm(&base, 2, 300, "TB").await }
+    });
+    // Versions 1..=6 of five keys, each sent after the previous one was acknowledged,
+    // alternating between the two surviving hosts.
+    let updates = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for version in 1..=6 {
+            for key in 1..=5 {
+                let base = if version % 2 == 0 { &second_base } else { &third_base };
+                let id = format!("TK-{key}");
+                let (status, answer) = push_standard(
+                    &client,
+                    base,
+                    Some(TOKEN),
+                    &id,
+                    standard_body(&id, &version.to_string(), 1),
+                )
+                .await;
+                assert_eq!(status, 200, "{answer}");
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.signal("-KILL");
+    assert_eq!(doomed.exit_code().await, None);
+    let mut acked = to_doomed.await.unwrap();
+    assert!(acked.len() < 5_000, "the kill came mid-storm");
+    acked.extend(to_second.await.unwrap());
+    updates.await.unwrap();
+    // The killed host's claims expire and the others take them over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.inbox WHERE status <> 'done'"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} pushes still not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(acked.iter().all(|no| sim.target_row_by_bill_no(no).is_some()));
+    assert_eq!(sim.duplicate_creates(), 0, "nothing was created twice");
+    for key in 1..=5 {
+        let row = sim.target_row_by_bill_no(&format!("TK-{key}")).unwrap();
+        assert_eq!(row["FAmount"], json!(6.0), "the last version of TK-{key} wins: {row}");
+    }
+    second.terminate();
+    third.terminate();
+    assert_eq!((second.exit_code().await, third.exit_code().await), (Some(0), Some(0)));
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
