@@ -195,3 +195,34 @@ fn write_back_templates_are_checked_where_they_are_written() {
     let text = format!("{:?}", loaded.diagnostics);
     assert!(text.contains("unknown connection `crm`"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answer_without_an_id_is_filed_rather_than_written_back_silently() {
+    let lookup_start = SCHEME
+        .find("  # Finds an order by bill number")
+        .expect("the lookup block");
+    let lookup_end = SCHEME.find("  update:").expect("the update block");
+    let scheme = format!("{}{}", &SCHEME[..lookup_start], &SCHEME[lookup_end..])
+        .replace("  key: \"<< FBillNo >>\"\n", "")
+        .replace("      row_ids: \"$.data.results[*].id\"\n", "");
+    let h = harness(4, &with_writeback_in(&scheme)).await;
+    let run = h.run().await;
+    assert_eq!(run.created, 4, "{run:?}");
+    assert_eq!(run.failed, 4, "each one is reported: {run:?}");
+    assert_eq!(h.sim.erp_link_count(), 0);
+    let open = h
+        .store
+        .list_failures(Some(&h.plan.name), Some(FailureStatus::Open), 100)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 4);
+    assert!(
+        open.iter()
+            .all(|f| f.error_class == "writeback" && f.message.contains("named no id")),
+        "{open:?}"
+    );
+}
+
+fn with_writeback_in(scheme: &str) -> String {
+    scheme.replacen("\n  fields:\n", &format!("\n{WRITEBACK}  fields:\n"), 1)
+}

@@ -370,14 +370,26 @@ async fn write_operation(
                     result.created += 1;
                 }
                 let target_id = target_id.or_else(|| r.item.target_id.clone()).or_else(|| r.key.clone());
-                if let (false, Some(_), Some(id)) = (is_update, &plan.target.writeback, &target_id) {
-                    created.push(super::writeback::Created {
+                match (is_update, &plan.target.writeback, &target_id) {
+                    (false, Some(_), Some(id)) => created.push(super::writeback::Created {
                         source_id: r.item.source_id.clone(),
                         source_name: r.item.source_name.clone(),
                         target_id: id.clone(),
                         record: r.item.record.clone(),
                         hash: r.item.hash.clone(),
-                    });
+                    }),
+                    // Nothing to write back: say so rather than skip it.
+                    (false, Some(_), None) => {
+                        result.failed += 1;
+                        commit.failures.push(failure(
+                            ctx,
+                            r.item,
+                            FailureStage::Write,
+                            super::writeback::WRITEBACK,
+                            "the record was created, but the target's answer named no id (and the row has no `target.key`), so nothing could be written back to the source; set `response.row_ids` or `response.id`",
+                        ));
+                    }
+                    _ => {}
                 }
                 let synced = Synced {
                     source_id: &r.item.source_id,
