@@ -1,9 +1,11 @@
 //! The `ferry` binary as a user runs it: exit codes, output formats, store commands,
 //! and a run against the in-process simulator.
 
-use ferry::sim::shop::{ShopConfig, ShopSim};
+mod support;
+use ferry::sim::shop::ShopConfig;
 use std::path::Path;
 use std::process::{Command, Output};
+use support::start_shop as start_sim;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -261,22 +263,6 @@ fn an_unwritable_store_is_a_clear_configuration_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("/proc/ferry-cannot-write-here/x.db"), "{stderr}");
-}
-
-fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
 }
 
 #[test]

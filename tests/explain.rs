@@ -2,7 +2,9 @@
 //! resync by id and alerts. Every network peer is one of Ferry's simulators (or a test
 //! receiver) on 127.0.0.1.
 
+mod support;
 use std::process::{Command, Output};
+use support::start_shop as start_sim;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 const SCHEME: &str = "schemes/shop-orders-to-erp.yaml";
@@ -143,26 +145,10 @@ fn checkpoints_are_shown_set_validated_and_cleared_but_never_under_a_run() {
 
 // ---- events, explain and resync by id ---------------------------------------------------
 
-use ferry::sim::shop::{ShopConfig, ShopSim};
+use ferry::sim::shop::ShopConfig;
 use ferry::store::{EventLog, EventOutcome, Store};
 
 const TOKEN: &str = "sekrit-token-42";
-
-fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
-}
 
 /// The demo scheme plus a `source.detail` read by order number (so records can be read by
 /// id) and a field that renders the source token (which must never be shown or stored).

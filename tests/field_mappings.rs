@@ -3,10 +3,12 @@
 //! the value, `ferry field-mappings lint` lists it, and after `ferry field-mappings add`
 //! `ferry failures retry` sends the record with the mapped value.
 
-use ferry::sim::shop::{ShopConfig, ShopSim};
+mod support;
+use ferry::sim::shop::ShopConfig;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
+use support::start_shop as start_sim;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -25,22 +27,6 @@ fn text(bytes: &[u8]) -> String {
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
-}
-
-fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
 }
 
 /// The shop scheme with `FShop` mapped through the `shop` table, seeded from `shops.csv`

@@ -3,10 +3,12 @@
 //! never surprises a timer (read-only commands create nothing, hints name the store).
 //! Every network peer is one of Ferry's simulators on 127.0.0.1.
 
-use ferry::sim::shop::{ShopConfig, ShopSim};
+mod support;
+use ferry::sim::shop::ShopConfig;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::start_shop as start_sim;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 const SCHEME: &str = "schemes/shop-orders-to-erp.yaml";
@@ -42,22 +44,6 @@ fn describe(out: &Output) -> String {
         text(&out.stdout),
         text(&out.stderr)
     )
-}
-
-fn start_sim(config: ShopConfig) -> (tokio::runtime::Runtime, ShopSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ShopSim::start(config, listener).await.unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
 }
 
 fn shop_envs<'a>(source: &'a str, target: &'a str) -> [(&'static str, &'a str); 3] {

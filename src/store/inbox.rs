@@ -426,13 +426,28 @@ impl InboxStore for PostgresStore {
                  AND e.id < i.id AND e.status = 'pending' AND (e.lease_until >= $4 OR e.available_at > $4)) \
                ORDER BY i.id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
         );
+        // Claims of one scheme take turns across hosts: otherwise a host could skip a key's
+        // earlier row while another host is locking it, and claim the later one out of order.
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(self.failed("claiming pushes from the inbox"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ferry-inbox-claim:' || $1))")
+            .bind(scheme)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.failed("claiming pushes from the inbox"))?;
         let rows = sqlx::query(&sql)
             .bind(worker)
             .bind(ms(lease_until))
             .bind(scheme)
             .bind(ms(now()))
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.failed("claiming pushes from the inbox"))?;
+        tx.commit()
             .await
             .map_err(self.failed("claiming pushes from the inbox"))?;
         let mut claimed = rows

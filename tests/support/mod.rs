@@ -69,3 +69,24 @@ impl Scripted {
             .unwrap()
     }
 }
+
+/// A shop simulator on 127.0.0.1:0 in its own runtime (for tests that run the `ferry`
+/// binary against it): the runtime, the simulator and its URL. It serves as long as the
+/// runtime lives.
+pub fn start_shop(
+    config: ferry::sim::shop::ShopConfig,
+) -> (tokio::runtime::Runtime, ferry::sim::shop::ShopSim, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sim, url) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
+        let url = handle.base_url();
+        std::mem::forget(handle); // lives as long as the runtime
+        (sim, url)
+    });
+    (runtime, sim, url)
+}
