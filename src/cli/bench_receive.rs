@@ -201,8 +201,11 @@ async fn measure(args: &BenchArgs, clients: usize) -> Result<(), String> {
         "Postgres: each acknowledgement is a committed transaction (the server's synchronous_commit decides power-loss safety)"
     } else if store == "memory" {
         "memory: nothing survives the process"
+    } else if store.to_ascii_lowercase().contains("synchronous=full") {
+        "SQLite WAL, synchronous=FULL: an acknowledged push was synced to disk; it survives a process kill and a power loss"
     } else {
-        "SQLite WAL, synchronous=NORMAL: an acknowledged push survives a process kill, not a power loss"
+        "SQLite WAL, synchronous=NORMAL: an acknowledged push survives a process kill, not a power loss \
+         (add ?synchronous=full to a sqlite: --store to sync every commit)"
     };
     println!("durability   {durability}");
     Ok(())

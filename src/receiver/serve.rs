@@ -49,6 +49,8 @@ const MAX_ATTEMPTS: i64 = 5;
 const DIRECT_SYNC_WAIT: Duration = Duration::from_secs(30);
 /// How often an idle worker looks at the inbox (pushes also wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a worker recounts its scheme's pending rows.
+const DEPTH_REFRESH: Duration = Duration::from_millis(500);
 
 /// One receiving scheme.
 struct Receiver {
@@ -739,12 +741,18 @@ async fn drain(shared: Arc<Shared>, receiver: Arc<Receiver>, worker: String, mut
     let plan = &receiver.plan;
     let limit = (plan.target.batch * plan.target_connection().in_flight).clamp(1, 1000) as i64;
     tracing::info!(scheme = %plan.name, worker = %worker, "worker started");
+    let mut counted_at: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             break;
         }
-        if let Ok(depth) = shared.store.inbox_depth(Some(&plan.name)).await {
-            receiver.pending.store(depth.pending, Ordering::Relaxed);
+        // The pending count (for `max_pending`) is refreshed now and then, not per claim:
+        // counting a deep inbox costs as much as the claim itself.
+        if counted_at.is_none_or(|at| at.elapsed() >= DEPTH_REFRESH) {
+            if let Ok(depth) = shared.store.inbox_depth(Some(&plan.name)).await {
+                receiver.pending.store(depth.pending, Ordering::Relaxed);
+            }
+            counted_at = Some(Instant::now());
         }
         let lease_until = Utc::now() + chrono::Duration::from_std(shared.lease).unwrap_or_default();
         match shared.store.claim_pushes(&plan.name, &worker, limit, lease_until).await {

@@ -209,7 +209,13 @@ impl InboxStore for SqliteStore {
         };
         self.appends()
             .send(AppendJob {
-                push: push.clone(),
+                push: PushHead {
+                    scheme: push.scheme.clone(),
+                    dedupe_key: push.dedupe_key.clone(),
+                    business_key: push.business_key.clone(),
+                    cancel: push.cancel,
+                    received_as: push.received_as.clone(),
+                },
                 payload,
                 reply,
             })
@@ -263,11 +269,28 @@ impl InboxStore for SqliteStore {
             .map_err(self.failed("settling inbox rows"))?;
         let at = ms(now());
         let mut changed = 0;
-        for outcome in outcomes {
-            let (status, finished, available) = match (&outcome.error, outcome.retry_at) {
-                (None, _) => ("done", Some(at), None),
-                (Some(_), Some(retry)) => ("pending", None, Some(ms(retry))),
-                (Some(_), None) => ("failed", Some(at), None),
+        // Rows that went through settle together, a statement per chunk.
+        let done_ids: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
+        for chunk in done_ids.chunks(FINISH_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE inbox SET status = 'done', finished_at = ?, last_error = NULL, claimed_by = NULL, \
+                 lease_until = NULL WHERE claimed_by = ? AND id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut update = sqlx::query(&sql).bind(at).bind(worker);
+            for id in chunk {
+                update = update.bind(id);
+            }
+            let done = update
+                .execute(&mut *tx)
+                .await
+                .map_err(self.failed("settling inbox rows"))?;
+            changed += done.rows_affected();
+        }
+        for outcome in outcomes.iter().filter(|o| o.error.is_some()) {
+            let (status, finished, available) = match outcome.retry_at {
+                Some(retry) => ("pending", None, Some(ms(retry))),
+                None => ("failed", Some(at), None),
             };
             let done = sqlx::query(
                 "UPDATE inbox SET status = ?, finished_at = ?, available_at = COALESCE(?, available_at), \
@@ -362,14 +385,20 @@ impl InboxStore for SqliteStore {
     }
 
     async fn inbox_depth(&self, scheme: Option<&str>) -> Result<InboxDepth, StoreError> {
-        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending' AND (? IS NULL OR scheme = ?)",
-        )
-        .bind(scheme)
-        .bind(scheme)
-        .fetch_one(self.readers())
-        .await
-        .map_err(self.failed("counting pending pushes"))?;
+        // With a scheme, both halves read the (scheme, status, id) index alone: rows are
+        // appended in time order, so the oldest pending row is the first by id.
+        let sql = match scheme {
+            Some(_) => {
+                "SELECT COUNT(*), (SELECT received_at FROM inbox WHERE scheme = ?1 AND status = 'pending' \
+                 ORDER BY id LIMIT 1) FROM inbox WHERE scheme = ?1 AND status = 'pending'"
+            }
+            None => "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending' AND ?1 IS NULL",
+        };
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(sql)
+            .bind(scheme)
+            .fetch_one(self.readers())
+            .await
+            .map_err(self.failed("counting pending pushes"))?;
         Ok(InboxDepth {
             pending,
             oldest: oldest.map(from_ms),
@@ -462,12 +491,27 @@ impl InboxStore for PostgresStore {
     async fn finish_pushes(&self, worker: &str, outcomes: &[PushOutcome]) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await.map_err(self.failed("settling inbox rows"))?;
         let at = ms(now());
-        let mut changed = 0;
-        for outcome in outcomes {
-            let (status, finished, available) = match (&outcome.error, outcome.retry_at) {
-                (None, _) => ("done", Some(at), None),
-                (Some(_), Some(retry)) => ("pending", None, Some(ms(retry))),
-                (Some(_), None) => ("failed", Some(at), None),
+        // Rows that went through settle in one statement.
+        let done_ids: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
+        let mut changed = if done_ids.is_empty() {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE inbox SET status = 'done', finished_at = $1, last_error = NULL, claimed_by = NULL, \
+                 lease_until = NULL WHERE claimed_by = $2 AND id = ANY($3)",
+            )
+            .bind(at)
+            .bind(worker)
+            .bind(&done_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.failed("settling inbox rows"))?
+            .rows_affected()
+        };
+        for outcome in outcomes.iter().filter(|o| o.error.is_some()) {
+            let (status, finished, available) = match outcome.retry_at {
+                Some(retry) => ("pending", None, Some(ms(retry))),
+                None => ("failed", Some(at), None),
             };
             let done = sqlx::query(
                 "UPDATE inbox SET status = $1, finished_at = $2, available_at = COALESCE($3, available_at), \
@@ -826,83 +870,176 @@ impl InboxStore for Store {
 
 /// One push waiting for the SQLite inbox appender, and where its outcome goes.
 pub(super) struct AppendJob {
-    push: NewPush,
+    /// The push's columns (its payload as `payload` text).
+    push: PushHead,
     payload: String,
     reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
 }
 
+/// A push's columns other than the payload.
+struct PushHead {
+    scheme: String,
+    dedupe_key: String,
+    business_key: Option<String>,
+    cancel: bool,
+    received_as: String,
+}
+
+/// Transactions the appender commits in a row before handing the writer connection back.
+const MAX_HELD_BATCHES: usize = 4;
+
 /// Most pushes one inbox transaction takes.
 const MAX_APPENDS: usize = 256;
+
+/// Ids per settling `UPDATE … WHERE id IN (…)`.
+const FINISH_ROWS_PER_STATEMENT: usize = 500;
+
+/// Rows per multi-row `INSERT` (8 parameters each; SQLite allows 32,766 per statement).
+const APPEND_ROWS_PER_STATEMENT: usize = 64;
 
 /// Commits the pushes queued at the same moment in one transaction and answers each (its
 /// row id, or the original row's for a repeat) only after the commit; if the transaction
 /// fails, every push of it gets the error and none is acknowledged.
+///
+/// While pushes keep arriving the appender keeps the writer connection for up to
+/// [`MAX_HELD_BATCHES`] transactions in a row (handing a connection back to the pool and
+/// taking it again costs as much as the insert), then lets the store's other writers in.
 pub(super) async fn appender(
     writer: sqlx::SqlitePool,
     location: String,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<AppendJob>,
 ) {
     let mut jobs: Vec<AppendJob> = Vec::with_capacity(MAX_APPENDS);
-    while let Some(first) = queue.recv().await {
-        jobs.push(first);
-        while jobs.len() < MAX_APPENDS {
-            match queue.try_recv() {
-                Ok(next) => jobs.push(next),
-                Err(_) => break,
+    loop {
+        // Pushes left over when the connection was handed back go first.
+        if jobs.is_empty() {
+            match queue.recv().await {
+                Some(first) => jobs.push(first),
+                None => return,
             }
         }
-        match append_all(&writer, &jobs).await {
-            Ok(appended) => {
-                for (job, outcome) in jobs.drain(..).zip(appended) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
+        let mut connection = match writer.acquire().await {
+            Ok(connection) => Some(connection),
             Err(err) => {
-                let (busy, reason) = super::sqlite::describe_sqlx(&err);
-                for job in jobs.drain(..) {
-                    let error =
-                        StoreError::statement(location.clone(), "storing a push in the inbox", busy, reason.clone());
-                    let _ = job.reply.send(Err(error));
+                refuse_all(&location, &err, &mut jobs);
+                None
+            }
+        };
+        let mut held = 0;
+        while let Some(conn) = connection.as_mut() {
+            while jobs.len() < MAX_APPENDS {
+                match queue.try_recv() {
+                    Ok(next) => jobs.push(next),
+                    Err(_) => break,
                 }
             }
+            if jobs.is_empty() || held == MAX_HELD_BATCHES {
+                break;
+            }
+            held += 1;
+            match append_all(conn, &jobs).await {
+                Ok(appended) => {
+                    for (job, outcome) in jobs.drain(..).zip(appended) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(err) => {
+                    refuse_all(&location, &err, &mut jobs);
+                    break;
+                }
+            }
+            // Give pushes that are on their way a moment to join the next transaction.
+            tokio::task::yield_now().await;
         }
     }
 }
 
-async fn append_all(writer: &sqlx::SqlitePool, jobs: &[AppendJob]) -> Result<Vec<Appended>, sqlx::Error> {
-    let mut tx = writer.begin().await?;
+/// Answers every waiting push with the error that kept its transaction from committing.
+fn refuse_all(location: &str, err: &sqlx::Error, jobs: &mut Vec<AppendJob>) {
+    let (busy, reason) = super::sqlite::describe_sqlx(err);
+    for job in jobs.drain(..) {
+        let error = StoreError::statement(location.to_owned(), "storing a push in the inbox", busy, reason.clone());
+        let _ = job.reply.send(Err(error));
+    }
+}
+
+async fn append_all(connection: &mut sqlx::SqliteConnection, jobs: &[AppendJob]) -> Result<Vec<Appended>, sqlx::Error> {
+    // One round trip to SQLite's thread for the whole transaction: BEGIN, the inserts (each
+    // returning the rows it added), a lookup of every key (finding the rows of repeats),
+    // COMMIT. Rows come back as (id, scheme, dedupe_key, added).
     let at = ms(now());
-    let mut out = Vec::with_capacity(jobs.len());
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    for chunk in jobs.chunks(APPEND_ROWS_PER_STATEMENT) {
+        sql.push_str(
+            " INSERT INTO inbox (scheme, dedupe_key, business_key, cancel, received_as, payload, status, attempts, \
+             received_at, available_at) VALUES ",
+        );
+        for n in 0..chunk.len() {
+            sql.push_str(if n == 0 { "" } else { ", " });
+            sql.push_str("(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)");
+        }
+        sql.push_str(" ON CONFLICT (scheme, dedupe_key) DO NOTHING RETURNING id, scheme, dedupe_key, 1;");
+    }
+    for chunk in jobs.chunks(APPEND_ROWS_PER_STATEMENT) {
+        sql.push_str(" SELECT id, scheme, dedupe_key, 0 FROM inbox WHERE (scheme, dedupe_key) IN (VALUES ");
+        for n in 0..chunk.len() {
+            sql.push_str(if n == 0 { "(?, ?)" } else { ", (?, ?)" });
+        }
+        sql.push_str(");");
+    }
+    sql.push_str(" COMMIT;");
+    // Not cached: the text changes with the batch size, and the writer's statement cache
+    // belongs to the engine's statements.
+    let mut statement = sqlx::query_as::<_, (i64, String, String, bool)>(&sql).persistent(false);
     for job in jobs {
         let push = &job.push;
-        let inserted = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO inbox (scheme, dedupe_key, business_key, cancel, received_as, payload, status, attempts, \
-             received_at, available_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
-             ON CONFLICT (scheme, dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(&push.scheme)
-        .bind(&push.dedupe_key)
-        .bind(&push.business_key)
-        .bind(push.cancel)
-        .bind(&push.received_as)
-        .bind(&job.payload)
-        .bind(at)
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let appended = match inserted {
-            Some(id) => Appended { id, duplicate: false },
-            None => {
-                let id = sqlx::query_scalar::<_, i64>("SELECT id FROM inbox WHERE scheme = ? AND dedupe_key = ?")
-                    .bind(&push.scheme)
-                    .bind(&push.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Appended { id, duplicate: true }
-            }
-        };
-        out.push(appended);
+        statement = statement
+            .bind(&push.scheme)
+            .bind(&push.dedupe_key)
+            .bind(&push.business_key)
+            .bind(push.cancel)
+            .bind(&push.received_as)
+            .bind(&job.payload)
+            .bind(at)
+            .bind(at);
     }
-    tx.commit().await?;
-    Ok(out)
+    for job in jobs {
+        statement = statement.bind(&job.push.scheme).bind(&job.push.dedupe_key);
+    }
+    let rows = match statement.fetch_all(&mut *connection).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            // Whatever failed, the transaction must not stay open on the shared connection.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            return Err(err);
+        }
+    };
+    let mut added: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    let mut ids: std::collections::HashMap<(&str, &str), i64> = std::collections::HashMap::new();
+    for (id, scheme, key, was_added) in &rows {
+        let Some(job) = jobs
+            .iter()
+            .find(|job| &job.push.scheme == scheme && &job.push.dedupe_key == key)
+        else {
+            continue;
+        };
+        let job_key = (job.push.scheme.as_str(), job.push.dedupe_key.as_str());
+        ids.insert(job_key, *id);
+        if *was_added {
+            added.insert(job_key);
+        }
+    }
+    jobs.iter()
+        .map(|job| {
+            let key = (job.push.scheme.as_str(), job.push.dedupe_key.as_str());
+            let id = *ids
+                .get(&key)
+                .ok_or_else(|| sqlx::Error::Protocol(format!("the inbox returned no row for push key {}", key.1)))?;
+            // The first push of a key added in this transaction is new; the rest repeat it.
+            Ok(Appended {
+                id,
+                duplicate: !added.remove(&key),
+            })
+        })
+        .collect()
 }

@@ -73,7 +73,7 @@ pub use field_mappings::{
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteSync};
 
 /// Most ids a single [`MappingQuery`] may carry (source and target ids together).
 pub const MAX_QUERY_IDS: usize = 10_000;
@@ -860,7 +860,9 @@ impl Store {
     pub async fn open(location: &str) -> Result<Store, StoreError> {
         match parse_location(location)? {
             Location::Memory => Ok(Store::memory()),
-            Location::SqliteFile(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
+            Location::SqliteFile(path) => Ok(Store::Sqlite(
+                SqliteStore::open_synchronous(path, sqlite_sync_of(location)?).await?,
+            )),
             Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
         }
     }
@@ -880,7 +882,9 @@ impl Store {
                             .to_owned(),
                     });
                 }
-                Ok(Store::Sqlite(SqliteStore::open(path).await?))
+                Ok(Store::Sqlite(
+                    SqliteStore::open_synchronous(path, sqlite_sync_of(location)?).await?,
+                ))
             }
             Location::Postgres(url) => Ok(Store::Postgres(PostgresStore::open_existing(url).await?)),
         }
@@ -938,9 +942,9 @@ fn parse_location(location: &str) -> Result<Location<'_>, StoreError> {
         return Ok(Location::Memory);
     }
     let path = if let Some(rest) = trimmed.strip_prefix("sqlite://") {
-        rest
+        sqlite_options(rest)?.0
     } else if let Some(rest) = trimmed.strip_prefix("sqlite:") {
-        rest
+        sqlite_options(rest)?.0
     } else if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
         return Ok(Location::Postgres(trimmed));
     } else if let Some((scheme, _)) = trimmed.split_once("://") {
@@ -957,6 +961,49 @@ fn parse_location(location: &str) -> Result<Location<'_>, StoreError> {
         ))),
         ":memory:" => Ok(Location::Memory),
         _ => Ok(Location::SqliteFile(path)),
+    }
+}
+
+/// Splits `PATH?synchronous=full` (the `sqlite:` forms only) into the path and the
+/// durability asked for; `normal` when none is given.
+fn sqlite_options(rest: &str) -> Result<(&str, SqliteSync), StoreError> {
+    let Some((path, query)) = rest.split_once('?') else {
+        return Ok((rest, SqliteSync::Normal));
+    };
+    let mut sync = SqliteSync::Normal;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                sync = match value.to_ascii_lowercase().as_str() {
+                    "normal" => SqliteSync::Normal,
+                    "full" => SqliteSync::Full,
+                    other => {
+                        return Err(StoreError::InvalidRequest(format!(
+                            "unknown SQLite synchronous setting `{other}` in the store location — use \
+                             ?synchronous=normal (the default) or ?synchronous=full"
+                        )))
+                    }
+                }
+            }
+            _ => {
+                return Err(StoreError::InvalidRequest(format!(
+                    "unknown SQLite store option `{pair}` — the one option is ?synchronous=normal|full"
+                )))
+            }
+        }
+    }
+    Ok((path, sync))
+}
+
+/// The durability a SQLite location asks for (`normal` for every other location).
+fn sqlite_sync_of(location: &str) -> Result<SqliteSync, StoreError> {
+    let trimmed = location.trim();
+    match trimmed
+        .strip_prefix("sqlite://")
+        .or_else(|| trimmed.strip_prefix("sqlite:"))
+    {
+        Some(rest) => Ok(sqlite_options(rest)?.1),
+        None => Ok(SqliteSync::Normal),
     }
 }
 
@@ -1193,6 +1240,45 @@ mod unit_tests {
         ));
         let err = parse_location("mysql://db/ferry").unwrap_err();
         assert!(err.to_string().contains("unknown store kind 'mysql'"), "{err}");
+    }
+
+    #[test]
+    fn a_sqlite_location_may_ask_for_synchronous_full() {
+        assert_eq!(
+            parse_location("sqlite:ferry.db?synchronous=full").unwrap(),
+            Location::SqliteFile("ferry.db")
+        );
+        assert_eq!(
+            sqlite_sync_of("sqlite://./x.db?synchronous=FULL").unwrap(),
+            SqliteSync::Full
+        );
+        assert_eq!(
+            sqlite_sync_of("sqlite:x.db?synchronous=normal").unwrap(),
+            SqliteSync::Normal
+        );
+        assert_eq!(sqlite_sync_of("sqlite:x.db").unwrap(), SqliteSync::Normal);
+        let err = parse_location("sqlite:x.db?synchronous=off").unwrap_err();
+        assert!(err.to_string().contains("?synchronous=full"), "{err}");
+        let err = parse_location("sqlite:x.db?cache=shared").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown SQLite store option `cache=shared`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn synchronous_full_reaches_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (query, expected) in [("", 1), ("?synchronous=full", 2)] {
+            let location = format!("sqlite:{}{query}", dir.path().join(format!("s{expected}.db")).display());
+            let Store::Sqlite(store) = Store::open(&location).await.unwrap() else {
+                panic!("{location} is a SQLite store")
+            };
+            for pool in [store.writer(), store.readers()] {
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+                assert_eq!(level, expected, "{location}: 1 is NORMAL, 2 is FULL");
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   Rejected: one shared pool, where reads queue behind commits.
 //! - **Durability.** WAL journal with `synchronous=NORMAL`: a committed batch
 //!   survives a crash of ferry; a power cut may lose the last few commits, never
-//!   corrupt the file. `busy_timeout` is 5 s for other processes' locks; past it
+//!   corrupt the file. `sqlite:PATH?synchronous=full` ([`SqliteSync::Full`]) syncs every
+//!   commit, so it also survives a power cut. `busy_timeout` is 5 s for other processes' locks; past it
 //!   the error is [`StoreError::Busy`] (retryable).
 //! - **Speed.** Every statement is prepared once per connection (sqlx caches them
 //!   by text). A batch commit is a handful of statements: multi-row `INSERT … ON
@@ -125,10 +126,27 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// How durable a commit is (`?synchronous=` on a `sqlite:` store location).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// WAL with `synchronous=NORMAL`: a commit survives the process being killed; the last
+    /// commits before a power loss or OS crash may be lost (the file stays consistent).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: each commit is synced to disk before it returns, so it also
+    /// survives a power loss; every commit costs an fsync.
+    Full,
+}
+
 impl SqliteStore {
     /// Open (creating the file and its directory if missing) and migrate the store at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_with_busy_timeout(path.as_ref(), BUSY_TIMEOUT).await
+        SqliteStore::open_with(path.as_ref(), BUSY_TIMEOUT, SqliteSync::Normal).await
+    }
+
+    /// [`SqliteStore::open`] with the durability of a commit chosen (`?synchronous=full`).
+    pub async fn open_synchronous(path: impl AsRef<Path>, sync: SqliteSync) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path.as_ref(), BUSY_TIMEOUT, sync).await
     }
 
     /// [`SqliteStore::open`] with a chosen wait for other processes' locks.
@@ -136,14 +154,20 @@ impl SqliteStore {
         path: impl AsRef<Path>,
         busy_timeout: Duration,
     ) -> Result<SqliteStore, StoreError> {
-        let path = path.as_ref();
+        SqliteStore::open_with(path.as_ref(), busy_timeout, SqliteSync::Normal).await
+    }
+
+    async fn open_with(path: &Path, busy_timeout: Duration, sync: SqliteSync) -> Result<SqliteStore, StoreError> {
         let location = path.display().to_string();
         let resolved = prepare_file(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(&resolved)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match sync {
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+                SqliteSync::Full => SqliteSynchronous::Full,
+            })
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
             // Checkpoints (copying the WAL back into the file, with an fsync) mostly run in
