@@ -24,6 +24,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::sql::SqlStore;
 use super::{check_limit, now, MemoryStore, ParseStatusError, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Where an inbox row stands.
