@@ -304,7 +304,9 @@ impl SqlStore for PostgresStore {
 
     async fn fetch_optional(&self, _on: On, sql: &str, args: &[Arg<'_>]) -> Result<Option<PgRow>, sqlx::Error> {
         let sql = numbered(sql);
-        bind_args(sqlx::query(&sql), args).fetch_optional(&self.inner.pool).await
+        bind_args(sqlx::query(&sql), args)
+            .fetch_optional(&self.inner.pool)
+            .await
     }
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
@@ -941,7 +943,9 @@ const MIGRATE_HINTS: MigrateHints = MigrateHints {
 };
 
 fn migrate_error(location: &str, secrets: &[String], err: MigrateError) -> StoreError {
-    sql::migrate_error(location, err, &MIGRATE_HINTS, describe_sqlx, |reason| scrub(&reason, secrets))
+    sql::migrate_error(location, err, &MIGRATE_HINTS, describe_sqlx, |reason| {
+        scrub(&reason, secrets)
+    })
 }
 
 // ---- test support ------------------------------------------------------------------

@@ -230,7 +230,10 @@ fn decode_failure(row: &impl SqlRow) -> Result<Failure, String> {
 }
 
 fn run_columns<S: SqlStore>() -> String {
-    format!("id, scheme, started_at, finished_at, status, summary{}", S::JSON_AS_TEXT)
+    format!(
+        "id, scheme, started_at, finished_at, status, summary{}",
+        S::JSON_AS_TEXT
+    )
 }
 
 fn decode_run(row: &impl SqlRow) -> Result<RunRecord, String> {
@@ -384,8 +387,11 @@ pub(super) trait SqlStore: Sync {
         sql: &str,
         args: &[Arg<'_>],
     ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send;
-    fn execute_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>])
-        -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+    fn execute_in(
+        tx: &mut Self::Tx,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
     fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     // The operations each backend writes its own way.
@@ -503,7 +509,11 @@ pub(super) trait SqlStore: Sync {
         sql: &str,
         args: &[Arg<'_>],
     ) -> impl Future<Output = Result<Self::Row, sqlx::Error>> + Send {
-        async move { self.fetch_optional(on, sql, args).await?.ok_or(sqlx::Error::RowNotFound) }
+        async move {
+            self.fetch_optional(on, sql, args)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)
+        }
     }
 }
 
@@ -671,7 +681,12 @@ impl<S: SqlStore> RunHistory for S {
             "UPDATE runs SET finished_at = ?, status = ?, summary = ?{} WHERE id = ?",
             S::TEXT_AS_JSON
         );
-        let args = [now().timestamp_millis().into(), status.into(), summary.as_str().into(), id.into()];
+        let args = [
+            now().timestamp_millis().into(),
+            status.into(),
+            summary.as_str().into(),
+            id.into(),
+        ];
         let done = self
             .execute(&sql, &args)
             .await
@@ -819,18 +834,26 @@ impl<S: SqlStore> FieldMappingStore for S {
         for row in rows {
             let table = row.table();
             let [center, channel, data_type] = table_args(&table);
-            let stored = S::fetch_optional_in(&mut tx, &by_crm, &[center, channel, data_type, row.crm_value.as_str().into()])
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| decode_field_mapping(&found))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
-            let owner = S::fetch_optional_in(&mut tx, &erp_owner, &[center, channel, data_type, row.erp_value.as_str().into()])
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| found.text(0).map_err(detail))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
+            let stored = S::fetch_optional_in(
+                &mut tx,
+                &by_crm,
+                &[center, channel, data_type, row.crm_value.as_str().into()],
+            )
+            .await
+            .map_err(self.failed(ACTION))?
+            .map(|found| decode_field_mapping(&found))
+            .transpose()
+            .map_err(self.corrupt(ACTION))?;
+            let owner = S::fetch_optional_in(
+                &mut tx,
+                &erp_owner,
+                &[center, channel, data_type, row.erp_value.as_str().into()],
+            )
+            .await
+            .map_err(self.failed(ACTION))?
+            .map(|found| found.text(0).map_err(detail))
+            .transpose()
+            .map_err(self.corrupt(ACTION))?;
             // Returning the error drops `tx`, which rolls the transaction back.
             let step = put_step(row, stored.as_ref(), owner.as_deref())?;
             changes.count(&step);

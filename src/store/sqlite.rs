@@ -263,7 +263,11 @@ impl SqlStore for SqliteStore {
         self.inner.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn fetch_optional_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>]) -> Result<Option<SqliteRow>, sqlx::Error> {
+    async fn fetch_optional_in(
+        tx: &mut Self::Tx,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<SqliteRow>, sqlx::Error> {
         bind_args(sqlx::query(sql), args).fetch_optional(&mut **tx).await
     }
 
@@ -741,7 +745,6 @@ fn bind_failure<'q>(query: Query<'q>, f: &'q NewFailure, at: i64, payload: Optio
 }
 
 // ---- decoding ----------------------------------------------------------------------
-
 
 /// A mapping row as `mappings_for` packs it with `json_array(…)`, minus the two key
 /// columns the caller already knows.
