@@ -236,6 +236,11 @@ impl PostgresStore {
         &self.inner.pool
     }
 
+    /// Reads and writes share one pool.
+    fn pool_for(&self, _on: On) -> &PgPool {
+        &self.inner.pool
+    }
+
     /// Close every connection. Later calls fail.
     pub async fn close(&self) {
         self.inner.pool.close().await;
@@ -297,41 +302,10 @@ impl SqlStore for PostgresStore {
         describe_sqlx(err)
     }
 
-    async fn fetch_all(&self, _on: On, sql: &str, args: &[Arg<'_>]) -> Result<Vec<PgRow>, sqlx::Error> {
-        let sql = numbered(sql);
-        bind_args(sqlx::query(&sql), args).fetch_all(&self.inner.pool).await
-    }
-
-    async fn fetch_optional(&self, _on: On, sql: &str, args: &[Arg<'_>]) -> Result<Option<PgRow>, sqlx::Error> {
-        let sql = numbered(sql);
-        bind_args(sqlx::query(&sql), args)
-            .fetch_optional(&self.inner.pool)
-            .await
-    }
-
-    async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        let sql = numbered(sql);
-        let done = bind_args(sqlx::query(&sql), args).execute(&self.inner.pool).await?;
-        Ok(done.rows_affected())
-    }
+    sql::sql_runners!(PgRow, numbered);
 
     async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
         self.inner.pool.begin().await
-    }
-
-    async fn fetch_optional_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>]) -> Result<Option<PgRow>, sqlx::Error> {
-        let sql = numbered(sql);
-        bind_args(sqlx::query(&sql), args).fetch_optional(&mut **tx).await
-    }
-
-    async fn execute_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        let sql = numbered(sql);
-        let done = bind_args(sqlx::query(&sql), args).execute(&mut **tx).await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
-        tx.commit().await
     }
 
     async fn lookup_mappings(

@@ -335,6 +335,59 @@ pub(super) fn migrate_error(
     }
 }
 
+/// The statement runners of an [`SqlStore`] impl, alike on both backends: `$text` turns
+/// the shared `?` text into the backend's, `self.pool_for(on)` picks the pool.
+macro_rules! sql_runners {
+    ($row:ty, $text:path) => {
+        async fn fetch_all(&self, on: On, sql: &str, args: &[Arg<'_>]) -> Result<Vec<$row>, sqlx::Error> {
+            let sql = $text(sql);
+            bind_args(sqlx::query(&sql), args)
+                .fetch_all(self.pool_for(on))
+                .await
+        }
+
+        async fn fetch_optional(&self, on: On, sql: &str, args: &[Arg<'_>]) -> Result<Option<$row>, sqlx::Error> {
+            let sql = $text(sql);
+            bind_args(sqlx::query(&sql), args)
+                .fetch_optional(self.pool_for(on))
+                .await
+        }
+
+        async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+            let sql = $text(sql);
+            let done = bind_args(sqlx::query(&sql), args)
+                .execute(self.pool_for(On::Write))
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn fetch_optional_in(
+            tx: &mut Self::Tx,
+            sql: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Option<$row>, sqlx::Error> {
+            let sql = $text(sql);
+            bind_args(sqlx::query(&sql), args).fetch_optional(&mut **tx).await
+        }
+
+        async fn execute_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+            let sql = $text(sql);
+            let done = bind_args(sqlx::query(&sql), args).execute(&mut **tx).await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
+            tx.commit().await
+        }
+    };
+}
+pub(super) use sql_runners;
+
+/// The statement text as given (SQLite takes `?` as it is).
+pub(super) fn as_written(sql: &str) -> Cow<'_, str> {
+    Cow::Borrowed(sql)
+}
+
 // ---- the backend interface -------------------------------------------------------------
 
 /// Which pool a read runs on (SQLite keeps a separate one for reads; Postgres has one).

@@ -204,7 +204,7 @@ impl SqliteStore {
         &self.inner.writer
     }
 
-    /// The one-connection write pool and the read pool (for the inbox, `super::inbox`).
+    /// The one-connection write pool (for the inbox, `super::inbox`).
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.inner.writer
     }
@@ -212,11 +212,8 @@ impl SqliteStore {
     pub(super) fn appends(&self) -> &mpsc::UnboundedSender<super::inbox::AppendJob> {
         &self.inner.appends
     }
-    pub(super) fn readers(&self) -> &SqlitePool {
-        &self.inner.readers
-    }
 
-    fn pool(&self, on: On) -> &SqlitePool {
+    fn pool_for(&self, on: On) -> &SqlitePool {
         match on {
             On::Read => &self.inner.readers,
             On::Write => &self.inner.writer,
@@ -246,38 +243,10 @@ impl SqlStore for SqliteStore {
         describe_sqlx(err)
     }
 
-    async fn fetch_all(&self, on: On, sql: &str, args: &[Arg<'_>]) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        bind_args(sqlx::query(sql), args).fetch_all(self.pool(on)).await
-    }
-
-    async fn fetch_optional(&self, on: On, sql: &str, args: &[Arg<'_>]) -> Result<Option<SqliteRow>, sqlx::Error> {
-        bind_args(sqlx::query(sql), args).fetch_optional(self.pool(on)).await
-    }
-
-    async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        let done = bind_args(sqlx::query(sql), args).execute(&self.inner.writer).await?;
-        Ok(done.rows_affected())
-    }
+    sql::sql_runners!(SqliteRow, sql::as_written);
 
     async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
         self.inner.writer.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    async fn fetch_optional_in(
-        tx: &mut Self::Tx,
-        sql: &str,
-        args: &[Arg<'_>],
-    ) -> Result<Option<SqliteRow>, sqlx::Error> {
-        bind_args(sqlx::query(sql), args).fetch_optional(&mut **tx).await
-    }
-
-    async fn execute_in(tx: &mut Self::Tx, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        let done = bind_args(sqlx::query(sql), args).execute(&mut **tx).await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
-        tx.commit().await
     }
 
     async fn lookup_mappings(
