@@ -75,23 +75,14 @@ const LAST_ANALYZE_AFTER: u64 = 512_000;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Upserts one row per array element; the arrays are bound in `MAPPING_COLUMNS` order.
-const MAPPING_UPSERT: &str = "INSERT INTO mappings (scheme, source_object, source_id, source_name, \
+const MAPPING_UPSERT: &str = concat!(
+    "INSERT INTO mappings (scheme, source_object, source_id, source_name, \
      target_object, target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, \
      last_synced_at, detail_ids) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[], $14::text[]) \
-     ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
-     source_name = excluded.source_name, \
-     target_object = excluded.target_object, \
-     target_id = COALESCE(excluded.target_id, mappings.target_id), \
-     target_name = COALESCE(excluded.target_name, mappings.target_name), \
-     status = excluded.status, \
-     payload_hash = excluded.payload_hash, \
-     attempts = excluded.attempts, \
-     last_error = excluded.last_error, \
-     first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at, \
-     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
+       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[], $14::text[])",
+    sql::mapping_on_conflict!()
+);
 
 /// Opens failures, or counts them again; `$7` is the time, `$8` how often each occurred.
 const FAILURE_UPSERT: &str = "INSERT INTO failures (scheme, source_id, stage, error_class, message, \
@@ -129,9 +120,7 @@ struct Inner {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("location", &self.inner.location)
-            .finish_non_exhaustive()
+        sql::debug_store(f, "PostgresStore", &self.inner.location)
     }
 }
 
@@ -287,6 +276,12 @@ impl SqlStore for PostgresStore {
     const LATEST_RUNS: &'static str = "id IN (SELECT MAX(id) FROM runs \
          WHERE ($1::text IS NULL OR scheme = $1) AND ($2::text IS NULL OR status = $2) GROUP BY scheme) \
          ORDER BY scheme COLLATE \"C\"";
+    // NULLS LAST: SQLite sorts a missing sync time below any time, and so must we.
+    const TARGET_ID_FOR: &'static str = "SELECT target_id FROM mappings \
+         WHERE source_id = $1 AND (target_object = $2 OR scheme = $2) \
+           AND status IN ('created', 'updated') AND target_id IS NOT NULL \
+         ORDER BY scheme = $2 DESC, last_synced_at DESC NULLS LAST, scheme, source_object \
+         LIMIT 1";
     const TAKE_TOKEN: &'static str = "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES ($1, $2 - 1.0, $4) \
          ON CONFLICT (name) DO UPDATE SET \
            tokens = LEAST($2, rate_budgets.tokens \
@@ -390,22 +385,6 @@ impl SqlStore for PostgresStore {
             .await
             .map_err(self.failed("saving a mapping"))?;
         Ok(())
-    }
-
-    async fn find_target_id(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
-        // NULLS LAST: SQLite sorts a missing sync time below any time, and so must we.
-        sqlx::query_scalar::<_, String>(
-            "SELECT target_id FROM mappings \
-             WHERE source_id = $1 AND (target_object = $2 OR scheme = $2) \
-               AND status IN ('created', 'updated') AND target_id IS NOT NULL \
-             ORDER BY scheme = $2 DESC, last_synced_at DESC NULLS LAST, scheme, source_object \
-             LIMIT 1",
-        )
-        .bind(source_id)
-        .bind(object)
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(self.failed("looking up a mapped id"))
     }
 
     async fn close_failures_at_once(&self, ids: &[i64], status: FailureStatus) -> Option<Result<u64, StoreError>> {
@@ -1089,6 +1068,31 @@ mod tests {
         }
     }
 
+    /// Runs `case` with an admin connection, the URL of a new empty schema (named in the
+    /// URL's options, so `Store::open` migrates it) and the schema's name; drops the schema
+    /// whatever happened.
+    async fn in_new_schema<F: std::future::Future<Output = ()>>(
+        url: &str,
+        case: impl FnOnce(sqlx::PgConnection, String, String) -> F,
+    ) {
+        let schema = fresh_schema();
+        let outcome = async {
+            let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+            case(admin, in_schema, schema.clone()).await;
+        };
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        drop_schema(url, &schema).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
     #[test]
     fn urls_lose_their_passwords() {
         assert_eq!(
@@ -1183,15 +1187,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stores_opened_together_on_a_new_schema_all_migrate_it() {
         let Some(url) = server_url().await else { return };
-        let schema = fresh_schema();
-        let outcome = async {
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        in_new_schema(&url, |_admin, in_schema, schema| async move {
             let opened = futures::future::join_all((0..6).map(|_| Store::open(&in_schema))).await;
             for (n, opened) in opened.into_iter().enumerate() {
                 let store = opened.unwrap_or_else(|e| panic!("store {n}: {e}"));
@@ -1216,26 +1212,14 @@ mod tests {
             drop(lock);
             store.close().await;
             again.close().await;
-        };
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-        drop_schema(&url, &schema).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn store_open_takes_the_schema_from_the_url() {
         let Some(url) = server_url().await else { return };
-        let schema = fresh_schema();
-        let outcome = async {
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        in_new_schema(&url, |mut admin, in_schema, schema| async move {
             let store = Store::open(&in_schema).await.unwrap();
             assert!(
                 store.describe().starts_with("PostgreSQL store at postgres"),
@@ -1258,12 +1242,8 @@ mod tests {
                 Some("9")
             );
             again.close().await;
-        };
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-        drop_schema(&url, &schema).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        })
+        .await;
     }
 
     #[tokio::test]

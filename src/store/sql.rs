@@ -181,6 +181,26 @@ fn parse<T: std::str::FromStr<Err = super::ParseStatusError>>(text: String) -> R
     text.parse().map_err(|err: super::ParseStatusError| err.to_string())
 }
 
+/// How an upsert of `mappings` merges into the stored row (see the store module doc), as
+/// a literal for `concat!`.
+macro_rules! mapping_on_conflict {
+    () => {
+        " ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
+         source_name = excluded.source_name, \
+         target_object = excluded.target_object, \
+         target_id = COALESCE(excluded.target_id, mappings.target_id), \
+         target_name = COALESCE(excluded.target_name, mappings.target_name), \
+         status = excluded.status, \
+         payload_hash = excluded.payload_hash, \
+         attempts = excluded.attempts, \
+         last_error = excluded.last_error, \
+         first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
+         last_synced_at = excluded.last_synced_at, \
+         detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)"
+    };
+}
+pub(super) use mapping_on_conflict;
+
 /// Columns of `mappings` in the order [`decode_mapping`] reads them.
 pub(super) const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
      target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at, \
@@ -268,6 +288,13 @@ fn table_args(table: &FieldTable) -> [Arg<'_>; 3] {
         table.channel.as_str().into(),
         table.data_type.as_str().into(),
     ]
+}
+
+/// `Debug` of a store: its type and where it is.
+pub(super) fn debug_store(f: &mut std::fmt::Formatter<'_>, name: &str, location: &str) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("location", &location)
+        .finish_non_exhaustive()
 }
 
 // ---- errors --------------------------------------------------------------------------
@@ -411,6 +438,8 @@ pub(super) trait SqlStore: Sync {
     /// What follows `WHERE` in [`RunHistory::latest_runs`]: the newest run of each
     /// scheme, by scheme name; binds an optional scheme and an optional status.
     const LATEST_RUNS: &'static str;
+    /// [`MappingStore::target_id_for`]; binds the source id and the object.
+    const TARGET_ID_FOR: &'static str;
     /// Takes a token from a budget and returns the tokens left; binds the name, the
     /// burst, the rate per second and the time in ms.
     const TAKE_TOKEN: &'static str;
@@ -460,12 +489,6 @@ pub(super) trait SqlStore: Sync {
     fn select_mappings(&self, q: &MappingQuery) -> impl Future<Output = Result<Vec<Mapping>, StoreError>> + Send;
     /// [`MappingStore::upsert_mapping`].
     fn save_mapping(&self, m: &Mapping) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// [`MappingStore::target_id_for`].
-    fn find_target_id(
-        &self,
-        object: &str,
-        source_id: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Sets a status other than `open` on all `ids` in one statement, when the backend
     /// can; `None` has them changed one at a time.
     fn close_failures_at_once(
@@ -518,40 +541,17 @@ pub(super) trait SqlStore: Sync {
             .collect()
     }
 
-    /// The rows of a `SELECT` of [`MAPPING_COLUMNS`] on the read pool.
-    fn fetch_mappings(
+    /// The rows of a `SELECT` on the read pool, each read by `decode`.
+    fn fetch_decoded<T: Send>(
         &self,
         sql: &str,
         args: &[Arg<'_>],
         action: &'static str,
-    ) -> impl Future<Output = Result<Vec<Mapping>, StoreError>> + Send {
+        decode: fn(&Self::Row) -> Result<T, String>,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send {
         async move {
             let rows = self.fetch_all(On::Read, sql, args).await.map_err(self.failed(action))?;
-            self.decode_all(action, &rows, decode_mapping)
-        }
-    }
-
-    fn fetch_failures(
-        &self,
-        sql: &str,
-        args: &[Arg<'_>],
-        action: &'static str,
-    ) -> impl Future<Output = Result<Vec<Failure>, StoreError>> + Send {
-        async move {
-            let rows = self.fetch_all(On::Read, sql, args).await.map_err(self.failed(action))?;
-            self.decode_all(action, &rows, decode_failure)
-        }
-    }
-
-    fn fetch_runs(
-        &self,
-        sql: &str,
-        args: &[Arg<'_>],
-        action: &'static str,
-    ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send {
-        async move {
-            let rows = self.fetch_all(On::Read, sql, args).await.map_err(self.failed(action))?;
-            self.decode_all(action, &rows, decode_run)
+            self.decode_all(action, &rows, decode)
         }
     }
 
@@ -603,7 +603,12 @@ impl<S: SqlStore> MappingStore for S {
     }
 
     async fn target_id_for(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
-        self.find_target_id(object, source_id).await
+        let found = self
+            .fetch_optional(On::Read, S::TARGET_ID_FOR, &[source_id.into(), object.into()])
+            .await;
+        found
+            .and_then(|row| row.map(|row| row.text(0)).transpose())
+            .map_err(self.failed("looking up a mapped id"))
     }
 }
 
@@ -666,12 +671,15 @@ impl<S: SqlStore> FailureLedger for S {
         }
         sql.push_str(" ORDER BY last_seen DESC, id DESC LIMIT ?");
         args.push(limit.into());
-        self.fetch_failures(&sql, &args, "listing failures").await
+        self.fetch_decoded(&sql, &args, "listing failures", decode_failure)
+            .await
     }
 
     async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
         let sql = format!("SELECT {} FROM failures WHERE id = ?", failure_columns::<S>());
-        let found = self.fetch_failures(&sql, &[id.into()], "reading a failure").await?;
+        let found = self
+            .fetch_decoded(&sql, &[id.into()], "reading a failure", decode_failure)
+            .await?;
         Ok(found.into_iter().next())
     }
 
@@ -715,7 +723,8 @@ impl<S: SqlStore> FailureLedger for S {
             failure_columns::<S>()
         );
         let args = [scheme.into(), source_id.into(), limit.into()];
-        self.fetch_failures(&sql, &args, "listing a record's failures").await
+        self.fetch_decoded(&sql, &args, "listing a record's failures", decode_failure)
+            .await
     }
 }
 
@@ -766,19 +775,26 @@ impl<S: SqlStore> RunHistory for S {
                 vec![limit.into()],
             ),
         };
-        self.fetch_runs(&sql, &args, "listing runs").await
+        self.fetch_decoded(&sql, &args, "listing runs", decode_run).await
     }
 
     async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
         let sql = format!("SELECT {} FROM runs WHERE id = ?", run_columns::<S>());
-        let found = self.fetch_runs(&sql, &[id.into()], "reading a run").await?;
+        let found = self
+            .fetch_decoded(&sql, &[id.into()], "reading a run", decode_run)
+            .await?;
         Ok(found.into_iter().next())
     }
 
     async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
         let sql = format!("SELECT {} FROM runs WHERE {}", run_columns::<S>(), S::LATEST_RUNS);
-        self.fetch_runs(&sql, &[scheme.into(), status.into()], "listing the latest runs")
-            .await
+        self.fetch_decoded(
+            &sql,
+            &[scheme.into(), status.into()],
+            "listing the latest runs",
+            decode_run,
+        )
+        .await
     }
 }
 

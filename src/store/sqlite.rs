@@ -69,18 +69,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const OPEN_RETRY_EVERY: Duration = Duration::from_millis(20);
 
 const MAPPING_COLUMN_COUNT: usize = 14;
-const MAPPING_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
-     source_name = excluded.source_name, \
-     target_object = excluded.target_object, \
-     target_id = COALESCE(excluded.target_id, mappings.target_id), \
-     target_name = COALESCE(excluded.target_name, mappings.target_name), \
-     status = excluded.status, \
-     payload_hash = excluded.payload_hash, \
-     attempts = excluded.attempts, \
-     last_error = excluded.last_error, \
-     first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at, \
-     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
+const MAPPING_UPSERT_TAIL: &str = sql::mapping_on_conflict!();
 
 /// Bound per inserted failure: scheme, source_id, stage, error_class, message, first_seen, last_seen, payload.
 const FAILURE_BINDS_PER_ROW: usize = 8;
@@ -111,9 +100,7 @@ struct Inner {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("location", &self.inner.location)
-            .finish_non_exhaustive()
+        sql::debug_store(f, "SqliteStore", &self.inner.location)
     }
 }
 
@@ -229,6 +216,11 @@ impl SqlStore for SqliteStore {
     const TEXT_AS_JSON: &'static str = "";
     const LATEST_RUNS: &'static str = "id IN (SELECT MAX(id) FROM runs \
          WHERE (?1 IS NULL OR scheme = ?1) AND (?2 IS NULL OR status = ?2) GROUP BY scheme) ORDER BY scheme";
+    const TARGET_ID_FOR: &'static str = "SELECT target_id FROM mappings \
+         WHERE source_id = ?1 AND (target_object = ?2 OR scheme = ?2) \
+           AND status IN ('created', 'updated') AND target_id IS NOT NULL \
+         ORDER BY scheme = ?2 DESC, last_synced_at DESC, scheme, source_object \
+         LIMIT 1";
     const TAKE_TOKEN: &'static str = "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES (?1, ?2 - 1.0, ?4) \
          ON CONFLICT (name) DO UPDATE SET \
            tokens = min(?2, tokens + max(0, ?4 - updated_at) * ?3 / 1000.0) - 1.0, \
@@ -309,7 +301,8 @@ impl SqlStore for SqliteStore {
         // SQLite reads a negative LIMIT as "no limit".
         args.push(q.limit.unwrap_or(-1).into());
         args.push(q.offset.into());
-        self.fetch_mappings(&sql, &args, "listing mappings").await
+        self.fetch_decoded(&sql, &args, "listing mappings", sql::decode_mapping)
+            .await
     }
 
     async fn save_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
@@ -319,23 +312,6 @@ impl SqlStore for SqliteStore {
             .await
             .map_err(self.failed("saving a mapping"))?;
         Ok(())
-    }
-
-    async fn find_target_id(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar::<_, String>(
-            "SELECT target_id FROM mappings \
-             WHERE source_id = ? AND (target_object = ? OR scheme = ?) \
-               AND status IN ('created', 'updated') AND target_id IS NOT NULL \
-             ORDER BY scheme = ? DESC, last_synced_at DESC, scheme, source_object \
-             LIMIT 1",
-        )
-        .bind(source_id)
-        .bind(object)
-        .bind(object)
-        .bind(object)
-        .fetch_optional(&self.inner.readers)
-        .await
-        .map_err(self.failed("looking up a mapped id"))
     }
 
     async fn close_failures_at_once(&self, _ids: &[i64], _status: FailureStatus) -> Option<Result<u64, StoreError>> {
