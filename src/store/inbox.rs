@@ -186,6 +186,13 @@ fn decode_push(row: &impl SqlRow) -> Result<InboxRow, String> {
     })
 }
 
+/// The rows a claim returned, oldest first.
+fn claimed_rows<S: SqlStore>(store: &S, rows: &[S::Row]) -> Result<Vec<InboxRow>, StoreError> {
+    let mut claimed = store.decode_all("claiming pushes from the inbox", rows, decode_push)?;
+    claimed.sort_by_key(|row| row.id);
+    Ok(claimed)
+}
+
 /// `AND scheme = ?` when a scheme is given (its argument goes to `args`).
 fn scheme_filter<'a>(scheme: Option<&'a str>, args: &mut Vec<Arg<'a>>) -> &'static str {
     match scheme {
@@ -360,13 +367,7 @@ impl InboxStore for SqliteStore {
             .fetch_all(self.writer())
             .await
             .map_err(self.failed("claiming pushes from the inbox"))?;
-        let mut claimed = rows
-            .into_iter()
-            .map(|row| decode_push(&row))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("claiming pushes from the inbox", detail))?;
-        claimed.sort_by_key(|row| row.id);
-        Ok(claimed)
+        claimed_rows(self, &rows)
     }
 
     shared_inbox_methods!();
@@ -462,13 +463,7 @@ impl InboxStore for PostgresStore {
         tx.commit()
             .await
             .map_err(self.failed("claiming pushes from the inbox"))?;
-        let mut claimed = rows
-            .into_iter()
-            .map(|row| decode_push(&row))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("claiming pushes from the inbox", detail))?;
-        claimed.sort_by_key(|row| row.id);
-        Ok(claimed)
+        claimed_rows(self, &rows)
     }
 
     shared_inbox_methods!();

@@ -1412,41 +1412,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "measurement; run by hand"]
     async fn postgres_batch_throughput() {
-        const BATCHES: usize = 1_000;
-        const BATCH: usize = 100;
         let Some(db) = TestSchema::create().await else { return };
-        db.run(|store| async move {
-            for pass in ["insert", "update"] {
-                let started = std::time::Instant::now();
-                let mut lookup = std::time::Duration::ZERO;
-                for b in 0..BATCHES {
-                    let ids: Vec<String> = (0..BATCH).map(|i| format!("SRC-{b:05}-{i:03}")).collect();
-                    let t = std::time::Instant::now();
-                    let known = store.mappings_for("bench", "customer", &ids).await.unwrap();
-                    lookup += t.elapsed();
-                    let mut batch = BatchCommit::default();
-                    for (i, id) in ids.iter().enumerate() {
-                        let mut m = mapping("bench", id, Some(id));
-                        m.attempts = known.get(id).map_or(1, |p| p.attempts + 1);
-                        if i % 50 == 7 {
-                            batch.failures.push(new_failure(id));
-                        } else {
-                            batch.resolved.push(("orders".to_owned(), id.clone()));
-                        }
-                        batch.mappings.push(m);
-                    }
-                    store.commit_batch(batch).await.unwrap();
-                }
-                let elapsed = started.elapsed().as_secs_f64();
-                println!(
-                    "{pass}: {BATCHES} look-up + commit rounds of {BATCH} in {elapsed:.3}s = {:.0} batches/s \
-                     (look-ups {:.3}s)",
-                    BATCHES as f64 / elapsed,
-                    lookup.as_secs_f64()
-                );
-            }
-        })
-        .await;
+        db.run(|store| async move { crate::store::tests::batch_throughput(&store).await })
+            .await;
     }
 
     /// Read-only commands never create Ferry's tables in an empty database.

@@ -709,35 +709,21 @@ type PackedMapping = (
 );
 
 fn unpack_mapping(packed: PackedMapping, scheme: &str, source_object: &str) -> Result<Mapping, String> {
-    let (
-        source_id,
-        source_name,
-        target_object,
-        target_id,
-        target_name,
-        status,
-        payload_hash,
-        attempts,
-        last_error,
-        first_synced_at,
-        last_synced_at,
-        detail_ids,
-    ) = packed;
     Ok(Mapping {
         scheme: scheme.to_owned(),
         source_object: source_object.to_owned(),
-        source_id,
-        source_name,
-        target_object,
-        target_id,
-        target_name,
-        status,
-        payload_hash,
-        attempts,
-        last_error,
-        first_synced_at: optional_timestamp(first_synced_at)?,
-        last_synced_at: optional_timestamp(last_synced_at)?,
-        detail_ids: json(detail_ids)?,
+        source_id: packed.0,
+        source_name: packed.1,
+        target_object: packed.2,
+        target_id: packed.3,
+        target_name: packed.4,
+        status: packed.5,
+        payload_hash: packed.6,
+        attempts: packed.7,
+        last_error: packed.8,
+        first_synced_at: optional_timestamp(packed.9)?,
+        last_synced_at: optional_timestamp(packed.10)?,
+        detail_ids: json(packed.11)?,
     })
 }
 

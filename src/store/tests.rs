@@ -1794,11 +1794,17 @@ async fn every_spelling_of_a_store_path_resolves_to_the_same_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run by hand"]
 async fn sqlite_batch_throughput() {
-    const BATCHES: usize = 1_000;
-    const BATCH: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let store = open_sqlite(dir.path()).await;
+    batch_throughput(&store).await;
+    store.close().await;
+}
 
+/// Look-up and commit rounds as a run makes them, timed and printed (for the manual
+/// throughput measurements of each backend).
+pub(super) async fn batch_throughput(store: &Store) {
+    const BATCHES: usize = 1_000;
+    const BATCH: usize = 100;
     for pass in ["insert", "update"] {
         let started = std::time::Instant::now();
         let mut lookup = std::time::Duration::ZERO;
@@ -1839,7 +1845,6 @@ async fn sqlite_batch_throughput() {
             lookup.as_secs_f64()
         );
     }
-    store.close().await;
 }
 
 #[test]
