@@ -18,8 +18,10 @@
 //!   fail fast with a plain reason: refused, wrong password, no such database.
 //!   The pool connects lazily afterwards. Rejected: letting the pool connect,
 //!   which retries a refused connection for the whole acquire timeout.
-//! - **Speed.** Every statement has a fixed text, so each is prepared once per
-//!   connection, and rows travel as arrays: look-ups and resolutions `UNNEST`
+//! - **Speed.** Every statement has a fixed text (or one per combination of
+//!   optional filters), so each is prepared once per connection; the statements
+//!   shared with SQLite (`super::sql`) are written with `?` and numbered here. Rows
+//!   travel as arrays: look-ups and resolutions `UNNEST`
 //!   their ids, upserts are `INSERT … SELECT FROM UNNEST(…)`. So a look-up is one
 //!   statement and a batch of any size at most three plus `BEGIN`/`COMMIT`.
 //! - **Statistics.** A first import fills the tables faster than autovacuum

@@ -28,10 +28,11 @@
 //!   a commit.
 //! - **Anonymous `?` parameters only.** With numbered ones (`$1`, `?1`) sqlx asks
 //!   SQLite for every parameter's name, which walks a list: quadratic in the
-//!   parameter count, and it took 40% of a batch commit. So the Postgres backend
-//!   gets its own SQL text (it wants `$n` and `UNNEST` anyway); otherwise the
-//!   statements stay standard SQL plus `ON CONFLICT` upserts. SQLite-only bits:
-//!   `LIMIT -1`, `BEGIN IMMEDIATE`, the schema file.
+//!   parameter count, and it took 40% of a batch commit. Statements the two SQL
+//!   backends share live in `super::sql`, written with `?` (the Postgres backend
+//!   numbers them); this file keeps what only SQLite does: chunked `IN (…)` lists,
+//!   multi-row `VALUES`, the group writer, `LIMIT -1`, `BEGIN IMMEDIATE`, the
+//!   schema file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
