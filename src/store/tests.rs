@@ -50,6 +50,11 @@ fn new_failure(scheme: &str, source_id: &str, stage: FailureStage, message: &str
     }
 }
 
+/// A failure of `orders` in the write stage.
+fn write_failure(source_id: &str, message: &str) -> NewFailure {
+    new_failure("orders", source_id, FailureStage::Write, message)
+}
+
 fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -585,8 +590,8 @@ async fn failures_of_one_record_in_every_status(store: &Store) {
     commit_failures(
         store,
         vec![
-            new_failure("orders", "O1", FailureStage::Write, "first"),
-            new_failure("orders", "O2", FailureStage::Write, "other record"),
+            write_failure("O1", "first"),
+            write_failure("O2", "other record"),
             new_failure("invoices", "O1", FailureStage::Write, "other scheme"),
         ],
     )
@@ -615,14 +620,14 @@ async fn failures_of_one_record_in_every_status(store: &Store) {
 }
 
 async fn failure_repeats_count_attempts(store: &Store) {
-    commit_failures(store, vec![new_failure("orders", "O1", FailureStage::Write, "first")]).await;
+    commit_failures(store, vec![write_failure("O1", "first")]).await;
     let first = store.list_failures(Some("orders"), None, 10).await.unwrap().remove(0);
     assert_eq!(first.attempts, 1);
     assert_eq!(first.status, FailureStatus::Open);
     assert_eq!(first.first_seen, first.last_seen);
 
     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-    let mut again = new_failure("orders", "O1", FailureStage::Write, "second");
+    let mut again = write_failure("O1", "second");
     again.error_class = "timeout".to_owned();
     commit_failures(
         store,
@@ -644,14 +649,7 @@ async fn failure_repeats_count_attempts(store: &Store) {
     assert_eq!(store.count_open_failures("other").await.unwrap(), 0);
 
     // The same failure twice in one batch counts twice.
-    commit_failures(
-        store,
-        vec![
-            new_failure("orders", "O1", FailureStage::Write, "third"),
-            new_failure("orders", "O1", FailureStage::Write, "fourth"),
-        ],
-    )
-    .await;
+    commit_failures(store, vec![write_failure("O1", "third"), write_failure("O1", "fourth")]).await;
     let write = store.failure(first.id).await.unwrap().unwrap();
     assert_eq!(write.attempts, 4);
     assert_eq!(write.message, "fourth");
@@ -662,9 +660,9 @@ async fn success_resolves_open_failures(store: &Store) {
     commit_failures(
         store,
         vec![
-            new_failure("orders", "O1", FailureStage::Write, "boom"),
+            write_failure("O1", "boom"),
             new_failure("orders", "O1", FailureStage::Fetch, "boom"),
-            new_failure("orders", "O2", FailureStage::Write, "boom"),
+            write_failure("O2", "boom"),
             new_failure("refunds", "O1", FailureStage::Write, "boom"),
         ],
     )
@@ -688,7 +686,7 @@ async fn success_resolves_open_failures(store: &Store) {
     assert!(resolved.iter().all(|f| f.source_id == "O1"));
 
     // A new failure after resolution opens a fresh entry.
-    commit_failures(store, vec![new_failure("orders", "O1", FailureStage::Write, "again")]).await;
+    commit_failures(store, vec![write_failure("O1", "again")]).await;
     let open = store
         .list_failures(Some("orders"), Some(FailureStatus::Open), 10)
         .await
@@ -701,7 +699,7 @@ async fn success_resolves_open_failures(store: &Store) {
     commit(
         store,
         BatchCommit {
-            failures: vec![new_failure("orders", "O2", FailureStage::Write, "still")],
+            failures: vec![write_failure("O2", "still")],
             resolved: vec![("orders".to_owned(), "O2".to_owned())],
             ..BatchCommit::default()
         },
@@ -718,14 +716,7 @@ async fn success_resolves_open_failures(store: &Store) {
 }
 
 async fn failure_status_changes(store: &Store) {
-    commit_failures(
-        store,
-        vec![
-            new_failure("orders", "O1", FailureStage::Write, "a"),
-            new_failure("orders", "O2", FailureStage::Write, "b"),
-        ],
-    )
-    .await;
+    commit_failures(store, vec![write_failure("O1", "a"), write_failure("O2", "b")]).await;
     let listed = store.list_failures(None, None, 10).await.unwrap();
     let id_of = |source_id: &str| listed.iter().find(|f| f.source_id == source_id).unwrap().id;
     let (o1, o2) = (id_of("O1"), id_of("O2"));
@@ -745,7 +736,7 @@ async fn failure_status_changes(store: &Store) {
 
     // Skipped entries stay history: a new failure opens a fresh row, and then the
     // old one cannot be reopened beside it.
-    commit_failures(store, vec![new_failure("orders", "O1", FailureStage::Write, "new")]).await;
+    commit_failures(store, vec![write_failure("O1", "new")]).await;
     let reopened = store.set_failure_status(&[o1, o2], FailureStatus::Open).await.unwrap();
     assert_eq!(reopened, 1);
     assert_eq!(store.failure(o1).await.unwrap().unwrap().status, FailureStatus::Skipped);
@@ -753,7 +744,7 @@ async fn failure_status_changes(store: &Store) {
     assert_eq!(store.count_open_failures("orders").await.unwrap(), 2);
 
     // A reopened failure counts further attempts.
-    commit_failures(store, vec![new_failure("orders", "O2", FailureStage::Write, "b2")]).await;
+    commit_failures(store, vec![write_failure("O2", "b2")]).await;
     assert_eq!(store.failure(o2).await.unwrap().unwrap().attempts, 2);
 
     assert_eq!(
@@ -765,7 +756,7 @@ async fn failure_status_changes(store: &Store) {
 
 async fn failures_list_newest_first(store: &Store) {
     for source_id in ["O1", "O2", "O3"] {
-        commit_failures(store, vec![new_failure("orders", source_id, FailureStage::Write, "x")]).await;
+        commit_failures(store, vec![write_failure(source_id, "x")]).await;
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     commit_failures(store, vec![new_failure("invoices", "I1", FailureStage::Fetch, "x")]).await;
@@ -859,7 +850,7 @@ async fn run_history(store: &Store) {
 async fn one_commit_writes_everything(store: &Store) {
     let batch = BatchCommit {
         mappings: vec![mapping("orders", "O1", Some("T1")), mapping("orders", "O2", None)],
-        failures: vec![new_failure("orders", "O2", FailureStage::Write, "rejected")],
+        failures: vec![write_failure("O2", "rejected")],
         resolved: vec![("orders".to_owned(), "O1".to_owned())],
         settled: Vec::new(),
     };
@@ -1540,7 +1531,7 @@ pub(super) async fn a_refused_batch_leaves_nothing_behind(store: &Store) -> Stri
     let err = store
         .commit_batch(BatchCommit {
             mappings: vec![mapping("orders", "O1", Some("T1"))],
-            failures: vec![new_failure("orders", "boom", FailureStage::Write, "x")],
+            failures: vec![write_failure("boom", "x")],
             resolved: vec![("orders".to_owned(), "O1".to_owned())],
             settled: Vec::new(),
         })
