@@ -24,6 +24,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::sql::{detail, Arg, On, SqlRow, SqlStore};
 use super::{check_limit, now, MemoryStore, ParseStatusError, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Where an inbox row stands.
@@ -159,35 +160,176 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 const COLUMNS: &str = "id, scheme, dedupe_key, business_key, cancel, received_as, payload, status, attempts, \
      received_at, available_at, claimed_by, lease_until, finished_at, last_error";
 
-/// Reads a row in [`COLUMNS`] order from either backend.
-macro_rules! decode_row {
-    ($row:expr, $cancel:ty) => {{
-        use sqlx::Row;
-        let row = $row;
-        (|| -> Result<InboxRow, String> {
-            let text = |e: sqlx::Error| e.to_string();
-            let payload: String = row.try_get(6).map_err(text)?;
-            let status: String = row.try_get(7).map_err(text)?;
-            let cancel: $cancel = row.try_get(4).map_err(text)?;
-            Ok(InboxRow {
-                id: row.try_get(0).map_err(text)?,
-                scheme: row.try_get(1).map_err(text)?,
-                dedupe_key: row.try_get(2).map_err(text)?,
-                business_key: row.try_get(3).map_err(text)?,
-                cancel: cancel != <$cancel>::default(),
-                received_as: row.try_get(5).map_err(text)?,
-                payload: serde_json::from_str(&payload).map_err(|e| format!("payload: {e}"))?,
-                status: status.parse().map_err(|e: ParseStatusError| e.to_string())?,
-                attempts: row.try_get(8).map_err(text)?,
-                received_at: from_ms(row.try_get(9).map_err(text)?),
-                available_at: from_ms(row.try_get(10).map_err(text)?),
-                claimed_by: row.try_get(11).map_err(text)?,
-                lease_until: row.try_get::<Option<i64>, _>(12).map_err(text)?.map(from_ms),
-                finished_at: row.try_get::<Option<i64>, _>(13).map_err(text)?.map(from_ms),
-                last_error: row.try_get(14).map_err(text)?,
+/// Reads a row in [`COLUMNS`] order from either SQL backend.
+fn decode_push(row: &impl SqlRow) -> Result<InboxRow, String> {
+    let payload = row.text(6).map_err(detail)?;
+    Ok(InboxRow {
+        id: row.int(0).map_err(detail)?,
+        scheme: row.text(1).map_err(detail)?,
+        dedupe_key: row.text(2).map_err(detail)?,
+        business_key: row.opt_text(3).map_err(detail)?,
+        cancel: row.boolean(4).map_err(detail)?,
+        received_as: row.text(5).map_err(detail)?,
+        payload: serde_json::from_str(&payload).map_err(|e| format!("payload: {e}"))?,
+        status: row
+            .text(7)
+            .map_err(detail)?
+            .parse()
+            .map_err(|e: ParseStatusError| e.to_string())?,
+        attempts: row.int(8).map_err(detail)?,
+        received_at: from_ms(row.int(9).map_err(detail)?),
+        available_at: from_ms(row.int(10).map_err(detail)?),
+        claimed_by: row.opt_text(11).map_err(detail)?,
+        lease_until: row.opt_int(12).map_err(detail)?.map(from_ms),
+        finished_at: row.opt_int(13).map_err(detail)?.map(from_ms),
+        last_error: row.opt_text(14).map_err(detail)?,
+    })
+}
+
+/// The rows a claim returned, oldest first.
+fn claimed_rows<S: SqlStore>(store: &S, rows: &[S::Row]) -> Result<Vec<InboxRow>, StoreError> {
+    let mut claimed = store.decode_all("claiming pushes from the inbox", rows, decode_push)?;
+    claimed.sort_by_key(|row| row.id);
+    Ok(claimed)
+}
+
+/// `AND scheme = ?` when a scheme is given (its argument goes to `args`).
+fn scheme_filter<'a>(scheme: Option<&'a str>, args: &mut Vec<Arg<'a>>) -> &'static str {
+    match scheme {
+        Some(scheme) => {
+            args.push(scheme.into());
+            " AND scheme = ?"
+        }
+        None => "",
+    }
+}
+
+/// The inbox methods whose SQL differs between the backends only in placeholders,
+/// for the SQLite and Postgres impls of [`InboxStore`] (through [`SqlStore`]).
+macro_rules! shared_inbox_methods {
+    () => {
+        async fn finish_pushes(&self, worker: &str, outcomes: &[PushOutcome]) -> Result<u64, StoreError> {
+            const ACTION: &str = "settling inbox rows";
+            let mut tx = self.begin_write().await.map_err(self.failed(ACTION))?;
+            let at = ms(now());
+            let mut changed = 0;
+            // Rows that went through settle together, a statement per chunk of ids.
+            let done: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
+            for chunk in done.chunks(FINISH_ROWS_PER_STATEMENT) {
+                let mut args: Vec<Arg<'_>> = vec![at.into(), worker.into()];
+                args.extend(chunk.iter().map(|&id| Arg::from(id)));
+                let sql = format!(
+                    "UPDATE inbox SET status = 'done', finished_at = ?, last_error = NULL, claimed_by = NULL, \
+                     lease_until = NULL WHERE claimed_by = ? AND id IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                changed += Self::execute_in(&mut tx, &sql, &args)
+                    .await
+                    .map_err(self.failed(ACTION))?;
+            }
+            for outcome in outcomes.iter().filter(|o| o.error.is_some()) {
+                let (status, finished, available) = match outcome.retry_at {
+                    Some(retry) => ("pending", None, Some(ms(retry))),
+                    None => ("failed", Some(at), None),
+                };
+                let args = [
+                    status.into(),
+                    finished.into(),
+                    available.into(),
+                    outcome.error.as_deref().into(),
+                    outcome.id.into(),
+                    worker.into(),
+                ];
+                let sql = "UPDATE inbox SET status = ?, finished_at = ?, available_at = COALESCE(?, available_at), \
+                     last_error = ?, claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ?";
+                changed += Self::execute_in(&mut tx, sql, &args)
+                    .await
+                    .map_err(self.failed(ACTION))?;
+            }
+            Self::commit(tx).await.map_err(self.failed(ACTION))?;
+            Ok(changed)
+        }
+
+        async fn list_pushes(
+            &self,
+            scheme: Option<&str>,
+            status: Option<PushStatus>,
+            limit: i64,
+        ) -> Result<Vec<InboxRow>, StoreError> {
+            const ACTION: &str = "listing the inbox";
+            check_limit(limit)?;
+            let mut args = Vec::with_capacity(3);
+            let mut sql = format!(
+                "SELECT {COLUMNS} FROM inbox WHERE 1 = 1{}",
+                scheme_filter(scheme, &mut args)
+            );
+            if let Some(status) = status {
+                sql.push_str(" AND status = ?");
+                args.push(status.as_str().into());
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(limit.into());
+            let rows = self
+                .fetch_all(On::Read, &sql, &args)
+                .await
+                .map_err(self.failed(ACTION))?;
+            self.decode_all(ACTION, &rows, decode_push)
+        }
+
+        async fn push(&self, id: i64) -> Result<Option<InboxRow>, StoreError> {
+            const ACTION: &str = "reading an inbox row";
+            let sql = format!("SELECT {COLUMNS} FROM inbox WHERE id = ?");
+            let row = self
+                .fetch_optional(On::Read, &sql, &[id.into()])
+                .await
+                .map_err(self.failed(ACTION))?;
+            row.map(|row| decode_push(&row))
+                .transpose()
+                .map_err(self.corrupt(ACTION))
+        }
+
+        async fn purge_pushes(
+            &self,
+            scheme: Option<&str>,
+            status: PushStatus,
+            before: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            refuse_pending_purge(status)?;
+            let mut args = vec![status.as_str().into(), ms(before).into()];
+            let sql = format!(
+                "DELETE FROM inbox WHERE status = ? AND received_at < ?{}",
+                scheme_filter(scheme, &mut args)
+            );
+            self.execute(&sql, &args)
+                .await
+                .map_err(self.failed("purging the inbox"))
+        }
+
+        async fn inbox_depth(&self, scheme: Option<&str>) -> Result<InboxDepth, StoreError> {
+            let mut args: Vec<Arg<'_>> = Vec::with_capacity(2);
+            // With a scheme both halves read the (scheme, status, id) index alone: rows are
+            // appended in time order, so the oldest pending row is the first by id.
+            let sql = match scheme {
+                Some(scheme) => {
+                    args.push(scheme.into());
+                    args.push(scheme.into());
+                    "SELECT COUNT(*), (SELECT received_at FROM inbox WHERE scheme = ? AND status = 'pending' \
+                     ORDER BY id LIMIT 1) FROM inbox WHERE scheme = ? AND status = 'pending'"
+                        .to_string()
+                }
+                None => "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending'".to_string(),
+            };
+            let row = self
+                .fetch_one(On::Read, &sql, &args)
+                .await
+                .and_then(|row| Ok((row.int(0)?, row.opt_int(1)?)))
+                .map_err(self.failed("counting pending pushes"))?;
+            Ok(InboxDepth {
+                pending: row.0,
+                oldest: row.1.map(from_ms),
             })
-        })()
-    }};
+        }
+    };
 }
 
 fn payload_text(push: &NewPush) -> Result<String, StoreError> {
@@ -252,102 +394,10 @@ impl InboxStore for SqliteStore {
             .fetch_all(self.writer())
             .await
             .map_err(self.failed("claiming pushes from the inbox"))?;
-        let mut claimed = rows
-            .into_iter()
-            .map(|row| decode_row!(row, bool))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("claiming pushes from the inbox", detail))?;
-        claimed.sort_by_key(|row| row.id);
-        Ok(claimed)
+        claimed_rows(self, &rows)
     }
 
-    async fn finish_pushes(&self, worker: &str, outcomes: &[PushOutcome]) -> Result<u64, StoreError> {
-        let mut tx = self
-            .writer()
-            .begin()
-            .await
-            .map_err(self.failed("settling inbox rows"))?;
-        let at = ms(now());
-        let mut changed = 0;
-        // Rows that went through settle together, a statement per chunk.
-        let done_ids: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
-        for chunk in done_ids.chunks(FINISH_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE inbox SET status = 'done', finished_at = ?, last_error = NULL, claimed_by = NULL, \
-                 lease_until = NULL WHERE claimed_by = ? AND id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut update = sqlx::query(&sql).bind(at).bind(worker);
-            for id in chunk {
-                update = update.bind(id);
-            }
-            let done = update
-                .execute(&mut *tx)
-                .await
-                .map_err(self.failed("settling inbox rows"))?;
-            changed += done.rows_affected();
-        }
-        for outcome in outcomes.iter().filter(|o| o.error.is_some()) {
-            let (status, finished, available) = match outcome.retry_at {
-                Some(retry) => ("pending", None, Some(ms(retry))),
-                None => ("failed", Some(at), None),
-            };
-            let done = sqlx::query(
-                "UPDATE inbox SET status = ?, finished_at = ?, available_at = COALESCE(?, available_at), \
-                 last_error = ?, claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ?",
-            )
-            .bind(status)
-            .bind(finished)
-            .bind(available)
-            .bind(&outcome.error)
-            .bind(outcome.id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.failed("settling inbox rows"))?;
-            changed += done.rows_affected();
-        }
-        tx.commit().await.map_err(self.failed("settling inbox rows"))?;
-        Ok(changed)
-    }
-
-    async fn list_pushes(
-        &self,
-        scheme: Option<&str>,
-        status: Option<PushStatus>,
-        limit: i64,
-    ) -> Result<Vec<InboxRow>, StoreError> {
-        check_limit(limit)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM inbox WHERE (? IS NULL OR scheme = ?) AND (? IS NULL OR status = ?) \
-             ORDER BY id DESC LIMIT ?"
-        );
-        let status = status.map(PushStatus::as_str);
-        let rows = sqlx::query(&sql)
-            .bind(scheme)
-            .bind(scheme)
-            .bind(status)
-            .bind(status)
-            .bind(limit)
-            .fetch_all(self.readers())
-            .await
-            .map_err(self.failed("listing the inbox"))?;
-        rows.into_iter()
-            .map(|row| decode_row!(row, bool))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("listing the inbox", detail))
-    }
-
-    async fn push(&self, id: i64) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM inbox WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(self.readers())
-            .await
-            .map_err(self.failed("reading an inbox row"))?;
-        row.map(|row| decode_row!(row, bool))
-            .transpose()
-            .map_err(|detail| self.corrupt_row("reading an inbox row", detail))
-    }
+    shared_inbox_methods!();
 
     async fn replay_pushes(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let mut changed = 0;
@@ -364,45 +414,6 @@ impl InboxStore for SqliteStore {
             changed += done.rows_affected();
         }
         Ok(changed)
-    }
-
-    async fn purge_pushes(
-        &self,
-        scheme: Option<&str>,
-        status: PushStatus,
-        before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        refuse_pending_purge(status)?;
-        let done = sqlx::query("DELETE FROM inbox WHERE (? IS NULL OR scheme = ?) AND status = ? AND received_at < ?")
-            .bind(scheme)
-            .bind(scheme)
-            .bind(status.as_str())
-            .bind(ms(before))
-            .execute(self.writer())
-            .await
-            .map_err(self.failed("purging the inbox"))?;
-        Ok(done.rows_affected())
-    }
-
-    async fn inbox_depth(&self, scheme: Option<&str>) -> Result<InboxDepth, StoreError> {
-        // With a scheme, both halves read the (scheme, status, id) index alone: rows are
-        // appended in time order, so the oldest pending row is the first by id.
-        let sql = match scheme {
-            Some(_) => {
-                "SELECT COUNT(*), (SELECT received_at FROM inbox WHERE scheme = ?1 AND status = 'pending' \
-                 ORDER BY id LIMIT 1) FROM inbox WHERE scheme = ?1 AND status = 'pending'"
-            }
-            None => "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending' AND ?1 IS NULL",
-        };
-        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(sql)
-            .bind(scheme)
-            .fetch_one(self.readers())
-            .await
-            .map_err(self.failed("counting pending pushes"))?;
-        Ok(InboxDepth {
-            pending,
-            oldest: oldest.map(from_ms),
-        })
     }
 }
 
@@ -479,93 +490,10 @@ impl InboxStore for PostgresStore {
         tx.commit()
             .await
             .map_err(self.failed("claiming pushes from the inbox"))?;
-        let mut claimed = rows
-            .into_iter()
-            .map(|row| decode_row!(row, bool))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("claiming pushes from the inbox", detail))?;
-        claimed.sort_by_key(|row| row.id);
-        Ok(claimed)
+        claimed_rows(self, &rows)
     }
 
-    async fn finish_pushes(&self, worker: &str, outcomes: &[PushOutcome]) -> Result<u64, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(self.failed("settling inbox rows"))?;
-        let at = ms(now());
-        // Rows that went through settle in one statement.
-        let done_ids: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
-        let mut changed = if done_ids.is_empty() {
-            0
-        } else {
-            sqlx::query(
-                "UPDATE inbox SET status = 'done', finished_at = $1, last_error = NULL, claimed_by = NULL, \
-                 lease_until = NULL WHERE claimed_by = $2 AND id = ANY($3)",
-            )
-            .bind(at)
-            .bind(worker)
-            .bind(&done_ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.failed("settling inbox rows"))?
-            .rows_affected()
-        };
-        for outcome in outcomes.iter().filter(|o| o.error.is_some()) {
-            let (status, finished, available) = match outcome.retry_at {
-                Some(retry) => ("pending", None, Some(ms(retry))),
-                None => ("failed", Some(at), None),
-            };
-            let done = sqlx::query(
-                "UPDATE inbox SET status = $1, finished_at = $2, available_at = COALESCE($3, available_at), \
-                 last_error = $4, claimed_by = NULL, lease_until = NULL WHERE id = $5 AND claimed_by = $6",
-            )
-            .bind(status)
-            .bind(finished)
-            .bind(available)
-            .bind(&outcome.error)
-            .bind(outcome.id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.failed("settling inbox rows"))?;
-            changed += done.rows_affected();
-        }
-        tx.commit().await.map_err(self.failed("settling inbox rows"))?;
-        Ok(changed)
-    }
-
-    async fn list_pushes(
-        &self,
-        scheme: Option<&str>,
-        status: Option<PushStatus>,
-        limit: i64,
-    ) -> Result<Vec<InboxRow>, StoreError> {
-        check_limit(limit)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM inbox WHERE ($1::text IS NULL OR scheme = $1) AND ($2::text IS NULL OR status = $2) \
-             ORDER BY id DESC LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(scheme)
-            .bind(status.map(PushStatus::as_str))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.failed("listing the inbox"))?;
-        rows.into_iter()
-            .map(|row| decode_row!(row, bool))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|detail| self.corrupt_row("listing the inbox", detail))
-    }
-
-    async fn push(&self, id: i64) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM inbox WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(self.failed("reading an inbox row"))?;
-        row.map(|row| decode_row!(row, bool))
-            .transpose()
-            .map_err(|detail| self.corrupt_row("reading an inbox row", detail))
-    }
+    shared_inbox_methods!();
 
     async fn replay_pushes(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let done = sqlx::query(
@@ -578,39 +506,6 @@ impl InboxStore for PostgresStore {
         .await
         .map_err(self.failed("replaying inbox rows"))?;
         Ok(done.rows_affected())
-    }
-
-    async fn purge_pushes(
-        &self,
-        scheme: Option<&str>,
-        status: PushStatus,
-        before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        refuse_pending_purge(status)?;
-        let done = sqlx::query(
-            "DELETE FROM inbox WHERE ($1::text IS NULL OR scheme = $1) AND status = $2 AND received_at < $3",
-        )
-        .bind(scheme)
-        .bind(status.as_str())
-        .bind(ms(before))
-        .execute(self.pool())
-        .await
-        .map_err(self.failed("purging the inbox"))?;
-        Ok(done.rows_affected())
-    }
-
-    async fn inbox_depth(&self, scheme: Option<&str>) -> Result<InboxDepth, StoreError> {
-        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending' AND ($1::text IS NULL OR scheme = $1)",
-        )
-        .bind(scheme)
-        .fetch_one(self.pool())
-        .await
-        .map_err(self.failed("counting pending pushes"))?;
-        Ok(InboxDepth {
-            pending,
-            oldest: oldest.map(from_ms),
-        })
     }
 }
 

@@ -55,6 +55,7 @@ mod field_mappings;
 pub mod lock;
 mod memory;
 pub mod postgres;
+mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;

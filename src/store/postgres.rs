@@ -18,8 +18,10 @@
 //!   fail fast with a plain reason: refused, wrong password, no such database.
 //!   The pool connects lazily afterwards. Rejected: letting the pool connect,
 //!   which retries a refused connection for the whole acquire timeout.
-//! - **Speed.** Every statement has a fixed text, so each is prepared once per
-//!   connection, and rows travel as arrays: look-ups and resolutions `UNNEST`
+//! - **Speed.** Every statement has a fixed text (or one per combination of
+//!   optional filters), so each is prepared once per connection; the statements
+//!   shared with SQLite (`super::sql`) are written with `?` and numbered here. Rows
+//!   travel as arrays: look-ups and resolutions `UNNEST`
 //!   their ids, upserts are `INSERT … SELECT FROM UNNEST(…)`. So a look-up is one
 //!   statement and a batch of any size at most three plus `BEGIN`/`COMMIT`.
 //! - **Statistics.** A first import fills the tables faster than autovacuum
@@ -49,18 +51,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Row};
+use sqlx::{Connection, Postgres};
 
-use super::field_mappings::{
-    put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
+use super::sql::{
+    self, bind_args, decode_mapping, numbered, open_failure, to_json_text, Arg, MigrateHints, On, SqlStore,
+    MAPPING_COLUMNS,
 };
 use super::{
-    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
-    EventLog, Failure, FailureLedger, FailureStage, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStore,
-    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
+    event_ids_by_scheme, now, BatchCommit, BatchWriter, FailureStage, FailureStatus, IntentBatch, Mapping,
+    MappingQuery, NewFailure, RecordEvent, StoreError,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -75,28 +76,15 @@ const LAST_ANALYZE_AFTER: u64 = 512_000;
 /// reported as busy.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
-     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at, \
-     detail_ids";
-
 /// Upserts one row per array element; the arrays are bound in `MAPPING_COLUMNS` order.
-const MAPPING_UPSERT: &str = "INSERT INTO mappings (scheme, source_object, source_id, source_name, \
+const MAPPING_UPSERT: &str = concat!(
+    "INSERT INTO mappings (scheme, source_object, source_id, source_name, \
      target_object, target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, \
      last_synced_at, detail_ids) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[], $14::text[]) \
-     ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
-     source_name = excluded.source_name, \
-     target_object = excluded.target_object, \
-     target_id = COALESCE(excluded.target_id, mappings.target_id), \
-     target_name = COALESCE(excluded.target_name, mappings.target_name), \
-     status = excluded.status, \
-     payload_hash = excluded.payload_hash, \
-     attempts = excluded.attempts, \
-     last_error = excluded.last_error, \
-     first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at, \
-     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
+       $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::int8[], $13::int8[], $14::text[])",
+    sql::mapping_on_conflict!()
+);
 
 /// Opens failures, or counts them again; `$7` is the time, `$8` how often each occurred.
 const FAILURE_UPSERT: &str = "INSERT INTO failures (scheme, source_id, stage, error_class, message, \
@@ -113,11 +101,6 @@ const FAILURE_UPSERT: &str = "INSERT INTO failures (scheme, source_id, stage, er
 /// Resolves the open failures of the `(scheme, source_id)` pairs in `$1`/`$2`.
 const RESOLVE_FAILURES: &str = "UPDATE failures SET status = 'resolved' \
      WHERE status = 'open' AND (scheme, source_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))";
-
-const FAILURE_COLUMNS: &str = "id, scheme, source_id, stage, error_class, message, attempts, \
-     first_seen, last_seen, payload::text, status";
-
-const RUN_COLUMNS: &str = "id, scheme, started_at, finished_at, status, summary::text";
 
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
@@ -139,9 +122,7 @@ struct Inner {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("location", &self.inner.location)
-            .finish_non_exhaustive()
+        sql::debug_store(f, "PostgresStore", &self.inner.location)
     }
 }
 
@@ -246,6 +227,11 @@ impl PostgresStore {
         &self.inner.pool
     }
 
+    /// Reads and writes share one pool.
+    fn pool_for(&self, _on: On) -> &PgPool {
+        &self.inner.pool
+    }
+
     /// Close every connection. Later calls fail.
     pub async fn close(&self) {
         self.inner.pool.close().await;
@@ -281,48 +267,51 @@ impl PostgresStore {
             tracing::debug!(location = %self.inner.location, error = %err, "ANALYZE of the store failed");
         }
     }
-
-    pub(super) fn corrupt_row(&self, action: &'static str, detail: String) -> StoreError {
-        self.corrupt(action)(detail)
-    }
-
-    pub(super) fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-        move |err| {
-            let (busy, reason) = describe_sqlx(&err);
-            StoreError::statement(self.inner.location.clone(), action, busy, reason)
-        }
-    }
-
-    fn corrupt(&self, action: &'static str) -> impl FnOnce(String) -> StoreError + '_ {
-        move |detail| StoreError::Corrupt {
-            location: self.inner.location.clone(),
-            action,
-            detail,
-        }
-    }
-
-    async fn fetch_mappings(&self, query: Query<'_>, action: &'static str) -> Result<Vec<Mapping>, StoreError> {
-        let rows = query.fetch_all(&self.inner.pool).await.map_err(self.failed(action))?;
-        rows.iter()
-            .map(|row| decode_mapping(row).map_err(self.corrupt(action)))
-            .collect()
-    }
-
-    async fn fetch_failures(&self, query: Query<'_>, action: &'static str) -> Result<Vec<Failure>, StoreError> {
-        let rows = query.fetch_all(&self.inner.pool).await.map_err(self.failed(action))?;
-        rows.iter()
-            .map(|row| decode_failure(row).map_err(self.corrupt(action)))
-            .collect()
-    }
 }
 
-impl MappingStore for PostgresStore {
-    async fn mappings_for(
+impl SqlStore for PostgresStore {
+    type Row = PgRow;
+    type Tx = sqlx::Transaction<'static, Postgres>;
+
+    const JSON_AS_TEXT: &'static str = "::text";
+    const TEXT_AS_JSON: &'static str = "::json";
+    const LATEST_RUNS: &'static str = "id IN (SELECT MAX(id) FROM runs \
+         WHERE ($1::text IS NULL OR scheme = $1) AND ($2::text IS NULL OR status = $2) GROUP BY scheme) \
+         ORDER BY scheme COLLATE \"C\"";
+    // NULLS LAST: SQLite sorts a missing sync time below any time, and so must we.
+    const TARGET_ID_FOR: &'static str = "SELECT target_id FROM mappings \
+         WHERE source_id = $1 AND (target_object = $2 OR scheme = $2) \
+           AND status IN ('created', 'updated') AND target_id IS NOT NULL \
+         ORDER BY scheme = $2 DESC, last_synced_at DESC NULLS LAST, scheme, source_object \
+         LIMIT 1";
+    const TAKE_TOKEN: &'static str = "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES ($1, $2 - 1.0, $4) \
+         ON CONFLICT (name) DO UPDATE SET \
+           tokens = LEAST($2, rate_budgets.tokens \
+                    + GREATEST(0, $4 - rate_budgets.updated_at) * $3 / 1000.0) - 1.0, \
+           updated_at = GREATEST(rate_budgets.updated_at, $4) \
+         RETURNING tokens";
+
+    fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    fn describe(err: &sqlx::Error) -> (bool, String) {
+        describe_sqlx(err)
+    }
+
+    sql::sql_runners!(PgRow, numbered);
+
+    async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.inner.pool.begin().await
+    }
+
+    async fn lookup_mappings(
         &self,
         scheme: &str,
         source_object: &str,
         source_ids: &[String],
     ) -> Result<HashMap<String, Mapping>, StoreError> {
+        const ACTION: &str = "looking up mappings";
         if source_ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -336,13 +325,19 @@ impl MappingStore for PostgresStore {
              CROSS JOIN LATERAL (SELECT {MAPPING_COLUMNS} FROM mappings \
                WHERE scheme = $1 AND source_object = $2 AND source_id = wanted.id OFFSET 0) AS m"
         );
-        let query = sqlx::query(&sql).bind(scheme).bind(source_object).bind(source_ids);
-        let found = self.fetch_mappings(query, "looking up mappings").await?;
+        let rows = sqlx::query(&sql)
+            .bind(scheme)
+            .bind(source_object)
+            .bind(source_ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        let found = self.decode_all(ACTION, &rows, decode_mapping)?;
         Ok(found.into_iter().map(|m| (m.source_id.clone(), m)).collect())
     }
 
-    async fn query_mappings(&self, q: &MappingQuery) -> Result<Vec<Mapping>, StoreError> {
-        check_query(q)?;
+    async fn select_mappings(&self, q: &MappingQuery) -> Result<Vec<Mapping>, StoreError> {
+        const ACTION: &str = "listing mappings";
         let mut params = Params::default();
         let mut sql = format!("SELECT {MAPPING_COLUMNS} FROM mappings WHERE TRUE");
         if q.scheme.is_some() {
@@ -376,11 +371,16 @@ impl MappingStore for PostgresStore {
         if let Some(status) = q.status {
             query = query.bind(status.as_str());
         }
-        query = query.bind(q.limit).bind(q.offset);
-        self.fetch_mappings(query, "listing mappings").await
+        let rows = query
+            .bind(q.limit)
+            .bind(q.offset)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.failed(ACTION))?;
+        self.decode_all(ACTION, &rows, decode_mapping)
     }
 
-    async fn upsert_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+    async fn save_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
         MappingColumns::from_rows(std::slice::from_ref(&MappingRow::new(m)))
             .bind(sqlx::query(MAPPING_UPSERT))
             .execute(&self.inner.pool)
@@ -389,242 +389,67 @@ impl MappingStore for PostgresStore {
         Ok(())
     }
 
-    async fn delete_mapping(&self, scheme: &str, source_object: &str, source_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM mappings WHERE scheme = $1 AND source_object = $2 AND source_id = $3")
-            .bind(scheme)
-            .bind(source_object)
-            .bind(source_id)
+    async fn close_failures_at_once(&self, ids: &[i64], status: FailureStatus) -> Option<Result<u64, StoreError>> {
+        let done = sqlx::query("UPDATE failures SET status = $1 WHERE id = ANY($2) AND status <> $1")
+            .bind(status.as_str())
+            .bind(ids)
             .execute(&self.inner.pool)
             .await
-            .map_err(self.failed("deleting a mapping"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(self.failed("changing failure status"));
+        Some(done.map(|done| done.rows_affected()))
     }
 
-    async fn target_id_for(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
-        // NULLS LAST: SQLite sorts a missing sync time below any time, and so must we.
-        sqlx::query_scalar::<_, String>(
-            "SELECT target_id FROM mappings \
-             WHERE source_id = $1 AND (target_object = $2 OR scheme = $2) \
-               AND status IN ('created', 'updated') AND target_id IS NOT NULL \
-             ORDER BY scheme = $2 DESC, last_synced_at DESC NULLS LAST, scheme, source_object \
-             LIMIT 1",
-        )
-        .bind(source_id)
-        .bind(object)
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(self.failed("looking up a mapped id"))
-    }
-}
-
-impl CheckpointStore for PostgresStore {
-    async fn checkpoint(&self, scheme: &str, key: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM checkpoints WHERE scheme = $1 AND key = $2")
-            .bind(scheme)
-            .bind(key)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(self.failed("reading a checkpoint"))
-    }
-
-    async fn set_checkpoint(&self, scheme: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO checkpoints (scheme, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (scheme, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(scheme)
-        .bind(key)
-        .bind(value)
-        .bind(now().timestamp_millis())
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.failed("saving a checkpoint"))?;
-        Ok(())
-    }
-
-    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = $1 AND key = $2")
-            .bind(scheme)
-            .bind(key)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.failed("clearing a checkpoint"))?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-impl FailureLedger for PostgresStore {
-    async fn list_failures(
-        &self,
-        scheme: Option<&str>,
-        status: Option<FailureStatus>,
-        limit: i64,
-    ) -> Result<Vec<Failure>, StoreError> {
-        check_limit(limit)?;
-        let mut params = Params::default();
-        let mut sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE TRUE");
-        if scheme.is_some() {
-            sql.push_str(&format!(" AND scheme = {}", params.next()));
-        }
-        if status.is_some() {
-            sql.push_str(&format!(" AND status = {}", params.next()));
-        }
-        sql.push_str(&format!(" ORDER BY last_seen DESC, id DESC LIMIT {}", params.next()));
-        let mut query = sqlx::query(&sql);
-        if let Some(scheme) = scheme {
-            query = query.bind(scheme);
-        }
-        if let Some(status) = status {
-            query = query.bind(status.as_str());
-        }
-        self.fetch_failures(query.bind(limit), "listing failures").await
-    }
-
-    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
-        check_limit(limit)?;
-        let sql = format!(
-            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = $1 AND source_id = $2 \
-             ORDER BY last_seen DESC, id DESC LIMIT $3"
-        );
-        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
-        self.fetch_failures(query, "listing a record's failures").await
-    }
-
-    async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
-        let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE id = $1");
-        let found = self
-            .fetch_failures(sqlx::query(&sql).bind(id), "reading a failure")
-            .await?;
-        Ok(found.into_iter().next())
-    }
-
-    async fn set_failure_status(&self, ids: &[i64], status: FailureStatus) -> Result<u64, StoreError> {
-        const ACTION: &str = "changing failure status";
-        if status != FailureStatus::Open {
-            let done = sqlx::query("UPDATE failures SET status = $1 WHERE id = ANY($2) AND status <> $1")
-                .bind(status.as_str())
-                .bind(ids)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(self.failed(ACTION))?;
-            return Ok(done.rows_affected());
-        }
-        // Reopening must not collide with an open failure for the same key, and two
-        // of the given ids may share a key, so they are reopened one at a time.
+    async fn save_intents(&self, batches: Vec<IntentBatch<'_>>) -> Result<(), StoreError> {
+        const ACTION: &str = "saving write intents";
         let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
-        let mut changed = 0;
-        for &id in ids {
-            let done = sqlx::query(
-                "UPDATE failures SET status = 'open' WHERE id = $1 AND status <> 'open' \
-                 AND NOT EXISTS (SELECT 1 FROM failures AS other WHERE other.status = 'open' \
-                   AND other.scheme = failures.scheme AND other.source_id = failures.source_id \
-                   AND other.stage = failures.stage)",
+        for batch in &batches {
+            sqlx::query(
+                "INSERT INTO write_intents (scheme, batch_id, created_at, intents) VALUES ($1, $2, $3, $4::json)",
             )
-            .bind(id)
+            .bind(batch.scheme)
+            .bind(batch.batch_id)
+            .bind(batch.created_at)
+            .bind(batch.json.as_str())
             .execute(&mut *tx)
             .await
             .map_err(self.failed(ACTION))?;
-            changed += done.rows_affected();
         }
-        tx.commit().await.map_err(self.failed(ACTION))?;
-        Ok(changed)
+        tx.commit().await.map_err(self.failed(ACTION))
     }
 
-    async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM failures WHERE scheme = $1 AND status = 'open'")
-            .bind(scheme)
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(self.failed("counting open failures"))
-    }
-}
-
-impl RunHistory for PostgresStore {
-    async fn start_run(&self, scheme: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO runs (scheme, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
+    async fn save_events(&self, events: Vec<RecordEvent>, details: Vec<String>, keep: i64) -> Result<(), StoreError> {
+        const ACTION: &str = "saving record events";
+        let column = |f: fn(&RecordEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
+        let events = &events[..];
+        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
+        sqlx::query(
+            "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])",
         )
-        .bind(scheme)
-        .bind(now().timestamp_millis())
-        .fetch_one(&self.inner.pool)
+        .bind(column(|e| e.scheme.clone()))
+        .bind(column(|e| e.source_id.clone()))
+        .bind(events.iter().map(|e| e.run_id).collect::<Vec<i64>>())
+        .bind(events.iter().map(|e| e.at.timestamp_millis()).collect::<Vec<i64>>())
+        .bind(column(|e| e.outcome.as_str().to_owned()))
+        .bind(events.iter().map(|e| e.payload_hash.clone()).collect::<Vec<Option<String>>>())
+        .bind(details)
+        .execute(&mut *tx)
         .await
-        .map_err(self.failed("recording the start of a run"))
-    }
-
-    async fn finish_run(&self, id: i64, status: &str, summary: &serde_json::Value) -> Result<(), StoreError> {
-        let summary = to_json_text(summary)?;
-        let done = sqlx::query("UPDATE runs SET finished_at = $1, status = $2, summary = $3::json WHERE id = $4")
-            .bind(now().timestamp_millis())
-            .bind(status)
-            .bind(summary)
-            .bind(id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(self.failed("recording the end of a run"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                location: self.inner.location.clone(),
-                what: format!("run {id}"),
-            });
-        }
-        Ok(())
-    }
-
-    async fn recent_runs(&self, scheme: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
-        const ACTION: &str = "listing runs";
-        check_limit(limit)?;
-        let (sql, query_scheme) = match scheme {
-            Some(scheme) => (
-                format!("SELECT {RUN_COLUMNS} FROM runs WHERE scheme = $1 ORDER BY id DESC LIMIT $2"),
-                Some(scheme),
-            ),
-            None => (
-                format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1"),
-                None,
-            ),
-        };
-        let mut query = sqlx::query(&sql);
-        if let Some(scheme) = query_scheme {
-            query = query.bind(scheme);
-        }
-        let rows = query
-            .bind(limit)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .collect()
-    }
-
-    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
-        const ACTION: &str = "reading a run";
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(self.failed(ACTION))?;
-        row.as_ref()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .transpose()
-    }
-
-    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
-        const ACTION: &str = "listing the latest runs";
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
-             WHERE ($1::text IS NULL OR scheme = $1) AND ($2::text IS NULL OR status = $2) GROUP BY scheme) \
-             ORDER BY scheme COLLATE \"C\""
-        );
-        let rows = sqlx::query(&sql)
+        .map_err(self.failed(ACTION))?;
+        for (scheme, source_ids) in event_ids_by_scheme(events) {
+            sqlx::query(
+                "DELETE FROM record_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+                 (PARTITION BY source_id ORDER BY id DESC) AS n FROM record_events \
+                 WHERE scheme = $1 AND source_id = ANY($2)) ranked WHERE n > $3)",
+            )
             .bind(scheme)
-            .bind(status)
-            .fetch_all(&self.inner.pool)
+            .bind(source_ids)
+            .bind(keep)
+            .execute(&mut *tx)
             .await
             .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .collect()
+        }
+        tx.commit().await.map_err(self.failed(ACTION))
     }
 }
 
@@ -678,134 +503,6 @@ impl BatchWriter for PostgresStore {
         self.analyze_while_young(batch.mappings.len() + batch.failures.len())
             .await;
         Ok(())
-    }
-}
-
-impl IntentLog for PostgresStore {
-    async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
-        const ACTION: &str = "saving write intents";
-        let batches = super::intent_batches(intents)?;
-        if batches.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
-        for batch in &batches {
-            sqlx::query(
-                "INSERT INTO write_intents (scheme, batch_id, created_at, intents) VALUES ($1, $2, $3, $4::json)",
-            )
-            .bind(batch.scheme)
-            .bind(batch.batch_id)
-            .bind(batch.created_at)
-            .bind(batch.json.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.failed(ACTION))?;
-        }
-        tx.commit().await.map_err(self.failed(ACTION))
-    }
-
-    async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
-        const ACTION: &str = "reading write intents";
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT intents::text FROM write_intents WHERE scheme = $1 ORDER BY created_at, batch_id, id",
-        )
-        .bind(scheme)
-        .fetch_all(&self.inner.pool)
-        .await
-        .map_err(self.failed(ACTION))?;
-        super::unpack_intents(rows.iter().map(String::as_str)).map_err(self.corrupt(ACTION))
-    }
-}
-
-impl EventLog for PostgresStore {
-    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
-        const ACTION: &str = "saving record events";
-        check_keep(keep)?;
-        if keep == 0 || events.is_empty() {
-            return Ok(());
-        }
-        let details = events
-            .iter()
-            .map(RecordEvent::detail_json)
-            .collect::<Result<Vec<_>, _>>()?;
-        let column = |f: fn(&RecordEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
-        let events = &events[..];
-        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
-        sqlx::query(
-            "INSERT INTO record_events (scheme, source_id, run_id, at, outcome, payload_hash, detail) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])",
-        )
-        .bind(column(|e| e.scheme.clone()))
-        .bind(column(|e| e.source_id.clone()))
-        .bind(events.iter().map(|e| e.run_id).collect::<Vec<i64>>())
-        .bind(events.iter().map(|e| e.at.timestamp_millis()).collect::<Vec<i64>>())
-        .bind(column(|e| e.outcome.as_str().to_owned()))
-        .bind(events.iter().map(|e| e.payload_hash.clone()).collect::<Vec<Option<String>>>())
-        .bind(details)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.failed(ACTION))?;
-        for (scheme, source_ids) in event_ids_by_scheme(events) {
-            sqlx::query(
-                "DELETE FROM record_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
-                 (PARTITION BY source_id ORDER BY id DESC) AS n FROM record_events \
-                 WHERE scheme = $1 AND source_id = ANY($2)) ranked WHERE n > $3)",
-            )
-            .bind(scheme)
-            .bind(source_ids)
-            .bind(i64::from(keep))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.failed(ACTION))?;
-        }
-        tx.commit().await.map_err(self.failed(ACTION))
-    }
-
-    async fn record_events_for(
-        &self,
-        scheme: &str,
-        source_id: &str,
-        limit: i64,
-    ) -> Result<Vec<RecordEvent>, StoreError> {
-        const ACTION: &str = "reading record events";
-        check_limit(limit)?;
-        let rows: Vec<super::EventColumns> = sqlx::query_as(
-            "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
-             WHERE scheme = $1 AND source_id = $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(scheme)
-        .bind(source_id)
-        .bind(limit)
-        .fetch_all(&self.inner.pool)
-        .await
-        .map_err(self.failed(ACTION))?;
-        rows.into_iter()
-            .map(|(scheme, source_id, run_id, at, outcome, hash, detail)| {
-                RecordEvent::from_columns(scheme, source_id, run_id, at, &outcome, hash, &detail)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(self.corrupt(ACTION))
-    }
-}
-
-impl RateBudget for PostgresStore {
-    async fn take_token(&self, name: &str, per_second: f64, burst: u32) -> Result<std::time::Duration, StoreError> {
-        let tokens: f64 = sqlx::query_scalar(
-            "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES ($1, $2 - 1.0, $4) \
-             ON CONFLICT (name) DO UPDATE SET \
-               tokens = LEAST($2, rate_budgets.tokens \
-                        + GREATEST(0, $4 - rate_budgets.updated_at) * $3 / 1000.0) - 1.0, \
-               updated_at = GREATEST(rate_budgets.updated_at, $4) \
-             RETURNING tokens",
-        )
-        .bind(name)
-        .bind(f64::from(burst))
-        .bind(per_second)
-        .bind(now().timestamp_millis())
-        .fetch_one(&self.inner.pool)
-        .await
-        .map_err(self.failed("taking from a rate budget"))?;
-        Ok(crate::rate::wait_for(tokens, per_second))
     }
 }
 
@@ -1015,220 +712,6 @@ impl<'a> FailureColumns<'a> {
     }
 }
 
-// ---- decoding ----------------------------------------------------------------------
-
-fn column<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(row: &'r PgRow, index: usize) -> Result<T, String> {
-    row.try_get(index).map_err(|err| err.to_string())
-}
-
-fn parse<T: FromStr<Err = super::ParseStatusError>>(text: &str) -> Result<T, String> {
-    text.parse().map_err(|err: super::ParseStatusError| err.to_string())
-}
-
-fn timestamp(ms: i64) -> Result<DateTime<Utc>, String> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("timestamp {ms} is out of range"))
-}
-
-fn optional_timestamp(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, String> {
-    ms.map(timestamp).transpose()
-}
-
-fn json(text: Option<String>) -> Result<Option<serde_json::Value>, String> {
-    text.map(|t| serde_json::from_str(&t).map_err(|err| format!("stored JSON is invalid: {err}")))
-        .transpose()
-}
-
-fn to_json_text(value: &serde_json::Value) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::InvalidRequest(format!("a JSON value cannot be stored: {err}")))
-}
-
-fn decode_mapping(row: &PgRow) -> Result<Mapping, String> {
-    Ok(Mapping {
-        scheme: column(row, 0)?,
-        source_object: column(row, 1)?,
-        source_id: column(row, 2)?,
-        source_name: column(row, 3)?,
-        target_object: column(row, 4)?,
-        target_id: column(row, 5)?,
-        target_name: column(row, 6)?,
-        status: parse(column(row, 7)?)?,
-        payload_hash: column(row, 8)?,
-        attempts: column(row, 9)?,
-        last_error: column(row, 10)?,
-        first_synced_at: optional_timestamp(column(row, 11)?)?,
-        last_synced_at: optional_timestamp(column(row, 12)?)?,
-        detail_ids: json(column(row, 13)?)?,
-    })
-}
-
-fn decode_failure(row: &PgRow) -> Result<Failure, String> {
-    Ok(Failure {
-        id: column(row, 0)?,
-        scheme: column(row, 1)?,
-        source_id: column(row, 2)?,
-        stage: parse(column(row, 3)?)?,
-        error_class: column(row, 4)?,
-        message: column(row, 5)?,
-        attempts: column(row, 6)?,
-        first_seen: timestamp(column(row, 7)?)?,
-        last_seen: timestamp(column(row, 8)?)?,
-        payload: json(column(row, 9)?)?,
-        status: parse(column(row, 10)?)?,
-    })
-}
-
-fn decode_run(row: &PgRow) -> Result<RunRecord, String> {
-    Ok(RunRecord {
-        id: column(row, 0)?,
-        scheme: column(row, 1)?,
-        started_at: timestamp(column(row, 2)?)?,
-        finished_at: optional_timestamp(column(row, 3)?)?,
-        status: column(row, 4)?,
-        summary: json(column(row, 5)?)?,
-    })
-}
-
-// ---- field mappings ------------------------------------------------------------------
-
-const FIELD_MAPPING_COLUMNS: &str = "data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name";
-const FIELD_MAPPING_UPSERT: &str = "INSERT INTO field_mappings \
-     (data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (data_center, channel, data_type, crm_value) DO UPDATE SET \
-     crm_name = excluded.crm_name, erp_value = excluded.erp_value, erp_name = excluded.erp_name";
-
-fn decode_field_mapping(row: &PgRow) -> Result<FieldMapping, String> {
-    Ok(FieldMapping {
-        data_center: column(row, 0)?,
-        channel: column(row, 1)?,
-        data_type: column(row, 2)?,
-        crm_value: column(row, 3)?,
-        crm_name: column(row, 4)?,
-        erp_value: column(row, 5)?,
-        erp_name: column(row, 6)?,
-    })
-}
-
-fn bind_table<'q>(query: Query<'q>, table: &'q FieldTable) -> Query<'q> {
-    query
-        .bind(table.data_center.as_str())
-        .bind(table.channel.as_str())
-        .bind(table.data_type.as_str())
-}
-
-impl FieldMappingStore for PostgresStore {
-    async fn put_field_mappings(&self, rows: &[FieldMapping]) -> Result<FieldMappingChanges, StoreError> {
-        const ACTION: &str = "saving field mappings";
-        let by_crm = format!(
-            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
-             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND crm_value = $4"
-        );
-        let erp_owner = "SELECT crm_value FROM field_mappings \
-             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND erp_value = $4";
-        let mut tx = self.inner.pool.begin().await.map_err(self.failed(ACTION))?;
-        let mut changes = FieldMappingChanges::default();
-        for row in rows {
-            let table = row.table();
-            let stored = bind_table(sqlx::query(&by_crm), &table)
-                .bind(row.crm_value.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| decode_field_mapping(&found))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
-            let owner: Option<String> = bind_table(sqlx::query(erp_owner), &table)
-                .bind(row.erp_value.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| column(&found, 0))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
-            // Returning the error drops `tx`, which rolls the transaction back.
-            let step = put_step(row, stored.as_ref(), owner.as_deref())?;
-            changes.count(&step);
-            if !matches!(step, PutStep::Keep) {
-                sqlx::query(FIELD_MAPPING_UPSERT)
-                    .bind(row.data_center.as_str())
-                    .bind(row.channel.as_str())
-                    .bind(row.data_type.as_str())
-                    .bind(row.crm_value.as_str())
-                    .bind(row.crm_name.as_deref())
-                    .bind(row.erp_value.as_str())
-                    .bind(row.erp_name.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.failed(ACTION))?;
-            }
-        }
-        tx.commit().await.map_err(self.failed(ACTION))?;
-        Ok(changes)
-    }
-
-    async fn list_field_mappings(&self, filter: &FieldMappingFilter) -> Result<Vec<FieldMapping>, StoreError> {
-        const ACTION: &str = "listing field mappings";
-        let sql = format!(
-            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
-             WHERE ($1::text IS NULL OR data_center = $1) AND ($2::text IS NULL OR channel = $2) \
-               AND ($3::text IS NULL OR data_type = $3) \
-             ORDER BY data_center, channel, data_type, rtrim(crm_value, '0123456789'), length(crm_value), crm_value"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(filter.data_center.as_deref())
-            .bind(filter.channel.as_deref())
-            .bind(filter.data_type.as_deref())
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_field_mapping(row).map_err(self.corrupt(ACTION)))
-            .collect()
-    }
-
-    async fn delete_field_mapping(&self, table: &FieldTable, crm_value: &str) -> Result<bool, StoreError> {
-        let done = bind_table(
-            sqlx::query(
-                "DELETE FROM field_mappings \
-                 WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND crm_value = $4",
-            ),
-            table,
-        )
-        .bind(crm_value)
-        .execute(&self.inner.pool)
-        .await
-        .map_err(self.failed("deleting a field mapping"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn find_field_mapping(
-        &self,
-        table: &FieldTable,
-        side: FieldSide,
-        value: &str,
-    ) -> Result<Option<FieldMapping>, StoreError> {
-        const ACTION: &str = "looking up a field mapping";
-        let by = match side {
-            FieldSide::Crm => "crm_value",
-            FieldSide::Erp => "erp_value",
-        };
-        let sql = format!(
-            "SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings \
-             WHERE data_center = $1 AND channel = $2 AND data_type = $3 AND {by} = $4"
-        );
-        let found = bind_table(sqlx::query(&sql), table)
-            .bind(value)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(self.failed(ACTION))?;
-        found
-            .map(|row| decode_field_mapping(&row))
-            .transpose()
-            .map_err(self.corrupt(ACTION))
-    }
-}
-
 // ---- URLs and errors ---------------------------------------------------------------
 
 /// `url` with the password of its user info and any `password=` query value
@@ -1402,55 +885,22 @@ fn open_error(location: &str, secrets: &[String], err: &sqlx::Error) -> StoreErr
         }
         other => describe_sqlx(other),
     };
-    let reason = scrub(&reason, secrets);
-    if busy {
-        StoreError::Busy {
-            location: location.to_owned(),
-            action: "opening",
-            reason,
-        }
-    } else {
-        StoreError::Open {
-            location: location.to_owned(),
-            reason,
-        }
-    }
+    open_failure(location, busy, scrub(&reason, secrets))
 }
 
+/// What to do when migrating the database fails.
+const MIGRATE_HINTS: MigrateHints = MigrateHints {
+    newer: "the store was written by a newer ferry; upgrade ferry or point --store at another database or schema",
+    edited: "a shipped migration was edited; restore it (migrations are append-only) or use another database or schema",
+    dirty: "an earlier upgrade stopped half-way; restore a backup or use another database or schema",
+    other: "check that the user may create tables in the first schema of its search_path, and that no other \
+            application's tables are there (give ferry its own schema with ?options=-csearch_path%3Dferry)",
+};
+
 fn migrate_error(location: &str, secrets: &[String], err: MigrateError) -> StoreError {
-    let hint = match &err {
-        MigrateError::VersionMissing(_) | MigrateError::VersionTooNew(..) => {
-            "the store was written by a newer ferry; upgrade ferry or point --store at another database or schema"
-        }
-        MigrateError::VersionMismatch(_) => {
-            "a shipped migration was edited; restore it (migrations are append-only) or use another database or schema"
-        }
-        MigrateError::Dirty(_) => {
-            "an earlier upgrade stopped half-way; restore a backup or use another database or schema"
-        }
-        _ => {
-            "check that the user may create tables in the first schema of its search_path, and that no other \
-             application's tables are there (give ferry its own schema with ?options=-csearch_path%3Dferry)"
-        }
-    };
-    let (busy, reason) = match &err {
-        MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => describe_sqlx(inner),
-        other => (false, other.to_string()),
-    };
-    let reason = scrub(&reason, secrets);
-    if busy {
-        StoreError::Busy {
-            location: location.to_owned(),
-            action: "migrating",
-            reason,
-        }
-    } else {
-        StoreError::Migrate {
-            location: location.to_owned(),
-            reason,
-            hint,
-        }
-    }
+    sql::migrate_error(location, err, &MIGRATE_HINTS, describe_sqlx, |reason| {
+        scrub(&reason, secrets)
+    })
 }
 
 // ---- test support ------------------------------------------------------------------
@@ -1577,9 +1027,11 @@ pub(crate) mod testing {
 mod tests {
     use serde_json::json;
 
+    use chrono::DateTime;
+
     use super::testing::{drop_schema, fresh_schema, server_url, TestSchema};
     use super::*;
-    use crate::store::{MappingStatus, Store};
+    use crate::store::{CheckpointStore, FailureLedger, MappingStatus, MappingStore, Store};
 
     fn mapping(scheme: &str, source_id: &str, target_id: Option<&str>) -> Mapping {
         Mapping {
@@ -1615,6 +1067,31 @@ mod tests {
         match store {
             Store::Postgres(pg) => pg,
             other => panic!("expected the Postgres backend, got {other:?}"),
+        }
+    }
+
+    /// Runs `case` with an admin connection, the URL of a new empty schema (named in the
+    /// URL's options, so `Store::open` migrates it) and the schema's name; drops the schema
+    /// whatever happened.
+    async fn in_new_schema<F: std::future::Future<Output = ()>>(
+        url: &str,
+        case: impl FnOnce(sqlx::PgConnection, String, String) -> F,
+    ) {
+        let schema = fresh_schema();
+        let outcome = async {
+            let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+            case(admin, in_schema, schema.clone()).await;
+        };
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        drop_schema(url, &schema).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
         }
     }
 
@@ -1712,15 +1189,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stores_opened_together_on_a_new_schema_all_migrate_it() {
         let Some(url) = server_url().await else { return };
-        let schema = fresh_schema();
-        let outcome = async {
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        in_new_schema(&url, |_admin, in_schema, schema| async move {
             let opened = futures::future::join_all((0..6).map(|_| Store::open(&in_schema))).await;
             for (n, opened) in opened.into_iter().enumerate() {
                 let store = opened.unwrap_or_else(|e| panic!("store {n}: {e}"));
@@ -1745,26 +1214,14 @@ mod tests {
             drop(lock);
             store.close().await;
             again.close().await;
-        };
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-        drop_schema(&url, &schema).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn store_open_takes_the_schema_from_the_url() {
         let Some(url) = server_url().await else { return };
-        let schema = fresh_schema();
-        let outcome = async {
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        in_new_schema(&url, |mut admin, in_schema, schema| async move {
             let store = Store::open(&in_schema).await.unwrap();
             assert!(
                 store.describe().starts_with("PostgreSQL store at postgres"),
@@ -1787,12 +1244,8 @@ mod tests {
                 Some("9")
             );
             again.close().await;
-        };
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
-        drop_schema(&url, &schema).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -1809,35 +1262,8 @@ mod tests {
             .execute(&pg.inner.pool)
             .await
             .unwrap();
-            let err = store
-                .commit_batch(BatchCommit {
-                    mappings: vec![mapping("orders", "O1", Some("T1"))],
-                    failures: vec![new_failure("boom")],
-                    resolved: vec![("orders".to_owned(), "O1".to_owned())],
-                    settled: Vec::new(),
-                })
-                .await
-                .unwrap_err();
-            assert!(matches!(err, StoreError::Query { .. }), "{err:?}");
-            let text = err.to_string();
-            assert!(
-                text.contains("saving a batch") && text.contains("rejected by test trigger"),
-                "{text}"
-            );
-            assert!(!text.contains("FNumber"), "payloads never appear in errors: {text}");
-            assert!(store
-                .mappings_for("orders", "customer", &["O1".to_owned()])
-                .await
-                .unwrap()
-                .is_empty());
-            store
-                .upsert_mapping(&mapping("orders", "O1", Some("T1")))
-                .await
-                .unwrap();
-            assert_eq!(
-                store.target_id_for("orders", "O1").await.unwrap().as_deref(),
-                Some("T1")
-            );
+            let text = crate::store::tests::a_refused_batch_leaves_nothing_behind(&store).await;
+            assert!(text.contains("rejected by test trigger"), "{text}");
         })
         .await;
     }
@@ -1961,41 +1387,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "measurement; run by hand"]
     async fn postgres_batch_throughput() {
-        const BATCHES: usize = 1_000;
-        const BATCH: usize = 100;
         let Some(db) = TestSchema::create().await else { return };
-        db.run(|store| async move {
-            for pass in ["insert", "update"] {
-                let started = std::time::Instant::now();
-                let mut lookup = std::time::Duration::ZERO;
-                for b in 0..BATCHES {
-                    let ids: Vec<String> = (0..BATCH).map(|i| format!("SRC-{b:05}-{i:03}")).collect();
-                    let t = std::time::Instant::now();
-                    let known = store.mappings_for("bench", "customer", &ids).await.unwrap();
-                    lookup += t.elapsed();
-                    let mut batch = BatchCommit::default();
-                    for (i, id) in ids.iter().enumerate() {
-                        let mut m = mapping("bench", id, Some(id));
-                        m.attempts = known.get(id).map_or(1, |p| p.attempts + 1);
-                        if i % 50 == 7 {
-                            batch.failures.push(new_failure(id));
-                        } else {
-                            batch.resolved.push(("orders".to_owned(), id.clone()));
-                        }
-                        batch.mappings.push(m);
-                    }
-                    store.commit_batch(batch).await.unwrap();
-                }
-                let elapsed = started.elapsed().as_secs_f64();
-                println!(
-                    "{pass}: {BATCHES} look-up + commit rounds of {BATCH} in {elapsed:.3}s = {:.0} batches/s \
-                     (look-ups {:.3}s)",
-                    BATCHES as f64 / elapsed,
-                    lookup.as_secs_f64()
-                );
-            }
-        })
-        .await;
+        db.run(|store| async move { crate::store::tests::batch_throughput(&store).await })
+            .await;
     }
 
     /// Read-only commands never create Ferry's tables in an empty database.

@@ -29,10 +29,11 @@
 //!   a commit.
 //! - **Anonymous `?` parameters only.** With numbered ones (`$1`, `?1`) sqlx asks
 //!   SQLite for every parameter's name, which walks a list: quadratic in the
-//!   parameter count, and it took 40% of a batch commit. So the Postgres backend
-//!   gets its own SQL text (it wants `$n` and `UNNEST` anyway); otherwise the
-//!   statements stay standard SQL plus `ON CONFLICT` upserts. SQLite-only bits:
-//!   `LIMIT -1`, `BEGIN IMMEDIATE`, the schema file.
+//!   parameter count, and it took 40% of a batch commit. Statements the two SQL
+//!   backends share live in `super::sql`, written with `?` (the Postgres backend
+//!   numbers them); this file keeps what only SQLite does: chunked `IN (…)` lists,
+//!   multi-row `VALUES`, the group writer, `LIMIT -1`, `BEGIN IMMEDIATE`, the
+//!   schema file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
@@ -40,22 +41,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::field_mappings::{
-    put_step, FieldMapping, FieldMappingChanges, FieldMappingFilter, FieldMappingStore, FieldSide, FieldTable, PutStep,
+use super::sql::{
+    self, bind_args, json, open_failure, optional_timestamp, to_json_text, Arg, MigrateHints, On, SqlStore,
+    MAPPING_COLUMNS,
 };
 use super::{
-    check_keep, check_limit, check_query, event_ids_by_scheme, now, BatchCommit, BatchWriter, CheckpointStore,
-    EventLog, Failure, FailureLedger, FailureStatus, IntentLog, Mapping, MappingQuery, MappingStatus, MappingStore,
-    NewFailure, RateBudget, RecordEvent, RunHistory, RunRecord, StoreError, WriteIntent,
+    event_ids_by_scheme, now, BatchCommit, BatchWriter, FailureStatus, IntentBatch, Mapping, MappingQuery,
+    MappingStatus, NewFailure, RecordEvent, StoreError,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -70,32 +70,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Pause between tries to open a store that another process is creating.
 const OPEN_RETRY_EVERY: Duration = Duration::from_millis(20);
 
-const MAPPING_COLUMNS: &str = "scheme, source_object, source_id, source_name, target_object, \
-     target_id, target_name, status, payload_hash, attempts, last_error, first_synced_at, last_synced_at, \
-     detail_ids";
 const MAPPING_COLUMN_COUNT: usize = 14;
-const MAPPING_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_object, source_id) DO UPDATE SET \
-     source_name = excluded.source_name, \
-     target_object = excluded.target_object, \
-     target_id = COALESCE(excluded.target_id, mappings.target_id), \
-     target_name = COALESCE(excluded.target_name, mappings.target_name), \
-     status = excluded.status, \
-     payload_hash = excluded.payload_hash, \
-     attempts = excluded.attempts, \
-     last_error = excluded.last_error, \
-     first_synced_at = COALESCE(mappings.first_synced_at, excluded.first_synced_at), \
-     last_synced_at = excluded.last_synced_at, \
-     detail_ids = COALESCE(excluded.detail_ids, mappings.detail_ids)";
+const MAPPING_UPSERT_TAIL: &str = sql::mapping_on_conflict!();
 
-const FAILURE_COLUMNS: &str = "id, scheme, source_id, stage, error_class, message, attempts, \
-     first_seen, last_seen, payload, status";
 /// Bound per inserted failure: scheme, source_id, stage, error_class, message, first_seen, last_seen, payload.
 const FAILURE_BINDS_PER_ROW: usize = 8;
 const FAILURE_UPSERT_TAIL: &str = " ON CONFLICT (scheme, source_id, stage) WHERE status = 'open' \
      DO UPDATE SET error_class = excluded.error_class, message = excluded.message, \
      payload = excluded.payload, attempts = failures.attempts + 1, last_seen = excluded.last_seen";
-
-const RUN_COLUMNS: &str = "id, scheme, started_at, finished_at, status, summary";
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -120,9 +102,7 @@ struct Inner {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("location", &self.inner.location)
-            .finish_non_exhaustive()
+        sql::debug_store(f, "SqliteStore", &self.inner.location)
     }
 }
 
@@ -150,6 +130,7 @@ impl SqliteStore {
     }
 
     /// [`SqliteStore::open`] with a chosen wait for other processes' locks.
+    #[cfg(test)]
     pub(crate) async fn open_with_busy_timeout(
         path: impl AsRef<Path>,
         busy_timeout: Duration,
@@ -236,7 +217,7 @@ impl SqliteStore {
         &self.inner.writer
     }
 
-    /// The one-connection write pool and the read pool (for the inbox, `super::inbox`).
+    /// The one-connection write pool (for the inbox, `super::inbox`).
     pub(super) fn writer(&self) -> &SqlitePool {
         &self.inner.writer
     }
@@ -244,51 +225,49 @@ impl SqliteStore {
     pub(super) fn appends(&self) -> &mpsc::UnboundedSender<super::inbox::AppendJob> {
         &self.inner.appends
     }
-    pub(super) fn readers(&self) -> &SqlitePool {
-        &self.inner.readers
-    }
-    pub(super) fn corrupt_row(&self, action: &'static str, detail: String) -> StoreError {
-        self.corrupt(action)(detail)
-    }
 
-    pub(super) fn failed(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-        move |err| {
-            let (busy, reason) = describe_sqlx(&err);
-            StoreError::statement(self.inner.location.clone(), action, busy, reason)
+    fn pool_for(&self, on: On) -> &SqlitePool {
+        match on {
+            On::Read => &self.inner.readers,
+            On::Write => &self.inner.writer,
         }
-    }
-
-    fn corrupt(&self, action: &'static str) -> impl FnOnce(String) -> StoreError + '_ {
-        move |detail| StoreError::Corrupt {
-            location: self.inner.location.clone(),
-            action,
-            detail,
-        }
-    }
-
-    async fn fetch_mappings(&self, query: Query<'_>, action: &'static str) -> Result<Vec<Mapping>, StoreError> {
-        let rows = query
-            .fetch_all(&self.inner.readers)
-            .await
-            .map_err(self.failed(action))?;
-        rows.iter()
-            .map(|row| decode_mapping(row).map_err(self.corrupt(action)))
-            .collect()
-    }
-
-    async fn fetch_failures(&self, query: Query<'_>, action: &'static str) -> Result<Vec<Failure>, StoreError> {
-        let rows = query
-            .fetch_all(&self.inner.readers)
-            .await
-            .map_err(self.failed(action))?;
-        rows.iter()
-            .map(|row| decode_failure(row).map_err(self.corrupt(action)))
-            .collect()
     }
 }
 
-impl MappingStore for SqliteStore {
-    async fn mappings_for(
+impl SqlStore for SqliteStore {
+    type Row = SqliteRow;
+    type Tx = sqlx::Transaction<'static, Sqlite>;
+
+    const JSON_AS_TEXT: &'static str = "";
+    const TEXT_AS_JSON: &'static str = "";
+    const LATEST_RUNS: &'static str = "id IN (SELECT MAX(id) FROM runs \
+         WHERE (?1 IS NULL OR scheme = ?1) AND (?2 IS NULL OR status = ?2) GROUP BY scheme) ORDER BY scheme";
+    const TARGET_ID_FOR: &'static str = "SELECT target_id FROM mappings \
+         WHERE source_id = ?1 AND (target_object = ?2 OR scheme = ?2) \
+           AND status IN ('created', 'updated') AND target_id IS NOT NULL \
+         ORDER BY scheme = ?2 DESC, last_synced_at DESC, scheme, source_object \
+         LIMIT 1";
+    const TAKE_TOKEN: &'static str = "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES (?1, ?2 - 1.0, ?4) \
+         ON CONFLICT (name) DO UPDATE SET \
+           tokens = min(?2, tokens + max(0, ?4 - updated_at) * ?3 / 1000.0) - 1.0, \
+           updated_at = max(updated_at, ?4) \
+         RETURNING tokens";
+
+    fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    fn describe(err: &sqlx::Error) -> (bool, String) {
+        describe_sqlx(err)
+    }
+
+    sql::sql_runners!(SqliteRow, sql::as_written);
+
+    async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.inner.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn lookup_mappings(
         &self,
         scheme: &str,
         source_object: &str,
@@ -325,42 +304,34 @@ impl MappingStore for SqliteStore {
         Ok(found)
     }
 
-    async fn query_mappings(&self, q: &MappingQuery) -> Result<Vec<Mapping>, StoreError> {
-        check_query(q)?;
+    async fn select_mappings(&self, q: &MappingQuery) -> Result<Vec<Mapping>, StoreError> {
         let mut sql = format!("SELECT {MAPPING_COLUMNS} FROM mappings WHERE 1 = 1");
-        if q.scheme.is_some() {
-            sql.push_str(" AND scheme = ?");
-        }
-        if !q.source_ids.is_empty() {
-            sql.push_str(" AND source_id IN (");
-            push_params(&mut sql, q.source_ids.len());
-            sql.push(')');
-        }
-        if !q.target_ids.is_empty() {
-            sql.push_str(" AND target_id IN (");
-            push_params(&mut sql, q.target_ids.len());
-            sql.push(')');
-        }
-        if q.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        sql.push_str(" ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT ? OFFSET ?");
-        let mut query = sqlx::query(&sql);
+        let mut args: Vec<Arg<'_>> = Vec::new();
         if let Some(scheme) = &q.scheme {
-            query = query.bind(scheme.as_str());
+            sql.push_str(" AND scheme = ?");
+            args.push(scheme.as_str().into());
         }
-        for id in q.source_ids.iter().chain(&q.target_ids) {
-            query = query.bind(id.as_str());
+        for (column, ids) in [("source_id", &q.source_ids), ("target_id", &q.target_ids)] {
+            if !ids.is_empty() {
+                sql.push_str(&format!(" AND {column} IN ("));
+                push_params(&mut sql, ids.len());
+                sql.push(')');
+                args.extend(ids.iter().map(|id| Arg::from(id.as_str())));
+            }
         }
         if let Some(status) = q.status {
-            query = query.bind(status.as_str());
+            sql.push_str(" AND status = ?");
+            args.push(status.as_str().into());
         }
+        sql.push_str(" ORDER BY scheme, source_object, rtrim(source_id, '0123456789'), length(source_id), source_id LIMIT ? OFFSET ?");
         // SQLite reads a negative LIMIT as "no limit".
-        query = query.bind(q.limit.unwrap_or(-1)).bind(q.offset);
-        self.fetch_mappings(query, "listing mappings").await
+        args.push(q.limit.unwrap_or(-1).into());
+        args.push(q.offset.into());
+        self.fetch_decoded(&sql, &args, "listing mappings", sql::decode_mapping)
+            .await
     }
 
-    async fn upsert_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+    async fn save_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
         let sql = mapping_upsert_sql(1);
         bind_mapping(sqlx::query(&sql), m)
             .execute(&self.inner.writer)
@@ -369,237 +340,26 @@ impl MappingStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_mapping(&self, scheme: &str, source_object: &str, source_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM mappings WHERE scheme = ? AND source_object = ? AND source_id = ?")
-            .bind(scheme)
-            .bind(source_object)
-            .bind(source_id)
-            .execute(&self.inner.writer)
+    async fn close_failures_at_once(&self, _ids: &[i64], _status: FailureStatus) -> Option<Result<u64, StoreError>> {
+        None
+    }
+
+    async fn save_intents(&self, batches: Vec<IntentBatch<'_>>) -> Result<(), StoreError> {
+        let batches = batches
+            .into_iter()
+            .map(|b| OwnedIntentBatch {
+                scheme: b.scheme.to_owned(),
+                batch_id: b.batch_id.to_owned(),
+                created_at: b.created_at,
+                json: b.json,
+            })
+            .collect();
+        self.submit(GroupOp::Intents { batches }, "saving write intents").await
+    }
+
+    async fn save_events(&self, events: Vec<RecordEvent>, details: Vec<String>, keep: i64) -> Result<(), StoreError> {
+        self.submit(GroupOp::Events { events, details, keep }, "saving record events")
             .await
-            .map_err(self.failed("deleting a mapping"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn target_id_for(&self, object: &str, source_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar::<_, String>(
-            "SELECT target_id FROM mappings \
-             WHERE source_id = ? AND (target_object = ? OR scheme = ?) \
-               AND status IN ('created', 'updated') AND target_id IS NOT NULL \
-             ORDER BY scheme = ? DESC, last_synced_at DESC, scheme, source_object \
-             LIMIT 1",
-        )
-        .bind(source_id)
-        .bind(object)
-        .bind(object)
-        .bind(object)
-        .fetch_optional(&self.inner.readers)
-        .await
-        .map_err(self.failed("looking up a mapped id"))
-    }
-}
-
-impl CheckpointStore for SqliteStore {
-    async fn checkpoint(&self, scheme: &str, key: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM checkpoints WHERE scheme = ? AND key = ?")
-            .bind(scheme)
-            .bind(key)
-            .fetch_optional(&self.inner.readers)
-            .await
-            .map_err(self.failed("reading a checkpoint"))
-    }
-
-    async fn set_checkpoint(&self, scheme: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO checkpoints (scheme, key, value, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (scheme, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(scheme)
-        .bind(key)
-        .bind(value)
-        .bind(now().timestamp_millis())
-        .execute(&self.inner.writer)
-        .await
-        .map_err(self.failed("saving a checkpoint"))?;
-        Ok(())
-    }
-
-    async fn clear_checkpoint(&self, scheme: &str, key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM checkpoints WHERE scheme = ? AND key = ?")
-            .bind(scheme)
-            .bind(key)
-            .execute(&self.inner.writer)
-            .await
-            .map_err(self.failed("clearing a checkpoint"))?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
-impl FailureLedger for SqliteStore {
-    async fn list_failures(
-        &self,
-        scheme: Option<&str>,
-        status: Option<FailureStatus>,
-        limit: i64,
-    ) -> Result<Vec<Failure>, StoreError> {
-        check_limit(limit)?;
-        let mut sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE 1 = 1");
-        if scheme.is_some() {
-            sql.push_str(" AND scheme = ?");
-        }
-        if status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        sql.push_str(" ORDER BY last_seen DESC, id DESC LIMIT ?");
-        let mut query = sqlx::query(&sql);
-        if let Some(scheme) = scheme {
-            query = query.bind(scheme);
-        }
-        if let Some(status) = status {
-            query = query.bind(status.as_str());
-        }
-        self.fetch_failures(query.bind(limit), "listing failures").await
-    }
-
-    async fn failures_of(&self, scheme: &str, source_id: &str, limit: i64) -> Result<Vec<Failure>, StoreError> {
-        check_limit(limit)?;
-        let sql = format!(
-            "SELECT {FAILURE_COLUMNS} FROM failures WHERE scheme = ? AND source_id = ? \
-             ORDER BY last_seen DESC, id DESC LIMIT ?"
-        );
-        let query = sqlx::query(&sql).bind(scheme).bind(source_id).bind(limit);
-        self.fetch_failures(query, "listing a record's failures").await
-    }
-
-    async fn failure(&self, id: i64) -> Result<Option<Failure>, StoreError> {
-        let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE id = ?");
-        let found = self
-            .fetch_failures(sqlx::query(&sql).bind(id), "reading a failure")
-            .await?;
-        Ok(found.into_iter().next())
-    }
-
-    async fn set_failure_status(&self, ids: &[i64], status: FailureStatus) -> Result<u64, StoreError> {
-        const ACTION: &str = "changing failure status";
-        // Reopening must not collide with an open failure for the same key (the
-        // unique index would reject it), so that case checks first.
-        let sql = if status == FailureStatus::Open {
-            "UPDATE failures SET status = 'open' WHERE id = ? AND status <> 'open' \
-             AND NOT EXISTS (SELECT 1 FROM failures AS other WHERE other.status = 'open' \
-               AND other.scheme = failures.scheme AND other.source_id = failures.source_id \
-               AND other.stage = failures.stage)"
-        } else {
-            "UPDATE failures SET status = ? WHERE id = ? AND status <> ?"
-        };
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(self.failed(ACTION))?;
-        let mut changed = 0;
-        for &id in ids {
-            let query = if status == FailureStatus::Open {
-                sqlx::query(sql).bind(id)
-            } else {
-                sqlx::query(sql).bind(status.as_str()).bind(id).bind(status.as_str())
-            };
-            let done = query.execute(&mut *tx).await.map_err(self.failed(ACTION))?;
-            changed += done.rows_affected();
-        }
-        tx.commit().await.map_err(self.failed(ACTION))?;
-        Ok(changed)
-    }
-
-    async fn count_open_failures(&self, scheme: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM failures WHERE scheme = ? AND status = 'open'")
-            .bind(scheme)
-            .fetch_one(&self.inner.readers)
-            .await
-            .map_err(self.failed("counting open failures"))
-    }
-}
-
-impl RunHistory for SqliteStore {
-    async fn start_run(&self, scheme: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO runs (scheme, started_at, status) VALUES (?, ?, 'running') RETURNING id",
-        )
-        .bind(scheme)
-        .bind(now().timestamp_millis())
-        .fetch_one(&self.inner.writer)
-        .await
-        .map_err(self.failed("recording the start of a run"))
-    }
-
-    async fn finish_run(&self, id: i64, status: &str, summary: &serde_json::Value) -> Result<(), StoreError> {
-        let summary = to_json_text(summary)?;
-        let done = sqlx::query("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
-            .bind(now().timestamp_millis())
-            .bind(status)
-            .bind(summary)
-            .bind(id)
-            .execute(&self.inner.writer)
-            .await
-            .map_err(self.failed("recording the end of a run"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                location: self.inner.location.clone(),
-                what: format!("run {id}"),
-            });
-        }
-        Ok(())
-    }
-
-    async fn recent_runs(&self, scheme: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
-        const ACTION: &str = "listing runs";
-        check_limit(limit)?;
-        let sql = match scheme {
-            Some(_) => {
-                format!("SELECT {RUN_COLUMNS} FROM runs WHERE scheme = ? ORDER BY id DESC LIMIT ?")
-            }
-            None => format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?"),
-        };
-        let mut query = sqlx::query(&sql);
-        if let Some(scheme) = scheme {
-            query = query.bind(scheme);
-        }
-        let query = query.bind(limit);
-        let rows = query
-            .fetch_all(&self.inner.readers)
-            .await
-            .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .collect()
-    }
-
-    async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
-        const ACTION: &str = "reading a run";
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.inner.readers)
-            .await
-            .map_err(self.failed(ACTION))?;
-        row.as_ref()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .transpose()
-    }
-
-    async fn latest_runs(&self, scheme: Option<&str>, status: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
-        const ACTION: &str = "listing the latest runs";
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs \
-             WHERE (?1 IS NULL OR scheme = ?1) AND (?2 IS NULL OR status = ?2) GROUP BY scheme) ORDER BY scheme"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(scheme)
-            .bind(status)
-            .fetch_all(&self.inner.readers)
-            .await
-            .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_run(row).map_err(self.corrupt(ACTION)))
-            .collect()
     }
 }
 
@@ -616,35 +376,6 @@ impl BatchWriter for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.submit(GroupOp::Commit { batch, payloads, at }, "saving a batch")
             .await
-    }
-}
-
-impl IntentLog for SqliteStore {
-    async fn record_intents(&self, intents: &[WriteIntent]) -> Result<(), StoreError> {
-        let batches: Vec<OwnedIntentBatch> = super::intent_batches(intents)?
-            .into_iter()
-            .map(|b| OwnedIntentBatch {
-                scheme: b.scheme.to_owned(),
-                batch_id: b.batch_id.to_owned(),
-                created_at: b.created_at,
-                json: b.json,
-            })
-            .collect();
-        if batches.is_empty() {
-            return Ok(());
-        }
-        self.submit(GroupOp::Intents { batches }, "saving write intents").await
-    }
-
-    async fn pending_intents(&self, scheme: &str) -> Result<Vec<WriteIntent>, StoreError> {
-        const ACTION: &str = "reading write intents";
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT intents FROM write_intents WHERE scheme = ? ORDER BY created_at, batch_id, id")
-                .bind(scheme)
-                .fetch_all(&self.inner.writer)
-                .await
-                .map_err(self.failed(ACTION))?;
-        super::unpack_intents(rows.iter().map(String::as_str)).map_err(self.corrupt(ACTION))
     }
 }
 
@@ -894,71 +625,6 @@ fn bind_group_op<'q>(mut query: Query<'q>, op: &'q GroupOp, resolved: &BTreeMap<
     query
 }
 
-impl EventLog for SqliteStore {
-    async fn record_events(&self, events: Vec<RecordEvent>, keep: u32) -> Result<(), StoreError> {
-        check_keep(keep)?;
-        if keep == 0 || events.is_empty() {
-            return Ok(());
-        }
-        let details = events
-            .iter()
-            .map(RecordEvent::detail_json)
-            .collect::<Result<Vec<_>, _>>()?;
-        let op = GroupOp::Events {
-            events,
-            details,
-            keep: i64::from(keep),
-        };
-        self.submit(op, "saving record events").await
-    }
-
-    async fn record_events_for(
-        &self,
-        scheme: &str,
-        source_id: &str,
-        limit: i64,
-    ) -> Result<Vec<RecordEvent>, StoreError> {
-        const ACTION: &str = "reading record events";
-        check_limit(limit)?;
-        let rows: Vec<super::EventColumns> = sqlx::query_as(
-            "SELECT scheme, source_id, run_id, at, outcome, payload_hash, detail FROM record_events \
-             WHERE scheme = ? AND source_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(scheme)
-        .bind(source_id)
-        .bind(limit)
-        .fetch_all(&self.inner.readers)
-        .await
-        .map_err(self.failed(ACTION))?;
-        rows.into_iter()
-            .map(|(scheme, source_id, run_id, at, outcome, hash, detail)| {
-                RecordEvent::from_columns(scheme, source_id, run_id, at, &outcome, hash, &detail)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(self.corrupt(ACTION))
-    }
-}
-
-impl RateBudget for SqliteStore {
-    async fn take_token(&self, name: &str, per_second: f64, burst: u32) -> Result<Duration, StoreError> {
-        let tokens: f64 = sqlx::query_scalar(
-            "INSERT INTO rate_budgets (name, tokens, updated_at) VALUES (?1, ?2 - 1.0, ?4) \
-             ON CONFLICT (name) DO UPDATE SET \
-               tokens = min(?2, tokens + max(0, ?4 - updated_at) * ?3 / 1000.0) - 1.0, \
-               updated_at = max(updated_at, ?4) \
-             RETURNING tokens",
-        )
-        .bind(name)
-        .bind(f64::from(burst))
-        .bind(per_second)
-        .bind(now().timestamp_millis())
-        .fetch_one(&self.inner.writer)
-        .await
-        .map_err(self.failed("taking from a rate budget"))?;
-        Ok(crate::rate::wait_for(tokens, per_second))
-    }
-}
-
 /// Copies the WAL back into the database file every `CHECKPOINT_EVERY` with a PASSIVE
 /// checkpoint, which never blocks the writer (the writer's own automatic checkpoints are
 /// off). Ends when the store is closed or dropped.
@@ -1051,49 +717,6 @@ fn bind_failure<'q>(query: Query<'q>, f: &'q NewFailure, at: i64, payload: Optio
 
 // ---- decoding ----------------------------------------------------------------------
 
-fn column<'r, T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>>(row: &'r SqliteRow, index: usize) -> Result<T, String> {
-    row.try_get(index).map_err(|err| err.to_string())
-}
-
-fn timestamp(ms: i64) -> Result<DateTime<Utc>, String> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("timestamp {ms} is out of range"))
-}
-
-fn optional_timestamp(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, String> {
-    ms.map(timestamp).transpose()
-}
-
-fn json(text: Option<String>) -> Result<Option<serde_json::Value>, String> {
-    text.map(|t| serde_json::from_str(&t).map_err(|err| format!("stored JSON is invalid: {err}")))
-        .transpose()
-}
-
-fn to_json_text(value: &serde_json::Value) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::InvalidRequest(format!("a JSON value cannot be stored: {err}")))
-}
-
-fn decode_mapping(row: &SqliteRow) -> Result<Mapping, String> {
-    Ok(Mapping {
-        scheme: column(row, 0)?,
-        source_object: column(row, 1)?,
-        source_id: column(row, 2)?,
-        source_name: column(row, 3)?,
-        target_object: column(row, 4)?,
-        target_id: column(row, 5)?,
-        target_name: column(row, 6)?,
-        status: column::<&str>(row, 7)?
-            .parse()
-            .map_err(|err: super::ParseStatusError| err.to_string())?,
-        payload_hash: column(row, 8)?,
-        attempts: column(row, 9)?,
-        last_error: column(row, 10)?,
-        first_synced_at: optional_timestamp(column(row, 11)?)?,
-        last_synced_at: optional_timestamp(column(row, 12)?)?,
-        detail_ids: json(column(row, 13)?)?,
-    })
-}
-
 /// A mapping row as `mappings_for` packs it with `json_array(…)`, minus the two key
 /// columns the caller already knows.
 type PackedMapping = (
@@ -1112,66 +735,21 @@ type PackedMapping = (
 );
 
 fn unpack_mapping(packed: PackedMapping, scheme: &str, source_object: &str) -> Result<Mapping, String> {
-    let (
-        source_id,
-        source_name,
-        target_object,
-        target_id,
-        target_name,
-        status,
-        payload_hash,
-        attempts,
-        last_error,
-        first_synced_at,
-        last_synced_at,
-        detail_ids,
-    ) = packed;
     Ok(Mapping {
         scheme: scheme.to_owned(),
         source_object: source_object.to_owned(),
-        source_id,
-        source_name,
-        target_object,
-        target_id,
-        target_name,
-        status,
-        payload_hash,
-        attempts,
-        last_error,
-        first_synced_at: optional_timestamp(first_synced_at)?,
-        last_synced_at: optional_timestamp(last_synced_at)?,
-        detail_ids: json(detail_ids)?,
-    })
-}
-
-fn decode_failure(row: &SqliteRow) -> Result<Failure, String> {
-    Ok(Failure {
-        id: column(row, 0)?,
-        scheme: column(row, 1)?,
-        source_id: column(row, 2)?,
-        stage: column::<&str>(row, 3)?
-            .parse()
-            .map_err(|err: super::ParseStatusError| err.to_string())?,
-        error_class: column(row, 4)?,
-        message: column(row, 5)?,
-        attempts: column(row, 6)?,
-        first_seen: timestamp(column(row, 7)?)?,
-        last_seen: timestamp(column(row, 8)?)?,
-        payload: json(column(row, 9)?)?,
-        status: column::<&str>(row, 10)?
-            .parse()
-            .map_err(|err: super::ParseStatusError| err.to_string())?,
-    })
-}
-
-fn decode_run(row: &SqliteRow) -> Result<RunRecord, String> {
-    Ok(RunRecord {
-        id: column(row, 0)?,
-        scheme: column(row, 1)?,
-        started_at: timestamp(column(row, 2)?)?,
-        finished_at: optional_timestamp(column(row, 3)?)?,
-        status: column(row, 4)?,
-        summary: json(column(row, 5)?)?,
+        source_id: packed.0,
+        source_name: packed.1,
+        target_object: packed.2,
+        target_id: packed.3,
+        target_name: packed.4,
+        status: packed.5,
+        payload_hash: packed.6,
+        attempts: packed.7,
+        last_error: packed.8,
+        first_synced_at: optional_timestamp(packed.9)?,
+        last_synced_at: optional_timestamp(packed.10)?,
+        detail_ids: json(packed.11)?,
     })
 }
 
@@ -1291,152 +869,6 @@ async fn is_current(conn: &mut SqliteConnection) -> bool {
         .all(|m| applied.contains(&m.version))
 }
 
-// ---- field mappings ------------------------------------------------------------------
-
-const FIELD_MAPPING_COLUMNS: &str = "data_center, channel, data_type, crm_value, crm_name, erp_value, erp_name";
-const FIELD_TABLE_IS: &str = "data_center = ? AND channel = ? AND data_type = ?";
-
-fn decode_field_mapping(row: &SqliteRow) -> Result<FieldMapping, String> {
-    Ok(FieldMapping {
-        data_center: column(row, 0)?,
-        channel: column(row, 1)?,
-        data_type: column(row, 2)?,
-        crm_value: column(row, 3)?,
-        crm_name: column(row, 4)?,
-        erp_value: column(row, 5)?,
-        erp_name: column(row, 6)?,
-    })
-}
-
-fn bind_table<'q>(query: Query<'q>, table: &'q FieldTable) -> Query<'q> {
-    query
-        .bind(table.data_center.as_str())
-        .bind(table.channel.as_str())
-        .bind(table.data_type.as_str())
-}
-
-impl FieldMappingStore for SqliteStore {
-    async fn put_field_mappings(&self, rows: &[FieldMapping]) -> Result<FieldMappingChanges, StoreError> {
-        const ACTION: &str = "saving field mappings";
-        let by_crm =
-            format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE {FIELD_TABLE_IS} AND crm_value = ?");
-        let erp_owner = format!("SELECT crm_value FROM field_mappings WHERE {FIELD_TABLE_IS} AND erp_value = ?");
-        let upsert = format!(
-            "INSERT INTO field_mappings ({FIELD_MAPPING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (data_center, channel, data_type, crm_value) DO UPDATE SET \
-             crm_name = excluded.crm_name, erp_value = excluded.erp_value, erp_name = excluded.erp_name"
-        );
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(self.failed(ACTION))?;
-        let mut changes = FieldMappingChanges::default();
-        for row in rows {
-            let table = row.table();
-            let stored = bind_table(sqlx::query(&by_crm), &table)
-                .bind(row.crm_value.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| decode_field_mapping(&found))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
-            let owner: Option<String> = bind_table(sqlx::query(&erp_owner), &table)
-                .bind(row.erp_value.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.failed(ACTION))?
-                .map(|found| column(&found, 0))
-                .transpose()
-                .map_err(self.corrupt(ACTION))?;
-            // Returning the error drops `tx`, which rolls the transaction back.
-            let step = put_step(row, stored.as_ref(), owner.as_deref())?;
-            changes.count(&step);
-            if !matches!(step, PutStep::Keep) {
-                sqlx::query(&upsert)
-                    .bind(row.data_center.as_str())
-                    .bind(row.channel.as_str())
-                    .bind(row.data_type.as_str())
-                    .bind(row.crm_value.as_str())
-                    .bind(row.crm_name.as_deref())
-                    .bind(row.erp_value.as_str())
-                    .bind(row.erp_name.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.failed(ACTION))?;
-            }
-        }
-        tx.commit().await.map_err(self.failed(ACTION))?;
-        Ok(changes)
-    }
-
-    async fn list_field_mappings(&self, filter: &FieldMappingFilter) -> Result<Vec<FieldMapping>, StoreError> {
-        const ACTION: &str = "listing field mappings";
-        let mut sql = format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE 1 = 1");
-        for (name, value) in [
-            ("data_center", &filter.data_center),
-            ("channel", &filter.channel),
-            ("data_type", &filter.data_type),
-        ] {
-            if value.is_some() {
-                sql.push_str(&format!(" AND {name} = ?"));
-            }
-        }
-        sql.push_str(
-            " ORDER BY data_center, channel, data_type, rtrim(crm_value, '0123456789'), length(crm_value), crm_value",
-        );
-        let mut query = sqlx::query(&sql);
-        for value in [&filter.data_center, &filter.channel, &filter.data_type]
-            .into_iter()
-            .flatten()
-        {
-            query = query.bind(value.as_str());
-        }
-        let rows = query
-            .fetch_all(&self.inner.readers)
-            .await
-            .map_err(self.failed(ACTION))?;
-        rows.iter()
-            .map(|row| decode_field_mapping(row).map_err(self.corrupt(ACTION)))
-            .collect()
-    }
-
-    async fn delete_field_mapping(&self, table: &FieldTable, crm_value: &str) -> Result<bool, StoreError> {
-        let sql = format!("DELETE FROM field_mappings WHERE {FIELD_TABLE_IS} AND crm_value = ?");
-        let done = bind_table(sqlx::query(&sql), table)
-            .bind(crm_value)
-            .execute(&self.inner.writer)
-            .await
-            .map_err(self.failed("deleting a field mapping"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn find_field_mapping(
-        &self,
-        table: &FieldTable,
-        side: FieldSide,
-        value: &str,
-    ) -> Result<Option<FieldMapping>, StoreError> {
-        const ACTION: &str = "looking up a field mapping";
-        let by = match side {
-            FieldSide::Crm => "crm_value",
-            FieldSide::Erp => "erp_value",
-        };
-        let sql = format!("SELECT {FIELD_MAPPING_COLUMNS} FROM field_mappings WHERE {FIELD_TABLE_IS} AND {by} = ?");
-        let found = bind_table(sqlx::query(&sql), table)
-            .bind(value)
-            .fetch_optional(&self.inner.readers)
-            .await
-            .map_err(self.failed(ACTION))?;
-        found
-            .map(|row| decode_field_mapping(&row))
-            .transpose()
-            .map_err(self.corrupt(ACTION))
-    }
-}
-
 // ---- errors ------------------------------------------------------------------------
 
 /// Whether the error means "busy or locked", and a description that quotes no data.
@@ -1478,46 +910,17 @@ fn open_error(location: &str, err: sqlx::Error) -> StoreError {
         }
         _ => describe_sqlx(&err),
     };
-    if busy {
-        StoreError::Busy {
-            location: location.to_owned(),
-            action: "opening",
-            reason,
-        }
-    } else {
-        StoreError::Open {
-            location: location.to_owned(),
-            reason,
-        }
-    }
+    open_failure(location, busy, reason)
 }
 
+/// What to do when migrating the file fails.
+const MIGRATE_HINTS: MigrateHints = MigrateHints {
+    newer: "the store was written by a newer ferry; upgrade ferry or pass another --store",
+    edited: "a shipped migration was edited; restore it (migrations are append-only) or pass another --store",
+    dirty: "an earlier upgrade stopped half-way; restore a backup or pass another --store",
+    other: "check that the file is a ferry store and writable, or pass another --store",
+};
+
 fn migrate_error(location: &str, err: MigrateError) -> StoreError {
-    let hint = match &err {
-        MigrateError::VersionMissing(_) | MigrateError::VersionTooNew(..) => {
-            "the store was written by a newer ferry; upgrade ferry or pass another --store"
-        }
-        MigrateError::VersionMismatch(_) => {
-            "a shipped migration was edited; restore it (migrations are append-only) or pass another --store"
-        }
-        MigrateError::Dirty(_) => "an earlier upgrade stopped half-way; restore a backup or pass another --store",
-        _ => "check that the file is a ferry store and writable, or pass another --store",
-    };
-    let (busy, reason) = match &err {
-        MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => describe_sqlx(inner),
-        other => (false, other.to_string()),
-    };
-    if busy {
-        StoreError::Busy {
-            location: location.to_owned(),
-            action: "migrating",
-            reason,
-        }
-    } else {
-        StoreError::Migrate {
-            location: location.to_owned(),
-            reason,
-            hint,
-        }
-    }
+    sql::migrate_error(location, err, &MIGRATE_HINTS, describe_sqlx, |reason| reason)
 }
