@@ -5,18 +5,9 @@ mod support;
 use ferry::sim::shop::ShopConfig;
 use std::path::Path;
 use std::process::{Command, Output};
-use support::start_shop as start_sim;
+use support::{ferry, ferry_command, start_shop as start_sim, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
-
-fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.output().expect("run ferry")
-}
 
 /// `ferry failures list --json` of the shop scheme's open failures.
 fn list_shop_failures(store: &str) -> Output {
@@ -32,10 +23,6 @@ fn list_shop_failures(store: &str) -> Output {
         ],
         &[],
     )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const FIXTURE_ENV: &[(&str, &str)] = &[("SHOP_URL", "http://127.0.0.1:9"), ("SHOP_TOKEN", "t0k3n-value")];
@@ -644,14 +631,11 @@ fn failures_retry_sends_named_rows_again() {
 
 /// Runs ferry without the listed variables, whatever the test process has.
 fn ferry_without(args: &[&str], envs: &[(&str, &str)], removed: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
+    let mut command = ferry_command(args, &[]);
     for name in removed {
         command.env_remove(name);
     }
-    for (k, v) in envs {
-        command.env(k, v);
-    }
+    command.envs(envs.iter().copied());
     command.output().expect("run ferry")
 }
 

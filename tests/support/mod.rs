@@ -9,6 +9,46 @@ use ferry::scheme::{load_str, Plan};
 use ferry::sim::scripted::{Reply, ScriptedSim};
 use ferry::sim::SimHandle;
 use ferry::store::{Failure, FailureLedger, FailureStatus, Store};
+use std::process::{Command, Output};
+
+/// The built `ferry` with `args` and `envs`, kept from the test's own environment
+/// (`FERRY_STORE`, `CREDENTIALS_DIRECTORY`) and logging warnings only.
+pub fn ferry_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .env_remove("FERRY_STORE")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("FERRY_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
+}
+
+/// Runs [`ferry_command`] to its end.
+pub fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    ferry_command(args, envs).output().expect("run ferry")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit code, stdout and stderr of a finished `ferry`, for failure messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// A finished `ferry`'s stdout as JSON.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
+}
 
 /// Loads `scheme` with `env`, failing the test on any diagnostic error.
 pub fn plan(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> Plan {
