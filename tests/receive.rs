@@ -41,6 +41,41 @@ async fn start_sim() -> (ShopSim, ferry::sim::SimHandle, String) {
     (sim, handle, url)
 }
 
+/// A temporary folder holding the receiving schemes and a SQLite store, in front of a shop
+/// simulator.
+struct Rig {
+    _dir: tempfile::TempDir,
+    standard: PathBuf,
+    xml: PathBuf,
+    sim: ShopSim,
+    _handle: ferry::sim::SimHandle,
+    url: String,
+    store: String,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let (standard, xml) = schemes(dir.path());
+        let (sim, handle, url) = start_sim().await;
+        let store = dir.path().join("ferry.db").display().to_string();
+        Rig {
+            _dir: dir,
+            standard,
+            xml,
+            sim,
+            _handle: handle,
+            url,
+            store,
+        }
+    }
+
+    /// `ferry serve` of `schemes` on this store, writing to this simulator.
+    async fn serve(&self, schemes: &[&Path]) -> Serve {
+        Serve::start(schemes, &self.store, &self.url).await
+    }
+}
+
 /// A running `ferry serve`.
 struct Serve {
     child: tokio::process::Child,
@@ -143,11 +178,9 @@ fn inbox_rows(store: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_in_each_format_land_in_the_target_and_a_second_push_updates() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, xml) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard, &xml], &store, &url).await;
+    let rig = Rig::new().await;
+    let (sim, store) = (&rig.sim, rig.store.clone());
+    let serve = rig.serve(&[&rig.standard, &rig.xml]).await;
     let client = reqwest::Client::new();
 
     // Standard format: created with its detail rows, then updated by a second push.
@@ -248,11 +281,9 @@ async fn pushes_in_each_format_land_in_the_target_and_a_second_push_updates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_push_is_stored_and_written_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, _) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard], &store, &url).await;
+    let rig = Rig::new().await;
+    let (sim, store) = (&rig.sim, rig.store.clone());
+    let serve = rig.serve(&[&rig.standard]).await;
     let client = reqwest::Client::new();
     let (_, first) = push_standard(&client, &serve.base, Some(TOKEN), "SO-2", standard_body("SO-2", "1", 1)).await;
     let (_, second) = push_standard(&client, &serve.base, Some(TOKEN), "SO-2", standard_body("SO-2", "1", 1)).await;
@@ -271,11 +302,9 @@ async fn a_repeated_push_is_stored_and_written_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_pushes_are_answered_and_never_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, _) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard], &store, &url).await;
+    let rig = Rig::new().await;
+    let (sim, store) = (&rig.sim, rig.store.clone());
+    let serve = rig.serve(&[&rig.standard]).await;
     let client = reqwest::Client::new();
     let body = || standard_body("SO-3", "1", 1);
 
@@ -410,11 +439,9 @@ async fn a_full_inbox_answers_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancellation_without_target_delete_is_recorded_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, _) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard], &store, &url).await;
+    let rig = Rig::new().await;
+    let (sim, store) = (&rig.sim, rig.store.clone());
+    let serve = rig.serve(&[&rig.standard]).await;
     let client = reqwest::Client::new();
     let (status, _) = push_standard(&client, &serve.base, Some(TOKEN), "SO-8", standard_body("SO-8", "1", 1)).await;
     assert_eq!(status, 200);
@@ -490,11 +517,10 @@ async fn storm(base: &str, clients: usize, count: usize, prefix: &str) -> Vec<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_push_storm_loses_no_acknowledged_push() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, _) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard], &store, &url).await;
+    let rig = Rig::new().await;
+    let (sim, store) = (&rig.sim, rig.store.clone());
+    let (standard, url) = (rig.standard.clone(), rig.url.clone());
+    let serve = rig.serve(&[&rig.standard]).await;
     let base = serve.base.clone();
     let pushing = tokio::spawn(async move { storm(&base, 8, 5_000, "T").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -608,11 +634,9 @@ async fn kill_during_storms_then_restart(store: &str, pauses_ms: &[u64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 10,000 pushes; run with --ignored"]
 async fn ten_thousand_pushes_land_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (standard, _) = schemes(dir.path());
-    let (sim, _handle, url) = start_sim().await;
-    let store = dir.path().join("ferry.db").display().to_string();
-    let serve = Serve::start(&[&standard], &store, &url).await;
+    let rig = Rig::new().await;
+    let sim = &rig.sim;
+    let serve = rig.serve(&[&rig.standard]).await;
     let started = Instant::now();
     let acked = storm(&serve.base, 16, 10_000, "B").await;
     let elapsed = started.elapsed();
