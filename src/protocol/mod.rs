@@ -309,7 +309,33 @@ pub fn zone_named(name: &str) -> Result<chrono_tz::Tz, String> {
 }
 
 /// What a vendor folder's `mod.rs` needs to implement [`Protocol`] and list itself.
+/// The [`Protocol`] methods a connector answers from its `envelope` module alone:
+/// `records_path`, `row_outcomes` and `written_id`, each forwarding to the function of the
+/// same name there. For use inside `impl Protocol for …`.
+macro_rules! envelope_answers {
+    () => {
+        fn records_path(&self, api: &str) -> Option<&'static str> {
+            envelope::records_path(api)
+        }
+
+        fn row_outcomes(
+            &self,
+            api: &str,
+            body: &serde_json::Value,
+            rows: usize,
+        ) -> Option<Vec<$crate::protocol::types::RowOutcome>> {
+            envelope::row_outcomes(api, body, rows)
+        }
+
+        fn written_id(&self, api: &str, body: &serde_json::Value) -> Option<String> {
+            envelope::written_id(api, body)
+        }
+    };
+}
+pub(crate) use envelope_answers;
+
 pub mod prelude {
+    pub(crate) use super::envelope_answers;
     pub use super::types::{StopRule, *};
     pub use super::{open_settings, schema_of, set_page_params, zone_named, Connector, Protocol};
     pub use chrono::{DateTime, Utc};

@@ -308,10 +308,6 @@ impl Protocol for Settings {
         envelope::classify(status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         envelope::paging_for(self, api)
     }
@@ -373,13 +369,7 @@ impl Protocol for Settings {
         Ok(())
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 
     fn reports_detail_ids(&self) -> bool {
         true

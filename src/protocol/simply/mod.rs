@@ -253,10 +253,6 @@ impl Protocol for Settings {
         envelope::classify_with(&self.rules(), status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn deleted_path(&self, api: &str) -> Option<&'static str> {
         envelope::deleted_path(api)
     }
@@ -313,13 +309,7 @@ impl Protocol for Settings {
         })
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]
