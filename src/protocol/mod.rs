@@ -334,9 +334,29 @@ macro_rules! envelope_answers {
 }
 pub(crate) use envelope_answers;
 
+/// A vendor connector's `CONNECTOR` line in [`CONNECTORS`], from its module's `NAME`,
+/// `ABOUT`, `SECRET_FIELDS`, `Settings` and `scaffold::SCAFFOLD`, and the words given.
+macro_rules! vendor_connector {
+    (title: $title:expr, summary: $summary:expr, example_api: $example_api:expr $(,)?) => {
+        /// This connector's line in [`crate::protocol::CONNECTORS`].
+        pub const CONNECTOR: Connector = Connector {
+            name: NAME,
+            title: $title,
+            summary: $summary,
+            about: ABOUT,
+            secret_fields: SECRET_FIELDS,
+            open: open_settings::<Settings>,
+            settings_schema: Some(schema_of::<Settings>),
+            scaffold: &scaffold::SCAFFOLD,
+            example_api: $example_api,
+        };
+    };
+}
+pub(crate) use vendor_connector;
+
 pub mod prelude {
-    pub(crate) use super::envelope_answers;
     pub use super::types::{StopRule, *};
+    pub(crate) use super::{envelope_answers, vendor_connector};
     pub use super::{open_settings, schema_of, set_page_params, zone_named, Connector, Protocol};
     pub use chrono::{DateTime, Utc};
     pub use serde_json::Value;

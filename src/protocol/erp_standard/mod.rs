@@ -202,18 +202,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "ERP standard interface",
     summary: "The ERP data-sync platform's standard interface for heterogeneous ERPs.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "queryMasterBatch",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {

@@ -160,18 +160,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Fxiaoke",
     summary: "ShareCRM / Fxiaoke OpenAPI, including the ERP data push.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "/cgi/crm/v2/data/query",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {

@@ -147,18 +147,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Guanyiyun",
     summary: "Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "gy.erp.shop.get",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {

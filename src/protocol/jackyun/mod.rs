@@ -187,18 +187,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Jackyun",
     summary: "Jackyun open API: form-encoded, lowercase-MD5 signed.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "crm.customer.list",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {

@@ -329,18 +329,11 @@ fn secs(value: u64) -> chrono::Duration {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Kingdee Xingchen",
     summary: "Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "scm/pur_inbound",
-};
+}
 
 /// A nonce for the gateway's signature: never zero.
 fn gateway_nonce(nonce: u128) -> u64 {

@@ -255,18 +255,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Kingdee K3Cloud",
     summary: "Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "ExecuteBillQuery",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {

@@ -191,18 +191,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Simply CRM",
     summary: "Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "query",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
