@@ -110,6 +110,39 @@ impl Scripted {
     }
 }
 
+/// A shop simulator with `config` on 127.0.0.1:0, the plan of `scheme` against it
+/// (`SHOP_URL` and `ERP_URL`, with `SHOP_TOKEN` = `token`), and an empty SQLite store in a
+/// temporary folder.
+pub struct ShopRig {
+    pub sim: ferry::sim::shop::ShopSim,
+    pub handle: SimHandle,
+    pub plan: Plan,
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn shop_rig(config: ferry::sim::shop::ShopConfig, scheme: &str, token: &str) -> ShopRig {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
+    let url = handle.base_url();
+    let plan = plan(scheme, &|name| match name {
+        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
+        "SHOP_TOKEN" => Some(token.into()),
+        _ => None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.db").display().to_string())
+        .await
+        .unwrap();
+    ShopRig {
+        sim,
+        handle,
+        plan,
+        store,
+        dir,
+    }
+}
+
 /// A shop simulator on 127.0.0.1:0 in its own runtime (for tests that run the `ferry`
 /// binary against it): the runtime, the simulator and its URL. It serves as long as the
 /// runtime lives.
