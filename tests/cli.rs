@@ -5,7 +5,7 @@ mod support;
 use ferry::sim::shop::ShopConfig;
 use std::path::Path;
 use std::process::{Command, Output};
-use support::{ferry, ferry_command, start_shop as start_sim, text};
+use support::{ferry, ferry_command, start_scripted, start_shop as start_sim, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -860,27 +860,6 @@ fn every_machine_output_takes_format_json_and_the_json_alias() {
         let help = text(&ferry(command, &[]).stdout);
         assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");
     }
-}
-
-/// A scripted simulator serving `routes`, alive as long as the returned runtime.
-fn start_scripted(
-    routes: Vec<(&str, Vec<ferry::sim::scripted::Reply>)>,
-) -> (tokio::runtime::Runtime, ferry::sim::scripted::ScriptedSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ferry::sim::scripted::ScriptedSim::start(listener, routes)
-            .await
-            .unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
 }
 
 /// A generic source of `items` with a change time, and a batch target at `/write`.

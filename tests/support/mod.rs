@@ -143,12 +143,13 @@ pub async fn shop_rig(config: ferry::sim::shop::ShopConfig, scheme: &str, token:
     }
 }
 
-/// A shop simulator on 127.0.0.1:0 in its own runtime (for tests that run the `ferry`
-/// binary against it): the runtime, the simulator and its URL. It serves as long as the
-/// runtime lives.
-pub fn start_shop(
-    config: ferry::sim::shop::ShopConfig,
-) -> (tokio::runtime::Runtime, ferry::sim::shop::ShopSim, String) {
+/// A simulator that `start` serves on 127.0.0.1:0 in its own runtime (for tests that run
+/// the `ferry` binary against it): the runtime, the simulator and its URL. It serves as
+/// long as the runtime lives.
+pub fn in_own_runtime<S, F>(start: impl FnOnce(tokio::net::TcpListener) -> F) -> (tokio::runtime::Runtime, S, String)
+where
+    F: std::future::Future<Output = std::io::Result<(S, SimHandle)>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -156,10 +157,22 @@ pub fn start_shop(
         .unwrap();
     let (sim, url) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
+        let (sim, handle) = start(listener).await.unwrap();
         let url = handle.base_url();
         std::mem::forget(handle); // lives as long as the runtime
         (sim, url)
     });
     (runtime, sim, url)
+}
+
+/// A shop simulator with `config` [in its own runtime](in_own_runtime).
+pub fn start_shop(
+    config: ferry::sim::shop::ShopConfig,
+) -> (tokio::runtime::Runtime, ferry::sim::shop::ShopSim, String) {
+    in_own_runtime(|listener| ferry::sim::shop::ShopSim::start(config, listener))
+}
+
+/// A scripted simulator serving `routes` [in its own runtime](in_own_runtime).
+pub fn start_scripted(routes: Vec<(&str, Vec<Reply>)>) -> (tokio::runtime::Runtime, ScriptedSim, String) {
+    in_own_runtime(|listener| ScriptedSim::start(listener, routes))
 }
