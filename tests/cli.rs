@@ -187,9 +187,22 @@ fn mapping_table_operations() {
     let list = ferry(&["mappings", "list", "--scheme", "s", "--store", &store], &[]);
     assert!(text(&list.stdout).contains("2 mapping(s)"), "{}", text(&list.stdout));
 
-    let delete = ["mappings", "delete", "--scheme", "s", "--source-id", "A2", "--store", &store];
+    let delete = [
+        "mappings",
+        "delete",
+        "--scheme",
+        "s",
+        "--source-id",
+        "A2",
+        "--store",
+        &store,
+    ];
     assert_eq!(ferry(&delete, &[]).status.code(), Some(0));
-    assert_eq!(ferry(&delete, &[]).status.code(), Some(1), "the second delete finds nothing");
+    assert_eq!(
+        ferry(&delete, &[]).status.code(),
+        Some(1),
+        "the second delete finds nothing"
+    );
     let list = ferry(&["mappings", "list", "--scheme", "s", "--json", "--store", &store], &[]);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&list.stdout)

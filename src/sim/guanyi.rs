@@ -52,11 +52,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
-use super::kit::{counters, format_secs, json_reply, mix, pick, simulator, start_sim, to_secs};
+use super::kit::{counters, format_secs, json_reply, mix, naive_at, pick, simulator, start_sim, to_secs};
 use super::{
     instrument, lock, read, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
@@ -136,9 +136,7 @@ impl std::fmt::Debug for GuanyiConfig {
 
 impl Default for GuanyiConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(9, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 9, 0, 0);
         GuanyiConfig {
             records: 250,
             shops: 11,

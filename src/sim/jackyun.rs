@@ -50,7 +50,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::kit::{
-    counters, format_secs, json_reply, mix, parse_secs, pick, shanghai_secs, simulator, start_sim, to_secs,
+    counters, format_secs, json_reply, mix, naive_at, parse_secs, pick, shanghai_secs, simulator, start_sim, to_secs,
     too_many_requests, BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, REGIONS, SURNAMES, TRADES,
 };
 use super::{
@@ -127,9 +127,7 @@ impl Default for JackyunConfig {
     fn default() -> Self {
         JackyunConfig {
             records: 500,
-            base_time: NaiveDate::from_ymd_opt(2024, 1, 1)
-                .and_then(|day| day.and_hms_opt(0, 0, 0))
-                .unwrap_or_default(),
+            base_time: naive_at(2024, 1, 1, 0, 0, 0),
             spacing_secs: 600,
             faults: Faults::default(),
             appkey: "12345678".to_owned(),

@@ -52,7 +52,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use super::kit::{counters, from_secs, json_reply, mix, pick, shanghai_secs, simulator, start_sim, to_secs};
+use super::kit::{counters, from_secs, json_reply, mix, naive_at, pick, shanghai_secs, simulator, start_sim, to_secs};
 use super::{
     instrument, lock, parse_query, percent_encode, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
     Simulator,
@@ -150,9 +150,7 @@ pub struct JdyConfig {
 
 impl Default for JdyConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(8, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 8, 0, 0);
         JdyConfig {
             records: 250,
             base_time,

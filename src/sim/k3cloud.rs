@@ -74,11 +74,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-use super::kit::{counters, json_reply, mix, simulator, start_sim};
+use super::kit::{counters, json_reply, mix, naive_at, simulator, start_sim};
 use super::{instrument, lock, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 use filter::{parse_time, Filter};
 use verify::{AppCredentials, Refusal};
@@ -158,9 +158,7 @@ pub struct K3CloudConfig {
 
 impl Default for K3CloudConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(8, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 8, 0, 0);
         K3CloudConfig {
             records: 120,
             materials: 40,

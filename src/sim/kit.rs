@@ -8,7 +8,7 @@ use std::io;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -128,6 +128,13 @@ pub(crate) const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨",
 /// Seconds of a naive time read as UTC.
 pub(crate) fn to_secs(time: NaiveDateTime) -> i64 {
     time.and_utc().timestamp()
+}
+
+/// The naive time of a calendar day and clock time (the epoch when there is none).
+pub(crate) fn naive_at(year: i32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(year, month, day)
+        .and_then(|day| day.and_hms_opt(hour, minute, second))
+        .unwrap_or_default()
 }
 
 /// The naive time of `secs` (the epoch when out of range).

@@ -46,14 +46,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::kit::{
-    counters, from_secs, json_reply, mix, pick, simulator, start_sim, to_secs, too_many_requests, BRAND_FIRST,
-    BRAND_SECOND, COMPANY_FORMS, SURNAMES, TRADES,
+    counters, from_secs, json_reply, mix, naive_at, pick, simulator, start_sim, to_secs, too_many_requests,
+    BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, SURNAMES, TRADES,
 };
 use super::{
     instrument, lock, percent_encode, read, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
@@ -98,9 +98,7 @@ pub struct ShopConfig {
 
 impl Default for ShopConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 1, 1)
-            .and_then(|day| day.and_hms_opt(0, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 1, 1, 0, 0, 0);
         ShopConfig {
             records: 2500,
             base_time,

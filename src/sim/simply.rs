@@ -64,14 +64,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::kit::{
-    self, counters, json_reply, like, mix, pick, simulator, start_sim, to_secs, too_many_requests, BRAND_FIRST,
-    BRAND_SECOND, COMPANY_FORMS, SURNAMES,
+    self, counters, json_reply, like, mix, naive_at, pick, simulator, start_sim, to_secs, too_many_requests,
+    BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, SURNAMES,
 };
 use super::{
     instrument, lock, parse_query, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
@@ -123,9 +123,7 @@ impl Default for SimplyConfig {
     fn default() -> Self {
         SimplyConfig {
             records: 300,
-            base_time: NaiveDate::from_ymd_opt(2024, 1, 1)
-                .and_then(|day| day.and_hms_opt(0, 0, 0))
-                .unwrap_or_default(),
+            base_time: naive_at(2024, 1, 1, 0, 0, 0),
             spacing_secs: 600,
             server_zone: chrono_tz::UTC,
             faults: Faults::default(),
