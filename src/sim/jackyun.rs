@@ -911,13 +911,8 @@ mod tests {
 
     async fn send(client: &reqwest::Client, wire: crate::connector::types::WireRequest) -> (u16, Value) {
         assert_eq!(wire.method, "POST");
-        let mut builder = client.post(&wire.url);
-        for (name, value) in &wire.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(wire.body.unwrap_or_default()).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        assert!(wire.body.is_some(), "a form body");
+        crate::sim::kit::send_wire(client, wire).await
     }
 
     /// Calls `method` through the connector's own request builder, signed now.

@@ -175,6 +175,23 @@ pub(crate) fn like(text: &[char], pattern: &[char]) -> bool {
     }
 }
 
+/// Sends a connector's request as it stands, for the simulators' unit tests: the status
+/// and the JSON answer.
+#[cfg(test)]
+pub(crate) async fn send_wire(client: &reqwest::Client, wire: crate::protocol::types::WireRequest) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(wire.method.as_bytes()).unwrap();
+    let mut builder = client.request(method, &wire.url);
+    for (name, value) in &wire.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = wire.body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 /// Times for the simulators' unit tests.
 #[cfg(test)]
 pub(crate) mod test_time {
