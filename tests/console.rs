@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use std::sync::Arc;
 
-use support::{shop_rig, ShopRig};
+use support::shop_rig;
 
 const SCHEME: &str = include_str!("../schemes/shop-orders-to-erp.yaml");
 const SHOP_TOKEN: &str = "it-token";
@@ -47,17 +47,10 @@ async fn setup(records: u64) -> Setup {
 async fn setup_with(records: u64, inbox: Option<Arc<dyn InboxDepthHook>>, replays: bool) -> Setup {
     let config = ShopConfig {
         records,
-        token: Some(SHOP_TOKEN.into()),
         reject_every: Some(3),
         ..ShopConfig::default()
     };
-    let ShopRig {
-        sim,
-        handle: shop,
-        plan,
-        store,
-        dir,
-    } = shop_rig(config, SCHEME, SHOP_TOKEN).await;
+    let (sim, shop, plan, store, dir) = shop_rig(config, SCHEME, SHOP_TOKEN).await;
     let summary = run(&plan, &store, &HttpClient::new().unwrap(), &RunOptions::default())
         .await
         .unwrap();

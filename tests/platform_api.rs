@@ -14,7 +14,7 @@ use ferry::store::{IntentLog, Store, WriteIntent, WriteOperation};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use support::{shop_rig, ShopRig};
+use support::shop_rig;
 
 const SCHEME: &str = include_str!("../schemes/shop-orders-to-erp.yaml");
 const SHOP_TOKEN: &str = "it-token";
@@ -32,16 +32,9 @@ struct Setup {
 async fn setup(records: u64) -> Setup {
     let config = ShopConfig {
         records,
-        token: Some(SHOP_TOKEN.into()),
         ..ShopConfig::default()
     };
-    let ShopRig {
-        sim,
-        handle: shop,
-        plan,
-        store,
-        dir,
-    } = shop_rig(config, SCHEME, SHOP_TOKEN).await;
+    let (sim, shop, plan, store, dir) = shop_rig(config, SCHEME, SHOP_TOKEN).await;
     let app = router(MappingApi {
         store: store.clone(),
         token: API_TOKEN.into(),

@@ -1028,20 +1028,8 @@ mod tests {
     }
 
     async fn send(request: WireRequest) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let mut builder = match request.method {
-            "GET" => client.get(&request.url),
-            _ => client.post(&request.url),
-        };
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = request.body {
-            builder = builder.body(body);
-        }
-        let response = builder.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        assert!(matches!(request.method, "GET" | "POST"), "{}", request.method);
+        crate::sim::kit::send_wire(&reqwest::Client::new(), request).await
     }
 
     fn batch(start: i64, end: i64, offset: u64, limit: u64) -> Value {

@@ -1888,17 +1888,7 @@ mod tests {
         }
 
         async fn send(&self, wire: WireRequest) -> (u16, Value) {
-            let method = reqwest::Method::from_bytes(wire.method.as_bytes()).unwrap();
-            let mut builder = self.client.request(method, &wire.url);
-            for (name, value) in &wire.headers {
-                builder = builder.header(name, value);
-            }
-            if let Some(body) = wire.body {
-                builder = builder.body(body);
-            }
-            let response = builder.send().await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await.unwrap();
+            let (status, bytes) = crate::sim::kit::send_wire_raw(&self.client, wire).await;
             (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
         }
 

@@ -179,6 +179,16 @@ pub(crate) fn like(text: &[char], pattern: &[char]) -> bool {
 /// and the JSON answer.
 #[cfg(test)]
 pub(crate) async fn send_wire(client: &reqwest::Client, wire: crate::protocol::types::WireRequest) -> (u16, Value) {
+    let (status, body) = send_wire_raw(client, wire).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// [`send_wire`], with the answer's bytes as they came.
+#[cfg(test)]
+pub(crate) async fn send_wire_raw(
+    client: &reqwest::Client,
+    wire: crate::protocol::types::WireRequest,
+) -> (u16, axum::body::Bytes) {
     let method = reqwest::Method::from_bytes(wire.method.as_bytes()).unwrap();
     let mut builder = client.request(method, &wire.url);
     for (name, value) in &wire.headers {
@@ -189,7 +199,7 @@ pub(crate) async fn send_wire(client: &reqwest::Client, wire: crate::protocol::t
     }
     let response = builder.send().await.unwrap();
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    (status, response.bytes().await.unwrap())
 }
 
 /// Times for the simulators' unit tests.

@@ -110,18 +110,18 @@ impl Scripted {
     }
 }
 
-/// A shop simulator with `config` on 127.0.0.1:0, the plan of `scheme` against it
-/// (`SHOP_URL` and `ERP_URL`, with `SHOP_TOKEN` = `token`), and an empty SQLite store in a
-/// temporary folder.
-pub struct ShopRig {
-    pub sim: ferry::sim::shop::ShopSim,
-    pub handle: SimHandle,
-    pub plan: Plan,
-    pub store: Store,
-    pub dir: tempfile::TempDir,
-}
-
-pub async fn shop_rig(config: ferry::sim::shop::ShopConfig, scheme: &str, token: &str) -> ShopRig {
+/// A shop simulator with `config` and the bearer `token` on 127.0.0.1:0, the plan of
+/// `scheme` against it (`SHOP_URL` and `ERP_URL`, with `SHOP_TOKEN` = `token`), and an
+/// empty SQLite store in a temporary folder (kept alive by the returned `TempDir`).
+pub async fn shop_rig(
+    config: ferry::sim::shop::ShopConfig,
+    scheme: &str,
+    token: &str,
+) -> (ferry::sim::shop::ShopSim, SimHandle, Plan, Store, tempfile::TempDir) {
+    let config = ferry::sim::shop::ShopConfig {
+        token: Some(token.into()),
+        ..config
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
     let url = handle.base_url();
@@ -134,13 +134,7 @@ pub async fn shop_rig(config: ferry::sim::shop::ShopConfig, scheme: &str, token:
     let store = Store::open(&dir.path().join("ferry.db").display().to_string())
         .await
         .unwrap();
-    ShopRig {
-        sim,
-        handle,
-        plan,
-        store,
-        dir,
-    }
+    (sim, handle, plan, store, dir)
 }
 
 /// A simulator that `start` serves on 127.0.0.1:0 in its own runtime (for tests that run
