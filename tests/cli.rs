@@ -5,18 +5,9 @@ mod support;
 use ferry::sim::shop::ShopConfig;
 use std::path::Path;
 use std::process::{Command, Output};
-use support::start_shop as start_sim;
+use support::{ferry, ferry_command, start_scripted, start_shop as start_sim, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
-
-fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.output().expect("run ferry")
-}
 
 /// `ferry failures list --json` of the shop scheme's open failures.
 fn list_shop_failures(store: &str) -> Output {
@@ -32,10 +23,6 @@ fn list_shop_failures(store: &str) -> Output {
         ],
         &[],
     )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const FIXTURE_ENV: &[(&str, &str)] = &[("SHOP_URL", "http://127.0.0.1:9"), ("SHOP_TOKEN", "t0k3n-value")];
@@ -200,41 +187,21 @@ fn mapping_table_operations() {
     let list = ferry(&["mappings", "list", "--scheme", "s", "--store", &store], &[]);
     assert!(text(&list.stdout).contains("2 mapping(s)"), "{}", text(&list.stdout));
 
+    let delete = [
+        "mappings",
+        "delete",
+        "--scheme",
+        "s",
+        "--source-id",
+        "A2",
+        "--store",
+        &store,
+    ];
+    assert_eq!(ferry(&delete, &[]).status.code(), Some(0));
     assert_eq!(
-        ferry(
-            &[
-                "mappings",
-                "delete",
-                "--scheme",
-                "s",
-                "--source-id",
-                "A2",
-                "--store",
-                &store
-            ],
-            &[]
-        )
-        .status
-        .code(),
-        Some(0)
-    );
-    assert_eq!(
-        ferry(
-            &[
-                "mappings",
-                "delete",
-                "--scheme",
-                "s",
-                "--source-id",
-                "A2",
-                "--store",
-                &store
-            ],
-            &[]
-        )
-        .status
-        .code(),
-        Some(1)
+        ferry(&delete, &[]).status.code(),
+        Some(1),
+        "the second delete finds nothing"
     );
     let list = ferry(&["mappings", "list", "--scheme", "s", "--json", "--store", &store], &[]);
     assert_eq!(
@@ -644,14 +611,11 @@ fn failures_retry_sends_named_rows_again() {
 
 /// Runs ferry without the listed variables, whatever the test process has.
 fn ferry_without(args: &[&str], envs: &[(&str, &str)], removed: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
+    let mut command = ferry_command(args, &[]);
     for name in removed {
         command.env_remove(name);
     }
-    for (k, v) in envs {
-        command.env(k, v);
-    }
+    command.envs(envs.iter().copied());
     command.output().expect("run ferry")
 }
 
@@ -876,27 +840,6 @@ fn every_machine_output_takes_format_json_and_the_json_alias() {
         let help = text(&ferry(command, &[]).stdout);
         assert!(help.contains("--format <FORMAT>") && help.contains("--json"), "{help}");
     }
-}
-
-/// A scripted simulator serving `routes`, alive as long as the returned runtime.
-fn start_scripted(
-    routes: Vec<(&str, Vec<ferry::sim::scripted::Reply>)>,
-) -> (tokio::runtime::Runtime, ferry::sim::scripted::ScriptedSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ferry::sim::scripted::ScriptedSim::start(listener, routes)
-            .await
-            .unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
 }
 
 /// A generic source of `items` with a change time, and a batch target at `/write`.

@@ -3,12 +3,13 @@
 //! mapping edit change the store; and a real headless Chromium (driven by Selenium, see
 //! tests/browser/console_test.py) does the same through the pages. Everything on 127.0.0.1.
 
+mod support;
 use chrono::Utc;
 use ferry::console::{router, ConsoleState, EngineReplayer, InboxDepthHook, Replayer, StoreInbox};
 use ferry::engine::{run, RunOptions};
 use ferry::http::HttpClient;
 use ferry::platform::Binding;
-use ferry::scheme::{load_str, Plan};
+use ferry::scheme::Plan;
 use ferry::sim::shop::{ShopConfig, ShopSim};
 use ferry::sim::SimHandle;
 use ferry::store::{
@@ -18,6 +19,8 @@ use ferry::store::{
 use futures::future::BoxFuture;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use std::sync::Arc;
+
+use support::shop_rig;
 
 const SCHEME: &str = include_str!("../schemes/shop-orders-to-erp.yaml");
 const SHOP_TOKEN: &str = "it-token";
@@ -42,30 +45,12 @@ async fn setup(records: u64) -> Setup {
 
 /// [`setup`] with an inbox hook, and with or without the engine as replayer.
 async fn setup_with(records: u64, inbox: Option<Arc<dyn InboxDepthHook>>, replays: bool) -> Setup {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (sim, shop) = ShopSim::start(
-        ShopConfig {
-            records,
-            token: Some(SHOP_TOKEN.into()),
-            reject_every: Some(3),
-            ..ShopConfig::default()
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let url = shop.base_url();
-    let loaded = load_str(SCHEME, "shop.yaml", &|name| match name {
-        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
-        "SHOP_TOKEN" => Some(SHOP_TOKEN.into()),
-        _ => None,
-    });
-    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-    let plan = loaded.plan.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("ferry.db").display().to_string())
-        .await
-        .unwrap();
+    let config = ShopConfig {
+        records,
+        reject_every: Some(3),
+        ..ShopConfig::default()
+    };
+    let (sim, shop, plan, store, dir) = shop_rig(config, SCHEME, SHOP_TOKEN).await;
     let summary = run(&plan, &store, &HttpClient::new().unwrap(), &RunOptions::default())
         .await
         .unwrap();

@@ -3,42 +3,11 @@
 //! receiver) on 127.0.0.1.
 
 mod support;
-use std::process::{Command, Output};
-use support::start_shop as start_sim;
+use std::process::Output;
+use support::{describe, ferry, json, start_shop as start_sim, text};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 const SCHEME: &str = "schemes/shop-orders-to-erp.yaml";
 const SCHEME_NAME: &str = "shop-orders-to-erp";
-
-fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("FERRY_STORE")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env("FERRY_LOG", "warn");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.output().expect("run ferry")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
-}
 
 fn checkpoint_of(store: &str) -> serde_json::Value {
     let shown = ferry(&["checkpoint", "show", SCHEME_NAME, "--store", store, "--json"], &[]);

@@ -7,27 +7,7 @@ mod support;
 use ferry::sim::shop::ShopConfig;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-use support::start_shop as start_sim;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
-
-fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("FERRY_STORE").env("FERRY_LOG", "warn");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.output().expect("run ferry")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
-}
+use support::{ferry, json, start_shop as start_sim, text};
 
 /// The shop scheme with `FShop` mapped through the `shop` table, seeded from `shops.csv`
 /// next to it, which knows SHOP01–SHOP04 but not SHOP05.

@@ -6,52 +6,17 @@
 mod support;
 use ferry::sim::shop::ShopConfig;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::start_shop as start_sim;
+use support::{describe, ferry, ferry_command as command, json, start_shop as start_sim, text};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 const SCHEME: &str = "schemes/shop-orders-to-erp.yaml";
 const SCHEME_NAME: &str = "shop-orders-to-erp";
 /// Nothing listens there: connections are refused at once.
 const DOWN: &str = "http://127.0.0.1:9";
 
-fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("FERRY_STORE")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env("FERRY_LOG", "warn");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command
-}
-
-fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    command(args, envs).output().expect("run ferry")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
 fn shop_envs<'a>(source: &'a str, target: &'a str) -> [(&'static str, &'a str); 3] {
     [("SHOP_URL", source), ("ERP_URL", target), ("SHOP_TOKEN", "demo-token")]
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }
 
 // ---- systemd ------------------------------------------------------------------------

@@ -3,15 +3,18 @@
 //! mapping a run created is answered with the seed's fields. Bad input is answered in the
 //! platform's envelope, never with a 500. Everything on 127.0.0.1.
 
+mod support;
 use ferry::engine::{run, RunOptions};
 use ferry::http::HttpClient;
 use ferry::platform::{router, Binding, MappingApi, SUCCESS};
-use ferry::scheme::{load_str, Plan};
+use ferry::scheme::Plan;
 use ferry::sim::shop::{ShopConfig, ShopSim};
 use ferry::sim::SimHandle;
 use ferry::store::{IntentLog, Store, WriteIntent, WriteOperation};
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+use support::shop_rig;
 
 const SCHEME: &str = include_str!("../schemes/shop-orders-to-erp.yaml");
 const SHOP_TOKEN: &str = "it-token";
@@ -27,29 +30,11 @@ struct Setup {
 }
 
 async fn setup(records: u64) -> Setup {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (sim, shop) = ShopSim::start(
-        ShopConfig {
-            records,
-            token: Some(SHOP_TOKEN.into()),
-            ..ShopConfig::default()
-        },
-        listener,
-    )
-    .await
-    .unwrap();
-    let url = shop.base_url();
-    let loaded = load_str(SCHEME, "shop.yaml", &|name| match name {
-        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
-        "SHOP_TOKEN" => Some(SHOP_TOKEN.into()),
-        _ => None,
-    });
-    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-    let plan = loaded.plan.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("ferry.db").display().to_string())
-        .await
-        .unwrap();
+    let config = ShopConfig {
+        records,
+        ..ShopConfig::default()
+    };
+    let (sim, shop, plan, store, dir) = shop_rig(config, SCHEME, SHOP_TOKEN).await;
     let app = router(MappingApi {
         store: store.clone(),
         token: API_TOKEN.into(),

@@ -2,6 +2,8 @@
 //! dependency order (a scheme reading another's ids with `mapped_id` runs after it), one
 //! lock each, one summary, against the shop simulator on 127.0.0.1.
 
+mod support;
+
 use ferry::sim::shop::{ShopConfig, ShopSim};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,27 +27,10 @@ fn refs_scheme() -> String {
 }
 
 fn start_sim(records: u64) -> (tokio::runtime::Runtime, ShopSim, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sim, url) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ShopSim::start(
-            ShopConfig {
-                records,
-                ..ShopConfig::default()
-            },
-            listener,
-        )
-        .await
-        .unwrap();
-        let url = handle.base_url();
-        std::mem::forget(handle); // lives as long as the runtime
-        (sim, url)
-    });
-    (runtime, sim, url)
+    support::start_shop(ShopConfig {
+        records,
+        ..ShopConfig::default()
+    })
 }
 
 fn ferry(args: &[&str], source: &str, orders_target: &str, refs_target: &str) -> Output {

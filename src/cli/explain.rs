@@ -12,6 +12,7 @@
 //! record, its row, the templates) goes through the scheme's redactor. Without `--fetch`
 //! the scheme's `${VARS}` need not be set (placeholders stand in).
 
+use super::output::json_or_text;
 use super::{load_for_run, load_scheme, logging, read_env_file, stores, EnvArg, FormatArg, StoreArg};
 use crate::error::exit;
 use crate::http::HttpClient;
@@ -234,11 +235,9 @@ pub async fn explain(args: ExplainArgs) -> i32 {
         row,
         fetched,
     };
-    if args.output.is_json() {
-        println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
-    } else {
-        print!("{}", explanation_text(&explanation, args.events));
-    }
+    json_or_text(args.output.is_json(), &explanation, || {
+        explanation_text(&explanation, args.events)
+    });
     exit::OK
 }
 

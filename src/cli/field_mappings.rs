@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::output::json_or_text;
 use super::{logging, stores, FormatArg, StoreArg};
 use crate::engine::field_maps::{read_seed_file, store_table};
 use crate::error::exit;
@@ -354,11 +355,7 @@ async fn list(args: ListArgs) -> Result<i32, i32> {
     let filters = args.table.filters()?;
     let store = stores::open_existing(&args.store.store).await?;
     let rows = rows_of(&store, &filters).await?;
-    if args.output.is_json() {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-    } else {
-        print!("{}", table_text(&rows));
-    }
+    json_or_text(args.output.is_json(), &rows, || table_text(&rows));
     Ok(exit::OK)
 }
 
@@ -553,11 +550,7 @@ async fn lint(args: LintArgs) -> Result<i32, i32> {
     }
 
     let clean = report.drift.is_empty() && report.unmapped.is_empty();
-    if args.output.is_json() {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else {
-        print!("{}", lint_text(&report, &args.scheme));
-    }
+    json_or_text(args.output.is_json(), &report, || lint_text(&report, &args.scheme));
     Ok(if clean { exit::OK } else { exit::ROWS_FAILED })
 }
 

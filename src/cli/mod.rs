@@ -1398,11 +1398,7 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
             };
             match store.list_failures(scheme.as_deref(), Some(status), limit).await {
                 Ok(rows) => {
-                    if format.is_json() {
-                        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-                    } else {
-                        print!("{}", output::failures_table(&rows));
-                    }
+                    output::json_or_text(format.is_json(), &rows, || output::failures_table(&rows));
                     exit::OK
                 }
                 Err(e) => {
@@ -1457,11 +1453,7 @@ async fn failures(action: FailuresAction, log_format: LogFormat) -> i32 {
             };
             match store.failure(id).await {
                 Ok(Some(f)) => {
-                    if format.is_json() {
-                        println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
-                    } else {
-                        print!("{}", output::failure_detail(&f));
-                    }
+                    output::json_or_text(format.is_json(), &f, || output::failure_detail(&f));
                     exit::OK
                 }
                 Ok(None) => {

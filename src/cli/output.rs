@@ -4,6 +4,15 @@ use crate::engine::{Outcome, PlannedRequest, Progress, ReadPosition, SourceReque
 use crate::store::{Failure, Mapping};
 use std::fmt::Write as _;
 
+/// Prints `value` as pretty JSON when `json`, else the text `text` makes of it.
+pub fn json_or_text<T: serde::Serialize + ?Sized>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    } else {
+        print!("{}", text());
+    }
+}
+
 /// The summary of a run against the store at `store` (named in the hints it prints).
 pub fn summary_table(s: &Summary, store: &str) -> String {
     let store_flag = if store == "ferry.db" {

@@ -6,6 +6,7 @@
 //! The next timer run is asked of `systemctl list-timers` (system and user managers) for
 //! the unit `ferry systemd` names for the scheme; any failure there only leaves it out.
 
+use super::output::json_or_text;
 use super::{logging, stores, FormatArg, StoreArg};
 use crate::error::exit;
 use crate::store::{CheckpointStore, FailureLedger, IntentLog, RunHistory, RunRecord};
@@ -84,11 +85,7 @@ pub async fn runs(action: RunsAction) -> i32 {
             };
             match store.recent_runs(scheme.as_deref(), limit).await {
                 Ok(rows) => {
-                    if output.is_json() {
-                        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-                    } else {
-                        print!("{}", runs_table(&rows));
-                    }
+                    json_or_text(output.is_json(), &rows, || runs_table(&rows));
                     exit::OK
                 }
                 Err(e) => {
@@ -104,11 +101,7 @@ pub async fn runs(action: RunsAction) -> i32 {
             };
             match store.run(id).await {
                 Ok(Some(run)) => {
-                    if output.is_json() {
-                        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
-                    } else {
-                        print!("{}", run_detail(&run));
-                    }
+                    json_or_text(output.is_json(), &run, || run_detail(&run));
                     exit::OK
                 }
                 Ok(None) => {
@@ -273,11 +266,9 @@ pub async fn status(args: StatusArgs) -> i32 {
             timer: timer.map(|(t, _)| t.clone()),
         });
     }
-    if args.output.is_json() {
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-    } else {
-        print!("{}", status_text(&all, &args.store.store, now));
-    }
+    json_or_text(args.output.is_json(), &all, || {
+        status_text(&all, &args.store.store, now)
+    });
     exit::OK
 }
 

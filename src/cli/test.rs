@@ -1,6 +1,7 @@
 //! `ferry test [PATH...]`: runs hermetic scheme tests (see [`crate::schemetest`]) and prints
 //! a summary, JSON or JUnit XML; `--record` fills test files from the built-in simulators.
 
+use super::output::json_or_text;
 use super::FormatArg;
 use crate::error::exit;
 use crate::schemetest::{self, format, record, report, runner};
@@ -73,11 +74,7 @@ pub async fn test(args: TestArgs) -> i32 {
         }
     }
     if !args.record {
-        if args.output.is_json() {
-            println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
-        } else {
-            print!("{}", report::text(&reports));
-        }
+        json_or_text(args.output.is_json(), &reports, || report::text(&reports));
         if let Some(path) = &args.junit {
             if let Err(e) = std::fs::write(path, report::junit(&reports)) {
                 eprintln!("error: cannot write {}: {e}", path.display());

@@ -309,8 +309,54 @@ pub fn zone_named(name: &str) -> Result<chrono_tz::Tz, String> {
 }
 
 /// What a vendor folder's `mod.rs` needs to implement [`Protocol`] and list itself.
+/// The [`Protocol`] methods a connector answers from its `envelope` module alone:
+/// `records_path`, `row_outcomes` and `written_id`, each forwarding to the function of the
+/// same name there. For use inside `impl Protocol for …`.
+macro_rules! envelope_answers {
+    () => {
+        fn records_path(&self, api: &str) -> Option<&'static str> {
+            envelope::records_path(api)
+        }
+
+        fn row_outcomes(
+            &self,
+            api: &str,
+            body: &serde_json::Value,
+            rows: usize,
+        ) -> Option<Vec<$crate::protocol::types::RowOutcome>> {
+            envelope::row_outcomes(api, body, rows)
+        }
+
+        fn written_id(&self, api: &str, body: &serde_json::Value) -> Option<String> {
+            envelope::written_id(api, body)
+        }
+    };
+}
+pub(crate) use envelope_answers;
+
+/// A vendor connector's `CONNECTOR` line in [`CONNECTORS`], from its module's `NAME`,
+/// `ABOUT`, `SECRET_FIELDS`, `Settings` and `scaffold::SCAFFOLD`, and the words given.
+macro_rules! vendor_connector {
+    (title: $title:expr, summary: $summary:expr, example_api: $example_api:expr $(,)?) => {
+        /// This connector's line in [`crate::protocol::CONNECTORS`].
+        pub const CONNECTOR: Connector = Connector {
+            name: NAME,
+            title: $title,
+            summary: $summary,
+            about: ABOUT,
+            secret_fields: SECRET_FIELDS,
+            open: open_settings::<Settings>,
+            settings_schema: Some(schema_of::<Settings>),
+            scaffold: &scaffold::SCAFFOLD,
+            example_api: $example_api,
+        };
+    };
+}
+pub(crate) use vendor_connector;
+
 pub mod prelude {
     pub use super::types::{StopRule, *};
+    pub(crate) use super::{envelope_answers, vendor_connector};
     pub use super::{open_settings, schema_of, set_page_params, zone_named, Connector, Protocol};
     pub use chrono::{DateTime, Utc};
     pub use serde_json::Value;

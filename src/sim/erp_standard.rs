@@ -48,8 +48,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use super::kit::{counters, json_reply, mix, pick, simulator, start_sim};
 use super::{
-    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
+    instrument, lock, parse_query, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The platform's success literal, used by [`ReplyStyle::ErrCode`].
@@ -181,27 +182,21 @@ struct ErpReplies;
 
 impl FaultReplies for ErpReplies {
     fn throttled(&self) -> Response {
-        (
+        json_reply(
             StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"code": "429", "message": "请求过于频繁，请稍后再试", "data": null})),
+            json!({"code": "429", "message": "请求过于频繁，请稍后再试", "data": null}),
         )
-            .into_response()
     }
 
     fn server_error(&self) -> Response {
-        (
+        json_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": "500", "message": "系统异常，请稍后重试", "data": null})),
+            json!({"code": "500", "message": "系统异常，请稍后重试", "data": null}),
         )
-            .into_response()
     }
 }
 
-impl Simulator for ErpStandardSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(ErpStandardSim);
 
 impl ErpStandardSim {
     /// Builds the simulator's state; nothing listens until [`ErpStandardSim::start`].
@@ -235,9 +230,7 @@ impl ErpStandardSim {
         cfg: ErpStandardConfig,
         listener: tokio::net::TcpListener,
     ) -> io::Result<(ErpStandardSim, SimHandle)> {
-        let sim = ErpStandardSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(ErpStandardSim::new(cfg), ErpStandardSim::router, listener).await
     }
 
     /// Changes generated order `index` (first line quantity, so the amounts, and the status)
@@ -309,19 +302,13 @@ impl ErpStandardSim {
         self.create_calls() + self.update_calls()
     }
 
-    /// `create` requests that reached the handler.
-    pub fn create_calls(&self) -> u64 {
-        self.state.create_calls.load(Ordering::Relaxed)
-    }
-
-    /// `update` requests that reached the handler.
-    pub fn update_calls(&self) -> u64 {
-        self.state.update_calls.load(Ordering::Relaxed)
-    }
-
-    /// Query requests that reached a handler.
-    pub fn query_calls(&self) -> u64 {
-        self.state.query_calls.load(Ordering::Relaxed)
+    counters! {
+        /// `create` requests that reached the handler.
+        create_calls,
+        /// `update` requests that reached the handler.
+        update_calls,
+        /// Query requests that reached a handler.
+        query_calls,
     }
 }
 
@@ -335,17 +322,6 @@ fn generated_id(index: u64) -> String {
 
 fn generated_bill(index: u64) -> String {
     format!("XSDD{index:08}")
-}
-
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<'a>(table: &[&'a str], hash: u64) -> &'a str {
-    table[(hash % table.len() as u64) as usize]
 }
 
 const PROVINCES: &[&str] = &[
@@ -1052,20 +1028,8 @@ mod tests {
     }
 
     async fn send(request: WireRequest) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let mut builder = match request.method {
-            "GET" => client.get(&request.url),
-            _ => client.post(&request.url),
-        };
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = request.body {
-            builder = builder.body(body);
-        }
-        let response = builder.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        assert!(matches!(request.method, "GET" | "POST"), "{}", request.method);
+        crate::sim::kit::send_wire(&reqwest::Client::new(), request).await
     }
 
     fn batch(start: i64, end: i64, offset: u64, limit: u64) -> Value {

@@ -49,7 +49,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{instrument, lock, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
+use super::kit::{counters, mix, pick, simulator, start_sim};
+use super::{instrument, lock, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 
 /// Old-generation token path.
 pub const TOKEN_PATH: &str = "/cgi/corpAccessToken/get/V2";
@@ -245,11 +246,7 @@ impl FaultReplies for FxReplies {
     }
 }
 
-impl Simulator for FxiaokeSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(FxiaokeSim);
 
 impl FxiaokeSim {
     /// Builds the simulator's state; nothing listens until [`FxiaokeSim::start`].
@@ -284,9 +281,7 @@ impl FxiaokeSim {
 
     /// Builds the simulator and serves it on `listener`.
     pub async fn start(cfg: FxiaokeConfig, listener: tokio::net::TcpListener) -> io::Result<(FxiaokeSim, SimHandle)> {
-        let sim = FxiaokeSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(FxiaokeSim::new(cfg), FxiaokeSim::router, listener).await
     }
 
     /// Invalidates every token; the next business call answers 20016.
@@ -377,19 +372,13 @@ impl FxiaokeSim {
         lock(&self.state.pushes).non_standard.clone()
     }
 
-    /// Push requests that reached the handler (accepted or refused).
-    pub fn write_calls(&self) -> u64 {
-        self.state.push_calls.load(Ordering::Relaxed)
-    }
-
-    /// Token requests that reached a token handler.
-    pub fn token_calls(&self) -> u64 {
-        self.state.token_calls.load(Ordering::Relaxed)
-    }
-
-    /// Query requests that reached the handler.
-    pub fn query_calls(&self) -> u64 {
-        self.state.query_calls.load(Ordering::Relaxed)
+    counters! {
+        /// Push requests that reached the handler (accepted or refused).
+        write_calls: push_calls,
+        /// Token requests that reached a token handler.
+        token_calls,
+        /// Query requests that reached the handler.
+        query_calls,
     }
 }
 
@@ -462,13 +451,6 @@ fn parse_body(body: &Bytes) -> Result<Value, Refusal> {
 // ---------------------------------------------------------------------------
 // Tokens
 // ---------------------------------------------------------------------------
-
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 impl FxState {
     /// Checks the app credentials of a token request.
@@ -752,10 +734,6 @@ const INDUSTRY: &[&str] = &[
 const FORMS: &[&str] = &["有限公司", "股份有限公司", "集团有限公司", "科技有限公司"];
 const ROADS: &[&str] = &["人民路", "解放大道", "中山路", "建设路", "科技园路", "长江路", "和平街"];
 const LEVELS: &[&str] = &["A", "B", "C"];
-
-fn pick<'a>(table: &[&'a str], hash: u64) -> &'a str {
-    table[(hash % table.len() as u64) as usize]
-}
 
 fn account_row(cfg: &FxiaokeConfig, index: u64, touched: Option<Touched>) -> Map<String, Value> {
     let hash = mix(index);

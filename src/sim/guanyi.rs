@@ -52,12 +52,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
+use super::kit::{counters, format_secs, json_reply, mix, naive_at, pick, simulator, start_sim, to_secs};
 use super::{
-    instrument, lock, read, serve, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
+    instrument, lock, read, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The RPC path of the vendor's API URLs (`http://v2.api.guanyierp.com/rest/erp_open`).
@@ -135,9 +136,7 @@ impl std::fmt::Debug for GuanyiConfig {
 
 impl Default for GuanyiConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(9, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 9, 0, 0);
         GuanyiConfig {
             records: 250,
             shops: 11,
@@ -175,11 +174,7 @@ pub async fn start(cfg: GuanyiConfig, listener: tokio::net::TcpListener) -> io::
     GuanyiSim::start(cfg, listener).await
 }
 
-impl Simulator for GuanyiSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(GuanyiSim);
 
 impl GuanyiSim {
     /// Builds the state; nothing listens until [`GuanyiSim::start`] or until
@@ -223,9 +218,7 @@ impl GuanyiSim {
 
     /// Builds a simulator and serves it on `listener`.
     pub async fn start(cfg: GuanyiConfig, listener: tokio::net::TcpListener) -> io::Result<(GuanyiSim, SimHandle)> {
-        let sim = GuanyiSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(GuanyiSim::new(cfg), GuanyiSim::router, listener).await
     }
 
     /// The full RPC URL of a running simulator, e.g. `http://127.0.0.1:PORT/rest/erp_open`.
@@ -276,14 +269,11 @@ impl GuanyiSim {
         book.rows.get(position).map(|row| row.row.clone())
     }
 
-    /// Authenticated `vip.add`/`vip.update` calls handled, accepted or not.
-    pub fn write_calls(&self) -> u64 {
-        self.state.write_calls.load(Ordering::Relaxed)
-    }
-
-    /// Authenticated query calls handled.
-    pub fn read_calls(&self) -> u64 {
-        self.state.read_calls.load(Ordering::Relaxed)
+    counters! {
+        /// Authenticated `vip.add`/`vip.update` calls handled, accepted or not.
+        write_calls,
+        /// Authenticated query calls handled.
+        read_calls,
     }
 }
 
@@ -309,12 +299,12 @@ struct GuanyiReplies {
 impl FaultReplies for GuanyiReplies {
     fn throttled(&self) -> Response {
         let body = envelope_error("", &self.throttle_code, &self.throttle_desc, "", "");
-        (StatusCode::OK, Json(body)).into_response()
+        json_reply(StatusCode::OK, body)
     }
 
     fn server_error(&self) -> Response {
         let body = envelope_error("", codes::BUSINESS, "服务器内部错误", "", "请稍后重试");
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        json_reply(StatusCode::INTERNAL_SERVER_ERROR, body)
     }
 }
 
@@ -1126,19 +1116,6 @@ impl VipBook {
     }
 }
 
-fn mix(value: u64) -> u64 {
-    // splitmix64 finalizer: a cheap, well-spread hash of the index.
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<T: Copy>(table: &[T], hash: u64) -> T {
-    let len = u64::try_from(table.len()).unwrap_or(1).max(1);
-    table[usize::try_from(hash % len).unwrap_or(0)]
-}
-
 const SHOP_BRANDS: &[&str] = &[
     "云栖", "禾木", "青岚", "知味", "拾光", "南山", "素问", "鹿鸣", "柒月", "归朴", "半亩", "初禾",
 ];
@@ -1395,14 +1372,8 @@ fn render_order(lazy: Lazy, shops: &[ShopRow], index: u64) -> Value {
 // Time
 // ---------------------------------------------------------------------------
 
-fn to_secs(time: NaiveDateTime) -> i64 {
-    time.and_utc().timestamp()
-}
-
 fn format_time(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0)
-        .map(|time| time.naive_utc().format(DATETIME_FORMAT).to_string())
-        .unwrap_or_default()
+    format_secs(secs, DATETIME_FORMAT)
 }
 
 /// The Asia/Shanghai wall clock (UTC+8, no daylight saving) of `at`, as naive seconds.
@@ -1436,6 +1407,7 @@ mod tests {
     use super::*;
     use crate::connector::guanyi::{envelope, request, sign, Settings};
     use crate::connector::types::{Verdict, WireRequest};
+    use crate::sim::kit::test_time::{china, naive as at};
     use crate::sim::InjectedFault;
     use std::collections::BTreeSet;
     use std::time::Duration;
@@ -1444,19 +1416,6 @@ mod tests {
 
     fn settings() -> Settings {
         Settings::new("100000", "abcdef0123456789abcdef0123456789", SECRET)
-    }
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap()
-    }
-
-    /// The instant whose China wall-clock time is `text`.
-    fn china(text: &str) -> DateTime<Utc> {
-        use chrono::TimeZone;
-        chrono_tz::Asia::Shanghai
-            .from_local_datetime(&at(text))
-            .unwrap()
-            .with_timezone(&Utc)
     }
 
     struct Rig {

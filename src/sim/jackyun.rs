@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -49,8 +49,12 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
+use super::kit::{
+    counters, format_secs, json_reply, mix, naive_at, parse_secs, pick, shanghai_secs, simulator, start_sim, to_secs,
+    too_many_requests, BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, REGIONS, SURNAMES, TRADES,
+};
 use super::{
-    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
+    instrument, lock, parse_query, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The gateway path.
@@ -123,9 +127,7 @@ impl Default for JackyunConfig {
     fn default() -> Self {
         JackyunConfig {
             records: 500,
-            base_time: NaiveDate::from_ymd_opt(2024, 1, 1)
-                .and_then(|day| day.and_hms_opt(0, 0, 0))
-                .unwrap_or_default(),
+            base_time: naive_at(2024, 1, 1, 0, 0, 0),
             spacing_secs: 600,
             faults: Faults::default(),
             appkey: "12345678".to_owned(),
@@ -180,11 +182,7 @@ struct Tables {
     next_customer_id: u64,
 }
 
-impl Simulator for JackyunSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(JackyunSim);
 
 impl JackyunSim {
     /// Builds the state; nothing listens until [`JackyunSim::start`] or until
@@ -237,9 +235,7 @@ impl JackyunSim {
 
     /// Builds a simulator and serves it on `listener`.
     pub async fn start(cfg: JackyunConfig, listener: tokio::net::TcpListener) -> io::Result<(JackyunSim, SimHandle)> {
-        let sim = JackyunSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(JackyunSim::new(cfg), JackyunSim::router, listener).await
     }
 
     /// Changes customer `index` (1-based; its VIP level and manager notes) and moves its
@@ -258,7 +254,7 @@ impl JackyunSim {
         stored
             .row
             .insert("specialReminding".into(), json!(format!("第{revision}次资料更新")));
-        stored.modified = china_secs(at);
+        stored.modified = shanghai_secs(at);
         stored
             .row
             .insert("gmtModified".into(), json!(format_time(stored.modified)));
@@ -281,7 +277,7 @@ impl JackyunSim {
         stored
             .row
             .insert("retailPrice".into(), json!(format!("{:.2}", price + 1.0)));
-        stored.modified = china_secs(at);
+        stored.modified = shanghai_secs(at);
         let text = format_time(stored.modified);
         stored.row.insert("gmtModified".into(), json!(text));
         stored.row.insert("skuGmtModified".into(), json!(text));
@@ -332,9 +328,9 @@ impl JackyunSim {
             .map(|stored| Value::Object(stored.row.clone()))
     }
 
-    /// `crm.customer.add` calls that passed the gateway checks (refused rows included).
-    pub fn write_calls(&self) -> u64 {
-        self.state.write_calls.load(Ordering::Relaxed)
+    counters! {
+        /// `crm.customer.add` calls that passed the gateway checks (refused rows included).
+        write_calls,
     }
 }
 
@@ -347,23 +343,16 @@ struct JackyunReplies;
 
 impl FaultReplies for JackyunReplies {
     fn throttled(&self) -> Response {
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"code": 429, "msg": "接口调用频率超限，请稍后再试", "subCode": "isp.call-limited", "result": null})),
+        too_many_requests(
+            json!({"code": 429, "msg": "接口调用频率超限，请稍后再试", "subCode": "isp.call-limited", "result": null}),
         )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
     }
 
     fn server_error(&self) -> Response {
-        (
+        json_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": 500, "msg": "服务器内部错误", "subCode": "isp.unknown-error", "result": null})),
+            json!({"code": 500, "msg": "服务器内部错误", "subCode": "isp.unknown-error", "result": null}),
         )
-            .into_response()
     }
 }
 
@@ -371,70 +360,23 @@ impl FaultReplies for JackyunReplies {
 // Time
 // ---------------------------------------------------------------------------
 
-fn to_secs(time: NaiveDateTime) -> i64 {
-    time.and_utc().timestamp()
-}
-
 fn format_time(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0)
-        .map(|time| time.naive_utc().format(DATETIME_FORMAT).to_string())
-        .unwrap_or_default()
+    format_secs(secs, DATETIME_FORMAT)
 }
 
 fn parse_time(text: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(text.trim(), DATETIME_FORMAT)
-        .ok()
-        .map(to_secs)
-}
-
-/// The China wall clock of the instant `at`, as seconds of the naive local time.
-fn china_secs(at: DateTime<Utc>) -> i64 {
-    to_secs(at.with_timezone(&chrono_tz::Asia::Shanghai).naive_local())
+    parse_secs(text, DATETIME_FORMAT)
 }
 
 /// The server clock in China time, as seconds of the naive local time.
 fn china_now() -> i64 {
-    china_secs(Utc::now())
+    shanghai_secs(Utc::now())
 }
 
 // ---------------------------------------------------------------------------
 // Generated data
 // ---------------------------------------------------------------------------
 
-/// splitmix64: a seeded, well-spread hash of an index.
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<T: Copy>(table: &[T], hash: u64) -> T {
-    table[usize::try_from(hash % table.len() as u64).unwrap_or(0)]
-}
-
-/// (province, city, district, postcode, area code).
-const REGIONS: &[(&str, &str, &str, &str, &str)] = &[
-    ("浙江省", "杭州市", "西湖区", "310012", "0571"),
-    ("浙江省", "宁波市", "鄞州区", "315100", "0574"),
-    ("上海市", "上海市", "浦东新区", "200120", "021"),
-    ("北京市", "北京市", "朝阳区", "100020", "010"),
-    ("广东省", "深圳市", "南山区", "518052", "0755"),
-    ("广东省", "广州市", "天河区", "510620", "020"),
-    ("江苏省", "苏州市", "工业园区", "215021", "0512"),
-    ("江苏省", "南京市", "鼓楼区", "210008", "025"),
-    ("四川省", "成都市", "武侯区", "610041", "028"),
-    ("湖北省", "武汉市", "江汉区", "430015", "027"),
-    ("福建省", "厦门市", "思明区", "361001", "0592"),
-    ("山东省", "青岛市", "市南区", "266071", "0532"),
-];
-const BRAND_FIRST: &[&str] = &["云", "华", "鑫", "恒", "瑞", "嘉", "盛", "博", "明", "天", "中", "新"];
-const BRAND_SECOND: &[&str] = &["帆", "达", "泰", "源", "丰", "昌", "信", "诚", "通", "宇", "锦", "悦"];
-const TRADES: &[&str] = &[
-    "贸易", "科技", "电子", "食品", "实业", "商贸", "网络", "物流", "服饰", "家居",
-];
-const COMPANY_FORMS: &[&str] = &["有限公司", "有限公司", "有限责任公司", "股份有限公司"];
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙"];
 const GIVEN_NAMES: &[&str] = &[
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛",
 ];
@@ -951,6 +893,7 @@ mod tests {
     use super::*;
     use crate::connector::jackyun::{envelope, request, Settings};
     use crate::connector::types::{RowOutcome, Verdict};
+    use crate::sim::kit::test_time::{china, naive};
     use crate::sim::InjectedFault;
     use chrono::{Duration as ChronoDuration, TimeZone};
     use std::time::Duration;
@@ -968,13 +911,8 @@ mod tests {
 
     async fn send(client: &reqwest::Client, wire: crate::connector::types::WireRequest) -> (u16, Value) {
         assert_eq!(wire.method, "POST");
-        let mut builder = client.post(&wire.url);
-        for (name, value) in &wire.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(wire.body.unwrap_or_default()).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        assert!(wire.body.is_some(), "a form body");
+        crate::sim::kit::send_wire(client, wire).await
     }
 
     /// Calls `method` through the connector's own request builder, signed now.
@@ -992,18 +930,6 @@ mod tests {
 
     fn list_page(page_index: u64, page_size: u64) -> Value {
         request::with_page(&json!({"hasTotal": 1}), page_index, page_size).unwrap()
-    }
-
-    fn naive(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap()
-    }
-
-    /// The instant whose China wall-clock time is `text`.
-    fn china(text: &str) -> DateTime<Utc> {
-        chrono_tz::Asia::Shanghai
-            .from_local_datetime(&naive(text))
-            .unwrap()
-            .with_timezone(&Utc)
     }
 
     #[test]

@@ -47,14 +47,15 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
+use super::kit::{counters, from_secs, json_reply, mix, naive_at, pick, shanghai_secs, simulator, start_sim, to_secs};
 use super::{
-    instrument, lock, parse_query, percent_encode, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl,
-    SimHandle, Simulator,
+    instrument, lock, parse_query, percent_encode, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
+    Simulator,
 };
 
 /// The errcode of a refused save or a malformed parameter (simulator choice).
@@ -149,9 +150,7 @@ pub struct JdyConfig {
 
 impl Default for JdyConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(8, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 8, 0, 0);
         JdyConfig {
             records: 250,
             base_time,
@@ -204,11 +203,7 @@ struct JdyState {
     token_calls: AtomicU64,
 }
 
-impl Simulator for JdySim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(JdySim);
 
 impl JdySim {
     /// Builds the simulator's state; nothing listens until it is served.
@@ -263,9 +258,7 @@ impl JdySim {
 
     /// Builds a simulator and serves it on `listener`.
     pub async fn start(cfg: JdyConfig, listener: tokio::net::TcpListener) -> io::Result<(JdySim, SimHandle)> {
-        let sim = JdySim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(JdySim::new(cfg), JdySim::router, listener).await
     }
 
     /// The configuration the simulator runs with.
@@ -344,24 +337,15 @@ impl JdySim {
         book.stored.get(index)?.saved.as_ref().map(|bill| bill.v2_detail())
     }
 
-    /// Save requests that reached the handler.
-    pub fn write_calls(&self) -> u64 {
-        self.state.write_calls.load(Ordering::Relaxed)
-    }
-
-    /// List requests (v1 and v2) that reached the handler.
-    pub fn list_calls(&self) -> u64 {
-        self.state.list_calls.load(Ordering::Relaxed)
-    }
-
-    /// Detail requests (v1 and v2) that reached the handler.
-    pub fn detail_calls(&self) -> u64 {
-        self.state.detail_calls.load(Ordering::Relaxed)
-    }
-
-    /// Successful token issues (v2 app-token and v1 access_token).
-    pub fn token_calls(&self) -> u64 {
-        self.state.token_calls.load(Ordering::Relaxed)
+    counters! {
+        /// Save requests that reached the handler.
+        write_calls,
+        /// List requests (v1 and v2) that reached the handler.
+        list_calls,
+        /// Detail requests (v1 and v2) that reached the handler.
+        detail_calls,
+        /// Successful token issues (v2 app-token and v1 access_token).
+        token_calls,
     }
 }
 
@@ -380,12 +364,12 @@ impl FaultReplies for JdyReplies {
             "errcode": self.throttle.errcode,
             "description": "请求过于频繁，请稍后再试 (limit 500 calls/minute/account)",
         });
-        (status, Json(body)).into_response()
+        json_reply(status, body)
     }
 
     fn server_error(&self) -> Response {
         let body = json!({"errcode": SYSTEM_ERRCODE, "description": "系统异常"});
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        json_reply(StatusCode::INTERNAL_SERVER_ERROR, body)
     }
 }
 
@@ -393,31 +377,12 @@ impl FaultReplies for JdyReplies {
 // Time
 // ---------------------------------------------------------------------------
 
-fn to_secs(time: NaiveDateTime) -> i64 {
-    time.and_utc().timestamp()
-}
-
-fn from_secs(secs: i64) -> NaiveDateTime {
-    DateTime::from_timestamp(secs, 0)
-        .map(|time| time.naive_utc())
-        .unwrap_or_default()
-}
-
 fn wall_clock(secs: i64) -> String {
     from_secs(secs).format(WALL_CLOCK).to_string()
 }
 
 fn day_of(secs: i64) -> String {
     from_secs(secs).format("%Y-%m-%d").to_string()
-}
-
-/// Shanghai wall-clock seconds of a UTC instant.
-fn shanghai_secs(instant: DateTime<Utc>) -> i64 {
-    to_secs(
-        chrono_tz::Asia::Shanghai
-            .from_utc_datetime(&instant.naive_utc())
-            .naive_local(),
-    )
 }
 
 fn now_ms() -> i64 {
@@ -576,18 +541,6 @@ impl Book {
 const CREATED_SALT: u64 = 0x6372_6561_7465_6421;
 const PARTY_SALT: u64 = 0x7061_7274_7921_2121;
 const LINE_SALT: u64 = 0x6c69_6e65_7321_2121;
-
-/// splitmix64.
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<T: Copy>(table: &[T], hash: u64) -> T {
-    table[(hash % table.len() as u64) as usize]
-}
 
 const SUPPLIERS: u64 = 40;
 const CUSTOMERS: u64 = 60;
@@ -1880,6 +1833,7 @@ mod tests {
     use crate::connector::jdy::request::{self, GatewaySend, Session};
     use crate::connector::jdy::{Generation, Settings};
     use crate::connector::types::{RowOutcome, Verdict, WireRequest};
+    use chrono::TimeZone;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -1934,17 +1888,7 @@ mod tests {
         }
 
         async fn send(&self, wire: WireRequest) -> (u16, Value) {
-            let method = reqwest::Method::from_bytes(wire.method.as_bytes()).unwrap();
-            let mut builder = self.client.request(method, &wire.url);
-            for (name, value) in &wire.headers {
-                builder = builder.header(name, value);
-            }
-            if let Some(body) = wire.body {
-                builder = builder.body(body);
-            }
-            let response = builder.send().await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await.unwrap();
+            let (status, bytes) = crate::sim::kit::send_wire_raw(&self.client, wire).await;
             (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
         }
 

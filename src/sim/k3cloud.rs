@@ -74,11 +74,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-use super::{instrument, lock, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
+use super::kit::{counters, json_reply, mix, naive_at, simulator, start_sim};
+use super::{instrument, lock, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator};
 use filter::{parse_time, Filter};
 use verify::{AppCredentials, Refusal};
 
@@ -157,9 +158,7 @@ pub struct K3CloudConfig {
 
 impl Default for K3CloudConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .and_then(|day| day.and_hms_opt(8, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 3, 1, 8, 0, 0);
         K3CloudConfig {
             records: 120,
             materials: 40,
@@ -213,11 +212,7 @@ impl SimState {
     }
 }
 
-impl Simulator for K3CloudSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(K3CloudSim);
 
 impl K3CloudSim {
     /// Builds and seeds the simulator; nothing listens until [`K3CloudSim::start`] or until
@@ -239,9 +234,7 @@ impl K3CloudSim {
 
     /// Builds a simulator and serves it on `listener`.
     pub async fn start(cfg: K3CloudConfig, listener: tokio::net::TcpListener) -> io::Result<(K3CloudSim, SimHandle)> {
-        let sim = K3CloudSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(K3CloudSim::new(cfg), K3CloudSim::router, listener).await
     }
 
     /// Every route (one dispatcher on the service name), with the log and fault layer.
@@ -381,9 +374,9 @@ impl K3CloudSim {
         lock(&self.state.store).table(form).map_or(0, |table| table.rows.len())
     }
 
-    /// `Save`/`BatchSave`/`Draft` requests that reached the handler.
-    pub fn write_calls(&self) -> u64 {
-        self.state.write_calls.load(Ordering::Relaxed)
+    counters! {
+        /// `Save`/`BatchSave`/`Draft` requests that reached the handler.
+        write_calls,
     }
 }
 
@@ -402,7 +395,7 @@ impl FaultReplies for K3Replies {
             14,
             Map::new(),
         );
-        (StatusCode::OK, Json(body)).into_response()
+        json_reply(StatusCode::OK, body)
     }
 
     fn server_error(&self) -> Response {
@@ -412,7 +405,7 @@ impl FaultReplies for K3Replies {
             4,
             Map::new(),
         );
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        json_reply(StatusCode::INTERNAL_SERVER_ERROR, body)
     }
 }
 
@@ -460,14 +453,6 @@ fn gateway_error(errcode: i64, description: &str, description_cn: &str) -> Respo
 
 fn format_time(time: NaiveDateTime) -> String {
     time.format(TIME_FORMAT).to_string()
-}
-
-/// A deterministic 64-bit mix (splitmix64).
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn text_of(value: &Value) -> Option<String> {

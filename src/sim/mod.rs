@@ -43,6 +43,7 @@ pub mod guanyi;
 pub mod jackyun;
 pub mod jdy;
 pub mod k3cloud;
+pub(crate) mod kit;
 pub mod scripted;
 pub mod shop;
 pub mod signatures;
@@ -468,24 +469,15 @@ impl FaultInjector {
 pub trait FaultReplies: Send + Sync + 'static {
     /// The answer to a request over the rate limit.
     fn throttled(&self) -> Response {
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({"message": "rate limit exceeded"})),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        kit::too_many_requests(serde_json::json!({"message": "rate limit exceeded"}))
     }
 
     /// The answer to a request picked by `fail_rate`.
     fn server_error(&self) -> Response {
-        (
+        kit::json_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({"message": "simulated internal error"})),
+            serde_json::json!({"message": "simulated internal error"}),
         )
-            .into_response()
     }
 
     /// Turns a real response body into garbage the client cannot parse.

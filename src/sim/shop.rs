@@ -42,18 +42,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::kit::{
+    counters, from_secs, json_reply, mix, naive_at, pick, simulator, start_sim, to_secs, too_many_requests,
+    BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, SURNAMES, TRADES,
+};
 use super::{
-    instrument, lock, percent_encode, read, serve, write, FaultReplies, Faults, LogMode, RequestLog, SimControl,
-    SimHandle, Simulator,
+    instrument, lock, percent_encode, read, write, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle,
+    Simulator,
 };
 
 /// Largest `size`/`limit` the source accepts.
@@ -94,9 +98,7 @@ pub struct ShopConfig {
 
 impl Default for ShopConfig {
     fn default() -> Self {
-        let base_time = NaiveDate::from_ymd_opt(2024, 1, 1)
-            .and_then(|day| day.and_hms_opt(0, 0, 0))
-            .unwrap_or_default();
+        let base_time = naive_at(2024, 1, 1, 0, 0, 0);
         ShopConfig {
             records: 2500,
             base_time,
@@ -125,11 +127,7 @@ impl std::fmt::Debug for ShopSim {
     }
 }
 
-impl Simulator for ShopSim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(ShopSim);
 
 impl ShopSim {
     /// Builds the shop's state; nothing listens until [`ShopSim::start`] or
@@ -177,9 +175,7 @@ impl ShopSim {
 
     /// Builds a shop and serves it on `listener`.
     pub async fn start(cfg: ShopConfig, listener: tokio::net::TcpListener) -> io::Result<(ShopSim, SimHandle)> {
-        let sim = ShopSim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(ShopSim::new(cfg), ShopSim::router, listener).await
     }
 
     /// The ERP id written back to source order `order_no`, if any.
@@ -309,19 +305,13 @@ impl ShopSim {
         lock(&self.state.target).replayed_keys
     }
 
-    /// `POST /orders/batch` requests handled.
-    pub fn create_calls(&self) -> u64 {
-        self.state.create_calls.load(Ordering::Relaxed)
-    }
-
-    /// `PUT /orders/{id}` requests handled.
-    pub fn update_calls(&self) -> u64 {
-        self.state.update_calls.load(Ordering::Relaxed)
-    }
-
-    /// `GET /orders` requests handled.
-    pub fn source_calls(&self) -> u64 {
-        self.state.source_calls.load(Ordering::Relaxed)
+    counters! {
+        /// `POST /orders/batch` requests handled.
+        create_calls,
+        /// `PUT /orders/{id}` requests handled.
+        update_calls,
+        /// `GET /orders` requests handled.
+        source_calls,
     }
 }
 
@@ -356,39 +346,20 @@ struct ShopReplies;
 
 impl FaultReplies for ShopReplies {
     fn throttled(&self) -> Response {
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"ok": false, "code": 429, "message": "too many requests"})),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        too_many_requests(json!({"ok": false, "code": 429, "message": "too many requests"}))
     }
 
     fn server_error(&self) -> Response {
-        (
+        json_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"ok": false, "code": 500, "message": "simulated internal error"})),
+            json!({"ok": false, "code": 500, "message": "simulated internal error"}),
         )
-            .into_response()
     }
 }
 
 // ---------------------------------------------------------------------------
 // Time
 // ---------------------------------------------------------------------------
-
-fn to_secs(time: NaiveDateTime) -> i64 {
-    time.and_utc().timestamp()
-}
-
-fn from_secs(secs: i64) -> NaiveDateTime {
-    DateTime::from_timestamp(secs, 0)
-        .map(|time| time.naive_utc())
-        .unwrap_or_default()
-}
 
 /// `YYYY-MM-DD HH:MM:SS`, written by hand because it is on the hot path.
 fn format_time(secs: i64) -> String {
@@ -622,28 +593,9 @@ const NAME_SALT: u64 = 0x6e61_6d65_7321_2121;
 const LINE_SALT: u64 = 0x6c69_6e65_7321_2121;
 const PRICE_SALT: u64 = 0x7072_6963_6573_2121;
 
-/// splitmix64: a cheap, well-spread hash of one number.
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<T: Copy>(table: &[T], hash: u64) -> T {
-    table[(hash % table.len() as u64) as usize]
-}
-
 const CITIES: &[&str] = &[
     "杭州", "上海", "北京", "深圳", "广州", "苏州", "南京", "成都", "武汉", "宁波", "厦门", "青岛",
 ];
-const BRAND_FIRST: &[&str] = &["云", "华", "鑫", "恒", "瑞", "嘉", "盛", "博", "明", "天", "中", "新"];
-const BRAND_SECOND: &[&str] = &["帆", "达", "泰", "源", "丰", "昌", "信", "诚", "通", "宇", "锦", "悦"];
-const TRADES: &[&str] = &[
-    "贸易", "科技", "电子", "食品", "实业", "商贸", "网络", "物流", "服饰", "家居",
-];
-const COMPANY_FORMS: &[&str] = &["有限公司", "有限公司", "有限责任公司", "股份有限公司"];
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙"];
 const GIVEN_NAMES: &[&str] = &[
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英",
 ];
@@ -1370,16 +1322,13 @@ async fn lookup_order(
 
 #[cfg(test)]
 mod tests {
+    use super::super::kit::test_time::naive as at;
     use super::super::{parse_query, InjectedFault};
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::time::{Duration, Instant};
     use tokio::net::TcpListener;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).unwrap()
-    }
 
     async fn start(cfg: ShopConfig) -> (ShopSim, SimHandle, reqwest::Client) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

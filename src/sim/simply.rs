@@ -60,17 +60,21 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
+use super::kit::{
+    self, counters, json_reply, like, mix, naive_at, pick, simulator, start_sim, to_secs, too_many_requests,
+    BRAND_FIRST, BRAND_SECOND, COMPANY_FORMS, SURNAMES,
+};
 use super::{
-    instrument, lock, parse_query, serve, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
+    instrument, lock, parse_query, FaultReplies, Faults, LogMode, RequestLog, SimControl, SimHandle, Simulator,
 };
 
 /// The endpoint path.
@@ -119,9 +123,7 @@ impl Default for SimplyConfig {
     fn default() -> Self {
         SimplyConfig {
             records: 300,
-            base_time: NaiveDate::from_ymd_opt(2024, 1, 1)
-                .and_then(|day| day.and_hms_opt(0, 0, 0))
-                .unwrap_or_default(),
+            base_time: naive_at(2024, 1, 1, 0, 0, 0),
             spacing_secs: 600,
             server_zone: chrono_tz::UTC,
             faults: Faults::default(),
@@ -428,11 +430,7 @@ impl Auth {
 // Public API of the simulator
 // ---------------------------------------------------------------------------
 
-impl Simulator for SimplySim {
-    fn control(&self) -> &super::SimControl {
-        &self.state.control
-    }
-}
+simulator!(SimplySim);
 
 impl SimplySim {
     /// Builds the state; nothing listens until [`SimplySim::start`] or until
@@ -485,9 +483,7 @@ impl SimplySim {
 
     /// Builds a simulator and serves it on `listener`.
     pub async fn start(cfg: SimplyConfig, listener: tokio::net::TcpListener) -> io::Result<(SimplySim, SimHandle)> {
-        let sim = SimplySim::new(cfg);
-        let handle = serve(listener, sim.router()).await?;
-        Ok((sim, handle))
+        start_sim(SimplySim::new(cfg), SimplySim::router, listener).await
     }
 
     /// Changes account `index` (1-based; its phone and description) and moves its
@@ -600,10 +596,10 @@ impl SimplySim {
         })
     }
 
-    /// create/update/revise/delete calls that reached the operation (refused rows
-    /// included).
-    pub fn write_calls(&self) -> u64 {
-        self.state.write_calls.load(Ordering::Relaxed)
+    counters! {
+        /// create/update/revise/delete calls that reached the operation (refused rows
+        /// included).
+        write_calls,
     }
 
     /// Ends every session now: the next call with one gets `SESSION_EXPIRED`, later
@@ -662,27 +658,18 @@ struct SimplyReplies;
 impl FaultReplies for SimplyReplies {
     fn throttled(&self) -> Response {
         let body = json!({"success": false, "error": {"code": "TOO_MANY_REQUESTS", "message": "Too many requests, retry later"}});
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        too_many_requests(body)
     }
 
     fn server_error(&self) -> Response {
         let body = json!({"success": false, "error": {"code": "INTERNAL_SERVER_ERROR", "message": "Unknown Error while processing request"}});
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        json_reply(StatusCode::INTERNAL_SERVER_ERROR, body)
     }
 }
 
 // ---------------------------------------------------------------------------
 // Time and generated data
 // ---------------------------------------------------------------------------
-
-/// Epoch seconds of a naive time read as UTC.
-fn to_secs(time: NaiveDateTime) -> i64 {
-    time.and_utc().timestamp()
-}
 
 /// Epoch second `secs` as wall-clock text in `zone`, the way vtiger's database stores it.
 fn format_time(secs: i64, zone: Tz) -> String {
@@ -705,33 +692,8 @@ fn expected_access_key(token: &str, user_access_key: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// splitmix64: a seeded, well-spread hash of an index.
-fn mix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn pick<T: Copy>(table: &[T], hash: u64) -> T {
-    table[usize::try_from(hash % table.len() as u64).unwrap_or(0)]
-}
-
-/// (province, city, district, postcode, area code).
-const REGIONS: &[(&str, &str, &str, &str, &str)] = &[
-    ("浙江省", "杭州市", "西湖区", "310012", "0571"),
-    ("浙江省", "宁波市", "鄞州区", "315100", "0574"),
-    ("上海市", "上海市", "浦东新区", "200120", "021"),
-    ("北京市", "北京市", "朝阳区", "100020", "010"),
-    ("广东省", "深圳市", "南山区", "518052", "0755"),
-    ("广东省", "广州市", "天河区", "510620", "020"),
-    ("江苏省", "苏州市", "工业园区", "215021", "0512"),
-    ("江苏省", "南京市", "鼓楼区", "210008", "025"),
-    ("四川省", "成都市", "武侯区", "610041", "028"),
-    ("湖北省", "武汉市", "江汉区", "430015", "027"),
-];
-const BRAND_FIRST: &[&str] = &["云", "华", "鑫", "恒", "瑞", "嘉", "盛", "博", "明", "天", "中", "新"];
-const BRAND_SECOND: &[&str] = &["帆", "达", "泰", "源", "丰", "昌", "信", "诚", "通", "宇", "锦", "悦"];
+/// The first ten of the kit's regions.
+const REGIONS: &[(&str, &str, &str, &str, &str)] = kit::REGIONS.split_at(10).0;
 /// (trade in the name, vtiger industry).
 const TRADES: &[(&str, &str)] = &[
     ("贸易", "Retail"),
@@ -745,9 +707,7 @@ const TRADES: &[(&str, &str)] = &[
     ("咨询", "Consulting"),
     ("服饰", "Apparel"),
 ];
-const COMPANY_FORMS: &[&str] = &["有限公司", "有限公司", "有限责任公司", "股份有限公司"];
 const ACCOUNT_TYPES: &[&str] = &["Customer", "Customer", "Partner", "Reseller", "Prospect"];
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙"];
 const GIVEN_NAMES: &[&str] = &[
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛",
 ];
@@ -1823,16 +1783,6 @@ fn condition_holds(condition: &Condition, row: &Map<String, Value>) -> bool {
     }
 }
 
-/// SQL `LIKE` with `%` (any run) and `_` (one character).
-fn like(text: &[char], pattern: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('%', rest)) => (0..=text.len()).any(|skip| like(&text[skip..], rest)),
-        Some(('_', rest)) => !text.is_empty() && like(&text[1..], rest),
-        Some((c, rest)) => text.first() == Some(c) && like(&text[1..], rest),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1873,19 +1823,8 @@ mod tests {
         }
 
         async fn send(&self, wire: WireRequest) -> (u16, Value) {
-            let mut builder = match wire.method {
-                "GET" => self.http.get(&wire.url),
-                _ => self.http.post(&wire.url),
-            };
-            for (name, value) in &wire.headers {
-                builder = builder.header(name, value);
-            }
-            if let Some(body) = wire.body {
-                builder = builder.body(body);
-            }
-            let response = builder.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap())
+            assert!(matches!(wire.method, "GET" | "POST"), "{}", wire.method);
+            crate::sim::kit::send_wire(&self.http, wire).await
         }
 
         async fn challenge(&self) -> request::Challenge {

@@ -9,6 +9,46 @@ use ferry::scheme::{load_str, Plan};
 use ferry::sim::scripted::{Reply, ScriptedSim};
 use ferry::sim::SimHandle;
 use ferry::store::{Failure, FailureLedger, FailureStatus, Store};
+use std::process::{Command, Output};
+
+/// The built `ferry` with `args` and `envs`, kept from the test's own environment
+/// (`FERRY_STORE`, `CREDENTIALS_DIRECTORY`) and logging warnings only.
+pub fn ferry_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .env_remove("FERRY_STORE")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("FERRY_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
+}
+
+/// Runs [`ferry_command`] to its end.
+pub fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    ferry_command(args, envs).output().expect("run ferry")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit code, stdout and stderr of a finished `ferry`, for failure messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// A finished `ferry`'s stdout as JSON.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
+}
 
 /// Loads `scheme` with `env`, failing the test on any diagnostic error.
 pub fn plan(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> Plan {
@@ -70,12 +110,40 @@ impl Scripted {
     }
 }
 
-/// A shop simulator on 127.0.0.1:0 in its own runtime (for tests that run the `ferry`
-/// binary against it): the runtime, the simulator and its URL. It serves as long as the
-/// runtime lives.
-pub fn start_shop(
+/// A shop simulator with `config` and the bearer `token` on 127.0.0.1:0, the plan of
+/// `scheme` against it (`SHOP_URL` and `ERP_URL`, with `SHOP_TOKEN` = `token`), and an
+/// empty SQLite store in a temporary folder (kept alive by the returned `TempDir`).
+pub async fn shop_rig(
     config: ferry::sim::shop::ShopConfig,
-) -> (tokio::runtime::Runtime, ferry::sim::shop::ShopSim, String) {
+    scheme: &str,
+    token: &str,
+) -> (ferry::sim::shop::ShopSim, SimHandle, Plan, Store, tempfile::TempDir) {
+    let config = ferry::sim::shop::ShopConfig {
+        token: Some(token.into()),
+        ..config
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
+    let url = handle.base_url();
+    let plan = plan(scheme, &|name| match name {
+        "SHOP_URL" | "ERP_URL" => Some(url.clone()),
+        "SHOP_TOKEN" => Some(token.into()),
+        _ => None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.db").display().to_string())
+        .await
+        .unwrap();
+    (sim, handle, plan, store, dir)
+}
+
+/// A simulator that `start` serves on 127.0.0.1:0 in its own runtime (for tests that run
+/// the `ferry` binary against it): the runtime, the simulator and its URL. It serves as
+/// long as the runtime lives.
+pub fn in_own_runtime<S, F>(start: impl FnOnce(tokio::net::TcpListener) -> F) -> (tokio::runtime::Runtime, S, String)
+where
+    F: std::future::Future<Output = std::io::Result<(S, SimHandle)>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -83,10 +151,22 @@ pub fn start_shop(
         .unwrap();
     let (sim, url) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (sim, handle) = ferry::sim::shop::ShopSim::start(config, listener).await.unwrap();
+        let (sim, handle) = start(listener).await.unwrap();
         let url = handle.base_url();
         std::mem::forget(handle); // lives as long as the runtime
         (sim, url)
     });
     (runtime, sim, url)
+}
+
+/// A shop simulator with `config` [in its own runtime](in_own_runtime).
+pub fn start_shop(
+    config: ferry::sim::shop::ShopConfig,
+) -> (tokio::runtime::Runtime, ferry::sim::shop::ShopSim, String) {
+    in_own_runtime(|listener| ferry::sim::shop::ShopSim::start(config, listener))
+}
+
+/// A scripted simulator serving `routes` [in its own runtime](in_own_runtime).
+pub fn start_scripted(routes: Vec<(&str, Vec<Reply>)>) -> (tokio::runtime::Runtime, ScriptedSim, String) {
+    in_own_runtime(|listener| ScriptedSim::start(listener, routes))
 }

@@ -202,18 +202,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "ERP standard interface",
     summary: "The ERP data-sync platform's standard interface for heterogeneous ERPs.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "queryMasterBatch",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -228,21 +221,11 @@ impl Protocol for Settings {
         envelope::classify_with(self, status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         envelope::default_paging(api)
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 
     fn reports_detail_ids(&self) -> bool {
         true

@@ -160,18 +160,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Fxiaoke",
     summary: "ShareCRM / Fxiaoke OpenAPI, including the ERP data push.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "/cgi/crm/v2/data/query",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -214,10 +207,6 @@ impl Protocol for Settings {
         envelope::classify(status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         envelope::default_paging(api)
     }
@@ -235,13 +224,7 @@ impl Protocol for Settings {
         }
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]

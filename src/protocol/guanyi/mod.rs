@@ -147,18 +147,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Guanyiyun",
     summary: "Guanyiyun C-ERP (`gy.erp.*`): one RPC URL, MD5-signed JSON bodies.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "gy.erp.shop.get",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -178,21 +171,11 @@ impl Protocol for Settings {
         envelope::classify_with(&self.error_codes(), status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         Settings::paging(self, api)
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]

@@ -187,18 +187,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Jackyun",
     summary: "Jackyun open API: form-encoded, lowercase-MD5 signed.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "crm.customer.list",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -223,10 +216,6 @@ impl Protocol for Settings {
         envelope::classify_with(&self.rules(), status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         Settings::paging(self, api)
     }
@@ -247,13 +236,7 @@ impl Protocol for Settings {
         }
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]

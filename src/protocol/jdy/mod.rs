@@ -329,18 +329,11 @@ fn secs(value: u64) -> chrono::Duration {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Kingdee Xingchen",
     summary: "Kingdee Jingdou Cloud Xingchen (jdy) v2 gateway, or its legacy v1 API.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "scm/pur_inbound",
-};
+}
 
 /// A nonce for the gateway's signature: never zero.
 fn gateway_nonce(nonce: u128) -> u64 {
@@ -409,21 +402,11 @@ impl Protocol for Settings {
         envelope::classify_with(self, status, body)
     }
 
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
-    }
-
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
         envelope::default_paging(api)
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]

@@ -255,18 +255,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Kingdee K3Cloud",
     summary: "Kingdee K3Cloud WebAPI: signed X-Api/X-Kd headers or a legacy session.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "ExecuteBillQuery",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -306,10 +299,6 @@ impl Protocol for Settings {
 
     fn classify(&self, status: u16, body: &Value) -> Verdict {
         envelope::classify(status, body)
-    }
-
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
     }
 
     fn paging(&self, api: &str) -> Option<PagingDefaults> {
@@ -373,13 +362,7 @@ impl Protocol for Settings {
         Ok(())
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 
     fn reports_detail_ids(&self) -> bool {
         true

@@ -191,18 +191,11 @@ impl Settings {
 
 use crate::protocol::prelude::*;
 
-/// This connector's line in [`crate::protocol::CONNECTORS`].
-pub const CONNECTOR: Connector = Connector {
-    name: NAME,
+vendor_connector! {
     title: "Simply CRM",
     summary: "Simply CRM (vtiger webservice.php): challenge/login sessions, VTQL query and sync.",
-    about: ABOUT,
-    secret_fields: SECRET_FIELDS,
-    open: open_settings::<Settings>,
-    settings_schema: Some(schema_of::<Settings>),
-    scaffold: &scaffold::SCAFFOLD,
     example_api: "query",
-};
+}
 
 impl Protocol for Settings {
     fn name(&self) -> &'static str {
@@ -251,10 +244,6 @@ impl Protocol for Settings {
 
     fn classify(&self, status: u16, body: &Value) -> Verdict {
         envelope::classify_with(&self.rules(), status, body)
-    }
-
-    fn records_path(&self, api: &str) -> Option<&'static str> {
-        envelope::records_path(api)
     }
 
     fn deleted_path(&self, api: &str) -> Option<&'static str> {
@@ -313,13 +302,7 @@ impl Protocol for Settings {
         })
     }
 
-    fn row_outcomes(&self, api: &str, body: &Value, rows: usize) -> Option<Vec<RowOutcome>> {
-        envelope::row_outcomes(api, body, rows)
-    }
-
-    fn written_id(&self, api: &str, body: &Value) -> Option<String> {
-        envelope::written_id(api, body)
-    }
+    envelope_answers!();
 }
 
 #[cfg(test)]

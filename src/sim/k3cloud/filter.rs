@@ -25,6 +25,8 @@ use std::cmp::Ordering;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
+use crate::sim::kit::like;
+
 /// A parsed filter; [`Filter::All`] matches every row.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Filter {
@@ -427,16 +429,6 @@ fn compare(actual: &Value, literal: &Literal) -> Option<Ordering> {
                 _ => Some(stored.cmp(text.as_str())),
             }
         }
-    }
-}
-
-/// SQL LIKE with `%` and `_`.
-pub(super) fn like(text: &[char], pattern: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('%', rest)) => (0..=text.len()).any(|skip| like(&text[skip..], rest)),
-        Some(('_', rest)) => !text.is_empty() && like(&text[1..], rest),
-        Some((c, rest)) => text.first() == Some(c) && like(&text[1..], rest),
     }
 }
 
