@@ -1275,7 +1275,7 @@ mod unit_tests {
             let Store::Sqlite(store) = Store::open(&location).await.unwrap() else {
                 panic!("{location} is a SQLite store")
             };
-            for pool in [store.writer(), store.readers()] {
+            for pool in [store.pool_for(sql::On::Write), store.pool_for(sql::On::Read)] {
                 let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
                 assert_eq!(level, expected, "{location}: 1 is NORMAL, 2 is FULL");
             }

@@ -226,7 +226,7 @@ impl SqliteStore {
         &self.inner.appends
     }
 
-    fn pool_for(&self, on: On) -> &SqlitePool {
+    pub(super) fn pool_for(&self, on: On) -> &SqlitePool {
         match on {
             On::Read => &self.inner.readers,
             On::Write => &self.inner.writer,
