@@ -176,6 +176,60 @@ fn inbox_rows(store: &str) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A scheme that takes the sender's `Idempotency-Key` header as a push's key (seed 000's
+/// non-standard format has no `id` header to tell a new push from a repeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_idempotency_key_tells_repeats_from_new_pushes() {
+    let rig = Rig::new().await;
+    let keyed = rig.xml.with_file_name("keyed.yaml");
+    let text = std::fs::read_to_string(&rig.xml).unwrap().replace(
+        "    codec: xml\n",
+        "    codec: xml\n    idempotency_key: {header: Idempotency-Key}\n",
+    );
+    assert!(text.contains("idempotency_key"), "the scheme fixture changed shape");
+    std::fs::write(&keyed, text).unwrap();
+    let serve = rig.serve(&[&keyed]).await;
+    let client = reqwest::Client::new();
+    let body = "<orders><order><no>K-1</no><customer_code>C-2</customer_code><customer>Bo</customer>\
+                <amount>5</amount><line><sku>P-9</sku><qty>4</qty></line></order></orders>";
+    let push = |key: Option<&'static str>| {
+        let mut request = client
+            .post(format!("{}/receive/xml-orders", serve.base))
+            .header("token", TOKEN)
+            .header("Content-Type", "application/xml")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = push(Some("evt-1")).await;
+    assert_eq!((status, &first["errCode"]), (200, &json!("s106240000")), "{first}");
+    let (status, repeat) = push(Some("evt-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        repeat["inboxId"], first["inboxId"],
+        "the same key and body is the same push"
+    );
+    let (status, second) = push(Some("evt-2")).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        second["inboxId"], first["inboxId"],
+        "a new key is a new push, even with the same body"
+    );
+    let (status, refused) = push(None).await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["errMsg"].as_str().unwrap_or_default();
+    assert!(message.contains("`Idempotency-Key` header"), "{message}");
+    assert_eq!(inbox_rows(&rig.store).len(), 2, "the refused push was not stored");
+    serve.terminate();
+    assert_eq!(serve.exit_code().await, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_in_each_format_land_in_the_target_and_a_second_push_updates() {
     let rig = Rig::new().await;
@@ -871,6 +925,38 @@ fn serve_and_run_refuse_the_wrong_kind_of_scheme_with_exit_2() {
         !dir.path().join("ferry.db").exists(),
         "refused before any store was created"
     );
+}
+
+/// A badly written `idempotency_key` is a configuration error at its line.
+#[test]
+fn an_idempotency_key_must_name_one_header_or_one_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string("schemes/receive-orders-to-erp.yaml").unwrap();
+    for (key, expected) in [
+        ("{header: X-Key, path: $.id}", "give exactly one of `header` and `path`"),
+        ("{header: \"X Key\"}", "`X Key` is not a valid header name"),
+        ("{path: \"$.[\"}", "source.receive.idempotency_key.path"),
+    ] {
+        let scheme = dir.path().join("keyed.yaml");
+        let text = base.replace(
+            "    path: orders\n",
+            &format!("    path: orders\n    idempotency_key: {key}\n"),
+        );
+        assert!(text.contains("idempotency_key"), "the shipped scheme changed shape");
+        std::fs::write(&scheme, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["validate"])
+            .arg(&scheme)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(expected), "{key}: {stderr}");
+        assert!(
+            stderr.contains("keyed.yaml:"),
+            "{key}: the file and line are named: {stderr}"
+        );
+    }
 }
 
 /// `ferry bench --workload receive` drives `ferry serve` with concurrent clients and

@@ -23,7 +23,7 @@ use super::formats::{self, Push, Shape};
 use crate::engine::{Pushed, Replay, RunOptions};
 use crate::error::Error;
 use crate::http::HttpClient;
-use crate::scheme::model::{Plan, ReceivePlan};
+use crate::scheme::model::{IdempotencyKey, Plan, ReceivePlan};
 use crate::scheme::raw::{ReceiveCodec, ReceiveFormat};
 use crate::store::{FailureLedger, FailureStatus, InboxRow, InboxStore, NewPush, PushOutcome, PushStatus, Store};
 use axum::body::Body;
@@ -442,6 +442,37 @@ fn payload_of(receiver: &Receiver, push: &Push, bytes: &[u8], family: Family) ->
     }
 }
 
+/// The sender's own key for a push (`source.receive.idempotency_key`), when the scheme
+/// names one; a push without it is refused, since it could not be told from a repeat.
+fn idempotency_key(receive: &ReceivePlan, headers: &HeaderMap, payload: &Value) -> Result<Option<String>, String> {
+    let found = match &receive.idempotency_key {
+        None => return Ok(None),
+        Some(IdempotencyKey::Header(name)) => headers
+            .get(name.as_str())
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_string),
+        Some(IdempotencyKey::Path(path)) => path
+            .select(payload)
+            .into_iter()
+            .find_map(crate::transform::value_to_text)
+            .filter(|value| !value.is_empty()),
+    };
+    match (found, &receive.idempotency_key) {
+        (Some(key), _) => Ok(Some(key)),
+        (None, Some(IdempotencyKey::Header(name))) => Err(format!(
+            "the push has no `{name}` header, which this scheme takes as its idempotency key \
+             (source.receive.idempotency_key)"
+        )),
+        (None, Some(IdempotencyKey::Path(path))) => Err(format!(
+            "the push body has no value at `{path}`, which this scheme takes as its idempotency key \
+             (source.receive.idempotency_key.path)"
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -525,11 +556,15 @@ async fn accept(
             )
         }
     }
+    let key = match idempotency_key(&receiver.receive, headers, &payload) {
+        Ok(key) => key.or_else(|| push.id.clone()),
+        Err(message) => return refused(StatusCode::BAD_REQUEST, "malformed", message),
+    };
     let payload_text = serde_json::to_vec(&payload).unwrap_or_default();
     let dedupe_key = hex_sha256(
         format!(
             "{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            push.id.as_deref().unwrap_or_default(),
+            key.as_deref().unwrap_or_default(),
             trace,
             push.cancel,
             hex_sha256(&payload_text)

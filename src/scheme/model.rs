@@ -163,6 +163,17 @@ pub struct ReceivePlan {
     pub tolerance_secs: i64,
     pub max_body: usize,
     pub max_pending: u64,
+    /// The sender's own key for a push, in place of its `id`.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// Where a push's idempotency key is read.
+#[derive(Clone, Debug)]
+pub enum IdempotencyKey {
+    /// A request header (matched without regard to case).
+    Header(String),
+    /// The first value a JSONPath finds in the decoded body.
+    Path(JsonPath),
 }
 
 /// A per-record detail request and where the full record sits in its answer.

@@ -497,6 +497,25 @@ pub struct RawReceive {
     /// Most pending inbox rows of this scheme (default 100000); past it pushes get 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u64>,
+    /// What identifies a push when the sender sets its own key (default: the `id` header,
+    /// or `data.id`): a header (e.g. `webhook-id`, `Idempotency-Key`) or a JSONPath into
+    /// the decoded body. Pushes with the same key and the same payload are one push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<RawIdempotencyKey>,
+}
+
+/// Where a push's idempotency key is read: exactly one of `header` and `path`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotencyKey {
+    /// A request header, e.g. `Idempotency-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["Idempotency-Key"]))]
+    pub header: Option<String>,
+    /// A JSONPath into the decoded body, e.g. `$.eventId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["$.eventId"]))]
+    pub path: Option<String>,
 }
 
 /// Which seed-000 format a receiving source takes.

@@ -1494,6 +1494,31 @@ fn build_receiving_source(
             );
         }
     }
+    let idempotency_key = match &receive.idempotency_key {
+        None => Some(None),
+        Some(key) => match (&key.header, &key.path) {
+            (Some(header), None) if is_header_name(header) => Some(Some(IdempotencyKey::Header(header.clone()))),
+            (Some(header), None) => {
+                ctx.error(
+                    "source.receive.idempotency_key.header",
+                    format!("`{header}` is not a valid header name"),
+                    Some("use letters, digits and `-`, e.g. `Idempotency-Key`".into()),
+                );
+                None
+            }
+            (None, Some(path)) => ctx
+                .json_path("source.receive.idempotency_key.path", path)
+                .map(|path| Some(IdempotencyKey::Path(path))),
+            _ => {
+                ctx.error(
+                    "source.receive.idempotency_key",
+                    "give exactly one of `header` and `path`",
+                    Some("e.g. `idempotency_key: {header: Idempotency-Key}` or `{path: $.eventId}`".into()),
+                );
+                None
+            }
+        },
+    };
     let records = ctx.json_path("source.records", raw.records.as_deref().unwrap_or("$"));
     let deleted = match &raw.deleted {
         Some(text) => ctx.json_path("source.deleted", text).map(Some),
@@ -1510,7 +1535,8 @@ fn build_receiving_source(
         }
     }
     let name = ctx.optional_template("source.name", raw.name.as_ref(), Names::Record(SOURCE_RECORD_NAMES));
-    let (records, deleted, id, name, tolerance) = (records?, deleted?, id?, name?, tolerance?);
+    let (records, deleted, id, name, tolerance, idempotency_key) =
+        (records?, deleted?, id?, name?, tolerance?, idempotency_key?);
     if !ok {
         return None;
     }
@@ -1557,6 +1583,7 @@ fn build_receiving_source(
             tolerance_secs: tolerance.num_seconds(),
             max_body: receive.max_body.unwrap_or(1 << 20) as usize,
             max_pending: receive.max_pending.unwrap_or(100_000),
+            idempotency_key,
         }),
     })
 }
@@ -2216,4 +2243,11 @@ fn prune(value: &mut Value, path: &str) -> bool {
         },
         _ => false,
     }
+}
+/// An HTTP header name (RFC 9110 token characters).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

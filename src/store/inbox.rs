@@ -214,7 +214,11 @@ macro_rules! shared_inbox_methods {
             let at = ms(now());
             let mut changed = 0;
             // Rows that went through settle together, a statement per chunk of ids.
-            let done: Vec<i64> = outcomes.iter().filter(|o| o.error.is_none()).map(|o| o.id).collect();
+            let done: Vec<i64> = outcomes
+                .iter()
+                .filter(|o| o.error.is_none())
+                .map(|o| o.id)
+                .collect();
             for chunk in done.chunks(FINISH_ROWS_PER_STATEMENT) {
                 let mut args: Vec<Arg<'_>> = vec![at.into(), worker.into()];
                 args.extend(chunk.iter().map(|&id| Arg::from(id)));
